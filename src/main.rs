@@ -1,0 +1,61 @@
+//! The `firefly` command: runs and controls a Firefly node.
+//!
+//! `main` parses the command line, sets up logging and hands over to one
+//! module per subcommand under `cmd/`. Errors come back as `anyhow` chains and
+//! are printed on one line; nothing here panics on user input.
+
+mod cmd;
+mod data_dir;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Firefly: synchronized multi-room music over a peer-to-peer swarm.
+#[derive(Debug, Parser)]
+#[command(name = "firefly", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the swarm's pre-shared key (private swarms).
+    Key(cmd::key::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("firefly: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Key(args) => cmd::key::run(args),
+    }
+}
+
+/// A closed stdout (`firefly library | head`) is not an error worth reporting.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
