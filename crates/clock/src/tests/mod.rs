@@ -1,0 +1,1 @@
+//! Sans-IO test harness: whole swarms in the simulator, asserting behaviour.
