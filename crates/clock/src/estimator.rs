@@ -248,19 +248,20 @@ impl PeerEstimator {
             u: s.t2.0.saturating_sub(s.t1.0),
             v: s.t3.0.saturating_sub(s.t4.0),
         };
-        if let Some(newest) = self.points.back() {
-            if p.t1 < newest.t1.saturating_sub(cfg.max_age) {
-                return Err(SampleError::Stale);
-            }
+        if let Some(newest) = self.points.back()
+            && p.t1 < newest.t1.saturating_sub(cfg.max_age)
+        {
+            return Err(SampleError::Stale);
         }
         if self.points.iter().any(|q| q.t1 == p.t1) || self.pending.is_some_and(|q| q.t1 == p.t1) {
             return Err(SampleError::Duplicate);
         }
-        // The fit of the last tick is good enough to judge a new sample and
-        // saves refitting on every insert; fit afresh only if there is none.
+        // A recent fit (the clock refits every tick) is good enough to judge a
+        // new sample and saves refitting on every insert; small or outgrown
+        // windows are refitted.
         let judge = match self.fit {
-            Some(fit) => Some(fit),
-            None => self.estimate(cfg),
+            Some(fit) if fit.samples >= 16 && self.points.len() < fit.samples + 16 => Some(fit),
+            _ => self.estimate(cfg),
         };
         let outcome = match judge {
             Some(fit) if self.points.len() >= 3 => {
@@ -584,7 +585,6 @@ mod tests {
         }
         let e = est.estimate(&cfg()).unwrap();
         let truth = theta0 + rate * e.at.0 as f64;
-        eprintln!("{e:?} truth {truth}");
         assert!((e.theta - truth).abs() < 60.0, "error {}", e.theta - truth);
         assert!((e.rate - rate).abs() < 5e-6, "rate {}", e.rate);
         assert!(e.uncertainty < 200.0);

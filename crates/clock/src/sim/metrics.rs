@@ -35,6 +35,9 @@ pub struct Metrics {
     /// The same statistic over a quiet stretch just before the crash: what
     /// the crash figure would be with no crash at all, µs.
     pub quiet_wander_us: Option<f64>,
+    /// The same statistic around the join: how far the others' mean timeline
+    /// moved when the newcomer arrived (a joiner must not pull the swarm), µs.
+    pub join_pull_us: Option<f64>,
     /// The node that crashed.
     pub crashed_node: Option<usize>,
     /// Per node: 99th percentile of its distance from the median after
@@ -205,6 +208,7 @@ impl Recorder {
             quiet_wander_us: self
                 .crash
                 .and_then(|(c, at)| self.departure(c, at.saturating_sub(10_000_000))),
+            join_pull_us: self.join.and_then(|(j, at)| self.departure(j, at)),
             crashed_node: self.crash.map(|c| c.0),
             node_error_p99_us: node_error,
             timeline,
