@@ -32,6 +32,10 @@ pub const MAX_SAMPLE_RATE: u32 = 192_000;
 /// 192 kHz): a lying packet header cannot make us allocate more.
 const MAX_GAP_FRAMES: u64 = 192_000;
 
+/// Packets failing in a row after which the track is given up: a stream
+/// the decoder cannot handle at all, rather than a damaged stretch.
+const MAX_FAILURES_IN_A_ROW: u32 = 100;
+
 /// What a track is, as far as playback cares.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackInfo {
@@ -70,7 +74,12 @@ pub struct Decoder {
     next_frame: u64,
     /// Frames still to drop after an accurate seek landed before its target.
     discard: u64,
+    /// Timestamp the next packet should carry; a later one means packets were lost.
+    expected_ts: Option<u64>,
+    /// Whether the end-of-track shortfall against the declared length was handled.
+    tail_checked: bool,
     corrupt_packets: u64,
+    failures_in_a_row: u32,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -120,10 +129,17 @@ impl Decoder {
         let probed = symphonia::default::get_probe()
             .format(&hint, stream, &format_options, &MetadataOptions::default())
             .map_err(|err| match err {
-                SymphoniaError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
-                    DecodeError::Io(io)
+                SymphoniaError::Unsupported(what) if what.contains("no suitable format reader") => {
+                    DecodeError::NotAudio(what.to_string())
                 }
-                other => DecodeError::NotAudio(other.to_string()),
+                SymphoniaError::Unsupported(what) => {
+                    DecodeError::UnsupportedCodec(what.to_string())
+                }
+                SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    DecodeError::Malformed("the file ends before its headers do".into())
+                }
+                SymphoniaError::IoError(io) => DecodeError::Io(io),
+                other => DecodeError::Malformed(other.to_string()),
             })?;
         let format = probed.format;
         let track = format
@@ -163,7 +179,10 @@ impl Decoder {
             convert: None,
             next_frame: 0,
             discard: 0,
+            expected_ts: None,
+            tail_checked: false,
             corrupt_packets: 0,
+            failures_in_a_row: 0,
         })
     }
 
@@ -199,7 +218,7 @@ impl Decoder {
                 Err(SymphoniaError::IoError(err))
                     if err.kind() == std::io::ErrorKind::UnexpectedEof =>
                 {
-                    return Ok(None);
+                    return Ok(self.fill_shortfall(out));
                 }
                 Err(SymphoniaError::IoError(err)) => return Err(DecodeError::Io(err)),
                 Err(SymphoniaError::ResetRequired) => {
@@ -219,6 +238,18 @@ impl Decoder {
             }
             let start = out.len();
             let first_frame = self.next_frame;
+            // Demuxers resync silently past damaged data; a jump in timestamps shows what was lost.
+            let mut concealed = false;
+            if let Some(expected) = self.expected_ts
+                && packet.ts() > expected
+            {
+                let gap = self.ts_to_frame(packet.ts() - expected).min(MAX_GAP_FRAMES);
+                self.corrupt_packets += 1;
+                concealed = true;
+                tracing::debug!(frames = gap, "lost packets replaced by silence");
+                out.resize(start + gap as usize * self.out_channels, 0.0);
+            }
+            self.expected_ts = Some(packet.ts() + packet.dur());
             match self.decoder.decode(&packet) {
                 Ok(decoded) => {
                     let spec = *decoded.spec();
@@ -239,11 +270,28 @@ impl Decoder {
                     buf.copy_interleaved_ref(decoded);
                     map_channels(buf.samples(), spec.channels.count(), self.out_channels, out);
                 }
-                Err(SymphoniaError::DecodeError(msg)) => {
+                Err(SymphoniaError::ResetRequired) => {
+                    self.decoder.reset();
+                    continue;
+                }
+                Err(
+                    err @ (SymphoniaError::DecodeError(_)
+                    | SymphoniaError::IoError(_)
+                    | SymphoniaError::Unsupported(_)),
+                ) => {
+                    // The packet is in memory, so an i/o error means its bits ran out, and
+                    // garbage can look like an unsupported feature: treat both as corruption,
+                    // unless nothing decodes at all.
+                    self.failures_in_a_row += 1;
+                    if self.failures_in_a_row > MAX_FAILURES_IN_A_ROW {
+                        return Err(DecodeError::Fatal(format!(
+                            "{MAX_FAILURES_IN_A_ROW} packets in a row failed, last: {err}"
+                        )));
+                    }
                     self.corrupt_packets += 1;
                     let gap = packet.dur().min(MAX_GAP_FRAMES);
-                    tracing::debug!(%msg, frames = gap, "corrupt packet replaced by silence");
-                    out.resize(start + gap as usize * self.out_channels, 0.0);
+                    tracing::debug!(%err, frames = gap, "corrupt packet replaced by silence");
+                    out.resize(out.len() + gap as usize * self.out_channels, 0.0);
                     let frames = self.account(out, start);
                     if frames == 0 {
                         continue;
@@ -254,17 +302,9 @@ impl Decoder {
                         concealed: true,
                     }));
                 }
-                Err(SymphoniaError::IoError(err))
-                    if err.kind() == std::io::ErrorKind::UnexpectedEof =>
-                {
-                    return Ok(None);
-                }
-                Err(SymphoniaError::ResetRequired) => {
-                    self.decoder.reset();
-                    continue;
-                }
                 Err(other) => return Err(DecodeError::Fatal(other.to_string())),
             }
+            self.failures_in_a_row = 0;
             let frames = self.account(out, start);
             if frames == 0 {
                 continue;
@@ -272,9 +312,32 @@ impl Decoder {
             return Ok(Some(Block {
                 first_frame,
                 frames,
-                concealed: false,
+                concealed,
             }));
         }
+    }
+
+    /// At the end of the track: if fewer frames came out than the container
+    /// declared, frames were lost without a trace in the timestamps (MP3
+    /// resyncs that way); report it and pad the end so the length is right.
+    fn fill_shortfall(&mut self, out: &mut Vec<f32>) -> Option<Block> {
+        if self.tail_checked {
+            return None;
+        }
+        self.tail_checked = true;
+        let declared = self.info.frames?;
+        let missing = declared.checked_sub(self.next_frame).filter(|&m| m > 0)?;
+        let missing = missing.min(MAX_GAP_FRAMES);
+        self.corrupt_packets += 1;
+        tracing::debug!(frames = missing, "track shorter than declared; padding");
+        let first_frame = self.next_frame;
+        out.resize(out.len() + missing as usize * self.out_channels, 0.0);
+        self.next_frame += missing;
+        Some(Block {
+            first_frame,
+            frames: missing as usize,
+            concealed: true,
+        })
     }
 
     /// Drops pending seek-discard frames from what was just appended and
@@ -311,6 +374,8 @@ impl Decoder {
                 reason: err.to_string(),
             })?;
         self.decoder.reset();
+        self.expected_ts = None;
+        self.tail_checked = false;
         let actual = self.ts_to_frame(seeked.actual_ts);
         // An accurate seek lands at or before the target; the frames between are dropped.
         self.discard = frame.saturating_sub(actual);

@@ -22,6 +22,9 @@ pub enum DecodeError {
     /// The bytes are not in any audio container symphonia recognizes.
     #[error("not an audio file (no known container format): {0}")]
     NotAudio(String),
+    /// The container was recognized but its headers are damaged.
+    #[error("malformed audio file: {0}")]
+    Malformed(String),
     /// The container holds no audio track.
     #[error("no audio track in the container")]
     NoAudioTrack,
