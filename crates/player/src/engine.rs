@@ -454,6 +454,7 @@ impl Engine {
                     if let Some(cur) = self.current.as_mut()
                         && let Phase::Paused { frame } = cur.phase
                     {
+                        cur.track.feed.prepare(frame);
                         cur.anchor_frame = frame;
                         cur.anchor_at = at;
                         cur.fade_in = true;
@@ -462,6 +463,7 @@ impl Engine {
                 }
                 Command::Seek { frame, at } => {
                     if let Some(cur) = self.current.as_mut() {
+                        cur.track.feed.prepare(frame);
                         match cur.phase {
                             Phase::Playing if cur.gain > 0.0 => {
                                 cur.fade_out(AfterFade::Seek { frame, at }, fade);
@@ -625,12 +627,16 @@ impl Engine {
         let fade = self.fade_frames();
         let starved = self.fill(cur, frames + fade as usize + 1);
         let available = cur.fifo_pos.len();
-        // On an underrun, what is left is played with a fade-out over its tail.
+        // Running dry: what is left is played with a fade-out over its last `fade` frames,
+        // starting in whichever period those frames fall.
         let mut hold_until = 0;
-        if starved && available < frames {
-            let tail = (fade as usize).min(available).max(1);
-            hold_until = available - tail.min(available);
-            cur.gain_step = -cur.gain.max(f32::EPSILON) / tail as f32;
+        if starved {
+            let tail_start = available.saturating_sub(fade as usize);
+            if tail_start < frames {
+                hold_until = tail_start;
+                let tail = (available - tail_start).max(1);
+                cur.gain_step = -cur.gain.max(f32::EPSILON) / tail as f32;
+            }
         }
         for i in 0..frames {
             let Some(pos) = cur.fifo_pos.pop_front() else {

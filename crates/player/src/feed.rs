@@ -17,6 +17,10 @@ use std::time::Duration;
 /// Seconds of decoded audio kept ahead of the renderer.
 pub(crate) const FEED_SECONDS: u64 = 4;
 
+/// Seconds of already fetched audio kept behind it, so a resume after a pause
+/// (which restarts slightly before the last fetched frame) needs no seek.
+pub(crate) const HISTORY_SECONDS: u64 = 1;
+
 /// What [`Feed::fetch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fetch {
@@ -33,6 +37,8 @@ struct State {
     ring: VecDeque<f32>,
     /// Index of the first frame in `ring`.
     front: u64,
+    /// Index just past the last fetched frame; frames before it are history.
+    read: u64,
     /// The decoder reached the end (or failed) at `front + ring frames`.
     ended: bool,
     seek_to: Option<u64>,
@@ -49,6 +55,7 @@ struct Shared {
     changed: Condvar,
     channels: usize,
     capacity_frames: usize,
+    history_frames: u64,
 }
 
 impl Shared {
@@ -74,12 +81,14 @@ impl Feed {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 front: first_frame,
+                read: first_frame,
                 seek_to: (first_frame > 0).then_some(first_frame),
                 ..State::default()
             }),
             changed: Condvar::new(),
             channels: decoder.out_channels(),
             capacity_frames: (rate * FEED_SECONDS) as usize,
+            history_frames: rate * HISTORY_SECONDS,
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -98,41 +107,62 @@ impl Feed {
         if state.seek_to.is_some() {
             return Fetch::Pending;
         }
-        let len = (state.ring.len() / ch) as u64;
-        let far_ahead = self.shared.capacity_frames as u64;
-        if from < state.front || from > state.front + len + far_ahead {
-            state.seek_to = Some(from);
-            state.ring.clear();
-            state.ended = false;
-            drop(state);
-            self.shared.changed.notify_all();
+        if self.needs_seek(&state, from) {
+            self.request_seek(state, from);
             return Fetch::Pending;
         }
-        let skip = (from - state.front).min(len);
-        state.ring.drain(..skip as usize * ch);
-        state.front += skip;
-        let len = (state.ring.len() / ch) as u64;
-        let result = if from > state.front {
-            // Still skipping towards `from`; the decoder has not got there yet.
-            if state.ended {
-                Fetch::Ended(0)
-            } else {
-                Fetch::Pending
-            }
-        } else if len >= n as u64 {
-            out.extend(state.ring.drain(..n * ch));
-            state.front += n as u64;
+        let end = state.front + (state.ring.len() / ch) as u64;
+        let result = if from + n as u64 <= end {
+            let start = (from - state.front) as usize * ch;
+            out.extend(state.ring.range(start..start + n * ch));
+            state.read = from + n as u64;
             Fetch::Ready
         } else if state.ended {
-            out.extend(state.ring.drain(..));
-            state.front += len;
-            Fetch::Ended(len as usize)
+            let got = end.saturating_sub(from);
+            let start = (from.min(end) - state.front) as usize * ch;
+            out.extend(state.ring.range(start..));
+            state.read = end;
+            Fetch::Ended(got as usize)
         } else {
+            // Not decoded yet (the stream is late, or the decoder is catching up).
+            state.read = state.read.max(from.min(end));
             Fetch::Pending
         };
+        // Keep only a little history behind the read point.
+        let keep_from = state.read.saturating_sub(self.shared.history_frames);
+        if keep_from > state.front {
+            let drop = (keep_from - state.front).min((state.ring.len() / ch) as u64);
+            state.ring.drain(..drop as usize * ch);
+            state.front += drop;
+        }
         drop(state);
         self.shared.changed.notify_all();
         result
+    }
+
+    /// Starts positioning the decoder for a fetch from `frame` that is coming
+    /// (a scheduled seek or resume), so the frames are ready in time.
+    pub(crate) fn prepare(&self, frame: u64) {
+        let state = self.shared.lock();
+        if state.seek_to.is_none() && self.needs_seek(&state, frame) {
+            self.request_seek(state, frame);
+        }
+    }
+
+    /// Whether `frame` is behind the ring or too far ahead to decode up to.
+    fn needs_seek(&self, state: &State, frame: u64) -> bool {
+        let end = state.front + (state.ring.len() / self.shared.channels) as u64;
+        frame < state.front || frame > end + self.shared.capacity_frames as u64 / 2
+    }
+
+    fn request_seek(&self, mut state: MutexGuard<'_, State>, frame: u64) {
+        state.seek_to = Some(frame);
+        state.ring.clear();
+        state.front = frame;
+        state.read = frame;
+        state.ended = false;
+        drop(state);
+        self.shared.changed.notify_all();
     }
 
     /// Frames decoded ahead and not yet fetched, and whether the track's end is among them.
@@ -179,7 +209,8 @@ fn decode_loop(decoder: &mut Decoder, shared: &Shared) {
                 if state.seek_to.is_some() {
                     break;
                 }
-                let full = state.ring.len() / ch >= shared.capacity_frames;
+                let end = state.front + (state.ring.len() / ch) as u64;
+                let full = end.saturating_sub(state.read) >= shared.capacity_frames as u64;
                 if !full && !state.ended {
                     break;
                 }
@@ -198,6 +229,7 @@ fn decode_loop(decoder: &mut Decoder, shared: &Shared) {
                 state.seek_to = None;
                 state.ring.clear();
                 state.front = frame;
+                state.read = frame;
                 state.ended = false;
                 if let Err(err) = result {
                     tracing::warn!(%err, "seek failed");

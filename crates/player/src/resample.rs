@@ -150,6 +150,7 @@ impl RateResampler {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// Where (in output frames, fractional) an impulse at input frame `at` comes out.

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod decode;
+mod engine;
 
 mod util;
