@@ -36,17 +36,20 @@ pub trait Timeline: Send + Sync {
     }
 }
 
-/// A self-contained timeline: `local = elapsed × (1 + skew)`, `swarm = local + offset`.
+/// A self-contained timeline: `local = elapsed × (1 + skew)`, `swarm = local ×
+/// (1 + correction) + offset`.
 ///
-/// `elapsed` is real time since the timeline was made (`std::time::Instant`).
-/// The skew stands in for a node whose believed clock runs fast or slow, so
-/// several "nodes" on one machine can disagree the way real ones do; the
-/// offset and the playback rate can be changed while playing.
+/// `elapsed` is real time since the origin (`std::time::Instant`). The skew
+/// stands in for a node whose believed clock runs fast or slow, so several
+/// "nodes" on one machine can disagree the way real ones do; the correction
+/// is what a perfect clock estimator would apply to undo it. The offset, the
+/// correction and the playback rate can be changed while playing.
 #[derive(Debug)]
 pub struct LinearTimeline {
     origin: Instant,
     skew_ppm: f64,
     offset_micros: AtomicI64,
+    correction_bits: AtomicU64,
     rate_bits: AtomicU64,
 }
 
@@ -63,6 +66,7 @@ impl LinearTimeline {
             origin,
             skew_ppm,
             offset_micros: AtomicI64::new(offset_micros),
+            correction_bits: AtomicU64::new(0.0f64.to_bits()),
             rate_bits: AtomicU64::new(1.0f64.to_bits()),
         }
     }
@@ -94,8 +98,25 @@ impl LinearTimeline {
 
     /// The real instant at which this node believes the swarm clock reads `swarm`.
     pub fn instant_of_swarm(&self, swarm: SwarmMicros) -> Instant {
-        let local = swarm.as_micros() - self.offset_micros.load(Ordering::Relaxed);
-        self.instant_of_local(LocalMicros(local))
+        let since = (swarm.as_micros() - self.offset_micros.load(Ordering::Relaxed)) as f64;
+        let local = since / (1.0 + self.correction());
+        self.instant_of_local(LocalMicros(local.round() as i64))
+    }
+
+    /// Sets the rate correction (in ppm) from local to swarm time; a node
+    /// whose clock runs `skew` ppm fast is corrected by `1e6 / (1 + skew·1e-6) − 1e6`.
+    pub fn set_correction_ppm(&self, ppm: f64) {
+        self.correction_bits
+            .store((ppm * 1e-6).to_bits(), Ordering::Relaxed);
+    }
+
+    /// The correction that exactly undoes this timeline's own skew.
+    pub fn exact_correction_ppm(&self) -> f64 {
+        (1.0 / (1.0 + self.skew_ppm * 1e-6) - 1.0) * 1e6
+    }
+
+    fn correction(&self) -> f64 {
+        f64::from_bits(self.correction_bits.load(Ordering::Relaxed))
     }
 
     /// Moves the swarm mapping (a stepped clock correction).
@@ -115,7 +136,8 @@ impl Timeline for LinearTimeline {
     }
 
     fn to_swarm(&self, local: LocalMicros) -> SwarmMicros {
-        SwarmMicros(local.as_micros() + self.offset_micros.load(Ordering::Relaxed))
+        let corrected = local.as_micros() as f64 * (1.0 + self.correction());
+        SwarmMicros(corrected.round() as i64 + self.offset_micros.load(Ordering::Relaxed))
     }
 
     fn playback_rate(&self, _phase_error_micros: Option<f64>) -> f64 {
@@ -137,5 +159,11 @@ mod tests {
         assert_eq!(t.to_swarm(LocalMicros(1)), SwarmMicros(5_001));
         let back = t.instant_of_swarm(SwarmMicros(10_015_000));
         assert!(back.duration_since(later) < Duration::from_micros(2));
+        // Corrected, the node's swarm clock runs at real speed again.
+        t.set_correction_ppm(t.exact_correction_ppm());
+        let swarm = t.to_swarm(t.local_at(later));
+        assert!((swarm.as_micros() - 10_005_000).abs() <= 1, "{swarm:?}");
+        let back = t.instant_of_swarm(swarm);
+        assert!(back.max(later).duration_since(back.min(later)) < Duration::from_micros(2));
     }
 }

@@ -4,5 +4,6 @@
 
 mod decode;
 mod engine;
+mod outputs;
 
 mod util;
