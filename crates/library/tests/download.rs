@@ -344,3 +344,109 @@ fn a_download_that_is_not_audio_is_dropped() {
     );
     let _ = copy_fixtures;
 }
+
+/// Environment variable that hands the child process its two data dirs.
+const CHILD_DIRS: &str = "FIREFLY_LIBRARY_KILL_TEST_DIRS";
+
+/// The child half of `a_killed_process_resumes_with_exactly_the_missing_chunks`:
+/// downloads from the source library, printing `ok <chunk>` after each chunk
+/// is accepted, until the parent kills it.
+#[test]
+#[ignore = "run as a child process by a_killed_process_resumes_with_exactly_the_missing_chunks"]
+fn child_accepts_chunks_until_killed() {
+    use std::io::Write;
+    let Ok(dirs) = std::env::var(CHILD_DIRS) else {
+        return;
+    };
+    let (src_dir, dst_dir) = dirs.split_once('\n').unwrap();
+    let src = Library::open_in(src_dir).unwrap();
+    let dst = Library::open_in(dst_dir).unwrap();
+    let manifest = src.manifests().unwrap().remove(0);
+    dst.start_download(&manifest).unwrap();
+    let mut out = std::io::stdout().lock();
+    for c in dst
+        .missing_chunks(manifest.track)
+        .unwrap()
+        .into_iter()
+        .rev()
+    {
+        let bytes = src.read_chunk(c).unwrap();
+        dst.accept_chunk(manifest.track, c, &bytes).unwrap();
+        writeln!(out, "ok {}", c.to_hex()).unwrap();
+        out.flush().unwrap();
+    }
+    // Wait to be killed rather than exit cleanly.
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn a_killed_process_resumes_with_exactly_the_missing_chunks() {
+    use std::io::BufRead;
+    let s = Scratch::new();
+    let (src, manifest, bytes) = source_with_long_mp3(&s);
+    drop(src);
+    let src_dir = s.data();
+    let dst_dir = s.tmp.path().join("node-b");
+    let distinct: HashSet<ChunkId> = manifest.chunks.iter().map(|c| c.id).collect();
+    let mut confirmed: HashSet<ChunkId> = HashSet::new();
+    for (kills, kill_after) in [3usize, 7, 12].into_iter().enumerate() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_accepts_chunks_until_killed",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                CHILD_DIRS,
+                format!("{}\n{}", src_dir.display(), dst_dir.display()),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut seen = 0;
+        let mut killed = false;
+        // After the kill, keep reading: lines the child wrote before it died
+        // are confirmations too.
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(hex) = line.strip_prefix("ok ") {
+                confirmed.insert(hex.parse().unwrap());
+                seen += 1;
+                if seen == kill_after && !killed {
+                    child.kill().unwrap(); // SIGKILL mid-stream
+                    killed = true;
+                }
+            }
+        }
+        child.wait().unwrap();
+        assert!(killed, "the child stopped before {kill_after} chunks");
+
+        let dst = Library::open_in(&dst_dir).unwrap();
+        let missing: HashSet<ChunkId> = dst
+            .missing_chunks(manifest.track)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(
+            missing.is_disjoint(&confirmed),
+            "a confirmed chunk counts as missing"
+        );
+        let unaccounted = distinct.len() - missing.len() - confirmed.len();
+        // Each kill may land after a commit and before its line was written.
+        assert!(
+            unaccounted <= kills + 1,
+            "{unaccounted} chunks present but never confirmed after {} kills",
+            kills + 1
+        );
+    }
+    // Finish in this process: the assembled file is exactly the original.
+    let src = Library::open_in(&src_dir).unwrap();
+    let dst = Library::open_in(&dst_dir).unwrap();
+    let missing = dst.missing_chunks(manifest.track).unwrap();
+    let path = feed(&src, &dst, manifest.track, &missing).unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), bytes);
+}
