@@ -133,7 +133,7 @@ fn files_whose_header_lies_are_skipped() {
     std::fs::write(dir.join("really-ogg.mp3"), fixture("tone.ogg")).unwrap();
 
     let lib = s.open();
-    let report = lib.scan(&[dir.clone()], &mut ()).unwrap();
+    let report = lib.scan(std::slice::from_ref(&dir), &mut ()).unwrap();
     let skipped: Vec<String> = report
         .skipped
         .iter()
@@ -180,7 +180,7 @@ fn symlink_loops_and_unreadable_entries_do_not_stop_the_scan() {
     let can_lock = std::fs::read_dir(&locked).is_err();
 
     let lib = s.open();
-    let report = lib.scan(&[dir.clone()], &mut ()).unwrap();
+    let report = lib.scan(std::slice::from_ref(&dir), &mut ()).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     let reasons: Vec<(String, String)> = report
         .skipped
