@@ -1,0 +1,6 @@
+//! End-to-end tests of the `firefly` binary: real processes, real files.
+//! One test binary with a module per area (see STYLE.md).
+#![allow(clippy::unwrap_used)]
+
+mod scan;
+mod util;
