@@ -90,8 +90,9 @@ pub struct Member {
 /// What a heartbeat did to the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HeartbeatOutcome {
-    /// The peer was not a member and now is.
-    Joined(Member),
+    /// The peer was not a member and now is (boxed: a member is large and
+    /// joins are rare).
+    Joined(Box<Member>),
     /// A known member refreshed its entry.
     Refreshed,
     /// The heartbeat came too soon after the previous one and was dropped.
@@ -156,7 +157,7 @@ impl Membership {
             last_seen: now,
         };
         self.members.insert(peer, member.clone());
-        HeartbeatOutcome::Joined(member)
+        HeartbeatOutcome::Joined(Box::new(member))
     }
 
     /// Removes and returns every member silent for longer than the timeout.
