@@ -6,6 +6,7 @@
 
 mod cmd;
 mod data_dir;
+mod node;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +23,12 @@ struct Cli {
 enum Command {
     /// Manage the swarm's pre-shared key (private swarms).
     Key(cmd::key::Args),
+    /// Run a node: join the swarm, scan the music folder, serve the API.
+    Up(cmd::up::Args),
+    /// Run a relay that bridges nodes on networks that cannot reach each other.
+    Relay(cmd::relay::Args),
+    /// Show a running node's peers and the swarm catalog.
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Key(args) => cmd::key::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Relay(args) => cmd::relay::run(args),
+        Command::Status(args) => cmd::status::run(args),
     }
 }
 
