@@ -5,7 +5,7 @@
 use crate::event::Stats;
 use crate::membership::Member;
 use crate::status::NodeStatus;
-use crate::time_exchange::TimeSample;
+use crate::time_exchange::{ClockStatus, TimeSample};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,6 +51,9 @@ pub(crate) enum Command {
     },
     Stats {
         reply: Reply<Stats>,
+    },
+    Clock {
+        reply: Reply<ClockStatus>,
     },
 }
 
@@ -111,6 +114,11 @@ impl Client {
     pub async fn time_sample(&self, peer: PeerId) -> Result<TimeSample, ClientError> {
         self.ask(|reply| Command::TimeSample { peer, reply })
             .await?
+    }
+
+    /// The swarm clock's current reading and state.
+    pub async fn clock(&self) -> Result<ClockStatus, ClientError> {
+        self.ask(|reply| Command::Clock { reply }).await
     }
 
     /// Counters of refused input and lost events.

@@ -5,7 +5,7 @@
 //! values the design asks for (1 s heartbeats, 5 s member timeout, mDNS on);
 //! tests change them only where they need to.
 
-use firefly_clock::LocalMicros;
+use firefly_clock::{LocalMicros, SwarmMicros};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -39,9 +39,10 @@ pub struct Config {
     pub(crate) mdns_query_interval: Duration,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) member_timeout: Duration,
-    pub(crate) time_exchange_interval: Duration,
     pub(crate) idle_connection_timeout: Duration,
     pub(crate) now: Now,
+    pub(crate) clock_config: firefly_clock::Config,
+    pub(crate) initial_swarm_time: Option<SwarmMicros>,
 }
 
 impl std::fmt::Debug for Config {
@@ -73,9 +74,10 @@ impl Config {
             mdns_query_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(1),
             member_timeout: Duration::from_secs(5),
-            time_exchange_interval: Duration::from_secs(1),
             idle_connection_timeout: Duration::from_secs(60),
             now: Arc::new(monotonic_now),
+            clock_config: firefly_clock::Config::default(),
+            initial_swarm_time: None,
         }
     }
 
@@ -133,12 +135,6 @@ impl Config {
         self
     }
 
-    /// How often each connected member is asked for a time sample. Default: 1 s.
-    pub fn time_exchange_interval(&mut self, interval: Duration) -> &mut Self {
-        self.time_exchange_interval = interval;
-        self
-    }
-
     /// How long a connection with no open streams is kept. Default: 60 s.
     pub fn idle_connection_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.idle_connection_timeout = timeout;
@@ -149,6 +145,31 @@ impl Config {
     pub fn clock(&mut self, now: Now) -> &mut Self {
         self.now = now;
         self
+    }
+
+    /// Tuning of the swarm clock the event loop keeps. Default:
+    /// [`firefly_clock::Config::default`].
+    pub fn clock_config(&mut self, config: firefly_clock::Config) -> &mut Self {
+        self.clock_config = config;
+        self
+    }
+
+    /// What the swarm clock reads when the loop starts, until it syncs with
+    /// peers. Default: wall-clock microseconds since the UNIX epoch, so that
+    /// independent nodes start near each other (the clock crate's advice).
+    pub fn initial_swarm_time(&mut self, at: SwarmMicros) -> &mut Self {
+        self.initial_swarm_time = Some(at);
+        self
+    }
+
+    /// The initial swarm reading: the configured one or the wall clock.
+    pub(crate) fn initial_swarm(&self) -> SwarmMicros {
+        self.initial_swarm_time.unwrap_or_else(|| {
+            let since_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            SwarmMicros(i64::try_from(since_epoch.as_micros()).unwrap_or(0))
+        })
     }
 
     /// The listen addresses actually used: the configured ones, or the

@@ -1,7 +1,6 @@
 //! What the swarm tells the node: [`Event`]s on the event stream, and the
 //! counters in [`Stats`].
 
-use crate::time_exchange::TimeSample;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 
@@ -40,8 +39,14 @@ pub enum Event {
         /// Its last known name.
         name: String,
     },
-    /// A time exchange with a peer completed.
-    TimeSample(TimeSample),
+    /// The swarm clock now follows the swarm's timeline; playback may start.
+    ClockSynced,
+    /// The swarm clock was stepped; anything scheduled in swarm time must be
+    /// re-read.
+    ClockStepped {
+        /// Size of the step, µs (positive: swarm time jumped forward).
+        by_micros: i64,
+    },
     /// The relay accepted a reservation: the node is reachable through it.
     RelayReserved {
         /// The relay.

@@ -16,8 +16,8 @@ use crate::discovery::{Bootstrap, RETRY_MICROS, RelaySlot, is_relayed};
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
 use crate::status::NodeStatus;
-use crate::time_exchange::PendingTime;
-use firefly_clock::LocalMicros;
+use crate::time_exchange::{PendingTime, clock_status};
+use firefly_clock::{LocalMicros, SwarmClock, SwarmMicros};
 use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
@@ -41,10 +41,9 @@ pub struct EventLoop {
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
     pub(crate) bootstrap: Vec<Bootstrap>,
     pub(crate) relay: Option<RelaySlot>,
+    pub(crate) clock: SwarmClock<PeerId>,
     heartbeat_interval: i64,
-    time_exchange_interval: i64,
     next_heartbeat: LocalMicros,
-    next_time_exchange: LocalMicros,
     next_redial: LocalMicros,
 }
 
@@ -59,7 +58,8 @@ pub(crate) struct Parts {
     pub(crate) bootstrap: Vec<Bootstrap>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) heartbeat_interval: Duration,
-    pub(crate) time_exchange_interval: Duration,
+    pub(crate) clock_config: firefly_clock::Config,
+    pub(crate) initial_swarm_time: SwarmMicros,
 }
 
 fn micros(duration: Duration) -> i64 {
@@ -83,10 +83,9 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             bootstrap: parts.bootstrap,
             relay: parts.relay,
+            clock: SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time),
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
-            time_exchange_interval: micros(parts.time_exchange_interval).max(1),
             next_heartbeat: now,
-            next_time_exchange: now,
             next_redial: now,
         }
     }
@@ -109,12 +108,12 @@ impl EventLoop {
 
     /// The earliest deadline of any part of the loop.
     fn poll_timeout(&self) -> LocalMicros {
-        let mut deadline = self
-            .next_heartbeat
-            .min(self.next_time_exchange)
-            .min(self.next_redial);
-        if let Some(expiry) = self.membership.poll_timeout() {
-            deadline = deadline.min(expiry);
+        let mut deadline = self.next_heartbeat.min(self.next_redial);
+        for at in [self.membership.poll_timeout(), self.clock.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
+            deadline = deadline.min(at);
         }
         if let Some(slot) = &self.relay
             && slot.listener.is_none()
@@ -135,17 +134,13 @@ impl EventLoop {
             self.publish_heartbeat(now);
             self.next_heartbeat = (self.next_heartbeat + self.heartbeat_interval).max(now);
         }
-        if now >= self.next_time_exchange {
-            self.exchange_time_with_members();
-            self.next_time_exchange =
-                (self.next_time_exchange + self.time_exchange_interval).max(now);
-        }
         if now >= self.next_redial {
             self.redial_bootstrap_peers();
             self.next_redial = now + RETRY_MICROS;
         }
         self.expire_members(now);
         self.reserve_relay_slot(now);
+        self.drive_clock(now);
     }
 
     /// Sends `event` to the node; drops it (and counts it) if the node is not
@@ -183,6 +178,9 @@ impl EventLoop {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats);
+            }
+            Command::Clock { reply } => {
+                let _ = reply.send(clock_status(&self.clock, (self.now)()));
             }
         }
     }

@@ -11,8 +11,10 @@
 //! TCP only in a private swarm, see [`swarm_key`]); a persistent ed25519
 //! identity ([`identity`]); identify and ping on every connection; mDNS and
 //! `--peer` discovery; membership from 1 s gossipsub heartbeats with a 5 s
-//! timeout ([`membership`]); the `/firefly/time/1` NTP-style exchange
-//! ([`time_exchange`]); a circuit-relay v2 client with DCUtR; and a separate
+//! timeout ([`membership`]); the `/firefly/time/1` NTP-style exchange feeding
+//! the node's [`firefly_clock::SwarmClock`], which the event loop owns
+//! ([`time_exchange`], [`Client::clock`]); a circuit-relay v2 client with
+//! DCUtR; and a separate
 //! relay server ([`relay_server`]) for `firefly relay`.
 //!
 //! What it is not: it keeps no library or playback state of its own. The node
@@ -41,7 +43,7 @@ pub use event_loop::EventLoop;
 pub use libp2p::{Multiaddr, PeerId};
 pub use membership::Member;
 pub use status::{Load, MAX_NAME_LEN, NodeStatus, PlaybackState, PlaybackSummary, RoleView};
-pub use time_exchange::TimeSample;
+pub use time_exchange::{ClockStatus, TimeSample};
 
 use discovery::{Bootstrap, RelaySlot, peer_id_of};
 use libp2p::gossipsub::IdentTopic;
@@ -115,7 +117,8 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
         bootstrap,
         relay,
         heartbeat_interval: config.heartbeat_interval,
-        time_exchange_interval: config.time_exchange_interval,
+        clock_config: config.clock_config.clone(),
+        initial_swarm_time: config.initial_swarm(),
     });
     let client = Client {
         sender: command_tx,

@@ -240,6 +240,8 @@ impl EventLoop {
         match self.membership.handle_heartbeat(now, source, heartbeat) {
             HeartbeatOutcome::Joined(member) => {
                 tracing::info!(peer = %member.peer, name = %member.name, "member joined");
+                self.clock.add_peer(now, member.peer);
+                self.drive_clock(now);
                 self.emit(Event::PeerJoined {
                     peer: member.peer,
                     name: member.name,
@@ -259,6 +261,7 @@ impl EventLoop {
     pub(crate) fn expire_members(&mut self, now: LocalMicros) {
         for member in self.membership.handle_timeout(now) {
             tracing::info!(peer = %member.peer, name = %member.name, "member left");
+            self.clock.remove_peer(now, &member.peer);
             self.emit(Event::PeerLeft {
                 peer: member.peer,
                 name: member.name,

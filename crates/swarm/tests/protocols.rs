@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use firefly_clock::LocalMicros;
+use firefly_clock::SwarmMicros;
+use firefly_swarm::Event;
 use firefly_swarm::relay_server::{RelayEvent, RelayServer};
-use firefly_swarm::{Event, monotonic_now};
 use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -16,18 +16,18 @@ use libp2p::pnet::PreSharedKey;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{StreamProtocol, Swarm, SwarmBuilder, gossipsub, noise, tcp, yamux};
-use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_exchange_measures_a_peers_clock_offset() {
-    let a = start(loopback_config("a")).await;
+async fn swarm_clocks_of_two_members_converge() {
+    let wall = SwarmMicros(1_700_000_000_000_000);
+    let mut config = loopback_config("a");
+    config.initial_swarm_time(wall);
+    let a = start(config).await;
     let mut config = loopback_config("b");
-    // B's clock runs 250 ms ahead of A's.
-    config.clock(Arc::new(|| {
-        LocalMicros(monotonic_now().as_micros() + 250_000)
-    }));
-    let mut b = start(config).await;
+    // B starts 250 ms ahead of A on the swarm timeline.
+    config.initial_swarm_time(wall + 250_000);
+    let b = start(config).await;
     b.client.dial(a.dial_addr()).await.unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || async {
@@ -39,24 +39,26 @@ async fn time_exchange_measures_a_peers_clock_offset() {
         })
         .await
     );
+
+    // A raw exchange sees B's swarm clock about 250 ms ahead of A's start.
     let sample = a.client.time_sample(b.peer_id()).await.unwrap();
-    assert!(sample.t1 <= sample.t4);
-    assert!(sample.t2 <= sample.t3);
     let delay = sample.delay_micros();
     assert!((0..100_000).contains(&delay), "delay {delay}");
-    let offset = sample.offset_micros();
+
+    // Both clocks sync and end up on one timeline.
     assert!(
-        (offset - 250_000).abs() < 20_000 + delay,
-        "offset {offset} µs, expected about 250000"
+        wait_until(Duration::from_secs(15), || async {
+            let ca = a.client.clock().await.unwrap();
+            let cb = b.client.clock().await.unwrap();
+            ca.synced && cb.synced && (ca.now - cb.now).abs() < 5_000
+        })
+        .await,
+        "clocks did not converge: {:?} / {:?}",
+        a.client.clock().await.unwrap(),
+        b.client.clock().await.unwrap()
     );
-    // Members also exchange time on their own, every second.
-    let auto = next_matching(&mut b.events, Duration::from_secs(5), |e| match e {
-        Event::TimeSample(s) if s.peer == a.peer_id() => Some(*s),
-        _ => None,
-    })
-    .await
-    .unwrap();
-    assert!((auto.offset_micros() + 250_000).abs() < 20_000 + auto.delay_micros());
+    let ca = a.client.clock().await.unwrap();
+    assert!(ca.stats.accepted > 0);
 }
 
 fn psk(byte: u8) -> PreSharedKey {
