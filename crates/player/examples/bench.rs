@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 const RATE: u32 = 44_100;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
 }
 
 fn format() -> OutputFormat {
@@ -252,10 +254,16 @@ fn main() {
     let drift = drift(60, 1.0003);
     let cpu_idle = cpu(10, false);
     let cpu_play = cpu(10, true);
-    let decode: Vec<String> = ["tone.mp3", "tone.flac", "tone.ogg", "tone.m4a", "reference.wav"]
-        .iter()
-        .map(|name| format!("\"{name}\": {:.0}", decode_speed(name)))
-        .collect();
+    let decode: Vec<String> = [
+        "tone.mp3",
+        "tone.flac",
+        "tone.ogg",
+        "tone.m4a",
+        "reference.wav",
+    ]
+    .iter()
+    .map(|name| format!("\"{name}\": {:.0}", decode_speed(name)))
+    .collect();
     let errors_json: Vec<String> = errors.iter().map(|e| format!("{e:.3}")).collect();
     println!(
         "{{\"start_error_frames\": [{}], \"start_error_worst_frames\": {worst:.3}, \"drift\": {}, \"cpu_share_of_one_core\": {{\"silent_output_baseline\": {cpu_idle:.4}, \"mp3_realtime_with_drift_correction\": {cpu_play:.4}}}, \"decode_times_realtime\": {{{}}}}}",
