@@ -156,5 +156,17 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("wav:PATH") && e.contains("speakers")));
+        assert!("wav:".parse::<OutputChoice>().is_err());
+    }
+
+    #[test]
+    fn clocked_choices_open_with_the_clocked_format() {
+        for choice in [
+            OutputChoice::Virtual,
+            OutputChoice::Wav("/nonexistent/x.wav".into()),
+        ] {
+            let output = choice.open().ok().map(|o| o.format());
+            assert_eq!(output, Some(OutputChoice::clocked_format()));
+        }
     }
 }
