@@ -59,10 +59,7 @@ impl Recording {
     }
 
     fn lock(&self) -> MutexGuard<'_, RecordingState> {
-        // Plain samples; a panic elsewhere cannot leave them inconsistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.inner)
     }
 
     /// The samples so far (interleaved).
@@ -216,7 +213,7 @@ impl Output for WavOutput {
             self.pacing,
             "firefly-wav-out",
             move |samples, _| {
-                let mut guard = write_to.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = crate::lock(&write_to);
                 let Some(w) = guard.as_mut() else {
                     return Ok(());
                 };
@@ -233,7 +230,7 @@ impl Output for WavOutput {
                 Ok(())
             },
             move || {
-                let taken = finish.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let taken = crate::lock(&finish).take();
                 match taken {
                     Some(w) => w.finalize().map_err(|e| wav_err(&path2, e)),
                     None => Ok(()),

@@ -34,10 +34,7 @@ fn start_frame_sounds_on_the_frame_of_its_instant() {
     let mut d = Driven::new(PlayerConfig::default());
     // 123.456 ms: not on a frame boundary (5444.4 frames).
     let at = SwarmMicros(123_456);
-    d.player
-        .play(Decoder::open_file(&path, 2).unwrap(), 0, at)
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, at);
     d.run_for(1.0);
     let expected = 123_456e-6 * f64::from(RATE);
     let first = first_sound(&d.out);
@@ -67,14 +64,7 @@ fn start_mid_track_with_latency_trim() {
         ..PlayerConfig::default()
     };
     let mut d = Driven::new(config);
-    d.player
-        .play(
-            Decoder::open_file(&path, 2).unwrap(),
-            50_000,
-            SwarmMicros(200_000),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 50_000, SwarmMicros(200_000));
     d.run_for(1.0);
     // The sound leaves 30 ms late, so it must be emitted 30 ms (1323 frames) early.
     let expected = (0.2 - 0.03) * f64::from(RATE);
@@ -95,14 +85,7 @@ fn joining_late_starts_in_step() {
     let mut d = Driven::new(PlayerConfig::default());
     d.timeline.set_offset(1_000_000); // swarm = local + 1 s
     // Scheduled 0.5 s before the first period: join at frame 22 050.
-    d.player
-        .play(
-            Decoder::open_file(&path, 2).unwrap(),
-            0,
-            SwarmMicros(500_000),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, SwarmMicros(500_000));
     d.run_for(0.5);
     assert_eq!(first_sound(&d.out), 0);
     let lag = (-2..=2)
@@ -120,10 +103,7 @@ fn pause_resume_and_seek_are_click_free_and_land_where_asked() {
     let (path, src) = music_file(dir.path());
     let src_jump = max_jump(&src, 2);
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(Decoder::open_file(&path, 2).unwrap(), 0, SwarmMicros(0))
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, SwarmMicros(0));
     d.run_for(0.5);
     d.player.pause().unwrap();
     d.run_for(0.3);
@@ -179,14 +159,7 @@ fn rate_changes_resample_without_discontinuity_and_keep_exact_count() {
     let (_, src) = decode_all(&fixture("reference.wav"), 2);
     let src_jump = max_jump(&src, 2);
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(
-            Decoder::open_file(&fixture("reference.wav"), 2).unwrap(),
-            0,
-            SwarmMicros(0),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&fixture("reference.wav"), 0, SwarmMicros(0));
     // Alternate ±500 ppm every 50 ms, the worst a slew controller does.
     for i in 0..30 {
         d.timeline
@@ -268,10 +241,7 @@ fn stepped_clock_is_realigned() {
     let dir = tempfile::tempdir().unwrap();
     let (path, src) = music_file(dir.path());
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(Decoder::open_file(&path, 2).unwrap(), 0, SwarmMicros(0))
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, SwarmMicros(0));
     d.run_for(0.5);
     // The swarm clock steps 200 ms ahead: playback must jump 200 ms forward.
     d.timeline.set_offset(200_000);
@@ -295,14 +265,7 @@ fn stepped_clock_is_realigned() {
 #[test]
 fn track_end_is_reported() {
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(
-            Decoder::open_file(&fixture("untagged-mono-22k.wav"), 2).unwrap(),
-            0,
-            SwarmMicros(0),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&fixture("untagged-mono-22k.wav"), 0, SwarmMicros(0));
     d.run_for(2.2);
     assert!(
         d.events

@@ -2,6 +2,7 @@
 
 use firefly_player::{
     Decoder, Engine, LinearTimeline, LocalMicros, OutputFormat, Player, PlayerConfig, PlayerEvent,
+    SwarmMicros,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,6 +123,13 @@ impl Driven {
             out: Vec::new(),
             events: Vec::new(),
         }
+    }
+
+    /// Plays the file at `path` from `frame` at swarm instant `at`, and lets the decoder fill.
+    pub(crate) fn play_file(&mut self, path: &Path, frame: u64, at: SwarmMicros) {
+        let track = Decoder::open_file(path, 2).unwrap();
+        self.player.play(track, frame, at).unwrap();
+        let_decoder_fill();
     }
 
     /// Local instant (µs) of output frame `n`.
