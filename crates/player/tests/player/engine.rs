@@ -60,7 +60,7 @@ fn start_mid_track_with_latency_trim() {
     let dir = tempfile::tempdir().unwrap();
     let (path, src) = music_file(dir.path());
     let config = PlayerConfig {
-        latency_trim: std::time::Duration::from_millis(30),
+        latency_trim_micros: 30_000,
         ..PlayerConfig::default()
     };
     let mut d = Driven::new(config);
@@ -358,4 +358,41 @@ fn player_events_contain_realign(flashes: &[firefly_player::Flash]) -> bool {
     flashes
         .windows(2)
         .any(|w| (w[1].position - w[0].position - 441.0).abs() > 5.0)
+}
+
+#[test]
+fn sample_rates_from_8_to_192_khz_keep_pitch_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    for rate in [8_000u32, 22_050, 48_000, 96_000, 192_000] {
+        // One second of a 440 Hz sine, mono, at `rate`.
+        let sine: Vec<f32> = (0..rate)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / f64::from(rate)).sin())
+                    as f32
+            })
+            .collect();
+        let path = dir.path().join(format!("sine-{rate}.wav"));
+        write_wav(&path, &sine, rate, 1);
+        let mut d = Driven::new(PlayerConfig::default());
+        d.play_file(&path, 0, SwarmMicros(0));
+        d.run_for(1.2);
+        let left = channel(&d.out, 2, 0);
+        let last = left.iter().rposition(|s| s.abs() > 1e-3).unwrap();
+        assert!(
+            last.abs_diff(RATE as usize) < 40,
+            "{rate} Hz: sound ends at {last}"
+        );
+        let ideal: Vec<f32> = (0..RATE)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / f64::from(RATE)).sin())
+                    as f32
+            })
+            .collect();
+        let corr = correlation(&ideal[1000..40_000], &left[1000..], 0);
+        assert!(corr > 0.999, "{rate} Hz: correlation {corr}");
+        assert!(
+            d.out.chunks_exact(2).all(|f| f[0] == f[1]),
+            "{rate} Hz: mono not on both channels"
+        );
+    }
 }
