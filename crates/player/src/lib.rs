@@ -41,6 +41,8 @@ pub use decode::{Block, Decoder, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TrackInfo, ma
 pub use engine::{Engine, Flash, OutputFormat, PlayerConfig, PlayerEvent};
 pub use error::{DecodeError, Error, OutputError, PlayError};
 pub use firefly_clock::{LocalMicros, SwarmMicros};
+/// The byte sources a [`Decoder`] reads (`Read + Seek + Send + Sync`, plus seekability and length).
+pub use symphonia::core::io::MediaSource;
 
 /// Locks `mutex`, carrying on past poisoning: every mutex in this crate guards
 /// plain data (samples, bytes, counters) that a panicking holder cannot leave

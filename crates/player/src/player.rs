@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
+use symphonia::core::io::MediaSource;
 
 /// A running player.
 #[derive(Debug)]
@@ -83,6 +84,17 @@ impl Player {
         Decoder::open_file(path, self.format.channels)
     }
 
+    /// Opens any byte source for [`Player::play`] (a [`StreamSource`](crate::StreamSource)
+    /// still downloading, a cursor over bytes), mapped to the output's channels.
+    /// Probing reads the first bytes, so on a stream this waits for them.
+    pub fn open(
+        &self,
+        source: Box<dyn MediaSource>,
+        extension: Option<&str>,
+    ) -> Result<Decoder, DecodeError> {
+        Decoder::open(source, extension, self.format.channels)
+    }
+
     /// Plays `track` so that its frame `start_frame` sounds at swarm instant
     /// `at` (silence until then). If `at` has passed, playback joins in step:
     /// it starts at frame `start_frame + (now − at) × rate`. A track already
@@ -93,6 +105,12 @@ impl Player {
         start_frame: u64,
         at: SwarmMicros,
     ) -> Result<u64, PlayError> {
+        if track.out_channels() != usize::from(self.format.channels) {
+            return Err(PlayError::ChannelMismatch {
+                track: track.out_channels(),
+                output: self.format.channels,
+            });
+        }
         let source_rate = track.info().sample_rate;
         let resampler = RateResampler::new(
             source_rate,

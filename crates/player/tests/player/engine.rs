@@ -396,3 +396,32 @@ fn sample_rates_from_8_to_192_khz_keep_pitch_and_length() {
         );
     }
 }
+
+#[test]
+fn bad_requests_are_refused_or_reported_never_fatal() {
+    let mut d = Driven::new(PlayerConfig::default());
+    // A decoder mapped to mono cannot feed a stereo output.
+    let mono = Decoder::open_file(&fixture("reference.wav"), 1).unwrap();
+    let err = d.player.play(mono, 0, SwarmMicros(0)).unwrap_err();
+    assert!(
+        err.to_string().contains("1 channels but the output has 2"),
+        "{err}"
+    );
+    // A start frame past the end: reported, then finished, no sound.
+    d.play_file(&fixture("reference.wav"), 10_000_000, SwarmMicros(0));
+    d.run_for(0.5);
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, PlayerEvent::Finished { .. })),
+        "{:?}",
+        d.events
+    );
+    assert!(d.out.iter().all(|&s| s == 0.0));
+    // Commands with nothing playing are harmless.
+    d.player.pause().unwrap();
+    d.player.resume(SwarmMicros(0)).unwrap();
+    d.player.seek(5, SwarmMicros(0)).unwrap();
+    d.player.stop().unwrap();
+    d.run(3);
+}
