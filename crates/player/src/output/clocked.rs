@@ -240,6 +240,30 @@ impl Output for WavOutput {
     }
 }
 
+/// Reads the real clock and the node's clock at (nearly) the same instant:
+/// brackets the node's reading between two real ones and keeps the tightest
+/// of a few tries, so being preempted between the reads cannot skew a stamp.
+fn read_together(timeline: &dyn crate::Timeline) -> (Instant, LocalMicros) {
+    let mut best: Option<(Duration, Instant, LocalMicros)> = None;
+    for _ in 0..8 {
+        let before = Instant::now();
+        let local = timeline.now();
+        let after = Instant::now();
+        let width = after.duration_since(before);
+        if best.is_none_or(|(w, _, _)| width < w) {
+            best = Some((width, before + width / 2, local));
+        }
+        if width < Duration::from_micros(4) {
+            break;
+        }
+    }
+    // The loop runs at least once, so `best` is set.
+    best.map_or_else(
+        || (Instant::now(), timeline.now()),
+        |(_, at, local)| (at, local),
+    )
+}
+
 /// Runs the pacing loop on a new thread, handing each rendered period to `sink`
 /// (with the real instant its first frame is heard) and calling `finish` at the end.
 fn spawn_clocked<S, F>(
@@ -283,8 +307,7 @@ where
                             std::thread::sleep(wait);
                         }
                         // Read both clocks together; the frame is heard `heard - now` later.
-                        let now = Instant::now();
-                        let local = engine.timeline().now();
+                        let (now, local) = read_together(engine.timeline().as_ref());
                         let ahead = if heard >= now {
                             i64::try_from(heard.duration_since(now).as_micros()).unwrap_or(i64::MAX)
                         } else {
