@@ -56,7 +56,7 @@ pub use output::{
     DeviceOutput, Output, OutputChoice, Pacing, Recording, RunningOutput, VirtualOutput, WavOutput,
     WavSamples, device_names,
 };
-pub use player::Player;
+pub use player::{Player, Readiness};
 pub use resample::MAX_RATE_DEVIATION;
 pub use stream::{MAX_STREAM_BYTES, StreamError, StreamSource, StreamWriter, stream_source};
 pub use timeline::{LinearTimeline, Timeline};

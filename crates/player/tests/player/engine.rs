@@ -4,6 +4,7 @@ use crate::util::*;
 use firefly_player::{Decoder, PlayerConfig, PlayerEvent, SwarmMicros, stream_source};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A 6 s music WAV in a temp dir, and its samples.
 fn music_file(dir: &Path) -> (std::path::PathBuf, Vec<f32>) {
@@ -199,7 +200,10 @@ fn underrun_plays_silence_reports_and_realigns() {
     let mut d = Driven::new(PlayerConfig::default());
     let decoder = Decoder::open(Box::new(source), Some("wav"), 2).unwrap();
     d.player.play(decoder, 0, SwarmMicros(0)).unwrap();
-    let_decoder_fill();
+    let ready = d
+        .player
+        .wait_ready(Duration::from_millis(550), Duration::from_secs(20));
+    assert!(ready, "{:?}", d.player.readiness());
     d.run_for(1.0);
     let underrun = d.events.iter().find_map(|e| match e {
         PlayerEvent::Underrun { swarm, .. } => Some(*swarm),
@@ -218,7 +222,7 @@ fn underrun_plays_silence_reports_and_realigns() {
         .write_at(first_part as u64, &bytes[first_part..])
         .unwrap();
     drop(writer);
-    let_decoder_fill();
+    d.wait_ready();
     d.run_for(0.5);
     // Back on the timeline: output frame n plays source frame n again.
     let restarted = d.events.iter().rev().find_map(|e| match e {
@@ -318,7 +322,7 @@ fn slew_loop_holds_a_skewed_clock_on_the_timeline() {
     player
         .play(Decoder::open_file(&path, 2).unwrap(), 0, SwarmMicros(0))
         .unwrap();
-    let_decoder_fill();
+    assert!(player.wait_ready(Duration::from_secs(2), Duration::from_secs(20)));
     let mut buf = vec![0.0; 441 * 2];
     let mut flashes = Vec::new();
     let mut out = Vec::new();

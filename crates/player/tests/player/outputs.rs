@@ -109,7 +109,7 @@ fn wav_output_renders_the_schedule_to_a_file() {
     let start = timeline.to_swarm(timeline.now()) + 600_000;
     let track = player.open_file(&fixture("tone.flac")).unwrap();
     player.play(track, 0, start).unwrap();
-    let_decoder_fill();
+    assert!(player.wait_ready(Duration::from_secs(2), Duration::from_secs(20)));
     let running = firefly_player::Output::start(Box::new(output), engine).unwrap();
     while running.is_running() {
         std::thread::sleep(Duration::from_millis(10));

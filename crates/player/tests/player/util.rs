@@ -129,7 +129,15 @@ impl Driven {
     pub(crate) fn play_file(&mut self, path: &Path, frame: u64, at: SwarmMicros) {
         let track = Decoder::open_file(path, 2).unwrap();
         self.player.play(track, frame, at).unwrap();
-        let_decoder_fill();
+        self.wait_ready();
+    }
+
+    /// Waits until the last track has 2 s decoded ahead (or all of it).
+    pub(crate) fn wait_ready(&self) {
+        assert!(
+            self.player
+                .wait_ready(Duration::from_secs(2), Duration::from_secs(20))
+        );
     }
 
     /// Local instant (µs) of output frame `n`.
@@ -166,9 +174,4 @@ impl Driven {
             })
             .collect()
     }
-}
-
-/// Waits until a freshly spawned decoding thread has had time to fill its buffer.
-pub(crate) fn let_decoder_fill() {
-    std::thread::sleep(Duration::from_millis(300));
 }
