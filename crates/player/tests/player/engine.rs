@@ -263,6 +263,23 @@ fn stepped_clock_is_realigned() {
         })
         .unwrap();
     assert_eq!(lag, 0);
+    // Then 500 ms back (behind what was already fetched): playback jumps back.
+    d.timeline.set_offset(-300_000);
+    d.run_for(0.5);
+    let realigns = d
+        .events
+        .iter()
+        .filter(|e| matches!(e, PlayerEvent::Realigned { .. }))
+        .count();
+    assert_eq!(realigns, 2);
+    let n = 44_100 * 14 / 10;
+    let lag = (-2..=2)
+        .min_by(|a: &i64, b: &i64| {
+            let e = |l: i64| max_diff(&d.out, n, &src, (n as i64 - 13_230 + l) as usize, 2000);
+            e(*a).total_cmp(&e(*b))
+        })
+        .unwrap();
+    assert_eq!(lag, 0);
     assert!(max_jump(&d.out, 2) <= max_jump(&src, 2) * 1.01);
 }
 
