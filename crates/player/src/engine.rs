@@ -15,8 +15,9 @@
 //! - reports a [`Flash`] per period: which source frame sounded at which
 //!   swarm instant.
 //!
-//! It does no I/O of its own and never blocks: decoding happens on the
-//! feed's thread, pacing in the output.
+//! It does no I/O of its own and never waits for audio: decoding happens on
+//! the feed's thread (the engine only takes its lock to copy frames), pacing
+//! in the output.
 
 use crate::feed::{Feed, Fetch};
 use crate::resample::{LEAD, RateResampler};
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-/// Events kept for the node before the oldest unread ones are dropped.
+/// Events kept for the node; while that many are unread, new ones are dropped (and counted).
 pub(crate) const EVENT_CAPACITY: usize = 4096;
 
 /// The shape of the frames an output consumes.
@@ -272,10 +273,19 @@ impl Current {
 
     /// Source position of the next frame to emit.
     fn next_position(&self) -> f64 {
-        self.fifo_pos
-            .front()
-            .copied()
-            .unwrap_or(self.index + self.track.resampler.step())
+        if let Some(&queued) = self.fifo_pos.front() {
+            return queued;
+        }
+        // Nothing produced yet: the next frame is one step on, past any that a
+        // fresh start will drop.
+        let step = self.track.resampler.step();
+        let mut next = self.index + step;
+        if let Some(limit) = self.drop_before {
+            while next < limit {
+                next += step;
+            }
+        }
+        next
     }
 
     /// Restarts the resampler so the next emitted frame is source frame `frame`

@@ -160,20 +160,37 @@ fn rate_changes_resample_without_discontinuity_and_keep_exact_count() {
     let (_, src) = decode_all(&fixture("reference.wav"), 2);
     let src_jump = max_jump(&src, 2);
     let mut d = Driven::new(PlayerConfig::default());
-    d.play_file(&fixture("reference.wav"), 0, SwarmMicros(0));
+    d.timeline.set_rate(1.0005);
+    // Frame 0 at 3 ms (on a frame boundary only by rounding).
+    d.play_file(&fixture("reference.wav"), 0, SwarmMicros(3_000));
     // Alternate ±500 ppm every 50 ms, the worst a slew controller does.
     for i in 0..30 {
         d.timeline
             .set_rate(if i % 2 == 0 { 1.0005 } else { 0.9995 });
         d.run(5);
     }
+    // Starting at a rate other than 1, the first flash still names the frame really emitted.
+    let first = d.flashes()[0];
+    assert!(
+        first.position.abs() < 0.5 && first.error_frames.abs() < 0.5,
+        "{first:?}"
+    );
+    let second = d.flashes()[1];
+    let advance = second.position - first.position;
+    let frames = (second.output_frame - first.output_frame) as f64;
+    assert!(
+        (advance - frames * 1.0005).abs() < 1e-6,
+        "{first:?} {second:?}"
+    );
     let jump = max_jump(&d.out, 2);
     assert!(jump <= src_jump * 1.001, "jump {jump} vs source {src_jump}");
     // Constant +300 ppm: the source advances by exactly 1.0003 frames per output frame.
     d.timeline.set_rate(1.0003);
-    d.run(2);
+    // A new rate applies to frames resampled from the next period on; up to
+    // ~2.5 periods of look-ahead were resampled before it.
+    d.run(4);
     let before = *d.flashes().last().unwrap();
-    d.run(100);
+    d.run(40); // staying inside the 2 s track
     let after = *d.flashes().last().unwrap();
     let output = (after.output_frame - before.output_frame) as f64;
     let advanced = after.position - before.position;
