@@ -36,6 +36,18 @@ pub(crate) struct Args {
     /// Do not look for peers on the LAN with mDNS.
     #[arg(long)]
     no_mdns: bool,
+    /// Where the sound goes: `device` (the default sound card), `device:NAME`,
+    /// `virtual` (a clocked stand-in, for tests), `null` (no sound) or `wav:PATH`.
+    #[arg(long, value_name = "OUTPUT", default_value = "device")]
+    output: crate::node::OutputArg,
+    /// Extra output latency to compensate, ms (e.g. a Bluetooth speaker; may be negative).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    latency_ms: i64,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -55,6 +67,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         name,
         http: args.http,
         mdns: !args.no_mdns,
+        output: args.output,
+        latency_ms: args.latency_ms,
+        test_clock: crate::node::test_clock::TestClock::from_env()?,
     };
     tokio::runtime::Runtime::new()?.block_on(run_node(options))
 }

@@ -6,7 +6,13 @@
 //! until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
 //! `Swarm` lives in the swarm crate's event loop.
 
+pub(crate) mod audio;
 pub(crate) mod http;
+pub(crate) mod roles;
+pub(crate) mod test_clock;
+pub(crate) mod timeline;
+
+pub(crate) use audio::OutputArg;
 
 use anyhow::Context;
 use firefly_library::{Library, LibraryConfig};
@@ -27,6 +33,10 @@ pub(crate) struct NodeOptions {
     pub(crate) name: String,
     pub(crate) http: SocketAddr,
     pub(crate) mdns: bool,
+    pub(crate) output: OutputArg,
+    pub(crate) latency_ms: i64,
+    /// `FIREFLY_TEST_CLOCK`, read once by the caller.
+    pub(crate) test_clock: Option<test_clock::TestClock>,
 }
 
 /// Handles to a running node, shared by the HTTP handlers.
@@ -35,6 +45,7 @@ pub(crate) struct NodeState {
     pub(crate) swarm: Client,
     pub(crate) library: Library,
     pub(crate) name: String,
+    pub(crate) audio: audio::Audio,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -50,7 +61,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     library_config.music_dir(&options.music);
     let library = Library::open(&library_config).context("opening the library")?;
 
+    let now = test_clock::local_clock(options.test_clock);
+    if let Some(skew) = options.test_clock {
+        tracing::warn!(?skew, "running on a deliberately skewed test clock");
+    }
     let mut config = firefly_swarm::Config::new(keypair, options.name.clone());
+    config.clock(now.clone());
     config.mdns(options.mdns);
     for addr in &options.listen {
         config.listen(addr.clone());
@@ -67,12 +83,15 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let (client, events, event_loop) = firefly_swarm::new(config)?;
     println!("peer id: {}", client.peer_id());
     let swarm_task = tokio::spawn(event_loop.run());
+    let timeline = std::sync::Arc::new(timeline::NodeTimeline::new(now, client.mapping()));
+    let audio = audio::Audio::start(&options.output, timeline, options.latency_ms)?;
     let log_task = tokio::spawn(log_events(events));
 
     let state = NodeState {
         swarm: client.clone(),
         library: library.clone(),
         name: options.name.clone(),
+        audio,
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await

@@ -30,6 +30,8 @@ pub const IDENTIFY_PROTOCOL: &str = "/firefly/id/1";
 
 /// How long a time request may take before it is given up.
 const TIME_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a control request may take (a play waits for every node's prepare).
+const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a node's swarm could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,10 @@ pub(crate) struct Behaviour {
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
     pub(crate) time: request_response::cbor::Behaviour<TimeRequest, TimeResponse>,
+    pub(crate) control: request_response::cbor::Behaviour<
+        crate::control::ControlRequest,
+        crate::control::ControlResponse,
+    >,
 }
 
 impl Behaviour {
@@ -108,7 +114,16 @@ impl Behaviour {
             [(TIME_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(TIME_REQUEST_TIMEOUT),
         );
+        let control_codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(crate::control::MAX_CONTROL_BYTES)
+            .set_response_size_maximum(crate::control::MAX_CONTROL_BYTES);
+        let control = request_response::Behaviour::with_codec(
+            control_codec,
+            [(crate::control::CONTROL_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(CONTROL_REQUEST_TIMEOUT),
+        );
         Ok(Self {
+            control,
             gossipsub,
             mdns: Toggle::from(mdns),
             identify,

@@ -55,6 +55,7 @@ pub(crate) enum Command {
     Clock {
         reply: Reply<ClockStatus>,
     },
+    Control(crate::control::ControlCommand),
 }
 
 /// A cheap, cloneable handle to a running node's swarm.
@@ -64,12 +65,19 @@ pub(crate) enum Command {
 pub struct Client {
     pub(crate) sender: mpsc::Sender<Command>,
     pub(crate) peer_id: PeerId,
+    pub(crate) mapping: crate::ClockMapping,
 }
 
 impl Client {
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The swarm clock's local → swarm mapping, republished by the event loop
+    /// after every turn (for the player, which maps instants every period).
+    pub fn mapping(&self) -> crate::ClockMapping {
+        self.mapping.clone()
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
@@ -119,6 +127,47 @@ impl Client {
     /// The swarm clock's current reading and state.
     pub async fn clock(&self) -> Result<ClockStatus, ClientError> {
         self.ask(|reply| Command::Clock { reply }).await
+    }
+
+    /// Sends a `/firefly/control/1` request to `peer` (connected) and waits for the answer.
+    pub async fn control(
+        &self,
+        peer: PeerId,
+        request: crate::ControlRequest,
+    ) -> Result<crate::ControlResponse, ClientError> {
+        self.ask(|reply| {
+            Command::Control(crate::control::ControlCommand::Send {
+                peer,
+                request,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// Answers the inbound control request `key` (see [`crate::Event::ControlRequest`]).
+    pub async fn respond_control(
+        &self,
+        key: crate::RequestKey,
+        response: crate::ControlResponse,
+    ) -> Result<(), ClientError> {
+        self.send(crate::control::ControlCommand::Respond { key, response })
+            .await
+    }
+
+    /// Gossips `session` on `firefly/playback/1` (the coordinator's job).
+    pub async fn publish_session(&self, session: crate::Session) -> Result<(), ClientError> {
+        self.send(crate::control::ControlCommand::Publish {
+            session: Box::new(session),
+        })
+        .await
+    }
+
+    async fn send(&self, command: crate::control::ControlCommand) -> Result<(), ClientError> {
+        self.sender
+            .send(Command::Control(command))
+            .await
+            .map_err(|_| ClientError::Closed)
     }
 
     /// Counters of refused input and lost events.

@@ -52,6 +52,23 @@ pub enum Event {
         /// The relay.
         relay: PeerId,
     },
+    /// A playback session arrived on `firefly/playback/1`.
+    Session {
+        /// Who published it.
+        from: PeerId,
+        /// The session (checked).
+        session: Box<crate::Session>,
+    },
+    /// A peer sent a `/firefly/control/1` request; answer it with
+    /// [`crate::Client::respond_control`].
+    ControlRequest {
+        /// The peer.
+        peer: PeerId,
+        /// Names the request for the answer.
+        key: crate::RequestKey,
+        /// The request (checked).
+        request: crate::ControlRequest,
+    },
     /// DCUtR replaced a relayed connection with a direct one.
     DirectConnectionUpgraded {
         /// The peer.

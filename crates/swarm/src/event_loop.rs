@@ -42,6 +42,8 @@ pub struct EventLoop {
     pub(crate) bootstrap: Vec<Bootstrap>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) clock: SwarmClock<PeerId>,
+    pub(crate) mapping: crate::ClockMapping,
+    pub(crate) control: crate::control::ControlState,
     heartbeat_interval: i64,
     next_heartbeat: LocalMicros,
     next_redial: LocalMicros,
@@ -69,7 +71,10 @@ fn micros(duration: Duration) -> i64 {
 impl EventLoop {
     pub(crate) fn new(parts: Parts) -> Self {
         let now = (parts.now)();
+        let clock = SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time);
         Self {
+            mapping: crate::ClockMapping::new(&clock, now),
+            control: Default::default(),
             swarm: parts.swarm,
             commands: parts.commands,
             events: parts.events,
@@ -83,7 +88,7 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             bootstrap: parts.bootstrap,
             relay: parts.relay,
-            clock: SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time),
+            clock,
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             next_heartbeat: now,
             next_redial: now,
@@ -102,6 +107,7 @@ impl EventLoop {
                 },
                 () = tokio::time::sleep(wait) => self.handle_timeout(),
             }
+            self.mapping.publish(&self.clock, (self.now)());
         }
         tracing::debug!("swarm event loop stopped: every client was dropped");
     }
@@ -179,6 +185,7 @@ impl EventLoop {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats);
             }
+            Command::Control(command) => self.on_control_command(command),
             Command::Clock { reply } => {
                 let _ = reply.send(clock_status(&self.clock, (self.now)()));
             }
@@ -280,6 +287,7 @@ impl EventLoop {
             BehaviourEvent::RelayClient(event) => self.on_relay_client_event(event),
             BehaviourEvent::Dcutr(event) => self.on_dcutr_event(event),
             BehaviourEvent::Time(event) => self.on_time_event(arrived, event),
+            BehaviourEvent::Control(event) => self.on_control_event(event),
         }
     }
 }

@@ -25,6 +25,7 @@ impl EventLoop {
                     None => MessageAcceptance::Reject,
                     Some(source) => match message.topic.as_str() {
                         HEARTBEAT_TOPIC => self.on_heartbeat(arrived, source, &message.data),
+                        crate::playback::PLAYBACK_TOPIC => self.on_session(source, &message.data),
                         other => {
                             tracing::debug!(topic = other, "gossip on a topic nobody handles");
                             MessageAcceptance::Ignore

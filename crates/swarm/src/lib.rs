@@ -23,12 +23,15 @@
 mod behaviour;
 mod client;
 mod config;
+pub mod control;
 mod discovery;
 mod event;
 mod event_loop;
 mod gossip;
 pub mod identity;
+mod mapping;
 pub mod membership;
+pub mod playback;
 pub mod relay_server;
 mod status;
 pub mod swarm_key;
@@ -38,10 +41,14 @@ pub mod wire;
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
 pub use client::{Client, ClientError};
 pub use config::{Config, Now, monotonic_now};
+pub use control::{ControlRequest, ControlResponse, RequestKey};
 pub use event::{Event, Stats};
 pub use event_loop::EventLoop;
+pub use firefly_clock::{LocalMicros, SwarmMicros};
 pub use libp2p::{Multiaddr, PeerId};
+pub use mapping::{ClockMapping, Mapping};
 pub use membership::Member;
+pub use playback::Session;
 pub use status::{Load, MAX_NAME_LEN, NodeStatus, PlaybackState, PlaybackSummary, RoleView};
 pub use time_exchange::{ClockStatus, TimeSample};
 
@@ -84,6 +91,11 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
         .gossipsub
         .subscribe(&IdentTopic::new(HEARTBEAT_TOPIC))
         .map_err(|err| BuildError::Behaviour(err.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(playback::PLAYBACK_TOPIC))
+        .map_err(|err| BuildError::Behaviour(err.to_string()))?;
     for addr in config.listen_addrs() {
         swarm
             .listen_on(addr.clone())
@@ -123,6 +135,7 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
     let client = Client {
         sender: command_tx,
         peer_id,
+        mapping: event_loop.mapping.clone(),
     };
     Ok((client, event_rx, event_loop))
 }

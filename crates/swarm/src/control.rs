@@ -1,0 +1,252 @@
+//! The `/firefly/control/1` request-response protocol.
+//!
+//! Node → coordinator: the playback commands (play, pause, resume, seek,
+//! next, queue), answered with the resulting [`Session`] or a refusal.
+//! Coordinator → node: *prepare* a track, answered *ready* (saying whether
+//! the node holds it). CBOR with bounded sizes and a timeout, like every
+//! Firefly request-response protocol.
+//!
+//! The swarm does not interpret requests: an inbound one becomes an
+//! [`Event::ControlRequest`] with a [`RequestKey`], and the node answers it
+//! with [`crate::Client::respond_control`]. Outbound requests go through
+//! [`crate::Client::control`]. This module holds the wire types and the
+//! event-loop glue (parked reply channels).
+
+use crate::client::ClientError;
+use crate::event::Event;
+use crate::event_loop::EventLoop;
+use crate::playback::{MAX_QUEUE, Session};
+use firefly_library::TrackId;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tokio::sync::oneshot;
+
+/// The protocol name.
+pub const CONTROL_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/control/1");
+/// Largest control request or response accepted, in bytes.
+pub const MAX_CONTROL_BYTES: u64 = 64 * 1024;
+/// Most inbound requests parked awaiting the node's answer; beyond, the
+/// oldest closed ones are dropped first, then new requests are refused.
+const MAX_PARKED: usize = 256;
+
+/// A request on `/firefly/control/1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ControlRequest {
+    /// Play `track` from `position_micros`.
+    Play {
+        /// The track.
+        track: TrackId,
+        /// Where to start, µs.
+        position_micros: u64,
+    },
+    /// Pause where the music is.
+    Pause,
+    /// Resume from the paused position.
+    Resume,
+    /// Move to `position_micros` in the current track.
+    Seek {
+        /// The new position, µs.
+        position_micros: u64,
+    },
+    /// Skip to the next track in the queue.
+    Next,
+    /// Append tracks to the queue.
+    Queue {
+        /// The tracks (at most [`MAX_QUEUE`] in all).
+        tracks: Vec<TrackId>,
+    },
+    /// Coordinator → node: get ready to play `track` in `term`.
+    Prepare {
+        /// The coordinator's term.
+        term: u64,
+        /// The track.
+        track: TrackId,
+    },
+}
+
+impl ControlRequest {
+    /// Checks bounds a well-formed request may still break.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Self::Queue { tracks } if tracks.len() > MAX_QUEUE => Err(format!(
+                "a queue of {} tracks is longer than {MAX_QUEUE}",
+                tracks.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A response on `/firefly/control/1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ControlResponse {
+    /// The command was applied; this is the session now.
+    Session(Box<Session>),
+    /// Answer to a prepare.
+    Ready {
+        /// Whether this node holds the track (else it sits the track out).
+        has_track: bool,
+    },
+    /// The request was refused, and why (e.g. "not the coordinator").
+    Refused {
+        /// The reason, for the user.
+        reason: String,
+    },
+}
+
+/// Names an inbound request until the node answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestKey(u64);
+
+/// The commands a [`crate::Client`] sends for this protocol and for gossip of sessions.
+#[derive(Debug)]
+pub(crate) enum ControlCommand {
+    Send {
+        peer: PeerId,
+        request: ControlRequest,
+        reply: oneshot::Sender<Result<ControlResponse, ClientError>>,
+    },
+    Respond {
+        key: RequestKey,
+        response: ControlResponse,
+    },
+    Publish {
+        session: Box<Session>,
+    },
+}
+
+/// Parked reply channels, both ways.
+#[derive(Debug, Default)]
+pub(crate) struct ControlState {
+    next_key: u64,
+    inbound: HashMap<RequestKey, ResponseChannel<ControlResponse>>,
+    outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, ClientError>>>,
+}
+
+pub(crate) type ControlEvent = request_response::Event<ControlRequest, ControlResponse>;
+
+impl EventLoop {
+    /// Carries out a client's control command.
+    pub(crate) fn on_control_command(&mut self, command: ControlCommand) {
+        match command {
+            ControlCommand::Send {
+                peer,
+                request,
+                reply,
+            } => {
+                if !self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Err(ClientError::Request(format!(
+                        "{peer} is not connected"
+                    ))));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .control
+                    .send_request(&peer, request);
+                self.control.outbound.insert(id, reply);
+            }
+            ControlCommand::Respond { key, response } => {
+                if let Some(channel) = self.control.inbound.remove(&key)
+                    && self
+                        .swarm
+                        .behaviour_mut()
+                        .control
+                        .send_response(channel, response)
+                        .is_err()
+                {
+                    tracing::debug!("control request abandoned before the response");
+                }
+            }
+            ControlCommand::Publish { session } => self.publish_session(&session),
+        }
+    }
+
+    /// Handles a `/firefly/control/1` event.
+    pub(crate) fn on_control_event(&mut self, event: ControlEvent) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_control_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.control.outbound.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "control request failed");
+                if let Some(reply) = self.control.outbound.remove(&request_id) {
+                    let _ = reply.send(Err(ClientError::Request(error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound control request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_control_request(
+        &mut self,
+        peer: PeerId,
+        request: ControlRequest,
+        channel: ResponseChannel<ControlResponse>,
+    ) {
+        let refuse = |this: &mut Self, channel, reason: String| {
+            let _ = this
+                .swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, ControlResponse::Refused { reason });
+        };
+        if let Err(reason) = request.check() {
+            self.stats.gossip_rejected += 1;
+            refuse(self, channel, reason);
+            return;
+        }
+        let parked = &mut self.control.inbound;
+        if parked.len() >= MAX_PARKED {
+            parked.retain(|_, channel| channel.is_open());
+        }
+        if parked.len() >= MAX_PARKED {
+            refuse(self, channel, "the node is busy".into());
+            return;
+        }
+        let key = RequestKey(self.control.next_key);
+        self.control.next_key += 1;
+        self.control.inbound.insert(key, channel);
+        self.emit(Event::ControlRequest { peer, key, request });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_queues_are_refused() {
+        let ok = ControlRequest::Queue {
+            tracks: vec![TrackId([0; 32]); 3],
+        };
+        assert!(ok.check().is_ok());
+        let long = ControlRequest::Queue {
+            tracks: vec![TrackId([0; 32]); MAX_QUEUE + 1],
+        };
+        assert!(long.check().is_err_and(|e| e.contains("longer")));
+    }
+}

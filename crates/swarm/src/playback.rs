@@ -1,0 +1,197 @@
+//! The playback session gossiped on `firefly/playback/1`.
+//!
+//! The coordinator publishes its authoritative [`Session`] on every change
+//! (and again every few seconds, so late joiners learn it): the term it
+//! coordinates in, a change counter, the queue, the track, and the anchor
+//! "position `position_micros` sounds at swarm instant `start`". Every node
+//! derives what to play from it. This module holds the wire type, its checks
+//! and the event-loop glue ([`crate::Client::publish_session`],
+//! [`crate::Event::Session`]); what a node *does* with a session is the
+//! node's business.
+
+use crate::event::Event;
+use crate::event_loop::EventLoop;
+use crate::status::PlaybackState;
+use crate::wire::{self, MAX_GOSSIP_BYTES, WireError};
+use firefly_library::TrackId;
+use libp2p::PeerId;
+use libp2p::gossipsub::{IdentTopic, MessageAcceptance};
+use serde::{Deserialize, Serialize};
+
+/// The gossipsub topic sessions travel on.
+pub const PLAYBACK_TOPIC: &str = "firefly/playback/1";
+/// The session message version this node speaks.
+pub const SESSION_VERSION: u16 = 1;
+/// Longest queue a session may carry.
+pub const MAX_QUEUE: usize = 512;
+
+/// The coordinator's authoritative playback session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Message version ([`SESSION_VERSION`]).
+    pub version: u16,
+    /// The coordinator's term when it made this session.
+    pub term: u64,
+    /// Changes made to the session (orders sessions within a term and across
+    /// a failover, which carries it on).
+    pub seq: u64,
+    /// Tracks to play after the current one.
+    pub queue: Vec<TrackId>,
+    /// The current track, if any.
+    pub track: Option<TrackId>,
+    /// Playing, paused or stopped.
+    pub state: PlaybackState,
+    /// Swarm instant (µs) at which `position_micros` sounds (or sounded).
+    pub start: i64,
+    /// Position in the track at `start`, µs (for a pause: where it holds).
+    pub position_micros: u64,
+}
+
+impl Session {
+    /// Where the track is at swarm instant `at`, µs.
+    pub fn position_at(&self, at: i64) -> u64 {
+        match self.state {
+            PlaybackState::Playing if at > self.start => self
+                .position_micros
+                .saturating_add(u64::try_from(at - self.start).unwrap_or(0)),
+            _ => self.position_micros,
+        }
+    }
+
+    /// Whether `self` is newer than `other` (term first, then change counter).
+    pub fn is_newer_than(&self, other: &Session) -> bool {
+        (self.term, self.seq) > (other.term, other.seq)
+    }
+
+    /// Encodes the session for gossip.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        wire::encode(self)
+    }
+
+    /// Decodes and checks a session from a peer.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let session: Session = wire::decode(bytes, MAX_GOSSIP_BYTES)?;
+        wire::check_version(session.version, SESSION_VERSION)?;
+        if session.queue.len() > MAX_QUEUE {
+            return Err(WireError::Invalid(format!(
+                "queue of {} tracks is longer than {MAX_QUEUE}",
+                session.queue.len()
+            )));
+        }
+        if session.state != PlaybackState::Stopped && session.track.is_none() {
+            return Err(WireError::Invalid(
+                "playing or paused without a track".into(),
+            ));
+        }
+        Ok(session)
+    }
+}
+
+impl EventLoop {
+    /// Publishes this node's session (as coordinator).
+    pub(crate) fn publish_session(&mut self, session: &Session) {
+        let bytes = match session.encode() {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                tracing::warn!(%err, "cannot encode the playback session");
+                return;
+            }
+        };
+        if let Err(err) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(PLAYBACK_TOPIC), bytes)
+        {
+            // No peers subscribed yet is normal for a lone node.
+            tracing::debug!(%err, "playback session not published");
+        }
+    }
+
+    /// Handles a session gossiped by `source`.
+    pub(crate) fn on_session(&mut self, source: PeerId, bytes: &[u8]) -> MessageAcceptance {
+        match Session::decode(bytes) {
+            Ok(session) => {
+                self.emit(Event::Session {
+                    from: source,
+                    session: Box::new(session),
+                });
+                MessageAcceptance::Accept
+            }
+            Err(err) => {
+                tracing::debug!(peer = %source, %err, "bad playback session");
+                self.stats.gossip_rejected += 1;
+                MessageAcceptance::Reject
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playing() -> Session {
+        Session {
+            version: SESSION_VERSION,
+            term: 2,
+            seq: 5,
+            queue: vec![TrackId([1; 32])],
+            track: Some(TrackId([2; 32])),
+            state: PlaybackState::Playing,
+            start: 1_000_000,
+            position_micros: 3_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_positions_follow_the_anchor() {
+        let s = playing();
+        assert_eq!(Session::decode(&s.encode().unwrap()).unwrap(), s);
+        assert_eq!(s.position_at(500_000), 3_000_000);
+        assert_eq!(s.position_at(1_250_000), 3_250_000);
+        let paused = Session {
+            state: PlaybackState::Paused,
+            ..s.clone()
+        };
+        assert_eq!(paused.position_at(9_000_000), 3_000_000);
+        assert!(
+            Session {
+                seq: 6,
+                ..s.clone()
+            }
+            .is_newer_than(&s)
+        );
+        assert!(
+            Session {
+                term: 3,
+                seq: 0,
+                ..s.clone()
+            }
+            .is_newer_than(&s)
+        );
+    }
+
+    #[test]
+    fn bad_sessions_are_refused() {
+        let wrong_version = Session {
+            version: 9,
+            ..playing()
+        };
+        assert!(matches!(
+            Session::decode(&wrong_version.encode().unwrap()),
+            Err(WireError::UnknownVersion { .. })
+        ));
+        let trackless = Session {
+            track: None,
+            ..playing()
+        };
+        assert!(Session::decode(&trackless.encode().unwrap()).is_err());
+        let long = Session {
+            queue: vec![TrackId([0; 32]); MAX_QUEUE + 1],
+            ..playing()
+        };
+        assert!(Session::decode(&long.encode().unwrap()).is_err());
+        assert!(Session::decode(b"\xff\x00garbage").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The node's player: which output it sounds on, and its events.
+//!
+//! [`OutputArg`] is `firefly up --output`: a [`firefly_player::OutputChoice`]
+//! or `null` (no sound: the node takes part in the swarm and its sessions but
+//! plays nothing). [`Audio::start`] builds a [`Player`] on the node's
+//! [`NodeTimeline`] and spawns a task that drains the player's events into a
+//! broadcast channel (the `/api/events` WebSocket, the demo's sync figures).
+//!
+//! What it is not: the playback session logic; that is `session`'s.
+
+use super::timeline::NodeTimeline;
+use anyhow::Context;
+use firefly_player::{OutputChoice, Player, PlayerConfig, PlayerEvent};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// How many player events a slow listener may fall behind before losing some.
+const EVENT_BACKLOG: usize = 1024;
+/// How often the player's event queue is drained.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// `--output`: a real or clocked output, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OutputArg {
+    /// Sound on this output.
+    Play(OutputChoice),
+    /// No sound at all.
+    Null,
+}
+
+impl std::str::FromStr for OutputArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "null" {
+            return Ok(Self::Null);
+        }
+        s.parse::<OutputChoice>()
+            .map(Self::Play)
+            .map_err(|err| format!("{err} (or null)"))
+    }
+}
+
+/// The node's player, shared by the session logic and the API.
+#[derive(Clone)]
+pub(crate) struct Audio {
+    /// The player; `None` with `--output null`.
+    player: Option<Arc<Mutex<Player>>>,
+    /// Its timeline (the swarm clock).
+    pub(crate) timeline: Arc<NodeTimeline>,
+    /// Every player event, for whoever listens.
+    pub(crate) events: broadcast::Sender<PlayerEvent>,
+}
+
+impl Audio {
+    /// Opens `output` and starts a player on `timeline` compensating `latency_ms`.
+    pub(crate) fn start(
+        output: &OutputArg,
+        timeline: Arc<NodeTimeline>,
+        latency_ms: i64,
+    ) -> anyhow::Result<Self> {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let player = match output {
+            OutputArg::Null => None,
+            OutputArg::Play(choice) => {
+                let opened = choice
+                    .open()
+                    .with_context(|| format!("cannot open the output {choice:?}"))?;
+                let config = PlayerConfig {
+                    latency_trim_micros: latency_ms.saturating_mul(1000),
+                    ..PlayerConfig::default()
+                };
+                let player = Player::start(opened, timeline.clone(), config)
+                    .context("cannot start the player")?;
+                Some(Arc::new(Mutex::new(player)))
+            }
+        };
+        if let Some(player) = &player {
+            tokio::spawn(forward_events(Arc::clone(player), events.clone()));
+        }
+        Ok(Self {
+            player,
+            timeline,
+            events,
+        })
+    }
+
+    /// The player, locked; `None` with `--output null`.
+    pub(crate) fn player(&self) -> Option<MutexGuard<'_, Player>> {
+        // The player is a set of channels; a panicking holder leaves them usable.
+        self.player
+            .as_ref()
+            .map(|p| p.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+/// Moves the player's events to the broadcast channel until the player is gone.
+async fn forward_events(player: Arc<Mutex<Player>>, events: broadcast::Sender<PlayerEvent>) {
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    loop {
+        tick.tick().await;
+        let drained: Vec<PlayerEvent> = {
+            let player = player
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            std::iter::from_fn(|| player.poll_event())
+                .take(4096)
+                .collect()
+        };
+        for event in drained {
+            // No listener is fine: events are only for those who watch.
+            let _ = events.send(event);
+        }
+        if Arc::strong_count(&player) == 1 {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_arg_accepts_null_and_the_player_forms() {
+        assert_eq!("null".parse::<OutputArg>(), Ok(OutputArg::Null));
+        assert_eq!(
+            "virtual".parse::<OutputArg>(),
+            Ok(OutputArg::Play(OutputChoice::Virtual))
+        );
+        assert_eq!(
+            "wav:/tmp/a.wav".parse::<OutputArg>(),
+            Ok(OutputArg::Play(OutputChoice::Wav("/tmp/a.wav".into())))
+        );
+        let err = "speaker".parse::<OutputArg>().err().unwrap_or_default();
+        assert!(err.contains("null") && err.contains("virtual"), "{err}");
+    }
+}
