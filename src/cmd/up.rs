@@ -30,7 +30,10 @@ pub(crate) struct Args {
     /// This node's name in the swarm (default: the host name).
     #[arg(long)]
     name: Option<String>,
-    /// Where to serve the JSON API (loopback only).
+    /// API token (required of clients when --http is not loopback; generated and printed if not given).
+    #[arg(long, env = "FIREFLY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where to serve the JSON API (a non-loopback address requires a token).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     http: SocketAddr,
     /// Do not look for peers on the LAN with mDNS.
@@ -69,6 +72,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         mdns: !args.no_mdns,
         output: args.output,
         latency_ms: args.latency_ms,
+        token: args.token,
         test_clock: crate::node::test_clock::TestClock::from_env()?,
     };
     tokio::runtime::Runtime::new()?.block_on(run_node(options))

@@ -51,6 +51,8 @@ pub(crate) struct Audio {
     pub(crate) timeline: Arc<NodeTimeline>,
     /// Every player event, for whoever listens.
     pub(crate) events: broadcast::Sender<PlayerEvent>,
+    /// The latest flashes.
+    pub(crate) flashes: super::events::FlashRing,
 }
 
 impl Audio {
@@ -76,13 +78,19 @@ impl Audio {
                 Some(Arc::new(Mutex::new(player)))
             }
         };
+        let flashes = super::events::FlashRing::default();
         if let Some(player) = &player {
-            tokio::spawn(forward_events(Arc::clone(player), events.clone()));
+            tokio::spawn(forward_events(
+                Arc::clone(player),
+                events.clone(),
+                flashes.clone(),
+            ));
         }
         Ok(Self {
             player,
             timeline,
             events,
+            flashes,
         })
     }
 
@@ -96,7 +104,11 @@ impl Audio {
 }
 
 /// Moves the player's events to the broadcast channel until the player is gone.
-async fn forward_events(player: Arc<Mutex<Player>>, events: broadcast::Sender<PlayerEvent>) {
+async fn forward_events(
+    player: Arc<Mutex<Player>>,
+    events: broadcast::Sender<PlayerEvent>,
+    flashes: super::events::FlashRing,
+) {
     let mut tick = tokio::time::interval(DRAIN_EVERY);
     loop {
         tick.tick().await;
@@ -109,6 +121,9 @@ async fn forward_events(player: Arc<Mutex<Player>>, events: broadcast::Sender<Pl
                 .collect()
         };
         for event in drained {
+            if let PlayerEvent::Flash(flash) = &event {
+                flashes.push(super::events::FlashReport::of(flash));
+            }
             // No listener is fine: events are only for those who watch.
             let _ = events.send(event);
         }

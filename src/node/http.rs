@@ -1,8 +1,15 @@
-//! The node's JSON API (for now `GET /api/status`), served with axum.
+//! The node's JSON API, served with axum (documented in `docs/API.md`).
+//!
+//! `GET /api/status`, `GET /api/state`, `GET /api/library`, and the playback
+//! commands `POST /api/play|pause|resume|seek|next|queue|volume`, which go
+//! through the playback driver to the coordinator.
 //!
 //! [`router`] is separate from [`serve`] so tests drive it with `oneshot` and
 //! no socket. Errors come back as `{ "message": … }` with a 4xx for bad input
-//! and a generic 500 for internal failures (details go to the log).
+//! (malformed JSON included, through [`ApiJson`]) and a generic 500 for
+//! internal failures (details go to the log). Requests a browser sends from
+//! another origin are refused; when the node has a token (it is bound to a
+//! non-loopback address) every request must carry `Authorization: Bearer …`.
 
 use super::NodeState;
 use axum::extract::State;
@@ -47,13 +54,38 @@ pub(crate) struct CatalogEntry {
 /// The API's one error type.
 #[derive(Debug)]
 pub(crate) enum ApiError {
+    /// The request is malformed or out of range (400).
+    BadRequest(String),
+    /// No or a wrong token (401).
+    Unauthorized,
+    /// A cross-origin browser request (403).
+    CrossOrigin,
+    /// The command is not valid now (409).
+    Refused(String),
+    /// No coordinator answered (503).
+    Unavailable(String),
     /// Something on the node failed; the details are logged, not returned.
     Internal(anyhow::Error),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let plain = |status: StatusCode, message: String| {
+            (status, Json(serde_json::json!({ "message": message }))).into_response()
+        };
         match self {
+            ApiError::BadRequest(message) => plain(StatusCode::BAD_REQUEST, message),
+            ApiError::Unauthorized => plain(
+                StatusCode::UNAUTHORIZED,
+                "this node requires `Authorization: Bearer <token>` (printed by `firefly up`)"
+                    .into(),
+            ),
+            ApiError::CrossOrigin => plain(
+                StatusCode::FORBIDDEN,
+                "cross-origin requests are refused".into(),
+            ),
+            ApiError::Refused(message) => plain(StatusCode::CONFLICT, message),
+            ApiError::Unavailable(message) => plain(StatusCode::SERVICE_UNAVAILABLE, message),
             ApiError::Internal(err) => {
                 tracing::error!(err = %format!("{err:#}"), "api request failed");
                 let body = serde_json::json!({ "message": "internal error" });
@@ -73,6 +105,11 @@ impl<E: Into<anyhow::Error>> From<E> for ApiError {
 pub(crate) fn router(state: NodeState) -> Router {
     Router::new()
         .route("/api/status", get(status))
+        .merge(super::api::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::api::guard,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -6,9 +6,13 @@
 //! until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
 //! `Swarm` lives in the swarm crate's event loop.
 
+pub(crate) mod api;
 pub(crate) mod audio;
+pub(crate) mod driver;
+pub(crate) mod events;
 pub(crate) mod http;
 pub(crate) mod roles;
+pub(crate) mod session;
 pub(crate) mod test_clock;
 pub(crate) mod timeline;
 
@@ -37,6 +41,8 @@ pub(crate) struct NodeOptions {
     pub(crate) latency_ms: i64,
     /// `FIREFLY_TEST_CLOCK`, read once by the caller.
     pub(crate) test_clock: Option<test_clock::TestClock>,
+    /// `--token`: required of API clients when `http` is not loopback.
+    pub(crate) token: Option<String>,
 }
 
 /// Handles to a running node, shared by the HTTP handlers.
@@ -46,16 +52,22 @@ pub(crate) struct NodeState {
     pub(crate) library: Library,
     pub(crate) name: String,
     pub(crate) audio: audio::Audio,
+    pub(crate) control: driver::Control,
+    /// Required of every API request when set (non-loopback binding).
+    pub(crate) token: Option<String>,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
-    if !options.http.ip().is_loopback() {
-        anyhow::bail!(
-            "the API would be open to the network on {}: bind --http to 127.0.0.1 or ::1",
-            options.http
-        );
-    }
+    let token = match (&options.token, options.http.ip().is_loopback()) {
+        (Some(token), _) => Some(token.clone()),
+        (None, true) => None,
+        (None, false) => {
+            let token = hex::encode(rand::random::<[u8; 16]>());
+            println!("api token: {token} (send `Authorization: Bearer {token}`)");
+            Some(token)
+        }
+    };
     let keypair = firefly_swarm::identity::load_or_create(&options.data_dir)?;
     let mut library_config = LibraryConfig::new(&options.data_dir);
     library_config.music_dir(&options.music);
@@ -83,15 +95,18 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let (client, events, event_loop) = firefly_swarm::new(config)?;
     println!("peer id: {}", client.peer_id());
     let swarm_task = tokio::spawn(event_loop.run());
-    let timeline = std::sync::Arc::new(timeline::NodeTimeline::new(now, client.mapping()));
+    let timeline = std::sync::Arc::new(timeline::NodeTimeline::new(now.clone(), client.mapping()));
     let audio = audio::Audio::start(&options.output, timeline, options.latency_ms)?;
-    let log_task = tokio::spawn(log_events(events));
+    let control = driver::spawn(client.clone(), library.clone(), audio.clone(), now);
+    let log_task = tokio::spawn(log_events(events, control.clone()));
 
     let state = NodeState {
         swarm: client.clone(),
         library: library.clone(),
         name: options.name.clone(),
         audio,
+        control,
+        token,
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
@@ -136,7 +151,8 @@ async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> an
 }
 
 /// Prints membership changes, one line each, for the person running the node.
-async fn log_events(mut events: mpsc::Receiver<Event>) {
+/// Events for playback go on to the driver.
+async fn log_events(mut events: mpsc::Receiver<Event>, control: driver::Control) {
     while let Some(event) = events.recv().await {
         match event {
             Event::PeerJoined { peer, name } => println!("joined: {name} {peer}"),
@@ -144,6 +160,9 @@ async fn log_events(mut events: mpsc::Receiver<Event>) {
             Event::Listening { addr } => println!("listening: {addr}"),
             Event::RelayReserved { relay } => println!("relay: reserved a slot on {relay}"),
             Event::DirectConnectionUpgraded { peer } => println!("direct: {peer}"),
+            other @ (Event::Session { .. } | Event::ControlRequest { .. }) => {
+                control.swarm_event(other).await;
+            }
             other => tracing::trace!(?other, "swarm event"),
         }
     }

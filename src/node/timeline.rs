@@ -36,11 +36,6 @@ impl NodeTimeline {
         self.to_swarm(self.now())
     }
 
-    /// The slew controller's learned drift, ppm (for the API).
-    pub(crate) fn drift_ppm(&self) -> f64 {
-        self.lock().drift_ppm()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, SlewController> {
         // The controller is plain numbers; a panicking holder leaves them usable.
         self.slew

@@ -1,0 +1,470 @@
+//! The node's playback driver: roles, sessions and the player, wired to the swarm.
+//!
+//! One task ([`spawn`]) owns the node's [`Roles`] and the session it last
+//! applied. Every tick it feeds membership to the roles, reports its view and
+//! playback in heartbeats and, as coordinator, re-gossips the session (so
+//! late joiners get it). It takes the swarm's session and control events and
+//! the local API's commands:
+//!
+//! - as coordinator it decides ([`session::decide`]), prepares new tracks on
+//!   every alive member over `/firefly/control/1`, then publishes the session
+//!   and applies it;
+//! - otherwise it forwards commands to the coordinator (off the loop, with
+//!   retries through a failover) and answers prepares with whether it holds
+//!   the track. Tracks a node lacks are not downloaded yet: it says so and
+//!   sits the track out.
+//!
+//! [`Control`] is the handle the HTTP API holds.
+
+use super::audio::Audio;
+use super::roles::{MemberView, Roles};
+use super::session::{self, Action, Decision};
+use firefly_library::{Library, TrackId};
+use firefly_player::Decoder;
+use firefly_swarm::{
+    Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, PlaybackState,
+    PlaybackSummary, RoleView, Session, SwarmMicros,
+};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How often roles are re-derived and status is reported.
+const TICK: Duration = Duration::from_millis(250);
+/// How often the coordinator re-gossips an unchanged session, in ticks.
+const REPUBLISH_TICKS: u32 = 4;
+/// How long a prepare may take before the node is left to join late.
+const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a command waits for a coordinator (covers a failover).
+const FORWARD_PATIENCE: Duration = Duration::from_millis(4500);
+/// The refusal a non-coordinator gives, so senders retry elsewhere.
+const NOT_COORDINATOR: &str = "not the coordinator";
+
+/// Why a playback command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CommandFailed {
+    /// The command is not valid now (nothing playing, unknown track…).
+    #[error("{0}")]
+    Refused(String),
+    /// No coordinator could be reached in time.
+    #[error("no coordinator answered: {0}")]
+    Unavailable(String),
+}
+
+enum Input {
+    Local {
+        request: ControlRequest,
+        reply: oneshot::Sender<Result<Session, CommandFailed>>,
+    },
+    Swarm(Event),
+}
+
+/// The API's handle on the driver.
+#[derive(Clone)]
+pub(crate) struct Control {
+    inputs: mpsc::Sender<Input>,
+    roles: watch::Receiver<RoleView>,
+    session: watch::Receiver<Session>,
+}
+
+impl Control {
+    /// Runs a playback command through the coordinator; returns the session it made.
+    pub(crate) async fn command(&self, request: ControlRequest) -> Result<Session, CommandFailed> {
+        let (reply, answer) = oneshot::channel();
+        self.inputs
+            .send(Input::Local { request, reply })
+            .await
+            .map_err(|_| CommandFailed::Unavailable("the node is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| CommandFailed::Unavailable("the node is shutting down".into()))?
+    }
+
+    /// This node's role view.
+    pub(crate) fn roles(&self) -> RoleView {
+        self.roles.borrow().clone()
+    }
+
+    /// The session this node last applied.
+    pub(crate) fn session(&self) -> Session {
+        self.session.borrow().clone()
+    }
+
+    /// A receiver that wakes on every applied session.
+    pub(crate) fn session_changes(&self) -> watch::Receiver<Session> {
+        self.session.clone()
+    }
+
+    /// Hands a swarm event to the driver (drops it if the driver is gone).
+    pub(crate) async fn swarm_event(&self, event: Event) {
+        let _ = self.inputs.send(Input::Swarm(event)).await;
+    }
+}
+
+struct Driver {
+    client: Client,
+    library: Library,
+    audio: Audio,
+    now: Now,
+    roles: Roles,
+    roles_tx: watch::Sender<RoleView>,
+    session_tx: watch::Sender<Session>,
+    applied: Option<Session>,
+    inputs: mpsc::Sender<Input>,
+    ticks: u32,
+}
+
+/// Starts the driver; returns its handle.
+pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) -> Control {
+    let (inputs, receiver) = mpsc::channel(256);
+    let (roles_tx, roles) = watch::channel(RoleView::default());
+    let (session_tx, session) = watch::channel(Session::default());
+    let driver = Driver {
+        roles: Roles::new(client.peer_id(), now()),
+        client,
+        library,
+        audio,
+        now,
+        roles_tx,
+        session_tx,
+        applied: None,
+        inputs: inputs.clone(),
+        ticks: 0,
+    };
+    tokio::spawn(driver.run(receiver));
+    Control {
+        inputs,
+        roles,
+        session,
+    }
+}
+
+impl Driver {
+    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.on_tick().await,
+                input = inputs.recv() => match input {
+                    None => break,
+                    Some(Input::Local { request, reply }) => self.on_local(request, reply).await,
+                    Some(Input::Swarm(event)) => self.on_swarm(event).await,
+                },
+            }
+        }
+    }
+
+    fn swarm_now(&self) -> i64 {
+        self.audio.timeline.swarm_now().as_micros()
+    }
+
+    fn current(&self) -> Session {
+        self.applied.clone().unwrap_or_default()
+    }
+
+    async fn on_tick(&mut self) {
+        self.ticks = self.ticks.wrapping_add(1);
+        let Ok(members) = self.client.members().await else {
+            return;
+        };
+        let views: Vec<MemberView> = members.iter().map(MemberView::of).collect();
+        let was_coordinator = self.roles.is_coordinator();
+        if let Some(view) = self.roles.handle_members((self.now)(), &views) {
+            match view.coordinator {
+                Some(c) if c == self.client.peer_id() => {
+                    println!("role: coordinator (term {})", view.term);
+                }
+                Some(c) => println!("role: following {c} (term {})", view.term),
+                None => println!("role: no coordinator"),
+            }
+            let _ = self.roles_tx.send(view);
+        }
+        if self.roles.is_coordinator() {
+            if !was_coordinator && self.applied.is_some() {
+                // Carry the last gossiped session on under the new term.
+                let mut carried = self.current();
+                carried.term = self.roles.view().term;
+                carried.seq += 1;
+                self.apply(carried.clone()).await;
+                let _ = self.client.publish_session(carried).await;
+            } else if self.ticks % REPUBLISH_TICKS == 0
+                && let Some(session) = self.applied.clone()
+            {
+                let _ = self.client.publish_session(session).await;
+            }
+        }
+        self.report_status().await;
+    }
+
+    async fn report_status(&self) {
+        let library = self.library.clone();
+        let version = tokio::task::spawn_blocking(move || library.version())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        let session = self.current();
+        let status = NodeStatus {
+            library_version: version,
+            roles: self.roles.view(),
+            playback: PlaybackSummary {
+                state: session.state,
+                track: session.track,
+                position_ms: session.position_at(self.swarm_now()) / 1000,
+            },
+            ..NodeStatus::default()
+        };
+        let _ = self.client.set_status(status).await;
+    }
+
+    async fn on_local(
+        &mut self,
+        request: ControlRequest,
+        reply: oneshot::Sender<Result<Session, CommandFailed>>,
+    ) {
+        if self.roles.is_coordinator() {
+            let _ = reply.send(self.coordinate(request).await);
+            return;
+        }
+        let client = self.client.clone();
+        let roles = self.roles_tx.subscribe();
+        let inputs = self.inputs.clone();
+        tokio::spawn(forward(client, roles, inputs, request, reply));
+    }
+
+    async fn on_swarm(&mut self, event: Event) {
+        match event {
+            Event::Session { from, session } => {
+                if session.term < self.roles.view().term {
+                    tracing::debug!(%from, term = session.term, "session from a stale term ignored");
+                    return;
+                }
+                self.apply(*session).await;
+            }
+            Event::ControlRequest { peer, key, request } => {
+                let response = match request {
+                    ControlRequest::Prepare { track, .. } => ControlResponse::Ready {
+                        has_track: self.path_of(track).await.is_some(),
+                    },
+                    request if self.roles.is_coordinator() => {
+                        match self.coordinate(request).await {
+                            Ok(session) => ControlResponse::Session(Box::new(session)),
+                            Err(err) => ControlResponse::Refused {
+                                reason: err.to_string(),
+                            },
+                        }
+                    }
+                    _ => ControlResponse::Refused {
+                        reason: NOT_COORDINATOR.into(),
+                    },
+                };
+                tracing::debug!(%peer, ?response, "control request answered");
+                let _ = self.client.respond_control(key, response).await;
+            }
+            other => tracing::trace!(?other, "swarm event"),
+        }
+    }
+
+    /// Carries out a command as coordinator.
+    async fn coordinate(&mut self, request: ControlRequest) -> Result<Session, CommandFailed> {
+        let term = self.roles.view().term;
+        let current = self.current();
+        let decision = session::decide(&current, term, &request, self.swarm_now())
+            .map_err(|err| CommandFailed::Refused(err.to_string()))?;
+        let next = match decision {
+            Decision::Publish(next) => next,
+            Decision::Prepare {
+                track,
+                position_micros,
+                queue,
+            } => {
+                self.check_position(track, position_micros).await?;
+                let holders = self.prepare(term, track).await;
+                if holders == 0 {
+                    return Err(CommandFailed::Refused(format!(
+                        "no node holds track {}",
+                        track.to_hex()
+                    )));
+                }
+                session::start(
+                    &current,
+                    term,
+                    track,
+                    position_micros,
+                    queue,
+                    self.swarm_now(),
+                )
+            }
+        };
+        self.apply(next.clone()).await;
+        let _ = self.client.publish_session(next.clone()).await;
+        Ok(next)
+    }
+
+    /// Refuses a start position past the end of a track this node knows.
+    async fn check_position(&self, track: TrackId, position: u64) -> Result<(), CommandFailed> {
+        let library = self.library.clone();
+        let manifest = tokio::task::spawn_blocking(move || library.manifest(track))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        if let Some(duration_ms) = manifest.and_then(|m| m.meta.duration_ms)
+            && position / 1000 > duration_ms
+        {
+            return Err(CommandFailed::Refused(format!(
+                "position {} ms is past the end of the track ({duration_ms} ms)",
+                position / 1000
+            )));
+        }
+        Ok(())
+    }
+
+    /// Asks every alive member to prepare `track`; returns how many hold it
+    /// (this node included). Late or failing members join late.
+    async fn prepare(&self, term: u64, track: TrackId) -> usize {
+        let members = self.client.members().await.unwrap_or_default();
+        let asks = members.into_iter().map(|member| {
+            let client = self.client.clone();
+            async move {
+                let ask = client.control(member.peer, ControlRequest::Prepare { term, track });
+                match tokio::time::timeout(PREPARE_TIMEOUT, ask).await {
+                    Ok(Ok(ControlResponse::Ready { has_track })) => has_track,
+                    other => {
+                        tracing::info!(peer = %member.peer, ?other, "no ready from a member; it joins late");
+                        false
+                    }
+                }
+            }
+        });
+        let ready = futures::future::join_all(asks).await;
+        let mine = usize::from(self.path_of(track).await.is_some());
+        mine + ready.into_iter().filter(|has| *has).count()
+    }
+
+    /// The file holding `track` on this node, if any.
+    async fn path_of(&self, track: TrackId) -> Option<std::path::PathBuf> {
+        let library = self.library.clone();
+        tokio::task::spawn_blocking(move || library.track_paths(track))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|paths| paths.into_iter().find(|p| p.is_file()))
+    }
+
+    /// Applies a session newer than the applied one to the player.
+    async fn apply(&mut self, new: Session) {
+        if self
+            .applied
+            .as_ref()
+            .is_some_and(|old| !new.is_newer_than(old))
+        {
+            return;
+        }
+        let action = session::plan(self.applied.as_ref(), &new);
+        self.applied = Some(new.clone());
+        let _ = self.session_tx.send(new);
+        let Some(action) = action else {
+            return;
+        };
+        tracing::info!(?action, "playback");
+        match action {
+            Action::Play {
+                track,
+                position_micros,
+                at,
+            } => self.play(track, position_micros, at).await,
+            Action::Pause => {
+                if let Some(player) = self.audio.player()
+                    && let Err(err) = player.pause()
+                {
+                    tracing::warn!(%err, "cannot pause");
+                }
+            }
+            Action::Stop => {
+                if let Some(player) = self.audio.player()
+                    && let Err(err) = player.stop()
+                {
+                    tracing::warn!(%err, "cannot stop");
+                }
+            }
+        }
+    }
+
+    async fn play(&self, track: TrackId, position_micros: u64, at: i64) {
+        let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
+            return;
+        };
+        let Some(path) = self.path_of(track).await else {
+            println!(
+                "playback: track {} is not on this node; sitting it out",
+                track.to_hex()
+            );
+            return;
+        };
+        let opened = tokio::task::spawn_blocking(move || Decoder::open_file(&path, channels)).await;
+        let decoder = match opened {
+            Ok(Ok(decoder)) => decoder,
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "cannot open the track");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "the decoder task failed");
+                return;
+            }
+        };
+        let rate = u128::from(decoder.info().sample_rate);
+        let frame = u64::try_from(u128::from(position_micros) * rate / 1_000_000).unwrap_or(0);
+        if let Some(mut player) = self.audio.player()
+            && let Err(err) = player.play(decoder, frame, SwarmMicros(at))
+        {
+            tracing::warn!(%err, "cannot play");
+        }
+    }
+}
+
+/// Sends a command to the coordinator, retrying through a failover.
+async fn forward(
+    client: Client,
+    mut roles: watch::Receiver<RoleView>,
+    inputs: mpsc::Sender<Input>,
+    request: ControlRequest,
+    reply: oneshot::Sender<Result<Session, CommandFailed>>,
+) {
+    let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
+    let mut last = String::from("no coordinator yet");
+    while tokio::time::Instant::now() < deadline {
+        let coordinator: Option<PeerId> = roles.borrow_and_update().coordinator;
+        match coordinator {
+            Some(c) if c == client.peer_id() => {
+                // This node took over meanwhile: let the driver coordinate.
+                let _ = inputs.send(Input::Local { request, reply }).await;
+                return;
+            }
+            Some(c) => match client.control(c, request.clone()).await {
+                Ok(ControlResponse::Session(session)) => {
+                    let _ = reply.send(Ok(*session));
+                    return;
+                }
+                Ok(ControlResponse::Refused { reason }) if reason != NOT_COORDINATOR => {
+                    let _ = reply.send(Err(CommandFailed::Refused(reason)));
+                    return;
+                }
+                Ok(other) => last = format!("unexpected answer {other:?}"),
+                Err(err) => last = err.to_string(),
+            },
+            None => {}
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), roles.changed()).await;
+    }
+    let _ = reply.send(Err(CommandFailed::Unavailable(last)));
+}
+
+/// The playback state a session shows the API: position now, in ms.
+pub(crate) fn position_ms(session: &Session, swarm_now: i64) -> u64 {
+    match session.state {
+        PlaybackState::Stopped => 0,
+        _ => session.position_at(swarm_now) / 1000,
+    }
+}
