@@ -1,0 +1,294 @@
+//! Synchronized playback end to end: three real `firefly up` processes on
+//! 127.0.0.1, each on a deliberately skewed test clock (`FIREFLY_TEST_CLOCK`)
+//! with a virtual output, play one track in step; killing the coordinator
+//! with SIGKILL leaves the others playing and a new coordinator takes
+//! commands within 3 s. Sync is measured from the virtual outputs' true
+//! instants (`GET /api/flashes`), never from the nodes' own beliefs.
+
+use crate::util::{Running, arg, firefly_bin};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Skews of the three nodes: (offset µs, ppm).
+const SKEWS: [&str; 3] = ["300000,150", "-700000,-120", "1000000,60"];
+const RATE: u32 = 44_100;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `secs` seconds of a stereo sweep at 44.1 kHz.
+fn write_track(path: &Path, secs: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..secs * RATE {
+        let t = f64::from(n) / f64::from(RATE);
+        let s = (t * (220.0 + 20.0 * t) * std::f64::consts::TAU).sin() * 0.3;
+        let v = (s * f64::from(i16::MAX)) as i16;
+        w.write_sample(v).unwrap();
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// One HTTP/1.1 request to a node's API; returns (status, JSON body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = serde_json::from_slice(&response[split + 4..]).unwrap_or(Value::Null);
+    (status, json)
+}
+
+struct Node {
+    process: Running,
+    http: SocketAddr,
+    peer_id: String,
+}
+
+fn start_node(root: &Path, index: usize, bootstrap: Option<&str>) -> Node {
+    let dir = root.join(format!("n{index}"));
+    let music = dir.join("music");
+    write_track(&music.join("sweep.wav"), 20);
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = Command::new(firefly_bin());
+    command
+        .args([
+            "up",
+            "--data-dir",
+            arg(&dir.join("data")),
+            "--music",
+            arg(&music),
+        ])
+        .args([
+            "--name",
+            &format!("n{index}"),
+            "--no-mdns",
+            "--output",
+            "virtual",
+        ])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", free_port())])
+        .args(["--http", &http.to_string()])
+        .env("FIREFLY_TEST_CLOCK", SKEWS[index])
+        .env("RUST_LOG", "warn");
+    if let Some(peer) = bootstrap {
+        command.args(["--peer", peer]);
+    }
+    let process = Running::spawn(&format!("n{index}"), command);
+    let peer_id = process
+        .wait_line("peer id: ", Duration::from_secs(20))
+        .expect("the node prints its peer id");
+    process
+        .wait_line("library: ", Duration::from_secs(30))
+        .expect("the node scans its music");
+    Node {
+        process,
+        http,
+        peer_id,
+    }
+}
+
+fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Flashes of the node's latest track: (source frame, true µs).
+fn flashes(node: &Node) -> Vec<(f64, i64)> {
+    let (status, body) = http(node.http, "GET", "/api/flashes", None);
+    assert_eq!(status, 200);
+    let all = body.as_array().unwrap();
+    let last_track = all.iter().filter_map(|f| f["track"].as_u64()).max();
+    all.iter()
+        .filter(|f| f["track"].as_u64() == last_track)
+        .filter_map(|f| Some((f["position"].as_f64()?, f["true_unix_us"].as_i64()?)))
+        .collect()
+}
+
+/// For every flash of `a` inside `b`'s span, the true time `a` sounded that
+/// position minus when `b` did (interpolated), µs.
+fn offsets(a: &[(f64, i64)], b: &[(f64, i64)]) -> Vec<f64> {
+    a.iter()
+        .filter_map(|&(pos, t)| {
+            let i = b.windows(2).position(|w| w[0].0 <= pos && pos < w[1].0)?;
+            let (p0, t0) = b[i];
+            let (p1, t1) = b[i + 1];
+            let tb = t0 as f64 + (pos - p0) / (p1 - p0) * (t1 - t0) as f64;
+            Some(t as f64 - tb)
+        })
+        .collect()
+}
+
+fn p99(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|x, y| x.abs().total_cmp(&y.abs()));
+    values[(values.len() * 99 / 100).min(values.len() - 1)].abs()
+}
+
+#[test]
+fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = start_node(tmp.path(), 0, None);
+    let listen = first
+        .process
+        .wait_line("listening: /ip4/127.0.0.1/tcp/", Duration::from_secs(10))
+        .unwrap();
+    let bootstrap = format!("/ip4/127.0.0.1/tcp/{listen}/p2p/{}", first.peer_id);
+    let mut nodes = vec![first];
+    for i in 1..3 {
+        nodes.push(start_node(tmp.path(), i, Some(&bootstrap)));
+    }
+
+    // Every node synced, and all follow the same coordinator.
+    let settled = wait_until(Duration::from_secs(30), || {
+        let states: Vec<Value> = nodes
+            .iter()
+            .map(|n| http(n.http, "GET", "/api/state", None).1)
+            .collect();
+        states.iter().all(|s| {
+            s["clock_synced"] == true && s["peers"].as_array().is_some_and(|p| p.len() == 2)
+        }) && states
+            .iter()
+            .all(|s| s["coordinator"] == states[0]["coordinator"])
+            && states[0]["coordinator"].is_string()
+    });
+    assert!(
+        settled,
+        "the nodes never agreed on a synced timeline and a coordinator"
+    );
+
+    // Play from a node, not necessarily the coordinator.
+    let (_, library) = http(nodes[1].http, "GET", "/api/library", None);
+    let track = library[0]["track"].as_str().unwrap().to_string();
+    let (status, body) = http(
+        nodes[2].http,
+        "POST",
+        "/api/play",
+        Some(json!({ "track": track, "position_ms": 1000 })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "playing");
+
+    std::thread::sleep(Duration::from_secs(5));
+    let seen: Vec<Vec<(f64, i64)>> = nodes.iter().map(flashes).collect();
+    for (i, f) in seen.iter().enumerate() {
+        assert!(
+            f.len() > 100,
+            "node {i} played too little: {} flashes",
+            f.len()
+        );
+    }
+    let mut all = Vec::new();
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        all.extend(offsets(&seen[i], &seen[j]));
+    }
+    assert!(
+        all.len() > 300,
+        "too few overlapping flashes: {}",
+        all.len()
+    );
+    let worst = p99(all);
+    eprintln!("p99 inter-node offset: {worst:.0} µs");
+    assert!(
+        worst <= 1_000.0,
+        "p99 inter-node offset {worst:.0} µs > 1 ms"
+    );
+
+    // Kill the coordinator (SIGKILL); the others keep playing and a new
+    // coordinator takes a command within 3 s.
+    let (_, state) = http(nodes[0].http, "GET", "/api/state", None);
+    let coordinator = state["coordinator"].as_str().unwrap().to_string();
+    let victim = nodes.iter().position(|n| n.peer_id == coordinator).unwrap();
+    let killed = nodes.remove(victim);
+    let before: Vec<f64> = nodes.iter().map(|n| flashes(n).last().unwrap().0).collect();
+    let killed_at = Instant::now();
+    drop(killed);
+    let accepted = wait_until(Duration::from_secs(5), || {
+        let (status, _) = http(
+            nodes[0].http,
+            "POST",
+            "/api/queue",
+            Some(json!({ "tracks": [] })),
+        );
+        status == 200
+    });
+    let took = killed_at.elapsed();
+    assert!(accepted, "no new coordinator accepted a command");
+    assert!(
+        took <= Duration::from_millis(3_000),
+        "failover took {took:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let elapsed = killed_at.elapsed().as_secs_f64();
+    for (node, start) in nodes.iter().zip(before) {
+        let f = flashes(node);
+        let now = f.last().unwrap().0;
+        let advanced = (now - start) / f64::from(RATE);
+        assert!(
+            (advanced - elapsed).abs() < 0.3,
+            "{} advanced {advanced:.2} s of audio in {elapsed:.2} s",
+            node.process.label()
+        );
+        let gaps = f
+            .windows(2)
+            .filter(|w| (w[1].1 - w[0].1) > 30_000 || (w[1].0 - w[0].0) > f64::from(RATE) * 0.03)
+            .count();
+        assert_eq!(gaps, 0, "{} has gaps in its output", node.process.label());
+    }
+    let after: Vec<Vec<(f64, i64)>> = nodes.iter().map(flashes).collect();
+    let worst = p99(offsets(&after[0], &after[1]));
+    assert!(worst <= 1_000.0, "after failover p99 offset {worst:.0} µs");
+}
+
+#[test]
+fn bad_api_input_gets_4xx_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = start_node(tmp.path(), 0, None);
+    for (path, body, want) in [
+        ("/api/play", json!({ "track": "nope" }), 400),
+        (
+            "/api/play",
+            json!({ "track": "00".repeat(32), "position_ms": u64::MAX }),
+            400,
+        ),
+        ("/api/seek", json!({ "position_ms": -5 }), 400),
+        ("/api/volume", json!({ "volume": 9.5 }), 400),
+        ("/api/queue", json!({ "tracks": ["zz"] }), 400),
+    ] {
+        let (status, reply) = http(node.http, "POST", path, Some(body.clone()));
+        assert_eq!(status, want, "{path} {body}: {reply}");
+        assert!(reply["message"].is_string(), "{reply}");
+    }
+}
