@@ -30,7 +30,7 @@ enum Command {
     /// Manage the swarm's pre-shared key (private swarms).
     Key(cmd::key::Args),
     /// Run a node: join the swarm, scan the music folder, serve the API.
-    Up(cmd::up::Args),
+    Up(Box<cmd::up::Args>),
     /// Run a relay that bridges nodes on networks that cannot reach each other.
     Relay(cmd::relay::Args),
     /// Show a running node's peers and the swarm catalog.
@@ -64,7 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Library(args) => cmd::library::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Key(args) => cmd::key::run(args),
-        Command::Up(args) => cmd::up::run(args),
+        Command::Up(args) => cmd::up::run(*args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Status(args) => cmd::status::run(args),
     }

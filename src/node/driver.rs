@@ -187,7 +187,7 @@ impl Driver {
                 carried.seq += 1;
                 self.apply(carried.clone()).await;
                 let _ = self.client.publish_session(carried).await;
-            } else if self.ticks % REPUBLISH_TICKS == 0
+            } else if self.ticks.is_multiple_of(REPUBLISH_TICKS)
                 && let Some(session) = self.applied.clone()
             {
                 let _ = self.client.publish_session(session).await;

@@ -208,6 +208,7 @@ pub(crate) fn plan(applied: Option<&Session>, new: &Session) -> Option<Action> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -101,6 +101,7 @@ pub(crate) fn local_clock(skew: Option<TestClock>) -> Now {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

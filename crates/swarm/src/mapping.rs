@@ -91,6 +91,7 @@ fn snapshot(clock: &SwarmClock<PeerId>, now: LocalMicros) -> Mapping {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
