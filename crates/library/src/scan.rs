@@ -284,10 +284,11 @@ impl Library {
                 let tx = tx.clone();
                 let next = &next;
                 scope.spawn(move || {
+                    let mut buf = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = files.get(i) else { break };
-                        let outcome = read_one(&f.path, f.size);
+                        let outcome = read_one(&f.path, f.size, &mut buf);
                         if tx.send((i, outcome)).is_err() {
                             break;
                         }
@@ -365,7 +366,7 @@ fn skip(report: &mut ScanReport, observer: &mut dyn ScanObserver, path: &Path, r
 }
 
 /// Probes and digests one file.
-fn read_one(path: &Path, size: u64) -> Outcome {
+fn read_one(path: &Path, size: u64, buf: &mut Vec<u8>) -> Outcome {
     let named_audio = probe::has_audio_extension(path);
     if size == 0 {
         return if named_audio {
@@ -384,7 +385,7 @@ fn read_one(path: &Path, size: u64) -> Outcome {
         Ok(f) => f,
         Err(e) => return Outcome::Skip(format!("unreadable: {e}")),
     };
-    match chunking::digest(file) {
+    match chunking::digest_with(file, buf) {
         Ok(d) if d.size == 0 => Outcome::Skip("empty file".to_owned()),
         Ok(d) => Outcome::Track(Manifest {
             track: d.track,
