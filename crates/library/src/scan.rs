@@ -108,6 +108,13 @@ impl Library {
         roots: &[PathBuf],
         observer: &mut dyn ScanObserver,
     ) -> Result<ScanReport, ScanError> {
+        // A panic in another scan leaves nothing half-done that this lock
+        // protects (each batch is one transaction), so poisoning is ignored.
+        let _scanning = self
+            .inner
+            .scan_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = Instant::now();
         let mut report = ScanReport::default();
         let mut roots_canon = Vec::new();

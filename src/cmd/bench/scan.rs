@@ -44,6 +44,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let scan_mb_s = best(|r| r.scan_mb_s);
     let rescan_files_s = best(|r| r.rescan_files_s);
     let ratios: Vec<f64> = runs.iter().map(|r| r.scan_mb_s / r.raw_mb_s).collect();
+    // CPU spent per byte by raw hashing over that spent by the scan: how
+    // close the scan comes to raw hashing with one core, whatever the load.
+    let cpu_ratio = runs
+        .iter()
+        .filter_map(|r| Some(r.raw_cpu? / r.scan_cpu?))
+        .fold(None, |best: Option<f64>, r| {
+            Some(best.map_or(r, |b| b.max(r)))
+        });
     let bytes = runs[0].bytes;
     let figures = serde_json::json!({
         "dir": args.dir.to_string_lossy(),
@@ -56,6 +64,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         "first_scan_mb_s": scan_mb_s,
         "scan_to_raw_ratio": scan_mb_s / raw_mb_s,
         "per_run_ratios": ratios,
+        "cpu_time_ratio": cpu_ratio,
         "rescan_files_s": rescan_files_s,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
@@ -65,13 +74,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "{} files, {:.1} MB, best of {} runs\nraw BLAKE3 (1 thread): {:.0} MB/s\nfirst scan: {:.0} MB/s = {:.2} x raw (goal >= 0.8)\nrescan: {:.0} files/s (goal >= 10000)",
+            "{} files, {:.1} MB, best of {} runs\nraw BLAKE3 (1 thread): {:.0} MB/s\nfirst scan: {:.0} MB/s = {:.2} x raw (goal >= 0.8); CPU time per byte: raw / scan = {}\nrescan: {:.0} files/s (goal >= 10000)",
             files.len(),
             bytes as f64 / 1e6,
             runs.len(),
             raw_mb_s,
             scan_mb_s,
             scan_mb_s / raw_mb_s,
+            cpu_ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}")),
             rescan_files_s
         )
         .context("writing to stdout")?;
@@ -81,6 +91,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 
 /// The figures of one run.
 struct Run {
+    /// Process CPU seconds (all threads) of the raw hashing and of the first scan.
+    raw_cpu: Option<f64>,
+    scan_cpu: Option<f64>,
     bytes: u64,
     tracks: u64,
     skipped: usize,
@@ -91,16 +104,20 @@ struct Run {
 
 /// One run: raw hashing, then a first scan into a fresh data dir and a rescan.
 fn measure(dir: &Path, files: &[PathBuf]) -> anyhow::Result<Run> {
+    let cpu0 = cpu_seconds();
     let started = Instant::now();
     let bytes = hash_all(files)?;
     let raw_seconds = started.elapsed().as_secs_f64();
+    let cpu1 = cpu_seconds();
     let data_dir = std::env::temp_dir().join(format!("firefly-bench-scan-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let result = scan_twice(dir, &data_dir);
     let _ = std::fs::remove_dir_all(&data_dir);
-    let (first, second) = result?;
+    let (first, second, scan_cpu) = result?;
     let mb_s = |b: u64, s: f64| b as f64 / 1e6 / s.max(1e-9);
     Ok(Run {
+        raw_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        scan_cpu,
         bytes,
         tracks: first.tracks,
         skipped: first.skipped.len(),
@@ -111,18 +128,40 @@ fn measure(dir: &Path, files: &[PathBuf]) -> anyhow::Result<Run> {
     })
 }
 
+/// A first scan into a fresh library in `data_dir`, then a rescan; also the
+/// process CPU seconds the first scan took.
 fn scan_twice(
     dir: &Path,
     data_dir: &Path,
-) -> anyhow::Result<(firefly_library::ScanReport, firefly_library::ScanReport)> {
+) -> anyhow::Result<(
+    firefly_library::ScanReport,
+    firefly_library::ScanReport,
+    Option<f64>,
+)> {
     let library = super::super::scan::open_library_in(data_dir)?;
     let roots = [dir.to_path_buf()];
+    let cpu0 = cpu_seconds();
     let first = library.scan(&roots, &mut ())?;
+    let cpu1 = cpu_seconds();
     let second = library.scan(&roots, &mut ())?;
     if second.files_read != 0 {
         bail!("rescan re-read {} unchanged files", second.files_read);
     }
-    Ok((first, second))
+    Ok((first, second, cpu0.zip(cpu1).map(|(a, b)| b - a)))
+}
+
+/// CPU seconds (user + system, all threads) this process has used, from
+/// `/proc/self/stat` (Linux; `None` elsewhere). Clock ticks are taken as
+/// the usual 100 per second.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesized command name; utime and stime are the
+    // 12th and 13th of them.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Regular files under `dir` (following symlinks to files, not to folders,
