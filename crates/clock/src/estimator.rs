@@ -253,7 +253,9 @@ impl PeerEstimator {
         {
             return Err(SampleError::Stale);
         }
-        if self.points.iter().any(|q| q.t1 == p.t1) || self.pending.is_some_and(|q| q.t1 == p.t1) {
+        if self.points.binary_search_by_key(&p.t1, |q| q.t1).is_ok()
+            || self.pending.is_some_and(|q| q.t1 == p.t1)
+        {
             return Err(SampleError::Duplicate);
         }
         // A recent fit (the clock refits every tick) is good enough to judge a

@@ -149,10 +149,10 @@ fn bad_samples_are_refused_and_counted() {
         ..good
     };
     let stale = Sample {
-        t1: LocalMicros(-30_000_000),
-        t2: SwarmMicros(-26_000_000),
-        t3: SwarmMicros(-26_000_000),
-        t4: LocalMicros(-29_999_000),
+        t1: LocalMicros(-60_000_000),
+        t2: SwarmMicros(-56_000_000),
+        t3: SwarmMicros(-56_000_000),
+        t4: LocalMicros(-59_999_000),
     };
     assert_eq!(
         c.handle_sample(now, &0, reversed),
