@@ -107,6 +107,9 @@ struct View {
     /// Peer swarm rate against our local clock, minus one.
     rate: f64,
     rate_sigma: f64,
+    /// The window's own rate measurement (no prior), for the rate filter.
+    measured_rate: f64,
+    measured_rate_sigma: f64,
 }
 
 /// This node's swarm clock. Sans-IO: the caller owns time and the network.
@@ -546,6 +549,8 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                             sigma: e.uncertainty_at(at).max(0.5),
                             rate: e.rate,
                             rate_sigma: e.rate_uncertainty.max(1e-9),
+                            measured_rate: e.measured_rate,
+                            measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
                         });
                     }
                 }
@@ -584,10 +589,13 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             return;
         }
         if !members.is_empty() {
-            let (offset, rate, rate_var) = weighted_means(views, &members);
-            self.step(now, offset);
-            self.rate_var = rate_var;
-            self.rate_base = rate.clamp(-self.config.max_skew, self.config.max_skew);
+            let c = weighted_means(views, &members);
+            self.step(now, c.offset);
+            self.rate_var = c
+                .measured_var
+                .max((c.rate - c.measured_rate).powi(2))
+                .max(1e-12);
+            self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
             self.rate_slew = 0.0;
         }
         self.state = State::Synced;
@@ -607,10 +615,10 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             let since = *self.far_ahead_since.get_or_insert(now);
             if now.saturating_sub(since) >= self.config.adopt_after {
                 let members = largest_cluster(&ahead, outlier, false);
-                let (offset, rate, rate_var) = weighted_means(&ahead, &members);
-                self.step(now, offset);
-                self.rate_var = rate_var;
-                self.rate_base = rate.clamp(-self.config.max_skew, self.config.max_skew);
+                let c = weighted_means(&ahead, &members);
+                self.step(now, c.offset);
+                self.rate_var = c.measured_var.max(1e-12);
+                self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
                 self.rate_slew = 0.0;
                 self.far_ahead_since = None;
                 return;
@@ -624,13 +632,18 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             self.sync_error = None;
             return;
         }
-        let (offset, rate, rate_var) = weighted_means(views, &near);
+        let c = weighted_means(views, &near);
+        let offset = c.offset;
         let sigma = consensus_sigma(views, &near);
         self.reanchor(now);
         let max_skew = self.config.max_skew;
-        let gain = (self.rate_var / (self.rate_var + rate_var)).max(self.config.rate_gain);
-        self.rate_var = (1.0 - gain) * self.rate_var + RATE_WANDER * RATE_WANDER;
-        self.rate_base += gain * (rate - self.rate_base);
+        let gain = (self.rate_var / (self.rate_var + c.measured_var)).max(self.config.rate_gain);
+        // Successive measurements come from overlapping windows, so they are
+        // not independent: never trust the filter more than a fraction of
+        // the latest measurement, or it stops listening while still wrong.
+        self.rate_var = ((1.0 - gain) * self.rate_var + RATE_WANDER * RATE_WANDER)
+            .max(RATE_TRUST * c.measured_var);
+        self.rate_base += gain * (c.measured_rate - self.rate_base);
         self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
         let tick = self.config.tick_interval as f64;
         let since = now.saturating_sub(self.stepped_at).max(0) as f64;
@@ -642,6 +655,11 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         let significance = offset * offset / (offset * offset + 64.0 * sigma * sigma);
         let phase_gain =
             self.config.phase_gain + (fast - self.config.phase_gain) * fresh.max(significance);
+        // Integral action (a critically damped PI loop on the phase): a
+        // residual rate error the slope estimates have not resolved yet shows
+        // up as a persistent phase error, and this removes it.
+        self.rate_base += phase_gain * phase_gain / 8.0 * offset / tick;
+        self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
         self.rate_slew =
             (phase_gain * offset / tick).clamp(-self.config.max_slew, self.config.max_slew);
         self.sync_error = Some((offset * offset + sigma * sigma).sqrt());
@@ -696,10 +714,26 @@ fn largest_cluster(views: &[View], width: f64, with_self: bool) -> Vec<usize> {
 /// filter never stops listening.
 const RATE_WANDER: f64 = 0.02e-6;
 
-/// Inverse-variance weighted mean offset and rate over `members`, and the
-/// variance of that rate.
-fn weighted_means(views: &[View], members: &[usize]) -> (f64, f64, f64) {
-    let (mut wo, mut so, mut wr, mut sr) = (0.0, 0.0, 0.0, 0.0);
+/// The rate filter's variance never drops below this fraction of the latest
+/// measurement's (see `couple`).
+const RATE_TRUST: f64 = 0.25;
+
+/// Inverse-variance weighted means over `members`.
+#[derive(Debug, Clone, Copy)]
+struct Consensus {
+    /// Offset of the peers' timeline from ours, µs.
+    offset: f64,
+    /// Their rate against our local clock (prior-blended: a usable guess
+    /// even from short windows).
+    rate: f64,
+    /// Their rate as the windows alone measure it, and its variance (the
+    /// input of the rate filter; huge while windows are short).
+    measured_rate: f64,
+    measured_var: f64,
+}
+
+fn weighted_means(views: &[View], members: &[usize]) -> Consensus {
+    let (mut wo, mut so, mut wr, mut sr, mut wm, mut sm) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for &i in members {
         let v = views[i];
         let w = 1.0 / (v.sigma * v.sigma);
@@ -708,15 +742,23 @@ fn weighted_means(views: &[View], members: &[usize]) -> (f64, f64, f64) {
         let w = 1.0 / (v.rate_sigma * v.rate_sigma);
         wr += w;
         sr += w * v.rate;
+        let w = 1.0 / (v.measured_rate_sigma * v.measured_rate_sigma);
+        if w.is_finite() {
+            wm += w;
+            sm += w * v.measured_rate;
+        }
     }
-    let offset = if wo > 0.0 { so / wo } else { 0.0 };
-    let rate = if wr > 0.0 { sr / wr } else { 0.0 };
-    let rate_var = if wr > 0.0 { 1.0 / wr } else { 1.0 };
-    (
-        if offset.is_finite() { offset } else { 0.0 },
-        if rate.is_finite() { rate } else { 0.0 },
-        if rate_var.is_finite() { rate_var } else { 1.0 },
-    )
+    let finite_or = |x: f64, d: f64| if x.is_finite() { x } else { d };
+    Consensus {
+        offset: finite_or(if wo > 0.0 { so / wo } else { 0.0 }, 0.0),
+        rate: finite_or(if wr > 0.0 { sr / wr } else { 0.0 }, 0.0),
+        measured_rate: finite_or(if wm > 0.0 { sm / wm } else { 0.0 }, 0.0),
+        measured_var: if wm > 0.0 {
+            finite_or(1.0 / wm, 1.0)
+        } else {
+            1.0
+        },
+    }
 }
 
 fn consensus_sigma(views: &[View], members: &[usize]) -> f64 {

@@ -47,7 +47,7 @@ impl Default for Config {
             acquire_after: 1_000_000,
             acquire_uncertainty: 150.0,
             solo_after: 5_000_000,
-            phase_gain: 0.03,
+            phase_gain: 0.02,
             phase_gain_acquire: 0.15,
             settle_time: 15_000_000,
             rate_gain: 0.02,

@@ -158,6 +158,11 @@ pub struct Estimate {
     pub uncertainty: f64,
     /// One-sigma uncertainty of `rate`.
     pub rate_uncertainty: f64,
+    /// The rate measured by the window alone, without the prior `rate` is
+    /// blended with while the window is short.
+    pub measured_rate: f64,
+    /// One-sigma uncertainty of `measured_rate` (infinite for a zero span).
+    pub measured_rate_uncertainty: f64,
     /// Smallest round trip in the window, µs.
     pub min_delay: f64,
     /// Half the distance between the two fitted envelopes, µs.
@@ -306,8 +311,17 @@ impl PeerEstimator {
             // The old fit describes samples that are gone.
             self.fit = None;
         }
-        self.trim(cfg);
-        self.fit_fresh = false;
+        // A sample well inside both envelopes cannot move them, and neither
+        // can dropping one: keep the fit (this is most samples with jitter,
+        // and it is what keeps a 100-node simulation fast).
+        let keeps_fit = |fit: &Option<Estimate>, q: &Point| fit.is_some_and(|f| inside(&f, q));
+        let mut unchanged = self.fit_fresh && outcome == Insert::Added && keeps_fit(&self.fit, &p);
+        for q in self.trim(cfg) {
+            unchanged &= keeps_fit(&self.fit, &q);
+        }
+        if !unchanged {
+            self.fit_fresh = false;
+        }
         Ok(outcome)
     }
 
@@ -321,9 +335,11 @@ impl PeerEstimator {
         self.points.insert(idx, p);
     }
 
-    fn trim(&mut self, cfg: &EstimatorConfig) {
+    /// Drops samples beyond the window's size and age; returns them.
+    fn trim(&mut self, cfg: &EstimatorConfig) -> Vec<Point> {
+        let mut dropped = Vec::new();
         while self.points.len() > cfg.max_samples.max(2) {
-            self.points.pop_front();
+            dropped.extend(self.points.pop_front());
         }
         if let Some(newest) = self.points.back().map(|p| p.t1) {
             while self
@@ -331,9 +347,10 @@ impl PeerEstimator {
                 .front()
                 .is_some_and(|p| p.t1 < newest.saturating_sub(cfg.max_age))
             {
-                self.points.pop_front();
+                dropped.extend(self.points.pop_front());
             }
         }
+        dropped
     }
 
     /// The fit of the current window, recomputed only when the window changed.
@@ -355,6 +372,15 @@ fn violation(fit: &Estimate, p: &Point) -> f64 {
     let below = lower_u - p.u as f64;
     let above = p.v as f64 - upper_v;
     below.max(above)
+}
+
+/// Whether `p` lies well inside both envelopes of `fit`, so that adding or
+/// removing it cannot change the fit.
+fn inside(fit: &Estimate, p: &Point) -> bool {
+    let margin = 8.0 * fit.uncertainty + 5.0;
+    let above_u = p.u as f64 - (fit.theta_at(LocalMicros(p.t1)) + fit.half_gap);
+    let below_v = (fit.theta_at(LocalMicros(p.t4)) - fit.half_gap) - p.v as f64;
+    above_u > margin && below_v > margin
 }
 
 /// Whether two samples can describe the same clock: their offset intervals,
@@ -421,6 +447,8 @@ fn fit(points: &VecDeque<Point>, rate_prior: f64, cfg: &EstimatorConfig) -> Opti
         rate,
         uncertainty: noise + rate_sigma * span_f / 2.0,
         rate_uncertainty: rate_sigma,
+        measured_rate: rate_fit,
+        measured_rate_uncertainty: rate_sigma_fit,
         min_delay,
         half_gap: (alpha_u - alpha_v) / 2.0,
         samples: points.len(),

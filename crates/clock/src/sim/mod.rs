@@ -142,10 +142,11 @@ impl Scenario {
         Self {
             name: "scale".into(),
             nodes: 100,
-            duration_s: 180.0,
-            join_at_s: Some(100.0),
-            crash_at_s: Some(140.0),
-            warmup_s: 60.0,
+            duration_s: 240.0,
+            join_at_s: Some(150.0),
+            crash_at_s: Some(200.0),
+            // A hundred nodes seeing 8 peers each take longer to settle.
+            warmup_s: 90.0,
             goal_spread_p99_us: 150.0,
             ..Self::wifi()
         }

@@ -57,6 +57,11 @@ fn a_larger_swarm_probing_few_peers_converges() {
     let mut s = short(Scenario::scale());
     s.nodes = 24;
     s.sync_peers = 4;
+    // A sparse swarm settles more slowly than a full mesh.
+    s.duration_s = 90.0;
+    s.warmup_s = 45.0;
+    s.join_at_s = Some(50.0);
+    s.crash_at_s = Some(75.0);
     let f = sim::run_firefly(&s);
     let p99 = f.spread_p99_us.unwrap();
     assert!(
