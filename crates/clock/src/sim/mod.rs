@@ -198,6 +198,11 @@ pub struct Report {
     /// Half the asymmetry: the error floor of any two-way method, µs. Read
     /// the spreads against it.
     pub asymmetry_floor_us: f64,
+    /// The spread this asymmetry forces on any consensus of two-way
+    /// estimates in a full mesh of `nodes`: the lowest node sees every peer
+    /// `A/2` early, the highest sees every peer `A/2` late, so they settle
+    /// `A·(n − 1)/n` apart. µs.
+    pub asymmetry_spread_floor_us: f64,
     /// The spread p99 the scenario aims for, µs.
     pub goal_spread_p99_us: f64,
     /// Full firefly metrics.
@@ -232,6 +237,11 @@ pub fn run(scenario: &Scenario) -> Report {
         spread_p99_ratio: ratio,
         asymmetry_us: scenario.asymmetry_us,
         asymmetry_floor_us: scenario.asymmetry_us / 2.0,
+        asymmetry_spread_floor_us: if scenario.nodes > 0 {
+            scenario.asymmetry_us * (scenario.nodes as f64 - 1.0) / scenario.nodes as f64
+        } else {
+            0.0
+        },
         goal_spread_p99_us: scenario.goal_spread_p99_us,
         firefly,
         baseline,
