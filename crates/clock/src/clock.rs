@@ -629,6 +629,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             .collect();
         self.mark_coupled(outlier);
         if near.is_empty() {
+            // Nobody to follow: free-run at the learned rate, no slew.
+            self.reanchor(now);
+            self.rate_slew = 0.0;
             self.sync_error = None;
             return;
         }

@@ -147,40 +147,40 @@ impl Point {
 
 /// The fitted line `θ(L) = theta + rate · (L − at)`, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Estimate {
+pub(crate) struct Estimate {
     /// Local instant the line is anchored at (the newest sample).
-    pub at: LocalMicros,
+    pub(crate) at: LocalMicros,
     /// Peer swarm minus local at `at`, µs.
-    pub theta: f64,
+    pub(crate) theta: f64,
     /// The peer's swarm clock rate against our local clock, minus one.
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// One-sigma uncertainty of `theta` at `at`, µs.
-    pub uncertainty: f64,
+    pub(crate) uncertainty: f64,
     /// One-sigma uncertainty of `rate`.
-    pub rate_uncertainty: f64,
+    pub(crate) rate_uncertainty: f64,
     /// The rate measured by the window alone, without the prior `rate` is
     /// blended with while the window is short.
-    pub measured_rate: f64,
+    pub(crate) measured_rate: f64,
     /// One-sigma uncertainty of `measured_rate` (infinite for a zero span).
-    pub measured_rate_uncertainty: f64,
+    pub(crate) measured_rate_uncertainty: f64,
     /// Smallest round trip in the window, µs.
-    pub min_delay: f64,
+    pub(crate) min_delay: f64,
     /// Half the distance between the two fitted envelopes, µs.
-    pub half_gap: f64,
+    pub(crate) half_gap: f64,
     /// Samples in the window.
-    pub samples: usize,
+    pub(crate) samples: usize,
     /// Time between the oldest and newest sample, µs.
-    pub span: i64,
+    pub(crate) span: i64,
 }
 
 impl Estimate {
     /// Peer swarm minus local at local instant `l`, µs.
-    pub fn theta_at(&self, l: LocalMicros) -> f64 {
+    pub(crate) fn theta_at(&self, l: LocalMicros) -> f64 {
         self.theta + self.rate * (l.0.saturating_sub(self.at.0)) as f64
     }
 
     /// Uncertainty of [`Estimate::theta_at`] at `l`: grows with the extrapolation.
-    pub fn uncertainty_at(&self, l: LocalMicros) -> f64 {
+    pub(crate) fn uncertainty_at(&self, l: LocalMicros) -> f64 {
         let dt = (l.0.saturating_sub(self.at.0)).max(0) as f64;
         self.uncertainty + self.rate_uncertainty * dt
     }

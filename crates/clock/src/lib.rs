@@ -53,6 +53,6 @@ mod tests;
 
 pub use clock::{Event, PeerInfo, Stats, SwarmClock};
 pub use config::Config;
-pub use estimator::{Estimate, Sample, SampleError};
+pub use estimator::{Sample, SampleError};
 pub use slew::{Correction, SlewConfig, SlewController};
 pub use time::{LocalMicros, SwarmMicros};
