@@ -335,6 +335,15 @@ proptest! {
 
 // ----- two clocks on a perfect wire, driven the way the swarm crate drives them -----
 
+/// A request (`answer` empty) or reply on the wire of a [`Pair`].
+struct Message {
+    arrival: i64,
+    to: usize,
+    from: usize,
+    t1: LocalMicros,
+    answer: Option<(SwarmMicros, SwarmMicros)>,
+}
+
 /// Two nodes with true local clocks `offset + t·(1 + drift)` and a fixed
 /// one-way delay, stepped through true time in 1 ms increments; each node
 /// is drained in the documented order after every step.
@@ -342,14 +351,8 @@ struct Pair {
     clocks: [SwarmClock<u32>; 2],
     offset: [i64; 2],
     drift: [f64; 2],
-    /// Requests and replies in flight: (arrival time, to, from, t1, t2, t3).
-    wire: Vec<(
-        i64,
-        usize,
-        usize,
-        LocalMicros,
-        Option<(SwarmMicros, SwarmMicros)>,
-    )>,
+    /// Requests and replies in flight.
+    wire: Vec<Message>,
     events: [Vec<Event<u32>>; 2],
     t: i64,
 }
@@ -399,9 +402,16 @@ impl Pair {
         while self.t < end {
             self.t += 1_000;
             let t = self.t;
-            let (due, later): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|m| m.0 <= t);
+            let (due, later): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|m| m.arrival <= t);
             self.wire = later;
-            for (_, to, from, t1, answer) in due {
+            for Message {
+                to,
+                from,
+                t1,
+                answer,
+                ..
+            } in due
+            {
                 let now = self.local(to, t);
                 match answer {
                     None => {
@@ -429,7 +439,13 @@ impl Pair {
                     c.handle_timeout(now);
                 }
                 while let Some(p) = c.poll_probe(now) {
-                    self.wire.push((t + DELAY, p as usize, i, now, None));
+                    self.wire.push(Message {
+                        arrival: t + DELAY,
+                        to: p as usize,
+                        from: i,
+                        t1: now,
+                        answer: None,
+                    });
                 }
                 while let Some(e) = c.poll_event() {
                     self.events[i].push(e);
