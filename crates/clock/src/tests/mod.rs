@@ -416,8 +416,13 @@ impl Pair {
                 match answer {
                     None => {
                         let t2 = self.clocks[to].to_swarm(now);
-                        self.wire
-                            .push((t + DELAY, from, to, t1, Some((t2, t2 + 20))));
+                        self.wire.push(Message {
+                            arrival: t + DELAY,
+                            to: from,
+                            from: to,
+                            t1,
+                            answer: Some((t2, t2 + 20)),
+                        });
                     }
                     Some((t2, t3)) => {
                         let sample = Sample {
