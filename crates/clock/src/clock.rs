@@ -94,7 +94,6 @@ enum State {
 struct Peer {
     estimator: PeerEstimator,
     probed: bool,
-    next_probe: i64,
     info: PeerInfo,
 }
 
@@ -155,8 +154,9 @@ pub struct SwarmClock<P> {
     rate_slew: f64,
     state: State,
     peers: BTreeMap<P, Peer>,
-    /// Keys of the peers with `probed` set, so timers need not walk every member.
-    probed: Vec<P>,
+    /// The peers with `probed` set and when each is due next, so timers need
+    /// not walk every member.
+    probed: Vec<(P, i64)>,
     rng: ChaCha8Rng,
     created: i64,
     last_now: i64,
@@ -280,7 +280,6 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 Peer {
                     estimator,
                     probed: false,
-                    next_probe: now,
                     info: PeerInfo::default(),
                 },
             );
@@ -293,7 +292,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     pub fn remove_peer(&mut self, now: LocalMicros, peer: &P) {
         let now = self.advance(now);
         if self.peers.remove(peer).is_some() {
-            self.probed.retain(|k| k != peer);
+            self.probed.retain(|(k, _)| k != peer);
             self.select_peers(now, None);
         }
     }
@@ -388,19 +387,12 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     pub fn poll_probe(&mut self, now: LocalMicros) -> Option<P> {
         let now = self.advance(now);
         let interval = self.config.probe_interval;
-        for key in &self.probed {
-            let Some(peer) = self.peers.get_mut(key) else {
-                continue;
-            };
-            if peer.next_probe <= now {
-                peer.next_probe = peer.next_probe.saturating_add(interval);
-                if peer.next_probe <= now {
-                    peer.next_probe = now.saturating_add(interval);
-                }
-                return Some(key.clone());
-            }
+        let (key, next) = self.probed.iter_mut().find(|(_, next)| *next <= now)?;
+        *next = next.saturating_add(interval);
+        if *next <= now {
+            *next = now.saturating_add(interval);
         }
-        None
+        Some(key.clone())
     }
 
     /// The next event, if any.
@@ -410,12 +402,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
 
     /// When to call [`SwarmClock::handle_timeout`] and [`SwarmClock::poll_probe`] next.
     pub fn poll_timeout(&self) -> Option<LocalMicros> {
-        let probe = self
-            .probed
-            .iter()
-            .filter_map(|k| self.peers.get(k))
-            .map(|p| p.next_probe)
-            .min();
+        let probe = self.probed.iter().map(|(_, next)| *next).min();
         Some(LocalMicros(
             probe.map_or(self.next_tick, |p| p.min(self.next_tick)),
         ))
@@ -474,7 +461,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         if let Some(new) = newcomer.filter(|_| self.probed.len() >= max) {
             let members = self.peers.len();
             if self.rng.random_range(0..members) < max {
-                let victim = self
+                let (victim, _) = self
                     .probed
                     .swap_remove(self.rng.random_range(0..self.probed.len()));
                 if let Some(p) = self.peers.get_mut(&victim) {
@@ -509,9 +496,8 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             && !p.probed
         {
             p.probed = true;
-            p.next_probe = now.saturating_add(phase);
             p.info.probed = true;
-            self.probed.push(key.clone());
+            self.probed.push((key.clone(), now.saturating_add(phase)));
         }
     }
 

@@ -211,6 +211,8 @@ pub(crate) struct PeerEstimator {
     fit_fresh: bool,
     /// Rate to assume while the window is too short to see one.
     rate_prior: f64,
+    /// Largest `t4` in `points` (kept by `push_sorted` and `pop_oldest`).
+    newest_t4: Option<i64>,
 }
 
 impl PeerEstimator {
@@ -221,6 +223,7 @@ impl PeerEstimator {
             fit: None,
             fit_fresh: false,
             rate_prior: 0.0,
+            newest_t4: None,
         }
     }
 
@@ -230,7 +233,16 @@ impl PeerEstimator {
 
     /// Local time of the newest sample's reply.
     pub(crate) fn newest(&self) -> Option<LocalMicros> {
-        self.points.iter().map(|p| p.t4).max().map(LocalMicros)
+        self.newest_t4.map(LocalMicros)
+    }
+
+    /// Drops the oldest sample, keeping `newest_t4` right.
+    fn pop_oldest(&mut self) -> Option<Point> {
+        let p = self.points.pop_front()?;
+        if Some(p.t4) == self.newest_t4 {
+            self.newest_t4 = self.points.iter().map(|q| q.t4).max();
+        }
+        Some(p)
     }
 
     /// Sets the rate assumed while the window is too short to measure one.
@@ -278,6 +290,7 @@ impl PeerEstimator {
                     match self.pending.take() {
                         Some(q) if consistent(&q, &p, tolerance) => {
                             self.points.clear();
+                            self.newest_t4 = None;
                             self.push_sorted(q);
                             self.push_sorted(p);
                             Insert::Reset
@@ -290,7 +303,7 @@ impl PeerEstimator {
                 } else if violation > tolerance {
                     let keep = self.points.len() / 2;
                     while self.points.len() > keep {
-                        self.points.pop_front();
+                        self.pop_oldest();
                     }
                     self.push_sorted(p);
                     Insert::Shrunk
@@ -326,6 +339,7 @@ impl PeerEstimator {
     }
 
     fn push_sorted(&mut self, p: Point) {
+        self.newest_t4 = Some(self.newest_t4.map_or(p.t4, |n| n.max(p.t4)));
         // Samples nearly always arrive in order: search from the back.
         let idx = self
             .points
@@ -339,7 +353,7 @@ impl PeerEstimator {
     fn trim(&mut self, cfg: &EstimatorConfig) -> Vec<Point> {
         let mut dropped = Vec::new();
         while self.points.len() > cfg.max_samples.max(2) {
-            dropped.extend(self.points.pop_front());
+            dropped.extend(self.pop_oldest());
         }
         if let Some(newest) = self.points.back().map(|p| p.t1) {
             while self
@@ -347,7 +361,7 @@ impl PeerEstimator {
                 .front()
                 .is_some_and(|p| p.t1 < newest.saturating_sub(cfg.max_age))
             {
-                dropped.extend(self.points.pop_front());
+                dropped.extend(self.pop_oldest());
             }
         }
         dropped
