@@ -463,3 +463,41 @@ fn bad_requests_are_refused_or_reported_never_fatal() {
     d.player.stop().unwrap();
     d.run(3);
 }
+
+#[test]
+fn flashes_name_the_audio_really_emitted_at_any_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, src) = music_file(dir.path());
+    let src_left = channel(&src, 2, 0);
+    // The source's left channel at a fractional position (linear interpolation
+    // is plenty for these partials at a 0.01-frame search step).
+    let at = |p: f64| {
+        let (k, fr) = (p.floor() as usize, p - p.floor());
+        f64::from(src_left[k]) * (1.0 - fr) + f64::from(src_left[k + 1]) * fr
+    };
+    for rate in [1.0, 1.0003, 0.9995] {
+        let mut d = Driven::new(PlayerConfig::default());
+        d.timeline.set_rate(rate);
+        d.play_file(&path, 0, SwarmMicros(0));
+        d.run_for(3.0);
+        let flashes = d.flashes();
+        for f in [flashes[10], flashes[150], flashes[280]] {
+            let start = f.output_frame as usize * 2;
+            let out_left = channel(&d.out[start..start + 2 * 400], 2, 0);
+            let err = |p0: f64| -> f64 {
+                (50..350)
+                    .map(|i| (f64::from(out_left[i]) - at(p0 + i as f64 * rate)).powi(2))
+                    .sum()
+            };
+            let found = (-100..=100)
+                .map(|j| f.position + f64::from(j) * 0.01)
+                .min_by(|a, b| err(*a).total_cmp(&err(*b)))
+                .unwrap();
+            assert!(
+                (found - f.position).abs() <= 0.02,
+                "rate {rate}: flash says {} but the audio is at {found}",
+                f.position
+            );
+        }
+    }
+}
