@@ -24,7 +24,9 @@ pub trait Timeline: Send + Sync {
     fn to_swarm(&self, local: LocalMicros) -> SwarmMicros;
 
     /// The playback rate the node's slew controller wants (1.0003 plays 300 ppm
-    /// fast); the player clamps it to ±1% and applies it from the next period.
+    /// fast); the player clamps it to ±1%. Asked once per period, it applies to
+    /// the audio resampled from then on, which is heard after the one to two
+    /// and a half periods the engine resamples ahead.
     ///
     /// `phase_error_micros` is the player's own measurement at the start of this
     /// period: how far ahead (positive) or behind the timeline the sound is, in
