@@ -315,12 +315,12 @@ fn track_end_is_reported() {
     assert!((last as i64 - 88_200).abs() < 64, "last sound at {last}");
 }
 
-/// A node whose swarm clock runs `skew` fast against its sound card, with a
-/// PI slew controller on the player's phase error: what the node's clock
-/// crate does, reduced to the loop.
+/// A node whose swarm clock runs `skew` fast against its sound card, with the
+/// clock crate's slew controller fed by the player's phase error: the loop a
+/// node runs, without the network.
 struct SlewingTimeline {
     skew: f64,
-    integral: std::sync::Mutex<f64>,
+    slew: std::sync::Mutex<(firefly_clock::SlewController, f64)>,
 }
 
 impl firefly_player::Timeline for SlewingTimeline {
@@ -332,13 +332,15 @@ impl firefly_player::Timeline for SlewingTimeline {
         SwarmMicros((local.as_micros() as f64 * (1.0 + self.skew)).round() as i64)
     }
 
-    fn playback_rate(&self, phase_error_micros: Option<f64>) -> f64 {
-        let Some(error) = phase_error_micros else {
-            return 1.0;
-        };
-        let mut integral = self.integral.lock().unwrap();
-        *integral += error * 1e-7;
-        (1.0 - error * 2e-6 - *integral).clamp(1.0 - 500e-6, 1.0 + 500e-6)
+    fn playback_rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        let mut guard = self.slew.lock().unwrap();
+        let (slew, rate) = &mut *guard;
+        match error.map(|e| slew.update(at, e)) {
+            Some(firefly_clock::Correction::Rate(r)) => *rate = r,
+            Some(_) => slew.reset(),
+            None => {}
+        }
+        *rate
     }
 }
 
@@ -348,7 +350,7 @@ fn slew_loop_holds_a_skewed_clock_on_the_timeline() {
     let (path, src) = music_file(dir.path());
     let timeline = Arc::new(SlewingTimeline {
         skew: 350e-6,
-        integral: std::sync::Mutex::new(0.0),
+        slew: std::sync::Mutex::new((firefly_clock::SlewController::new(Default::default()), 1.0)),
     });
     let format = firefly_player::OutputFormat::new(RATE, 2, std::time::Duration::from_millis(10));
     let (mut player, mut engine) =
