@@ -320,7 +320,7 @@ fn track_end_is_reported() {
 /// node runs, without the network.
 struct SlewingTimeline {
     skew: f64,
-    slew: std::sync::Mutex<(firefly_clock::SlewController, f64)>,
+    slew: Slewing,
 }
 
 impl firefly_player::Timeline for SlewingTimeline {
@@ -333,14 +333,7 @@ impl firefly_player::Timeline for SlewingTimeline {
     }
 
     fn playback_rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
-        let mut guard = self.slew.lock().unwrap();
-        let (slew, rate) = &mut *guard;
-        match error.map(|e| slew.update(at, e)) {
-            Some(firefly_clock::Correction::Rate(r)) => *rate = r,
-            Some(_) => slew.reset(),
-            None => {}
-        }
-        *rate
+        self.slew.rate(at, error)
     }
 }
 
@@ -350,7 +343,7 @@ fn slew_loop_holds_a_skewed_clock_on_the_timeline() {
     let (path, src) = music_file(dir.path());
     let timeline = Arc::new(SlewingTimeline {
         skew: 350e-6,
-        slew: std::sync::Mutex::new((firefly_clock::SlewController::new(Default::default()), 1.0)),
+        slew: Slewing::new(),
     });
     let format = firefly_player::OutputFormat::new(RATE, 2, std::time::Duration::from_millis(10));
     let (mut player, mut engine) =
@@ -471,12 +464,6 @@ fn flashes_name_the_audio_really_emitted_at_any_rate() {
     let dir = tempfile::tempdir().unwrap();
     let (path, src) = music_file(dir.path());
     let src_left = channel(&src, 2, 0);
-    // The source's left channel at a fractional position (linear interpolation
-    // is plenty for these partials at a 0.01-frame search step).
-    let at = |p: f64| {
-        let (k, fr) = (p.floor() as usize, p - p.floor());
-        f64::from(src_left[k]) * (1.0 - fr) + f64::from(src_left[k + 1]) * fr
-    };
     for rate in [1.0, 1.0003, 0.9995] {
         let mut d = Driven::new(PlayerConfig::default());
         d.timeline.set_rate(rate);
@@ -488,7 +475,10 @@ fn flashes_name_the_audio_really_emitted_at_any_rate() {
             let out_left = channel(&d.out[start..start + 2 * 400], 2, 0);
             let err = |p0: f64| -> f64 {
                 (50..350)
-                    .map(|i| (f64::from(out_left[i]) - at(p0 + i as f64 * rate)).powi(2))
+                    .map(|i| {
+                        (f64::from(out_left[i]) - sample_at(&src_left, p0 + i as f64 * rate))
+                            .powi(2)
+                    })
                     .sum()
             };
             let found = (-100..=100)
