@@ -15,6 +15,7 @@ use crate::config::Now;
 use crate::discovery::{Bootstrap, RETRY_MICROS, RelaySlot, is_relayed};
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
+use crate::penalty::Penalties;
 use crate::status::NodeStatus;
 use crate::time_exchange::{PendingTime, clock_status};
 use firefly_clock::{LocalMicros, SwarmClock, SwarmMicros};
@@ -42,6 +43,7 @@ pub struct EventLoop {
     pub(crate) bootstrap: Vec<Bootstrap>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) clock: SwarmClock<PeerId>,
+    pub(crate) penalties: Penalties,
     heartbeat_interval: i64,
     next_heartbeat: LocalMicros,
     next_redial: LocalMicros,
@@ -84,6 +86,7 @@ impl EventLoop {
             bootstrap: parts.bootstrap,
             relay: parts.relay,
             clock: SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time),
+            penalties: Penalties::default(),
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             next_heartbeat: now,
             next_redial: now,
@@ -109,9 +112,13 @@ impl EventLoop {
     /// The earliest deadline of any part of the loop.
     fn poll_timeout(&self) -> LocalMicros {
         let mut deadline = self.next_heartbeat.min(self.next_redial);
-        for at in [self.membership.poll_timeout(), self.clock.poll_timeout()]
-            .into_iter()
-            .flatten()
+        for at in [
+            self.membership.poll_timeout(),
+            self.clock.poll_timeout(),
+            self.penalties.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
         {
             deadline = deadline.min(at);
         }
@@ -141,6 +148,7 @@ impl EventLoop {
         self.expire_members(now);
         self.reserve_relay_slot(now);
         self.drive_clock(now);
+        self.end_bans(now);
     }
 
     /// Sends `event` to the node; drops it (and counts it) if the node is not
@@ -269,6 +277,7 @@ impl EventLoop {
     /// Hands each sub-behaviour's event to its protocol's module.
     fn dispatch(&mut self, arrived: LocalMicros, event: BehaviourEvent) {
         match event {
+            BehaviourEvent::Blocked(event) | BehaviourEvent::Limits(event) => match event {},
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(arrived, event),
             BehaviourEvent::Mdns(event) => self.on_mdns_event(event),
             BehaviourEvent::Identify(event) => self.on_identify_event(event),

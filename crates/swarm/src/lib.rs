@@ -29,6 +29,7 @@ mod event_loop;
 mod gossip;
 pub mod identity;
 pub mod membership;
+pub mod penalty;
 pub mod relay_server;
 mod status;
 pub mod swarm_key;

@@ -251,6 +251,7 @@ impl EventLoop {
             HeartbeatOutcome::Refreshed => MessageAcceptance::Accept,
             HeartbeatOutcome::Flood => {
                 self.stats.gossip_flooded += 1;
+                self.penalize(now, source, "heartbeat flood");
                 MessageAcceptance::Ignore
             }
             HeartbeatOutcome::Full => MessageAcceptance::Ignore,
