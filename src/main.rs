@@ -21,6 +21,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Scan music folders into the library (recursively; unchanged files are not re-read).
+    Scan(cmd::scan::Args),
+    /// List the tracks in the library.
+    Library(cmd::library::Args),
+    /// Measure hot paths against baselines (`firefly bench scan DIR`).
+    Bench(cmd::bench::Args),
     /// Manage the swarm's pre-shared key (private swarms).
     Key(cmd::key::Args),
     /// Run a node: join the swarm, scan the music folder, serve the API.
@@ -54,6 +60,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Scan(args) => cmd::scan::run(args),
+        Command::Library(args) => cmd::library::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Up(args) => cmd::up::run(args),
         Command::Relay(args) => cmd::relay::run(args),

@@ -1,9 +1,7 @@
-//! End-to-end tests: real `firefly` processes, real sockets, real files.
-//!
-//! One test binary with a module per area and a shared `util` (ripgrep's
-//! layout).
-
+//! End-to-end tests of the `firefly` binary: real processes, real files,
+//! real sockets. One test binary with a module per area (see STYLE.md).
 #![allow(clippy::unwrap_used)]
 
 mod netns;
+mod scan;
 mod util;
