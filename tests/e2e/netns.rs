@@ -101,6 +101,22 @@ impl Net {
         &self.procs[index]
     }
 
+    /// Asserts that process `index` prints `joined: <other> …` within `limit`.
+    fn assert_joined(&self, index: usize, other: &str, limit: Duration) {
+        let running = self.proc(index);
+        let joined = running.wait_for(limit, |l| {
+            l.strip_prefix("joined: ")
+                .filter(|rest| rest.split_whitespace().next() == Some(other))
+                .map(|_| ())
+        });
+        assert!(
+            joined.is_some(),
+            "{} never saw {other}: {:?}",
+            running.label(),
+            running.lines()
+        );
+    }
+
     /// Runs `firefly status --json` inside `ns` and parses it.
     fn status(&self, ns: &str) -> serde_json::Value {
         let out = Command::new("ip")
@@ -190,17 +206,7 @@ fn three_nodes_on_a_lan_find_each_other_with_no_flags() {
         procs.push(net.run(&ns[i], name, &up_args(&data, &music, name)));
     }
     for (i, other) in [(0, "two"), (1, "one")] {
-        let joined = net.proc(procs[i]).wait_for(Duration::from_secs(15), |l| {
-            l.strip_prefix("joined: ")
-                .filter(|rest| rest.starts_with(other))
-                .map(|_| ())
-        });
-        assert!(
-            joined.is_some(),
-            "{} never saw {other}: {:?}",
-            net.proc(procs[i]).label(),
-            net.proc(procs[i]).lines()
-        );
+        net.assert_joined(procs[i], other, Duration::from_secs(15));
     }
 
     // A newcomer sees both within a couple of seconds of starting.
@@ -208,16 +214,7 @@ fn three_nodes_on_a_lan_find_each_other_with_no_flags() {
     let started = Instant::now();
     let third = net.run(&ns[2], "three", &up_args(&data, &music, "three"));
     for other in ["one", "two"] {
-        let joined = net.proc(third).wait_for(Duration::from_secs(15), |l| {
-            l.strip_prefix("joined: ")
-                .filter(|rest| rest.starts_with(other))
-                .map(|_| ())
-        });
-        assert!(
-            joined.is_some(),
-            "three never saw {other}: {:?}",
-            net.proc(third).lines()
-        );
+        net.assert_joined(third, other, Duration::from_secs(15));
     }
     let seen_after = started.elapsed();
     println!("newcomer saw both LAN peers {seen_after:?} after starting (process start included)");
@@ -324,17 +321,7 @@ fn two_unrouted_networks_meet_through_a_relay() {
     let b = net.run(&b_ns, "bob", &args);
 
     for (who, other) in [(a, "bob"), (b, "alice")] {
-        let joined = net.proc(who).wait_for(Duration::from_secs(20), |l| {
-            l.strip_prefix("joined: ")
-                .filter(|rest| rest.starts_with(other))
-                .map(|_| ())
-        });
-        assert!(
-            joined.is_some(),
-            "{} never saw {other}: {:?}",
-            net.proc(who).label(),
-            net.proc(who).lines()
-        );
+        net.assert_joined(who, other, Duration::from_secs(20));
     }
     assert!(
         net.proc(relay)
@@ -376,16 +363,7 @@ fn a_node_with_the_wrong_swarm_key_never_joins() {
         args.extend(["--swarm-key", key]);
         procs.push(net.run(&ns[i], name, &args));
     }
-    let joined = net.proc(procs[0]).wait_for(Duration::from_secs(15), |l| {
-        l.strip_prefix("joined: ")
-            .filter(|rest| rest.starts_with("two"))
-            .map(|_| ())
-    });
-    assert!(
-        joined.is_some(),
-        "the two keyed nodes never met: {:?}",
-        net.proc(procs[0]).lines()
-    );
+    net.assert_joined(procs[0], "two", Duration::from_secs(15));
     // Give the stranger several mDNS rounds and heartbeats to get in.
     std::thread::sleep(Duration::from_secs(6));
     assert!(
