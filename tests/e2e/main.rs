@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod netns;
+mod node;
 mod scan;
 mod util;

@@ -18,8 +18,11 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, dcutr, identify, mdns, relay};
 use std::collections::BTreeMap;
 
-/// How long to wait before redialing a `--peer` or re-reserving on the relay.
+/// How long to wait before redialing a `--peer` or LAN peer, or re-reserving
+/// on the relay.
 pub(crate) const RETRY_MICROS: i64 = 5_000_000;
+/// Most LAN peers remembered for redials.
+pub(crate) const MAX_LAN_PEERS: usize = 256;
 
 /// The peer id an address ends with (`…/p2p/<id>`), if any.
 pub(crate) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -111,27 +114,65 @@ impl EventLoop {
         }
     }
 
-    /// mDNS found peers on the LAN: dial the ones not connected yet.
+    /// mDNS found peers on the LAN (dial the ones not connected yet) or
+    /// forgot them (stop redialing them).
     pub(crate) fn on_mdns_event(&mut self, event: mdns::Event) {
-        let mdns::Event::Discovered(found) = event else {
-            return;
-        };
-        let mut by_peer: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
-        for (peer, addr) in found {
-            by_peer.entry(peer).or_default().push(addr);
+        match event {
+            mdns::Event::Discovered(found) => {
+                let mut by_peer: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
+                for (peer, addr) in found {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    tracing::debug!(%peer, ?addrs, "discovered on the LAN");
+                    if self.lan_peers.len() < MAX_LAN_PEERS || self.lan_peers.contains_key(&peer) {
+                        let known = self.lan_peers.entry(peer).or_default();
+                        for addr in &addrs {
+                            if !known.contains(addr) {
+                                known.push(addr.clone());
+                            }
+                        }
+                    }
+                    self.dial_lan_peer(peer, addrs);
+                }
+            }
+            mdns::Event::Expired(gone) => {
+                for (peer, addr) in gone {
+                    if let Some(known) = self.lan_peers.get_mut(&peer) {
+                        known.retain(|a| *a != addr);
+                        if known.is_empty() {
+                            self.lan_peers.remove(&peer);
+                        }
+                    }
+                }
+            }
         }
-        for (peer, addrs) in by_peer {
-            if self.swarm.is_connected(&peer) {
-                continue;
-            }
-            tracing::debug!(%peer, ?addrs, "discovered on the LAN");
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(err) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, %err, "cannot dial discovered peer");
-            }
+    }
+
+    /// Redials LAN peers mDNS still lists but that are not connected (a
+    /// first dial can fail; mDNS only reports a peer again when it expires).
+    pub(crate) fn redial_lan_peers(&mut self) {
+        let lost: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .lan_peers
+            .iter()
+            .filter(|(peer, _)| !self.swarm.is_connected(peer))
+            .map(|(peer, addrs)| (*peer, addrs.clone()))
+            .collect();
+        for (peer, addrs) in lost {
+            self.dial_lan_peer(peer, addrs);
+        }
+    }
+
+    fn dial_lan_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(err) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, %err, "cannot dial LAN peer");
         }
     }
 

@@ -41,6 +41,9 @@ pub struct EventLoop {
     pub(crate) pending_time: HashMap<OutboundRequestId, PendingTime>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
     pub(crate) bootstrap: Vec<Bootstrap>,
+    /// Peers mDNS lists on the LAN, with their addresses (at most
+    /// [`crate::discovery::MAX_LAN_PEERS`]).
+    pub(crate) lan_peers: HashMap<PeerId, Vec<Multiaddr>>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) clock: SwarmClock<PeerId>,
     pub(crate) penalties: Penalties,
@@ -84,6 +87,7 @@ impl EventLoop {
             pending_time: HashMap::new(),
             pending_dials: HashMap::new(),
             bootstrap: parts.bootstrap,
+            lan_peers: HashMap::new(),
             relay: parts.relay,
             clock: SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time),
             penalties: Penalties::default(),
@@ -143,6 +147,7 @@ impl EventLoop {
         }
         if now >= self.next_redial {
             self.redial_bootstrap_peers();
+            self.redial_lan_peers();
             self.next_redial = now + RETRY_MICROS;
         }
         self.expire_members(now);
