@@ -1,7 +1,13 @@
-//! Running the real `firefly` binary and reading what it prints.
+//! Helpers shared by the end-to-end tests: running the real `firefly`
+//! binary, collecting what it prints, and the repository's fixtures.
 
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The repository's `fixtures/` folder.
 pub(crate) fn fixtures() -> PathBuf {
@@ -47,33 +53,29 @@ pub(crate) fn arg(path: &Path) -> &str {
 }
 
 /// The `firefly` binary Cargo built for these tests.
-pub(crate) fn firefly_bin() -> &'static str {
+pub fn firefly_bin() -> &'static str {
     env!("CARGO_BIN_EXE_firefly")
 }
 
-/// A long-running process (a node, a relay) whose stdout lines are
-/// collected as they come; killed on drop.
-pub(crate) struct Running {
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+/// A running process whose stdout lines are collected; killed on drop.
+pub struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
     label: String,
 }
 
 impl Running {
     /// Starts `command` with stdout captured (stderr passes through).
-    pub(crate) fn spawn(label: &str, mut command: Command) -> Running {
-        use std::io::BufRead;
-        command
-            .stdout(std::process::Stdio::piped())
-            .stdin(std::process::Stdio::null());
+    pub fn spawn(label: &str, mut command: Command) -> Running {
+        command.stdout(Stdio::piped()).stdin(Stdio::null());
         let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {label}: {err}"));
         let stdout = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&lines);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
+            for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push(line);
             }
@@ -86,35 +88,35 @@ impl Running {
     }
 
     /// Every line printed so far.
-    pub(crate) fn lines(&self) -> Vec<String> {
+    pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
     /// Waits up to `limit` for a line starting with `prefix`; returns the rest.
-    pub(crate) fn wait_line(&self, prefix: &str, limit: std::time::Duration) -> Option<String> {
+    pub fn wait_line(&self, prefix: &str, limit: Duration) -> Option<String> {
         self.wait_for(limit, |line| line.strip_prefix(prefix).map(str::to_string))
     }
 
     /// Waits up to `limit` for a line `pick` accepts.
-    pub(crate) fn wait_for<T>(
+    pub fn wait_for<T>(
         &self,
-        limit: std::time::Duration,
+        limit: Duration,
         mut pick: impl FnMut(&str) -> Option<T>,
     ) -> Option<T> {
-        let deadline = std::time::Instant::now() + limit;
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(found) = self.lines().iter().find_map(|l| pick(l)) {
                 return Some(found);
             }
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(std::time::Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(25));
         }
     }
 
     /// The label given at spawn, for messages.
-    pub(crate) fn label(&self) -> &str {
+    pub fn label(&self) -> &str {
         &self.label
     }
 }

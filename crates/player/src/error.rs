@@ -104,9 +104,14 @@ pub enum PlayError {
     /// The decoding thread could not be started.
     #[error("cannot start the decoding thread: {0}")]
     Thread(std::io::Error),
-    /// There is no track to pause, resume or seek.
-    #[error("nothing is playing")]
-    NothingPlaying,
+    /// The track was opened for another channel count than the output's.
+    #[error("track decodes to {track} channels but the output has {output}")]
+    ChannelMismatch {
+        /// Channels the decoder maps to.
+        track: usize,
+        /// Channels of the output.
+        output: u16,
+    },
     /// A volume outside 0.0–4.0 or not a number.
     #[error("invalid volume {0} (expected 0.0 to 4.0)")]
     InvalidVolume(f32),

@@ -2,6 +2,7 @@
 
 use firefly_player::{
     Decoder, Engine, LinearTimeline, LocalMicros, OutputFormat, Player, PlayerConfig, PlayerEvent,
+    SwarmMicros,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,6 +125,21 @@ impl Driven {
         }
     }
 
+    /// Plays the file at `path` from `frame` at swarm instant `at`, and lets the decoder fill.
+    pub(crate) fn play_file(&mut self, path: &Path, frame: u64, at: SwarmMicros) {
+        let track = Decoder::open_file(path, 2).unwrap();
+        self.player.play(track, frame, at).unwrap();
+        self.wait_ready();
+    }
+
+    /// Waits until the last track has 2 s decoded ahead (or all of it).
+    pub(crate) fn wait_ready(&self) {
+        assert!(
+            self.player
+                .wait_ready(Duration::from_secs(2), Duration::from_secs(20))
+        );
+    }
+
     /// Local instant (µs) of output frame `n`.
     pub(crate) fn micros_of(n: u64) -> i64 {
         (n as f64 * 1e6 / f64::from(RATE)).round() as i64
@@ -158,9 +174,4 @@ impl Driven {
             })
             .collect()
     }
-}
-
-/// Waits until a freshly spawned decoding thread has had time to fill its buffer.
-pub(crate) fn let_decoder_fill() {
-    std::thread::sleep(Duration::from_millis(300));
 }
