@@ -92,7 +92,9 @@ impl Net {
         command
             .args(["netns", "exec", ns, firefly_bin()])
             .args(args);
-        command.env("RUST_LOG", "warn");
+        // FIREFLY_E2E_LOG=debug shows what the nodes do when a test fails.
+        let level = std::env::var("FIREFLY_E2E_LOG").unwrap_or_else(|_| "warn".into());
+        command.env("RUST_LOG", level);
         self.procs.push(Running::spawn(label, command));
         self.procs.len() - 1
     }
@@ -321,11 +323,16 @@ fn two_unrouted_networks_meet_through_a_relay() {
     let alice_via_relay = format!("{b_relay}/p2p-circuit/p2p/{a_id}");
     let mut args = up_args(&b_data, &b_music, "bob");
     args.extend(["--relay", &b_relay, "--peer", &alice_via_relay]);
+    let started = Instant::now();
     let b = net.run(&b_ns, "bob", &args);
 
     for (who, other) in [(a, "bob"), (b, "alice")] {
         net.assert_joined(who, other, Duration::from_secs(20));
     }
+    println!(
+        "bob and alice were members of each other through the relay {:?} after bob started",
+        started.elapsed()
+    );
     assert!(
         net.proc(relay)
             .wait_line("circuit: ", Duration::from_secs(5))

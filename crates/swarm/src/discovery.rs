@@ -13,8 +13,8 @@ use firefly_clock::LocalMicros;
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError};
 use libp2p::{Multiaddr, PeerId, dcutr, identify, mdns, relay};
 use std::collections::BTreeMap;
 
@@ -30,6 +30,23 @@ pub(crate) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
         Protocol::P2p(peer) => Some(peer),
         _ => last,
     })
+}
+
+/// For a circuit address (`<relay addr>/p2p/<relay>/p2p-circuit/…`), the
+/// relay's address and peer id.
+pub(crate) fn relay_of(addr: &Multiaddr) -> Option<(Multiaddr, PeerId)> {
+    let mut relay_addr = Multiaddr::empty();
+    let mut relay = None;
+    for protocol in addr.iter() {
+        if protocol == Protocol::P2pCircuit {
+            return relay.map(|peer| (relay_addr, peer));
+        }
+        if let Protocol::P2p(peer) = protocol {
+            relay = Some(peer);
+        }
+        relay_addr.push(protocol);
+    }
+    None
 }
 
 /// An explicitly given peer address, kept so it can be redialed.
@@ -56,11 +73,26 @@ pub(crate) struct RelaySlot {
 }
 
 impl EventLoop {
-    /// Dials every `--peer` address that is not connected and not being dialed.
+    /// Dials every `--peer` address that is not connected and not being
+    /// dialed. A circuit address is dialed only once the node is connected
+    /// to its relay (dialing both at once races inside the relay client);
+    /// until then the relay itself is dialed.
     pub(crate) fn redial_bootstrap_peers(&mut self) {
         for index in 0..self.bootstrap.len() {
             let entry = &self.bootstrap[index];
             if entry.dialing.is_some() || entry.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+                continue;
+            }
+            if let Some((relay_addr, relay)) = relay_of(&entry.addr)
+                && !self.swarm.is_connected(&relay)
+            {
+                let opts = DialOpts::peer_id(relay)
+                    .addresses(vec![relay_addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(err) = self.swarm.dial(opts) {
+                    tracing::debug!(%relay, %err, "cannot dial relay");
+                }
                 continue;
             }
             let opts = DialOpts::from(entry.addr.clone());
@@ -71,6 +103,20 @@ impl EventLoop {
                     tracing::debug!(addr = %self.bootstrap[index].addr, %err, "cannot dial peer")
                 }
             }
+        }
+    }
+
+    /// A connection to `peer` was established: if it is a relay, reserve the
+    /// slot and dial the `--peer` circuits that were waiting for it.
+    pub(crate) fn on_connected_to_relay(&mut self, now: LocalMicros, peer: PeerId) {
+        if self.relay.as_ref().is_some_and(|slot| slot.peer == peer) {
+            self.reserve_relay_slot(now);
+        }
+        let waiting = self.bootstrap.iter().any(|entry| {
+            entry.dialing.is_none() && relay_of(&entry.addr).is_some_and(|(_, relay)| relay == peer)
+        });
+        if waiting {
+            self.redial_bootstrap_peers();
         }
     }
 
@@ -87,10 +133,27 @@ impl EventLoop {
     }
 
     /// Opens the `/p2p-circuit` listener on the relay when it is missing and
-    /// the retry time has come.
+    /// the retry time has come. The relay is dialed first and the listener
+    /// opened once connected: the relay client mishandles a reservation and
+    /// a circuit dial that both have to open the first connection.
     pub(crate) fn reserve_relay_slot(&mut self, now: LocalMicros) {
         let Some(slot) = &mut self.relay else { return };
         if slot.listener.is_some() || now < slot.retry_at {
+            return;
+        }
+        if !self.swarm.is_connected(&slot.peer) {
+            let opts = DialOpts::peer_id(slot.peer)
+                .addresses(vec![slot.addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                // Already being dialed: the reservation follows the connection.
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                Err(err) => {
+                    tracing::debug!(relay = %slot.peer, %err, "cannot dial relay");
+                    slot.retry_at = now + RETRY_MICROS;
+                }
+            }
             return;
         }
         let circuit = slot.addr.clone().with(Protocol::P2pCircuit);
@@ -232,4 +295,24 @@ impl EventLoop {
 /// Whether a connection goes through a relay circuit.
 pub(crate) fn is_relayed(endpoint: &ConnectedPoint) -> bool {
     endpoint.is_relayed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_of_splits_circuit_addresses() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let base: Multiaddr = "/ip4/10.0.0.1/tcp/4001".parse().expect("valid address");
+        let relay_addr = base.clone().with(Protocol::P2p(relay));
+        let circuit = relay_addr
+            .clone()
+            .with(Protocol::P2pCircuit)
+            .with(Protocol::P2p(target));
+        assert_eq!(relay_of(&circuit), Some((relay_addr.clone(), relay)));
+        assert_eq!(relay_of(&relay_addr), None);
+        assert_eq!(relay_of(&base.with(Protocol::P2pCircuit)), None);
+    }
 }

@@ -231,6 +231,7 @@ impl EventLoop {
                     let _ = reply.send(Ok(peer_id));
                 }
                 self.on_dial_outcome(connection_id, Some(peer_id));
+                self.on_connected_to_relay(arrived, peer_id);
                 if num_established.get() == 1 {
                     let relayed = is_relayed(&endpoint);
                     tracing::debug!(peer = %peer_id, relayed, "connected");
