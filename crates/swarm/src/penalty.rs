@@ -4,7 +4,7 @@
 //! later wrong chunk bytes) calls [`crate::EventLoop`]'s `penalize`. A peer
 //! that collects [`STRIKES_TO_BAN`] strikes within [`STRIKE_WINDOW`] is banned
 //! for [`BAN_FOR`]: its connections are closed and refused (libp2p's block
-//! list) and gossipsub ignores it. [`Penalties`] is the sans-IO table behind
+//! list) and gossipsub ignores it. `Penalties` is the sans-IO table behind
 //! that; it takes `now` and reads no clock. Memory is bounded: at most
 //! [`MAX_TRACKED`] peers are tracked, oldest strikes forgotten first.
 
