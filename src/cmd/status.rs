@@ -38,6 +38,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         report.library_version,
         report.catalog.len()
     )?;
+    let clock = &report.clock;
+    writeln!(
+        out,
+        "swarm clock {} ({:+.1} ppm)",
+        if clock.synced {
+            "synced"
+        } else {
+            "not synced yet"
+        },
+        clock.skew_ppm
+    )?;
     writeln!(out, "{} members:", report.members.len())?;
     for member in &report.members {
         writeln!(

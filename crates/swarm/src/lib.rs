@@ -19,6 +19,16 @@
 //!
 //! What it is not: it keeps no library or playback state of its own. The node
 //! reports those through [`Client::set_status`] and they travel in heartbeats.
+//!
+//! # Adding a protocol
+//!
+//! A new request-response protocol touches few shared lines: a field in
+//! `behaviour::Behaviour` (its name becomes a `BehaviourEvent` variant), one
+//! arm in `EventLoop::dispatch` calling an `impl EventLoop` method in the
+//! protocol's own module (as `time_exchange` does), and `Command` variants
+//! with `oneshot` replies for its [`Client`] methods. A gossip topic adds one
+//! arm in `gossip.rs`. A peer that sends bad input is given a strike with
+//! `EventLoop::penalize` ([`penalty`]).
 
 mod behaviour;
 mod client;
@@ -29,6 +39,7 @@ mod event_loop;
 mod gossip;
 pub mod identity;
 pub mod membership;
+pub mod penalty;
 pub mod relay_server;
 mod status;
 pub mod swarm_key;

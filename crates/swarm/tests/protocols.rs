@@ -145,7 +145,7 @@ fn raw_swarm<B: libp2p::swarm::NetworkBehaviour>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_heartbeats_are_rejected_and_counted() {
+async fn garbage_heartbeats_are_rejected_counted_and_the_sender_banned() {
     let a = start(loopback_config("a")).await;
     let b = start(loopback_config("b")).await;
     b.client.dial(a.dial_addr()).await.unwrap();
@@ -157,6 +157,7 @@ async fn garbage_heartbeats_are_rejected_and_counted() {
     });
     let topic = gossipsub::IdentTopic::new("firefly/heartbeat/1");
     attacker.behaviour_mut().subscribe(&topic).unwrap();
+    let attacker_id = *attacker.local_peer_id();
     attacker.dial(a.dial_addr()).unwrap();
     let attack = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -178,6 +179,27 @@ async fn garbage_heartbeats_are_rejected_and_counted() {
             a.client.stats().await.unwrap().gossip_rejected >= 5
         })
         .await
+    );
+    // Enough strikes ban it: disconnected and kept out while the attack goes on.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            a.client.stats().await.unwrap().peers_banned == 1
+                && !a
+                    .client
+                    .connected_peers()
+                    .await
+                    .unwrap()
+                    .contains(&attacker_id)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !a.client
+            .connected_peers()
+            .await
+            .unwrap()
+            .contains(&attacker_id)
     );
     attack.abort();
     // The node still works and the attacker is not a member.
