@@ -4,3 +4,5 @@
 //! (mDNS, explicit peers, relay), membership heartbeats, library gossip and
 //! sync, verified chunk transfer, the time exchange that feeds the clock, and
 //! private swarms.
+
+pub mod transfer;
