@@ -9,6 +9,7 @@
 //! - [`scheduler`]: [`DownloadScheduler`], which decides which chunks to ask
 //!   which peer for, penalizes peers that send wrong bytes, and times out
 //!   stalled requests.
+//! - [`codec`]: the libp2p request-response codecs and configs with their limits.
 //! - [`limiter`]: [`UploadLimiter`], the token bucket behind `--max-upload`.
 //! - [`catalog`]: [`SwarmCatalog`], the union of all nodes' tracks with
 //!   their holders, kept current from deltas.
@@ -16,6 +17,7 @@
 //! None of these read a clock or touch a socket; time is a parameter.
 
 pub mod catalog;
+pub mod codec;
 pub mod limiter;
 pub mod scheduler;
 pub mod wire;
