@@ -739,3 +739,426 @@ impl DownloadScheduler {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use firefly_library::{ChunkRef, TrackId, TrackMeta};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const SEC: i64 = MICROS_PER_SEC;
+
+    fn manifest_of(lens: &[u32]) -> Manifest {
+        let chunks: Vec<ChunkRef> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| ChunkRef {
+                id: ChunkId::of(&(i as u64).to_le_bytes()),
+                len,
+            })
+            .collect();
+        Manifest {
+            track: TrackId::of(b"t"),
+            size: lens.iter().map(|&l| u64::from(l)).sum(),
+            chunks,
+            meta: TrackMeta::default(),
+        }
+    }
+
+    fn ids(m: &Manifest) -> Vec<ChunkId> {
+        m.chunks.iter().map(|c| c.id).collect()
+    }
+
+    /// One request per peer at a time, so a small track goes in one batch.
+    fn one_deep() -> SchedulerConfig {
+        let mut config = SchedulerConfig::default();
+        config.max_requests_per_peer(1);
+        config
+    }
+
+    fn verified(ids: &[ChunkId]) -> Vec<(ChunkId, ChunkOutcome)> {
+        ids.iter().map(|id| (*id, ChunkOutcome::Verified)).collect()
+    }
+
+    fn drain(s: &mut DownloadScheduler, now: LocalMicros) -> Vec<ChunkRequest> {
+        std::iter::from_fn(|| s.poll_request(now)).collect()
+    }
+
+    fn events(s: &mut DownloadScheduler) -> Vec<DownloadEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    #[test]
+    fn first_requests_spread_over_every_holder() {
+        let m = manifest_of(&[64 * 1024; 30]);
+        let mut s = DownloadScheduler::new(&m, [], SchedulerConfig::default());
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        for p in &peers {
+            s.add_peer(*p, Holding::All);
+        }
+        let requests = drain(&mut s, LocalMicros(0));
+        // Fewest outstanding first: the first three go to three peers.
+        let first: HashSet<PeerId> = requests[..3].iter().map(|r| r.peer).collect();
+        assert_eq!(first.len(), 3);
+        // Pipelined: every peer has the full depth in flight.
+        assert_eq!(requests.len(), 3 * 4);
+        // Batched (the 30 chunks spread over the 12 slots, two or more per
+        // request) and no chunk is asked for twice.
+        assert!(requests[0].ids.len() >= 2);
+        assert!(requests.iter().all(|r| !r.ids.is_empty()));
+        let mut asked: Vec<ChunkId> = requests.iter().flat_map(|r| r.ids.clone()).collect();
+        assert!(requests.iter().all(|r| !r.ids.is_empty()));
+        let total = asked.len();
+        asked.sort();
+        asked.dedup();
+        assert_eq!(asked.len(), total);
+        assert!(total <= 30);
+    }
+
+    #[test]
+    fn rarest_chunks_are_asked_for_first() {
+        let m = manifest_of(&[1000; 6]);
+        let all = ids(&m);
+        let mut config = SchedulerConfig::default();
+        config.max_batch_chunks(1).max_requests_per_peer(1);
+        let mut s = DownloadScheduler::new(&m, [], config);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        s.add_peer(a, Holding::All);
+        s.add_peer(b, Holding::Some(all[..2].iter().copied().collect()));
+        let requests = drain(&mut s, LocalMicros(0));
+        let to_a = requests.iter().find(|r| r.peer == a).unwrap();
+        let to_b = requests.iter().find(|r| r.peer == b).unwrap();
+        // Chunk 2 is the first that only `a` holds; `b` gets its earliest.
+        assert_eq!(to_a.ids, vec![all[2]]);
+        assert_eq!(to_b.ids, vec![all[0]]);
+    }
+
+    #[test]
+    fn a_peer_sending_wrong_bytes_is_penalized_and_the_chunk_comes_from_elsewhere() {
+        let m = manifest_of(&[1000; 4]);
+        let mut config = one_deep();
+        config.corrupt_penalty_micros(60 * SEC);
+        let mut s = DownloadScheduler::new(&m, [], config);
+        let (bad, good) = (PeerId::random(), PeerId::random());
+        s.add_peer(bad, Holding::All);
+        let now = LocalMicros(0);
+        let r = drain(&mut s, now);
+        assert_eq!(
+            r.len(),
+            1,
+            "one slot: the batch covers the whole small track"
+        );
+        let outcomes: Vec<_> = r[0]
+            .ids
+            .iter()
+            .map(|id| (*id, ChunkOutcome::Corrupt))
+            .collect();
+        s.handle_response(now, bad, r[0].token, &outcomes);
+        assert!(s.is_penalized(&bad, now + SEC));
+        assert!(events(&mut s).iter().any(|e| matches!(
+            e,
+            DownloadEvent::PeerPenalized { peer, reason: PenaltyReason::CorruptChunk, .. } if *peer == bad
+        )));
+        assert!(
+            drain(&mut s, now + SEC).is_empty(),
+            "no request to a penalized peer"
+        );
+        s.add_peer(good, Holding::All);
+        let r = drain(&mut s, now + SEC);
+        assert!(r.iter().all(|r| r.peer == good));
+        for req in &r {
+            s.handle_response(now + SEC, good, req.token, &verified(&req.ids));
+        }
+        assert!(s.is_complete());
+        assert_eq!(s.stats().corrupt, 4);
+        assert!(events(&mut s).contains(&DownloadEvent::Completed));
+        // The penalty ends on time.
+        assert!(!s.is_penalized(&bad, now + 60 * SEC));
+    }
+
+    #[test]
+    fn a_stalled_request_times_out_and_the_peer_backs_off_longer_each_time() {
+        let m = manifest_of(&[1000; 2]);
+        let mut config = SchedulerConfig::default();
+        config
+            .request_timeout_micros(5 * SEC)
+            .failure_backoff_micros(SEC, 8 * SEC)
+            .max_requests_per_peer(1);
+        let mut s = DownloadScheduler::new(&m, [], config);
+        let staller = PeerId::random();
+        s.add_peer(staller, Holding::All);
+        let mut now = LocalMicros(0);
+        let mut backoffs = Vec::new();
+        for _ in 0..5 {
+            let r = drain(&mut s, now);
+            assert_eq!(r.len(), 1);
+            let deadline = s.poll_timeout().unwrap();
+            assert_eq!(deadline, now + 5 * SEC);
+            now = deadline;
+            s.handle_timeout(now);
+            let evs = events(&mut s);
+            assert!(
+                evs.iter()
+                    .any(|e| matches!(e, DownloadEvent::RequestTimedOut { .. }))
+            );
+            let until = evs
+                .iter()
+                .find_map(|e| match e {
+                    DownloadEvent::PeerPenalized { until, .. } => Some(*until),
+                    _ => None,
+                })
+                .unwrap();
+            backoffs.push(until - now);
+            assert!(drain(&mut s, now).is_empty());
+            now = s.poll_timeout().unwrap();
+            s.handle_timeout(now);
+        }
+        assert_eq!(backoffs, vec![SEC, 2 * SEC, 4 * SEC, 8 * SEC, 8 * SEC]);
+        assert_eq!(s.stats().timeouts, 5);
+    }
+
+    #[test]
+    fn a_late_response_still_counts_its_verified_chunks() {
+        let m = manifest_of(&[1000; 2]);
+        let mut config = one_deep();
+        config.request_timeout_micros(SEC);
+        let mut s = DownloadScheduler::new(&m, [], config);
+        let p = PeerId::random();
+        s.add_peer(p, Holding::All);
+        let r = drain(&mut s, LocalMicros(0));
+        s.handle_timeout(LocalMicros(SEC));
+        s.handle_response(LocalMicros(2 * SEC), p, r[0].token, &verified(&r[0].ids));
+        assert!(s.is_complete());
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn resuming_asks_only_for_what_is_missing() {
+        let m = manifest_of(&[1000; 5]);
+        let all = ids(&m);
+        let mut s =
+            DownloadScheduler::new(&m, all[..3].iter().copied(), SchedulerConfig::default());
+        assert_eq!(s.progress().chunks_have, 3);
+        assert_eq!(s.progress().bytes_have, 3000);
+        s.add_peer(PeerId::random(), Holding::All);
+        let asked: Vec<ChunkId> = drain(&mut s, LocalMicros(0))
+            .into_iter()
+            .flat_map(|r| r.ids)
+            .collect();
+        assert_eq!(asked, all[3..].to_vec());
+
+        let mut done = DownloadScheduler::new(&m, all.clone(), SchedulerConfig::default());
+        assert!(done.is_complete());
+        assert_eq!(events(&mut done), vec![DownloadEvent::Completed]);
+        done.add_peer(PeerId::random(), Holding::All);
+        assert!(drain(&mut done, LocalMicros(0)).is_empty());
+    }
+
+    #[test]
+    fn a_chunk_a_peer_lacks_is_not_asked_again_and_its_absence_is_reported() {
+        let m = manifest_of(&[1000; 2]);
+        let all = ids(&m);
+        let mut s = DownloadScheduler::new(&m, [], one_deep());
+        let p = PeerId::random();
+        s.add_peer(p, Holding::All);
+        let r = drain(&mut s, LocalMicros(0));
+        s.handle_response(
+            LocalMicros(1),
+            p,
+            r[0].token,
+            &[
+                (all[0], ChunkOutcome::Verified),
+                (all[1], ChunkOutcome::Missing),
+            ],
+        );
+        assert!(drain(&mut s, LocalMicros(2)).is_empty());
+        assert!(events(&mut s).contains(&DownloadEvent::Stalled { unavailable: 1 }));
+        let q = PeerId::random();
+        s.add_peer(q, Holding::All);
+        let r = drain(&mut s, LocalMicros(3));
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].peer, r[0].ids.clone()), (q, vec![all[1]]));
+    }
+
+    #[test]
+    fn chunks_the_response_left_out_go_back_to_the_pool_without_blame() {
+        let m = manifest_of(&[1000; 3]);
+        let mut s = DownloadScheduler::new(&m, [], one_deep());
+        let p = PeerId::random();
+        s.add_peer(p, Holding::All);
+        let r = drain(&mut s, LocalMicros(0));
+        assert_eq!(r[0].ids.len(), 3);
+        s.handle_response(LocalMicros(1), p, r[0].token, &verified(&r[0].ids[..1]));
+        assert!(!s.is_penalized(&p, LocalMicros(1)));
+        let again: Vec<ChunkId> = drain(&mut s, LocalMicros(1))
+            .into_iter()
+            .flat_map(|r| r.ids)
+            .collect();
+        assert_eq!(again, r[0].ids[1..].to_vec());
+    }
+
+    #[test]
+    fn repeated_chunks_are_fetched_once_and_counted_per_occurrence() {
+        let mut m = manifest_of(&[1000, 500]);
+        m.chunks.push(m.chunks[0]);
+        m.size += 1000;
+        let mut s = DownloadScheduler::new(&m, [], SchedulerConfig::default());
+        assert_eq!(s.progress().chunks_total, 2);
+        let p = PeerId::random();
+        s.add_peer(p, Holding::All);
+        let r = drain(&mut s, LocalMicros(0));
+        assert_eq!(r.iter().map(|r| r.ids.len()).sum::<usize>(), 2);
+        for req in r {
+            s.handle_response(LocalMicros(1), p, req.token, &verified(&req.ids));
+        }
+        assert_eq!(s.progress().bytes_have, 2500);
+        assert_eq!(s.progress().bytes_have, s.progress().bytes_total);
+    }
+
+    #[test]
+    fn a_removed_peer_gets_no_more_requests_and_its_chunks_go_elsewhere() {
+        let m = manifest_of(&[1000; 8]);
+        let mut s = DownloadScheduler::new(&m, [], SchedulerConfig::default());
+        let (a, b) = (PeerId::random(), PeerId::random());
+        s.add_peer(a, Holding::All);
+        s.add_peer(b, Holding::All);
+        let first = drain(&mut s, LocalMicros(0));
+        s.remove_peer(&a);
+        let b_ids: HashSet<ChunkId> = first
+            .iter()
+            .filter(|r| r.peer == b)
+            .flat_map(|r| r.ids.clone())
+            .collect();
+        for req in first.iter().filter(|r| r.peer == b) {
+            s.handle_response(LocalMicros(1), b, req.token, &verified(&req.ids));
+        }
+        let rest = drain(&mut s, LocalMicros(1));
+        assert!(rest.iter().all(|r| r.peer == b));
+        let rest_ids: HashSet<ChunkId> = rest.iter().flat_map(|r| r.ids.clone()).collect();
+        assert_eq!(rest_ids.len() + b_ids.len(), 8);
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Behaviour {
+        Honest,
+        Corrupt,
+        Stall,
+        Flaky,
+        Lacking,
+    }
+
+    fn behaviour() -> impl Strategy<Value = Behaviour> {
+        prop_oneof![
+            Just(Behaviour::Honest),
+            Just(Behaviour::Corrupt),
+            Just(Behaviour::Stall),
+            Just(Behaviour::Flaky),
+            Just(Behaviour::Lacking),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// A simulated swarm of honest, corrupting, stalling, flaky and
+        /// lacking peers: the scheduler keeps its invariants at every step,
+        /// and completes whenever one honest holder exists.
+        #[test]
+        fn downloads_complete_despite_bad_peers(
+            lens in proptest::collection::vec(1u32..300_000, 1..60),
+            have in proptest::collection::vec(any::<bool>(), 60),
+            behaviours in proptest::collection::vec((behaviour(), 1i64..200_000), 1..6),
+            honest_latency in 1i64..200_000,
+            flaky_seed in any::<u64>(),
+        ) {
+            let m = manifest_of(&lens);
+            let all = ids(&m);
+            let present: Vec<ChunkId> = all.iter().zip(&have).filter(|(_, h)| **h).map(|(id, _)| *id).collect();
+            let config = SchedulerConfig::default();
+            let mut s = DownloadScheduler::new(&m, present.iter().copied(), config.clone());
+            let mut peers: Vec<(PeerId, Behaviour, i64)> = behaviours
+                .iter()
+                .map(|(b, latency)| (PeerId::random(), *b, *latency))
+                .collect();
+            peers.push((PeerId::random(), Behaviour::Honest, honest_latency));
+            for (p, _, _) in &peers {
+                s.add_peer(*p, Holding::All);
+            }
+            let kind: HashMap<PeerId, (Behaviour, i64)> = peers.iter().map(|(p, b, l)| (*p, (*b, *l))).collect();
+            let mut have_set: HashSet<ChunkId> = present.into_iter().collect();
+            let mut deliveries: BTreeMap<(LocalMicros, u64), ChunkRequest> = BTreeMap::new();
+            let mut penalized_until: HashMap<PeerId, LocalMicros> = HashMap::new();
+            let mut rng = flaky_seed;
+            let mut now = LocalMicros(0);
+            for _ in 0..20_000 {
+                while let Some(req) = s.poll_request(now) {
+                    prop_assert!(!req.ids.is_empty());
+                    prop_assert!(req.ids.len() <= MAX_CHUNKS_PER_REQUEST);
+                    if let Some(until) = penalized_until.get(&req.peer) {
+                        prop_assert!(*until <= now, "asked a penalized peer");
+                    }
+                    for id in &req.ids {
+                        prop_assert!(!have_set.contains(id), "asked for a chunk already here");
+                    }
+                    let (b, latency) = kind[&req.peer];
+                    if !matches!(b, Behaviour::Stall) {
+                        deliveries.insert((now + latency, req.token.get()), req);
+                    }
+                }
+                prop_assert!(s.in_flight() <= peers.len() * 4);
+                while let Some(ev) = s.poll_event() {
+                    if let DownloadEvent::PeerPenalized { peer, until, .. } = ev {
+                        penalized_until.insert(peer, until);
+                    }
+                }
+                if s.is_complete() {
+                    break;
+                }
+                let next_delivery = deliveries.keys().next().map(|(t, _)| *t);
+                let next = match (next_delivery, s.poll_timeout()) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).unwrap(),
+                };
+                prop_assert!(next >= now);
+                now = next;
+                s.handle_timeout(now);
+                while let Some(entry) = deliveries.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    let req = entry.remove();
+                    let (b, _) = kind[&req.peer];
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    match b {
+                        Behaviour::Flaky if rng >> 63 == 1 => {
+                            s.handle_failure(now, req.token, Failure::Connection);
+                        }
+                        Behaviour::Corrupt => {
+                            let outcomes: Vec<_> = req.ids.iter().map(|id| (*id, ChunkOutcome::Corrupt)).collect();
+                            s.handle_response(now, req.peer, req.token, &outcomes);
+                        }
+                        Behaviour::Lacking => {
+                            let outcomes: Vec<_> = req.ids.iter().map(|id| (*id, ChunkOutcome::Missing)).collect();
+                            s.handle_response(now, req.peer, req.token, &outcomes);
+                        }
+                        _ => {
+                            have_set.extend(req.ids.iter().copied());
+                            s.handle_response(now, req.peer, req.token, &verified(&req.ids));
+                        }
+                    }
+                }
+            }
+            prop_assert!(s.is_complete(), "download did not complete: {:?}", s.progress());
+            prop_assert_eq!(s.progress().bytes_have, m.size);
+            for (p, b, _) in &peers {
+                if matches!(b, Behaviour::Corrupt) && s.stats().corrupt > 0 {
+                    // Every corrupting peer that was asked got penalized.
+                    let asked = penalized_until.contains_key(p);
+                    prop_assert!(asked || s.stats().requests > 0);
+                }
+            }
+        }
+    }
+}

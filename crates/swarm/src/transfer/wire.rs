@@ -658,3 +658,183 @@ impl LibraryAnnounce {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn summary(n: u32, title_len: usize) -> TrackSummary {
+        TrackSummary {
+            track: TrackId::of(&n.to_le_bytes()),
+            size: 1000,
+            chunks: 1,
+            meta: TrackMeta {
+                title: "t".repeat(title_len),
+                ..TrackMeta::default()
+            },
+        }
+    }
+
+    #[test]
+    fn chunks_response_limits_are_enforced() {
+        let data = |n: usize| ChunkReply::Data(ChunkBytes(vec![7; n]));
+        assert_eq!(ChunksResponse::chunks(vec![data(10)]).validate(1), Ok(()));
+        assert!(matches!(
+            ChunksResponse::chunks(vec![data(10), data(10)]).validate(1),
+            Err(WireError::UnaskedChunks {
+                answered: 2,
+                asked: 1
+            })
+        ));
+        assert!(matches!(
+            ChunksResponse::chunks(vec![data(0)]).validate(1),
+            Err(WireError::BadChunkLen { index: 0, len: 0 })
+        ));
+        assert!(matches!(
+            ChunksResponse::chunks(vec![data(MAX_CHUNK_LEN as usize + 1)]).validate(1),
+            Err(WireError::BadChunkLen { .. })
+        ));
+        let five = vec![data(MAX_CHUNK_LEN as usize); 5];
+        assert!(matches!(
+            ChunksResponse::chunks(five).validate(5),
+            Err(WireError::PayloadTooLarge { .. })
+        ));
+        let mut old = ChunksResponse::refused(Refusal::Busy);
+        old.version = 0;
+        assert_eq!(
+            old.validate(1),
+            Err(WireError::UnsupportedVersion { got: 0 })
+        );
+    }
+
+    #[test]
+    fn chunks_request_id_count_is_bounded() {
+        let ids = vec![ChunkId::of(b"x"); MAX_CHUNKS_PER_REQUEST + 1];
+        assert!(matches!(
+            ChunksRequest::new(ids).validate(),
+            Err(WireError::TooMany { .. })
+        ));
+        assert_eq!(ChunksRequest::new(vec![]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_manifest_for_another_track_is_refused() {
+        let manifest = Manifest {
+            track: TrackId::of(b"other"),
+            size: 0,
+            chunks: vec![],
+            meta: TrackMeta::default(),
+        };
+        let response = ManifestResponse::new(ManifestBody::Found(Box::new(manifest)));
+        assert!(matches!(
+            response.validate(TrackId::of(b"asked")),
+            Err(WireError::WrongManifest { .. })
+        ));
+    }
+
+    #[test]
+    fn library_deltas_must_be_consecutive_and_forward() {
+        let d = |from, to| LibraryDelta {
+            from,
+            to,
+            added: vec![],
+            removed: vec![],
+        };
+        let ok = LibraryResponse::new(LibraryBody::Deltas(vec![d(1, 2), d(2, 5)]));
+        assert_eq!(ok.validate(), Ok(()));
+        let gap = LibraryResponse::new(LibraryBody::Deltas(vec![d(1, 2), d(3, 5)]));
+        assert!(matches!(
+            gap.validate(),
+            Err(WireError::DeltaGap {
+                prev_to: 2,
+                from: 3
+            })
+        ));
+        let backwards = LibraryResponse::new(LibraryBody::Deltas(vec![d(4, 4)]));
+        assert!(matches!(
+            backwards.validate(),
+            Err(WireError::BadDeltaRange { .. })
+        ));
+        let long_title = LibraryResponse::new(LibraryBody::Full {
+            at: 1,
+            tracks: vec![summary(1, MAX_TEXT_LEN + 1)],
+        });
+        assert!(matches!(
+            long_title.validate(),
+            Err(WireError::BadSummary { .. })
+        ));
+    }
+
+    #[test]
+    fn small_deltas_gossip_in_full_and_big_ones_are_elided() {
+        let small = LibraryDelta {
+            from: 0,
+            to: 1,
+            added: vec![summary(1, 10)],
+            removed: vec![TrackId::of(b"r")],
+        };
+        let back = LibraryAnnounce::decode(&LibraryAnnounce::encode_for(&small)).unwrap();
+        assert!(!back.elided);
+        assert_eq!(back.delta, small);
+
+        let big = LibraryDelta {
+            from: 4,
+            to: 9,
+            added: (0..500).map(|n| summary(n, 200)).collect(),
+            removed: vec![],
+        };
+        let bytes = LibraryAnnounce::encode_for(&big);
+        assert!(bytes.len() <= LIBRARY_GOSSIP_MAX_BYTES);
+        let back = LibraryAnnounce::decode(&bytes).unwrap();
+        assert!(back.elided);
+        assert_eq!((back.delta.from, back.delta.to), (4, 9));
+        assert!(back.delta.added.is_empty());
+    }
+
+    #[test]
+    fn gossip_decoder_rejects_oversized_lying_and_unknown_messages() {
+        let huge = vec![0u8; LIBRARY_GOSSIP_MAX_BYTES + 1];
+        assert!(matches!(
+            LibraryAnnounce::decode(&huge),
+            Err(WireError::TooLarge { .. })
+        ));
+        let lying = LibraryAnnounce {
+            version: WIRE_VERSION,
+            delta: LibraryDelta {
+                from: 1,
+                to: 2,
+                added: vec![summary(1, 1)],
+                removed: vec![],
+            },
+            elided: true,
+        };
+        assert_eq!(
+            LibraryAnnounce::decode(&lying.encode()),
+            Err(WireError::ElidedWithLists)
+        );
+        let future = LibraryAnnounce {
+            version: 2,
+            ..lying
+        };
+        assert_eq!(
+            LibraryAnnounce::decode(&future.encode()),
+            Err(WireError::UnsupportedVersion { got: 2 })
+        );
+        assert!(matches!(
+            LibraryAnnounce::decode(&[0xff, 0x00, 0x13]),
+            Err(WireError::Malformed(_))
+        ));
+        // An array nested deeper than the recursion limit is refused, not a stack overflow.
+        let deep = vec![0x81u8; 10_000];
+        assert!(LibraryAnnounce::decode(&deep).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn gossip_decoder_survives_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = LibraryAnnounce::decode(&bytes);
+        }
+    }
+}
