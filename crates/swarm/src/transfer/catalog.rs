@@ -275,3 +275,272 @@ impl SwarmCatalog {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use firefly_library::TrackMeta;
+    use proptest::prelude::*;
+
+    fn summary(n: u8) -> TrackSummary {
+        TrackSummary {
+            track: TrackId::of(&[n]),
+            size: 100,
+            chunks: 1,
+            meta: TrackMeta::default(),
+        }
+    }
+
+    fn delta(from: u64, added: &[u8], removed: &[u8]) -> LibraryDelta {
+        LibraryDelta {
+            from,
+            to: from + 1,
+            added: added.iter().map(|n| summary(*n)).collect(),
+            removed: removed.iter().map(|n| TrackId::of(&[*n])).collect(),
+        }
+    }
+
+    fn holders(c: &SwarmCatalog, n: u8) -> Vec<PeerId> {
+        c.get(&TrackId::of(&[n]))
+            .map(|e| e.holders.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_catalog_is_the_union_with_holders() {
+        let mut c = SwarmCatalog::new();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert_eq!(
+            c.handle_announce(a, &delta(0, &[1, 2], &[]), false),
+            SyncNeed::None
+        );
+        assert_eq!(
+            c.handle_announce(b, &delta(0, &[2, 3], &[]), false),
+            SyncNeed::None
+        );
+        assert_eq!(c.len(), 3);
+        let mut both = vec![a, b];
+        both.sort();
+        assert_eq!(holders(&c, 2), both);
+        assert_eq!(
+            c.handle_announce(a, &delta(1, &[], &[2]), false),
+            SyncNeed::None
+        );
+        assert_eq!(holders(&c, 2), vec![b]);
+        c.remove_peer(&b);
+        assert_eq!(c.len(), 1);
+        assert_eq!(holders(&c, 1), vec![a]);
+    }
+
+    #[test]
+    fn a_gap_asks_once_for_what_is_missing() {
+        let mut c = SwarmCatalog::new();
+        let a = PeerId::random();
+        c.handle_announce(a, &delta(0, &[1], &[]), false);
+        // Version 2 was missed; 3 arrives.
+        assert_eq!(
+            c.handle_announce(a, &delta(2, &[3], &[]), false),
+            SyncNeed::Fetch { since: 1 }
+        );
+        // A fetch is under way: more gossip or heartbeats do not start another.
+        assert_eq!(c.handle_version(a, 3), SyncNeed::None);
+        assert_eq!(
+            c.handle_announce(a, &delta(3, &[4], &[]), false),
+            SyncNeed::None
+        );
+        c.handle_response(
+            a,
+            &LibraryBody::Deltas(vec![
+                delta(1, &[2], &[]),
+                delta(2, &[3], &[]),
+                delta(3, &[4], &[]),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.peer_version(&a), 4);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.handle_version(a, 4), SyncNeed::None);
+    }
+
+    #[test]
+    fn a_full_list_replaces_what_the_peer_held() {
+        let mut c = SwarmCatalog::new();
+        let a = PeerId::random();
+        c.handle_announce(a, &delta(0, &[1, 2], &[]), false);
+        assert_eq!(c.handle_version(a, 40), SyncNeed::Fetch { since: 1 });
+        c.handle_response(
+            a,
+            &LibraryBody::Full {
+                at: 40,
+                tracks: vec![summary(2), summary(9)],
+            },
+        )
+        .unwrap();
+        assert!(holders(&c, 1).is_empty());
+        assert_eq!(holders(&c, 9), vec![a]);
+        assert_eq!(c.peer_version(&a), 40);
+        // Old news changes nothing.
+        assert_eq!(
+            c.handle_announce(a, &delta(3, &[7], &[]), false),
+            SyncNeed::None
+        );
+        assert!(holders(&c, 7).is_empty());
+    }
+
+    #[test]
+    fn deltas_that_do_not_follow_on_are_refused() {
+        let mut c = SwarmCatalog::new();
+        let a = PeerId::random();
+        assert_eq!(c.handle_version(a, 5), SyncNeed::Fetch { since: 0 });
+        let err = c.handle_response(a, &LibraryBody::Deltas(vec![delta(3, &[1], &[])]));
+        assert_eq!(err, Err(CatalogError::Gap { from: 3, known: 0 }));
+        assert!(c.is_empty());
+        c.handle_fetch_failed(&a);
+        assert_eq!(c.handle_version(a, 5), SyncNeed::Fetch { since: 0 });
+    }
+
+    #[test]
+    fn one_peer_cannot_grow_the_catalog_without_bound() {
+        let mut c = SwarmCatalog::new();
+        let a = PeerId::random();
+        let tracks: Vec<TrackSummary> = (0..=MAX_TRACKS_PER_PEER as u32)
+            .map(|n| TrackSummary {
+                track: TrackId::of(&n.to_le_bytes()),
+                ..summary(0)
+            })
+            .collect();
+        let err = c.handle_response(a, &LibraryBody::Full { at: 1, tracks });
+        assert_eq!(err, Err(CatalogError::TooManyTracks));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn an_elided_announcement_leads_to_a_fetch() {
+        let mut c = SwarmCatalog::new();
+        let a = PeerId::random();
+        let elided = LibraryDelta {
+            from: 0,
+            to: 1,
+            added: vec![],
+            removed: vec![],
+        };
+        assert_eq!(
+            c.handle_announce(a, &elided, true),
+            SyncNeed::Fetch { since: 0 }
+        );
+    }
+
+    /// A model node: its library and its version log.
+    struct Node {
+        id: PeerId,
+        tracks: BTreeSet<u8>,
+        log: Vec<LibraryDelta>,
+        catalog: SwarmCatalog,
+    }
+
+    impl Node {
+        fn version(&self) -> u64 {
+            self.log.len() as u64
+        }
+
+        /// What a `/firefly/library/1` responder sends: deltas when it has
+        /// them (it keeps only the last few), the full list otherwise.
+        fn answer(&self, since: u64, kept: usize) -> LibraryBody {
+            let first_kept = self.log.len().saturating_sub(kept) as u64;
+            if since >= first_kept {
+                LibraryBody::Deltas(self.log[since as usize..].to_vec())
+            } else {
+                LibraryBody::Full {
+                    at: self.version(),
+                    tracks: self.tracks.iter().map(|n| summary(*n)).collect(),
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Adds and removes on several nodes, gossip that is lost, reordered
+        /// or duplicated, then heartbeats and fetches: every node's catalog
+        /// converges to the true union with the right holders.
+        #[test]
+        fn catalogs_converge_after_adds_and_removes(
+            nodes in 2usize..6,
+            ops in proptest::collection::vec((0usize..6, 0u8..12, any::<bool>()), 1..60),
+            deliveries in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4), 0..200),
+            kept in 0usize..8,
+        ) {
+            let mut net: Vec<Node> = (0..nodes)
+                .map(|_| Node { id: PeerId::random(), tracks: BTreeSet::new(), log: Vec::new(), catalog: SwarmCatalog::new() })
+                .collect();
+            // Gossip in flight: (to, from, delta).
+            let mut wire: Vec<(usize, usize, LibraryDelta)> = Vec::new();
+            for (who, track, add) in ops {
+                let who = who % nodes;
+                let node = &mut net[who];
+                let changed = if add { node.tracks.insert(track) } else { node.tracks.remove(&track) };
+                if !changed {
+                    continue;
+                }
+                let v = node.version();
+                let d = if add { delta(v, &[track], &[]) } else { delta(v, &[], &[track]) };
+                node.log.push(d.clone());
+                let id = node.id;
+                node.catalog.handle_announce(id, &d, false);
+                for to in 0..nodes {
+                    if to != who {
+                        wire.push((to, who, d.clone()));
+                    }
+                }
+            }
+            // Deliver a random selection of gossip: some lost, some twice, out of order.
+            for (pick, copies) in deliveries {
+                if wire.is_empty() {
+                    break;
+                }
+                let i = pick.index(wire.len());
+                let (to, from, d) = wire[i].clone();
+                if copies == 0 {
+                    wire.swap_remove(i);
+                    continue;
+                }
+                let from_id = net[from].id;
+                if let SyncNeed::Fetch { since } = net[to].catalog.handle_announce(from_id, &d, false) {
+                    let body = net[from].answer(since, kept);
+                    net[to].catalog.handle_response(from_id, &body).unwrap();
+                }
+            }
+            // Heartbeats carry versions; fetch until quiet.
+            for _round in 0..3 {
+                for to in 0..nodes {
+                    for from in 0..nodes {
+                        if to == from {
+                            continue;
+                        }
+                        let (from_id, v) = (net[from].id, net[from].version());
+                        if let SyncNeed::Fetch { since } = net[to].catalog.handle_version(from_id, v) {
+                            let body = net[from].answer(since, kept);
+                            net[to].catalog.handle_response(from_id, &body).unwrap();
+                        }
+                    }
+                }
+            }
+            let mut truth: BTreeMap<TrackId, BTreeSet<PeerId>> = BTreeMap::new();
+            for node in &net {
+                for t in &node.tracks {
+                    truth.entry(TrackId::of(&[*t])).or_default().insert(node.id);
+                }
+            }
+            for node in &net {
+                let seen: BTreeMap<TrackId, BTreeSet<PeerId>> = node
+                    .catalog
+                    .tracks()
+                    .map(|e| (e.summary.track, e.holders.clone()))
+                    .collect();
+                prop_assert_eq!(&seen, &truth);
+            }
+        }
+    }
+}

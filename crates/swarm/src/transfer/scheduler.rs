@@ -804,10 +804,9 @@ mod tests {
         assert_eq!(first.len(), 3);
         // Pipelined: every peer has the full depth in flight.
         assert_eq!(requests.len(), 3 * 4);
-        // Batched (the 30 chunks spread over the 12 slots, two or more per
-        // request) and no chunk is asked for twice.
+        // Batched (the 30 chunks spread over the 12 slots) and no chunk is
+        // asked for twice.
         assert!(requests[0].ids.len() >= 2);
-        assert!(requests.iter().all(|r| !r.ids.is_empty()));
         let mut asked: Vec<ChunkId> = requests.iter().flat_map(|r| r.ids.clone()).collect();
         assert!(requests.iter().all(|r| !r.ids.is_empty()));
         let total = asked.len();
