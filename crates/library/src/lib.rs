@@ -1,14 +1,42 @@
 //! Firefly's content-addressed music library.
 //!
-//! This crate will hold the catalog of every track a node holds: scanning and
-//! probing audio files, cutting them into content-defined chunks, BLAKE3
-//! fingerprints, the redb store of manifests and chunk locations, library
-//! deltas for peers, and the assembly of downloaded tracks.
+//! The catalog of every track a node holds, chunk by chunk: scanning folders
+//! and probing audio files ([`Library::scan`]), cutting them into
+//! content-defined chunks with BLAKE3 ids, the redb store of manifests, chunk
+//! locations and scanned files, the version log that gives peers deltas
+//! ([`Library::changes_since`]), serving verified chunks
+//! ([`Library::read_chunk`]) and assembling downloaded tracks
+//! ([`Library::start_download`], [`Library::accept_chunk`]).
+//!
+//! Chunks are *logical*: `(file, offset, len)` references into the user's own
+//! files, never copies. The pure logic — chunk planning ([`plan_cuts`]),
+//! deltas ([`net_changes`]), file names ([`FileName`]) and download
+//! bookkeeping ([`DownloadPlan`]) — is sans-IO and tested on its own.
+//!
+//! What it isn't: a player or a network layer. It does no async; every
+//! [`Library`] method blocks, so async callers use `spawn_blocking`.
 
+mod chunking;
+mod delta;
+mod download;
+mod error;
 mod id;
 mod manifest;
+mod names;
+mod probe;
+mod scan;
+mod store;
+mod tables;
 
+pub use chunking::{AVG_CHUNK_LEN, Digest, DigestError, MIN_CHUNK_LEN, digest, plan_cuts};
+pub use delta::{Changes, LOG_KEEP, LogOp, net_changes};
+pub use download::{Accepted, DownloadPlan, DownloadStatus};
+pub use error::{DownloadError, Error, OpenError, ReadChunkError, ScanError, StoreError};
 pub use id::{ChunkId, ParseIdError, TrackId};
 pub use manifest::{
     ChunkRef, MAX_CHUNK_LEN, MAX_TEXT_LEN, MAX_TRACK_BYTES, Manifest, ManifestError, TrackMeta,
 };
+pub use names::{FileName, MAX_STEM_LEN};
+pub use probe::{AUDIO_EXTENSIONS, ProbeError, has_audio_extension, probe_file};
+pub use scan::{ScanObserver, ScanReport, Skipped};
+pub use store::{DATABASE_FILE, Library, LibraryConfig, MUSIC_DIR, STAGING_DIR, TrackEntry};

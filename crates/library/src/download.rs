@@ -1,0 +1,696 @@
+//! Downloading a track chunk by chunk into a staging file, then into the
+//! music folder.
+//!
+//! [`DownloadPlan`] is the sans-IO bookkeeping: which distinct chunks a
+//! manifest has, where each one goes (a chunk may occur at several offsets),
+//! and which are still missing given the present set. The [`Library`]
+//! methods around it do the I/O with these crash-safety rules:
+//!
+//! - The staging file (`<data dir>/staging/<track hex>.part`) is created at
+//!   full length and synced in the same write transaction that records the
+//!   download, so a recorded download always has its file.
+//! - A chunk's bytes are written at every offset and synced *before* the
+//!   transaction that marks the chunk present commits (invariant 4 in
+//!   `tables`), so after a kill the present set never claims unwritten bytes.
+//! - Completion hashes the whole staging file, records the `Finishing` state,
+//!   hard-links the file into the music folder under a fresh sanitized name
+//!   (a link never replaces an existing file), indexes it and drops the
+//!   download in one transaction, then deletes the staging name. Opening the
+//!   library finishes a `Finishing` download and removes orphaned staging
+//!   files, so a kill at any point leaves either the download (same missing
+//!   set) or the finished track — never a half-moved or corrupt file.
+
+use crate::chunking;
+use crate::error::{DownloadError, StoreError};
+use crate::id::{ChunkId, TrackId};
+use crate::manifest::{ChunkRef, Manifest, TrackMeta};
+use crate::names::FileName;
+use crate::probe;
+use crate::store::{IndexTables, Library, mtime_ns};
+use crate::tables::{
+    DOWNLOAD_CHUNKS, DOWNLOADS, DownloadRecord, DownloadState, FileRecord, decode, encode,
+};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How many numbered names (`Title (n).ext`) to try before giving up.
+const MAX_NAME_CANDIDATES: u32 = 10_000;
+
+/// Where each distinct chunk of a manifest goes, and in which order to ask
+/// for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadPlan {
+    /// Distinct chunk ids in order of first occurrence in the file.
+    order: Vec<ChunkId>,
+    /// For each distinct chunk: its length and every offset it occurs at.
+    places: HashMap<ChunkId, (u32, Vec<u64>)>,
+}
+
+impl DownloadPlan {
+    /// The plan for `manifest`.
+    pub fn new(manifest: &Manifest) -> Self {
+        let mut order = Vec::new();
+        let mut places: HashMap<ChunkId, (u32, Vec<u64>)> = HashMap::new();
+        for (offset, chunk) in manifest.offsets() {
+            places
+                .entry(chunk.id)
+                .or_insert_with(|| {
+                    order.push(chunk.id);
+                    (chunk.len, Vec::new())
+                })
+                .1
+                .push(offset);
+        }
+        Self { order, places }
+    }
+
+    /// Length and offsets of `chunk`, if the manifest has it.
+    pub fn places(&self, chunk: ChunkId) -> Option<(u32, &[u64])> {
+        self.places
+            .get(&chunk)
+            .map(|(len, at)| (*len, at.as_slice()))
+    }
+
+    /// Distinct chunks in file order.
+    pub fn chunks(&self) -> &[ChunkId] {
+        &self.order
+    }
+
+    /// Distinct chunks not in `present`, in file order.
+    pub fn missing(&self, present: &HashSet<ChunkId>) -> Vec<ChunkId> {
+        self.order
+            .iter()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect()
+    }
+}
+
+/// Where a download stands after starting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadStatus {
+    /// The library already holds the track, in these files.
+    Have(Vec<PathBuf>),
+    /// Chunks are still missing.
+    Pending {
+        /// How many distinct chunks.
+        missing: usize,
+    },
+    /// The download completed (chunks the library already held were enough).
+    Completed(PathBuf),
+}
+
+/// What accepting a chunk did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored; chunks are still missing.
+    Pending {
+        /// How many distinct chunks.
+        missing: usize,
+    },
+    /// It was the last one: the track is in the music folder and indexed.
+    Completed(PathBuf),
+}
+
+impl Library {
+    /// Starts downloading the track `manifest` describes (validated first).
+    /// Idempotent: a download in progress is kept as it is. Chunks the
+    /// library already holds (from other tracks) are copied in right away.
+    pub fn start_download(&self, manifest: &Manifest) -> Result<DownloadStatus, DownloadError> {
+        manifest.validate()?;
+        let track = manifest.track;
+        if manifest.chunks.is_empty() {
+            return Err(DownloadError::NotAudio {
+                track,
+                reason: "empty track".to_owned(),
+            });
+        }
+        let have = self.track_paths(track)?;
+        if !have.is_empty() {
+            return Ok(DownloadStatus::Have(have));
+        }
+        {
+            // The write transaction serializes starts, so the staging file is
+            // created once and never truncated under a running download.
+            let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+            let exists = txn
+                .open_table(DOWNLOADS)
+                .map_err(StoreError::from)?
+                .get(track.as_bytes())
+                .map_err(StoreError::from)?
+                .is_some();
+            if !exists {
+                self.create_staging(track, manifest.size)?;
+                let record = DownloadRecord {
+                    manifest: manifest.clone(),
+                    state: DownloadState::Fetching,
+                };
+                txn.open_table(DOWNLOADS)
+                    .map_err(StoreError::from)?
+                    .insert(track.as_bytes(), encode(&record).as_slice())
+                    .map_err(StoreError::from)?;
+                clear_present(&txn, track)?;
+                txn.commit().map_err(StoreError::from)?;
+            }
+        }
+        // Copy in what we already hold locally.
+        let plan = self.plan(track)?;
+        for &chunk in plan.chunks() {
+            if !self.has_chunk(chunk)? {
+                continue;
+            }
+            let Ok(bytes) = self.read_chunk(chunk) else {
+                continue;
+            };
+            if let Accepted::Completed(path) = self.accept_chunk(track, chunk, &bytes)? {
+                return Ok(DownloadStatus::Completed(path));
+            }
+        }
+        Ok(DownloadStatus::Pending {
+            missing: self.missing_chunks(track)?.len(),
+        })
+    }
+
+    /// Tracks being downloaded.
+    pub fn downloads(&self) -> Result<Vec<TrackId>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let downloads = txn.open_table(DOWNLOADS)?;
+        let mut out = Vec::new();
+        for row in downloads.iter()? {
+            out.push(TrackId(*row?.0.value()));
+        }
+        Ok(out)
+    }
+
+    /// Verifies `bytes` against `chunk`, writes them at every offset where the
+    /// chunk occurs in `track`'s staging file, and records the chunk as
+    /// present. When it was the last missing chunk the download completes.
+    pub fn accept_chunk(
+        &self,
+        track: TrackId,
+        chunk: ChunkId,
+        bytes: &[u8],
+    ) -> Result<Accepted, DownloadError> {
+        let plan = match self.plan(track) {
+            Ok(plan) => plan,
+            Err(DownloadError::NotStarted(_)) => {
+                // Finished meanwhile (by a concurrent caller)?
+                if let Some(path) = self.track_paths(track)?.into_iter().next() {
+                    return Ok(Accepted::Completed(path));
+                }
+                return Err(DownloadError::NotStarted(track));
+            }
+            Err(e) => return Err(e),
+        };
+        let (len, offsets) = plan
+            .places(chunk)
+            .ok_or(DownloadError::NotInManifest { track, chunk })?;
+        if bytes.len() != len as usize || ChunkId::of(bytes) != chunk {
+            return Err(DownloadError::WrongBytes(chunk));
+        }
+        if self.present(track)?.contains(&chunk) {
+            let missing = self.missing_chunks(track)?.len();
+            return Ok(Accepted::Pending { missing });
+        }
+        let path = self.staging_path(track);
+        let mut file = match OpenOptions::new().write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(done) = self.track_paths(track)?.into_iter().next() {
+                    return Ok(Accepted::Completed(done));
+                }
+                return Err(DownloadError::io("opening the staging file")(e));
+            }
+            Err(e) => return Err(DownloadError::io("opening the staging file")(e)),
+        };
+        for &offset in offsets {
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.write_all(bytes))
+                .map_err(DownloadError::io("writing the staging file"))?;
+        }
+        // Invariant 4: the bytes are durable before the chunk counts as present.
+        file.sync_data()
+            .map_err(DownloadError::io("syncing the staging file"))?;
+        drop(file);
+
+        let missing = {
+            let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+            let still_downloading = txn
+                .open_table(DOWNLOADS)
+                .map_err(StoreError::from)?
+                .get(track.as_bytes())
+                .map_err(StoreError::from)?
+                .is_some();
+            if !still_downloading {
+                drop(txn);
+                if let Some(done) = self.track_paths(track)?.into_iter().next() {
+                    return Ok(Accepted::Completed(done));
+                }
+                return Err(DownloadError::NotStarted(track));
+            }
+            txn.open_table(DOWNLOAD_CHUNKS)
+                .map_err(StoreError::from)?
+                .insert((track.as_bytes(), chunk.as_bytes()), ())
+                .map_err(StoreError::from)?;
+            let present = present_in(&txn, track)?;
+            txn.commit().map_err(StoreError::from)?;
+            plan.missing(&present).len()
+        };
+        if missing == 0 {
+            return self.finish_download(track).map(Accepted::Completed);
+        }
+        Ok(Accepted::Pending { missing })
+    }
+
+    /// The distinct chunks `track` still needs, in file order. Empty when the
+    /// library holds the track already.
+    pub fn missing_chunks(&self, track: TrackId) -> Result<Vec<ChunkId>, DownloadError> {
+        let plan = match self.plan(track) {
+            Ok(plan) => plan,
+            Err(DownloadError::NotStarted(_)) if !self.track_paths(track)?.is_empty() => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(plan.missing(&self.present(track)?))
+    }
+
+    /// Gives up a download: forgets it and deletes its staging file.
+    pub fn cancel_download(&self, track: TrackId) -> Result<(), DownloadError> {
+        let _guard = self.finish_guard();
+        let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+        txn.open_table(DOWNLOADS)
+            .map_err(StoreError::from)?
+            .remove(track.as_bytes())
+            .map_err(StoreError::from)?;
+        clear_present(&txn, track)?;
+        txn.commit().map_err(StoreError::from)?;
+        self.forget_plan(track);
+        remove_if_exists(&self.staging_path(track))
+            .map_err(DownloadError::io("removing the staging file"))?;
+        Ok(())
+    }
+
+    /// Completes a download whose chunks are all present: verifies the whole
+    /// file, links it into the music folder and indexes it. Returns the path
+    /// of the track's file. Called by [`Library::accept_chunk`] on the last
+    /// chunk and by recovery; safe to call again.
+    pub fn finish_download(&self, track: TrackId) -> Result<PathBuf, DownloadError> {
+        let _guard = self.finish_guard();
+        let Some(record) = self.download_record(track)? else {
+            return self
+                .track_paths(track)?
+                .into_iter()
+                .next()
+                .ok_or(DownloadError::NotStarted(track));
+        };
+        let (meta, chunks) = match record.state {
+            DownloadState::Finishing { meta, chunks } => (meta, chunks),
+            DownloadState::Fetching => {
+                let missing = self.missing_chunks(track)?.len();
+                if missing > 0 {
+                    return Err(DownloadError::Incomplete { track, missing });
+                }
+                let staging = self.staging_path(track);
+                let file =
+                    File::open(&staging).map_err(DownloadError::io("opening the staging file"))?;
+                let digest = chunking::digest(file).map_err(|e| match e {
+                    chunking::DigestError::Io(source) => DownloadError::Io {
+                        context: "reading the staging file".to_owned(),
+                        source,
+                    },
+                    chunking::DigestError::TooLarge => DownloadError::TrackMismatch(track),
+                })?;
+                if digest.track != track {
+                    tracing::warn!("assembled {track:?} does not match its id; restarting it");
+                    let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+                    clear_present(&txn, track)?;
+                    txn.commit().map_err(StoreError::from)?;
+                    return Err(DownloadError::TrackMismatch(track));
+                }
+                let given = &record.manifest.meta;
+                let meta = match probe::probe_file_as(&staging, &given.extension, &given.title) {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        drop(_guard);
+                        self.cancel_download(track)?;
+                        return Err(DownloadError::NotAudio {
+                            track,
+                            reason: e.to_string(),
+                        });
+                    }
+                };
+                let record = DownloadRecord {
+                    manifest: record.manifest.clone(),
+                    state: DownloadState::Finishing {
+                        meta: meta.clone(),
+                        chunks: digest.chunks.clone(),
+                    },
+                };
+                let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+                txn.open_table(DOWNLOADS)
+                    .map_err(StoreError::from)?
+                    .insert(track.as_bytes(), encode(&record).as_slice())
+                    .map_err(StoreError::from)?;
+                txn.commit().map_err(StoreError::from)?;
+                (meta, digest.chunks)
+            }
+        };
+        self.link_into_music(track, record.manifest.size, meta, chunks)
+    }
+
+    /// The `Finishing` phase: link, index, forget the download, unlink the
+    /// staging name. Every step is safe to repeat after a crash.
+    fn link_into_music(
+        &self,
+        track: TrackId,
+        size: u64,
+        meta: TrackMeta,
+        chunks: Vec<ChunkRef>,
+    ) -> Result<PathBuf, DownloadError> {
+        let staging = self.staging_path(track);
+        let name = FileName::for_track(meta.artist.as_deref(), &meta.title, &meta.extension);
+        let music = self.inner.music_dir.clone();
+        let mut placed = None;
+        for n in 1..=MAX_NAME_CANDIDATES {
+            let candidate = music.join(name.candidate(n));
+            if candidate.exists() {
+                // Ours from an attempt a crash interrupted? Then reuse it.
+                if holds_track(&candidate, size, track) {
+                    placed = Some(candidate);
+                    break;
+                }
+                continue;
+            }
+            if !staging.exists() {
+                break;
+            }
+            match link_no_clobber(&staging, &candidate, &music, track) {
+                Ok(()) => {
+                    placed = Some(candidate);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(DownloadError::io("moving the track into the music folder")(
+                        e,
+                    ));
+                }
+            }
+        }
+        let Some(path) = placed else {
+            if !staging.exists() {
+                // Neither the staging file nor a linked copy: start over.
+                tracing::warn!("download of {track:?} lost its staging file; restarting it");
+                let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+                let record = self.download_record(track)?;
+                if let Some(mut record) = record {
+                    self.create_staging(track, size)?;
+                    record.state = DownloadState::Fetching;
+                    txn.open_table(DOWNLOADS)
+                        .map_err(StoreError::from)?
+                        .insert(track.as_bytes(), encode(&record).as_slice())
+                        .map_err(StoreError::from)?;
+                }
+                clear_present(&txn, track)?;
+                txn.commit().map_err(StoreError::from)?;
+                return Err(DownloadError::TrackMismatch(track));
+            }
+            return Err(DownloadError::Io {
+                context: format!("no free file name for {}", name.candidate(1)),
+                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            });
+        };
+        sync_dir(&music).map_err(DownloadError::io("syncing the music folder"))?;
+        let file_meta = std::fs::metadata(&path)
+            .map_err(DownloadError::io("reading the downloaded file's metadata"))?;
+        let manifest = Manifest {
+            track,
+            size,
+            chunks,
+            meta,
+        };
+        let record = FileRecord {
+            size,
+            mtime_ns: mtime_ns(&file_meta),
+            track: Some(track),
+            skipped: None,
+        };
+        let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut tables = IndexTables::open(&txn)?;
+            tables.link_file(&path, &record, Some(&manifest))?;
+            tables.finish()?;
+        }
+        txn.open_table(DOWNLOADS)
+            .map_err(StoreError::from)?
+            .remove(track.as_bytes())
+            .map_err(StoreError::from)?;
+        clear_present(&txn, track)?;
+        txn.commit().map_err(StoreError::from)?;
+        self.forget_plan(track);
+        remove_if_exists(&staging).map_err(DownloadError::io("removing the staging file"))?;
+        tracing::info!(path = %path.display(), "download of {track:?} complete");
+        Ok(path)
+    }
+
+    /// On open: finish downloads a crash left `Finishing`, give every
+    /// `Fetching` download its staging file back, delete orphaned staging
+    /// files.
+    pub(crate) fn recover_downloads(&self) -> Result<(), crate::error::OpenError> {
+        let mut known = HashSet::new();
+        for track in self.downloads()? {
+            known.insert(self.staging_path(track));
+            let Some(record) = self.download_record(track).map_err(store_to_open)? else {
+                continue;
+            };
+            let recovered = match record.state {
+                DownloadState::Finishing { .. } => self.finish_download(track).map(drop),
+                DownloadState::Fetching => self.ensure_staging(track, record.manifest.size),
+            };
+            recovered.map_err(|e| crate::error::OpenError::Recovery {
+                track,
+                source: Box::new(e),
+            })?;
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.inner.staging_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if !known.contains(&path) {
+                    tracing::info!(path = %path.display(), "removing orphaned staging file");
+                    if let Err(e) = remove_if_exists(&path) {
+                        tracing::warn!(path = %path.display(), "cannot remove: {e}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A `Fetching` download whose staging file is gone or the wrong length
+    /// starts over with nothing present.
+    fn ensure_staging(&self, track: TrackId, size: u64) -> Result<(), DownloadError> {
+        let path = self.staging_path(track);
+        let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == size);
+        if ok {
+            return Ok(());
+        }
+        tracing::warn!("staging file of {track:?} is missing or damaged; restarting it");
+        let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+        self.create_staging(track, size)?;
+        clear_present(&txn, track)?;
+        txn.commit().map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    fn create_staging(&self, track: TrackId, size: u64) -> Result<(), DownloadError> {
+        let path = self.staging_path(track);
+        let file = File::create(&path).map_err(DownloadError::io("creating the staging file"))?;
+        file.set_len(size)
+            .and_then(|()| file.sync_all())
+            .map_err(DownloadError::io("sizing the staging file"))?;
+        sync_dir(&self.inner.staging_dir).map_err(DownloadError::io("syncing the staging folder"))
+    }
+
+    pub(crate) fn staging_path(&self, track: TrackId) -> PathBuf {
+        self.inner
+            .staging_dir
+            .join(format!("{}.part", track.to_hex()))
+    }
+
+    fn download_record(&self, track: TrackId) -> Result<Option<DownloadRecord>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let downloads = txn.open_table(DOWNLOADS)?;
+        match downloads.get(track.as_bytes())? {
+            Some(v) => Ok(Some(decode(v.value(), "download record")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The plan of a download in progress, cached.
+    fn plan(&self, track: TrackId) -> Result<Arc<DownloadPlan>, DownloadError> {
+        if let Some(plan) = self.plans().get(&track) {
+            return Ok(plan.clone());
+        }
+        let record = self
+            .download_record(track)?
+            .ok_or(DownloadError::NotStarted(track))?;
+        let plan = Arc::new(DownloadPlan::new(&record.manifest));
+        self.plans().insert(track, plan.clone());
+        Ok(plan)
+    }
+
+    fn forget_plan(&self, track: TrackId) {
+        self.plans().remove(&track);
+    }
+
+    fn plans(&self) -> std::sync::MutexGuard<'_, HashMap<TrackId, Arc<DownloadPlan>>> {
+        // A panic while holding this lock cannot leave the cache inconsistent:
+        // every entry is a complete plan.
+        self.inner
+            .plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finish_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .finish_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn present(&self, track: TrackId) -> Result<HashSet<ChunkId>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(DOWNLOAD_CHUNKS)?;
+        let mut out = HashSet::new();
+        for row in
+            table.range((track.as_bytes(), &[0u8; 32])..=(track.as_bytes(), &[0xffu8; 32]))?
+        {
+            out.insert(ChunkId(*row?.0.value().1));
+        }
+        Ok(out)
+    }
+}
+
+fn present_in(txn: &WriteTransaction, track: TrackId) -> Result<HashSet<ChunkId>, StoreError> {
+    let table = txn.open_table(DOWNLOAD_CHUNKS)?;
+    let mut out = HashSet::new();
+    for row in table.range((track.as_bytes(), &[0u8; 32])..=(track.as_bytes(), &[0xffu8; 32]))? {
+        out.insert(ChunkId(*row?.0.value().1));
+    }
+    Ok(out)
+}
+
+fn clear_present(txn: &WriteTransaction, track: TrackId) -> Result<(), StoreError> {
+    let mut table = txn.open_table(DOWNLOAD_CHUNKS)?;
+    table.retain_in(
+        (track.as_bytes(), &[0u8; 32])..=(track.as_bytes(), &[0xffu8; 32]),
+        |_, _| false,
+    )?;
+    Ok(())
+}
+
+fn store_to_open(e: StoreError) -> crate::error::OpenError {
+    crate::error::OpenError::Store(e)
+}
+
+/// Whether the file at `path` has `size` bytes that hash to `track`.
+fn holds_track(path: &Path, size: u64, track: TrackId) -> bool {
+    if std::fs::metadata(path).map(|m| m.len()).ok() != Some(size) {
+        return false;
+    }
+    File::open(path)
+        .ok()
+        .and_then(|f| chunking::digest(f).ok())
+        .is_some_and(|d| d.track == track)
+}
+
+/// Makes `to` a name of `from`'s bytes without ever replacing an existing
+/// file: a hard link, or where the folders are on different file systems, a
+/// synced copy under a temporary name that is then hard-linked.
+fn link_no_clobber(from: &Path, to: &Path, dir: &Path, track: TrackId) -> std::io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(e) => tracing::debug!("hard link failed ({e}); copying instead"),
+    }
+    let tmp = dir.join(format!(".{}.firefly-tmp", track.to_hex()));
+    std::fs::copy(from, &tmp)?;
+    File::open(&tmp)?.sync_all()?;
+    let linked = std::fs::hard_link(&tmp, to);
+    remove_if_exists(&tmp)?;
+    linked
+}
+
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Makes a folder's entries (a new or removed name) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(ids: &[u8], len: u32) -> Manifest {
+        Manifest {
+            track: TrackId([9; 32]),
+            size: u64::from(len) * ids.len() as u64,
+            chunks: ids
+                .iter()
+                .map(|&i| ChunkRef {
+                    id: ChunkId([i; 32]),
+                    len,
+                })
+                .collect(),
+            meta: TrackMeta::default(),
+        }
+    }
+
+    #[test]
+    fn repeated_chunks_have_all_their_offsets() {
+        let plan = DownloadPlan::new(&manifest(&[1, 2, 1, 3, 1], 10));
+        assert_eq!(
+            plan.chunks(),
+            &[ChunkId([1; 32]), ChunkId([2; 32]), ChunkId([3; 32])]
+        );
+        assert_eq!(
+            plan.places(ChunkId([1; 32])),
+            Some((10, &[0u64, 20, 40][..]))
+        );
+        assert_eq!(plan.places(ChunkId([7; 32])), None);
+    }
+
+    #[test]
+    fn missing_keeps_file_order_and_ignores_strangers() {
+        let plan = DownloadPlan::new(&manifest(&[5, 4, 3, 2, 1], 10));
+        let present: HashSet<ChunkId> = [ChunkId([4; 32]), ChunkId([2; 32]), ChunkId([8; 32])]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            plan.missing(&present),
+            vec![ChunkId([5; 32]), ChunkId([3; 32]), ChunkId([1; 32])]
+        );
+        let all: HashSet<ChunkId> = plan.chunks().iter().copied().collect();
+        assert!(plan.missing(&all).is_empty());
+    }
+}

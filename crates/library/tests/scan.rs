@@ -1,0 +1,401 @@
+//! Scanning real audio files: metadata, chunking, incremental rescans,
+//! serving chunks, versions.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{FIXTURES, Scratch, copy_fixtures};
+use firefly_library::{
+    Changes, ChunkId, Library, Manifest, OpenError, ReadChunkError, ScanReport, TrackEntry,
+};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+fn by_file(tracks: &[TrackEntry]) -> HashMap<String, Manifest> {
+    tracks
+        .iter()
+        .flat_map(|t| {
+            t.paths.iter().map(move |p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    t.manifest.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn scan(lib: &Library, dir: &Path) -> ScanReport {
+    lib.scan(&[dir.to_path_buf()], &mut ()).unwrap()
+}
+
+#[test]
+fn fixtures_in_all_five_formats_have_their_tags_and_durations() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs(), &FIXTURES);
+    let lib = s.open();
+    let report = scan(&lib, &s.songs());
+    assert_eq!(report.files_seen, 6);
+    assert_eq!(report.tracks, 6);
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let total: u64 = FIXTURES
+        .iter()
+        .map(|f| std::fs::metadata(s.songs().join(f)).unwrap().len())
+        .sum();
+    assert_eq!(report.bytes, total);
+
+    let tracks = by_file(&lib.tracks().unwrap());
+    let expect = [
+        (
+            "tone.mp3",
+            "Signal Fire",
+            Some("The Lanterns"),
+            Some("Night Meadow"),
+            Some(3),
+            "mp3",
+            44100,
+            2,
+        ),
+        (
+            "tone.flac",
+            "Glow",
+            Some("The Lanterns"),
+            Some("Night Meadow"),
+            Some(4),
+            "flac",
+            44100,
+            2,
+        ),
+        (
+            "tone.ogg",
+            "Dusk Chorus",
+            Some("Marsh Band"),
+            Some("Reeds"),
+            Some(1),
+            "vorbis",
+            44100,
+            2,
+        ),
+        (
+            "tone.m4a",
+            "Ember",
+            Some("Marsh Band"),
+            Some("Reeds"),
+            Some(2),
+            "aac",
+            44100,
+            2,
+        ),
+        (
+            "reference.wav",
+            "reference",
+            None,
+            None,
+            None,
+            "pcm",
+            44100,
+            2,
+        ),
+        (
+            "untagged-mono-22k.wav",
+            "untagged-mono-22k",
+            None,
+            None,
+            None,
+            "pcm",
+            22050,
+            1,
+        ),
+    ];
+    for (file, title, artist, album, track, codec, rate, channels) in expect {
+        let m = &tracks[file];
+        assert_eq!(m.meta.title, title, "{file}");
+        assert_eq!(m.meta.artist.as_deref(), artist, "{file}");
+        assert_eq!(m.meta.album.as_deref(), album, "{file}");
+        assert_eq!(m.meta.track, track, "{file}");
+        assert_eq!(m.meta.codec, codec, "{file}");
+        assert_eq!(m.meta.sample_rate, rate, "{file}");
+        assert_eq!(m.meta.channels, channels, "{file}");
+        let ms = m.meta.duration_ms.unwrap();
+        assert!((1990..=2060).contains(&ms), "{file}: {ms} ms");
+        // The manifest describes the file exactly.
+        let bytes = std::fs::read(s.songs().join(file)).unwrap();
+        assert_eq!(m.track, firefly_library::TrackId::of(&bytes));
+        assert_eq!(m.size, bytes.len() as u64);
+        assert_eq!(m.validate(), Ok(()));
+        for (offset, chunk) in m.offsets() {
+            let at = offset as usize;
+            assert_eq!(chunk.id, ChunkId::of(&bytes[at..at + chunk.len as usize]));
+        }
+    }
+}
+
+#[test]
+fn rescan_reads_only_changed_files_and_drops_deleted_ones() {
+    let s = Scratch::new();
+    copy_fixtures(
+        &s.songs(),
+        &["tone.mp3", "tone.flac", "tone.ogg", "reference.wav"],
+    );
+    let lib = s.open();
+    let first = scan(&lib, &s.songs());
+    assert_eq!((first.files_read, first.tracks), (4, 4));
+    let v1 = lib.version().unwrap();
+    assert_eq!(v1, 4);
+
+    let again = scan(&lib, &s.songs());
+    assert_eq!(
+        (again.files_read, again.files_unchanged, again.tracks),
+        (0, 4, 4)
+    );
+    assert_eq!(again.chunks, first.chunks);
+    assert_eq!(again.unique_chunks, first.unique_chunks);
+    assert_eq!(lib.version().unwrap(), v1, "nothing changed");
+
+    // Change one file (same size, new bytes and mtime), delete another.
+    let wav = s.songs().join("reference.wav");
+    let old_wav = by_file(&lib.tracks().unwrap())["reference.wav"].clone();
+    let mut bytes = std::fs::read(&wav).unwrap();
+    let n = bytes.len();
+    bytes[n - 1000..].fill(0x11);
+    std::fs::write(&wav, &bytes).unwrap();
+    std::fs::remove_file(s.songs().join("tone.ogg")).unwrap();
+    let third = scan(&lib, &s.songs());
+    assert_eq!(third.files_read, 1);
+    assert_eq!(third.files_unchanged, 2);
+    assert_eq!(third.files_removed, 1);
+    assert_eq!(third.tracks, 3);
+    let tracks = by_file(&lib.tracks().unwrap());
+    assert_eq!(tracks.len(), 3);
+    assert!(!tracks.contains_key("tone.ogg"));
+    assert_eq!(
+        tracks["reference.wav"].track,
+        firefly_library::TrackId::of(&bytes)
+    );
+    assert!(lib.manifest(old_wav.track).unwrap().is_none());
+    // The unchanged chunks of the WAV are still served from it.
+    let first_chunk = tracks["reference.wav"].chunks[0].id;
+    assert_eq!(first_chunk, old_wav.chunks[0].id);
+    assert!(lib.read_chunk(first_chunk).is_ok());
+    // old wav removed, new wav added, ogg removed
+    assert_eq!(lib.version().unwrap(), v1 + 3);
+}
+
+#[test]
+fn identical_files_are_one_track_with_several_locations() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs().join("a"), &["tone.flac"]);
+    copy_fixtures(&s.songs().join("b"), &["tone.flac"]);
+    let lib = s.open();
+    let report = scan(&lib, &s.songs());
+    assert_eq!(report.tracks, 2, "two files hold a track");
+    assert_eq!(report.unique_chunks * 2, report.chunks);
+    let tracks = lib.tracks().unwrap();
+    assert_eq!(tracks.len(), 1);
+    assert_eq!(tracks[0].paths.len(), 2);
+    let chunk = tracks[0].manifest.chunks[0].id;
+    // Break one copy: the chunk is still served from the other.
+    std::fs::write(s.songs().join("a/tone.flac"), b"gone").unwrap();
+    assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
+    assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
+    std::fs::remove_file(s.songs().join("a/tone.flac")).unwrap();
+    scan(&lib, &s.songs());
+    let tracks = lib.tracks().unwrap();
+    assert_eq!(tracks.len(), 1);
+    assert_eq!(tracks[0].paths.len(), 1);
+    assert!(lib.has_chunk(chunk).unwrap());
+}
+
+#[test]
+fn read_chunk_refuses_bytes_changed_underneath_and_drops_the_location() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs(), &["reference.wav"]);
+    let lib = s.open();
+    scan(&lib, &s.songs());
+    let m = lib.manifests().unwrap().remove(0);
+    assert!(m.chunks.len() >= 2);
+    let (offset, chunk) = m.offsets().nth(1).map(|(o, c)| (o, *c)).unwrap();
+    let path = s.songs().join("reference.wav");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = offset as usize;
+    assert_eq!(
+        lib.read_chunk(chunk.id).unwrap(),
+        &bytes[at..at + chunk.len as usize]
+    );
+
+    // Same size, different bytes: the stored location now lies.
+    bytes[at + 10] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        lib.read_chunk(chunk.id),
+        Err(ReadChunkError::Unavailable(id)) if id == chunk.id
+    ));
+    assert!(
+        !lib.has_chunk(chunk.id).unwrap(),
+        "the location was dropped"
+    );
+    assert!(matches!(
+        lib.read_chunk(chunk.id),
+        Err(ReadChunkError::NotFound(_))
+    ));
+    // The next scan re-reads the file even if its mtime did not move.
+    let report = scan(&lib, &s.songs());
+    assert_eq!(report.files_read, 1);
+    let m2 = lib.manifests().unwrap().remove(0);
+    assert_eq!(m2.track, firefly_library::TrackId::of(&bytes));
+    for c in &m2.chunks {
+        assert_eq!(ChunkId::of(&lib.read_chunk(c.id).unwrap()), c.id);
+    }
+}
+
+#[test]
+fn an_mp3_whose_id3_tag_grew_shares_most_chunks() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.songs()).unwrap();
+    let stream = common::long_mp3_stream(3 * 1024 * 1024, 7);
+    let mut original = common::id3_tag("Long Song", "The Lanterns", "Night Meadow", 5, 0);
+    original.extend_from_slice(&stream);
+    let mut grown = common::id3_tag("Long Song", "The Lanterns", "Night Meadow", 5, 6000);
+    assert!(
+        grown.len()
+            > common::id3_tag("Long Song", "The Lanterns", "Night Meadow", 5, 0).len() + 5000
+    );
+    grown.extend_from_slice(&stream);
+    std::fs::write(s.songs().join("original.mp3"), &original).unwrap();
+    std::fs::write(s.songs().join("grown.mp3"), &grown).unwrap();
+
+    let lib = s.open();
+    let report = scan(&lib, &s.songs());
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let tracks = by_file(&lib.tracks().unwrap());
+    let (a, b) = (&tracks["original.mp3"], &tracks["grown.mp3"]);
+    assert_eq!(a.meta.title, "Long Song");
+    assert_eq!(b.meta.title, "Long Song");
+    assert_eq!(b.meta.codec, "mp3");
+    let ids: HashSet<ChunkId> = a.chunks.iter().map(|c| c.id).collect();
+    let shared: u64 = b
+        .chunks
+        .iter()
+        .filter(|c| ids.contains(&c.id))
+        .map(|c| u64::from(c.len))
+        .sum();
+    assert!(
+        shared * 10 >= a.size * 9,
+        "only {shared} of {} bytes shared",
+        a.size
+    );
+    // Shared chunks are one entry each with two locations.
+    assert!(report.unique_chunks < report.chunks);
+}
+
+#[test]
+fn versions_and_deltas_follow_changes() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs(), &["tone.mp3", "tone.flac"]);
+    let lib = s.open();
+    assert_eq!(lib.version().unwrap(), 0);
+    scan(&lib, &s.songs());
+    let v = lib.version().unwrap();
+    assert_eq!(v, 2);
+    let Changes::Delta {
+        from,
+        to,
+        added,
+        removed,
+    } = lib.changes_since(0).unwrap()
+    else {
+        panic!("a delta from 0")
+    };
+    assert_eq!((from, to, added.len(), removed.len()), (0, 2, 2, 0));
+    assert_eq!(
+        lib.changes_since(v).unwrap(),
+        Changes::Delta {
+            from: v,
+            to: v,
+            added: vec![],
+            removed: vec![]
+        }
+    );
+
+    // Add the ogg, then remove it again, and remove the flac.
+    let flac = lib
+        .tracks()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.manifest.meta.codec == "flac")
+        .unwrap();
+    copy_fixtures(&s.songs(), &["tone.ogg"]);
+    scan(&lib, &s.songs());
+    std::fs::remove_file(s.songs().join("tone.ogg")).unwrap();
+    std::fs::remove_file(s.songs().join("tone.flac")).unwrap();
+    scan(&lib, &s.songs());
+    assert_eq!(lib.version().unwrap(), v + 3);
+    let Changes::Delta { added, removed, .. } = lib.changes_since(v).unwrap() else {
+        panic!("a delta")
+    };
+    assert!(added.is_empty(), "ogg came and went: compacted away");
+    assert_eq!(removed, vec![flac.manifest.track]);
+
+    // A peer "ahead" of us gets the full list.
+    let Changes::Full { version, manifests } = lib.changes_since(v + 100).unwrap() else {
+        panic!("full list")
+    };
+    assert_eq!(version, v + 3);
+    assert_eq!(manifests.len(), 1);
+}
+
+#[test]
+fn a_database_held_elsewhere_is_one_clear_error() {
+    let s = Scratch::new();
+    let lib = s.open();
+    let err = Library::open_in(s.data()).unwrap_err();
+    assert!(matches!(err, OpenError::InUse { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("in use by another firefly process")
+    );
+    drop(lib);
+    assert!(Library::open_in(s.data()).is_ok());
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_created_is_an_error() {
+    let s = Scratch::new();
+    let file = s.tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Library::open_in(file.join("data")).unwrap_err();
+    assert!(matches!(err, OpenError::CreateDir { .. }), "{err:?}");
+}
+
+#[test]
+fn settings_round_trip_and_survive_reopening() {
+    let s = Scratch::new();
+    let lib = s.open();
+    assert_eq!(lib.get_setting("node-key").unwrap(), None);
+    lib.put_setting("node-key", &[1, 2, 3]).unwrap();
+    lib.put_setting("name", b"kitchen").unwrap();
+    drop(lib);
+    let lib = s.open();
+    assert_eq!(lib.get_setting("node-key").unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(lib.get_setting("name").unwrap(), Some(b"kitchen".to_vec()));
+}
+
+#[test]
+fn library_handle_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync::<Library>();
+    let s = Scratch::new();
+    copy_fixtures(&s.songs(), &["tone.flac"]);
+    let lib = s.open();
+    scan(&lib, &s.songs());
+    let chunk = lib.manifests().unwrap()[0].chunks[0].id;
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let lib = lib.clone();
+            std::thread::spawn(move || ChunkId::of(&lib.read_chunk(chunk).unwrap()))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), chunk);
+    }
+}
