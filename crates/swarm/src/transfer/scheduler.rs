@@ -48,6 +48,7 @@ pub struct SchedulerConfig {
     corrupt_penalty_micros: i64,
     failure_backoff_micros: i64,
     max_failure_backoff_micros: i64,
+    max_consecutive_failures: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -60,6 +61,7 @@ impl Default for SchedulerConfig {
             corrupt_penalty_micros: 60 * MICROS_PER_SEC,
             failure_backoff_micros: MICROS_PER_SEC,
             max_failure_backoff_micros: 30 * MICROS_PER_SEC,
+            max_consecutive_failures: 8,
         }
     }
 }
@@ -96,6 +98,13 @@ impl SchedulerConfig {
     /// How long a peer that sent wrong bytes gets no requests. Default 60 s.
     pub fn corrupt_penalty_micros(&mut self, micros: i64) -> &mut Self {
         self.corrupt_penalty_micros = micros.max(0);
+        self
+    }
+
+    /// Consecutive failed or stalled requests after which a peer is dropped
+    /// from this download (as if it had left). Default 8; at least 1.
+    pub fn max_consecutive_failures(&mut self, n: u32) -> &mut Self {
+        self.max_consecutive_failures = n.max(1);
         self
     }
 
@@ -192,6 +201,12 @@ pub enum DownloadEvent {
         peer: PeerId,
         /// The request.
         token: RequestToken,
+    },
+    /// A peer failed too many requests in a row and was dropped from this
+    /// download.
+    PeerDropped {
+        /// The peer.
+        peer: PeerId,
     },
     /// Missing chunks have no holder left among the known peers; the
     /// download waits until [`DownloadScheduler::add_peer`] brings one.
@@ -687,6 +702,13 @@ impl DownloadScheduler {
         };
         let shift = state.consecutive_failures.min(20);
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        if state.consecutive_failures >= self.config.max_consecutive_failures {
+            // It keeps failing: stop waiting for it. Its chunks go to others,
+            // or the download reports itself stalled.
+            self.events.push_back(DownloadEvent::PeerDropped { peer });
+            self.remove_peer(&peer);
+            return;
+        }
         let backoff = self
             .config
             .failure_backoff_micros
@@ -916,6 +938,42 @@ mod tests {
         }
         assert_eq!(backoffs, vec![SEC, 2 * SEC, 4 * SEC, 8 * SEC, 8 * SEC]);
         assert_eq!(s.stats().timeouts, 5);
+    }
+
+    #[test]
+    fn a_peer_that_keeps_failing_is_dropped_and_the_download_stalls() {
+        let m = manifest_of(&[1000; 2]);
+        let mut config = one_deep();
+        config
+            .request_timeout_micros(SEC)
+            .failure_backoff_micros(SEC, SEC)
+            .max_consecutive_failures(3);
+        let mut s = DownloadScheduler::new(&m, [], config);
+        let staller = PeerId::random();
+        s.add_peer(staller, Holding::All);
+        let mut now = LocalMicros(0);
+        let mut stalled = false;
+        for _ in 0..20 {
+            drain(&mut s, now);
+            let evs = events(&mut s);
+            if evs
+                .iter()
+                .any(|e| matches!(e, DownloadEvent::Stalled { .. }))
+            {
+                stalled = true;
+                assert!(
+                    evs.contains(&DownloadEvent::PeerDropped { peer: staller })
+                        || s.stats().timeouts == 3
+                );
+                break;
+            }
+            let Some(next) = s.poll_timeout() else { break };
+            now = next;
+            s.handle_timeout(now);
+        }
+        assert!(stalled);
+        assert_eq!(s.stats().timeouts, 3);
+        assert_eq!(s.in_flight(), 0);
     }
 
     #[test]
