@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 /// The data directory to use: `explicit` if given, else the platform default
 /// (e.g. `~/.local/share/firefly` on Linux). Creates it if missing.
-// Used by the subcommands that keep state; `key` does not.
-#[allow(dead_code)]
 pub(crate) fn resolve(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let dir = match explicit {
         Some(dir) => dir,

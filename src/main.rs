@@ -6,6 +6,7 @@
 
 mod cmd;
 mod data_dir;
+mod node;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,8 +21,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Scan music folders into the library (recursively; unchanged files are not re-read).
+    Scan(cmd::scan::Args),
+    /// List the tracks in the library.
+    Library(cmd::library::Args),
+    /// Measure hot paths against baselines (`firefly bench scan DIR`).
+    Bench(cmd::bench::Args),
     /// Manage the swarm's pre-shared key (private swarms).
     Key(cmd::key::Args),
+    /// Run a node: join the swarm, scan the music folder, serve the API.
+    Up(cmd::up::Args),
+    /// Run a relay that bridges nodes on networks that cannot reach each other.
+    Relay(cmd::relay::Args),
+    /// Show a running node's peers and the swarm catalog.
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,7 +60,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Scan(args) => cmd::scan::run(args),
+        Command::Library(args) => cmd::library::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Key(args) => cmd::key::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Relay(args) => cmd::relay::run(args),
+        Command::Status(args) => cmd::status::run(args),
     }
 }
 

@@ -1,3 +1,9 @@
 //! One module per `firefly` subcommand: its clap arguments and its `run`.
 
+pub(crate) mod bench;
 pub(crate) mod key;
+pub(crate) mod library;
+pub(crate) mod relay;
+pub(crate) mod scan;
+pub(crate) mod status;
+pub(crate) mod up;

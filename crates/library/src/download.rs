@@ -137,22 +137,14 @@ impl Library {
             // The write transaction serializes starts, so the staging file is
             // created once and never truncated under a running download.
             let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
-            let exists = txn
-                .open_table(DOWNLOADS)
-                .map_err(StoreError::from)?
-                .get(track.as_bytes())
-                .map_err(StoreError::from)?
-                .is_some();
+            let exists = is_downloading(&txn, track)?;
             if !exists {
                 self.create_staging(track, manifest.size)?;
                 let record = DownloadRecord {
                     manifest: manifest.clone(),
                     state: DownloadState::Fetching,
                 };
-                txn.open_table(DOWNLOADS)
-                    .map_err(StoreError::from)?
-                    .insert(track.as_bytes(), encode(&record).as_slice())
-                    .map_err(StoreError::from)?;
+                put_record(&txn, track, &record)?;
                 clear_present(&txn, track)?;
                 txn.commit().map_err(StoreError::from)?;
             }
@@ -239,12 +231,7 @@ impl Library {
 
         let missing = {
             let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
-            let still_downloading = txn
-                .open_table(DOWNLOADS)
-                .map_err(StoreError::from)?
-                .get(track.as_bytes())
-                .map_err(StoreError::from)?
-                .is_some();
+            let still_downloading = is_downloading(&txn, track)?;
             if !still_downloading {
                 drop(txn);
                 if let Some(done) = self.track_paths(track)?.into_iter().next() {
@@ -283,10 +270,7 @@ impl Library {
     pub fn cancel_download(&self, track: TrackId) -> Result<(), DownloadError> {
         let _guard = self.finish_guard();
         let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
-        txn.open_table(DOWNLOADS)
-            .map_err(StoreError::from)?
-            .remove(track.as_bytes())
-            .map_err(StoreError::from)?;
+        remove_record(&txn, track)?;
         clear_present(&txn, track)?;
         txn.commit().map_err(StoreError::from)?;
         self.forget_plan(track);
@@ -352,10 +336,7 @@ impl Library {
                     },
                 };
                 let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
-                txn.open_table(DOWNLOADS)
-                    .map_err(StoreError::from)?
-                    .insert(track.as_bytes(), encode(&record).as_slice())
-                    .map_err(StoreError::from)?;
+                put_record(&txn, track, &record)?;
                 txn.commit().map_err(StoreError::from)?;
                 (meta, digest.chunks)
             }
@@ -411,10 +392,7 @@ impl Library {
                 if let Some(mut record) = record {
                     self.create_staging(track, size)?;
                     record.state = DownloadState::Fetching;
-                    txn.open_table(DOWNLOADS)
-                        .map_err(StoreError::from)?
-                        .insert(track.as_bytes(), encode(&record).as_slice())
-                        .map_err(StoreError::from)?;
+                    put_record(&txn, track, &record)?;
                 }
                 clear_present(&txn, track)?;
                 txn.commit().map_err(StoreError::from)?;
@@ -446,10 +424,7 @@ impl Library {
             tables.link_file(&path, &record, Some(&manifest))?;
             tables.finish()?;
         }
-        txn.open_table(DOWNLOADS)
-            .map_err(StoreError::from)?
-            .remove(track.as_bytes())
-            .map_err(StoreError::from)?;
+        remove_record(&txn, track)?;
         clear_present(&txn, track)?;
         txn.commit().map_err(StoreError::from)?;
         self.forget_plan(track);
@@ -566,24 +541,43 @@ impl Library {
 
     fn present(&self, track: TrackId) -> Result<HashSet<ChunkId>, StoreError> {
         let txn = self.inner.db.begin_read()?;
-        let table = txn.open_table(DOWNLOAD_CHUNKS)?;
-        let mut out = HashSet::new();
-        for row in
-            table.range((track.as_bytes(), &[0u8; 32])..=(track.as_bytes(), &[0xffu8; 32]))?
-        {
-            out.insert(ChunkId(*row?.0.value().1));
-        }
-        Ok(out)
+        present_of(&txn.open_table(DOWNLOAD_CHUNKS)?, track)
     }
 }
 
 fn present_in(txn: &WriteTransaction, track: TrackId) -> Result<HashSet<ChunkId>, StoreError> {
-    let table = txn.open_table(DOWNLOAD_CHUNKS)?;
+    present_of(&txn.open_table(DOWNLOAD_CHUNKS)?, track)
+}
+
+/// The chunks of `track` recorded as present in `table`.
+fn present_of(
+    table: &impl ReadableTable<(&'static [u8; 32], &'static [u8; 32]), ()>,
+    track: TrackId,
+) -> Result<HashSet<ChunkId>, StoreError> {
     let mut out = HashSet::new();
     for row in table.range((track.as_bytes(), &[0u8; 32])..=(track.as_bytes(), &[0xffu8; 32]))? {
         out.insert(ChunkId(*row?.0.value().1));
     }
     Ok(out)
+}
+
+fn is_downloading(txn: &WriteTransaction, track: TrackId) -> Result<bool, StoreError> {
+    Ok(txn.open_table(DOWNLOADS)?.get(track.as_bytes())?.is_some())
+}
+
+fn put_record(
+    txn: &WriteTransaction,
+    track: TrackId,
+    record: &DownloadRecord,
+) -> Result<(), StoreError> {
+    txn.open_table(DOWNLOADS)?
+        .insert(track.as_bytes(), encode(record).as_slice())?;
+    Ok(())
+}
+
+fn remove_record(txn: &WriteTransaction, track: TrackId) -> Result<(), StoreError> {
+    txn.open_table(DOWNLOADS)?.remove(track.as_bytes())?;
+    Ok(())
 }
 
 fn clear_present(txn: &WriteTransaction, track: TrackId) -> Result<(), StoreError> {

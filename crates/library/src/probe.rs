@@ -119,7 +119,11 @@ fn probe_open(
             &FormatOptions::default(),
             &MetadataOptions::default(),
         )
-        .map_err(|e| ProbeError::Unrecognized(describe(&e)))?;
+        .map_err(|e| match e {
+            // The probe ran off the end looking for a container.
+            SymphoniaError::IoError(_) => ProbeError::Unrecognized("no known container".to_owned()),
+            e => ProbeError::Unrecognized(describe(&e)),
+        })?;
 
     let mut tags = Tags::default();
     if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current()) {

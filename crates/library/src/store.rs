@@ -434,9 +434,14 @@ impl<'t> IndexTables<'t> {
     ) -> Result<(), StoreError> {
         let key = path_bytes(path);
         if let Some(old) = self.file(key)? {
-            if old.track.is_some() && old.track == manifest.map(|m| m.track) {
-                // Same bytes, only the mtime moved: the locations still hold.
+            if let Some(m) = manifest.filter(|m| old.track == Some(m.track)) {
+                // Same bytes, only the mtime moved. Put back any location
+                // `read_chunk` dropped meanwhile (inserting is idempotent).
                 self.files.insert(key, encode(record).as_slice())?;
+                for (offset, chunk) in m.offsets() {
+                    self.locations
+                        .insert(chunk.id.as_bytes(), (key, offset, chunk.len))?;
+                }
                 return Ok(());
             }
             self.unlink_file(path)?;

@@ -399,3 +399,25 @@ fn library_handle_is_shared_across_threads() {
         assert_eq!(h.join().unwrap(), chunk);
     }
 }
+
+#[test]
+fn a_location_dropped_while_a_file_was_away_comes_back_on_rescan() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs(), &["tone.flac"]);
+    let lib = s.open();
+    scan(&lib, &s.songs());
+    let chunk = lib.manifests().unwrap()[0].chunks[0].id;
+    let path = s.songs().join("tone.flac");
+    let away = s.tmp.path().join("away.flac");
+    std::fs::rename(&path, &away).unwrap();
+    assert!(lib.read_chunk(chunk).is_err());
+    assert!(!lib.has_chunk(chunk).unwrap());
+    std::fs::rename(&away, &path).unwrap();
+    let report = scan(&lib, &s.songs());
+    assert_eq!(
+        report.files_read, 1,
+        "the file is re-read after the failure"
+    );
+    assert!(lib.has_chunk(chunk).unwrap());
+    assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
+}

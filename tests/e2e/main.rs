@@ -1,0 +1,10 @@
+//! End-to-end tests: real `firefly` processes, real sockets, real files.
+//!
+//! One test binary with a module per area and a shared `util` (ripgrep's
+//! layout).
+
+#![allow(clippy::unwrap_used)]
+
+mod netns;
+mod scan;
+mod util;
