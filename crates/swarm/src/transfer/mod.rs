@@ -28,3 +28,9 @@ pub use scheduler::{
     ChunkOutcome, ChunkRequest, DownloadEvent, DownloadScheduler, DownloadStats, Failure, Holding,
     PenaltyReason, Progress, RequestToken, SchedulerConfig,
 };
+mod glue;
+pub(crate) mod service;
+
+pub use service::{
+    Fault, MAX_INBOUND_PER_PEER, TransferConfig, TransferError, TransferEvent, TransferStats,
+};
