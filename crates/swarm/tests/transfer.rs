@@ -266,7 +266,10 @@ async fn a_download_from_three_peers_survives_one_that_corrupts_bytes() {
             .is_some_and(|holders| holders.contains(&d.node.peer_id()))
     })
     .await;
-    assert!(listed, "the downloaded track is not in the catalog as held by d");
+    assert!(
+        listed,
+        "the downloaded track is not in the catalog as held by d"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
