@@ -13,6 +13,7 @@
 
 use crate::config::Config;
 use crate::time_exchange::{MAX_TIME_MESSAGE_BYTES, TIME_PROTOCOL, TimeRequest, TimeResponse};
+use crate::transfer;
 use crate::wire::MAX_GOSSIP_BYTES;
 use libp2p::core::transport::upgrade::Version;
 use libp2p::identity::Keypair;
@@ -74,6 +75,9 @@ pub(crate) struct Behaviour {
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
     pub(crate) time: request_response::cbor::Behaviour<TimeRequest, TimeResponse>,
+    pub(crate) chunks: transfer::codec::ChunksBehaviour,
+    pub(crate) manifests: transfer::codec::ManifestBehaviour,
+    pub(crate) library: transfer::codec::LibraryBehaviour,
 }
 
 impl Behaviour {
@@ -132,6 +136,9 @@ impl Behaviour {
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
             time,
+            chunks: transfer::codec::chunks_behaviour(),
+            manifests: transfer::codec::manifest_behaviour(),
+            library: transfer::codec::library_behaviour(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! What the swarm tells the node: [`Event`]s on the event stream, and the
 //! counters in [`Stats`].
 
+use crate::transfer::TransferEvent;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 
@@ -52,6 +53,8 @@ pub enum Event {
         /// The relay.
         relay: PeerId,
     },
+    /// Library sync or chunk transfer reported something.
+    Transfer(TransferEvent),
     /// DCUtR replaced a relayed connection with a direct one.
     DirectConnectionUpgraded {
         /// The peer.

@@ -18,6 +18,7 @@ use crate::membership::Membership;
 use crate::penalty::Penalties;
 use crate::status::NodeStatus;
 use crate::time_exchange::{PendingTime, clock_status};
+use crate::transfer::service::Transfer;
 use firefly_clock::{LocalMicros, SwarmClock, SwarmMicros};
 use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
@@ -37,6 +38,7 @@ pub struct EventLoop {
     pub(crate) started_at: LocalMicros,
     pub(crate) status: NodeStatus,
     pub(crate) membership: Membership,
+    pub(crate) transfer: Transfer,
     pub(crate) stats: Stats,
     pub(crate) pending_time: HashMap<OutboundRequestId, PendingTime>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
@@ -60,6 +62,7 @@ pub(crate) struct Parts {
     pub(crate) now: Now,
     pub(crate) name: String,
     pub(crate) membership: Membership,
+    pub(crate) transfer: Transfer,
     pub(crate) bootstrap: Vec<Bootstrap>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) heartbeat_interval: Duration,
@@ -83,6 +86,7 @@ impl EventLoop {
             started_at: now,
             status: NodeStatus::default(),
             membership: parts.membership,
+            transfer: parts.transfer,
             stats: Stats::default(),
             pending_time: HashMap::new(),
             pending_dials: HashMap::new(),
@@ -99,6 +103,7 @@ impl EventLoop {
 
     /// Runs the node's swarm until every [`crate::Client`] is dropped.
     pub async fn run(mut self) {
+        self.start_transfer();
         loop {
             let wait = self.until(self.poll_timeout());
             tokio::select! {
@@ -107,6 +112,7 @@ impl EventLoop {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
+                Some(done) = self.transfer.next_done() => self.on_transfer_done(done),
                 () = tokio::time::sleep(wait) => self.handle_timeout(),
             }
         }
@@ -124,6 +130,9 @@ impl EventLoop {
         .into_iter()
         .flatten()
         {
+            deadline = deadline.min(at);
+        }
+        if let Some(at) = self.transfer.poll_timeout() {
             deadline = deadline.min(at);
         }
         if let Some(slot) = &self.relay
@@ -151,6 +160,7 @@ impl EventLoop {
             self.next_redial = now + RETRY_MICROS;
         }
         self.expire_members(now);
+        self.transfer_timeout(now);
         self.reserve_relay_slot(now);
         self.drive_clock(now);
         self.end_bans(now);
@@ -195,6 +205,7 @@ impl EventLoop {
             Command::Clock { reply } => {
                 let _ = reply.send(clock_status(&self.clock, (self.now)()));
             }
+            Command::Transfer(command) => self.on_transfer_command(command),
         }
     }
 
@@ -295,6 +306,9 @@ impl EventLoop {
             BehaviourEvent::RelayClient(event) => self.on_relay_client_event(event),
             BehaviourEvent::Dcutr(event) => self.on_dcutr_event(event),
             BehaviourEvent::Time(event) => self.on_time_event(arrived, event),
+            BehaviourEvent::Chunks(event) => self.on_chunks_event(arrived, event),
+            BehaviourEvent::Manifests(event) => self.on_manifest_event(event),
+            BehaviourEvent::Library(event) => self.on_library_event(event),
         }
     }
 }

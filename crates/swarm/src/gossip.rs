@@ -7,6 +7,7 @@
 
 use crate::event_loop::EventLoop;
 use crate::membership::HEARTBEAT_TOPIC;
+use crate::transfer::wire::LIBRARY_TOPIC;
 use firefly_clock::LocalMicros;
 use libp2p::gossipsub::{self, MessageAcceptance};
 
@@ -25,6 +26,7 @@ impl EventLoop {
                     None => MessageAcceptance::Reject,
                     Some(source) => match message.topic.as_str() {
                         HEARTBEAT_TOPIC => self.on_heartbeat(arrived, source, &message.data),
+                        LIBRARY_TOPIC => self.on_library_gossip(source, &message.data),
                         other => {
                             tracing::debug!(topic = other, "gossip on a topic nobody handles");
                             MessageAcceptance::Ignore

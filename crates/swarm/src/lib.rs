@@ -15,10 +15,14 @@
 //! the node's [`firefly_clock::SwarmClock`], which the event loop owns
 //! ([`time_exchange`], [`Client::clock`]); a circuit-relay v2 client with
 //! DCUtR; and a separate
-//! relay server ([`relay_server`]) for `firefly relay`.
+//! relay server ([`relay_server`]) for `firefly relay`. Library sync (the
+//! swarm catalog) and verified multi-peer chunk transfer live in
+//! [`transfer`].
 //!
-//! What it is not: it keeps no library or playback state of its own. The node
-//! reports those through [`Client::set_status`] and they travel in heartbeats.
+//! What it is not: it keeps no playback state of its own. The node reports
+//! that through [`Client::set_status`] and it travels in heartbeats; the
+//! library version in heartbeats comes from the library the node hands over
+//! in [`Config::library`].
 //!
 //! # Adding a protocol
 //!
@@ -44,6 +48,7 @@ pub mod relay_server;
 mod status;
 pub mod swarm_key;
 pub mod time_exchange;
+pub mod transfer;
 pub mod wire;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
@@ -60,6 +65,7 @@ use discovery::{Bootstrap, RelaySlot, peer_id_of};
 use libp2p::gossipsub::IdentTopic;
 use membership::{HEARTBEAT_TOPIC, Membership};
 use tokio::sync::mpsc;
+use transfer::service::Transfer;
 
 /// Capacity of the command channel from clients to the loop.
 const COMMAND_CAPACITY: usize = 64;
@@ -125,6 +131,12 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
         now: config.now.clone(),
         name: config.name.clone(),
         membership: Membership::new(config.member_timeout, config.heartbeat_interval),
+        transfer: Transfer::new(
+            peer_id,
+            config.library.clone(),
+            &config.transfer,
+            (config.now)(),
+        ),
         bootstrap,
         relay,
         heartbeat_interval: config.heartbeat_interval,

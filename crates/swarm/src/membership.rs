@@ -202,7 +202,7 @@ impl EventLoop {
             version: HEARTBEAT_VERSION,
             name: self.name.clone(),
             uptime_ms: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
-            status: self.status.clone(),
+            status: self.transfer.stamp_status(self.status.clone()),
         };
         let bytes = match heartbeat.encode() {
             Ok(bytes) => bytes,
@@ -237,6 +237,7 @@ impl EventLoop {
                 return MessageAcceptance::Reject;
             }
         };
+        let library_version = heartbeat.status.library_version;
         match self.membership.handle_heartbeat(now, source, heartbeat) {
             HeartbeatOutcome::Joined(member) => {
                 tracing::info!(peer = %member.peer, name = %member.name, "member joined");
@@ -246,9 +247,13 @@ impl EventLoop {
                     peer: member.peer,
                     name: member.name,
                 });
+                self.on_peer_library_version(source, library_version);
                 MessageAcceptance::Accept
             }
-            HeartbeatOutcome::Refreshed => MessageAcceptance::Accept,
+            HeartbeatOutcome::Refreshed => {
+                self.on_peer_library_version(source, library_version);
+                MessageAcceptance::Accept
+            }
             HeartbeatOutcome::Flood => {
                 self.stats.gossip_flooded += 1;
                 self.penalize(now, source, "heartbeat flood");
@@ -263,6 +268,7 @@ impl EventLoop {
         for member in self.membership.handle_timeout(now) {
             tracing::info!(peer = %member.peer, name = %member.name, "member left");
             self.clock.remove_peer(now, &member.peer);
+            self.on_member_left_transfer(now, member.peer);
             self.emit(Event::PeerLeft {
                 peer: member.peer,
                 name: member.name,
