@@ -311,6 +311,29 @@ impl Current {
         self.fade_in = false;
     }
 
+    /// Does what a finished fade-out was for.
+    fn finish_fade(&mut self, then: AfterFade) {
+        self.gain_step = 0.0;
+        match then {
+            AfterFade::Pause => {
+                let frame = self.next_position().round().max(0.0) as u64;
+                self.phase = Phase::Paused { frame };
+            }
+            AfterFade::Stop => self.phase = Phase::Finished,
+            AfterFade::Seek { frame, at } => {
+                self.anchor_frame = frame;
+                self.anchor_at = at;
+                self.fade_in = true;
+                self.phase = Phase::Waiting;
+            }
+            AfterFade::Replace { track, frame, at } => *self = Current::new(track, frame, at),
+            AfterFade::Realign => {
+                self.fade_in = true;
+                self.phase = Phase::Waiting;
+            }
+        }
+    }
+
     fn fade_out(&mut self, then: AfterFade, fade_frames: f32) {
         self.gain_step = -1.0 / fade_frames;
         self.after_fade = Some(then);
@@ -652,6 +675,11 @@ impl Engine {
         }
         for i in 0..frames {
             let Some(pos) = cur.fifo_pos.pop_front() else {
+                if let Some(then) = cur.after_fade.take() {
+                    // Ran dry while fading out for a command: silence either way, so do it now.
+                    cur.finish_fade(then);
+                    return Emitted::Transition(i);
+                }
                 cur.phase = Phase::Underrun;
                 cur.gain_step = 0.0;
                 return Emitted::Underrun(i);
@@ -674,29 +702,7 @@ impl Engine {
                 && cur.gain_step < 0.0
                 && let Some(then) = cur.after_fade.take()
             {
-                cur.gain_step = 0.0;
-                let rest = cur.next_position();
-                match then {
-                    AfterFade::Pause => {
-                        cur.phase = Phase::Paused {
-                            frame: rest.round().max(0.0) as u64,
-                        };
-                    }
-                    AfterFade::Stop => cur.phase = Phase::Finished,
-                    AfterFade::Seek { frame, at } => {
-                        cur.anchor_frame = frame;
-                        cur.anchor_at = at;
-                        cur.fade_in = true;
-                        cur.phase = Phase::Waiting;
-                    }
-                    AfterFade::Replace { track, frame, at } => {
-                        *cur = Current::new(track, frame, at);
-                    }
-                    AfterFade::Realign => {
-                        cur.fade_in = true;
-                        cur.phase = Phase::Waiting;
-                    }
-                }
+                cur.finish_fade(then);
                 return Emitted::Transition(i + 1);
             }
         }

@@ -493,3 +493,50 @@ fn flashes_name_the_audio_really_emitted_at_any_rate() {
         }
     }
 }
+
+#[test]
+fn pause_during_an_underrun_resumes_where_the_sound_stopped() {
+    let bytes = std::fs::read(fixture("reference.wav")).unwrap();
+    let (source, writer) = stream_source(bytes.len() as u64).unwrap();
+    let first_part = 44 + 4 * 26_000;
+    writer.write_at(0, &bytes[..first_part]).unwrap();
+    let mut d = Driven::new(PlayerConfig::default());
+    let decoder = d.player.open(Box::new(source), Some("wav")).unwrap();
+    d.player.play(decoder, 0, SwarmMicros(0)).unwrap();
+    assert!(
+        d.player
+            .wait_ready(Duration::from_millis(550), Duration::from_secs(20))
+    );
+    d.run_for(0.8);
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, PlayerEvent::Underrun { .. }))
+    );
+    d.player.pause().unwrap();
+    d.run_for(0.1);
+    writer
+        .write_at(first_part as u64, &bytes[first_part..])
+        .unwrap();
+    drop(writer);
+    d.wait_ready();
+    d.run_for(0.2);
+    // Still paused: the data arriving does not restart it.
+    let len = d.out.len();
+    assert!(d.out[len - 2 * 8820..].iter().all(|&s| s == 0.0));
+    d.player.resume(SwarmMicros(1_500_000)).unwrap();
+    d.run_for(0.6);
+    let (frame, swarm) = d
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            PlayerEvent::Started { frame, swarm, .. } => Some((*frame, *swarm)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(swarm, SwarmMicros(1_500_000));
+    // Where the sound stopped: the decoded data ended at frame 26 000, less the
+    // resampler's look-ahead.
+    assert!((24_000..=26_000).contains(&frame), "resumed at {frame}");
+}
