@@ -1,10 +1,18 @@
 //! The swarm clock: this node's mapping from local time onto the shared
 //! timeline, kept in step with its peers by firefly coupling.
 //!
-//! [`SwarmClock`] owns one [`crate::estimator`] window per peer and, every
-//! tick, nudges its own mapping `swarm = anchor + (local − anchor) × (1 + skew)`
-//! a fraction of the way toward the weighted consensus of its peers' timelines
-//! (phase by slewing, rate by averaging). Nobody is the reference.
+//! [`SwarmClock`] owns one estimator window per peer and, every tick, nudges
+//! its own mapping `swarm = anchor + (local − anchor) × (1 + skew)` a fraction
+//! of the way toward the inverse-variance weighted consensus of its peers'
+//! timelines. Nobody is the reference. Two loops do the nudging:
+//!
+//! - **rate**: the skew follows the peers' measured rates through a scalar
+//!   Kalman-style filter (large gain while this node's own rate is uncertain,
+//!   a small floor once settled);
+//! - **phase**: the remaining offset is slewed away (a bounded rate offset,
+//!   never a jump) by a PI loop whose gain is high right after a step or
+//!   while the error clearly stands out of the estimates' noise, and low once
+//!   settled, so a settled swarm averages noise instead of chasing it.
 //!
 //! Acquisition and partitions are handled by two rules that only ever move a
 //! timeline toward the largest group of agreeing clocks or forward:

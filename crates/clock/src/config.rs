@@ -157,7 +157,7 @@ impl Config {
 
     /// Fraction of the phase error to the peers' consensus corrected per tick
     /// once settled (by slewing, never stepping). Low, so a settled swarm
-    /// averages its estimates' noise instead of chasing it. Default 0.03.
+    /// averages its estimates' noise instead of chasing it. Default 0.02.
     pub fn phase_gain(&mut self, g: f64) -> &mut Self {
         if g.is_finite() {
             self.phase_gain = g.clamp(0.0, 1.0);
@@ -180,8 +180,9 @@ impl Config {
         self
     }
 
-    /// Fraction of the rate error to the peers' consensus corrected per tick.
-    /// Default 0.05.
+    /// Smallest fraction of the rate error to the peers' consensus corrected
+    /// per tick. The rate filter takes more while its own estimate is less
+    /// certain than the peers' windows (right after a step). Default 0.02.
     pub fn rate_gain(&mut self, g: f64) -> &mut Self {
         if g.is_finite() {
             self.rate_gain = g.clamp(0.0, 1.0);
@@ -213,13 +214,13 @@ impl Config {
         self
     }
 
-    /// Most samples kept per peer. Default 256.
+    /// Most samples kept per peer. Default 400.
     pub fn window_samples(&mut self, n: usize) -> &mut Self {
         self.estimator.max_samples = n.max(2);
         self
     }
 
-    /// Oldest sample kept per peer, relative to its newest. Default 20 s.
+    /// Oldest sample kept per peer, relative to its newest. Default 40 s.
     pub fn window(&mut self, d: std::time::Duration) -> &mut Self {
         self.estimator.max_age = micros(d).max(1);
         self
