@@ -248,3 +248,81 @@ async fn malformed_time_requests_are_survived() {
     b.client.dial(a.dial_addr()).await.unwrap();
     assert!(b.client.time_sample(a_id).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_the_time_exchange_times_out() {
+    use firefly_swarm::time_exchange::{TimeRequest, TimeResponse};
+    let a = start(loopback_config("a")).await;
+    // Takes time requests and never answers them.
+    let mut staller = raw_swarm(|_| {
+        request_response::cbor::Behaviour::<TimeRequest, TimeResponse>::new(
+            [(
+                StreamProtocol::new("/firefly/time/1"),
+                ProtocolSupport::Full,
+            )],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+        )
+    });
+    let staller_id = *staller.local_peer_id();
+    staller.dial(a.dial_addr()).unwrap();
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    let stall = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = staller.select_next_some().await
+            {
+                // Keep the channel alive so the stream stays open, unanswered.
+                let _ = held_tx.send(channel);
+            }
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            a.client
+                .connected_peers()
+                .await
+                .unwrap()
+                .contains(&staller_id)
+        })
+        .await
+    );
+    let asked = std::time::Instant::now();
+    let result = within(Duration::from_secs(10), a.client.time_sample(staller_id)).await;
+    assert!(result.is_err(), "a stalled exchange must fail: {result:?}");
+    let waited = asked.elapsed();
+    assert!(waited < Duration::from_secs(5), "gave up after {waited:?}");
+    assert!(held_rx.recv().await.is_some());
+    assert!(a.client.stats().await.unwrap().time_failures >= 1);
+    stall.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_cannot_move_the_swarm_clock() {
+    let a = start(loopback_config("a")).await;
+    // B is a real node connected to A; until its heartbeat arrives it is
+    // not a member, and a sample from a non-member is refused by the clock.
+    let mut config = loopback_config("b");
+    config.heartbeat_interval(Duration::from_secs(3600));
+    let b = start(config).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            a.client
+                .connected_peers()
+                .await
+                .unwrap()
+                .contains(&b.peer_id())
+        })
+        .await
+    );
+    // B's first heartbeat went out at start, before any connection, and the
+    // next is an hour away: B is not a member of A.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.client.members().await.unwrap().is_empty());
+    a.client.time_sample(b.peer_id()).await.unwrap();
+    let clock = a.client.clock().await.unwrap();
+    assert_eq!(clock.stats.accepted, 0);
+    assert!(clock.stats.rejected >= 1);
+}
