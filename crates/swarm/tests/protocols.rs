@@ -88,27 +88,40 @@ async fn a_node_with_another_swarm_key_cannot_connect() {
     assert!(stranger.client.members().await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_reach_each_other_through_a_relay() {
+/// A relay (private when `key` is given) on 127.0.0.1: its task and address.
+async fn start_relay(
+    key: Option<PreSharedKey>,
+) -> (tokio::task::JoinHandle<()>, libp2p::Multiaddr) {
     let relay = RelayServer::new(
         Keypair::generate_ed25519(),
         vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        None,
+        key,
     )
     .unwrap();
-    let relay_id = relay.peer_id();
     let (tx, mut relay_events) = tokio::sync::mpsc::unbounded_channel();
-    let relay_task = tokio::spawn(relay.run(move |event| {
+    let task = tokio::spawn(relay.run(move |event| {
         let _ = tx.send(event);
     }));
-    let relay_addr = loop {
+    let addr = loop {
         if let Some(RelayEvent::Listening(addr)) = relay_events.recv().await {
             break addr;
         }
     };
+    (task, addr)
+}
 
+/// A reserves a slot on the relay, B dials A through it, both become members.
+async fn meet_through_relay(key: Option<PreSharedKey>) {
+    let (relay_task, relay_addr) = start_relay(key).await;
+    let relay_id = match relay_addr.iter().last() {
+        Some(Protocol::P2p(peer)) => peer,
+        other => panic!("relay address ends in {other:?}"),
+    };
     let mut config = loopback_config("behind-nat");
     config.relay(relay_addr.clone());
+    if let Some(key) = key {
+        config.swarm_key(key);
+    }
     let mut a = start(config).await;
     let reserved = next_matching(&mut a.events, Duration::from_secs(10), |e| match e {
         Event::RelayReserved { relay } => Some(*relay),
@@ -117,14 +130,38 @@ async fn nodes_reach_each_other_through_a_relay() {
     .await;
     assert_eq!(reserved, Some(relay_id));
 
-    let b = start(loopback_config("elsewhere")).await;
+    let mut config = loopback_config("elsewhere");
+    if let Some(key) = key {
+        config.swarm_key(key);
+    }
+    let b = start(config).await;
     let circuit = relay_addr
         .with(Protocol::P2pCircuit)
         .with(Protocol::P2p(a.peer_id()));
-    assert_eq!(b.client.dial(circuit).await.unwrap(), a.peer_id());
+    assert_eq!(b.client.dial(circuit.clone()).await.unwrap(), a.peer_id());
     assert!(wait_members(&b.client, &[a.peer_id()], Duration::from_secs(10)).await);
     assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(10)).await);
+
+    if let Some(key) = key {
+        // A node without the swarm's key cannot even reach the relay.
+        let stranger = start(loopback_config("stranger")).await;
+        assert!(stranger.client.dial(circuit.clone()).await.is_err());
+        let mut config = loopback_config("other-swarm");
+        config.swarm_key(psk(99));
+        let other = start(config).await;
+        assert!(other.client.dial(circuit).await.is_err());
+    }
     relay_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_each_other_through_a_relay() {
+    meet_through_relay(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_swarm_meets_through_its_own_relay() {
+    meet_through_relay(Some(psk(7))).await;
 }
 
 fn raw_swarm<B: libp2p::swarm::NetworkBehaviour>(
