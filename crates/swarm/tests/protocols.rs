@@ -142,7 +142,7 @@ async fn meet_through_relay(key: Option<PreSharedKey>) {
     assert!(wait_members(&b.client, &[a.peer_id()], Duration::from_secs(10)).await);
     assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(10)).await);
 
-    if let Some(key) = key {
+    if key.is_some() {
         // A node without the swarm's key cannot even reach the relay.
         let stranger = start(loopback_config("stranger")).await;
         assert!(stranger.client.dial(circuit.clone()).await.is_err());
