@@ -566,7 +566,7 @@ impl Engine {
                         cur.fade_in = true;
                         (k, cur.expected_at(tk).round().max(0.0) as u64)
                     };
-                    let rate = self.rate_for(None);
+                    let rate = self.rate_for(stamp.local, None);
                     cur.restart_at(frame, rate, self.fade_frames());
                     cur.phase = Phase::Playing;
                     k = start_k;
@@ -592,12 +592,13 @@ impl Engine {
                             cur.fade_out(AfterFade::Realign, self.fade_frames());
                         }
                         let error_micros = error * 1e6 / cur.source_rate();
-                        let rate = self.rate_for(Some(error_micros));
+                        let local = stamp.local + (tk - stamp.t0);
+                        let rate = self.rate_for(local, Some(error_micros));
                         cur.track.resampler.set_rate(rate);
                         self.send(PlayerEvent::Flash(Flash {
                             track,
                             swarm: tk,
-                            local: stamp.local + (tk - stamp.t0),
+                            local,
                             frame: position.round().max(0.0) as u64,
                             position,
                             error_frames: error,
@@ -626,8 +627,8 @@ impl Engine {
         }
     }
 
-    fn rate_for(&mut self, error_micros: Option<f64>) -> f64 {
-        self.rate = self.timeline.playback_rate(error_micros);
+    fn rate_for(&mut self, at: LocalMicros, error_micros: Option<f64>) -> f64 {
+        self.rate = self.timeline.playback_rate(at, error_micros);
         self.rate
     }
 

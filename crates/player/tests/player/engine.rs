@@ -315,12 +315,12 @@ fn track_end_is_reported() {
     assert!((last as i64 - 88_200).abs() < 64, "last sound at {last}");
 }
 
-/// A node whose swarm clock runs `skew` fast against its sound card, with a
-/// PI slew controller on the player's phase error: what the node's clock
-/// crate does, reduced to the loop.
+/// A node whose swarm clock runs `skew` fast against its sound card, with the
+/// clock crate's slew controller fed by the player's phase error: the loop a
+/// node runs, without the network.
 struct SlewingTimeline {
     skew: f64,
-    integral: std::sync::Mutex<f64>,
+    slew: Slewing,
 }
 
 impl firefly_player::Timeline for SlewingTimeline {
@@ -332,13 +332,8 @@ impl firefly_player::Timeline for SlewingTimeline {
         SwarmMicros((local.as_micros() as f64 * (1.0 + self.skew)).round() as i64)
     }
 
-    fn playback_rate(&self, phase_error_micros: Option<f64>) -> f64 {
-        let Some(error) = phase_error_micros else {
-            return 1.0;
-        };
-        let mut integral = self.integral.lock().unwrap();
-        *integral += error * 1e-7;
-        (1.0 - error * 2e-6 - *integral).clamp(1.0 - 500e-6, 1.0 + 500e-6)
+    fn playback_rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        self.slew.rate(at, error)
     }
 }
 
@@ -348,7 +343,7 @@ fn slew_loop_holds_a_skewed_clock_on_the_timeline() {
     let (path, src) = music_file(dir.path());
     let timeline = Arc::new(SlewingTimeline {
         skew: 350e-6,
-        integral: std::sync::Mutex::new(0.0),
+        slew: Slewing::new(),
     });
     let format = firefly_player::OutputFormat::new(RATE, 2, std::time::Duration::from_millis(10));
     let (mut player, mut engine) =
@@ -462,4 +457,39 @@ fn bad_requests_are_refused_or_reported_never_fatal() {
     d.player.seek(5, SwarmMicros(0)).unwrap();
     d.player.stop().unwrap();
     d.run(3);
+}
+
+#[test]
+fn flashes_name_the_audio_really_emitted_at_any_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, src) = music_file(dir.path());
+    let src_left = channel(&src, 2, 0);
+    for rate in [1.0, 1.0003, 0.9995] {
+        let mut d = Driven::new(PlayerConfig::default());
+        d.timeline.set_rate(rate);
+        d.play_file(&path, 0, SwarmMicros(0));
+        d.run_for(3.0);
+        let flashes = d.flashes();
+        for f in [flashes[10], flashes[150], flashes[280]] {
+            let start = f.output_frame as usize * 2;
+            let out_left = channel(&d.out[start..start + 2 * 400], 2, 0);
+            let err = |p0: f64| -> f64 {
+                (50..350)
+                    .map(|i| {
+                        (f64::from(out_left[i]) - sample_at(&src_left, p0 + i as f64 * rate))
+                            .powi(2)
+                    })
+                    .sum()
+            };
+            let found = (-100..=100)
+                .map(|j| f.position + f64::from(j) * 0.01)
+                .min_by(|a, b| err(*a).total_cmp(&err(*b)))
+                .unwrap();
+            assert!(
+                (found - f.position).abs() <= 0.02,
+                "rate {rate}: flash says {} but the audio is at {found}",
+                f.position
+            );
+        }
+    }
 }
