@@ -141,6 +141,9 @@ async fn meet_through_relay(key: Option<PreSharedKey>) {
     assert_eq!(b.client.dial(circuit.clone()).await.unwrap(), a.peer_id());
     assert!(wait_members(&b.client, &[a.peer_id()], Duration::from_secs(10)).await);
     assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(10)).await);
+    // Request-response runs over the relayed connection too.
+    let sample = b.client.time_sample(a.peer_id()).await.unwrap();
+    assert!(sample.delay_micros() >= 0);
 
     if key.is_some() {
         // A node without the swarm's key cannot even reach the relay.
