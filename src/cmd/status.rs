@@ -49,6 +49,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         },
         clock.skew_ppm
     )?;
+    for addr in &report.listen_addrs {
+        // Relay circuit addresses already end in this node's id.
+        if addr.ends_with(&report.peer_id) {
+            writeln!(out, "reachable at {addr}")?;
+        } else {
+            writeln!(out, "reachable at {addr}/p2p/{}", report.peer_id)?;
+        }
+    }
     writeln!(out, "{} members:", report.members.len())?;
     for member in &report.members {
         writeln!(

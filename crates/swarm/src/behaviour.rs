@@ -58,6 +58,12 @@ pub enum BuildError {
         /// Why.
         reason: String,
     },
+    /// The node's name is too long or has control characters.
+    #[error("node name must be at most {max} bytes without control characters")]
+    BadName {
+        /// The longest name accepted, in bytes.
+        max: usize,
+    },
     /// The relay address does not name the relay's peer id.
     #[error("relay address {0} must end in /p2p/<relay peer id>")]
     RelayWithoutPeerId(libp2p::Multiaddr),

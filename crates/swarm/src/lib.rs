@@ -78,9 +78,7 @@ const EVENT_CAPACITY: usize = 1024;
 /// and the event loop to spawn. Must be called inside a tokio runtime.
 pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), BuildError> {
     if config.name.len() > MAX_NAME_LEN || config.name.chars().any(char::is_control) {
-        return Err(BuildError::Behaviour(format!(
-            "node name must be at most {MAX_NAME_LEN} bytes without control characters"
-        )));
+        return Err(BuildError::BadName { max: MAX_NAME_LEN });
     }
     let relay = match &config.relay {
         None => None,
