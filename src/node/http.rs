@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What `GET /api/status` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StatusReport {
     pub(crate) peer_id: String,
     pub(crate) name: String,
@@ -29,7 +29,18 @@ pub(crate) struct StatusReport {
     pub(crate) connected_peers: Vec<String>,
     pub(crate) members: Vec<MemberReport>,
     pub(crate) library_version: u64,
+    pub(crate) clock: ClockReport,
     pub(crate) catalog: Vec<CatalogEntry>,
+}
+
+/// The swarm clock in the status report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ClockReport {
+    /// Swarm time when the report was made, µs.
+    pub(crate) swarm_time_us: i64,
+    pub(crate) synced: bool,
+    pub(crate) skew_ppm: f64,
+    pub(crate) sync_error_us: Option<f64>,
 }
 
 /// One member in the status report.
@@ -129,6 +140,7 @@ async fn status(State(state): State<NodeState>) -> Result<Json<StatusReport>, Ap
     let members = state.swarm.members().await?;
     let connected = state.swarm.connected_peers().await?;
     let listen = state.swarm.listen_addrs().await?;
+    let clock = state.swarm.clock().await?;
     let library = state.library.clone();
     let (version, tracks) =
         tokio::task::spawn_blocking(move || anyhow::Ok((library.version()?, library.tracks()?)))
@@ -159,6 +171,162 @@ async fn status(State(state): State<NodeState>) -> Result<Json<StatusReport>, Ap
             })
             .collect(),
         library_version: version,
+        clock: ClockReport {
+            swarm_time_us: clock.now.as_micros(),
+            synced: clock.synced,
+            skew_ppm: clock.skew_ppm,
+            sync_error_us: clock.sync_error_micros,
+        },
         catalog,
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use firefly_library::{Library, LibraryConfig};
+    use tower::ServiceExt;
+
+    async fn state(dir: &std::path::Path) -> NodeState {
+        state_with(dir, None).await
+    }
+
+    async fn state_with(dir: &std::path::Path, token: Option<String>) -> NodeState {
+        let keypair = firefly_swarm::identity::load_or_create(dir).unwrap();
+        let mut config = firefly_swarm::Config::new(keypair, "test-node");
+        config
+            .mdns(false)
+            .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+        let (client, _events, event_loop) = firefly_swarm::new(config).unwrap();
+        tokio::spawn(event_loop.run());
+        let library = Library::open(&LibraryConfig::new(dir)).unwrap();
+        let now: firefly_swarm::Now = std::sync::Arc::new(firefly_swarm::monotonic_now);
+        let timeline = std::sync::Arc::new(super::super::timeline::NodeTimeline::new(
+            now.clone(),
+            client.mapping(),
+        ));
+        let audio =
+            super::super::audio::Audio::start(&super::super::OutputArg::Null, timeline, 0).unwrap();
+        let control =
+            super::super::driver::spawn(client.clone(), library.clone(), audio.clone(), now);
+        NodeState {
+            swarm: client,
+            library,
+            name: "test-node".into(),
+            audio,
+            control,
+            token,
+        }
+    }
+
+    async fn send(state: NodeState, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = router(state).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    fn post(path: &str, body: &str) -> Request<Body> {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bad_input_gets_a_4xx_with_a_json_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        let long = format!("{{\"tracks\": [{}]}}", vec!["\"00\""; 600].join(","));
+        for (path, body) in [
+            ("/api/play", "{not json"),
+            ("/api/play", r#"{"track": "abc"}"#),
+            ("/api/play", r#"{"trak": "abc"}"#),
+            ("/api/seek", r#"{"position_ms": "soon"}"#),
+            ("/api/seek", r#"{"position_ms": 999999999999}"#),
+            ("/api/volume", r#"{"volume": -1}"#),
+            ("/api/volume", r#"{"volume": 1, "node": "someone-else"}"#),
+            ("/api/queue", long.as_str()),
+        ] {
+            let (status, reply) = send(state.clone(), post(path, body)).await;
+            assert!(status.is_client_error(), "{path} {body}: {status}");
+            assert!(reply["message"].is_string(), "{path} {body}: {reply}");
+        }
+        // No output: a valid volume is refused, clearly.
+        let (status, reply) = send(state, post("/api/volume", r#"{"volume": 0.5}"#)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+    }
+
+    #[tokio::test]
+    async fn cross_origin_requests_and_missing_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = state(dir.path()).await;
+        let request = |origin: &str| {
+            Request::get("/api/state")
+                .header("host", "127.0.0.1:8081")
+                .header("origin", origin)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, _) = send(open.clone(), request("http://evil.example")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, reply) = send(open, request("http://127.0.0.1:8081")).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["playback"]["state"], "stopped");
+
+        let dir = tempfile::tempdir().unwrap();
+        let guarded = state_with(dir.path(), Some("s3cret".into())).await;
+        let (status, _) = send(
+            guarded.clone(),
+            Request::get("/api/library").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, reply) = send(
+            guarded,
+            Request::get("/api/library")
+                .header("authorization", "Bearer s3cret")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(reply, serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_node_as_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        let me = state.swarm.peer_id().to_string();
+        let response = router(state)
+            .oneshot(Request::get("/api/status").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let report: StatusReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report.peer_id, me);
+        assert_eq!(report.name, "test-node");
+        assert!(report.members.is_empty());
+        assert!(report.catalog.is_empty());
+        assert!(report.clock.swarm_time_us > 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let response = router(state(dir.path()).await)
+            .oneshot(Request::get("/api/nothing").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
 }

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 pub(crate) struct NodeTimeline {
     now: Now,
     mapping: ClockMapping,
-    slew: Mutex<SlewController>,
+    /// The controller and the rate it last commanded.
+    slew: Mutex<(SlewController, f64)>,
 }
 
 impl NodeTimeline {
@@ -27,7 +28,7 @@ impl NodeTimeline {
         Self {
             now,
             mapping,
-            slew: Mutex::new(SlewController::new(SlewConfig::default())),
+            slew: Mutex::new((SlewController::new(SlewConfig::default()), 1.0)),
         }
     }
 
@@ -36,7 +37,7 @@ impl NodeTimeline {
         self.to_swarm(self.now())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlewController> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (SlewController, f64)> {
         // The controller is plain numbers; a panicking holder leaves them usable.
         self.slew
             .lock()
@@ -53,18 +54,21 @@ impl Timeline for NodeTimeline {
         self.mapping.get().to_swarm(local)
     }
 
-    fn playback_rate(&self, phase_error_micros: Option<f64>) -> f64 {
-        let mut slew = self.lock();
-        match phase_error_micros {
+    fn playback_rate(&self, at: LocalMicros, phase_error_micros: Option<f64>) -> f64 {
+        let mut guard = self.lock();
+        let (slew, last) = &mut *guard;
+        *last = match phase_error_micros {
             None => {
                 slew.reset();
                 1.0
             }
-            Some(error) => match slew.update(self.now(), error) {
+            Some(error) => match slew.update(at, error) {
                 Correction::Rate(rate) => rate,
-                Correction::Realign { .. } => 1.0,
+                // The player steps by itself; keep the previous rate meanwhile.
+                Correction::Realign { .. } => *last,
             },
-        }
+        };
+        *last
     }
 }
 
@@ -89,12 +93,15 @@ mod tests {
         let mut rate = 1.0;
         for step in 1..20 {
             at.store(step * 10_000, Ordering::Relaxed);
-            rate = timeline.playback_rate(Some(2_000.0));
+            rate = timeline.playback_rate(LocalMicros(step * 10_000), Some(2_000.0));
         }
         assert!((1.0 - 500e-6..1.0).contains(&rate), "{rate}");
-        // Far off: the player steps by itself; no rate is commanded.
-        assert_eq!(timeline.playback_rate(Some(80_000.0)), 1.0);
-        assert_eq!(timeline.playback_rate(None), 1.0);
+        // Far off: the player steps by itself; the rate is kept meanwhile.
+        assert_eq!(
+            timeline.playback_rate(LocalMicros(300_000), Some(80_000.0)),
+            rate
+        );
+        assert_eq!(timeline.playback_rate(LocalMicros(310_000), None), 1.0);
     }
 
     #[test]

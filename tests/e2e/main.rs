@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod netns;
+mod node;
 mod playback;
 mod scan;
 mod util;

@@ -114,6 +114,22 @@ impl Decoder {
         extension: Option<&str>,
         out_channels: u16,
     ) -> Result<Self, DecodeError> {
+        // A demuxer bug triggered by a hostile file is an error, not a crash.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::open_inner(source, extension, out_channels)
+        }))
+        .unwrap_or_else(|_| {
+            Err(DecodeError::Malformed(
+                "the demuxer crashed on this file".into(),
+            ))
+        })
+    }
+
+    fn open_inner(
+        source: Box<dyn MediaSource>,
+        extension: Option<&str>,
+        out_channels: u16,
+    ) -> Result<Self, DecodeError> {
         if out_channels == 0 {
             return Err(DecodeError::UnsupportedChannels(0));
         }

@@ -311,6 +311,29 @@ impl Current {
         self.fade_in = false;
     }
 
+    /// Does what a finished fade-out was for.
+    fn finish_fade(&mut self, then: AfterFade) {
+        self.gain_step = 0.0;
+        match then {
+            AfterFade::Pause => {
+                let frame = self.next_position().round().max(0.0) as u64;
+                self.phase = Phase::Paused { frame };
+            }
+            AfterFade::Stop => self.phase = Phase::Finished,
+            AfterFade::Seek { frame, at } => {
+                self.anchor_frame = frame;
+                self.anchor_at = at;
+                self.fade_in = true;
+                self.phase = Phase::Waiting;
+            }
+            AfterFade::Replace { track, frame, at } => *self = Current::new(track, frame, at),
+            AfterFade::Realign => {
+                self.fade_in = true;
+                self.phase = Phase::Waiting;
+            }
+        }
+    }
+
     fn fade_out(&mut self, then: AfterFade, fade_frames: f32) {
         self.gain_step = -1.0 / fade_frames;
         self.after_fade = Some(then);
@@ -566,7 +589,7 @@ impl Engine {
                         cur.fade_in = true;
                         (k, cur.expected_at(tk).round().max(0.0) as u64)
                     };
-                    let rate = self.rate_for(None);
+                    let rate = self.rate_for(stamp.local, None);
                     cur.restart_at(frame, rate, self.fade_frames());
                     cur.phase = Phase::Playing;
                     k = start_k;
@@ -592,12 +615,13 @@ impl Engine {
                             cur.fade_out(AfterFade::Realign, self.fade_frames());
                         }
                         let error_micros = error * 1e6 / cur.source_rate();
-                        let rate = self.rate_for(Some(error_micros));
+                        let local = stamp.local + (tk - stamp.t0);
+                        let rate = self.rate_for(local, Some(error_micros));
                         cur.track.resampler.set_rate(rate);
                         self.send(PlayerEvent::Flash(Flash {
                             track,
                             swarm: tk,
-                            local: stamp.local + (tk - stamp.t0),
+                            local,
                             frame: position.round().max(0.0) as u64,
                             position,
                             error_frames: error,
@@ -626,8 +650,8 @@ impl Engine {
         }
     }
 
-    fn rate_for(&mut self, error_micros: Option<f64>) -> f64 {
-        self.rate = self.timeline.playback_rate(error_micros);
+    fn rate_for(&mut self, at: LocalMicros, error_micros: Option<f64>) -> f64 {
+        self.rate = self.timeline.playback_rate(at, error_micros);
         self.rate
     }
 
@@ -651,6 +675,11 @@ impl Engine {
         }
         for i in 0..frames {
             let Some(pos) = cur.fifo_pos.pop_front() else {
+                if let Some(then) = cur.after_fade.take() {
+                    // Ran dry while fading out for a command: silence either way, so do it now.
+                    cur.finish_fade(then);
+                    return Emitted::Transition(i);
+                }
                 cur.phase = Phase::Underrun;
                 cur.gain_step = 0.0;
                 return Emitted::Underrun(i);
@@ -673,29 +702,7 @@ impl Engine {
                 && cur.gain_step < 0.0
                 && let Some(then) = cur.after_fade.take()
             {
-                cur.gain_step = 0.0;
-                let rest = cur.next_position();
-                match then {
-                    AfterFade::Pause => {
-                        cur.phase = Phase::Paused {
-                            frame: rest.round().max(0.0) as u64,
-                        };
-                    }
-                    AfterFade::Stop => cur.phase = Phase::Finished,
-                    AfterFade::Seek { frame, at } => {
-                        cur.anchor_frame = frame;
-                        cur.anchor_at = at;
-                        cur.fade_in = true;
-                        cur.phase = Phase::Waiting;
-                    }
-                    AfterFade::Replace { track, frame, at } => {
-                        *cur = Current::new(track, frame, at);
-                    }
-                    AfterFade::Realign => {
-                        cur.fade_in = true;
-                        cur.phase = Phase::Waiting;
-                    }
-                }
+                cur.finish_fade(then);
                 return Emitted::Transition(i + 1);
             }
         }

@@ -86,12 +86,9 @@ pub enum OutputError {
         /// What hound or the operating system said.
         reason: String,
     },
-    /// The output's thread could not be started.
-    #[error("cannot start the output thread: {0}")]
+    /// The output's thread could not be started, or ended unexpectedly.
+    #[error("output thread failed: {0}")]
     Thread(std::io::Error),
-    /// The resampler could not be built for this pair of rates.
-    #[error("cannot build the resampler: {0}")]
-    Resampler(String),
 }
 
 /// A command to a running player failed.

@@ -251,7 +251,16 @@ fn decode_loop(decoder: &mut Decoder, shared: &Shared) {
             continue;
         }
         scratch.clear();
-        let result = decoder.next_block(&mut scratch);
+        // A decoder bug triggered by a hostile file must not take the node down:
+        // it ends this track like any other decoding failure.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoder.next_block(&mut scratch)
+        }))
+        .unwrap_or_else(|_| {
+            Err(crate::DecodeError::Fatal(
+                "the decoder crashed on this file".into(),
+            ))
+        });
         let mut state = shared.lock();
         if state.seek_to.is_some() {
             // A seek arrived while decoding: this block belongs to the old position.

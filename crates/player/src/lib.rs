@@ -7,8 +7,10 @@
 //! resamples (rubato, at the playback rate the node's slew controller asks
 //! for), fades and reports [`Flash`]es, and three [`Output`]s that drive it:
 //! the sound card through rodio ([`DeviceOutput`]), a clocked
-//! [`VirtualOutput`] and a [`WavOutput`]. [`Player`] is the handle the node
-//! holds.
+//! [`VirtualOutput`] and a [`WavOutput`] ([`OutputChoice`] parses
+//! `--output`). [`Player`] is the handle the node holds: `play(track,
+//! start_frame, at_swarm_instant)`, pause, resume, seek, stop, volume,
+//! [`Player::readiness`] for answering a prepare, and [`PlayerEvent`]s out.
 //!
 //! What it is not: it does not estimate clocks. The node passes its swarm
 //! clock in as a [`Timeline`] (local "now", local → swarm, playback rate);

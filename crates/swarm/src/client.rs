@@ -6,7 +6,13 @@ use crate::event::Stats;
 use crate::membership::Member;
 use crate::status::NodeStatus;
 use crate::time_exchange::{ClockStatus, TimeSample};
+use crate::transfer::catalog::CatalogEntry;
+use crate::transfer::scheduler::Progress;
+use crate::transfer::service::TransferCommand;
+use crate::transfer::{TransferError, TransferStats};
+use firefly_library::TrackId;
 use libp2p::{Multiaddr, PeerId};
+use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a client call failed.
@@ -22,6 +28,9 @@ pub enum ClientError {
     /// A request to a peer failed.
     #[error("request failed: {0}")]
     Request(String),
+    /// A download failed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -56,6 +65,7 @@ pub(crate) enum Command {
         reply: Reply<ClockStatus>,
     },
     Control(crate::control::ControlCommand),
+    Transfer(TransferCommand),
 }
 
 /// A cheap, cloneable handle to a running node's swarm.
@@ -173,5 +183,41 @@ impl Client {
     /// Counters of refused input and lost events.
     pub async fn stats(&self) -> Result<Stats, ClientError> {
         self.ask(|reply| Command::Stats { reply }).await
+    }
+
+    /// Downloads `track` from the peers that hold it into this node's
+    /// library; returns the path of the file. A download interrupted earlier
+    /// (also by a restart) resumes with the chunks still missing.
+    pub async fn download(&self, track: TrackId) -> Result<PathBuf, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::Download { track, reply }))
+            .await?
+            .map_err(ClientError::Transfer)
+    }
+
+    /// The swarm catalog: every track any member holds, with its holders.
+    pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::Catalog { reply }))
+            .await
+    }
+
+    /// Progress of the downloads under way.
+    pub async fn downloads(&self) -> Result<Vec<(TrackId, Progress)>, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::Downloads { reply }))
+            .await
+    }
+
+    /// Tells the swarm the local library changed (after a scan), so the
+    /// change is gossiped to every member.
+    pub async fn library_changed(&self) -> Result<(), ClientError> {
+        self.sender
+            .send(Command::Transfer(TransferCommand::LibraryChanged))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Counters of library sync and chunk transfer.
+    pub async fn transfer_stats(&self) -> Result<TransferStats, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::Stats { reply }))
+            .await
     }
 }

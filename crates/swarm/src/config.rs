@@ -5,6 +5,7 @@
 //! values the design asks for (1 s heartbeats, 5 s member timeout, mDNS on);
 //! tests change them only where they need to.
 
+use crate::transfer::TransferConfig;
 use firefly_clock::{LocalMicros, SwarmMicros};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
@@ -43,6 +44,8 @@ pub struct Config {
     pub(crate) now: Now,
     pub(crate) clock_config: firefly_clock::Config,
     pub(crate) initial_swarm_time: Option<SwarmMicros>,
+    pub(crate) library: Option<firefly_library::Library>,
+    pub(crate) transfer: TransferConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -55,6 +58,8 @@ impl std::fmt::Debug for Config {
             .field("relay", &self.relay)
             .field("private", &self.swarm_key.is_some())
             .field("mdns", &self.mdns)
+            .field("library", &self.library.is_some())
+            .field("transfer", &self.transfer)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +83,8 @@ impl Config {
             now: Arc::new(monotonic_now),
             clock_config: firefly_clock::Config::default(),
             initial_swarm_time: None,
+            library: None,
+            transfer: TransferConfig::default(),
         }
     }
 
@@ -138,6 +145,21 @@ impl Config {
     /// How long a connection with no open streams is kept. Default: 60 s.
     pub fn idle_connection_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.idle_connection_timeout = timeout;
+        self
+    }
+
+    /// The library this node serves chunks, manifests and deltas from, and
+    /// stores downloads in. Default: none (the node keeps a catalog of the
+    /// swarm but holds and downloads nothing).
+    pub fn library(&mut self, library: firefly_library::Library) -> &mut Self {
+        self.library = Some(library);
+        self
+    }
+
+    /// How this node takes part in chunk transfer (`--max-upload`, download
+    /// tuning). Default: [`TransferConfig::default`].
+    pub fn transfer(&mut self, transfer: TransferConfig) -> &mut Self {
+        self.transfer = transfer;
         self
     }
 

@@ -1,6 +1,7 @@
 //! What the swarm tells the node: [`Event`]s on the event stream, and the
 //! counters in [`Stats`].
 
+use crate::transfer::TransferEvent;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 
@@ -69,6 +70,8 @@ pub enum Event {
         /// The request (checked).
         request: crate::ControlRequest,
     },
+    /// Library sync or chunk transfer reported something.
+    Transfer(TransferEvent),
     /// DCUtR replaced a relayed connection with a direct one.
     DirectConnectionUpgraded {
         /// The peer.
@@ -87,4 +90,6 @@ pub struct Stats {
     pub time_failures: u64,
     /// Events dropped because the event stream was full.
     pub events_dropped: u64,
+    /// Peers banned for repeated bad input ([`crate::penalty`]).
+    pub peers_banned: u64,
 }

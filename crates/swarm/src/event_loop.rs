@@ -15,8 +15,10 @@ use crate::config::Now;
 use crate::discovery::{Bootstrap, RETRY_MICROS, RelaySlot, is_relayed};
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
+use crate::penalty::Penalties;
 use crate::status::NodeStatus;
 use crate::time_exchange::{PendingTime, clock_status};
+use crate::transfer::service::Transfer;
 use firefly_clock::{LocalMicros, SwarmClock, SwarmMicros};
 use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
@@ -36,14 +38,19 @@ pub struct EventLoop {
     pub(crate) started_at: LocalMicros,
     pub(crate) status: NodeStatus,
     pub(crate) membership: Membership,
+    pub(crate) transfer: Transfer,
     pub(crate) stats: Stats,
     pub(crate) pending_time: HashMap<OutboundRequestId, PendingTime>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
     pub(crate) bootstrap: Vec<Bootstrap>,
+    /// Peers mDNS lists on the LAN, with their addresses (at most
+    /// [`crate::discovery::MAX_LAN_PEERS`]).
+    pub(crate) lan_peers: HashMap<PeerId, Vec<Multiaddr>>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) clock: SwarmClock<PeerId>,
     pub(crate) mapping: crate::ClockMapping,
     pub(crate) control: crate::control::ControlState,
+    pub(crate) penalties: Penalties,
     heartbeat_interval: i64,
     next_heartbeat: LocalMicros,
     next_redial: LocalMicros,
@@ -57,6 +64,7 @@ pub(crate) struct Parts {
     pub(crate) now: Now,
     pub(crate) name: String,
     pub(crate) membership: Membership,
+    pub(crate) transfer: Transfer,
     pub(crate) bootstrap: Vec<Bootstrap>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) heartbeat_interval: Duration,
@@ -83,12 +91,15 @@ impl EventLoop {
             started_at: now,
             status: NodeStatus::default(),
             membership: parts.membership,
+            transfer: parts.transfer,
             stats: Stats::default(),
             pending_time: HashMap::new(),
             pending_dials: HashMap::new(),
             bootstrap: parts.bootstrap,
+            lan_peers: HashMap::new(),
             relay: parts.relay,
             clock,
+            penalties: Penalties::default(),
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             next_heartbeat: now,
             next_redial: now,
@@ -97,6 +108,7 @@ impl EventLoop {
 
     /// Runs the node's swarm until every [`crate::Client`] is dropped.
     pub async fn run(mut self) {
+        self.start_transfer();
         loop {
             let wait = self.until(self.poll_timeout());
             tokio::select! {
@@ -105,6 +117,7 @@ impl EventLoop {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
+                Some(done) = self.transfer.next_done() => self.on_transfer_done(done),
                 () = tokio::time::sleep(wait) => self.handle_timeout(),
             }
             self.mapping.publish(&self.clock, (self.now)());
@@ -115,10 +128,17 @@ impl EventLoop {
     /// The earliest deadline of any part of the loop.
     fn poll_timeout(&self) -> LocalMicros {
         let mut deadline = self.next_heartbeat.min(self.next_redial);
-        for at in [self.membership.poll_timeout(), self.clock.poll_timeout()]
-            .into_iter()
-            .flatten()
+        for at in [
+            self.membership.poll_timeout(),
+            self.clock.poll_timeout(),
+            self.penalties.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
         {
+            deadline = deadline.min(at);
+        }
+        if let Some(at) = self.transfer.poll_timeout() {
             deadline = deadline.min(at);
         }
         if let Some(slot) = &self.relay
@@ -142,11 +162,14 @@ impl EventLoop {
         }
         if now >= self.next_redial {
             self.redial_bootstrap_peers();
+            self.redial_lan_peers();
             self.next_redial = now + RETRY_MICROS;
         }
         self.expire_members(now);
+        self.transfer_timeout(now);
         self.reserve_relay_slot(now);
         self.drive_clock(now);
+        self.end_bans(now);
     }
 
     /// Sends `event` to the node; drops it (and counts it) if the node is not
@@ -189,6 +212,7 @@ impl EventLoop {
             Command::Clock { reply } => {
                 let _ = reply.send(clock_status(&self.clock, (self.now)()));
             }
+            Command::Transfer(command) => self.on_transfer_command(command),
         }
     }
 
@@ -225,6 +249,7 @@ impl EventLoop {
                     let _ = reply.send(Ok(peer_id));
                 }
                 self.on_dial_outcome(connection_id, Some(peer_id));
+                self.on_connected_to_relay(arrived, peer_id);
                 if num_established.get() == 1 {
                     let relayed = is_relayed(&endpoint);
                     tracing::debug!(peer = %peer_id, relayed, "connected");
@@ -276,6 +301,7 @@ impl EventLoop {
     /// Hands each sub-behaviour's event to its protocol's module.
     fn dispatch(&mut self, arrived: LocalMicros, event: BehaviourEvent) {
         match event {
+            BehaviourEvent::Blocked(event) | BehaviourEvent::Limits(event) => match event {},
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(arrived, event),
             BehaviourEvent::Mdns(event) => self.on_mdns_event(event),
             BehaviourEvent::Identify(event) => self.on_identify_event(event),
@@ -288,6 +314,9 @@ impl EventLoop {
             BehaviourEvent::Dcutr(event) => self.on_dcutr_event(event),
             BehaviourEvent::Time(event) => self.on_time_event(arrived, event),
             BehaviourEvent::Control(event) => self.on_control_event(event),
+            BehaviourEvent::Chunks(event) => self.on_chunks_event(arrived, event),
+            BehaviourEvent::Manifests(event) => self.on_manifest_event(event),
+            BehaviourEvent::Library(event) => self.on_library_event(event),
         }
     }
 }

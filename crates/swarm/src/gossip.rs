@@ -7,6 +7,7 @@
 
 use crate::event_loop::EventLoop;
 use crate::membership::HEARTBEAT_TOPIC;
+use crate::transfer::wire::LIBRARY_TOPIC;
 use firefly_clock::LocalMicros;
 use libp2p::gossipsub::{self, MessageAcceptance};
 
@@ -26,6 +27,7 @@ impl EventLoop {
                     Some(source) => match message.topic.as_str() {
                         HEARTBEAT_TOPIC => self.on_heartbeat(arrived, source, &message.data),
                         crate::playback::PLAYBACK_TOPIC => self.on_session(source, &message.data),
+                        LIBRARY_TOPIC => self.on_library_gossip(source, &message.data),
                         other => {
                             tracing::debug!(topic = other, "gossip on a topic nobody handles");
                             MessageAcceptance::Ignore
@@ -34,6 +36,7 @@ impl EventLoop {
                 };
                 if verdict == MessageAcceptance::Reject {
                     tracing::debug!(peer = %propagation_source, "rejected gossip message");
+                    self.penalize(arrived, propagation_source, "malformed gossip");
                 }
                 self.swarm
                     .behaviour_mut()

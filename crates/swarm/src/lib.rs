@@ -15,10 +15,24 @@
 //! the node's [`firefly_clock::SwarmClock`], which the event loop owns
 //! ([`time_exchange`], [`Client::clock`]); a circuit-relay v2 client with
 //! DCUtR; and a separate
-//! relay server ([`relay_server`]) for `firefly relay`.
+//! relay server ([`relay_server`]) for `firefly relay`. Library sync (the
+//! swarm catalog) and verified multi-peer chunk transfer live in
+//! [`transfer`].
 //!
-//! What it is not: it keeps no library or playback state of its own. The node
-//! reports those through [`Client::set_status`] and they travel in heartbeats.
+//! What it is not: it keeps no playback state of its own. The node reports
+//! that through [`Client::set_status`] and it travels in heartbeats; the
+//! library version in heartbeats comes from the library the node hands over
+//! in [`Config::library`].
+//!
+//! # Adding a protocol
+//!
+//! A new request-response protocol touches few shared lines: a field in
+//! `behaviour::Behaviour` (its name becomes a `BehaviourEvent` variant), one
+//! arm in `EventLoop::dispatch` calling an `impl EventLoop` method in the
+//! protocol's own module (as `time_exchange` does), and `Command` variants
+//! with `oneshot` replies for its [`Client`] methods. A gossip topic adds one
+//! arm in `gossip.rs`. A peer that sends bad input is given a strike with
+//! `EventLoop::penalize` ([`penalty`]).
 
 mod behaviour;
 mod client;
@@ -31,11 +45,13 @@ mod gossip;
 pub mod identity;
 mod mapping;
 pub mod membership;
+pub mod penalty;
 pub mod playback;
 pub mod relay_server;
 mod status;
 pub mod swarm_key;
 pub mod time_exchange;
+pub mod transfer;
 pub mod wire;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
@@ -56,6 +72,7 @@ use discovery::{Bootstrap, RelaySlot, peer_id_of};
 use libp2p::gossipsub::IdentTopic;
 use membership::{HEARTBEAT_TOPIC, Membership};
 use tokio::sync::mpsc;
+use transfer::service::Transfer;
 
 /// Capacity of the command channel from clients to the loop.
 const COMMAND_CAPACITY: usize = 64;
@@ -68,9 +85,7 @@ const EVENT_CAPACITY: usize = 1024;
 /// and the event loop to spawn. Must be called inside a tokio runtime.
 pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), BuildError> {
     if config.name.len() > MAX_NAME_LEN || config.name.chars().any(char::is_control) {
-        return Err(BuildError::Behaviour(format!(
-            "node name must be at most {MAX_NAME_LEN} bytes without control characters"
-        )));
+        return Err(BuildError::BadName { max: MAX_NAME_LEN });
     }
     let relay = match &config.relay {
         None => None,
@@ -126,6 +141,12 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
         now: config.now.clone(),
         name: config.name.clone(),
         membership: Membership::new(config.member_timeout, config.heartbeat_interval),
+        transfer: Transfer::new(
+            peer_id,
+            config.library.clone(),
+            &config.transfer,
+            (config.now)(),
+        ),
         bootstrap,
         relay,
         heartbeat_interval: config.heartbeat_interval,

@@ -1,7 +1,7 @@
 //! Membership: who is in the swarm, learned from gossiped heartbeats.
 //!
 //! Every node publishes a [`Heartbeat`] on `firefly/heartbeat/1` every
-//! heartbeat period. [`Membership`] is the sans-IO table those heartbeats
+//! heartbeat period. `Membership` is the sans-IO table those heartbeats
 //! feed: a peer joins with its first valid heartbeat, stays while they keep
 //! arriving, and is expired after the member timeout of silence. It takes
 //! `now` as a parameter and reads no clock, so it is tested without sockets.
@@ -202,7 +202,7 @@ impl EventLoop {
             version: HEARTBEAT_VERSION,
             name: self.name.clone(),
             uptime_ms: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
-            status: self.status.clone(),
+            status: self.transfer.stamp_status(self.status.clone()),
         };
         let bytes = match heartbeat.encode() {
             Ok(bytes) => bytes,
@@ -237,6 +237,7 @@ impl EventLoop {
                 return MessageAcceptance::Reject;
             }
         };
+        let library_version = heartbeat.status.library_version;
         match self.membership.handle_heartbeat(now, source, heartbeat) {
             HeartbeatOutcome::Joined(member) => {
                 tracing::info!(peer = %member.peer, name = %member.name, "member joined");
@@ -246,11 +247,16 @@ impl EventLoop {
                     peer: member.peer,
                     name: member.name,
                 });
+                self.on_peer_library_version(source, library_version);
                 MessageAcceptance::Accept
             }
-            HeartbeatOutcome::Refreshed => MessageAcceptance::Accept,
+            HeartbeatOutcome::Refreshed => {
+                self.on_peer_library_version(source, library_version);
+                MessageAcceptance::Accept
+            }
             HeartbeatOutcome::Flood => {
                 self.stats.gossip_flooded += 1;
+                self.penalize(now, source, "heartbeat flood");
                 MessageAcceptance::Ignore
             }
             HeartbeatOutcome::Full => MessageAcceptance::Ignore,
@@ -262,6 +268,7 @@ impl EventLoop {
         for member in self.membership.handle_timeout(now) {
             tracing::info!(peer = %member.peer, name = %member.name, "member left");
             self.clock.remove_peer(now, &member.peer);
+            self.on_member_left_transfer(now, member.peer);
             self.emit(Event::PeerLeft {
                 peer: member.peer,
                 name: member.name,

@@ -3,6 +3,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod scan;
+pub(crate) mod transfer;
 
 /// Arguments of `firefly bench`.
 #[derive(Debug, clap::Args)]
@@ -17,11 +18,14 @@ enum Which {
     Scan(scan::Args),
     /// Swarm-clock simulator: firefly coupling against a Snapcast-like baseline, same seed.
     Clock(clock::Args),
+    /// Chunk transfer against a plain TCP copy, capped multi-holder speedup, library convergence.
+    Transfer(transfer::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     match args.which {
         Which::Scan(args) => scan::run(args),
         Which::Clock(args) => clock::run(args),
+        Which::Transfer(args) => transfer::run(args),
     }
 }

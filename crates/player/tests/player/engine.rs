@@ -315,12 +315,12 @@ fn track_end_is_reported() {
     assert!((last as i64 - 88_200).abs() < 64, "last sound at {last}");
 }
 
-/// A node whose swarm clock runs `skew` fast against its sound card, with a
-/// PI slew controller on the player's phase error: what the node's clock
-/// crate does, reduced to the loop.
+/// A node whose swarm clock runs `skew` fast against its sound card, with the
+/// clock crate's slew controller fed by the player's phase error: the loop a
+/// node runs, without the network.
 struct SlewingTimeline {
     skew: f64,
-    integral: std::sync::Mutex<f64>,
+    slew: Slewing,
 }
 
 impl firefly_player::Timeline for SlewingTimeline {
@@ -332,13 +332,8 @@ impl firefly_player::Timeline for SlewingTimeline {
         SwarmMicros((local.as_micros() as f64 * (1.0 + self.skew)).round() as i64)
     }
 
-    fn playback_rate(&self, phase_error_micros: Option<f64>) -> f64 {
-        let Some(error) = phase_error_micros else {
-            return 1.0;
-        };
-        let mut integral = self.integral.lock().unwrap();
-        *integral += error * 1e-7;
-        (1.0 - error * 2e-6 - *integral).clamp(1.0 - 500e-6, 1.0 + 500e-6)
+    fn playback_rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        self.slew.rate(at, error)
     }
 }
 
@@ -348,7 +343,7 @@ fn slew_loop_holds_a_skewed_clock_on_the_timeline() {
     let (path, src) = music_file(dir.path());
     let timeline = Arc::new(SlewingTimeline {
         skew: 350e-6,
-        integral: std::sync::Mutex::new(0.0),
+        slew: Slewing::new(),
     });
     let format = firefly_player::OutputFormat::new(RATE, 2, std::time::Duration::from_millis(10));
     let (mut player, mut engine) =
@@ -462,4 +457,86 @@ fn bad_requests_are_refused_or_reported_never_fatal() {
     d.player.seek(5, SwarmMicros(0)).unwrap();
     d.player.stop().unwrap();
     d.run(3);
+}
+
+#[test]
+fn flashes_name_the_audio_really_emitted_at_any_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, src) = music_file(dir.path());
+    let src_left = channel(&src, 2, 0);
+    for rate in [1.0, 1.0003, 0.9995] {
+        let mut d = Driven::new(PlayerConfig::default());
+        d.timeline.set_rate(rate);
+        d.play_file(&path, 0, SwarmMicros(0));
+        d.run_for(3.0);
+        let flashes = d.flashes();
+        for f in [flashes[10], flashes[150], flashes[280]] {
+            let start = f.output_frame as usize * 2;
+            let out_left = channel(&d.out[start..start + 2 * 400], 2, 0);
+            let err = |p0: f64| -> f64 {
+                (50..350)
+                    .map(|i| {
+                        (f64::from(out_left[i]) - sample_at(&src_left, p0 + i as f64 * rate))
+                            .powi(2)
+                    })
+                    .sum()
+            };
+            let found = (-100..=100)
+                .map(|j| f.position + f64::from(j) * 0.01)
+                .min_by(|a, b| err(*a).total_cmp(&err(*b)))
+                .unwrap();
+            assert!(
+                (found - f.position).abs() <= 0.02,
+                "rate {rate}: flash says {} but the audio is at {found}",
+                f.position
+            );
+        }
+    }
+}
+
+#[test]
+fn pause_during_an_underrun_resumes_where_the_sound_stopped() {
+    let bytes = std::fs::read(fixture("reference.wav")).unwrap();
+    let (source, writer) = stream_source(bytes.len() as u64).unwrap();
+    let first_part = 44 + 4 * 26_000;
+    writer.write_at(0, &bytes[..first_part]).unwrap();
+    let mut d = Driven::new(PlayerConfig::default());
+    let decoder = d.player.open(Box::new(source), Some("wav")).unwrap();
+    d.player.play(decoder, 0, SwarmMicros(0)).unwrap();
+    assert!(
+        d.player
+            .wait_ready(Duration::from_millis(550), Duration::from_secs(20))
+    );
+    d.run_for(0.8);
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, PlayerEvent::Underrun { .. }))
+    );
+    d.player.pause().unwrap();
+    d.run_for(0.1);
+    writer
+        .write_at(first_part as u64, &bytes[first_part..])
+        .unwrap();
+    drop(writer);
+    d.wait_ready();
+    d.run_for(0.2);
+    // Still paused: the data arriving does not restart it.
+    let len = d.out.len();
+    assert!(d.out[len - 2 * 8820..].iter().all(|&s| s == 0.0));
+    d.player.resume(SwarmMicros(1_500_000)).unwrap();
+    d.run_for(0.6);
+    let (frame, swarm) = d
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            PlayerEvent::Started { frame, swarm, .. } => Some((*frame, *swarm)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(swarm, SwarmMicros(1_500_000));
+    // Where the sound stopped: the decoded data ended at frame 26 000, less the
+    // resampler's look-ahead.
+    assert!((24_000..=26_000).contains(&frame), "resumed at {frame}");
 }

@@ -166,7 +166,11 @@ fn alsa_child_plays_through_rodio() {
     };
     let seconds: f64 = seconds.parse().unwrap();
     let timeline = Arc::new(LinearTimeline::new(0.0, 0));
-    let output = DeviceOutput::open(None).unwrap();
+    // The plug device accepts any rate and cpal's pick of a default varies
+    // between 44.1 and 48 kHz; ask for the capture file's rate, so that ALSA
+    // converts the sample format only and the samples can be compared exactly.
+    let mut output = DeviceOutput::open(None).unwrap();
+    output.with_format(RATE, 2);
     let mut player =
         Player::start(Box::new(output), timeline.clone(), PlayerConfig::default()).unwrap();
     let started = timeline.to_swarm(timeline.now());
@@ -174,13 +178,15 @@ fn alsa_child_plays_through_rodio() {
     let track = player.open_file(&fixture("reference.wav")).unwrap();
     player.play(track, 0, at).unwrap();
     std::thread::sleep(Duration::from_secs_f64(seconds));
-    let mut flashes = 0;
+    let (mut flashes, mut steps) = (0, 0);
     while let Some(event) = player.poll_event() {
-        if matches!(event, PlayerEvent::Flash(_)) {
-            flashes += 1;
+        match event {
+            PlayerEvent::Flash(_) => flashes += 1,
+            PlayerEvent::Realigned { .. } | PlayerEvent::Underrun { .. } => steps += 1,
+            _ => {}
         }
     }
-    println!("FLASHES {flashes}");
+    println!("FLASHES {flashes} STEPS {steps} END {:?}", player.format());
     player.shutdown().unwrap();
 }
 
@@ -233,6 +239,14 @@ pcm.firefly_capture {{
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Realignments happen only if the machine starves the audio thread for
+    // longer than the device buffer (an xrun on real hardware too).
+    let steps: usize = stdout
+        .split("STEPS ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
     let flashes: usize = stdout
         .split("FLASHES ")
         .nth(1)
@@ -270,7 +284,11 @@ pcm.firefly_capture {{
             &channel(&samples, 2, c),
             first as i64 + 1000 - 50..=first as i64 + 1000 + 50,
         );
-        assert!(corr > 0.999, "channel {c}: corr {corr}");
+        let wanted = if steps == 0 { 0.999 } else { 0.98 };
+        assert!(
+            corr > wanted,
+            "channel {c}: corr {corr} ({steps} steps) {stdout}"
+        );
         lags.push(lag);
     }
     assert_eq!(lags[0], lags[1], "channels out of step");
@@ -285,10 +303,90 @@ pcm.firefly_capture {{
         .rposition(|f| f[0] != 0.0 || f[1] != 0.0)
         .unwrap();
     let length = last - first;
-    assert!(length.abs_diff(88_200) < 200, "played {length} frames");
-    let after = (frames - last) as f64 / f64::from(RATE);
+    let slack = if steps == 0 { 200 } else { 8820 };
     assert!(
-        (0.3..0.9).contains(&after),
+        length.abs_diff(88_200) < slack,
+        "played {length} frames ({steps} steps)"
+    );
+    let after = (frames - last) as f64 / f64::from(RATE);
+    let window = if steps == 0 { 0.3..0.9 } else { 0.1..1.5 };
+    assert!(
+        window.contains(&after),
         "{after} s of silence after the track"
     );
+}
+
+/// A node whose swarm clock runs 400 ppm fast against its sound card (the
+/// virtual output's real clock), correcting with the clock crate's slew
+/// controller on the player's phase error.
+struct DriftingNode {
+    clock: LinearTimeline,
+    slew: Slewing,
+}
+
+impl Timeline for DriftingNode {
+    fn now(&self) -> firefly_player::LocalMicros {
+        self.clock.now()
+    }
+
+    fn to_swarm(&self, local: firefly_player::LocalMicros) -> firefly_player::SwarmMicros {
+        self.clock.to_swarm(local)
+    }
+
+    fn playback_rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        self.slew.rate(at, error)
+    }
+}
+
+#[test]
+fn virtual_output_stays_on_a_drifting_timeline_measured_from_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = music(5 * RATE as usize, RATE);
+    let path = dir.path().join("music.wav");
+    write_wav(&path, &source, RATE, 2);
+    let node = Arc::new(DriftingNode {
+        clock: LinearTimeline::new(400.0, 0),
+        slew: Slewing::new(),
+    });
+    let recording = Recording::new(5 * RATE as usize, 2);
+    let mut output = VirtualOutput::new(format());
+    output.record(recording.clone());
+    let mut player =
+        Player::start(Box::new(output), node.clone(), PlayerConfig::default()).unwrap();
+    let start = node.to_swarm(node.now()) + 300_000;
+    player
+        .play(player.open_file(&path).unwrap(), 0, start)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3600));
+    player.shutdown().unwrap();
+    let samples = recording.samples();
+    let first = recording.first_instant().unwrap();
+    let src_left = channel(&source, 2, 0);
+    // At 1 s and 3 s of real time: where the audio is, against where the
+    // node's timeline says it should be at that real instant.
+    for seconds in [1.0, 3.0] {
+        let n = (seconds * f64::from(RATE)) as usize;
+        let heard = first + Duration::from_secs_f64(n as f64 / f64::from(RATE));
+        let swarm = node.to_swarm(node.clock.local_at(heard));
+        let expected = (swarm - start) as f64 * f64::from(RATE) / 1e6;
+        let out_left = channel(&samples[n * 2..n * 2 + 800], 2, 0);
+        let err = |p0: f64| -> f64 {
+            (0..400)
+                .map(|i| {
+                    (f64::from(out_left[i]) - sample_at(&src_left, p0 + i as f64 * 1.0004)).powi(2)
+                })
+                .sum()
+        };
+        let found = (-3000..=3000)
+            .map(|j| expected + f64::from(j) * 0.02)
+            .min_by(|a, b| err(*a).total_cmp(&err(*b)))
+            .unwrap();
+        let off = found - expected;
+        eprintln!("at {seconds} s: audio {off:+.2} frames off the timeline");
+        // Uncorrected, the error would be 400 ppm × time: 17 and 53 frames.
+        assert!(
+            off.abs() < 3.0,
+            "at {seconds} s the audio is {off} frames off"
+        );
+    }
 }

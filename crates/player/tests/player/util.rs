@@ -175,3 +175,35 @@ impl Driven {
             .collect()
     }
 }
+
+/// The clock crate's slew controller as a node drives it: fed the player's
+/// phase error, answering the rate to play at (a re-align request keeps the
+/// last rate, since the player steps by itself).
+pub(crate) struct Slewing(std::sync::Mutex<(firefly_clock::SlewController, f64)>);
+
+impl Slewing {
+    pub(crate) fn new() -> Self {
+        Self(std::sync::Mutex::new((
+            firefly_clock::SlewController::new(Default::default()),
+            1.0,
+        )))
+    }
+
+    pub(crate) fn rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        let mut guard = self.0.lock().unwrap();
+        let (slew, rate) = &mut *guard;
+        match error.map(|e| slew.update(at, e)) {
+            Some(firefly_clock::Correction::Rate(r)) => *rate = r,
+            Some(_) => slew.reset(),
+            None => {}
+        }
+        *rate
+    }
+}
+
+/// `samples` (one channel) at a fractional position, linearly interpolated:
+/// plenty for partials of a few kHz at 0.01–0.02-frame search steps.
+pub(crate) fn sample_at(samples: &[f32], p: f64) -> f64 {
+    let (k, fr) = (p.floor() as usize, p - p.floor());
+    f64::from(samples[k]) * (1.0 - fr) + f64::from(samples[k + 1]) * fr
+}

@@ -1,0 +1,405 @@
+//! The request-response codecs and configs of the transfer protocols, with
+//! their limits set on purpose rather than left at libp2p's defaults
+//! (1 MiB requests, 10 MiB responses, 10 s timeout).
+//!
+//! Each protocol uses libp2p's CBOR codec (cbor4ii) with the byte limits from
+//! [`wire`](super::wire): a message longer than its limit is cut off at the
+//! limit and then fails to decode, so a peer can never make this node buffer
+//! more than the limit per stream. The timeouts cover a whole exchange,
+//! including the time a responder holds the response back under
+//! `--max-upload`.
+
+use libp2p::StreamProtocol;
+use libp2p::request_response::{self, ProtocolSupport, cbor};
+use std::time::Duration;
+
+use super::wire::{
+    CHUNKS_PROTOCOL, CHUNKS_REQUEST_MAX_BYTES, CHUNKS_RESPONSE_MAX_BYTES, ChunksRequest,
+    ChunksResponse, LIBRARY_PROTOCOL, LIBRARY_REQUEST_MAX_BYTES, LIBRARY_RESPONSE_MAX_BYTES,
+    LibraryRequest, LibraryResponse, MANIFEST_PROTOCOL, MANIFEST_REQUEST_MAX_BYTES,
+    MANIFEST_RESPONSE_MAX_BYTES, ManifestRequest, ManifestResponse,
+};
+
+/// Codec of `/firefly/chunks/1`.
+pub type ChunksCodec = cbor::codec::Codec<ChunksRequest, ChunksResponse>;
+/// Codec of `/firefly/manifest/1`.
+pub type ManifestCodec = cbor::codec::Codec<ManifestRequest, ManifestResponse>;
+/// Codec of `/firefly/library/1`.
+pub type LibraryCodec = cbor::codec::Codec<LibraryRequest, LibraryResponse>;
+
+/// Behaviour of `/firefly/chunks/1`.
+pub type ChunksBehaviour = request_response::Behaviour<ChunksCodec>;
+/// Behaviour of `/firefly/manifest/1`.
+pub type ManifestBehaviour = request_response::Behaviour<ManifestCodec>;
+/// Behaviour of `/firefly/library/1`.
+pub type LibraryBehaviour = request_response::Behaviour<LibraryCodec>;
+
+/// How long a chunks exchange may take end to end. Longer than the
+/// scheduler's own stall timeout (20 s), which is the one that normally
+/// fires; this one is the transport's backstop.
+pub const CHUNKS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a manifest or library exchange may take. Responses can be
+/// megabytes for big libraries, so more than libp2p's 10 s.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(20);
+/// Streams per connection per protocol. A downloader keeps at most a few
+/// chunk requests in flight per peer; the rest of the room is for the
+/// peer's requests to this node, which the event loop also caps per peer.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 16;
+
+/// The `/firefly/chunks/1` codec with its limits.
+pub fn chunks_codec() -> ChunksCodec {
+    ChunksCodec::default()
+        .set_request_size_maximum(CHUNKS_REQUEST_MAX_BYTES)
+        .set_response_size_maximum(CHUNKS_RESPONSE_MAX_BYTES)
+}
+
+/// The `/firefly/manifest/1` codec with its limits.
+pub fn manifest_codec() -> ManifestCodec {
+    ManifestCodec::default()
+        .set_request_size_maximum(MANIFEST_REQUEST_MAX_BYTES)
+        .set_response_size_maximum(MANIFEST_RESPONSE_MAX_BYTES)
+}
+
+/// The `/firefly/library/1` codec with its limits.
+pub fn library_codec() -> LibraryCodec {
+    LibraryCodec::default()
+        .set_request_size_maximum(LIBRARY_REQUEST_MAX_BYTES)
+        .set_response_size_maximum(LIBRARY_RESPONSE_MAX_BYTES)
+}
+
+fn config(timeout: Duration) -> request_response::Config {
+    request_response::Config::default()
+        .with_request_timeout(timeout)
+        .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+}
+
+/// The `/firefly/chunks/1` behaviour: serves and requests chunks.
+pub fn chunks_behaviour() -> ChunksBehaviour {
+    request_response::Behaviour::with_codec(
+        chunks_codec(),
+        [(StreamProtocol::new(CHUNKS_PROTOCOL), ProtocolSupport::Full)],
+        config(CHUNKS_TIMEOUT),
+    )
+}
+
+/// The `/firefly/manifest/1` behaviour.
+pub fn manifest_behaviour() -> ManifestBehaviour {
+    request_response::Behaviour::with_codec(
+        manifest_codec(),
+        [(
+            StreamProtocol::new(MANIFEST_PROTOCOL),
+            ProtocolSupport::Full,
+        )],
+        config(METADATA_TIMEOUT),
+    )
+}
+
+/// The `/firefly/library/1` behaviour.
+pub fn library_behaviour() -> LibraryBehaviour {
+    request_response::Behaviour::with_codec(
+        library_codec(),
+        [(StreamProtocol::new(LIBRARY_PROTOCOL), ProtocolSupport::Full)],
+        config(METADATA_TIMEOUT),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::transfer::wire::*;
+    use firefly_library::{ChunkId, ChunkRef, MAX_CHUNK_LEN, Manifest, TrackId, TrackMeta};
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec;
+    use proptest::prelude::*;
+
+    fn protocol(name: &'static str) -> StreamProtocol {
+        StreamProtocol::new(name)
+    }
+
+    fn encode_response<C: Codec<Protocol = StreamProtocol>>(
+        codec: &mut C,
+        name: &'static str,
+        response: C::Response,
+    ) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        block_on(codec.write_response(&protocol(name), &mut out, response)).unwrap();
+        out.into_inner()
+    }
+
+    fn encode_request<C: Codec<Protocol = StreamProtocol>>(
+        codec: &mut C,
+        name: &'static str,
+        request: C::Request,
+    ) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        block_on(codec.write_request(&protocol(name), &mut out, request)).unwrap();
+        out.into_inner()
+    }
+
+    fn sample_manifest() -> Manifest {
+        let chunks: Vec<ChunkRef> = (0u32..3)
+            .map(|i| ChunkRef {
+                id: ChunkId::of(&i.to_le_bytes()),
+                len: 1000 + i,
+            })
+            .collect();
+        Manifest {
+            track: TrackId::of(b"track"),
+            size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+            chunks,
+            meta: TrackMeta {
+                title: "Song".into(),
+                codec: "flac".into(),
+                extension: "flac".into(),
+                ..TrackMeta::default()
+            },
+        }
+    }
+
+    #[test]
+    fn chunk_bytes_travel_as_one_byte_string() {
+        let mut codec = chunks_codec();
+        let payload = vec![0xABu8; 100_000];
+        let bytes = encode_response(
+            &mut codec,
+            CHUNKS_PROTOCOL,
+            ChunksResponse::chunks(vec![
+                ChunkReply::Data(ChunkBytes(payload.clone())),
+                ChunkReply::Missing,
+            ]),
+        );
+        // An array of integers would take two bytes per 0xAB.
+        assert!(
+            bytes.len() < payload.len() + 100,
+            "encoded {} bytes",
+            bytes.len()
+        );
+        let decoded =
+            block_on(codec.read_response(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(bytes)))
+                .unwrap();
+        assert_eq!(
+            decoded.body,
+            ChunksBody::Chunks(vec![
+                ChunkReply::Data(ChunkBytes(payload)),
+                ChunkReply::Missing
+            ])
+        );
+        decoded.validate(2).unwrap();
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let mut chunks = chunks_codec();
+        let ids = vec![ChunkId::of(b"a"), ChunkId::of(b"b")];
+        let wire = encode_request(
+            &mut chunks,
+            CHUNKS_PROTOCOL,
+            ChunksRequest::new(ids.clone()),
+        );
+        let back =
+            block_on(chunks.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
+                .unwrap();
+        assert_eq!(back, ChunksRequest::new(ids));
+
+        let mut manifests = manifest_codec();
+        let m = sample_manifest();
+        let wire = encode_response(
+            &mut manifests,
+            MANIFEST_PROTOCOL,
+            ManifestResponse::new(ManifestBody::Found(Box::new(m.clone()))),
+        );
+        let back =
+            block_on(manifests.read_response(&protocol(MANIFEST_PROTOCOL), &mut Cursor::new(wire)))
+                .unwrap();
+        back.validate(m.track).unwrap();
+        assert_eq!(back.body, ManifestBody::Found(Box::new(m.clone())));
+
+        let mut library = library_codec();
+        let delta = LibraryDelta {
+            from: 3,
+            to: 4,
+            added: vec![TrackSummary::of(&m)],
+            removed: vec![TrackId::of(b"gone")],
+        };
+        let wire = encode_response(
+            &mut library,
+            LIBRARY_PROTOCOL,
+            LibraryResponse::new(LibraryBody::Deltas(vec![delta.clone()])),
+        );
+        let back =
+            block_on(library.read_response(&protocol(LIBRARY_PROTOCOL), &mut Cursor::new(wire)))
+                .unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.body, LibraryBody::Deltas(vec![delta]));
+    }
+
+    #[test]
+    fn an_oversized_request_is_cut_off_and_rejected() {
+        let mut codec = chunks_codec();
+        // 64 ids fit; a request padded far past the byte limit does not decode.
+        let ids: Vec<ChunkId> = (0u32..2000)
+            .map(|i| ChunkId::of(&i.to_le_bytes()))
+            .collect();
+        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, ChunksRequest::new(ids));
+        assert!(wire.len() as u64 > CHUNKS_REQUEST_MAX_BYTES);
+        let read = block_on(codec.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)));
+        assert!(read.is_err());
+        // The largest legal request stays within the limit.
+        // 0xFF bytes take the most room in CBOR (two bytes each).
+        let ids = vec![ChunkId([0xFF; 32]); MAX_CHUNKS_PER_REQUEST];
+        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, ChunksRequest::new(ids));
+        assert!(
+            (wire.len() as u64) < CHUNKS_REQUEST_MAX_BYTES,
+            "{} bytes",
+            wire.len()
+        );
+    }
+
+    #[test]
+    fn the_largest_legal_chunks_response_fits_its_limit() {
+        let mut codec = chunks_codec();
+        let replies = vec![ChunkReply::Data(ChunkBytes(vec![0xFF; MAX_CHUNK_LEN as usize])); 4];
+        let wire = encode_response(&mut codec, CHUNKS_PROTOCOL, ChunksResponse::chunks(replies));
+        assert!((wire.len() as u64) <= CHUNKS_RESPONSE_MAX_BYTES);
+        let back =
+            block_on(codec.read_response(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
+                .unwrap();
+        back.validate(4).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_version_decodes_but_is_refused() {
+        let mut codec = chunks_codec();
+        let request = ChunksRequest {
+            version: 7,
+            ids: vec![],
+        };
+        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, request);
+        let back = block_on(codec.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
+            .unwrap();
+        assert_eq!(
+            back.validate(),
+            Err(WireError::UnsupportedVersion { got: 7 })
+        );
+    }
+
+    fn decode_all(bytes: &[u8]) {
+        let p = |n| protocol(n);
+        if let Ok(r) =
+            block_on(chunks_codec().read_request(&p(CHUNKS_PROTOCOL), &mut Cursor::new(bytes)))
+        {
+            let _ = r.validate();
+        }
+        if let Ok(r) =
+            block_on(chunks_codec().read_response(&p(CHUNKS_PROTOCOL), &mut Cursor::new(bytes)))
+        {
+            let _ = r.validate(MAX_CHUNKS_PER_REQUEST);
+        }
+        if let Ok(r) =
+            block_on(manifest_codec().read_request(&p(MANIFEST_PROTOCOL), &mut Cursor::new(bytes)))
+        {
+            let _ = r.validate();
+        }
+        if let Ok(r) =
+            block_on(manifest_codec().read_response(&p(MANIFEST_PROTOCOL), &mut Cursor::new(bytes)))
+        {
+            let _ = r.validate(TrackId::of(b"x"));
+        }
+        if let Ok(r) =
+            block_on(library_codec().read_request(&p(LIBRARY_PROTOCOL), &mut Cursor::new(bytes)))
+        {
+            let _ = r.validate();
+        }
+        if let Ok(r) =
+            block_on(library_codec().read_response(&p(LIBRARY_PROTOCOL), &mut Cursor::new(bytes)))
+        {
+            let _ = r.validate();
+        }
+        let _ = LibraryAnnounce::decode(bytes);
+    }
+
+    /// Valid encodings of every message, as seeds for mutation.
+    fn seeds() -> Vec<Vec<u8>> {
+        let m = sample_manifest();
+        vec![
+            encode_request(
+                &mut chunks_codec(),
+                CHUNKS_PROTOCOL,
+                ChunksRequest::new(vec![ChunkId::of(b"a")]),
+            ),
+            encode_response(
+                &mut chunks_codec(),
+                CHUNKS_PROTOCOL,
+                ChunksResponse::chunks(vec![
+                    ChunkReply::Data(ChunkBytes(vec![1, 2, 3])),
+                    ChunkReply::Missing,
+                ]),
+            ),
+            encode_response(
+                &mut chunks_codec(),
+                CHUNKS_PROTOCOL,
+                ChunksResponse::refused(Refusal::Busy),
+            ),
+            encode_request(
+                &mut manifest_codec(),
+                MANIFEST_PROTOCOL,
+                ManifestRequest::new(m.track),
+            ),
+            encode_response(
+                &mut manifest_codec(),
+                MANIFEST_PROTOCOL,
+                ManifestResponse::new(ManifestBody::Found(Box::new(m.clone()))),
+            ),
+            encode_request(
+                &mut library_codec(),
+                LIBRARY_PROTOCOL,
+                LibraryRequest::new(9),
+            ),
+            encode_response(
+                &mut library_codec(),
+                LIBRARY_PROTOCOL,
+                LibraryResponse::new(LibraryBody::Full {
+                    at: 3,
+                    tracks: vec![TrackSummary::of(&m)],
+                }),
+            ),
+            LibraryAnnounce::encode_for(&LibraryDelta {
+                from: 1,
+                to: 2,
+                added: vec![TrackSummary::of(&m)],
+                removed: vec![],
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Random bytes never panic a decoder or a validator.
+        #[test]
+        fn decoders_survive_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            decode_all(&bytes);
+        }
+
+        /// Valid messages with random bytes overwritten, truncated or
+        /// extended never panic a decoder or a validator either.
+        #[test]
+        fn decoders_survive_mutated_messages(
+            seed in 0usize..8,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut bytes = seeds()[seed].clone();
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            bytes.extend(tail);
+            decode_all(&bytes);
+        }
+    }
+}

@@ -1,0 +1,1421 @@
+//! The transfer protocols at work: library sync and chunk downloads driven
+//! from the swarm's event loop.
+//!
+//! [`Transfer`] is the part of the event loop's state that belongs to the
+//! transfer protocols. The loop hands it the events of the three
+//! request-response behaviours, the `firefly/library/1` gossip, peers'
+//! library versions (from heartbeats), departures, its own commands and its
+//! timer; [`Transfer`] answers through a [`TransferIo`] that borrows the
+//! behaviours it needs. Library reads and writes block, so they run on
+//! `tokio::task::spawn_blocking` and come back through [`Transfer::next_done`],
+//! which the loop polls in its `select!`.
+//!
+//! Policy lives in the sans-IO pieces: which chunks to ask whom for in
+//! [`DownloadScheduler`], the upload cap in [`UploadLimiter`], the union of
+//! libraries in [`SwarmCatalog`], message limits in [`wire`](super::wire).
+//! This module moves messages between them and the network, and counts what
+//! it refused.
+
+use super::catalog::{CatalogEntry, SwarmCatalog, SyncNeed};
+use super::codec::{ChunksBehaviour, LibraryBehaviour, ManifestBehaviour};
+use super::limiter::UploadLimiter;
+use super::scheduler::{
+    ChunkOutcome, DownloadEvent, DownloadScheduler, Failure, Holding, PenaltyReason, Progress,
+    RequestToken, SchedulerConfig,
+};
+use super::wire::{
+    ChunkBytes, ChunkReply, ChunksBody, ChunksRequest, ChunksResponse, LIBRARY_TOPIC,
+    LibraryAnnounce, LibraryBody, LibraryDelta, LibraryRequest, LibraryResponse,
+    MAX_RESPONSE_PAYLOAD, MAX_TRACKS_PER_RESPONSE, ManifestBody, ManifestRequest, ManifestResponse,
+    Refusal, TrackSummary, WIRE_VERSION, WireError,
+};
+use crate::status::{Load, NodeStatus};
+use firefly_clock::LocalMicros;
+use firefly_library::{
+    Accepted, Changes, ChunkId, DownloadError, DownloadStatus, Library, Manifest, ReadChunkError,
+    TrackId,
+};
+use libp2p::PeerId;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::request_response::{
+    self, InboundFailure, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use tokio::sync::{mpsc, oneshot};
+
+/// Chunk requests of one peer this node works on at once; more are refused
+/// as busy. With responses of at most [`MAX_RESPONSE_PAYLOAD`] bytes this
+/// bounds what one peer can make this node hold in memory.
+pub const MAX_INBOUND_PER_PEER: usize = 8;
+/// Capacity of the channel that brings blocking library work back to the loop.
+const DONE_CAPACITY: usize = 256;
+
+/// A misbehaviour a node can be told to show when serving chunks, so tests
+/// and benchmarks can check how the others cope. Never set in normal use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Flip a byte in every chunk sent.
+    CorruptChunks,
+    /// Never answer chunk requests (hold them until the requester gives up).
+    StallChunks,
+}
+
+/// How a node takes part in chunk transfer.
+#[derive(Debug, Clone, Default)]
+pub struct TransferConfig {
+    max_upload: Option<u64>,
+    scheduler: SchedulerConfig,
+    fault: Option<Fault>,
+}
+
+impl TransferConfig {
+    /// Caps the chunk bytes this node sends per second (`--max-upload`).
+    /// Default: no cap.
+    pub fn max_upload(&mut self, bytes_per_sec: Option<u64>) -> &mut Self {
+        self.max_upload = bytes_per_sec;
+        self
+    }
+
+    /// Tunables of every download. Default: [`SchedulerConfig::default`].
+    pub fn scheduler(&mut self, config: SchedulerConfig) -> &mut Self {
+        self.scheduler = config;
+        self
+    }
+
+    /// Makes this node misbehave when serving chunks (tests and benchmarks
+    /// only). Default: none.
+    pub fn fault(&mut self, fault: Option<Fault>) -> &mut Self {
+        self.fault = fault;
+        self
+    }
+}
+
+/// Most chunk requests a [`Fault::StallChunks`] node holds unanswered.
+const MAX_STALLED: usize = 1024;
+
+/// The behaviours [`Transfer`] sends through, borrowed from the node's
+/// behaviour for one call.
+pub(crate) struct TransferIo<'a> {
+    pub(crate) chunks: &'a mut ChunksBehaviour,
+    pub(crate) manifests: &'a mut ManifestBehaviour,
+    pub(crate) library: &'a mut LibraryBehaviour,
+    pub(crate) gossipsub: &'a mut gossipsub::Behaviour,
+}
+
+/// Why a download or a transfer command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// This node runs without a library.
+    #[error("this node has no library")]
+    NoLibrary,
+    /// No peer in the catalog holds the track.
+    #[error("no peer holds track {0}")]
+    NoHolder(TrackId),
+    /// No holder answered with a valid manifest.
+    #[error("no holder sent a valid manifest for track {0}")]
+    NoManifest(TrackId),
+    /// The library refused or failed the download.
+    #[error("library: {0}")]
+    Library(String),
+    /// Chunks are missing that no known peer can provide now; what arrived
+    /// is kept and a later download resumes from there.
+    #[error("download of {track} stalled with {missing} chunks nobody can provide")]
+    Stalled {
+        /// The track.
+        track: TrackId,
+        /// Distinct chunks still missing.
+        missing: usize,
+    },
+}
+
+/// A request from the node to the transfer part of the loop.
+#[derive(Debug)]
+pub(crate) enum TransferCommand {
+    /// Download a track from the swarm into the library.
+    Download {
+        track: TrackId,
+        reply: oneshot::Sender<Result<PathBuf, TransferError>>,
+    },
+    /// The swarm catalog.
+    Catalog {
+        reply: oneshot::Sender<Vec<CatalogEntry>>,
+    },
+    /// Progress of the downloads under way.
+    Downloads {
+        reply: oneshot::Sender<Vec<(TrackId, Progress)>>,
+    },
+    /// The local library changed (a scan): publish the delta.
+    LibraryChanged,
+    /// Counters.
+    Stats {
+        reply: oneshot::Sender<TransferStats>,
+    },
+}
+
+/// Something the transfer protocols tell the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferEvent {
+    /// A peer's library was applied to the catalog up to `version`.
+    LibrarySynced {
+        /// The peer.
+        peer: PeerId,
+        /// The version of its library now known.
+        version: u64,
+    },
+    /// This node published a change of its own library.
+    LibraryPublished {
+        /// The new version.
+        version: u64,
+    },
+    /// A download finished; the track is in the library at `path`.
+    DownloadCompleted {
+        /// The track.
+        track: TrackId,
+        /// Its file.
+        path: PathBuf,
+    },
+    /// A peer was barred from chunk requests for a while.
+    PeerPenalized {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: PenaltyReason,
+    },
+}
+
+/// Counters of the transfer protocols, for status, diagnosis and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TransferStats {
+    /// Chunks this node sent to peers.
+    pub chunks_served: u64,
+    /// Chunk bytes this node sent to peers.
+    pub bytes_served: u64,
+    /// Chunks this node received and verified.
+    pub chunks_received: u64,
+    /// Chunks received whose bytes did not match their id.
+    pub chunks_corrupt: u64,
+    /// Requests from peers refused (busy, invalid, unknown version).
+    pub requests_refused: u64,
+    /// Messages from peers rejected as malformed, oversized or of an unknown
+    /// version (requests, responses and gossip).
+    pub messages_rejected: u64,
+    /// Requests to peers that failed or timed out.
+    pub requests_failed: u64,
+    /// Times a peer was penalized for wrong bytes or a malformed response.
+    pub peers_penalized: u64,
+}
+
+/// Blocking work finished off the loop.
+pub(crate) enum Done {
+    ChunksRead {
+        peer: PeerId,
+        channel: ResponseChannel<ChunksResponse>,
+        response: ChunksResponse,
+        chunks: u64,
+        payload: u64,
+    },
+    ManifestRead {
+        channel: ResponseChannel<ManifestResponse>,
+        response: ManifestResponse,
+    },
+    LibraryRead {
+        channel: ResponseChannel<LibraryResponse>,
+        response: LibraryResponse,
+    },
+    DownloadStarted {
+        manifest: Box<Manifest>,
+        result: Result<Started, String>,
+    },
+    ChunksStored {
+        track: TrackId,
+        peer: PeerId,
+        token: RequestToken,
+        outcomes: Vec<(ChunkId, ChunkOutcome)>,
+        completed: Option<PathBuf>,
+    },
+    LocalChanges {
+        result: Result<Changes, String>,
+    },
+}
+
+/// What starting a download found in the library.
+pub(crate) enum Started {
+    /// Already there (or completed from chunks the library had).
+    Done(PathBuf),
+    /// These distinct chunks are still missing.
+    Missing(Vec<ChunkId>),
+}
+
+struct ActiveDownload {
+    scheduler: DownloadScheduler,
+    waiters: Vec<oneshot::Sender<Result<PathBuf, TransferError>>>,
+}
+
+/// A download waiting for its manifest.
+struct ManifestFetch {
+    /// Holders not asked yet.
+    candidates: Vec<PeerId>,
+    waiters: Vec<oneshot::Sender<Result<PathBuf, TransferError>>>,
+}
+
+struct HeldResponse {
+    peer: PeerId,
+    channel: ResponseChannel<ChunksResponse>,
+    response: ChunksResponse,
+}
+
+struct OutboundChunks {
+    track: TrackId,
+    token: RequestToken,
+    ids: Vec<ChunkId>,
+}
+
+/// Transfer-protocol state of a node's event loop. See the module docs.
+pub(crate) struct Transfer {
+    local: PeerId,
+    library: Option<Library>,
+    catalog: SwarmCatalog,
+    limiter: UploadLimiter,
+    scheduler_config: SchedulerConfig,
+    fault: Option<Fault>,
+    /// Requests held unanswered under [`Fault::StallChunks`] (at most [`MAX_STALLED`]).
+    stalled: Vec<ResponseChannel<ChunksResponse>>,
+    /// The last version of the local library published (and put in the catalog).
+    published: u64,
+    /// A read of local changes is under way; another change asks again after it.
+    publishing: bool,
+    republish: bool,
+    fetches: HashMap<TrackId, ManifestFetch>,
+    downloads: HashMap<TrackId, ActiveDownload>,
+    /// Downloads whose library start is under way, with their waiters.
+    starting: HashMap<TrackId, Vec<oneshot::Sender<Result<PathBuf, TransferError>>>>,
+    outbound_chunks: HashMap<OutboundRequestId, OutboundChunks>,
+    outbound_manifests: HashMap<OutboundRequestId, (TrackId, PeerId)>,
+    outbound_library: HashMap<OutboundRequestId, PeerId>,
+    /// Chunk requests of each peer being worked on. Invariant: an entry is
+    /// removed when it reaches zero.
+    inbound: HashMap<PeerId, usize>,
+    /// Responses held back by the upload cap, by release instant.
+    held: BTreeMap<(LocalMicros, u64), HeldResponse>,
+    held_seq: u64,
+    stats: TransferStats,
+    events: Vec<TransferEvent>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+}
+
+impl Transfer {
+    /// Transfer state for the node `local`, serving and storing through
+    /// `library` (none: the node only keeps a catalog).
+    pub(crate) fn new(
+        local: PeerId,
+        library: Option<Library>,
+        config: &TransferConfig,
+        now: LocalMicros,
+    ) -> Self {
+        let limiter = match config.max_upload {
+            // A burst of one full response lets the first answer go at once.
+            Some(rate) => UploadLimiter::new(rate, MAX_RESPONSE_PAYLOAD.min(rate), now),
+            None => UploadLimiter::unlimited(),
+        };
+        let (done_tx, done_rx) = mpsc::channel(DONE_CAPACITY);
+        Self {
+            local,
+            library,
+            catalog: SwarmCatalog::new(),
+            limiter,
+            scheduler_config: config.scheduler.clone(),
+            fault: config.fault,
+            stalled: Vec::new(),
+            published: 0,
+            publishing: false,
+            republish: false,
+            fetches: HashMap::new(),
+            downloads: HashMap::new(),
+            starting: HashMap::new(),
+            outbound_chunks: HashMap::new(),
+            outbound_manifests: HashMap::new(),
+            outbound_library: HashMap::new(),
+            inbound: HashMap::new(),
+            held: BTreeMap::new(),
+            held_seq: 0,
+            stats: TransferStats::default(),
+            events: Vec::new(),
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Subscribes to the library topic and reads the local library into the
+    /// catalog. Call once when the loop starts.
+    pub(crate) fn start(&mut self, io: &mut TransferIo<'_>) {
+        if let Err(err) = io.gossipsub.subscribe(&IdentTopic::new(LIBRARY_TOPIC)) {
+            tracing::warn!(%err, "cannot subscribe to the library topic");
+        }
+        self.publish_local_changes();
+    }
+
+    /// `status` with what transfer knows filled in: the version of the
+    /// local library last published and the transfer load. A node without a
+    /// library keeps what the node set.
+    pub(crate) fn stamp_status(&self, mut status: NodeStatus) -> NodeStatus {
+        if self.library.is_some() {
+            status.library_version = self.published;
+            status.load = Load {
+                uploads: u32::try_from(self.inbound.values().sum::<usize>()).unwrap_or(u32::MAX),
+                downloads: u32::try_from(self.outbound_chunks.len()).unwrap_or(u32::MAX),
+            };
+        }
+        status
+    }
+
+    /// Events for the node, oldest first.
+    pub(crate) fn drain_events(&mut self) -> impl Iterator<Item = TransferEvent> + '_ {
+        self.events.drain(..)
+    }
+
+    /// The next piece of finished blocking work. Never ends: the state keeps
+    /// a sender of its own.
+    pub(crate) async fn next_done(&mut self) -> Option<Done> {
+        self.done_rx.recv().await
+    }
+
+    /// The earliest instant [`handle_timeout`](Self::handle_timeout) has work.
+    pub(crate) fn poll_timeout(&self) -> Option<LocalMicros> {
+        let held = self.held.keys().next().map(|(at, _)| *at);
+        let downloads = self
+            .downloads
+            .values()
+            .filter_map(|d| d.scheduler.poll_timeout());
+        held.into_iter().chain(downloads).min()
+    }
+
+    /// Releases responses the upload cap held back and lets downloads expire
+    /// stalled requests.
+    pub(crate) fn handle_timeout(&mut self, io: &mut TransferIo<'_>, now: LocalMicros) {
+        while let Some(entry) = self.held.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let held = entry.remove();
+            self.send_chunks_response(io, held.peer, held.channel, held.response);
+        }
+        let tracks: Vec<TrackId> = self.downloads.keys().copied().collect();
+        for track in tracks {
+            if let Some(download) = self.downloads.get_mut(&track) {
+                download.scheduler.handle_timeout(now);
+            }
+            self.pump(io, now, track);
+        }
+    }
+
+    /// Handles a command from the node.
+    pub(crate) fn handle_command(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        now: LocalMicros,
+        command: TransferCommand,
+    ) {
+        match command {
+            TransferCommand::Download { track, reply } => self.download(io, now, track, reply),
+            TransferCommand::Catalog { reply } => {
+                let _ = reply.send(self.catalog.tracks().cloned().collect());
+            }
+            TransferCommand::Downloads { reply } => {
+                let progress = self
+                    .downloads
+                    .iter()
+                    .map(|(track, d)| (*track, d.scheduler.progress()))
+                    .collect();
+                let _ = reply.send(progress);
+            }
+            TransferCommand::LibraryChanged => self.publish_local_changes(),
+            TransferCommand::Stats { reply } => {
+                let _ = reply.send(self.stats);
+            }
+        }
+    }
+
+    /// A member's heartbeat says its library is at `version`.
+    pub(crate) fn handle_peer_version(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        peer: PeerId,
+        version: u64,
+    ) {
+        if peer == self.local {
+            return;
+        }
+        if let SyncNeed::Fetch { since } = self.catalog.handle_version(peer, version) {
+            self.fetch_library(io, peer, since);
+        }
+    }
+
+    /// A member left the swarm: it holds nothing any more.
+    pub(crate) fn handle_peer_left(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        now: LocalMicros,
+        peer: PeerId,
+    ) {
+        self.catalog.remove_peer(&peer);
+        self.inbound.remove(&peer);
+        let tracks: Vec<TrackId> = self.downloads.keys().copied().collect();
+        for track in tracks {
+            if let Some(download) = self.downloads.get_mut(&track) {
+                download.scheduler.remove_peer(&peer);
+            }
+            self.pump(io, now, track);
+        }
+    }
+
+    /// A message on the library topic from `source`.
+    pub(crate) fn handle_gossip(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        source: PeerId,
+        data: &[u8],
+    ) -> MessageAcceptance {
+        let announce = match LibraryAnnounce::decode(data) {
+            Ok(announce) => announce,
+            Err(err) => {
+                tracing::debug!(peer = %source, %err, "library gossip rejected");
+                self.stats.messages_rejected += 1;
+                return MessageAcceptance::Reject;
+            }
+        };
+        if source == self.local {
+            return MessageAcceptance::Accept;
+        }
+        match self
+            .catalog
+            .handle_announce(source, &announce.delta, announce.elided)
+        {
+            SyncNeed::Fetch { since } => self.fetch_library(io, source, since),
+            SyncNeed::None => {
+                if self.catalog.peer_version(&source) == announce.delta.to {
+                    self.events.push(TransferEvent::LibrarySynced {
+                        peer: source,
+                        version: announce.delta.to,
+                    });
+                }
+            }
+        }
+        MessageAcceptance::Accept
+    }
+
+    /// An event of `/firefly/chunks/1`.
+    pub(crate) fn handle_chunks_event(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        now: LocalMicros,
+        event: request_response::Event<ChunksRequest, ChunksResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request {
+                    request, channel, ..
+                } => self.serve_chunks(io, peer, request, channel),
+                Message::Response {
+                    request_id,
+                    response,
+                } => self.on_chunks_response(io, now, peer, request_id, response),
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "chunk request failed");
+                self.stats.requests_failed += 1;
+                let failure = match error {
+                    OutboundFailure::Timeout => Failure::Timeout,
+                    // A response that does not decode (or is cut off at the
+                    // size limit) arrives as an I/O error.
+                    OutboundFailure::Io(_) => Failure::Malformed,
+                    _ => Failure::Connection,
+                };
+                if matches!(failure, Failure::Malformed) {
+                    self.stats.messages_rejected += 1;
+                }
+                if let Some(out) = self.outbound_chunks.remove(&request_id) {
+                    if let Some(download) = self.downloads.get_mut(&out.track) {
+                        download.scheduler.handle_failure(now, out.token, failure);
+                    }
+                    self.pump(io, now, out.track);
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound chunk request failed");
+                self.note_inbound_failure(&error);
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// An event of `/firefly/manifest/1`.
+    pub(crate) fn handle_manifest_event(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        event: request_response::Event<ManifestRequest, ManifestResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request {
+                    request, channel, ..
+                } => self.serve_manifest(io, peer, request, channel),
+                Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((track, _)) = self.outbound_manifests.remove(&request_id) {
+                        self.on_manifest(io, peer, track, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "manifest request failed");
+                self.stats.requests_failed += 1;
+                if let Some((track, _)) = self.outbound_manifests.remove(&request_id) {
+                    self.ask_next_manifest(io, track);
+                }
+            }
+            request_response::Event::InboundFailure { error, .. } => {
+                self.note_inbound_failure(&error);
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// An event of `/firefly/library/1`.
+    pub(crate) fn handle_library_event(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        event: request_response::Event<LibraryRequest, LibraryResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request {
+                    request, channel, ..
+                } => self.serve_library(io, peer, request, channel),
+                Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if self.outbound_library.remove(&request_id).is_some() {
+                        self.on_library_response(io, peer, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "library request failed");
+                self.stats.requests_failed += 1;
+                if self.outbound_library.remove(&request_id).is_some() {
+                    self.catalog.handle_fetch_failed(&peer);
+                }
+            }
+            request_response::Event::InboundFailure { error, .. } => {
+                self.note_inbound_failure(&error);
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Blocking work came back.
+    pub(crate) fn handle_done(&mut self, io: &mut TransferIo<'_>, now: LocalMicros, done: Done) {
+        match done {
+            Done::ChunksRead {
+                peer,
+                channel,
+                response,
+                chunks,
+                payload,
+            } => {
+                self.stats.chunks_served += chunks;
+                self.stats.bytes_served += payload;
+                let at = self.limiter.reserve(now, payload);
+                if at <= now {
+                    self.send_chunks_response(io, peer, channel, response);
+                } else {
+                    self.held_seq += 1;
+                    self.held.insert(
+                        (at, self.held_seq),
+                        HeldResponse {
+                            peer,
+                            channel,
+                            response,
+                        },
+                    );
+                }
+            }
+            Done::ManifestRead { channel, response } => {
+                if io.manifests.send_response(channel, response).is_err() {
+                    tracing::debug!("manifest requester went away");
+                }
+            }
+            Done::LibraryRead { channel, response } => {
+                if io.library.send_response(channel, response).is_err() {
+                    tracing::debug!("library requester went away");
+                }
+            }
+            Done::DownloadStarted { manifest, result } => {
+                self.on_download_started(io, now, *manifest, result);
+            }
+            Done::ChunksStored {
+                track,
+                peer,
+                token,
+                outcomes,
+                completed,
+            } => self.on_chunks_stored(io, now, track, peer, token, &outcomes, completed),
+            Done::LocalChanges { result } => self.on_local_changes(io, result),
+        }
+    }
+
+    // ----- serving -----
+
+    fn serve_chunks(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        peer: PeerId,
+        request: ChunksRequest,
+        channel: ResponseChannel<ChunksResponse>,
+    ) {
+        let refusal = match request.validate() {
+            Err(WireError::UnsupportedVersion { .. }) => Some(Refusal::UnsupportedVersion {
+                supported: WIRE_VERSION,
+            }),
+            Err(_) => Some(Refusal::Invalid),
+            Ok(()) if self.library.is_none() => Some(Refusal::Unavailable),
+            Ok(()) if self.inbound.get(&peer).copied().unwrap_or(0) >= MAX_INBOUND_PER_PEER => {
+                Some(Refusal::Busy)
+            }
+            Ok(()) => None,
+        };
+        if let Some(refusal) = refusal {
+            if !matches!(refusal, Refusal::Busy | Refusal::Unavailable) {
+                self.stats.messages_rejected += 1;
+            }
+            self.stats.requests_refused += 1;
+            let _ = io
+                .chunks
+                .send_response(channel, ChunksResponse::refused(refusal));
+            return;
+        }
+        if self.fault == Some(Fault::StallChunks) {
+            if self.stalled.len() >= MAX_STALLED {
+                self.stalled.remove(0);
+            }
+            self.stalled.push(channel);
+            return;
+        }
+        let Some(library) = self.library.clone() else {
+            return;
+        };
+        *self.inbound.entry(peer).or_default() += 1;
+        let done = self.done_tx.clone();
+        let corrupt = self.fault == Some(Fault::CorruptChunks);
+        tokio::task::spawn_blocking(move || {
+            let (mut response, chunks, payload) = read_chunks(&library, &request.ids);
+            if corrupt && let ChunksBody::Chunks(replies) = &mut response.body {
+                for reply in replies {
+                    if let ChunkReply::Data(ChunkBytes(bytes)) = reply
+                        && let Some(first) = bytes.first_mut()
+                    {
+                        *first ^= 0x5A;
+                    }
+                }
+            }
+            let _ = done.blocking_send(Done::ChunksRead {
+                peer,
+                channel,
+                response,
+                chunks,
+                payload,
+            });
+        });
+    }
+
+    fn send_chunks_response(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        peer: PeerId,
+        channel: ResponseChannel<ChunksResponse>,
+        response: ChunksResponse,
+    ) {
+        if let Some(count) = self.inbound.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.inbound.remove(&peer);
+            }
+        }
+        if io.chunks.send_response(channel, response).is_err() {
+            tracing::debug!(%peer, "chunk requester went away before the response");
+        }
+    }
+
+    fn serve_manifest(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        peer: PeerId,
+        request: ManifestRequest,
+        channel: ResponseChannel<ManifestResponse>,
+    ) {
+        if let Err(err) = request.validate() {
+            tracing::debug!(%peer, %err, "manifest request refused");
+            self.stats.messages_rejected += 1;
+            self.stats.requests_refused += 1;
+            let _ = io.manifests.send_response(
+                channel,
+                ManifestResponse::new(ManifestBody::Refused(refusal_for(&err))),
+            );
+            return;
+        }
+        let Some(library) = self.library.clone() else {
+            let _ = io.manifests.send_response(
+                channel,
+                ManifestResponse::new(ManifestBody::Refused(Refusal::Unavailable)),
+            );
+            return;
+        };
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let body = match library.manifest(request.track) {
+                Ok(Some(manifest)) => ManifestBody::Found(Box::new(manifest)),
+                Ok(None) => ManifestBody::NotFound,
+                Err(err) => {
+                    tracing::warn!(%err, "reading a manifest failed");
+                    ManifestBody::Refused(Refusal::Unavailable)
+                }
+            };
+            let _ = done.blocking_send(Done::ManifestRead {
+                channel,
+                response: ManifestResponse::new(body),
+            });
+        });
+    }
+
+    fn serve_library(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        peer: PeerId,
+        request: LibraryRequest,
+        channel: ResponseChannel<LibraryResponse>,
+    ) {
+        if let Err(err) = request.validate() {
+            tracing::debug!(%peer, %err, "library request refused");
+            self.stats.messages_rejected += 1;
+            self.stats.requests_refused += 1;
+            let _ = io.library.send_response(
+                channel,
+                LibraryResponse::new(LibraryBody::Refused(refusal_for(&err))),
+            );
+            return;
+        }
+        let Some(library) = self.library.clone() else {
+            let _ = io.library.send_response(
+                channel,
+                LibraryResponse::new(LibraryBody::Refused(Refusal::Unavailable)),
+            );
+            return;
+        };
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let body = match library.changes_since(request.since) {
+                Ok(changes) => library_body(changes),
+                Err(err) => {
+                    tracing::warn!(%err, "reading library changes failed");
+                    LibraryBody::Refused(Refusal::Unavailable)
+                }
+            };
+            let _ = done.blocking_send(Done::LibraryRead {
+                channel,
+                response: LibraryResponse::new(body),
+            });
+        });
+    }
+
+    fn note_inbound_failure(&mut self, error: &InboundFailure) {
+        if matches!(error, InboundFailure::Io(_)) {
+            // A request that did not decode or broke the size limit.
+            self.stats.messages_rejected += 1;
+        }
+    }
+
+    // ----- library sync -----
+
+    fn fetch_library(&mut self, io: &mut TransferIo<'_>, peer: PeerId, since: u64) {
+        let id = io.library.send_request(&peer, LibraryRequest::new(since));
+        self.outbound_library.insert(id, peer);
+    }
+
+    fn on_library_response(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        peer: PeerId,
+        response: LibraryResponse,
+    ) {
+        if let Err(err) = response.validate() {
+            tracing::debug!(%peer, %err, "library response rejected");
+            self.stats.messages_rejected += 1;
+            self.catalog.handle_fetch_failed(&peer);
+            return;
+        }
+        match self.catalog.handle_response(peer, &response.body) {
+            Ok(()) => {
+                let version = self.catalog.peer_version(&peer);
+                self.events
+                    .push(TransferEvent::LibrarySynced { peer, version });
+            }
+            Err(err) => {
+                tracing::debug!(%peer, %err, "library response refused; asking for the full list");
+                self.stats.messages_rejected += 1;
+                // Ask from scratch: the answer will be the full list.
+                if let SyncNeed::Fetch { .. } = self.catalog.handle_version(peer, u64::MAX) {
+                    self.fetch_library(io, peer, 0);
+                }
+            }
+        }
+    }
+
+    fn publish_local_changes(&mut self) {
+        let Some(library) = self.library.clone() else {
+            return;
+        };
+        if self.publishing {
+            self.republish = true;
+            return;
+        }
+        self.publishing = true;
+        let since = self.published;
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = library.changes_since(since).map_err(|e| e.to_string());
+            let _ = done.blocking_send(Done::LocalChanges { result });
+        });
+    }
+
+    fn on_local_changes(&mut self, io: &mut TransferIo<'_>, result: Result<Changes, String>) {
+        self.publishing = false;
+        match result {
+            Err(err) => tracing::warn!(%err, "reading local library changes failed"),
+            Ok(changes) => {
+                let local = self.local;
+                let from = self.published;
+                let to = changes.version();
+                if to != from {
+                    let body = library_body(changes);
+                    if let Err(err) = self.catalog.handle_response(local, &body) {
+                        tracing::warn!(%err, "local library changes did not apply");
+                    }
+                    // Peers get the delta itself when it is one; after a
+                    // full list they get an elided announcement and ask.
+                    let delta = match body {
+                        LibraryBody::Deltas(mut deltas) if deltas.len() == 1 && from < to => {
+                            deltas.pop()
+                        }
+                        _ => None,
+                    }
+                    .unwrap_or(LibraryDelta {
+                        from: from.min(to.saturating_sub(1)),
+                        to,
+                        added: Vec::new(),
+                        removed: Vec::new(),
+                    });
+                    let bytes = if delta.added.is_empty() && delta.removed.is_empty() {
+                        LibraryAnnounce {
+                            version: WIRE_VERSION,
+                            delta,
+                            elided: true,
+                        }
+                        .encode()
+                    } else {
+                        LibraryAnnounce::encode_for(&delta)
+                    };
+                    self.published = to;
+                    if let Err(err) = io.gossipsub.publish(IdentTopic::new(LIBRARY_TOPIC), bytes) {
+                        // Peers also learn the version from heartbeats.
+                        tracing::debug!(%err, "library delta not gossiped");
+                    }
+                    self.events
+                        .push(TransferEvent::LibraryPublished { version: to });
+                }
+            }
+        }
+        if std::mem::take(&mut self.republish) {
+            self.publish_local_changes();
+        }
+    }
+
+    // ----- downloads -----
+
+    fn download(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        now: LocalMicros,
+        track: TrackId,
+        reply: oneshot::Sender<Result<PathBuf, TransferError>>,
+    ) {
+        if self.library.is_none() {
+            let _ = reply.send(Err(TransferError::NoLibrary));
+            return;
+        }
+        if let Some(download) = self.downloads.get_mut(&track) {
+            download.waiters.push(reply);
+            self.pump(io, now, track);
+            return;
+        }
+        if let Some(waiters) = self.starting.get_mut(&track) {
+            waiters.push(reply);
+            return;
+        }
+        if let Some(fetch) = self.fetches.get_mut(&track) {
+            fetch.waiters.push(reply);
+            return;
+        }
+        let candidates: Vec<PeerId> = self
+            .catalog
+            .get(&track)
+            .map(|e| {
+                e.holders
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != self.local)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if candidates.is_empty()
+            && !self
+                .catalog
+                .get(&track)
+                .is_some_and(|e| e.holders.contains(&self.local))
+        {
+            let _ = reply.send(Err(TransferError::NoHolder(track)));
+            return;
+        }
+        self.fetches.insert(
+            track,
+            ManifestFetch {
+                candidates,
+                waiters: vec![reply],
+            },
+        );
+        self.ask_next_manifest(io, track);
+    }
+
+    fn ask_next_manifest(&mut self, io: &mut TransferIo<'_>, track: TrackId) {
+        let Some(fetch) = self.fetches.get_mut(&track) else {
+            return;
+        };
+        match fetch.candidates.pop() {
+            Some(peer) => {
+                let id = io
+                    .manifests
+                    .send_request(&peer, ManifestRequest::new(track));
+                self.outbound_manifests.insert(id, (track, peer));
+            }
+            None => {
+                // The local library may hold it (a download of a track we have).
+                let local = self.library.clone().filter(|_| {
+                    self.catalog
+                        .get(&track)
+                        .is_some_and(|e| e.holders.contains(&self.local))
+                });
+                if let (Some(library), Some(fetch)) = (local, self.fetches.remove(&track)) {
+                    self.starting.insert(track, fetch.waiters);
+                    let done = self.done_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = library.manifest(track);
+                        if let Ok(Some(manifest)) = result {
+                            let started = start_download(&library, &manifest);
+                            let _ = done.blocking_send(Done::DownloadStarted {
+                                manifest: Box::new(manifest),
+                                result: started,
+                            });
+                        }
+                    });
+                    return;
+                }
+                if let Some(fetch) = self.fetches.remove(&track) {
+                    for waiter in fetch.waiters {
+                        let _ = waiter.send(Err(TransferError::NoManifest(track)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_manifest(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        peer: PeerId,
+        track: TrackId,
+        response: ManifestResponse,
+    ) {
+        if let Err(err) = response.validate(track) {
+            tracing::debug!(%peer, %err, "manifest response rejected");
+            self.stats.messages_rejected += 1;
+            self.ask_next_manifest(io, track);
+            return;
+        }
+        let ManifestBody::Found(manifest) = response.body else {
+            self.ask_next_manifest(io, track);
+            return;
+        };
+        let (Some(library), Some(fetch)) = (self.library.clone(), self.fetches.remove(&track))
+        else {
+            return;
+        };
+        self.starting.insert(track, fetch.waiters);
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = start_download(&library, &manifest);
+            let _ = done.blocking_send(Done::DownloadStarted { manifest, result });
+        });
+    }
+
+    fn on_download_started(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        now: LocalMicros,
+        manifest: Manifest,
+        result: Result<Started, String>,
+    ) {
+        let track = manifest.track;
+        let waiters = self.starting.remove(&track).unwrap_or_default();
+        match result {
+            Err(err) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(TransferError::Library(err.clone())));
+                }
+            }
+            Ok(Started::Done(path)) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(path.clone()));
+                }
+            }
+            Ok(Started::Missing(missing)) => {
+                let missing: HashSet<ChunkId> = missing.into_iter().collect();
+                let have = manifest
+                    .chunks
+                    .iter()
+                    .map(|c| c.id)
+                    .filter(|id| !missing.contains(id));
+                let mut scheduler =
+                    DownloadScheduler::new(&manifest, have, self.scheduler_config.clone());
+                if let Some(entry) = self.catalog.get(&track) {
+                    for holder in entry.holders.iter().filter(|p| **p != self.local) {
+                        scheduler.add_peer(*holder, Holding::All);
+                    }
+                }
+                tracing::info!(?track, missing = missing.len(), "download started");
+                self.downloads
+                    .insert(track, ActiveDownload { scheduler, waiters });
+                self.pump(io, now, track);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_chunks_stored(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        now: LocalMicros,
+        track: TrackId,
+        peer: PeerId,
+        token: RequestToken,
+        outcomes: &[(ChunkId, ChunkOutcome)],
+        completed: Option<PathBuf>,
+    ) {
+        for (_, outcome) in outcomes {
+            match outcome {
+                ChunkOutcome::Verified => self.stats.chunks_received += 1,
+                ChunkOutcome::Corrupt => self.stats.chunks_corrupt += 1,
+                ChunkOutcome::Missing => {}
+            }
+        }
+        if let Some(download) = self.downloads.get_mut(&track) {
+            download
+                .scheduler
+                .handle_response(now, peer, token, outcomes);
+        }
+        if let Some(path) = completed {
+            self.finish(track, path);
+            return;
+        }
+        self.pump(io, now, track);
+    }
+
+    fn finish(&mut self, track: TrackId, path: PathBuf) {
+        if let Some(download) = self.downloads.remove(&track) {
+            tracing::info!(?track, path = %path.display(), stats = ?download.scheduler.stats(), "download completed");
+            for waiter in download.waiters {
+                let _ = waiter.send(Ok(path.clone()));
+            }
+        }
+        self.outbound_chunks.retain(|_, out| out.track != track);
+        self.events
+            .push(TransferEvent::DownloadCompleted { track, path });
+        self.publish_local_changes();
+    }
+
+    fn on_chunks_response(
+        &mut self,
+        io: &mut TransferIo<'_>,
+        now: LocalMicros,
+        peer: PeerId,
+        request_id: OutboundRequestId,
+        response: ChunksResponse,
+    ) {
+        let Some(out) = self.outbound_chunks.remove(&request_id) else {
+            return;
+        };
+        let Some(download) = self.downloads.get_mut(&out.track) else {
+            return;
+        };
+        if let Err(err) = response.validate(out.ids.len()) {
+            tracing::debug!(%peer, %err, "chunk response rejected");
+            self.stats.messages_rejected += 1;
+            download
+                .scheduler
+                .handle_failure(now, out.token, Failure::Malformed);
+            self.pump(io, now, out.track);
+            return;
+        }
+        let replies = match response.body {
+            ChunksBody::Chunks(replies) => replies,
+            ChunksBody::Refused(refusal) => {
+                tracing::debug!(%peer, ?refusal, "chunk request refused");
+                download
+                    .scheduler
+                    .handle_failure(now, out.token, Failure::Refused);
+                self.pump(io, now, out.track);
+                return;
+            }
+        };
+        let Some(library) = self.library.clone() else {
+            return;
+        };
+        let done = self.done_tx.clone();
+        let (track, token) = (out.track, out.token);
+        tokio::task::spawn_blocking(move || {
+            let (outcomes, completed) = store_chunks(&library, track, &out.ids, replies);
+            let _ = done.blocking_send(Done::ChunksStored {
+                track,
+                peer,
+                token,
+                outcomes,
+                completed,
+            });
+        });
+    }
+
+    /// Sends every request the scheduler of `track` wants now and acts on its events.
+    fn pump(&mut self, io: &mut TransferIo<'_>, now: LocalMicros, track: TrackId) {
+        let Some(download) = self.downloads.get_mut(&track) else {
+            return;
+        };
+        while let Some(request) = download.scheduler.poll_request(now) {
+            let id = io
+                .chunks
+                .send_request(&request.peer, ChunksRequest::new(request.ids.clone()));
+            self.outbound_chunks.insert(
+                id,
+                OutboundChunks {
+                    track,
+                    token: request.token,
+                    ids: request.ids,
+                },
+            );
+        }
+        let mut stalled = None;
+        while let Some(event) = download.scheduler.poll_event() {
+            match event {
+                DownloadEvent::PeerPenalized {
+                    peer,
+                    reason,
+                    until,
+                } => {
+                    tracing::info!(%peer, ?reason, ?until, "peer penalized");
+                    if !matches!(reason, PenaltyReason::Backoff) {
+                        self.stats.peers_penalized += 1;
+                        self.events
+                            .push(TransferEvent::PeerPenalized { peer, reason });
+                    }
+                }
+                DownloadEvent::RequestTimedOut { peer, .. } => {
+                    tracing::debug!(%peer, "chunk request stalled");
+                    self.stats.requests_failed += 1;
+                }
+                DownloadEvent::Stalled { unavailable } => stalled = Some(unavailable),
+                DownloadEvent::PeerDropped { peer } => {
+                    tracing::info!(%peer, "peer dropped from a download after repeated failures");
+                }
+                DownloadEvent::Completed => {}
+            }
+        }
+        if let Some(unavailable) = stalled
+            && download.scheduler.in_flight() == 0
+        {
+            let missing = download.scheduler.progress();
+            tracing::warn!(?track, unavailable, "download stalled");
+            if let Some(download) = self.downloads.remove(&track) {
+                for waiter in download.waiters {
+                    let _ = waiter.send(Err(TransferError::Stalled {
+                        track,
+                        missing: missing.chunks_total - missing.chunks_have,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The refusal that answers a request that failed validation.
+fn refusal_for(err: &WireError) -> Refusal {
+    match err {
+        WireError::UnsupportedVersion { .. } => Refusal::UnsupportedVersion {
+            supported: WIRE_VERSION,
+        },
+        _ => Refusal::Invalid,
+    }
+}
+
+/// Reads the chunks `ids` names, in order, until the payload budget is
+/// spent. Returns the response, the chunks in it and their bytes.
+fn read_chunks(library: &Library, ids: &[ChunkId]) -> (ChunksResponse, u64, u64) {
+    let mut replies = Vec::with_capacity(ids.len());
+    let mut payload = 0u64;
+    let mut chunks = 0u64;
+    for id in ids {
+        match library.read_chunk(*id) {
+            Ok(bytes) => {
+                let len = bytes.len() as u64;
+                if payload + len > MAX_RESPONSE_PAYLOAD {
+                    // The rest is not sent; the requester asks again.
+                    break;
+                }
+                payload += len;
+                chunks += 1;
+                replies.push(ChunkReply::Data(ChunkBytes(bytes)));
+            }
+            Err(ReadChunkError::NotFound(_) | ReadChunkError::Unavailable(_)) => {
+                replies.push(ChunkReply::Missing);
+            }
+            Err(err) => {
+                tracing::warn!(%err, "reading a chunk failed");
+                replies.push(ChunkReply::Missing);
+            }
+        }
+    }
+    (ChunksResponse::chunks(replies), chunks, payload)
+}
+
+/// Verifies and stores each answered chunk. Chunks whose storing failed on
+/// this node's side are left out of the outcomes, so they are fetched again
+/// without blaming the peer.
+fn store_chunks(
+    library: &Library,
+    track: TrackId,
+    ids: &[ChunkId],
+    replies: Vec<ChunkReply>,
+) -> (Vec<(ChunkId, ChunkOutcome)>, Option<PathBuf>) {
+    let mut outcomes = Vec::with_capacity(replies.len());
+    let mut completed = None;
+    for (id, reply) in ids.iter().zip(replies) {
+        match reply {
+            ChunkReply::Missing => outcomes.push((*id, ChunkOutcome::Missing)),
+            ChunkReply::Data(ChunkBytes(bytes)) => {
+                // Hash first: wrong bytes never reach the library.
+                if ChunkId::of(&bytes) != *id {
+                    outcomes.push((*id, ChunkOutcome::Corrupt));
+                    continue;
+                }
+                match library.accept_chunk(track, *id, &bytes) {
+                    Ok(Accepted::Pending { .. }) => outcomes.push((*id, ChunkOutcome::Verified)),
+                    Ok(Accepted::Completed(path)) => {
+                        outcomes.push((*id, ChunkOutcome::Verified));
+                        completed = Some(path);
+                    }
+                    Err(DownloadError::WrongBytes(_) | DownloadError::NotInManifest { .. }) => {
+                        outcomes.push((*id, ChunkOutcome::Corrupt));
+                    }
+                    Err(err) => tracing::warn!(%err, ?track, "storing a chunk failed"),
+                }
+            }
+        }
+    }
+    (outcomes, completed)
+}
+
+/// Starts (or resumes) a download in the library and lists what is missing.
+fn start_download(library: &Library, manifest: &Manifest) -> Result<Started, String> {
+    match library
+        .start_download(manifest)
+        .map_err(|e| e.to_string())?
+    {
+        DownloadStatus::Have(paths) => paths
+            .into_iter()
+            .next()
+            .map(Started::Done)
+            .ok_or_else(|| "the library lists the track without a file".to_owned()),
+        DownloadStatus::Completed(path) => Ok(Started::Done(path)),
+        DownloadStatus::Pending { .. } => library
+            .missing_chunks(manifest.track)
+            .map(Started::Missing)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The wire form of what the library says changed.
+fn library_body(changes: Changes) -> LibraryBody {
+    match changes {
+        Changes::Delta {
+            from,
+            to,
+            added,
+            removed,
+        } => {
+            if to <= from {
+                return LibraryBody::Deltas(Vec::new());
+            }
+            LibraryBody::Deltas(vec![LibraryDelta {
+                from,
+                to,
+                added: added.iter().map(TrackSummary::of).collect(),
+                removed,
+            }])
+        }
+        Changes::Full { version, manifests } => {
+            if manifests.len() > MAX_TRACKS_PER_RESPONSE {
+                tracing::warn!(
+                    tracks = manifests.len(),
+                    "library larger than one response; peers see the first {MAX_TRACKS_PER_RESPONSE}"
+                );
+            }
+            LibraryBody::Full {
+                at: version,
+                tracks: manifests
+                    .iter()
+                    .take(MAX_TRACKS_PER_RESPONSE)
+                    .map(TrackSummary::of)
+                    .collect(),
+            }
+        }
+    }
+}

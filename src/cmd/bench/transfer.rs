@@ -1,0 +1,465 @@
+//! `firefly bench transfer`: chunk transfer and library sync between real
+//! nodes on loopback, each against a baseline measured in the same run.
+//!
+//! 1. One holder → one downloader, chunks verified and written into the
+//!    downloader's library, against a plain TCP socket copy of the same file
+//!    (read, sent, received and written to a file, synced at the end).
+//! 2. With every holder capped at the same `--cap` bytes/s: one holder
+//!    against three holders of the same track.
+//! 3. A library change on one of five nodes: time until every node's
+//!    catalog shows it.
+//!
+//! Every node runs in this process on 127.0.0.1 with its own library in a
+//! scratch folder (`--dir`, default the system temp folder), deleted at the end.
+
+use anyhow::{Context, bail, ensure};
+use firefly_library::{Library, LibraryConfig, TrackId};
+use firefly_swarm::transfer::TransferConfig;
+use firefly_swarm::{Client, Config, Event, Multiaddr, PeerId};
+use serde::Serialize;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Arguments of `firefly bench transfer`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Size of the track moved one peer → one peer, in MiB.
+    #[arg(long, default_value_t = 64)]
+    mib: u64,
+    /// Size of the track moved under the upload cap, in MiB.
+    #[arg(long, default_value_t = 24)]
+    capped_mib: u64,
+    /// Upload cap of every holder in the capped runs, in bytes per second.
+    #[arg(long, default_value_t = 8 * MIB)]
+    cap: u64,
+    /// Library changes timed for convergence across five nodes.
+    #[arg(long, default_value_t = 5)]
+    changes: u32,
+    /// Scratch folder for the nodes' libraries (a tmpfs such as /dev/shm
+    /// takes the disk out of the measurement). Default: the system temp folder.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// Bytes of the one → one track.
+    bytes: u64,
+    /// Plain TCP socket copy of the same file over loopback, MiB/s.
+    tcp_mib_s: f64,
+    /// Firefly download of the same file, verified and stored, MiB/s.
+    firefly_mib_s: f64,
+    /// `firefly_mib_s / tcp_mib_s` (goal ≥ 0.6).
+    ratio: f64,
+    /// The capped runs.
+    capped: Capped,
+    /// Library convergence on five nodes.
+    convergence: Convergence,
+    /// Where the libraries lived.
+    dir: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Capped {
+    /// Upload cap of every holder, bytes/s.
+    cap: u64,
+    /// Bytes of the track.
+    bytes: u64,
+    /// Download time from one holder, seconds.
+    one_holder_s: f64,
+    /// Download time from three holders, seconds.
+    three_holders_s: f64,
+    /// `one_holder_s / three_holders_s` (goal ≥ 2.5).
+    speedup: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Convergence {
+    /// Nodes in the swarm.
+    nodes: usize,
+    /// Each change's time until every node's catalog showed it, ms.
+    samples_ms: Vec<f64>,
+    /// The slowest (goal ≤ 2000 ms).
+    max_ms: f64,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    ensure!(
+        args.mib >= 1 && args.mib <= 4096,
+        "--mib must be between 1 and 4096"
+    );
+    ensure!(
+        args.capped_mib >= 1 && args.capped_mib <= 1024,
+        "--capped-mib must be between 1 and 1024"
+    );
+    ensure!(
+        args.cap >= 64 * 1024,
+        "--cap must be at least 65536 bytes/s"
+    );
+    ensure!(
+        (1..=100).contains(&args.changes),
+        "--changes must be between 1 and 100"
+    );
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let scratch = Scratch::new(&base)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(measure(&args, &scratch.path))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "one → one: firefly {:.1} MiB/s, plain TCP {:.1} MiB/s, ratio {:.2} (goal ≥ 0.6)",
+            report.firefly_mib_s, report.tcp_mib_s, report.ratio
+        )?;
+        writeln!(
+            out,
+            "capped at {} B/s: one holder {:.2} s, three holders {:.2} s, speedup {:.2} (goal ≥ 2.5)",
+            report.capped.cap,
+            report.capped.one_holder_s,
+            report.capped.three_holders_s,
+            report.capped.speedup
+        )?;
+        writeln!(
+            out,
+            "library change on {} nodes: converged in at most {:.0} ms (goal ≤ 2000 ms)",
+            report.convergence.nodes, report.convergence.max_ms
+        )?;
+    }
+    Ok(())
+}
+
+/// A scratch folder removed when dropped, also when the run fails.
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn new(base: &Path) -> anyhow::Result<Self> {
+        let path = base.join(format!("firefly-bench-transfer-{}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating the scratch folder {}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), %err, "scratch folder not removed");
+        }
+    }
+}
+
+async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
+    // 1. One → one, against a TCP copy of the same file.
+    let source = dir.join("holder/music/track.wav");
+    write_wav(&source, 1, args.mib * MIB)?;
+    let bytes = std::fs::metadata(&source)?.len();
+    let tcp_secs = {
+        let source = source.clone();
+        let copy = dir.join("tcp-copy.wav");
+        tokio::task::spawn_blocking(move || tcp_copy(&source, &copy)).await??
+    };
+    let holder = start_node(dir, "holder", TransferConfig::default()).await?;
+    let downloader = start_node(dir, "downloader", TransferConfig::default()).await?;
+    let firefly_secs = timed_download(&[&holder], &downloader, &source).await?;
+    drop((holder, downloader));
+    let tcp_mib_s = bytes as f64 / MIB as f64 / tcp_secs;
+    let firefly_mib_s = bytes as f64 / MIB as f64 / firefly_secs;
+
+    // 2. Capped: one holder, then three.
+    let mut capped = TransferConfig::default();
+    capped.max_upload(Some(args.cap));
+    let capped_bytes = args.capped_mib * MIB;
+    let one = {
+        let track = dir.join("c1/music/track.wav");
+        write_wav(&track, 2, capped_bytes)?;
+        let h = start_node(dir, "c1", capped.clone()).await?;
+        let d = start_node(dir, "c1-downloader", TransferConfig::default()).await?;
+        timed_download(&[&h], &d, &track).await?
+    };
+    let three = {
+        let mut holders = Vec::new();
+        let mut track = PathBuf::new();
+        for name in ["c3a", "c3b", "c3c"] {
+            track = dir.join(name).join("music/track.wav");
+            write_wav(&track, 3, capped_bytes)?;
+            holders.push(start_node(dir, name, capped.clone()).await?);
+        }
+        let d = start_node(dir, "c3-downloader", TransferConfig::default()).await?;
+        let refs: Vec<&BenchNode> = holders.iter().collect();
+        timed_download(&refs, &d, &track).await?
+    };
+
+    // 3. Convergence of a library change on five nodes.
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        nodes.push(start_node(dir, &format!("sync{i}"), TransferConfig::default()).await?);
+    }
+    connect_all(&nodes.iter().collect::<Vec<_>>()).await?;
+    let mut samples_ms = Vec::new();
+    for change in 0..args.changes {
+        let node = &nodes[change as usize % nodes.len()];
+        let file = node.music().join(format!("new-{change}.wav"));
+        write_wav(&file, 100 + u64::from(change), 256 * 1024)?;
+        let track = track_of(&file)?;
+        let library = node.library.clone();
+        let music = node.music();
+        tokio::task::spawn_blocking(move || library.scan(&[music], &mut ()))
+            .await?
+            .context("scanning the changed library")?;
+        let started = Instant::now();
+        node.client.library_changed().await?;
+        wait_for(Duration::from_secs(30), || async {
+            for n in &nodes {
+                let catalog = n.client.catalog().await.unwrap_or_default();
+                if !catalog.iter().any(|e| e.summary.track == track) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .context("a library change did not reach every node within 30 s")?;
+        samples_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let max_ms = samples_ms.iter().copied().fold(0.0, f64::max);
+
+    Ok(Report {
+        bytes,
+        tcp_mib_s,
+        firefly_mib_s,
+        ratio: firefly_mib_s / tcp_mib_s,
+        capped: Capped {
+            cap: args.cap,
+            bytes: capped_bytes,
+            one_holder_s: one,
+            three_holders_s: three,
+            speedup: one / three,
+        },
+        convergence: Convergence {
+            nodes: nodes.len(),
+            samples_ms,
+            max_ms,
+        },
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// A node of the benchmark with its own library.
+struct BenchNode {
+    client: Client,
+    peer: PeerId,
+    addr: Multiaddr,
+    library: Library,
+    root: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+    _events: mpsc::Receiver<Event>,
+}
+
+impl BenchNode {
+    fn music(&self) -> PathBuf {
+        self.root.join("music")
+    }
+}
+
+impl Drop for BenchNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start_node(dir: &Path, name: &str, transfer: TransferConfig) -> anyhow::Result<BenchNode> {
+    let root = dir.join(name);
+    let music = root.join("music");
+    std::fs::create_dir_all(&music)?;
+    let mut library_config = LibraryConfig::new(root.join("data"));
+    library_config.music_dir(music.clone());
+    let library =
+        Library::open(&library_config).with_context(|| format!("opening the library of {name}"))?;
+    {
+        let library = library.clone();
+        tokio::task::spawn_blocking(move || library.scan(&[music], &mut ()))
+            .await?
+            .with_context(|| format!("scanning the music of {name}"))?;
+    }
+    let keypair = firefly_swarm::identity::load_or_create(&root.join("data"))?;
+    let mut config = Config::new(keypair, name);
+    config
+        .mdns(false)
+        .listen("/ip4/127.0.0.1/tcp/0".parse()?)
+        .library(library.clone())
+        .transfer(transfer);
+    let (client, mut events, event_loop) = firefly_swarm::new(config)?;
+    let task = tokio::spawn(event_loop.run());
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.recv().await {
+            if let Event::Listening { addr } = event {
+                return Some(addr);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .with_context(|| format!("node {name} did not start listening"))?;
+    Ok(BenchNode {
+        peer: client.peer_id(),
+        client,
+        addr,
+        library,
+        root,
+        task,
+        _events: events,
+    })
+}
+
+async fn connect_all(nodes: &[&BenchNode]) -> anyhow::Result<()> {
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            let reached = a.client.dial(b.addr.clone()).await?;
+            ensure!(reached == b.peer, "dialed {} but reached {reached}", b.peer);
+        }
+    }
+    Ok(())
+}
+
+/// Connects `downloader` to `holders`, waits until it sees every holder of
+/// the track in its catalog, then times the download and checks the bytes.
+async fn timed_download(
+    holders: &[&BenchNode],
+    downloader: &BenchNode,
+    file: &Path,
+) -> anyhow::Result<f64> {
+    let track = track_of(file)?;
+    let mut all: Vec<&BenchNode> = holders.to_vec();
+    all.push(downloader);
+    connect_all(&all).await?;
+    let want = holders.len();
+    wait_for(Duration::from_secs(30), || async {
+        downloader
+            .client
+            .catalog()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.summary.track == track && e.holders.len() == want)
+    })
+    .await
+    .context("the downloader never saw every holder")?;
+    let started = Instant::now();
+    let path = downloader
+        .client
+        .download(track)
+        .await
+        .context("the download failed")?;
+    let secs = started.elapsed().as_secs_f64();
+    ensure!(
+        track_of(&path)? == track,
+        "the downloaded file does not match its track id"
+    );
+    Ok(secs)
+}
+
+async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bail!("timed out after {limit:?}")
+}
+
+fn track_of(path: &Path) -> anyhow::Result<TrackId> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(TrackId::from(hasher.finalize()))
+}
+
+/// Copies `source` over a loopback TCP connection into `dest` and returns
+/// the seconds from connecting to the synced end of the written copy.
+fn tcp_copy(source: &Path, dest: &Path) -> anyhow::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let source = source.to_path_buf();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut socket = TcpStream::connect(addr)?;
+        let mut file = std::fs::File::open(source)?;
+        std::io::copy(&mut file, &mut socket)?;
+        Ok(())
+    });
+    let (mut socket, _) = listener.accept()?;
+    let mut out = std::fs::File::create(dest)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = socket.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    let secs = started.elapsed().as_secs_f64();
+    match sender.join() {
+        Ok(result) => result?,
+        Err(_) => bail!("the TCP sender thread panicked"),
+    }
+    std::fs::remove_file(dest)?;
+    Ok(secs)
+}
+
+/// Writes a 16-bit stereo 44.1 kHz WAV of about `bytes` bytes of
+/// deterministic noise (distinct per `seed`).
+fn write_wav(path: &Path, seed: u64, bytes: u64) -> anyhow::Result<()> {
+    let frames = u32::try_from(bytes / 4).context("track too large for a WAV")?;
+    let data_len = frames * 4;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    out.write_all(b"RIFF")?;
+    out.write_all(&(36 + data_len).to_le_bytes())?;
+    out.write_all(b"WAVEfmt ")?;
+    out.write_all(&16u32.to_le_bytes())?;
+    out.write_all(&1u16.to_le_bytes())?;
+    out.write_all(&2u16.to_le_bytes())?;
+    out.write_all(&44_100u32.to_le_bytes())?;
+    out.write_all(&(44_100u32 * 4).to_le_bytes())?;
+    out.write_all(&4u16.to_le_bytes())?;
+    out.write_all(&16u16.to_le_bytes())?;
+    out.write_all(b"data")?;
+    out.write_all(&data_len.to_le_bytes())?;
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for _ in 0..frames * 2 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.write_all(&((x >> 48) as i16 / 4).to_le_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
