@@ -11,8 +11,9 @@
 //!   and applies it;
 //! - otherwise it forwards commands to the coordinator (off the loop, with
 //!   retries through a failover) and answers prepares with whether it holds
-//!   the track. Tracks a node lacks are not downloaded yet: it says so and
-//!   sits the track out.
+//!   the track. A node that lacks a track downloads it from the peers that
+//!   hold it (the swarm's transfer service) and, once it has it, joins the
+//!   running session at the current position, in step.
 //!
 //! [`Control`] is the handle the HTTP API holds.
 
@@ -56,6 +57,8 @@ enum Input {
         reply: oneshot::Sender<Result<Session, CommandFailed>>,
     },
     Swarm(Event),
+    /// A download started by [`Driver::play`] finished.
+    Downloaded(TrackId),
 }
 
 /// The API's handle on the driver.
@@ -149,6 +152,7 @@ impl Driver {
                     None => break,
                     Some(Input::Local { request, reply }) => self.on_local(request, reply).await,
                     Some(Input::Swarm(event)) => self.on_swarm(event).await,
+                    Some(Input::Downloaded(track)) => self.on_downloaded(track).await,
                 },
             }
         }
@@ -391,15 +395,36 @@ impl Driver {
         }
     }
 
+    /// A track finished downloading: join the session if it still plays it.
+    async fn on_downloaded(&mut self, track: TrackId) {
+        if let Some(session) = &self.applied
+            && session.track == Some(track)
+            && session.state == PlaybackState::Playing
+        {
+            let (position, at) = (session.position_micros, session.start);
+            println!("playback: joining {} after its download", track.to_hex());
+            self.play(track, position, at).await;
+        }
+    }
+
     async fn play(&self, track: TrackId, position_micros: u64, at: i64) {
         let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
             return;
         };
         let Some(path) = self.path_of(track).await else {
             println!(
-                "playback: track {} is not on this node; sitting it out",
+                "playback: downloading track {}; joining when it is here",
                 track.to_hex()
             );
+            let (client, inputs) = (self.client.clone(), self.inputs.clone());
+            tokio::spawn(async move {
+                match client.download(track).await {
+                    Ok(_) => {
+                        let _ = inputs.send(Input::Downloaded(track)).await;
+                    }
+                    Err(err) => println!("playback: cannot download {}: {err}", track.to_hex()),
+                }
+            });
             return;
         };
         let opened = tokio::task::spawn_blocking(move || Decoder::open_file(&path, channels)).await;

@@ -79,6 +79,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     }
     let mut config = firefly_swarm::Config::new(keypair, options.name.clone());
     config.clock(now.clone());
+    config.library(library.clone());
     config.mdns(options.mdns);
     for addr in &options.listen {
         config.listen(addr.clone());
@@ -115,6 +116,8 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let server = tokio::spawn(http::serve(listener, state));
 
     scan(&library, &options.music, &client).await?;
+    // Peers learn of the scanned tracks (and can download them) from this.
+    client.library_changed().await?;
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -1,6 +1,7 @@
 //! Synchronized playback end to end: three real `firefly up` processes on
 //! 127.0.0.1, each on a deliberately skewed test clock (`FIREFLY_TEST_CLOCK`)
-//! with a virtual output, play one track in step; killing the coordinator
+//! with a virtual output, play in step a track only the first one holds (the
+//! others download it and join at the current position); killing the coordinator
 //! with SIGKILL leaves the others playing and a new coordinator takes
 //! commands within 3 s. Sync is measured from the virtual outputs' true
 //! instants (`GET /api/flashes`), never from the nodes' own beliefs.
@@ -76,7 +77,10 @@ struct Node {
 fn start_node(root: &Path, index: usize, bootstrap: Option<&str>) -> Node {
     let dir = root.join(format!("n{index}"));
     let music = dir.join("music");
-    write_track(&music.join("sweep.wav"), 20);
+    std::fs::create_dir_all(&music).unwrap();
+    if index == 0 {
+        write_track(&music.join("sweep.wav"), 30);
+    }
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut command = Command::new(firefly_bin());
     command
@@ -190,7 +194,7 @@ fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
     );
 
     // Play from a node, not necessarily the coordinator.
-    let (_, library) = http(nodes[1].http, "GET", "/api/library", None);
+    let (_, library) = http(nodes[0].http, "GET", "/api/library", None);
     let track = library[0]["track"].as_str().unwrap().to_string();
     let (status, body) = http(
         nodes[2].http,
@@ -201,7 +205,22 @@ fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "playing");
 
-    std::thread::sleep(Duration::from_secs(5));
+    // The others download the track and join; give them time to settle.
+    let joined = wait_until(Duration::from_secs(15), || {
+        nodes.iter().all(|n| {
+            n.process
+                .lines()
+                .iter()
+                .any(|l| l.starts_with("playback: joining") || n.peer_id == nodes[0].peer_id)
+        })
+    });
+    assert!(
+        joined,
+        "the nodes without the track never joined: {:?} {:?}",
+        nodes[1].process.lines(),
+        nodes[2].process.lines()
+    );
+    std::thread::sleep(Duration::from_secs(4));
     // The last 2.5 s: after the players' slew has settled onto the timeline.
     let seen: Vec<Vec<(f64, i64)>> = nodes
         .iter()
