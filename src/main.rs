@@ -35,6 +35,12 @@ enum Command {
     Relay(cmd::relay::Args),
     /// Show a running node's peers and the swarm catalog.
     Status(cmd::status::Args),
+    /// Play a track on every node, in step (QUERY: a title, an artist or a track id prefix).
+    Play(cmd::play::PlayArgs),
+    /// Pause playback on every node.
+    Pause(cmd::play::NodeArgs),
+    /// Resume playback on every node, in step.
+    Resume(cmd::play::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +74,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => cmd::up::run(*args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::Play(args) => cmd::play::play(args),
+        Command::Pause(args) => cmd::play::simple(args, "/api/pause"),
+        Command::Resume(args) => cmd::play::simple(args, "/api/resume"),
     }
 }
 

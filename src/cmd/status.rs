@@ -71,12 +71,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 /// A minimal HTTP/1.1 GET: the API is local and answers with a
 /// `Content-Length` body, so no HTTP client library is needed.
 async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
+    request(addr, "GET", path, None, None).await
+}
+
+/// A minimal HTTP/1.1 request with an optional JSON body and bearer token;
+/// a non-200 answer becomes an error carrying the API's `message`.
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    token: Option<&str>,
+) -> anyhow::Result<Vec<u8>> {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| {
             format!("no node answers on {addr}: is `firefly up` running (see its --http)?")
         })?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let body = body.map(ToString::to_string).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     stream
@@ -90,7 +110,13 @@ async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
     let head = String::from_utf8_lossy(&response[..split]);
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        bail!("the node answered {}", head.lines().next().unwrap_or(""));
+        let message = serde_json::from_slice::<serde_json::Value>(&response[split + 4..])
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string));
+        match message {
+            Some(message) => bail!("the node refused: {message}"),
+            None => bail!("the node answered {}", head.lines().next().unwrap_or("")),
+        }
     }
     Ok(response[split + 4..].to_vec())
 }

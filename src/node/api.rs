@@ -43,6 +43,7 @@ pub(crate) fn routes() -> Router<NodeState> {
     Router::new()
         .route("/api/state", get(state))
         .route("/api/library", get(library))
+        .route("/api/catalog", get(catalog))
         .route("/api/play", post(play))
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
@@ -211,6 +212,46 @@ async fn library(State(state): State<NodeState>) -> Result<Json<Vec<LibraryTrack
             })
             .collect(),
     ))
+}
+
+/// `GET /api/catalog`: every track in the swarm (this node's and its
+/// peers'), with the peers that hold it.
+async fn catalog(
+    State(state): State<NodeState>,
+) -> Result<Json<Vec<super::http::CatalogEntry>>, ApiError> {
+    let me = state.swarm.peer_id();
+    let library = state.library.clone();
+    let local = tokio::task::spawn_blocking(move || library.tracks()).await??;
+    let mut entries: std::collections::BTreeMap<TrackId, super::http::CatalogEntry> = local
+        .into_iter()
+        .map(|t| {
+            let m = t.manifest;
+            let entry = super::http::CatalogEntry {
+                track: m.track.to_hex(),
+                title: m.meta.title.clone(),
+                artist: m.meta.artist.clone(),
+                size: m.size,
+                holders: vec![me.to_string()],
+            };
+            (m.track, entry)
+        })
+        .collect();
+    for remote in state.swarm.catalog().await? {
+        let s = &remote.summary;
+        let entry = entries
+            .entry(s.track)
+            .or_insert_with(|| super::http::CatalogEntry {
+                track: s.track.to_hex(),
+                title: s.meta.title.clone(),
+                artist: s.meta.artist.clone(),
+                size: s.size,
+                holders: Vec::new(),
+            });
+        entry
+            .holders
+            .extend(remote.holders.iter().map(ToString::to_string));
+    }
+    Ok(Json(entries.into_values().collect()))
 }
 
 /// Positions beyond this are refused outright (a day of audio).

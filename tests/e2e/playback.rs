@@ -74,7 +74,7 @@ struct Node {
     peer_id: String,
 }
 
-fn start_node(root: &Path, index: usize, bootstrap: Option<&str>) -> Node {
+fn start_node(root: &Path, index: usize, bootstrap: &[String]) -> Node {
     let dir = root.join(format!("n{index}"));
     let music = dir.join("music");
     std::fs::create_dir_all(&music).unwrap();
@@ -102,7 +102,8 @@ fn start_node(root: &Path, index: usize, bootstrap: Option<&str>) -> Node {
         .args(["--http", &http.to_string()])
         .env("FIREFLY_TEST_CLOCK", SKEWS[index])
         .env("RUST_LOG", "warn");
-    if let Some(peer) = bootstrap {
+    // Every node dials every earlier one, as mDNS would connect them on a LAN.
+    for peer in bootstrap {
         command.args(["--peer", peer]);
     }
     let process = Running::spawn(&format!("n{index}"), command);
@@ -164,15 +165,16 @@ fn p99(mut values: Vec<f64>) -> f64 {
 #[test]
 fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
     let tmp = tempfile::tempdir().unwrap();
-    let first = start_node(tmp.path(), 0, None);
-    let listen = first
-        .process
-        .wait_line("listening: /ip4/127.0.0.1/tcp/", Duration::from_secs(10))
-        .unwrap();
-    let bootstrap = format!("/ip4/127.0.0.1/tcp/{listen}/p2p/{}", first.peer_id);
-    let mut nodes = vec![first];
-    for i in 1..3 {
-        nodes.push(start_node(tmp.path(), i, Some(&bootstrap)));
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut addrs: Vec<String> = Vec::new();
+    for i in 0..3 {
+        let node = start_node(tmp.path(), i, &addrs);
+        let port = node
+            .process
+            .wait_line("listening: /ip4/127.0.0.1/tcp/", Duration::from_secs(10))
+            .unwrap();
+        addrs.push(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", node.peer_id));
+        nodes.push(node);
     }
 
     // Every node synced, and all follow the same coordinator.
@@ -196,14 +198,25 @@ fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
     // Play from a node, not necessarily the coordinator.
     let (_, library) = http(nodes[0].http, "GET", "/api/library", None);
     let track = library[0]["track"].as_str().unwrap().to_string();
-    let (status, body) = http(
-        nodes[2].http,
-        "POST",
-        "/api/play",
-        Some(json!({ "track": track, "position_ms": 1000 })),
+    // Through the CLI client: `firefly play QUERY` on a node without the
+    // track, once it has heard of it.
+    let heard = wait_until(Duration::from_secs(10), || {
+        http(nodes[2].http, "GET", "/api/catalog", None).1[0]["track"] == track.as_str()
+    });
+    assert!(heard, "node 2 never learned of the track");
+    let out = crate::util::firefly(&[
+        "play",
+        &track[..16],
+        "--at",
+        "1",
+        "--http",
+        &nodes[2].http.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "firefly play failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["state"], "playing");
 
     // The others download the track and join; give them time to settle.
     let joined = wait_until(Duration::from_secs(15), || {
@@ -303,12 +316,56 @@ fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
     let after: Vec<Vec<(f64, i64)>> = nodes.iter().map(flashes).collect();
     let worst = p99(offsets(&after[0], &after[1]));
     assert!(worst <= 1_000.0, "after failover p99 offset {worst:.0} µs");
+
+    // Pause and resume through the new coordinator keep the survivors in step.
+    let at = |n: &Node| ["--http".to_string(), n.http.to_string()];
+    let out = crate::util::firefly(
+        &[&["pause".to_string()][..], &at(&nodes[1])]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("paused"));
+    let paused = wait_until(Duration::from_secs(2), || {
+        nodes
+            .iter()
+            .all(|n| http(n.http, "GET", "/api/state", None).1["playback"]["state"] == "paused")
+    });
+    assert!(paused, "not every survivor paused");
+    let out = crate::util::firefly(
+        &[&["resume".to_string()][..], &at(&nodes[0])]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let resumed: Vec<Vec<(f64, i64)>> = nodes
+        .iter()
+        .map(|n| {
+            let f = flashes(n);
+            f[f.len() - 150..].to_vec()
+        })
+        .collect();
+    let worst = p99(offsets(&resumed[0], &resumed[1]));
+    assert!(worst <= 1_000.0, "after resume p99 offset {worst:.0} µs");
 }
 
 #[test]
 fn bad_api_input_gets_4xx_json_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = start_node(tmp.path(), 0, None);
+    let node = start_node(tmp.path(), 0, &[]);
     for (path, body, want) in [
         ("/api/play", json!({ "track": "nope" }), 400),
         (
