@@ -35,6 +35,8 @@ enum Command {
     Relay(cmd::relay::Args),
     /// Show a running node's peers and the swarm catalog.
     Status(cmd::status::Args),
+    /// Run a local swarm of several nodes with synthesized music, playing in step.
+    Demo(cmd::demo::Args),
     /// Play a track on every node, in step (QUERY: a title, an artist or a track id prefix).
     Play(cmd::play::PlayArgs),
     /// Pause playback on every node.
@@ -74,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => cmd::up::run(*args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Play(args) => cmd::play::play(args),
         Command::Pause(args) => cmd::play::simple(args, "/api/pause"),
         Command::Resume(args) => cmd::play::simple(args, "/api/resume"),

@@ -1,6 +1,7 @@
 //! One module per `firefly` subcommand: its clap arguments and its `run`.
 
 pub(crate) mod bench;
+pub(crate) mod demo;
 pub(crate) mod key;
 pub(crate) mod library;
 pub(crate) mod play;
