@@ -52,7 +52,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Skew of node `i`: offsets up to ±1 s and rates up to ±200 ppm.
 fn skew(i: usize) -> String {
-    let sign = if i % 2 == 0 { 1 } else { -1 };
+    let sign = if i.is_multiple_of(2) { 1 } else { -1 };
     let offset = sign * (250_000 * (i as i64 % 5));
     let ppm = sign as f64 * (200.0 - 35.0 * (i % 6) as f64);
     format!("{offset},{ppm}")
