@@ -41,8 +41,9 @@ pub(crate) struct Args {
     no_mdns: bool,
     /// Where the sound goes: `device` (the default sound card), `device:NAME`,
     /// `virtual` (a clocked stand-in, for tests), `null` (no sound) or `wav:PATH`.
-    #[arg(long, value_name = "OUTPUT", default_value = "device")]
-    output: crate::node::OutputArg,
+    /// Default: the default sound card, or no sound if the machine has none.
+    #[arg(long, value_name = "OUTPUT")]
+    output: Option<crate::node::OutputArg>,
     /// Extra output latency to compensate, ms (e.g. a Bluetooth speaker; may be negative).
     #[arg(
         long,

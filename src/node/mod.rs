@@ -37,7 +37,8 @@ pub(crate) struct NodeOptions {
     pub(crate) name: String,
     pub(crate) http: SocketAddr,
     pub(crate) mdns: bool,
-    pub(crate) output: OutputArg,
+    /// `--output`; `None` means the default device, or no sound if there is none.
+    pub(crate) output: Option<OutputArg>,
     pub(crate) latency_ms: i64,
     /// `FIREFLY_TEST_CLOCK`, read once by the caller.
     pub(crate) test_clock: Option<test_clock::TestClock>,
@@ -60,7 +61,14 @@ pub(crate) struct NodeState {
 /// Runs a node until Ctrl-C or SIGTERM.
 pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let token = match (&options.token, options.http.ip().is_loopback()) {
-        (Some(token), _) => Some(token.clone()),
+        (Some(token), _) => {
+            if !(16..=256).contains(&token.len()) || !token.chars().all(|c| c.is_ascii_graphic()) {
+                anyhow::bail!(
+                    "the API token must be 16 to 256 printable ASCII characters without spaces"
+                );
+            }
+            Some(token.clone())
+        }
         (None, true) => None,
         (None, false) => {
             let token = hex::encode(rand::random::<[u8; 16]>());
@@ -97,7 +105,19 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     println!("peer id: {}", client.peer_id());
     let swarm_task = tokio::spawn(event_loop.run());
     let timeline = std::sync::Arc::new(timeline::NodeTimeline::new(now.clone(), client.mapping()));
-    let audio = audio::Audio::start(&options.output, timeline, options.latency_ms)?;
+    let audio = match &options.output {
+        Some(output) => audio::Audio::start(output, timeline, options.latency_ms)?,
+        None => {
+            let default = OutputArg::Play(firefly_player::OutputChoice::DefaultDevice);
+            match audio::Audio::start(&default, timeline.clone(), options.latency_ms) {
+                Ok(audio) => audio,
+                Err(err) => {
+                    println!("output: no sound device ({err:#}); running without sound");
+                    audio::Audio::start(&OutputArg::Null, timeline, options.latency_ms)?
+                }
+            }
+        }
+    };
     let control = driver::spawn(client.clone(), library.clone(), audio.clone(), now);
     let log_task = tokio::spawn(log_events(events, control.clone()));
 

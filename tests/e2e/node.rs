@@ -61,8 +61,16 @@ fn up_refuses_bad_flags_with_one_clear_line() {
         "invalid value",
     );
     fails_with(
-        &["up", "--data-dir", data, "--http", "0.0.0.0:0"],
-        "bind --http to 127.0.0.1",
+        &[
+            "up",
+            "--data-dir",
+            data,
+            "--http",
+            "0.0.0.0:0",
+            "--token",
+            "short",
+        ],
+        "the API token must be",
     );
     fails_with(
         &["up", "--data-dir", data, "--name", &"n".repeat(200)],
