@@ -239,8 +239,12 @@ impl Driver {
     async fn on_swarm(&mut self, event: Event) {
         match event {
             Event::Session { from, session } => {
-                if session.term < self.roles.view().term {
-                    tracing::debug!(%from, term = session.term, "session from a stale term ignored");
+                // Only the coordinator this node follows speaks for its term;
+                // a higher term (a failover or a healed partition) wins.
+                let view = self.roles.view();
+                let from_coordinator = view.coordinator == Some(from) && session.term >= view.term;
+                if !from_coordinator && session.term <= view.term {
+                    tracing::debug!(%from, term = session.term, "session not from the coordinator ignored");
                     return;
                 }
                 self.apply(*session).await;
