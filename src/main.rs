@@ -6,6 +6,7 @@
 
 mod cmd;
 mod data_dir;
+mod node;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,12 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Manage the swarm's pre-shared key (private swarms).
     Key(cmd::key::Args),
+    /// Run a node: join the swarm, scan the music folder, serve the API.
+    Up(cmd::up::Args),
+    /// Run a relay that bridges nodes on networks that cannot reach each other.
+    Relay(cmd::relay::Args),
+    /// Show a running node's peers and the swarm catalog.
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Library(args) => cmd::library::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Key(args) => cmd::key::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Relay(args) => cmd::relay::run(args),
+        Command::Status(args) => cmd::status::run(args),
     }
 }
 

@@ -3,4 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod key;
 pub(crate) mod library;
+pub(crate) mod relay;
 pub(crate) mod scan;
+pub(crate) mod status;
+pub(crate) mod up;

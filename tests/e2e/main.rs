@@ -1,6 +1,11 @@
-//! End-to-end tests of the `firefly` binary: real processes, real files.
-//! One test binary with a module per area (see STYLE.md).
+//! End-to-end tests: real `firefly` processes, real sockets, real files.
+//!
+//! One test binary with a module per area and a shared `util` (ripgrep's
+//! layout).
+
 #![allow(clippy::unwrap_used)]
 
+mod netns;
+mod node;
 mod scan;
 mod util;

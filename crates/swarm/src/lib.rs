@@ -1,6 +1,139 @@
 //! Firefly's libp2p swarm.
 //!
-//! This crate will hold the network behaviour of a Firefly node: discovery
-//! (mDNS, explicit peers, relay), membership heartbeats, library gossip and
-//! sync, verified chunk transfer, the time exchange that feeds the clock, and
-//! private swarms.
+//! A node calls [`new`] with a [`Config`] and gets three things back, the way
+//! rust-libp2p's file-sharing example is shaped: a [`Client`] (cloneable
+//! handle whose methods send commands to the loop), a stream of [`Event`]s
+//! (peers joining and leaving, time samples, relay reservations), and the
+//! [`EventLoop`] that owns the libp2p `Swarm` and must be spawned
+//! (`tokio::spawn(event_loop.run())`).
+//!
+//! What the swarm does: TCP + noise + yamux and QUIC transports (pnet-wrapped
+//! TCP only in a private swarm, see [`swarm_key`]); a persistent ed25519
+//! identity ([`identity`]); identify and ping on every connection; mDNS and
+//! `--peer` discovery; membership from 1 s gossipsub heartbeats with a 5 s
+//! timeout ([`membership`]); the `/firefly/time/1` NTP-style exchange feeding
+//! the node's [`firefly_clock::SwarmClock`], which the event loop owns
+//! ([`time_exchange`], [`Client::clock`]); a circuit-relay v2 client with
+//! DCUtR; and a separate
+//! relay server ([`relay_server`]) for `firefly relay`.
+//!
+//! What it is not: it keeps no library or playback state of its own. The node
+//! reports those through [`Client::set_status`] and they travel in heartbeats.
+//!
+//! # Adding a protocol
+//!
+//! A new request-response protocol touches few shared lines: a field in
+//! `behaviour::Behaviour` (its name becomes a `BehaviourEvent` variant), one
+//! arm in `EventLoop::dispatch` calling an `impl EventLoop` method in the
+//! protocol's own module (as `time_exchange` does), and `Command` variants
+//! with `oneshot` replies for its [`Client`] methods. A gossip topic adds one
+//! arm in `gossip.rs`. A peer that sends bad input is given a strike with
+//! `EventLoop::penalize` ([`penalty`]).
+
+mod behaviour;
+mod client;
+mod config;
+mod discovery;
+mod event;
+mod event_loop;
+mod gossip;
+pub mod identity;
+pub mod membership;
+pub mod penalty;
+pub mod relay_server;
+mod status;
+pub mod swarm_key;
+pub mod time_exchange;
+pub mod wire;
+
+pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
+pub use client::{Client, ClientError};
+pub use config::{Config, Now, monotonic_now};
+pub use event::{Event, Stats};
+pub use event_loop::EventLoop;
+pub use libp2p::{Multiaddr, PeerId};
+pub use membership::Member;
+pub use status::{Load, MAX_NAME_LEN, NodeStatus, PlaybackState, PlaybackSummary, RoleView};
+pub use time_exchange::{ClockStatus, TimeSample};
+
+use discovery::{Bootstrap, RelaySlot, peer_id_of};
+use libp2p::gossipsub::IdentTopic;
+use membership::{HEARTBEAT_TOPIC, Membership};
+use tokio::sync::mpsc;
+
+/// Capacity of the command channel from clients to the loop.
+const COMMAND_CAPACITY: usize = 64;
+/// Capacity of the event stream; further events are dropped and counted
+/// ([`Stats::events_dropped`]) rather than stalling the network.
+const EVENT_CAPACITY: usize = 1024;
+
+/// Builds a node's swarm: binds the listen addresses, queues the `--peer`
+/// dials and the relay reservation, and returns the client, the event stream
+/// and the event loop to spawn. Must be called inside a tokio runtime.
+pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), BuildError> {
+    if config.name.len() > MAX_NAME_LEN || config.name.chars().any(char::is_control) {
+        return Err(BuildError::Behaviour(format!(
+            "node name must be at most {MAX_NAME_LEN} bytes without control characters"
+        )));
+    }
+    let relay = match &config.relay {
+        None => None,
+        Some(addr) => {
+            let peer =
+                peer_id_of(addr).ok_or_else(|| BuildError::RelayWithoutPeerId(addr.clone()))?;
+            Some(RelaySlot {
+                addr: addr.clone(),
+                peer,
+                listener: None,
+                retry_at: (config.now)(),
+            })
+        }
+    };
+    let mut swarm = behaviour::build_swarm(&config)?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(HEARTBEAT_TOPIC))
+        .map_err(|err| BuildError::Behaviour(err.to_string()))?;
+    for addr in config.listen_addrs() {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|err| BuildError::Listen {
+                addr,
+                reason: err.to_string(),
+            })?;
+    }
+    if let Some(slot) = &relay {
+        swarm.add_peer_address(slot.peer, slot.addr.clone());
+    }
+    let bootstrap = config
+        .peers
+        .iter()
+        .map(|addr| Bootstrap {
+            addr: addr.clone(),
+            peer: peer_id_of(addr),
+            dialing: None,
+        })
+        .collect();
+    let peer_id = *swarm.local_peer_id();
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
+    let event_loop = EventLoop::new(event_loop::Parts {
+        swarm,
+        commands: command_rx,
+        events: event_tx,
+        now: config.now.clone(),
+        name: config.name.clone(),
+        membership: Membership::new(config.member_timeout, config.heartbeat_interval),
+        bootstrap,
+        relay,
+        heartbeat_interval: config.heartbeat_interval,
+        clock_config: config.clock_config.clone(),
+        initial_swarm_time: config.initial_swarm(),
+    });
+    let client = Client {
+        sender: command_tx,
+        peer_id,
+    };
+    Ok((client, event_rx, event_loop))
+}

@@ -1,6 +1,7 @@
 //! `firefly bench …`: measurements of the node's hot paths, each against a
 //! baseline measured in the same run. One module per benchmark.
 
+pub(crate) mod clock;
 pub(crate) mod scan;
 
 /// Arguments of `firefly bench`.
@@ -14,10 +15,13 @@ pub(crate) struct Args {
 enum Which {
     /// Scan throughput against raw BLAKE3 hashing of the same files, and rescan speed.
     Scan(scan::Args),
+    /// Swarm-clock simulator: firefly coupling against a Snapcast-like baseline, same seed.
+    Clock(clock::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     match args.which {
         Which::Scan(args) => scan::run(args),
+        Which::Clock(args) => clock::run(args),
     }
 }

@@ -1,0 +1,763 @@
+//! The swarm clock: this node's mapping from local time onto the shared
+//! timeline, kept in step with its peers by firefly coupling.
+//!
+//! [`SwarmClock`] owns one [`crate::estimator`] window per peer and, every
+//! tick, nudges its own mapping `swarm = anchor + (local − anchor) × (1 + skew)`
+//! a fraction of the way toward the weighted consensus of its peers' timelines
+//! (phase by slewing, rate by averaging). Nobody is the reference.
+//!
+//! Acquisition and partitions are handled by two rules that only ever move a
+//! timeline toward the largest group of agreeing clocks or forward:
+//! an *unsynced* node (fresh start, joiner) adopts, in one step, the largest
+//! cluster of peer timelines that agree within [`crate::Config::outlier`]
+//! (ties: the one furthest ahead, itself included, so a swarm booting together
+//! converges on its latest clock in one round); a *synced* node ignores peers
+//! far from it (a joiner still acquiring), unless they stay ahead for
+//! [`crate::Config::adopt_after`], then it steps forward to them. So a joiner
+//! never pulls the swarm, a crash removes one term of an average that already
+//! agrees, and a synced node's swarm time never runs backward.
+
+use crate::config::Config;
+use crate::estimator::{Estimate, Insert, PeerEstimator, Sample, SampleError};
+use crate::time::{LocalMicros, SwarmMicros};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// Something the node's owner may want to know. Drained by [`SwarmClock::poll_event`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event<P> {
+    /// The node now follows the swarm's timeline (after acquisition, or alone
+    /// after [`Config::solo_after`] with no peer). Playback may start.
+    Synced,
+    /// The timeline was stepped (acquisition, or adopting a timeline that stayed
+    /// ahead: a healed partition). Anything scheduled in swarm time must be
+    /// re-read. Positive: swarm time jumped forward.
+    Stepped {
+        /// Size of the step, µs.
+        by_micros: i64,
+    },
+    /// A peer's clock jumped; its window was restarted.
+    PeerJumped {
+        /// The peer.
+        peer: P,
+    },
+}
+
+/// What this node knows about one peer, as of the last tick (for the UI).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PeerInfo {
+    /// Peer's swarm clock minus ours, µs (`None` until enough samples).
+    pub offset_micros: Option<f64>,
+    /// Smallest round trip in the window, µs.
+    pub delay_micros: Option<f64>,
+    /// One-sigma uncertainty of the offset, µs.
+    pub uncertainty_micros: Option<f64>,
+    /// Rate of the peer's swarm clock against ours, ppm.
+    pub rate_ppm: Option<f64>,
+    /// Samples in the window.
+    pub samples: usize,
+    /// Whether this node probes the peer (at most [`Config::max_sync_peers`]).
+    pub probed: bool,
+    /// Whether the peer's timeline was averaged with at the last tick.
+    pub coupled: bool,
+}
+
+/// Counters of what happened to samples (bad input is counted here).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Samples taken into a window.
+    pub accepted: u64,
+    /// Samples refused (see [`SampleError`]).
+    pub rejected: u64,
+    /// Windows shrunk because a peer changed its rate.
+    pub shrinks: u64,
+    /// Peer clock jumps detected (windows restarted).
+    pub jumps: u64,
+    /// Steps of this node's own timeline.
+    pub steps: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    /// Free-running; `first_ready` is when a peer estimate first became usable.
+    Unsynced {
+        first_ready: Option<i64>,
+    },
+    Synced,
+}
+
+#[derive(Debug)]
+struct Peer {
+    estimator: PeerEstimator,
+    probed: bool,
+    info: PeerInfo,
+}
+
+/// One usable peer estimate at a tick.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    /// Peer swarm minus our swarm at `now`, µs.
+    offset: f64,
+    sigma: f64,
+    /// Peer swarm rate against our local clock, minus one.
+    rate: f64,
+    rate_sigma: f64,
+    /// The window's own rate measurement (no prior), for the rate filter.
+    measured_rate: f64,
+    measured_rate_sigma: f64,
+}
+
+/// This node's swarm clock. Sans-IO: the caller owns time and the network.
+///
+/// # Driving it
+///
+/// Every method that changes state takes `now`, the node's local monotonic
+/// time; `now` must never go backwards (an earlier `now` is treated as the
+/// latest one seen). After any input, drain in this order:
+///
+/// 1. [`SwarmClock::handle_timeout`]`(now)` when the time from
+///    [`SwarmClock::poll_timeout`] has come;
+/// 2. [`SwarmClock::poll_probe`]`(now)` until `None`: send one `/firefly/time/1`
+///    request to each peer returned;
+/// 3. [`SwarmClock::poll_event`] until `None`;
+/// 4. [`SwarmClock::poll_timeout`] to re-arm the timer.
+///
+/// # The exchange
+///
+/// Stamp `t1 = now` (local) as the request leaves. The peer answers with
+/// `t2 = to_swarm(its now)` when the request arrives and `t3 = to_swarm(its
+/// now)` as the reply leaves: **its swarm clock**, even while it is unsynced.
+/// Stamp `t4 = now` (local) on arrival and feed
+/// [`SwarmClock::handle_sample`]`(now, peer, Sample { t1, t2, t3, t4 })`. A lost
+/// or timed-out exchange is simply never fed. Local stamps on our side make
+/// every sample immune to our own corrections, so the windows stay linear.
+///
+/// # Membership
+///
+/// [`SwarmClock::add_peer`] / [`SwarmClock::remove_peer`] follow the swarm's
+/// membership; the clock probes at most [`Config::max_sync_peers`] of them,
+/// chosen at random, and replaces a removed one.
+#[derive(Debug)]
+pub struct SwarmClock<P> {
+    config: Config,
+    /// `swarm(L) = anchor_swarm + anchor_frac + (L − anchor_local)(1 + rate_base + rate_slew)`.
+    anchor_local: i64,
+    anchor_swarm: i64,
+    /// Sub-microsecond part of the anchor, in [0, 1): re-anchoring every tick
+    /// must not accumulate rounding.
+    anchor_frac: f64,
+    rate_base: f64,
+    rate_slew: f64,
+    state: State,
+    peers: BTreeMap<P, Peer>,
+    /// The peers with `probed` set and when each is due next, so timers need
+    /// not walk every member.
+    probed: Vec<(P, i64)>,
+    rng: ChaCha8Rng,
+    created: i64,
+    last_now: i64,
+    next_tick: i64,
+    far_ahead_since: Option<i64>,
+    /// Variance of `rate_base` as an estimate of the peers' rate. It sets the
+    /// rate gain (a scalar Kalman filter floored at `rate_gain`): a fresh
+    /// timeline takes each better measurement almost whole, a settled one
+    /// filters noise.
+    rate_var: f64,
+    /// Local time of the last step: the phase gain decays from
+    /// `phase_gain_acquire` to `phase_gain` after it.
+    stepped_at: i64,
+    sync_error: Option<f64>,
+    events: VecDeque<Event<P>>,
+    stats: Stats,
+}
+
+impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
+    /// A fresh, unsynced clock reading `initial` at local time `now`.
+    ///
+    /// Until it syncs, the node serves `initial + (local − now)` to peers. Pick
+    /// `initial` so that independent nodes start near each other (wall-clock
+    /// microseconds since the UNIX epoch is a good choice): samples further
+    /// than [`Config::max_offset`] from our timeline are refused.
+    pub fn new(config: Config, now: LocalMicros, initial: SwarmMicros) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        Self {
+            next_tick: now.0.saturating_add(config.tick_interval),
+            config,
+            anchor_local: now.0,
+            anchor_swarm: initial.0,
+            anchor_frac: 0.0,
+            rate_base: 0.0,
+            rate_slew: 0.0,
+            state: State::Unsynced { first_ready: None },
+            peers: BTreeMap::new(),
+            probed: Vec::new(),
+            rng,
+            created: now.0,
+            last_now: now.0,
+            far_ahead_since: None,
+            rate_var: 1.0,
+            stepped_at: now.0,
+            sync_error: None,
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// Swarm time at local instant `local`, by the current mapping (exact for
+    /// instants since the last `handle_*` call; earlier ones use today's rate).
+    pub fn to_swarm(&self, local: LocalMicros) -> SwarmMicros {
+        let dl = local.0.saturating_sub(self.anchor_local);
+        let frac = self.anchor_frac + dl as f64 * self.rate();
+        // `as` saturates on overflow and maps NaN to 0; rate is finite (clamped).
+        SwarmMicros(
+            self.anchor_swarm
+                .saturating_add(dl)
+                .saturating_add(frac.floor() as i64),
+        )
+    }
+
+    /// Local instant at which the swarm clock reads `swarm` (current mapping).
+    pub fn to_local(&self, swarm: SwarmMicros) -> LocalMicros {
+        let ds = swarm.0.saturating_sub(self.anchor_swarm) as f64 - self.anchor_frac;
+        let dl = ds / (1.0 + self.rate());
+        LocalMicros(self.anchor_local.saturating_add(dl.round() as i64))
+    }
+
+    /// Whether the node follows the swarm's timeline (see [`Event::Synced`]).
+    pub fn is_synced(&self) -> bool {
+        self.state == State::Synced
+    }
+
+    /// Current rate of the swarm clock against the local clock, ppm (drift
+    /// compensation plus any slew in progress).
+    pub fn skew_ppm(&self) -> f64 {
+        self.rate() * 1e6
+    }
+
+    /// Estimated distance of this node's timeline from its peers' consensus at
+    /// the last tick, µs (one sigma, including the estimate's own noise).
+    /// `None` while unsynced or with no usable peer.
+    pub fn sync_error_micros(&self) -> Option<f64> {
+        self.sync_error
+    }
+
+    /// What is known about `peer` (see [`PeerInfo`]).
+    pub fn peer(&self, peer: &P) -> Option<&PeerInfo> {
+        self.peers.get(peer).map(|p| &p.info)
+    }
+
+    /// Every member peer and what is known about it, in key order.
+    pub fn peers(&self) -> impl Iterator<Item = (&P, &PeerInfo)> {
+        self.peers.iter().map(|(k, p)| (k, &p.info))
+    }
+
+    /// Sample counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ----- commands -----
+
+    /// A peer joined the swarm. Idempotent.
+    pub fn add_peer(&mut self, now: LocalMicros, peer: P) {
+        let now = self.advance(now);
+        if !self.peers.contains_key(&peer) {
+            let mut estimator = PeerEstimator::new();
+            estimator.set_rate_prior(self.rate());
+            self.peers.insert(
+                peer.clone(),
+                Peer {
+                    estimator,
+                    probed: false,
+                    info: PeerInfo::default(),
+                },
+            );
+            self.select_peers(now, Some(&peer));
+        }
+    }
+
+    /// A peer left (or was declared dead). Its samples are dropped at once,
+    /// so it leaves the consensus; another peer is probed in its place.
+    pub fn remove_peer(&mut self, now: LocalMicros, peer: &P) {
+        let now = self.advance(now);
+        if self.peers.remove(peer).is_some() {
+            self.probed.retain(|(k, _)| k != peer);
+            self.select_peers(now, None);
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Feeds one exchange with `peer` (see the type doc for which clock each
+    /// stamp comes from). Bad samples are refused, counted, and change nothing.
+    pub fn handle_sample(
+        &mut self,
+        now: LocalMicros,
+        peer: &P,
+        sample: Sample,
+    ) -> Result<(), SampleError> {
+        let now = self.advance(now);
+        let result = self.check_and_insert(now, peer, &sample);
+        match &result {
+            Ok(()) => self.stats.accepted += 1,
+            Err(_) => self.stats.rejected += 1,
+        }
+        result
+    }
+
+    fn check_and_insert(&mut self, now: i64, peer: &P, s: &Sample) -> Result<(), SampleError> {
+        if !self.peers.contains_key(peer) {
+            return Err(SampleError::UnknownPeer);
+        }
+        if s.t4 < s.t1 {
+            return Err(SampleError::Reversed);
+        }
+        if s.t3 < s.t2 {
+            return Err(SampleError::NegativeTurnaround);
+        }
+        if s.t4.0 > now {
+            return Err(SampleError::FromTheFuture);
+        }
+        let round_trip = s.t4.0.saturating_sub(s.t1.0);
+        let turnaround = s.t3.0.saturating_sub(s.t2.0);
+        if round_trip > self.config.max_delay || turnaround > self.config.max_delay {
+            return Err(SampleError::DelayTooLarge {
+                delay_micros: round_trip.max(turnaround),
+            });
+        }
+        let delay = s.delay_micros();
+        // Rate differences let an honest zero-delay exchange come out a hair
+        // negative; more than that means the stamps are inconsistent.
+        let slack = 2 + turnaround / 500;
+        if delay < -slack {
+            return Err(SampleError::NegativeDelay {
+                delay_micros: delay,
+            });
+        }
+        let ours = self.to_swarm(s.t1).0.saturating_sub(s.t1.0);
+        let offset = s.offset_micros().saturating_sub(ours);
+        if offset.saturating_abs() > self.config.max_offset {
+            return Err(SampleError::OffsetTooLarge {
+                offset_micros: offset,
+            });
+        }
+        if s.t1.0 < now.saturating_sub(self.config.estimator.max_age) {
+            return Err(SampleError::Stale);
+        }
+        let cfg = self.config.estimator.clone();
+        let entry = self.peers.get_mut(peer).ok_or(SampleError::UnknownPeer)?;
+        match entry.estimator.insert(s, &cfg)? {
+            Insert::Added | Insert::Held => {}
+            Insert::Shrunk => self.stats.shrinks += 1,
+            Insert::Reset => {
+                self.stats.jumps += 1;
+                self.events
+                    .push_back(Event::PeerJumped { peer: peer.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the coupling step if its time has come (see [`SwarmClock::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: LocalMicros) {
+        let now = self.advance(now);
+        if now >= self.next_tick {
+            self.tick(now);
+            self.next_tick = self.next_tick.saturating_add(self.config.tick_interval);
+            if self.next_tick <= now {
+                self.next_tick = now.saturating_add(self.config.tick_interval);
+            }
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next peer to send a time request to, if one is due at `now`.
+    pub fn poll_probe(&mut self, now: LocalMicros) -> Option<P> {
+        let now = self.advance(now);
+        let interval = self.config.probe_interval;
+        let (key, next) = self.probed.iter_mut().find(|(_, next)| *next <= now)?;
+        *next = next.saturating_add(interval);
+        if *next <= now {
+            *next = now.saturating_add(interval);
+        }
+        Some(key.clone())
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event<P>> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`SwarmClock::handle_timeout`] and [`SwarmClock::poll_probe`] next.
+    pub fn poll_timeout(&self) -> Option<LocalMicros> {
+        let probe = self.probed.iter().map(|(_, next)| *next).min();
+        Some(LocalMicros(
+            probe.map_or(self.next_tick, |p| p.min(self.next_tick)),
+        ))
+    }
+
+    // ----- internals -----
+
+    fn advance(&mut self, now: LocalMicros) -> i64 {
+        self.last_now = self.last_now.max(now.0);
+        self.last_now
+    }
+
+    fn rate(&self) -> f64 {
+        (self.rate_base + self.rate_slew).clamp(-self.config.max_skew, self.config.max_skew)
+    }
+
+    /// Our swarm minus local at `now`, µs (fractional).
+    fn offset_at(&self, now: i64) -> f64 {
+        let dl = now.saturating_sub(self.anchor_local);
+        self.anchor_swarm.saturating_sub(self.anchor_local) as f64
+            + self.anchor_frac
+            + dl as f64 * self.rate()
+    }
+
+    /// Moves the anchor to `now` without changing the mapping's value there.
+    fn reanchor(&mut self, now: i64) {
+        let dl = now.saturating_sub(self.anchor_local);
+        let frac = self.anchor_frac + dl as f64 * self.rate();
+        let whole = frac.floor();
+        self.anchor_swarm = self
+            .anchor_swarm
+            .saturating_add(dl)
+            .saturating_add(whole as i64);
+        self.anchor_frac = frac - whole;
+        self.anchor_local = now;
+    }
+
+    fn step(&mut self, now: i64, by: f64) {
+        self.reanchor(now);
+        let total = self.anchor_frac + by;
+        let whole = total.floor();
+        self.anchor_swarm = self.anchor_swarm.saturating_add(whole as i64);
+        self.anchor_frac = total - whole;
+        self.stats.steps += 1;
+        self.stepped_at = now;
+        self.events.push_back(Event::Stepped {
+            by_micros: by.round() as i64,
+        });
+    }
+
+    /// Keeps up to `max_sync_peers` peers probed, each member equally likely
+    /// whatever order they arrived in (reservoir sampling: a newcomer replaces
+    /// a random probed peer with probability `max / members`).
+    fn select_peers(&mut self, now: i64, newcomer: Option<&P>) {
+        let max = self.config.max_sync_peers;
+        if let Some(new) = newcomer.filter(|_| self.probed.len() >= max) {
+            let members = self.peers.len();
+            if self.rng.random_range(0..members) < max {
+                let (victim, _) = self
+                    .probed
+                    .swap_remove(self.rng.random_range(0..self.probed.len()));
+                if let Some(p) = self.peers.get_mut(&victim) {
+                    p.probed = false;
+                    p.info.probed = false;
+                    p.estimator = PeerEstimator::new();
+                }
+                self.probe(now, new);
+            }
+            return;
+        }
+        let mut missing = max.saturating_sub(self.probed.len());
+        while missing > 0 {
+            let candidates: Vec<&P> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| !p.probed)
+                .map(|(k, _)| k)
+                .collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let key = candidates[self.rng.random_range(0..candidates.len())].clone();
+            self.probe(now, &key);
+            missing -= 1;
+        }
+    }
+
+    fn probe(&mut self, now: i64, key: &P) {
+        let phase = self.rng.random_range(0..self.config.probe_interval.max(1));
+        if let Some(p) = self.peers.get_mut(key)
+            && !p.probed
+        {
+            p.probed = true;
+            p.info.probed = true;
+            self.probed.push((key.clone(), now.saturating_add(phase)));
+        }
+    }
+
+    fn tick(&mut self, now: i64) {
+        let ours = self.offset_at(now);
+        let cfg = self.config.estimator.clone();
+        let mut views: Vec<View> = Vec::new();
+        let mut heard_any = false;
+        let my_rate = self.rate();
+        for peer in self.peers.values_mut() {
+            heard_any |= peer.estimator.len() > 0;
+            peer.estimator.set_rate_prior(self.rate_base);
+            peer.info.coupled = false;
+            peer.info.samples = peer.estimator.len();
+            let fresh = peer
+                .estimator
+                .newest()
+                .is_some_and(|t| now.saturating_sub(t.0) <= self.config.stale_after);
+            let est: Option<Estimate> = if peer.estimator.len() >= self.config.min_samples {
+                peer.estimator.estimate(&cfg)
+            } else {
+                None
+            };
+            match est {
+                Some(e) => {
+                    let at = LocalMicros(now);
+                    let offset = e.theta_at(at) - ours;
+                    peer.info.offset_micros = Some(offset);
+                    peer.info.delay_micros = Some(e.min_delay);
+                    peer.info.uncertainty_micros = Some(e.uncertainty_at(at));
+                    peer.info.rate_ppm = Some((e.rate - my_rate) * 1e6);
+                    if fresh && offset.is_finite() {
+                        views.push(View {
+                            offset,
+                            sigma: e.uncertainty_at(at).max(0.5),
+                            rate: e.rate,
+                            rate_sigma: e.rate_uncertainty.max(1e-9),
+                            measured_rate: e.measured_rate,
+                            measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
+                        });
+                    }
+                }
+                None => {
+                    peer.info.offset_micros = None;
+                    peer.info.delay_micros = None;
+                    peer.info.uncertainty_micros = None;
+                    peer.info.rate_ppm = None;
+                }
+            }
+        }
+        match self.state {
+            State::Unsynced { first_ready } => self.acquire(now, first_ready, &views, heard_any),
+            State::Synced => self.couple(now, &views),
+        }
+    }
+
+    fn acquire(&mut self, now: i64, first_ready: Option<i64>, views: &[View], heard_any: bool) {
+        if views.is_empty() {
+            if !heard_any && now.saturating_sub(self.created) >= self.config.solo_after {
+                self.state = State::Synced;
+                self.events.push_back(Event::Synced);
+            }
+            return;
+        }
+        let first_ready = first_ready.unwrap_or(now);
+        self.state = State::Unsynced {
+            first_ready: Some(first_ready),
+        };
+        let members = largest_cluster(views, self.config.outlier, true);
+        let probed = self.probed.len();
+        let sigma = consensus_sigma(views, &members);
+        let everyone_seen = views.len() >= probed;
+        let waited = now.saturating_sub(first_ready) >= self.config.acquire_after;
+        if !(waited || (everyone_seen && sigma <= self.config.acquire_uncertainty)) {
+            return;
+        }
+        if !members.is_empty() {
+            let c = weighted_means(views, &members);
+            self.step(now, c.offset);
+            self.rate_var = c
+                .measured_var
+                .max((c.rate - c.measured_rate).powi(2))
+                .max(1e-12);
+            self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
+            self.rate_slew = 0.0;
+        }
+        self.state = State::Synced;
+        self.events.push_back(Event::Synced);
+    }
+
+    fn couple(&mut self, now: i64, views: &[View]) {
+        let outlier = self.config.outlier;
+        let ahead: Vec<View> = views
+            .iter()
+            .copied()
+            .filter(|v| v.offset > outlier)
+            .collect();
+        if ahead.is_empty() {
+            self.far_ahead_since = None;
+        } else {
+            let since = *self.far_ahead_since.get_or_insert(now);
+            if now.saturating_sub(since) >= self.config.adopt_after {
+                let members = largest_cluster(&ahead, outlier, false);
+                let c = weighted_means(&ahead, &members);
+                self.step(now, c.offset);
+                self.rate_var = c.measured_var.max(1e-12);
+                self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
+                self.rate_slew = 0.0;
+                self.far_ahead_since = None;
+                return;
+            }
+        }
+        let near: Vec<usize> = (0..views.len())
+            .filter(|&i| views[i].offset.abs() <= outlier)
+            .collect();
+        self.mark_coupled(outlier);
+        if near.is_empty() {
+            // Nobody to follow: free-run at the learned rate, no slew.
+            self.reanchor(now);
+            self.rate_slew = 0.0;
+            self.sync_error = None;
+            return;
+        }
+        let c = weighted_means(views, &near);
+        let offset = c.offset;
+        let sigma = consensus_sigma(views, &near);
+        self.reanchor(now);
+        let max_skew = self.config.max_skew;
+        let gain = (self.rate_var / (self.rate_var + c.measured_var)).max(self.config.rate_gain);
+        // Successive measurements come from overlapping windows, so they are
+        // not independent: never trust the filter more than a fraction of
+        // the latest measurement, or it stops listening while still wrong.
+        self.rate_var = ((1.0 - gain) * self.rate_var + RATE_WANDER * RATE_WANDER)
+            .max(RATE_TRUST * c.measured_var);
+        self.rate_base += gain * (c.measured_rate - self.rate_base);
+        self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
+        let tick = self.config.tick_interval as f64;
+        let since = now.saturating_sub(self.stepped_at).max(0) as f64;
+        let settle = self.config.settle_time.max(1) as f64;
+        let fast = self.config.phase_gain_acquire.max(self.config.phase_gain);
+        // Fast right after a step, and whenever the error clearly stands out
+        // of the estimates' noise (a swarm still converging); slow otherwise.
+        let fresh = (-since / settle).exp();
+        let significance = offset * offset / (offset * offset + 64.0 * sigma * sigma);
+        let phase_gain =
+            self.config.phase_gain + (fast - self.config.phase_gain) * fresh.max(significance);
+        // Integral action (a critically damped PI loop on the phase): a
+        // residual rate error the slope estimates have not resolved yet shows
+        // up as a persistent phase error, and this removes it.
+        self.rate_base += phase_gain * phase_gain / 8.0 * offset / tick;
+        self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
+        self.rate_slew =
+            (phase_gain * offset / tick).clamp(-self.config.max_slew, self.config.max_slew);
+        self.sync_error = Some((offset * offset + sigma * sigma).sqrt());
+    }
+
+    fn mark_coupled(&mut self, outlier: f64) {
+        let stale_after = self.config.stale_after;
+        let now = self.last_now;
+        for p in self.peers.values_mut() {
+            let fresh = p
+                .estimator
+                .newest()
+                .is_some_and(|t| now.saturating_sub(t.0) <= stale_after);
+            p.info.coupled = fresh && p.info.offset_micros.is_some_and(|o| o.abs() <= outlier);
+        }
+    }
+}
+
+/// Indices of the largest group of views whose offsets fit in one window of
+/// width `width`; ties go to the group furthest ahead. With `with_self`, this
+/// node (offset 0) counts as a member, and a group made of it alone is
+/// returned as empty (nothing to adopt).
+fn largest_cluster(views: &[View], width: f64, with_self: bool) -> Vec<usize> {
+    let mut offsets: Vec<(f64, Option<usize>)> = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.offset, Some(i)))
+        .collect();
+    if with_self {
+        offsets.push((0.0, None));
+    }
+    offsets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut best = (0usize, f64::NEG_INFINITY, 0usize);
+    for start in 0..offsets.len() {
+        let end = offsets[start..]
+            .iter()
+            .take_while(|o| o.0 <= offsets[start].0 + width)
+            .count();
+        let key = offsets[start].0;
+        if end > best.0 || (end == best.0 && key > best.1) {
+            best = (end, key, start);
+        }
+    }
+    let (count, _, start) = best;
+    offsets[start..start + count]
+        .iter()
+        .filter_map(|o| o.1)
+        .collect()
+}
+
+/// How much the consensus rate may wander per tick (one sigma), so the rate
+/// filter never stops listening.
+const RATE_WANDER: f64 = 0.02e-6;
+
+/// The rate filter's variance never drops below this fraction of the latest
+/// measurement's (see `couple`).
+const RATE_TRUST: f64 = 0.25;
+
+/// Inverse-variance weighted means over `members`.
+#[derive(Debug, Clone, Copy)]
+struct Consensus {
+    /// Offset of the peers' timeline from ours, µs.
+    offset: f64,
+    /// Their rate against our local clock (prior-blended: a usable guess
+    /// even from short windows).
+    rate: f64,
+    /// Their rate as the windows alone measure it, and its variance (the
+    /// input of the rate filter; huge while windows are short).
+    measured_rate: f64,
+    measured_var: f64,
+}
+
+fn weighted_means(views: &[View], members: &[usize]) -> Consensus {
+    let (mut wo, mut so, mut wr, mut sr, mut wm, mut sm) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for &i in members {
+        let v = views[i];
+        let w = 1.0 / (v.sigma * v.sigma);
+        wo += w;
+        so += w * v.offset;
+        let w = 1.0 / (v.rate_sigma * v.rate_sigma);
+        wr += w;
+        sr += w * v.rate;
+        let w = 1.0 / (v.measured_rate_sigma * v.measured_rate_sigma);
+        if w.is_finite() {
+            wm += w;
+            sm += w * v.measured_rate;
+        }
+    }
+    let finite_or = |x: f64, d: f64| if x.is_finite() { x } else { d };
+    Consensus {
+        offset: finite_or(if wo > 0.0 { so / wo } else { 0.0 }, 0.0),
+        rate: finite_or(if wr > 0.0 { sr / wr } else { 0.0 }, 0.0),
+        measured_rate: finite_or(if wm > 0.0 { sm / wm } else { 0.0 }, 0.0),
+        measured_var: if wm > 0.0 {
+            finite_or(1.0 / wm, 1.0)
+        } else {
+            1.0
+        },
+    }
+}
+
+fn consensus_sigma(views: &[View], members: &[usize]) -> f64 {
+    let w: f64 = members
+        .iter()
+        .map(|&i| 1.0 / (views[i].sigma * views[i].sigma))
+        .sum();
+    if w > 0.0 {
+        (1.0 / w).sqrt()
+    } else {
+        f64::INFINITY
+    }
+}

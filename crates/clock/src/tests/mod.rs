@@ -1,0 +1,519 @@
+//! Sans-IO test harness: whole swarms in the simulator, asserting behaviour.
+//!
+//! The scenarios are the benchmark's, shortened so a debug build runs them
+//! in seconds; the bounds carry a margin over the benchmark goals (the tight
+//! figures are in `BENCHMARKS.md`). A property test feeds random and hostile
+//! sample streams to a [`SwarmClock`] and checks it never panics, never
+//! produces a non-finite value and never runs backward while synced.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::sim::{self, Scenario};
+use crate::{Config, Event, LocalMicros, Sample, SampleError, SwarmClock, SwarmMicros};
+use proptest::prelude::*;
+
+/// A benchmark scenario cut to 70 s: boot, a join at 25 s, a crash at 50 s.
+fn short(mut s: Scenario) -> Scenario {
+    s.duration_s = 70.0;
+    s.warmup_s = 20.0;
+    s.join_at_s = Some(25.0);
+    s.crash_at_s = Some(50.0);
+    s.join_settle_s = 8.0;
+    s
+}
+
+#[test]
+fn lan_swarm_converges_admits_a_joiner_and_survives_a_crash() {
+    let report = sim::run(&short(Scenario::lan()));
+    let f = &report.firefly;
+    let p99 = f.spread_p99_us.unwrap();
+    assert!(p99 <= 60.0, "LAN spread p99 {p99} µs");
+    assert_eq!(f.unsynced_after_warmup, 0);
+    let join = f.join_converge_ms.unwrap();
+    assert!(join <= 2_000.0, "joiner took {join} ms");
+    let crash = f.crash_step_us.unwrap();
+    assert!(crash <= 10.0, "crash stepped the survivors by {crash} µs");
+    let pull = f.join_pull_us.unwrap();
+    assert!(pull <= 10.0, "the joiner pulled the swarm by {pull} µs");
+    // Same run, same seed: the baseline is far worse.
+    assert!(report.baseline_spread_p99_us.unwrap() > 5.0 * p99);
+}
+
+#[test]
+fn wifi_swarm_meets_its_bounds_with_margin() {
+    let report = sim::run(&short(Scenario::wifi()));
+    let f = &report.firefly;
+    let p99 = f.spread_p99_us.unwrap();
+    assert!(p99 <= 250.0, "Wi-Fi spread p99 {p99} µs");
+    let join = f.join_converge_ms.unwrap();
+    assert!(join <= 2_000.0, "joiner took {join} ms");
+    let crash = f.crash_step_us.unwrap();
+    assert!(crash <= 30.0, "crash stepped the survivors by {crash} µs");
+    assert!(f.converge_ms.unwrap() <= 5_000.0, "{:?}", f.converge_ms);
+}
+
+#[test]
+fn a_larger_swarm_probing_few_peers_converges() {
+    let mut s = short(Scenario::scale());
+    s.nodes = 24;
+    s.sync_peers = 4;
+    // A sparse swarm settles more slowly than a full mesh.
+    s.duration_s = 90.0;
+    s.warmup_s = 45.0;
+    s.join_at_s = Some(50.0);
+    s.crash_at_s = Some(75.0);
+    let f = sim::run_firefly(&s);
+    let p99 = f.spread_p99_us.unwrap();
+    assert!(
+        p99 <= 400.0,
+        "spread p99 {p99} µs with 24 nodes, 4 peers each"
+    );
+    assert!(f.join_converge_ms.unwrap() <= 2_000.0);
+}
+
+#[test]
+fn the_simulation_replays_from_its_seed() {
+    let mut s = short(Scenario::wifi());
+    s.duration_s = 20.0;
+    s.join_at_s = None;
+    s.crash_at_s = None;
+    s.warmup_s = 10.0;
+    let a = serde_json::to_string(&sim::run(&s)).unwrap();
+    let b = serde_json::to_string(&sim::run(&s)).unwrap();
+    assert_eq!(a, b);
+    s.seed += 1;
+    let c = serde_json::to_string(&sim::run(&s)).unwrap();
+    assert_ne!(a, c);
+}
+
+#[test]
+fn asymmetry_floor_is_reported_and_bounds_the_result() {
+    let mut s = short(Scenario::lan());
+    s.asymmetry_us = 400.0;
+    s.join_at_s = None;
+    s.crash_at_s = None;
+    let r = sim::run(&s);
+    assert_eq!(r.asymmetry_floor_us, 200.0);
+    assert_eq!(r.asymmetry_spread_floor_us, 320.0);
+    // Invisible to two-way exchanges: the swarm settles where the biased
+    // estimates agree, A·(n − 1)/n apart end to end, not at zero spread and
+    // not beyond.
+    let p50 = r.spread_p50_us.unwrap();
+    assert!(
+        p50 > 250.0 && p50 < 400.0,
+        "spread p50 {p50} µs, floor 320 µs"
+    );
+}
+
+// ----- the clock against hostile input -----
+
+fn synced_clock(peers: u32) -> SwarmClock<u32> {
+    let mut cfg = Config::default();
+    cfg.solo_after(std::time::Duration::ZERO);
+    let mut c = SwarmClock::new(cfg, LocalMicros(1_000_000), SwarmMicros(5_000_000));
+    c.handle_timeout(LocalMicros(1_300_000));
+    assert!(c.is_synced());
+    assert_eq!(c.poll_event(), Some(Event::Synced));
+    for p in 0..peers {
+        c.add_peer(LocalMicros(1_300_000), p);
+    }
+    c
+}
+
+#[test]
+fn bad_samples_are_refused_and_counted() {
+    let mut c = synced_clock(1);
+    let now = LocalMicros(2_000_000);
+    let good = Sample {
+        t1: LocalMicros(1_999_000),
+        t2: SwarmMicros(5_999_500),
+        t3: SwarmMicros(5_999_520),
+        t4: LocalMicros(1_999_800),
+    };
+    let reversed = Sample {
+        t4: LocalMicros(1_998_000),
+        ..good
+    };
+    let turnaround = Sample {
+        t3: SwarmMicros(5_999_000),
+        ..good
+    };
+    let future = Sample {
+        t4: LocalMicros(2_500_000),
+        ..good
+    };
+    let negative = Sample {
+        t2: SwarmMicros(5_000_000),
+        ..good
+    };
+    let slow = Sample {
+        t1: LocalMicros(0),
+        ..good
+    };
+    let far = Sample {
+        t2: SwarmMicros(i64::MAX - 10),
+        t3: SwarmMicros(i64::MAX),
+        ..good
+    };
+    let stale = Sample {
+        t1: LocalMicros(-60_000_000),
+        t2: SwarmMicros(-56_000_000),
+        t3: SwarmMicros(-56_000_000),
+        t4: LocalMicros(-59_999_000),
+    };
+    assert_eq!(
+        c.handle_sample(now, &0, reversed),
+        Err(SampleError::Reversed)
+    );
+    assert_eq!(
+        c.handle_sample(now, &0, turnaround),
+        Err(SampleError::NegativeTurnaround)
+    );
+    assert_eq!(
+        c.handle_sample(now, &0, future),
+        Err(SampleError::FromTheFuture)
+    );
+    assert!(matches!(
+        c.handle_sample(now, &0, negative),
+        Err(SampleError::NegativeDelay { .. })
+    ));
+    assert!(matches!(
+        c.handle_sample(now, &0, slow),
+        Err(SampleError::DelayTooLarge { .. })
+    ));
+    assert!(matches!(
+        c.handle_sample(now, &0, far),
+        Err(SampleError::OffsetTooLarge { .. })
+    ));
+    assert_eq!(c.handle_sample(now, &0, stale), Err(SampleError::Stale));
+    assert_eq!(
+        c.handle_sample(now, &9, good),
+        Err(SampleError::UnknownPeer)
+    );
+    assert_eq!(c.handle_sample(now, &0, good), Ok(()));
+    assert_eq!(c.handle_sample(now, &0, good), Err(SampleError::Duplicate));
+    assert_eq!(c.stats().rejected, 9);
+    assert_eq!(c.stats().accepted, 1);
+}
+
+#[test]
+fn removing_a_peer_drops_it_and_probes_another() {
+    let mut cfg = Config::default();
+    cfg.max_sync_peers(2);
+    let mut c: SwarmClock<u32> = SwarmClock::new(cfg, LocalMicros(0), SwarmMicros(0));
+    for p in 0..5 {
+        c.add_peer(LocalMicros(0), p);
+    }
+    let probed: Vec<u32> = c
+        .peers()
+        .filter(|(_, i)| i.probed)
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(probed.len(), 2);
+    c.remove_peer(LocalMicros(10), &probed[0]);
+    assert!(c.peer(&probed[0]).is_none());
+    assert_eq!(c.peers().filter(|(_, i)| i.probed).count(), 2);
+    // Every probed peer is asked within one probe interval.
+    let mut asked = std::collections::BTreeSet::new();
+    let mut t = 10;
+    while t < 200_000 {
+        while let Some(p) = c.poll_probe(LocalMicros(t)) {
+            asked.insert(p);
+        }
+        t = c.poll_timeout().unwrap().0.max(t + 1);
+    }
+    assert_eq!(asked.len(), 2);
+}
+
+#[test]
+fn mapping_round_trips_and_is_monotonic() {
+    let c = synced_clock(0);
+    let mut last = c.to_swarm(LocalMicros(0));
+    for l in (0..10_000_000).step_by(333_333) {
+        let s = c.to_swarm(LocalMicros(l));
+        assert!(s >= last);
+        last = s;
+        assert!((c.to_local(s).0 - l).abs() <= 1);
+    }
+}
+
+/// One step of a hostile stream: a sample (honest, shifted, garbage,
+/// duplicate or reversed) from a peer, then time moves on.
+#[derive(Debug, Clone)]
+struct Op {
+    peer: u32,
+    kind: u8,
+    a: i64,
+    b: i64,
+    jitter: u32,
+    advance: u32,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    (
+        0u32..3,
+        0u8..7,
+        any::<i64>(),
+        any::<i64>(),
+        0u32..200_000,
+        1u32..300_000,
+    )
+        .prop_map(|(peer, kind, a, b, jitter, advance)| Op {
+            peer,
+            kind,
+            a,
+            b,
+            jitter,
+            advance,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn hostile_sample_streams_never_break_the_clock(ops in prop::collection::vec(op(), 1..300)) {
+        let mut c = synced_clock(3);
+        let mut now: i64 = 2_000_000;
+        let mut shift = [0i64, 250_000, -3_000];
+        let mut last: Option<Sample> = None;
+        let mut reading = c.to_swarm(LocalMicros(now));
+        for op in ops {
+            now += i64::from(op.advance);
+            let i = op.peer as usize;
+            let fwd = 300 + i64::from(op.jitter) / 3;
+            let t1 = now - fwd - 700;
+            let peer_swarm = |l: i64, s: i64| SwarmMicros(l.saturating_add(4_000_000).saturating_add(s));
+            let sample = match op.kind {
+                0 | 1 => Sample { t1: LocalMicros(t1), t2: peer_swarm(t1 + fwd, shift[i]), t3: peer_swarm(t1 + fwd + 20, shift[i]), t4: LocalMicros(now) },
+                2 => {
+                    // The peer's clock jumps.
+                    shift[i] = shift[i].wrapping_add(op.a % 2_000_000_000);
+                    Sample { t1: LocalMicros(t1), t2: peer_swarm(t1 + fwd, shift[i]), t3: peer_swarm(t1 + fwd + 20, shift[i]), t4: LocalMicros(now) }
+                }
+                3 => Sample { t1: LocalMicros(op.a), t2: SwarmMicros(op.b), t3: SwarmMicros(op.b.wrapping_add(op.a % 1000)), t4: LocalMicros(op.a.wrapping_add(i64::from(op.jitter))) },
+                4 => last.unwrap_or(Sample { t1: LocalMicros(t1), t2: SwarmMicros(op.a), t3: SwarmMicros(op.b), t4: LocalMicros(now) }),
+                5 => Sample { t1: LocalMicros(now), t2: peer_swarm(t1, 0), t3: peer_swarm(t1, 0), t4: LocalMicros(t1) },
+                _ => Sample { t1: LocalMicros(i64::MAX - 5), t2: SwarmMicros(i64::MIN), t3: SwarmMicros(i64::MAX), t4: LocalMicros(i64::MAX) },
+            };
+            last = Some(sample);
+            let _ = c.handle_sample(LocalMicros(now), &op.peer, sample);
+            c.handle_timeout(LocalMicros(now));
+            while c.poll_probe(LocalMicros(now)).is_some() {}
+            let mut stepped = false;
+            while let Some(e) = c.poll_event() {
+                if let Event::Stepped { by_micros } = e {
+                    prop_assert!(by_micros > 0, "a synced clock stepped backward by {by_micros}");
+                    stepped = true;
+                }
+            }
+            let r = c.to_swarm(LocalMicros(now));
+            prop_assert!(r >= reading || stepped, "swarm time ran backward: {reading:?} -> {r:?}");
+            reading = r;
+            prop_assert!(c.skew_ppm().is_finite() && c.skew_ppm().abs() <= 1_000.0 + 1e-6);
+            prop_assert!(c.sync_error_micros().is_none_or(f64::is_finite));
+            for (_, info) in c.peers() {
+                for v in [info.offset_micros, info.delay_micros, info.uncertainty_micros, info.rate_ppm].into_iter().flatten() {
+                    prop_assert!(v.is_finite());
+                }
+            }
+            prop_assert!(c.poll_timeout().is_some());
+        }
+    }
+
+    #[test]
+    fn slew_controller_is_bounded_on_any_input(errors in prop::collection::vec(prop_oneof![any::<f64>(), -60_000.0..60_000.0f64], 1..200)) {
+        let mut c = crate::SlewController::new(crate::SlewConfig::default());
+        for (k, e) in errors.into_iter().enumerate() {
+            match c.update(LocalMicros(k as i64 * 100_000), e) {
+                crate::Correction::Rate(r) => prop_assert!(r.is_finite() && (r - 1.0).abs() <= 500e-6 + 1e-12),
+                crate::Correction::Realign { .. } => prop_assert!(e.abs() > 50_000.0),
+            }
+        }
+    }
+}
+
+// ----- two clocks on a perfect wire, driven the way the swarm crate drives them -----
+
+/// A request (`answer` empty) or reply on the wire of a [`Pair`].
+struct Message {
+    arrival: i64,
+    to: usize,
+    from: usize,
+    t1: LocalMicros,
+    answer: Option<(SwarmMicros, SwarmMicros)>,
+}
+
+/// Two nodes with true local clocks `offset + t·(1 + drift)` and a fixed
+/// one-way delay, stepped through true time in 1 ms increments; each node
+/// is drained in the documented order after every step.
+struct Pair {
+    clocks: [SwarmClock<u32>; 2],
+    offset: [i64; 2],
+    drift: [f64; 2],
+    /// Requests and replies in flight.
+    wire: Vec<Message>,
+    events: [Vec<Event<u32>>; 2],
+    t: i64,
+}
+
+const DELAY: i64 = 1_000;
+
+impl Pair {
+    fn new(offset: [i64; 2], drift: [f64; 2], solo: bool) -> Self {
+        let clocks = [0, 1].map(|i| {
+            let mut cfg = Config::default();
+            cfg.seed(i as u64);
+            if solo {
+                cfg.solo_after(std::time::Duration::ZERO);
+            }
+            let now = LocalMicros(offset[i]);
+            SwarmClock::new(cfg, now, SwarmMicros(now.0))
+        });
+        Self {
+            clocks,
+            offset,
+            drift,
+            wire: Vec::new(),
+            events: [Vec::new(), Vec::new()],
+            t: 0,
+        }
+    }
+
+    fn local(&self, i: usize, t: i64) -> LocalMicros {
+        LocalMicros(self.offset[i] + (t as f64 * (1.0 + self.drift[i])).round() as i64)
+    }
+
+    fn connect(&mut self) {
+        for i in 0..2 {
+            let now = self.local(i, self.t);
+            self.clocks[i].add_peer(now, 1 - i as u32);
+        }
+    }
+
+    /// Swarm reading of node `i` minus node `j`'s at the current true time.
+    fn gap(&self, i: usize, j: usize) -> i64 {
+        self.clocks[i].to_swarm(self.local(i, self.t))
+            - self.clocks[j].to_swarm(self.local(j, self.t))
+    }
+
+    fn run(&mut self, micros: i64) {
+        let end = self.t + micros;
+        while self.t < end {
+            self.t += 1_000;
+            let t = self.t;
+            let (due, later): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|m| m.arrival <= t);
+            self.wire = later;
+            for Message {
+                to,
+                from,
+                t1,
+                answer,
+                ..
+            } in due
+            {
+                let now = self.local(to, t);
+                match answer {
+                    None => {
+                        let t2 = self.clocks[to].to_swarm(now);
+                        self.wire.push(Message {
+                            arrival: t + DELAY,
+                            to: from,
+                            from: to,
+                            t1,
+                            answer: Some((t2, t2 + 20)),
+                        });
+                    }
+                    Some((t2, t3)) => {
+                        let sample = Sample {
+                            t1,
+                            t2,
+                            t3,
+                            t4: now,
+                        };
+                        self.clocks[to]
+                            .handle_sample(now, &(from as u32), sample)
+                            .unwrap();
+                    }
+                }
+            }
+            for i in 0..2 {
+                let now = self.local(i, t);
+                let c = &mut self.clocks[i];
+                if c.poll_timeout().is_some_and(|at| at <= now) {
+                    c.handle_timeout(now);
+                }
+                while let Some(p) = c.poll_probe(now) {
+                    self.wire.push(Message {
+                        arrival: t + DELAY,
+                        to: p as usize,
+                        from: i,
+                        t1: now,
+                        answer: None,
+                    });
+                }
+                while let Some(e) = c.poll_event() {
+                    self.events[i].push(e);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_clocks_meet_without_a_master() {
+    let mut pair = Pair::new([0, 700_000], [150e-6, -120e-6], false);
+    pair.connect();
+    pair.run(30_000_000);
+    assert!(pair.clocks.iter().all(SwarmClock::is_synced));
+    let gap = pair.gap(0, 1);
+    assert!(gap.abs() <= 5, "still {gap} µs apart");
+    // The UI getters are filled in.
+    let info = pair.clocks[0].peer(&1).unwrap();
+    assert!(info.coupled && info.probed);
+    assert!(info.offset_micros.unwrap().abs() < 5.0);
+    assert!(
+        (info.delay_micros.unwrap() - 1_980.0).abs() < 5.0,
+        "{:?}",
+        info.delay_micros
+    );
+    assert!(info.rate_ppm.unwrap().abs() < 1.0, "{:?}", info.rate_ppm);
+    assert!(pair.clocks[0].sync_error_micros().unwrap() < 5.0);
+    // Each clock compensates its own drift: the rates differ by 270 ppm.
+    let skews = [pair.clocks[0].skew_ppm(), pair.clocks[1].skew_ppm()];
+    assert!(((skews[1] - skews[0]) - 270.0).abs() < 2.0, "{skews:?}");
+    // At boot the later clock wins, so nobody stepped backward.
+    for events in &pair.events {
+        for e in events {
+            if let Event::Stepped { by_micros } = e {
+                assert!(*by_micros > 0, "stepped backward by {by_micros}");
+            }
+        }
+    }
+}
+
+#[test]
+fn healed_partition_adopts_the_later_timeline_and_never_steps_back() {
+    // Both nodes ran alone (solo-synced) before they met: two timelines.
+    let mut pair = Pair::new([0, 250_000], [0.0, 0.0], true);
+    pair.run(1_000_000);
+    assert!(pair.clocks.iter().all(SwarmClock::is_synced));
+    pair.connect();
+    pair.run(10_000_000);
+    let gap = pair.gap(0, 1);
+    assert!(gap.abs() <= 50, "still {gap} µs apart");
+    let steps = |i: usize| -> Vec<i64> {
+        pair.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Stepped { by_micros } => Some(*by_micros),
+                _ => None,
+            })
+            .collect()
+    };
+    // Node 0 was 250 ms behind: it stepped forward once; node 1 never moved.
+    assert_eq!(steps(1), Vec::<i64>::new());
+    let s0 = steps(0);
+    assert_eq!(s0.len(), 1);
+    assert!((s0[0] - 250_000).abs() < 100, "{s0:?}");
+}

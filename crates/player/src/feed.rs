@@ -1,0 +1,273 @@
+//! The decoding thread and the bounded buffer between it and the renderer.
+//!
+//! [`Feed::spawn`] moves a [`Decoder`] onto its own thread, which decodes
+//! ahead into a ring of at most [`FEED_SECONDS`] of audio and may block on its
+//! byte source (a stream still downloading) without ever stalling the audio
+//! thread. The renderer asks for frames by absolute index with
+//! [`Feed::fetch`], which never blocks for long: it answers `Pending` when the
+//! frames are not decoded yet (an underrun, or a seek in progress) and asks
+//! the thread to seek when the wanted frame is behind or far ahead of the ring.
+
+use crate::decode::Decoder;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Seconds of decoded audio kept ahead of the renderer.
+pub(crate) const FEED_SECONDS: u64 = 4;
+
+/// Seconds of already fetched audio kept behind it, so a resume after a pause
+/// (which restarts slightly before the last fetched frame) needs no seek.
+pub(crate) const HISTORY_SECONDS: u64 = 1;
+
+/// What [`Feed::fetch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// All frames were appended.
+    Ready,
+    /// The frames are not decoded yet; nothing was appended.
+    Pending,
+    /// The track ends inside the request; this many frames were appended.
+    Ended(usize),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ring: VecDeque<f32>,
+    /// Index of the first frame in `ring`.
+    front: u64,
+    /// Index just past the last fetched frame; frames before it are history.
+    read: u64,
+    /// The decoder reached the end (or failed) at `front + ring frames`.
+    ended: bool,
+    seek_to: Option<u64>,
+    stop: bool,
+    /// Corrupt packets concealed so far, and how many the renderer has reported.
+    corrupt: u64,
+    corrupt_reported: u64,
+    failure: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    channels: usize,
+    capacity_frames: usize,
+    history_frames: u64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        crate::lock(&self.state)
+    }
+}
+
+/// The renderer's handle on a decoding thread.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    shared: Arc<Shared>,
+    _thread: JoinHandle<()>,
+}
+
+impl Feed {
+    /// Starts decoding `decoder` from `first_frame` on a new thread.
+    pub(crate) fn spawn(mut decoder: Decoder, first_frame: u64) -> std::io::Result<Self> {
+        let rate = u64::from(decoder.info().sample_rate);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                front: first_frame,
+                read: first_frame,
+                seek_to: (first_frame > 0).then_some(first_frame),
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+            channels: decoder.out_channels(),
+            capacity_frames: (rate * FEED_SECONDS) as usize,
+            history_frames: rate * HISTORY_SECONDS,
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("firefly-decode".into())
+            .spawn(move || decode_loop(&mut decoder, &thread_shared))?;
+        Ok(Self {
+            shared,
+            _thread: thread,
+        })
+    }
+
+    /// Appends frames `from .. from + n` (interleaved) to `out` if they are decoded.
+    pub(crate) fn fetch(&self, from: u64, n: usize, out: &mut Vec<f32>) -> Fetch {
+        let ch = self.shared.channels;
+        let mut state = self.shared.lock();
+        if state.seek_to.is_some() {
+            return Fetch::Pending;
+        }
+        if self.needs_seek(&state, from) {
+            self.request_seek(state, from);
+            return Fetch::Pending;
+        }
+        let end = state.front + (state.ring.len() / ch) as u64;
+        let result = if from + n as u64 <= end {
+            let start = (from - state.front) as usize * ch;
+            out.extend(state.ring.range(start..start + n * ch));
+            state.read = from + n as u64;
+            Fetch::Ready
+        } else if state.ended {
+            let got = end.saturating_sub(from);
+            let start = (from.min(end) - state.front) as usize * ch;
+            out.extend(state.ring.range(start..));
+            state.read = end;
+            Fetch::Ended(got as usize)
+        } else {
+            // Not decoded yet (the stream is late, or the decoder is catching up).
+            state.read = state.read.max(from.min(end));
+            Fetch::Pending
+        };
+        // Keep only a little history behind the read point.
+        let keep_from = state.read.saturating_sub(self.shared.history_frames);
+        if keep_from > state.front {
+            let drop = (keep_from - state.front).min((state.ring.len() / ch) as u64);
+            state.ring.drain(..drop as usize * ch);
+            state.front += drop;
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+        result
+    }
+
+    /// Starts positioning the decoder for a fetch from `frame` that is coming
+    /// (a scheduled seek or resume), so the frames are ready in time.
+    pub(crate) fn prepare(&self, frame: u64) {
+        let state = self.shared.lock();
+        if state.seek_to.is_none() && self.needs_seek(&state, frame) {
+            self.request_seek(state, frame);
+        }
+    }
+
+    /// Whether `frame` is behind the ring or too far ahead to decode up to.
+    fn needs_seek(&self, state: &State, frame: u64) -> bool {
+        let end = state.front + (state.ring.len() / self.shared.channels) as u64;
+        frame < state.front || frame > end + self.shared.capacity_frames as u64 / 2
+    }
+
+    fn request_seek(&self, mut state: MutexGuard<'_, State>, frame: u64) {
+        state.seek_to = Some(frame);
+        state.ring.clear();
+        state.front = frame;
+        state.read = frame;
+        state.ended = false;
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+
+    /// Frames decoded ahead and not yet fetched, and whether the track's end is among them.
+    pub(crate) fn buffered(&self) -> (usize, bool) {
+        self.probe().buffered()
+    }
+
+    /// A handle that reports how far decoding has got, for the player.
+    pub(crate) fn probe(&self) -> FeedProbe {
+        FeedProbe(Arc::clone(&self.shared))
+    }
+
+    /// Corrupt packets concealed since the last call, and a failure message if decoding stopped.
+    pub(crate) fn take_problems(&self) -> (u64, Option<String>) {
+        let mut state = self.shared.lock();
+        let new = state.corrupt - state.corrupt_reported;
+        state.corrupt_reported = state.corrupt;
+        (new, state.failure.take())
+    }
+}
+
+/// A read-only view of a feed's progress, kept by the [`Player`](crate::Player).
+#[derive(Debug, Clone)]
+pub(crate) struct FeedProbe(Arc<Shared>);
+
+impl FeedProbe {
+    /// Frames decoded ahead of the read point, and whether the track's end is among them.
+    pub(crate) fn buffered(&self) -> (usize, bool) {
+        let state = self.0.lock();
+        if state.seek_to.is_some() {
+            return (0, false);
+        }
+        let end = state.front + (state.ring.len() / self.0.channels) as u64;
+        (end.saturating_sub(state.read) as usize, state.ended)
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+        // Not joined: the thread may be blocked reading a stream; it ends on its next wake.
+    }
+}
+
+fn decode_loop(decoder: &mut Decoder, shared: &Shared) {
+    let ch = shared.channels;
+    let mut scratch = Vec::new();
+    loop {
+        let seek = {
+            let mut state = shared.lock();
+            loop {
+                if state.stop {
+                    return;
+                }
+                if state.seek_to.is_some() {
+                    break;
+                }
+                let end = state.front + (state.ring.len() / ch) as u64;
+                let full = end.saturating_sub(state.read) >= shared.capacity_frames as u64;
+                if !full && !state.ended {
+                    break;
+                }
+                state = shared
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(250))
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+            }
+            state.seek_to
+        };
+        if let Some(frame) = seek {
+            let result = decoder.seek(frame);
+            let mut state = shared.lock();
+            if state.seek_to == Some(frame) {
+                state.seek_to = None;
+                state.ring.clear();
+                state.front = frame;
+                state.read = frame;
+                state.ended = false;
+                if let Err(err) = result {
+                    tracing::warn!(%err, "seek failed");
+                    state.failure = Some(err.to_string());
+                    state.ended = true;
+                }
+            }
+            drop(state);
+            shared.changed.notify_all();
+            continue;
+        }
+        scratch.clear();
+        let result = decoder.next_block(&mut scratch);
+        let mut state = shared.lock();
+        if state.seek_to.is_some() {
+            // A seek arrived while decoding: this block belongs to the old position.
+            continue;
+        }
+        match result {
+            Ok(Some(_)) => state.ring.extend(scratch.iter().copied()),
+            Ok(None) => state.ended = true,
+            Err(err) => {
+                tracing::warn!(%err, "decoding stopped");
+                state.failure = Some(err.to_string());
+                state.ended = true;
+            }
+        }
+        state.corrupt = state.corrupt.max(decoder.corrupt_packets());
+        drop(state);
+        shared.changed.notify_all();
+    }
+}

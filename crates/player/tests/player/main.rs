@@ -1,0 +1,9 @@
+//! Integration tests of the player: decoding fixtures, scheduling, drift,
+//! streaming, and the outputs (virtual, WAV and the rodio device on ALSA).
+#![allow(clippy::unwrap_used)]
+
+mod decode;
+mod engine;
+mod outputs;
+
+mod util;

@@ -1,0 +1,300 @@
+//! The [`EventLoop`]: owns the libp2p `Swarm` and drives it.
+//!
+//! [`EventLoop::run`] is one `tokio::select!` over swarm events, client
+//! commands and one timer armed from the earliest deadline any part of the
+//! loop has (next heartbeat, next time exchange, next member expiry, next
+//! retry). It ends when every [`crate::Client`] is dropped. Each
+//! sub-behaviour's events go to a function in that protocol's own module
+//! (`membership`, `time_exchange`, `discovery`, `gossip`); this module only
+//! dispatches, answers commands and keeps connection bookkeeping. Every
+//! timestamp comes from the one `now` hook in the config.
+
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::client::{ClientError, Command};
+use crate::config::Now;
+use crate::discovery::{Bootstrap, RETRY_MICROS, RelaySlot, is_relayed};
+use crate::event::{Event, Stats};
+use crate::membership::Membership;
+use crate::penalty::Penalties;
+use crate::status::NodeStatus;
+use crate::time_exchange::{PendingTime, clock_status};
+use firefly_clock::{LocalMicros, SwarmClock, SwarmMicros};
+use futures::StreamExt;
+use libp2p::request_response::OutboundRequestId;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Drives a node's swarm; see the module doc. Build it with [`crate::new`].
+pub struct EventLoop {
+    pub(crate) swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    pub(crate) now: Now,
+    pub(crate) name: String,
+    pub(crate) started_at: LocalMicros,
+    pub(crate) status: NodeStatus,
+    pub(crate) membership: Membership,
+    pub(crate) stats: Stats,
+    pub(crate) pending_time: HashMap<OutboundRequestId, PendingTime>,
+    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
+    pub(crate) bootstrap: Vec<Bootstrap>,
+    /// Peers mDNS lists on the LAN, with their addresses (at most
+    /// [`crate::discovery::MAX_LAN_PEERS`]).
+    pub(crate) lan_peers: HashMap<PeerId, Vec<Multiaddr>>,
+    pub(crate) relay: Option<RelaySlot>,
+    pub(crate) clock: SwarmClock<PeerId>,
+    pub(crate) penalties: Penalties,
+    heartbeat_interval: i64,
+    next_heartbeat: LocalMicros,
+    next_redial: LocalMicros,
+}
+
+/// The parts of [`EventLoop`] that [`crate::new`] decides.
+pub(crate) struct Parts {
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) now: Now,
+    pub(crate) name: String,
+    pub(crate) membership: Membership,
+    pub(crate) bootstrap: Vec<Bootstrap>,
+    pub(crate) relay: Option<RelaySlot>,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) clock_config: firefly_clock::Config,
+    pub(crate) initial_swarm_time: SwarmMicros,
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl EventLoop {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let now = (parts.now)();
+        Self {
+            swarm: parts.swarm,
+            commands: parts.commands,
+            events: parts.events,
+            now: parts.now,
+            name: parts.name,
+            started_at: now,
+            status: NodeStatus::default(),
+            membership: parts.membership,
+            stats: Stats::default(),
+            pending_time: HashMap::new(),
+            pending_dials: HashMap::new(),
+            bootstrap: parts.bootstrap,
+            lan_peers: HashMap::new(),
+            relay: parts.relay,
+            clock: SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time),
+            penalties: Penalties::default(),
+            heartbeat_interval: micros(parts.heartbeat_interval).max(1),
+            next_heartbeat: now,
+            next_redial: now,
+        }
+    }
+
+    /// Runs the node's swarm until every [`crate::Client`] is dropped.
+    pub async fn run(mut self) {
+        loop {
+            let wait = self.until(self.poll_timeout());
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                () = tokio::time::sleep(wait) => self.handle_timeout(),
+            }
+        }
+        tracing::debug!("swarm event loop stopped: every client was dropped");
+    }
+
+    /// The earliest deadline of any part of the loop.
+    fn poll_timeout(&self) -> LocalMicros {
+        let mut deadline = self.next_heartbeat.min(self.next_redial);
+        for at in [
+            self.membership.poll_timeout(),
+            self.clock.poll_timeout(),
+            self.penalties.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            deadline = deadline.min(at);
+        }
+        if let Some(slot) = &self.relay
+            && slot.listener.is_none()
+        {
+            deadline = deadline.min(slot.retry_at);
+        }
+        deadline
+    }
+
+    fn until(&self, deadline: LocalMicros) -> Duration {
+        let micros = (deadline - (self.now)()).max(0);
+        Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+    }
+
+    fn handle_timeout(&mut self) {
+        let now = (self.now)();
+        if now >= self.next_heartbeat {
+            self.publish_heartbeat(now);
+            self.next_heartbeat = (self.next_heartbeat + self.heartbeat_interval).max(now);
+        }
+        if now >= self.next_redial {
+            self.redial_bootstrap_peers();
+            self.redial_lan_peers();
+            self.next_redial = now + RETRY_MICROS;
+        }
+        self.expire_members(now);
+        self.reserve_relay_slot(now);
+        self.drive_clock(now);
+        self.end_bans(now);
+    }
+
+    /// Sends `event` to the node; drops it (and counts it) if the node is not
+    /// keeping up, rather than stalling the network.
+    pub(crate) fn emit(&mut self, event: Event) {
+        if let Err(err) = self.events.try_send(event) {
+            if let mpsc::error::TrySendError::Full(event) = err {
+                tracing::warn!(?event, "event stream full; event dropped");
+            }
+            self.stats.events_dropped += 1;
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::Members { reply } => {
+                let _ = reply.send(self.membership.members().cloned().collect());
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::SetStatus { status } => self.status = status,
+            Command::TimeSample { peer, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    self.request_time(peer, Some(reply));
+                } else {
+                    let _ = reply.send(Err(ClientError::Request(format!(
+                        "{peer} is not connected"
+                    ))));
+                }
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats);
+            }
+            Command::Clock { reply } => {
+                let _ = reply.send(clock_status(&self.clock, (self.now)()));
+            }
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, ClientError>>) {
+        let opts = libp2p::swarm::dial_opts::DialOpts::from(addr);
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.pending_dials.insert(id, reply);
+            }
+            Err(err) => {
+                let _ = reply.send(Err(ClientError::Dial(err.to_string())));
+            }
+        }
+    }
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        // Stamped first, before any other work, for the time exchange.
+        let arrived = (self.now)();
+        match event {
+            SwarmEvent::Behaviour(event) => self.dispatch(arrived, event),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.emit(Event::Listening { addr: address });
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                self.on_dial_outcome(connection_id, Some(peer_id));
+                self.on_connected_to_relay(arrived, peer_id);
+                if num_established.get() == 1 {
+                    let relayed = is_relayed(&endpoint);
+                    tracing::debug!(peer = %peer_id, relayed, "connected");
+                    self.emit(Event::Connected {
+                        peer: peer_id,
+                        relayed,
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    tracing::debug!(peer = %peer_id, "disconnected");
+                    self.emit(Event::Disconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(ClientError::Dial(error.to_string())));
+                }
+                self.on_dial_outcome(connection_id, None);
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "incoming connection failed");
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                tracing::debug!(?reason, "listener closed");
+                self.on_listener_closed(arrived, listener_id);
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(%error, "listener error");
+            }
+            other => tracing::trace!(?other, "swarm event"),
+        }
+    }
+
+    /// Hands each sub-behaviour's event to its protocol's module.
+    fn dispatch(&mut self, arrived: LocalMicros, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Blocked(event) | BehaviourEvent::Limits(event) => match event {},
+            BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(arrived, event),
+            BehaviourEvent::Mdns(event) => self.on_mdns_event(event),
+            BehaviourEvent::Identify(event) => self.on_identify_event(event),
+            BehaviourEvent::Ping(event) => {
+                if let Ok(rtt) = event.result {
+                    tracing::trace!(peer = %event.peer, ?rtt, "ping");
+                }
+            }
+            BehaviourEvent::RelayClient(event) => self.on_relay_client_event(event),
+            BehaviourEvent::Dcutr(event) => self.on_dcutr_event(event),
+            BehaviourEvent::Time(event) => self.on_time_event(arrived, event),
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Membership: who is in the swarm, learned from gossiped heartbeats.
+//!
+//! Every node publishes a [`Heartbeat`] on `firefly/heartbeat/1` every
+//! heartbeat period. `Membership` is the sans-IO table those heartbeats
+//! feed: a peer joins with its first valid heartbeat, stays while they keep
+//! arriving, and is expired after the member timeout of silence. It takes
+//! `now` as a parameter and reads no clock, so it is tested without sockets.
+//! The event-loop glue at the bottom decodes gossip, feeds the table and turns
+//! its changes into [`Event`]s.
+//!
+//! Bounds: heartbeats are size-checked and version-checked before decoding
+//! is trusted ([`crate::wire`]), names are limited to [`MAX_NAME_LEN`] bytes,
+//! the table holds at most [`MAX_MEMBERS`] peers, and a member that
+//! heartbeats faster than a quarter period is ignored (gossip flood).
+
+use crate::event::Event;
+use crate::event_loop::EventLoop;
+use crate::status::{MAX_NAME_LEN, NodeStatus};
+use crate::wire::{self, MAX_GOSSIP_BYTES, WireError};
+use firefly_clock::LocalMicros;
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageAcceptance;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The gossipsub topic heartbeats travel on.
+pub const HEARTBEAT_TOPIC: &str = "firefly/heartbeat/1";
+/// The heartbeat message version this node speaks.
+pub const HEARTBEAT_VERSION: u16 = 1;
+/// Most members one node keeps track of; heartbeats from further peers are ignored.
+pub const MAX_MEMBERS: usize = 1024;
+
+/// One node's periodic "I am alive" message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Message version ([`HEARTBEAT_VERSION`]).
+    pub version: u16,
+    /// The node's human name (at most [`MAX_NAME_LEN`] bytes).
+    pub name: String,
+    /// How long the node has been up, in milliseconds (role election prefers
+    /// the longest-standing member).
+    pub uptime_ms: u64,
+    /// Library version, role view, playback summary and load.
+    pub status: NodeStatus,
+}
+
+impl Heartbeat {
+    /// Encodes the heartbeat for gossip.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        wire::encode(self)
+    }
+
+    /// Decodes and checks a heartbeat from a peer.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let heartbeat: Heartbeat = wire::decode(bytes, MAX_GOSSIP_BYTES)?;
+        wire::check_version(heartbeat.version, HEARTBEAT_VERSION)?;
+        if heartbeat.name.len() > MAX_NAME_LEN {
+            return Err(WireError::Invalid(format!(
+                "name of {} bytes is longer than {MAX_NAME_LEN}",
+                heartbeat.name.len()
+            )));
+        }
+        if heartbeat.name.chars().any(char::is_control) {
+            return Err(WireError::Invalid(
+                "name contains control characters".into(),
+            ));
+        }
+        Ok(heartbeat)
+    }
+}
+
+/// A peer that is currently a member of the swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its identity.
+    pub peer: PeerId,
+    /// Its human name, from its latest heartbeat.
+    pub name: String,
+    /// Its uptime when its latest heartbeat was sent, in milliseconds.
+    pub uptime_ms: u64,
+    /// Its status, from its latest heartbeat.
+    pub status: NodeStatus,
+    /// When this node first heard from it (local clock).
+    pub joined_at: LocalMicros,
+    /// When this node last heard from it (local clock).
+    pub last_seen: LocalMicros,
+}
+
+/// What a heartbeat did to the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeartbeatOutcome {
+    /// The peer was not a member and now is (boxed: a member is large and
+    /// joins are rare).
+    Joined(Box<Member>),
+    /// A known member refreshed its entry.
+    Refreshed,
+    /// The heartbeat came too soon after the previous one and was dropped.
+    Flood,
+    /// The table is full; the new peer was not added.
+    Full,
+}
+
+/// The sans-IO membership table.
+///
+/// Invariant: every member's `last_seen` is within `timeout` of the `now` of
+/// the latest [`Membership::handle_timeout`] call, because that call removes
+/// the rest; [`Membership::poll_timeout`] says when the next removal is due.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    members: BTreeMap<PeerId, Member>,
+    timeout: i64,
+    min_gap: i64,
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Membership {
+    /// A table that expires members after `timeout` of silence and drops
+    /// heartbeats arriving less than a quarter of `heartbeat_interval` apart.
+    pub(crate) fn new(timeout: Duration, heartbeat_interval: Duration) -> Self {
+        Self {
+            members: BTreeMap::new(),
+            timeout: micros(timeout),
+            min_gap: micros(heartbeat_interval) / 4,
+        }
+    }
+
+    /// Feeds a valid heartbeat from `peer` received at `now`.
+    pub(crate) fn handle_heartbeat(
+        &mut self,
+        now: LocalMicros,
+        peer: PeerId,
+        heartbeat: Heartbeat,
+    ) -> HeartbeatOutcome {
+        if let Some(member) = self.members.get_mut(&peer) {
+            if now - member.last_seen < self.min_gap {
+                return HeartbeatOutcome::Flood;
+            }
+            member.name = heartbeat.name;
+            member.uptime_ms = heartbeat.uptime_ms;
+            member.status = heartbeat.status;
+            member.last_seen = now;
+            return HeartbeatOutcome::Refreshed;
+        }
+        if self.members.len() >= MAX_MEMBERS {
+            return HeartbeatOutcome::Full;
+        }
+        let member = Member {
+            peer,
+            name: heartbeat.name,
+            uptime_ms: heartbeat.uptime_ms,
+            status: heartbeat.status,
+            joined_at: now,
+            last_seen: now,
+        };
+        self.members.insert(peer, member.clone());
+        HeartbeatOutcome::Joined(Box::new(member))
+    }
+
+    /// Removes and returns every member silent for longer than the timeout.
+    pub(crate) fn handle_timeout(&mut self, now: LocalMicros) -> Vec<Member> {
+        let timeout = self.timeout;
+        let expired: Vec<PeerId> = self
+            .members
+            .values()
+            .filter(|m| now - m.last_seen > timeout)
+            .map(|m| m.peer)
+            .collect();
+        expired
+            .iter()
+            .filter_map(|peer| self.members.remove(peer))
+            .collect()
+    }
+
+    /// When the next member would expire, if there is any member.
+    pub(crate) fn poll_timeout(&self) -> Option<LocalMicros> {
+        self.members
+            .values()
+            .map(|m| m.last_seen + self.timeout + 1)
+            .min()
+    }
+
+    /// The current members, ordered by peer id.
+    pub(crate) fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Whether `peer` is a member.
+    #[cfg(test)]
+    pub(crate) fn is_member(&self, peer: &PeerId) -> bool {
+        self.members.contains_key(peer)
+    }
+}
+
+impl EventLoop {
+    /// Publishes this node's heartbeat.
+    pub(crate) fn publish_heartbeat(&mut self, now: LocalMicros) {
+        let heartbeat = Heartbeat {
+            version: HEARTBEAT_VERSION,
+            name: self.name.clone(),
+            uptime_ms: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
+            status: self.status.clone(),
+        };
+        let bytes = match heartbeat.encode() {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                tracing::error!(%err, "cannot encode own heartbeat");
+                return;
+            }
+        };
+        let topic = libp2p::gossipsub::IdentTopic::new(HEARTBEAT_TOPIC);
+        if let Err(err) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            // With no peer subscribed yet this is expected; nothing to retry.
+            tracing::debug!(%err, "heartbeat not published");
+        }
+    }
+
+    /// Handles a heartbeat authored by `source`; returns the validation
+    /// verdict gossipsub should act on.
+    pub(crate) fn on_heartbeat(
+        &mut self,
+        now: LocalMicros,
+        source: PeerId,
+        data: &[u8],
+    ) -> MessageAcceptance {
+        if source == *self.swarm.local_peer_id() {
+            return MessageAcceptance::Ignore;
+        }
+        let heartbeat = match Heartbeat::decode(data) {
+            Ok(heartbeat) => heartbeat,
+            Err(err) => {
+                tracing::debug!(peer = %source, %err, "rejected heartbeat");
+                self.stats.gossip_rejected += 1;
+                return MessageAcceptance::Reject;
+            }
+        };
+        match self.membership.handle_heartbeat(now, source, heartbeat) {
+            HeartbeatOutcome::Joined(member) => {
+                tracing::info!(peer = %member.peer, name = %member.name, "member joined");
+                self.clock.add_peer(now, member.peer);
+                self.drive_clock(now);
+                self.emit(Event::PeerJoined {
+                    peer: member.peer,
+                    name: member.name,
+                });
+                MessageAcceptance::Accept
+            }
+            HeartbeatOutcome::Refreshed => MessageAcceptance::Accept,
+            HeartbeatOutcome::Flood => {
+                self.stats.gossip_flooded += 1;
+                self.penalize(now, source, "heartbeat flood");
+                MessageAcceptance::Ignore
+            }
+            HeartbeatOutcome::Full => MessageAcceptance::Ignore,
+        }
+    }
+
+    /// Expires silent members and tells the node about each one.
+    pub(crate) fn expire_members(&mut self, now: LocalMicros) {
+        for member in self.membership.handle_timeout(now) {
+            tracing::info!(peer = %member.peer, name = %member.name, "member left");
+            self.clock.remove_peer(now, &member.peer);
+            self.emit(Event::PeerLeft {
+                peer: member.peer,
+                name: member.name,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn heartbeat(name: &str) -> Heartbeat {
+        Heartbeat {
+            version: HEARTBEAT_VERSION,
+            name: name.into(),
+            uptime_ms: 1,
+            status: NodeStatus::default(),
+        }
+    }
+
+    #[test]
+    fn join_refresh_and_expire() {
+        let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+        let peer = PeerId::random();
+        let t0 = LocalMicros(1_000_000);
+        assert!(matches!(
+            table.handle_heartbeat(t0, peer, heartbeat("a")),
+            HeartbeatOutcome::Joined(_)
+        ));
+        assert_eq!(
+            table.handle_heartbeat(t0 + 1_000_000, peer, heartbeat("a")),
+            HeartbeatOutcome::Refreshed
+        );
+        // Silent from t0+1s: still there at t0+6s, gone just after.
+        assert!(table.handle_timeout(t0 + 6_000_000).is_empty());
+        assert_eq!(table.poll_timeout(), Some(t0 + 6_000_001));
+        let gone = table.handle_timeout(t0 + 6_000_001);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].peer, peer);
+        assert!(!table.is_member(&peer));
+        assert_eq!(table.poll_timeout(), None);
+    }
+
+    #[test]
+    fn flooding_member_is_ignored() {
+        let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+        let peer = PeerId::random();
+        let t0 = LocalMicros(0);
+        table.handle_heartbeat(t0, peer, heartbeat("a"));
+        assert_eq!(
+            table.handle_heartbeat(t0 + 10_000, peer, heartbeat("a")),
+            HeartbeatOutcome::Flood
+        );
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+        for _ in 0..MAX_MEMBERS {
+            table.handle_heartbeat(LocalMicros(0), PeerId::random(), heartbeat("x"));
+        }
+        assert_eq!(
+            table.handle_heartbeat(LocalMicros(0), PeerId::random(), heartbeat("x")),
+            HeartbeatOutcome::Full
+        );
+    }
+
+    #[test]
+    fn bad_heartbeats_are_rejected() {
+        let mut wrong_version = heartbeat("a");
+        wrong_version.version = 2;
+        assert!(matches!(
+            Heartbeat::decode(&wrong_version.encode().unwrap()),
+            Err(WireError::UnknownVersion { found: 2, .. })
+        ));
+        let long = heartbeat(&"n".repeat(MAX_NAME_LEN + 1));
+        assert!(matches!(
+            Heartbeat::decode(&long.encode().unwrap()),
+            Err(WireError::Invalid(_))
+        ));
+        assert!(matches!(
+            Heartbeat::decode(&[0xff; 10]),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            Heartbeat::decode(&vec![0u8; MAX_GOSSIP_BYTES + 1]),
+            Err(WireError::TooLarge { .. })
+        ));
+        let good = heartbeat("kitchen");
+        assert_eq!(Heartbeat::decode(&good.encode().unwrap()).unwrap(), good);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = Heartbeat::decode(&bytes);
+        }
+    }
+}

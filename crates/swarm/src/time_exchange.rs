@@ -1,0 +1,233 @@
+//! The time exchange `/firefly/time/1` and the swarm clock it feeds.
+//!
+//! The event loop owns a [`SwarmClock`] keyed by [`PeerId`] and drives it as
+//! the clock crate's doc prescribes: members are added and removed as they
+//! join and leave, the peers [`SwarmClock::poll_probe`] names get a time
+//! request, and every reply becomes a [`Sample`] for
+//! [`SwarmClock::handle_sample`]. Stamps, as close to the wire as
+//! request-response lets us: the asker takes `t1` from its local clock as it
+//! sends; the answerer reads `t2` from its *swarm* clock at the instant the
+//! request reached its event loop and `t3` just before handing the response
+//! to the stack; the asker takes `t4` from its local clock at the instant the
+//! response reached the loop. Estimating offset and skew is the clock crate's
+//! job, not this module's.
+
+use crate::event::Event;
+use crate::event_loop::EventLoop;
+use firefly_clock::{LocalMicros, Sample, SwarmClock, SwarmMicros};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// The protocol name.
+pub const TIME_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/time/1");
+/// Largest time request or response accepted, in bytes (they are ~20).
+pub const MAX_TIME_MESSAGE_BYTES: u64 = 256;
+
+/// `t1`: when the asker sent the request, on the asker's local clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRequest {
+    /// Asker's send time, microseconds.
+    pub t1: i64,
+}
+
+/// `(t2, t3)`: when the answerer received the request and sent the
+/// response, on the answerer's swarm clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeResponse {
+    /// Answerer's receive time, swarm microseconds.
+    pub t2: i64,
+    /// Answerer's send time, swarm microseconds.
+    pub t3: i64,
+}
+
+/// One completed exchange with a peer: the four NTP timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSample {
+    /// The peer that answered.
+    pub peer: PeerId,
+    /// The stamps, as the clock crate takes them.
+    pub sample: Sample,
+}
+
+impl TimeSample {
+    /// The peer's swarm clock minus this node's local clock:
+    /// `((t2 − t1) + (t3 − t4)) / 2`.
+    pub fn offset_micros(&self) -> i64 {
+        let s = &self.sample;
+        let a = s.t2.as_micros().saturating_sub(s.t1.as_micros());
+        let b = s.t3.as_micros().saturating_sub(s.t4.as_micros());
+        (a / 2).saturating_add(b / 2)
+    }
+
+    /// Round-trip network delay: `(t4 − t1) − (t3 − t2)`.
+    pub fn delay_micros(&self) -> i64 {
+        let s = &self.sample;
+        (s.t4 - s.t1).saturating_sub(s.t3 - s.t2)
+    }
+}
+
+/// What the swarm clock looks like right now, for the node and the UI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockStatus {
+    /// The swarm time now.
+    pub now: SwarmMicros,
+    /// Whether the clock follows the swarm's timeline yet.
+    pub synced: bool,
+    /// Rate of the swarm clock against the local clock, ppm.
+    pub skew_ppm: f64,
+    /// Estimated distance from the peers' consensus, µs (one sigma).
+    pub sync_error_micros: Option<f64>,
+    /// What is known about each member's clock.
+    pub peers: Vec<(PeerId, firefly_clock::PeerInfo)>,
+    /// Sample counters (refused samples are bad input from peers).
+    pub stats: firefly_clock::Stats,
+}
+
+/// A time request this node has in flight.
+#[derive(Debug)]
+pub(crate) struct PendingTime {
+    pub(crate) t1: LocalMicros,
+    pub(crate) reply: Option<oneshot::Sender<Result<TimeSample, crate::ClientError>>>,
+}
+
+pub(crate) type TimeEvent = request_response::Event<TimeRequest, TimeResponse>;
+
+/// Reads the clock's state for [`crate::Client::clock`].
+pub(crate) fn clock_status(clock: &SwarmClock<PeerId>, now: LocalMicros) -> ClockStatus {
+    ClockStatus {
+        now: clock.to_swarm(now),
+        synced: clock.is_synced(),
+        skew_ppm: clock.skew_ppm(),
+        sync_error_micros: clock.sync_error_micros(),
+        peers: clock.peers().map(|(p, info)| (*p, info.clone())).collect(),
+        stats: clock.stats().clone(),
+    }
+}
+
+impl EventLoop {
+    /// Sends a time request to `peer`, stamping `t1` now.
+    pub(crate) fn request_time(
+        &mut self,
+        peer: PeerId,
+        reply: Option<oneshot::Sender<Result<TimeSample, crate::ClientError>>>,
+    ) -> OutboundRequestId {
+        let t1 = (self.now)();
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .time
+            .send_request(&peer, TimeRequest { t1: t1.as_micros() });
+        self.pending_time.insert(id, PendingTime { t1, reply });
+        id
+    }
+
+    /// Drains the clock in the order its doc gives: timeout, probes, events.
+    pub(crate) fn drive_clock(&mut self, now: LocalMicros) {
+        if self.clock.poll_timeout().is_some_and(|at| at <= now) {
+            self.clock.handle_timeout(now);
+        }
+        while let Some(peer) = self.clock.poll_probe(now) {
+            if self.swarm.is_connected(&peer) {
+                self.request_time(peer, None);
+            }
+        }
+        while let Some(event) = self.clock.poll_event() {
+            match event {
+                firefly_clock::Event::Synced => {
+                    tracing::info!("swarm clock synced");
+                    self.emit(Event::ClockSynced);
+                }
+                firefly_clock::Event::Stepped { by_micros } => {
+                    tracing::info!(by_micros, "swarm clock stepped");
+                    self.emit(Event::ClockStepped { by_micros });
+                }
+                other => tracing::debug!(?other, "swarm clock event"),
+            }
+        }
+    }
+
+    /// Handles a time-exchange event that reached the loop at `arrived`.
+    pub(crate) fn on_time_event(&mut self, arrived: LocalMicros, event: TimeEvent) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { channel, .. } => {
+                    let t2 = self.clock.to_swarm(arrived).as_micros();
+                    let t3 = self.clock.to_swarm((self.now)()).as_micros();
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .time
+                        .send_response(channel, TimeResponse { t2, t3 })
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "time request abandoned before the response");
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let Some(pending) = self.pending_time.remove(&request_id) else {
+                        return;
+                    };
+                    let sample = Sample {
+                        t1: pending.t1,
+                        t2: SwarmMicros(response.t2),
+                        t3: SwarmMicros(response.t3),
+                        t4: arrived,
+                    };
+                    if let Err(err) = self.clock.handle_sample(arrived, &peer, sample) {
+                        tracing::debug!(%peer, %err, "time sample refused");
+                    }
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(Ok(TimeSample { peer, sample }));
+                    }
+                    self.drive_clock(arrived);
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.stats.time_failures += 1;
+                tracing::debug!(%peer, %error, "time request failed");
+                if let Some(PendingTime {
+                    reply: Some(reply), ..
+                }) = self.pending_time.remove(&request_id)
+                {
+                    let _ = reply.send(Err(crate::ClientError::Request(error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.stats.time_failures += 1;
+                tracing::debug!(%peer, %error, "inbound time request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_and_delay_follow_the_ntp_formulas() {
+        // Peer is 1000 µs ahead; 100 µs each way; 50 µs processing.
+        let sample = TimeSample {
+            peer: PeerId::random(),
+            sample: Sample {
+                t1: LocalMicros(10_000),
+                t2: SwarmMicros(10_000 + 100 + 1000),
+                t3: SwarmMicros(10_000 + 150 + 1000),
+                t4: LocalMicros(10_250),
+            },
+        };
+        assert_eq!(sample.offset_micros(), 1000);
+        assert_eq!(sample.delay_micros(), 200);
+    }
+}

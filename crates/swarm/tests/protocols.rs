@@ -1,0 +1,250 @@
+//! Time exchange, private swarms, relay bridging and hostile peers, over real
+//! 127.0.0.1 sockets.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use firefly_clock::SwarmMicros;
+use firefly_swarm::Event;
+use firefly_swarm::relay_server::{RelayEvent, RelayServer};
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PreSharedKey;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{StreamProtocol, Swarm, SwarmBuilder, gossipsub, noise, tcp, yamux};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_clocks_of_two_members_converge() {
+    let wall = SwarmMicros(1_700_000_000_000_000);
+    let mut config = loopback_config("a");
+    config.initial_swarm_time(wall);
+    let a = start(config).await;
+    let mut config = loopback_config("b");
+    // B starts 250 ms ahead of A on the swarm timeline.
+    config.initial_swarm_time(wall + 250_000);
+    let b = start(config).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            a.client
+                .connected_peers()
+                .await
+                .unwrap()
+                .contains(&b.peer_id())
+        })
+        .await
+    );
+
+    // A raw exchange sees B's swarm clock about 250 ms ahead of A's start.
+    let sample = a.client.time_sample(b.peer_id()).await.unwrap();
+    let delay = sample.delay_micros();
+    assert!((0..100_000).contains(&delay), "delay {delay}");
+
+    // Both clocks sync and end up on one timeline.
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            let ca = a.client.clock().await.unwrap();
+            let cb = b.client.clock().await.unwrap();
+            ca.synced && cb.synced && (ca.now - cb.now).abs() < 5_000
+        })
+        .await,
+        "clocks did not converge: {:?} / {:?}",
+        a.client.clock().await.unwrap(),
+        b.client.clock().await.unwrap()
+    );
+    let ca = a.client.clock().await.unwrap();
+    assert!(ca.stats.accepted > 0);
+}
+
+fn psk(byte: u8) -> PreSharedKey {
+    PreSharedKey::new([byte; 32])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_swarm_key_cannot_connect() {
+    let mut config = loopback_config("a");
+    config.swarm_key(psk(1));
+    let a = start(config).await;
+    let mut config = loopback_config("b");
+    config.swarm_key(psk(1));
+    let b = start(config).await;
+    let mut config = loopback_config("stranger");
+    config.swarm_key(psk(2));
+    let stranger = start(config).await;
+    let open = start(loopback_config("open")).await;
+
+    assert_eq!(b.client.dial(a.dial_addr()).await.unwrap(), a.peer_id());
+    assert!(stranger.client.dial(a.dial_addr()).await.is_err());
+    assert!(open.client.dial(a.dial_addr()).await.is_err());
+    assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(5)).await);
+    // Long enough for several heartbeats: the stranger never becomes a member.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(1)).await);
+    assert!(stranger.client.members().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_each_other_through_a_relay() {
+    let relay = RelayServer::new(
+        Keypair::generate_ed25519(),
+        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        None,
+    )
+    .unwrap();
+    let relay_id = relay.peer_id();
+    let (tx, mut relay_events) = tokio::sync::mpsc::unbounded_channel();
+    let relay_task = tokio::spawn(relay.run(move |event| {
+        let _ = tx.send(event);
+    }));
+    let relay_addr = loop {
+        if let Some(RelayEvent::Listening(addr)) = relay_events.recv().await {
+            break addr;
+        }
+    };
+
+    let mut config = loopback_config("behind-nat");
+    config.relay(relay_addr.clone());
+    let mut a = start(config).await;
+    let reserved = next_matching(&mut a.events, Duration::from_secs(10), |e| match e {
+        Event::RelayReserved { relay } => Some(*relay),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reserved, Some(relay_id));
+
+    let b = start(loopback_config("elsewhere")).await;
+    let circuit = relay_addr
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(a.peer_id()));
+    assert_eq!(b.client.dial(circuit).await.unwrap(), a.peer_id());
+    assert!(wait_members(&b.client, &[a.peer_id()], Duration::from_secs(10)).await);
+    assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(10)).await);
+    relay_task.abort();
+}
+
+fn raw_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Swarm<B> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_heartbeats_are_rejected_counted_and_the_sender_banned() {
+    let a = start(loopback_config("a")).await;
+    let b = start(loopback_config("b")).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+
+    let mut attacker = raw_swarm(|key| {
+        let config = gossipsub::ConfigBuilder::default().build().unwrap();
+        gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            .unwrap()
+    });
+    let topic = gossipsub::IdentTopic::new("firefly/heartbeat/1");
+    attacker.behaviour_mut().subscribe(&topic).unwrap();
+    let attacker_id = *attacker.local_peer_id();
+    attacker.dial(a.dial_addr()).unwrap();
+    let attack = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut sent = 0u32;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let payload = if sent.is_multiple_of(2) { vec![0xff; 64] } else { vec![0xa1, 0x01, 0x02] };
+                    if attacker.behaviour_mut().publish(topic.clone(), payload).is_ok() {
+                        sent += 1;
+                    }
+                }
+                _ = attacker.select_next_some() => {}
+            }
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            a.client.stats().await.unwrap().gossip_rejected >= 5
+        })
+        .await
+    );
+    // Enough strikes ban it: disconnected and kept out while the attack goes on.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            a.client.stats().await.unwrap().peers_banned == 1
+                && !a
+                    .client
+                    .connected_peers()
+                    .await
+                    .unwrap()
+                    .contains(&attacker_id)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !a.client
+            .connected_peers()
+            .await
+            .unwrap()
+            .contains(&attacker_id)
+    );
+    attack.abort();
+    // The node still works and the attacker is not a member.
+    assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(3)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_time_requests_are_survived() {
+    let a = start(loopback_config("a")).await;
+    // Speaks /firefly/time/1 but sends a string instead of a TimeRequest.
+    let mut attacker = raw_swarm(|_| {
+        request_response::cbor::Behaviour::<String, String>::new(
+            [(
+                StreamProtocol::new("/firefly/time/1"),
+                ProtocolSupport::Full,
+            )],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(3)),
+        )
+    });
+    attacker.dial(a.dial_addr()).unwrap();
+    let a_id = a.peer_id();
+    let outcome = within(Duration::from_secs(10), async {
+        loop {
+            match attacker.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    attacker
+                        .behaviour_mut()
+                        .send_request(&a_id, "x".repeat(10_000));
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                    return "refused";
+                }
+                SwarmEvent::Behaviour(request_response::Event::Message { .. }) => {
+                    return "answered";
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    // libp2p's request-response drops a request it cannot decode (it logs
+    // it, no event reaches the node), so the refusal is seen by the sender.
+    assert_eq!(outcome, "refused");
+    // Still serving well-formed requests.
+    let b = start(loopback_config("b")).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+    assert!(b.client.time_sample(a_id).await.is_ok());
+}

@@ -1,0 +1,103 @@
+//! `firefly bench clock`: runs the swarm-clock simulator and prints its report.
+//!
+//! Firefly coupling and a Snapcast-like baseline run the same scenario with
+//! the same seed (see `firefly_clock::sim`). `--json` prints the whole
+//! `Report`; otherwise a short summary is printed.
+
+use anyhow::{Context, ensure};
+use firefly_clock::sim::{self, Report, Scenario};
+use std::io::Write;
+
+/// Arguments of `firefly bench clock`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Network and swarm preset.
+    #[arg(long, value_enum, default_value_t = Preset::Wifi)]
+    scenario: Preset,
+    /// Number of nodes, 2 to 1000, the late joiner included (default: the preset's).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Seed of every random draw; the same seed replays the same run.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fixed extra one-way delay in one direction of every link, µs.
+    #[arg(long)]
+    asymmetry_us: Option<f64>,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The simulator's presets.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Preset {
+    /// 5 nodes, wired LAN.
+    Lan,
+    /// 5 nodes, Wi-Fi with delay spikes and loss.
+    Wifi,
+    /// 100 nodes over Wi-Fi, each probing 8 random peers.
+    Scale,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let mut scenario = match args.scenario {
+        Preset::Lan => Scenario::lan(),
+        Preset::Wifi => Scenario::wifi(),
+        Preset::Scale => Scenario::scale(),
+    };
+    if let Some(nodes) = args.nodes {
+        ensure!(
+            (2..=1_000).contains(&nodes),
+            "--nodes must be between 2 and 1000"
+        );
+        scenario.nodes = nodes;
+    }
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    if let Some(asymmetry) = args.asymmetry_us {
+        ensure!(
+            asymmetry.is_finite() && asymmetry >= 0.0,
+            "--asymmetry-us must be a non-negative number of microseconds"
+        );
+        scenario.asymmetry_us = asymmetry;
+    }
+    let report = sim::run(&scenario);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).context("writing the report")?;
+        writeln!(out).context("writing the report")?;
+    } else {
+        write!(out, "{}", summary(&report)).context("writing the report")?;
+    }
+    Ok(())
+}
+
+fn summary(r: &Report) -> String {
+    let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    format!(
+        "scenario {} ({} nodes, seed {}, asymmetry floor {:.1} µs)\n\
+         {:<10} {:>14} {:>14} {:>16} {:>14}\n\
+         {:<10} {:>14} {:>14} {:>16} {:>14}\n\
+         {:<10} {:>14} {:>14} {:>16} {:>14}\n",
+        r.scenario,
+        r.nodes,
+        r.seed,
+        r.asymmetry_floor_us,
+        "",
+        "spread p50 µs",
+        "spread p99 µs",
+        "join within 1 ms",
+        "crash step µs",
+        "firefly",
+        f(r.spread_p50_us),
+        f(r.spread_p99_us),
+        f(r.join_converge_ms).to_string() + " ms",
+        f(r.crash_step_us),
+        "baseline",
+        f(r.baseline_spread_p50_us),
+        f(r.baseline_spread_p99_us),
+        f(r.baseline_join_converge_ms).to_string() + " ms",
+        f(r.baseline_crash_step_us),
+    )
+}

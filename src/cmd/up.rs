@@ -1,0 +1,76 @@
+//! `firefly up`: run a node — join the swarm, scan the music folder, serve
+//! the API, log who joins and leaves.
+
+use crate::node::{NodeOptions, run as run_node};
+use firefly_swarm::Multiaddr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Arguments of `firefly up`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Where the node keeps its identity and library (default: the platform's data dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The music folder to scan and to put downloads in (default: `music` in the data dir).
+    #[arg(long, value_name = "DIR")]
+    music: Option<PathBuf>,
+    /// Address to listen on (repeatable; default: every interface, TCP and QUIC, random ports).
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Peer to dial at start and whenever it is disconnected (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    peer: Vec<Multiaddr>,
+    /// Relay to reserve a slot on, ending in /p2p/<relay peer id>.
+    #[arg(long, value_name = "MULTIADDR")]
+    relay: Option<Multiaddr>,
+    /// Pre-shared key file of a private swarm (`firefly key new > swarm.key`); TCP only.
+    #[arg(long, value_name = "FILE")]
+    swarm_key: Option<PathBuf>,
+    /// This node's name in the swarm (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where to serve the JSON API (loopback only).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    http: SocketAddr,
+    /// Do not look for peers on the LAN with mDNS.
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = crate::data_dir::resolve(args.data_dir)?;
+    let music = args.music.unwrap_or_else(|| data_dir.join("music"));
+    let name = match args.name {
+        Some(name) => name,
+        None => default_name(),
+    };
+    let options = NodeOptions {
+        data_dir,
+        music,
+        listen: args.listen,
+        peers: args.peer,
+        relay: args.relay,
+        swarm_key: args.swarm_key,
+        name,
+        http: args.http,
+        mdns: !args.no_mdns,
+    };
+    tokio::runtime::Runtime::new()?.block_on(run_node(options))
+}
+
+/// The host name, cut to the longest name the swarm accepts.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "firefly".to_string());
+    host.chars()
+        .filter(|c| !c.is_control())
+        .scan(0usize, |len, c| {
+            *len += c.len_utf8();
+            (*len <= firefly_swarm::MAX_NAME_LEN).then_some(c)
+        })
+        .collect()
+}
