@@ -215,6 +215,15 @@ impl Library {
         report.chunks = chunk_count;
         report.unique_chunks = chunk_ids.len() as u64;
         report.seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            files = report.files_seen,
+            tracks = report.tracks,
+            read = report.files_read,
+            removed = report.files_removed,
+            skipped = report.skipped.len(),
+            seconds = report.seconds,
+            "scan done"
+        );
         Ok(report)
     }
 

@@ -542,3 +542,72 @@ impl<'t> IndexTables<'t> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ChunkRef, TrackMeta};
+
+    fn manifest(n: u32) -> Manifest {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        Manifest {
+            track: TrackId(id),
+            size: 10,
+            chunks: vec![ChunkRef {
+                id: ChunkId(id),
+                len: 10,
+            }],
+            meta: TrackMeta::default(),
+        }
+    }
+
+    #[test]
+    fn a_peer_behind_the_trimmed_log_gets_the_full_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::open_in(dir.path()).unwrap();
+        let keep = manifest(u32::MAX);
+        let txn = lib.inner.db.begin_write().unwrap();
+        let mut tables = IndexTables::open(&txn).unwrap();
+        let record = |m: &Manifest| FileRecord {
+            size: 10,
+            mtime_ns: 1,
+            track: Some(m.track),
+            skipped: None,
+        };
+        tables
+            .link_file(Path::new("/keep"), &record(&keep), Some(&keep))
+            .unwrap();
+        // Enough add/remove pairs to push the first entries out of the log.
+        let cycles = u32::try_from(delta::LOG_KEEP).unwrap() / 2 + 10;
+        for n in 0..cycles {
+            let m = manifest(n);
+            let path = PathBuf::from(format!("/t{n}"));
+            tables.link_file(&path, &record(&m), Some(&m)).unwrap();
+            tables.unlink_file(&path).unwrap();
+        }
+        tables.finish().unwrap();
+        txn.commit().unwrap();
+
+        let version = lib.version().unwrap();
+        assert_eq!(version, 1 + 2 * u64::from(cycles));
+        match lib.changes_since(0).unwrap() {
+            Changes::Full {
+                version: v,
+                manifests,
+            } => {
+                assert_eq!(v, version);
+                assert_eq!(manifests, vec![keep.clone()]);
+            }
+            delta => panic!("expected the full list, got {delta:?}"),
+        }
+        // A recent peer still gets a (compacted, empty) delta.
+        match lib.changes_since(version - 100).unwrap() {
+            Changes::Delta { added, removed, .. } => {
+                assert!(added.is_empty() && removed.is_empty());
+            }
+            full => panic!("expected a delta, got {full:?}"),
+        }
+    }
+}

@@ -421,3 +421,39 @@ fn a_location_dropped_while_a_file_was_away_comes_back_on_rescan() {
     assert!(lib.has_chunk(chunk).unwrap());
     assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
 }
+
+#[test]
+fn scanning_one_folder_leaves_a_sibling_with_a_longer_name_alone() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs().join("a"), &["tone.mp3"]);
+    copy_fixtures(&s.songs().join("ab"), &["tone.flac"]);
+    let lib = s.open();
+    scan(&lib, &s.songs().join("ab"));
+    let report = scan(&lib, &s.songs().join("a"));
+    assert_eq!(report.files_removed, 0);
+    assert_eq!(lib.tracks().unwrap().len(), 2);
+    // Deleting under "a" removes only "a"'s file.
+    std::fs::remove_file(s.songs().join("a/tone.mp3")).unwrap();
+    let report = scan(&lib, &s.songs().join("a"));
+    assert_eq!(report.files_removed, 1);
+    let left = lib.tracks().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].manifest.meta.codec, "flac");
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_indexed_and_served() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.songs()).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff.ogg");
+    std::fs::copy(common::fixtures().join("tone.ogg"), s.songs().join(name)).unwrap();
+    let lib = s.open();
+    let report = scan(&lib, &s.songs());
+    assert_eq!(report.tracks, 1);
+    let tracks = lib.tracks().unwrap();
+    assert_eq!(tracks[0].paths[0].file_name().unwrap(), name);
+    let chunk = tracks[0].manifest.chunks[0].id;
+    assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
+    assert_eq!(scan(&lib, &s.songs()).files_unchanged, 1);
+}
