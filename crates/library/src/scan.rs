@@ -4,7 +4,9 @@
 //! every regular file whose (size, mtime) matches its record as unchanged
 //! without opening it, and reads the others on a few worker threads: probe
 //! the head with symphonia, then one pass of FastCDC + BLAKE3 (see
-//! `chunking`). Results are written in batches, many files per transaction.
+//! `chunking`). Files with an audio extension or none are probed — the
+//! content decides, the extension only rules out files named as something
+//! else (`cover.jpg`). Results are written in batches, many files per transaction.
 //! Files under the folders that were not seen any more leave the library.
 //! Progress goes to a [`ScanObserver`]; problems with single files end up in
 //! [`ScanReport::skipped`], never as an error of the whole scan.
@@ -384,6 +386,12 @@ fn skip(report: &mut ScanReport, observer: &mut dyn ScanObserver, path: &Path, r
 /// Probes and digests one file.
 fn read_one(path: &Path, size: u64, buf: &mut Vec<u8>) -> Outcome {
     let named_audio = probe::has_audio_extension(path);
+    // Files named as something else (cover.jpg, notes.txt, backup.zip) are
+    // not probed: decoders are lenient enough to find "frames" in large
+    // binary files. Files without an extension are probed.
+    if !named_audio && path.extension().is_some() {
+        return Outcome::Ignore;
+    }
     if size == 0 {
         return if named_audio {
             Outcome::Skip("empty file".to_owned())
