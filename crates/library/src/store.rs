@@ -13,8 +13,8 @@ use crate::error::{OpenError, ReadChunkError, StoreError};
 use crate::id::{ChunkId, TrackId};
 use crate::manifest::Manifest;
 use crate::tables::{
-    CHUNK_LOCATIONS, DOWNLOAD_CHUNKS, DOWNLOADS, FILES, FLOOR, FileRecord, LOG, LogEntry, META,
-    SETTINGS, TRACK_FILES, TRACKS, VERSION, decode, encode, path_bytes, path_from_bytes,
+    self, CHUNK_LOCATIONS, DOWNLOAD_CHUNKS, DOWNLOADS, FILES, FLOOR, FileRecord, LOG, LogEntry,
+    META, SETTINGS, TRACK_FILES, TRACKS, VERSION, decode, encode, path_bytes, path_from_bytes,
 };
 use redb::{
     Database, MultimapTable, ReadableDatabase, ReadableMultimapTable, ReadableTable, Table,
@@ -279,15 +279,53 @@ impl Library {
         }
     }
 
-    /// Whether some file in the library holds `chunk`.
+    /// Whether the library can serve `chunk`: some file holds it, or a
+    /// download in progress already has it.
     pub fn has_chunk(&self, chunk: ChunkId) -> Result<bool, StoreError> {
         let txn = self.inner.db.begin_read()?;
         let locations = txn.open_multimap_table(CHUNK_LOCATIONS)?;
-        Ok(locations.get(chunk.as_bytes())?.next().is_some())
+        if locations.get(chunk.as_bytes())?.next().is_some() {
+            return Ok(true);
+        }
+        Ok(self.partial_holder(&txn, chunk)?.is_some())
     }
 
-    /// The bytes of `chunk`, read from one of its files and verified against
-    /// the id. Locations whose bytes no longer match (the file changed or
+    /// A download in progress whose staging file holds `chunk`, and the
+    /// chunk's first offset and length there.
+    fn partial_holder(
+        &self,
+        txn: &redb::ReadTransaction,
+        chunk: ChunkId,
+    ) -> Result<Option<(TrackId, u64, u32)>, StoreError> {
+        let downloads = txn.open_table(DOWNLOADS)?;
+        let present = txn.open_table(DOWNLOAD_CHUNKS)?;
+        for row in downloads.iter()? {
+            let (key, value) = row?;
+            let track = TrackId(*key.value());
+            if present.get((track.as_bytes(), chunk.as_bytes()))?.is_none() {
+                continue;
+            }
+            let record: tables::DownloadRecord = decode(value.value(), "download record")?;
+            if let Some((offset, c)) = record.manifest.offsets().find(|(_, c)| c.id == chunk) {
+                return Ok(Some((track, offset, c.len)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `chunk` from the staging file of a download that has it, verified.
+    fn read_partial(&self, chunk: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let Some((track, offset, len)) = self.partial_holder(&txn, chunk)? else {
+            return Ok(None);
+        };
+        Ok(read_at(&self.staging_path(track), offset, len)
+            .ok()
+            .filter(|bytes| ChunkId::of(bytes) == chunk))
+    }
+
+    /// The bytes of `chunk`, read from one of its files (or the staging file
+    /// of a download that has it) and verified against the id. Locations whose bytes no longer match (the file changed or
     /// vanished) are dropped, and their files marked for re-reading on the
     /// next scan; if none is left the chunk is [`ReadChunkError::Unavailable`].
     pub fn read_chunk(&self, chunk: ChunkId) -> Result<Vec<u8>, ReadChunkError> {
@@ -305,7 +343,9 @@ impl Library {
             out
         };
         if candidates.is_empty() {
-            return Err(ReadChunkError::NotFound(chunk));
+            return self
+                .read_partial(chunk)?
+                .ok_or(ReadChunkError::NotFound(chunk));
         }
         let mut stale = Vec::new();
         let mut found = None;
@@ -327,6 +367,9 @@ impl Library {
         }
         if !stale.is_empty() {
             self.drop_locations(chunk, &stale)?;
+        }
+        if found.is_none() {
+            found = self.read_partial(chunk)?;
         }
         found.ok_or(ReadChunkError::Unavailable(chunk))
     }
