@@ -186,6 +186,17 @@ pub struct Digest {
     pub chunks: Vec<ChunkRef>,
 }
 
+/// Bytes of `chunks` in chunks whose id also occurs in `other`: how much of
+/// one file another one already supplies.
+pub fn shared_bytes(chunks: &[ChunkRef], other: &[ChunkRef]) -> u64 {
+    let ids: std::collections::HashSet<ChunkId> = other.iter().map(|c| c.id).collect();
+    chunks
+        .iter()
+        .filter(|c| ids.contains(&c.id))
+        .map(|c| u64::from(c.len))
+        .sum()
+}
+
 /// Why a file could not be digested.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -379,13 +390,7 @@ mod tests {
         grown.extend_from_slice(&data);
         let a = digest(&data[..]).unwrap();
         let b = digest(&grown[..]).unwrap();
-        let ids: std::collections::HashSet<_> = a.chunks.iter().map(|c| c.id).collect();
-        let shared: u64 = b
-            .chunks
-            .iter()
-            .filter(|c| ids.contains(&c.id))
-            .map(|c| u64::from(c.len))
-            .sum();
+        let shared = shared_bytes(&b.chunks, &a.chunks);
         assert!(shared * 10 >= data.len() as u64 * 9, "shared {shared}");
     }
 }

@@ -8,7 +8,7 @@ use common::{FIXTURES, Scratch, copy_fixtures};
 use firefly_library::{
     Changes, ChunkId, Library, Manifest, OpenError, ReadChunkError, ScanReport, TrackEntry,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 fn by_file(tracks: &[TrackEntry]) -> HashMap<String, Manifest> {
@@ -272,13 +272,7 @@ fn an_mp3_whose_id3_tag_grew_shares_most_chunks() {
     assert_eq!(a.meta.title, "Long Song");
     assert_eq!(b.meta.title, "Long Song");
     assert_eq!(b.meta.codec, "mp3");
-    let ids: HashSet<ChunkId> = a.chunks.iter().map(|c| c.id).collect();
-    let shared: u64 = b
-        .chunks
-        .iter()
-        .filter(|c| ids.contains(&c.id))
-        .map(|c| u64::from(c.len))
-        .sum();
+    let shared = firefly_library::shared_bytes(&b.chunks, &a.chunks);
     assert!(
         shared * 10 >= a.size * 9,
         "only {shared} of {} bytes shared",
