@@ -137,6 +137,10 @@ impl Library {
         for root in &roots_canon {
             self.walk(root, staging.as_deref(), &mut found, &mut report, observer);
         }
+        // Overlapping roots (or a symlink to a folder inside a root) can
+        // show one path twice.
+        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        found.dedup_by(|a, b| a.path == b.path);
         report.files_seen = found.len() as u64;
 
         // Known files under the roots, to tell unchanged from new and gone.

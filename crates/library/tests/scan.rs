@@ -451,3 +451,18 @@ fn a_file_name_that_is_not_utf8_is_indexed_and_served() {
     assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
     assert_eq!(scan(&lib, &s.songs()).files_unchanged, 1);
 }
+
+#[test]
+fn overlapping_roots_count_each_file_once() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs().join("inner"), &["tone.mp3", "tone.ogg"]);
+    let lib = s.open();
+    let report = lib
+        .scan(&[s.songs(), s.songs().join("inner")], &mut ())
+        .unwrap();
+    assert_eq!(
+        (report.files_seen, report.tracks, report.files_read),
+        (2, 2, 2)
+    );
+    assert_eq!(lib.tracks().unwrap().len(), 2);
+}
