@@ -42,7 +42,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // symphonia warns about every odd frame it meets while probing.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,symphonia=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -38,6 +38,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         report.library_version,
         report.catalog.len()
     )?;
+    let clock = &report.clock;
+    writeln!(
+        out,
+        "swarm clock {} ({:+.1} ppm)",
+        if clock.synced {
+            "synced"
+        } else {
+            "not synced yet"
+        },
+        clock.skew_ppm
+    )?;
+    for addr in &report.listen_addrs {
+        // Relay circuit addresses already end in this node's id.
+        if addr.ends_with(&report.peer_id) {
+            writeln!(out, "reachable at {addr}")?;
+        } else {
+            writeln!(out, "reachable at {addr}/p2p/{}", report.peer_id)?;
+        }
+    }
     writeln!(out, "{} members:", report.members.len())?;
     for member in &report.members {
         writeln!(

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What `GET /api/status` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StatusReport {
     pub(crate) peer_id: String,
     pub(crate) name: String,
@@ -22,7 +22,18 @@ pub(crate) struct StatusReport {
     pub(crate) connected_peers: Vec<String>,
     pub(crate) members: Vec<MemberReport>,
     pub(crate) library_version: u64,
+    pub(crate) clock: ClockReport,
     pub(crate) catalog: Vec<CatalogEntry>,
+}
+
+/// The swarm clock in the status report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ClockReport {
+    /// Swarm time when the report was made, µs.
+    pub(crate) swarm_time_us: i64,
+    pub(crate) synced: bool,
+    pub(crate) skew_ppm: f64,
+    pub(crate) sync_error_us: Option<f64>,
 }
 
 /// One member in the status report.
@@ -92,6 +103,7 @@ async fn status(State(state): State<NodeState>) -> Result<Json<StatusReport>, Ap
     let members = state.swarm.members().await?;
     let connected = state.swarm.connected_peers().await?;
     let listen = state.swarm.listen_addrs().await?;
+    let clock = state.swarm.clock().await?;
     let library = state.library.clone();
     let (version, tracks) =
         tokio::task::spawn_blocking(move || anyhow::Ok((library.version()?, library.tracks()?)))
@@ -122,6 +134,69 @@ async fn status(State(state): State<NodeState>) -> Result<Json<StatusReport>, Ap
             })
             .collect(),
         library_version: version,
+        clock: ClockReport {
+            swarm_time_us: clock.now.as_micros(),
+            synced: clock.synced,
+            skew_ppm: clock.skew_ppm,
+            sync_error_us: clock.sync_error_micros,
+        },
         catalog,
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use firefly_library::{Library, LibraryConfig};
+    use tower::ServiceExt;
+
+    async fn state(dir: &std::path::Path) -> NodeState {
+        let keypair = firefly_swarm::identity::load_or_create(dir).unwrap();
+        let mut config = firefly_swarm::Config::new(keypair, "test-node");
+        config
+            .mdns(false)
+            .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+        let (client, _events, event_loop) = firefly_swarm::new(config).unwrap();
+        tokio::spawn(event_loop.run());
+        let library = Library::open(&LibraryConfig::new(dir)).unwrap();
+        NodeState {
+            swarm: client,
+            library,
+            name: "test-node".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_node_as_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        let me = state.swarm.peer_id().to_string();
+        let response = router(state)
+            .oneshot(Request::get("/api/status").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let report: StatusReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report.peer_id, me);
+        assert_eq!(report.name, "test-node");
+        assert!(report.members.is_empty());
+        assert!(report.catalog.is_empty());
+        assert!(report.clock.swarm_time_us > 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let response = router(state(dir.path()).await)
+            .oneshot(Request::get("/api/nothing").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
 }

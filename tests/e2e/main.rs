@@ -6,5 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod netns;
+mod node;
 mod scan;
 mod util;

@@ -150,3 +150,21 @@ fn scanning_a_missing_folder_is_one_clear_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot scan") && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn bench_scan_reports_throughput_against_raw_hashing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let music = tmp.path().join("music");
+    copy_fixtures(&music, &ALL);
+    let figures = firefly_json(&["bench", "scan", arg(&music), "--json", "--runs", "1"]);
+    assert_eq!(figures["files"], 6);
+    assert_eq!(figures["tracks"], 6);
+    for key in [
+        "raw_blake3_mb_s",
+        "first_scan_mb_s",
+        "scan_to_raw_ratio",
+        "rescan_files_s",
+    ] {
+        assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
+    }
+}

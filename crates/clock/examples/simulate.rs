@@ -56,8 +56,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
         }
     }
     if let Some(n) = nodes {
-        if n < 2 {
-            return Err("--nodes must be at least 2".into());
+        if !(2..=1_000).contains(&n) {
+            return Err("--nodes must be between 2 and 1000".into());
         }
         scenario.nodes = n;
     }

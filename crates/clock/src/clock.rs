@@ -1,10 +1,18 @@
 //! The swarm clock: this node's mapping from local time onto the shared
 //! timeline, kept in step with its peers by firefly coupling.
 //!
-//! [`SwarmClock`] owns one [`crate::estimator`] window per peer and, every
-//! tick, nudges its own mapping `swarm = anchor + (local − anchor) × (1 + skew)`
-//! a fraction of the way toward the weighted consensus of its peers' timelines
-//! (phase by slewing, rate by averaging). Nobody is the reference.
+//! [`SwarmClock`] owns one estimator window per peer and, every tick, nudges
+//! its own mapping `swarm = anchor + (local − anchor) × (1 + skew)` a fraction
+//! of the way toward the inverse-variance weighted consensus of its peers'
+//! timelines. Nobody is the reference. Two loops do the nudging:
+//!
+//! - **rate**: the skew follows the peers' measured rates through a scalar
+//!   Kalman-style filter (large gain while this node's own rate is uncertain,
+//!   a small floor once settled);
+//! - **phase**: the remaining offset is slewed away (a bounded rate offset,
+//!   never a jump) by a PI loop whose gain is high right after a step or
+//!   while the error clearly stands out of the estimates' noise, and low once
+//!   settled, so a settled swarm averages noise instead of chasing it.
 //!
 //! Acquisition and partitions are handled by two rules that only ever move a
 //! timeline toward the largest group of agreeing clocks or forward:
@@ -94,7 +102,6 @@ enum State {
 struct Peer {
     estimator: PeerEstimator,
     probed: bool,
-    next_probe: i64,
     info: PeerInfo,
 }
 
@@ -107,6 +114,9 @@ struct View {
     /// Peer swarm rate against our local clock, minus one.
     rate: f64,
     rate_sigma: f64,
+    /// The window's own rate measurement (no prior), for the rate filter.
+    measured_rate: f64,
+    measured_rate_sigma: f64,
 }
 
 /// This node's swarm clock. Sans-IO: the caller owns time and the network.
@@ -152,15 +162,22 @@ pub struct SwarmClock<P> {
     rate_slew: f64,
     state: State,
     peers: BTreeMap<P, Peer>,
+    /// The peers with `probed` set and when each is due next, so timers need
+    /// not walk every member.
+    probed: Vec<(P, i64)>,
     rng: ChaCha8Rng,
     created: i64,
     last_now: i64,
     next_tick: i64,
     far_ahead_since: Option<i64>,
-    /// Coupling ticks since the last step: the rate gain starts at a running
-    /// average (1/k) and decays to `rate_gain`, so a fresh timeline learns its
-    /// rate fast and a settled one filters noise.
-    ticks_since_step: u32,
+    /// Variance of `rate_base` as an estimate of the peers' rate. It sets the
+    /// rate gain (a scalar Kalman filter floored at `rate_gain`): a fresh
+    /// timeline takes each better measurement almost whole, a settled one
+    /// filters noise.
+    rate_var: f64,
+    /// Local time of the last step: the phase gain decays from
+    /// `phase_gain_acquire` to `phase_gain` after it.
+    stepped_at: i64,
     sync_error: Option<f64>,
     events: VecDeque<Event<P>>,
     stats: Stats,
@@ -185,11 +202,13 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             rate_slew: 0.0,
             state: State::Unsynced { first_ready: None },
             peers: BTreeMap::new(),
+            probed: Vec::new(),
             rng,
             created: now.0,
             last_now: now.0,
             far_ahead_since: None,
-            ticks_since_step: 0,
+            rate_var: 1.0,
+            stepped_at: now.0,
             sync_error: None,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -269,7 +288,6 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 Peer {
                     estimator,
                     probed: false,
-                    next_probe: now,
                     info: PeerInfo::default(),
                 },
             );
@@ -282,6 +300,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     pub fn remove_peer(&mut self, now: LocalMicros, peer: &P) {
         let now = self.advance(now);
         if self.peers.remove(peer).is_some() {
+            self.probed.retain(|(k, _)| k != peer);
             self.select_peers(now, None);
         }
     }
@@ -376,13 +395,10 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     pub fn poll_probe(&mut self, now: LocalMicros) -> Option<P> {
         let now = self.advance(now);
         let interval = self.config.probe_interval;
-        let (key, peer) = self
-            .peers
-            .iter_mut()
-            .find(|(_, p)| p.probed && p.next_probe <= now)?;
-        peer.next_probe = peer.next_probe.saturating_add(interval);
-        if peer.next_probe <= now {
-            peer.next_probe = now.saturating_add(interval);
+        let (key, next) = self.probed.iter_mut().find(|(_, next)| *next <= now)?;
+        *next = next.saturating_add(interval);
+        if *next <= now {
+            *next = now.saturating_add(interval);
         }
         Some(key.clone())
     }
@@ -394,12 +410,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
 
     /// When to call [`SwarmClock::handle_timeout`] and [`SwarmClock::poll_probe`] next.
     pub fn poll_timeout(&self) -> Option<LocalMicros> {
-        let probe = self
-            .peers
-            .values()
-            .filter(|p| p.probed)
-            .map(|p| p.next_probe)
-            .min();
+        let probe = self.probed.iter().map(|(_, next)| *next).min();
         Some(LocalMicros(
             probe.map_or(self.next_tick, |p| p.min(self.next_tick)),
         ))
@@ -444,7 +455,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         self.anchor_swarm = self.anchor_swarm.saturating_add(whole as i64);
         self.anchor_frac = total - whole;
         self.stats.steps += 1;
-        self.ticks_since_step = 0;
+        self.stepped_at = now;
         self.events.push_back(Event::Stepped {
             by_micros: by.round() as i64,
         });
@@ -455,17 +466,13 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     /// a random probed peer with probability `max / members`).
     fn select_peers(&mut self, now: i64, newcomer: Option<&P>) {
         let max = self.config.max_sync_peers;
-        let probed: Vec<P> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.probed)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if let Some(new) = newcomer.filter(|_| probed.len() >= max) {
+        if let Some(new) = newcomer.filter(|_| self.probed.len() >= max) {
             let members = self.peers.len();
             if self.rng.random_range(0..members) < max {
-                let victim = &probed[self.rng.random_range(0..probed.len())];
-                if let Some(p) = self.peers.get_mut(victim) {
+                let (victim, _) = self
+                    .probed
+                    .swap_remove(self.rng.random_range(0..self.probed.len()));
+                if let Some(p) = self.peers.get_mut(&victim) {
                     p.probed = false;
                     p.info.probed = false;
                     p.estimator = PeerEstimator::new();
@@ -474,7 +481,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             }
             return;
         }
-        let mut missing = max.saturating_sub(probed.len());
+        let mut missing = max.saturating_sub(self.probed.len());
         while missing > 0 {
             let candidates: Vec<&P> = self
                 .peers
@@ -493,10 +500,12 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
 
     fn probe(&mut self, now: i64, key: &P) {
         let phase = self.rng.random_range(0..self.config.probe_interval.max(1));
-        if let Some(p) = self.peers.get_mut(key) {
+        if let Some(p) = self.peers.get_mut(key)
+            && !p.probed
+        {
             p.probed = true;
-            p.next_probe = now.saturating_add(phase);
             p.info.probed = true;
+            self.probed.push((key.clone(), now.saturating_add(phase)));
         }
     }
 
@@ -534,6 +543,8 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                             sigma: e.uncertainty_at(at).max(0.5),
                             rate: e.rate,
                             rate_sigma: e.rate_uncertainty.max(1e-9),
+                            measured_rate: e.measured_rate,
+                            measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
                         });
                     }
                 }
@@ -564,7 +575,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             first_ready: Some(first_ready),
         };
         let members = largest_cluster(views, self.config.outlier, true);
-        let probed = self.peers.values().filter(|p| p.probed).count();
+        let probed = self.probed.len();
         let sigma = consensus_sigma(views, &members);
         let everyone_seen = views.len() >= probed;
         let waited = now.saturating_sub(first_ready) >= self.config.acquire_after;
@@ -572,9 +583,13 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             return;
         }
         if !members.is_empty() {
-            let (offset, rate) = weighted_means(views, &members);
-            self.step(now, offset);
-            self.rate_base = rate.clamp(-self.config.max_skew, self.config.max_skew);
+            let c = weighted_means(views, &members);
+            self.step(now, c.offset);
+            self.rate_var = c
+                .measured_var
+                .max((c.rate - c.measured_rate).powi(2))
+                .max(1e-12);
+            self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
             self.rate_slew = 0.0;
         }
         self.state = State::Synced;
@@ -594,9 +609,10 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             let since = *self.far_ahead_since.get_or_insert(now);
             if now.saturating_sub(since) >= self.config.adopt_after {
                 let members = largest_cluster(&ahead, outlier, false);
-                let (offset, rate) = weighted_means(&ahead, &members);
-                self.step(now, offset);
-                self.rate_base = rate.clamp(-self.config.max_skew, self.config.max_skew);
+                let c = weighted_means(&ahead, &members);
+                self.step(now, c.offset);
+                self.rate_var = c.measured_var.max(1e-12);
+                self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
                 self.rate_slew = 0.0;
                 self.far_ahead_since = None;
                 return;
@@ -607,23 +623,42 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             .collect();
         self.mark_coupled(outlier);
         if near.is_empty() {
+            // Nobody to follow: free-run at the learned rate, no slew.
+            self.reanchor(now);
+            self.rate_slew = 0.0;
             self.sync_error = None;
             return;
         }
-        let (offset, rate) = weighted_means(views, &near);
+        let c = weighted_means(views, &near);
+        let offset = c.offset;
         let sigma = consensus_sigma(views, &near);
         self.reanchor(now);
         let max_skew = self.config.max_skew;
-        self.ticks_since_step = self.ticks_since_step.saturating_add(1);
-        let gain = self
-            .config
-            .rate_gain
-            .max(1.0 / f64::from(self.ticks_since_step.saturating_add(1)));
-        self.rate_base += gain * (rate - self.rate_base);
+        let gain = (self.rate_var / (self.rate_var + c.measured_var)).max(self.config.rate_gain);
+        // Successive measurements come from overlapping windows, so they are
+        // not independent: never trust the filter more than a fraction of
+        // the latest measurement, or it stops listening while still wrong.
+        self.rate_var = ((1.0 - gain) * self.rate_var + RATE_WANDER * RATE_WANDER)
+            .max(RATE_TRUST * c.measured_var);
+        self.rate_base += gain * (c.measured_rate - self.rate_base);
         self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
         let tick = self.config.tick_interval as f64;
-        self.rate_slew = (self.config.phase_gain * offset / tick)
-            .clamp(-self.config.max_slew, self.config.max_slew);
+        let since = now.saturating_sub(self.stepped_at).max(0) as f64;
+        let settle = self.config.settle_time.max(1) as f64;
+        let fast = self.config.phase_gain_acquire.max(self.config.phase_gain);
+        // Fast right after a step, and whenever the error clearly stands out
+        // of the estimates' noise (a swarm still converging); slow otherwise.
+        let fresh = (-since / settle).exp();
+        let significance = offset * offset / (offset * offset + 64.0 * sigma * sigma);
+        let phase_gain =
+            self.config.phase_gain + (fast - self.config.phase_gain) * fresh.max(significance);
+        // Integral action (a critically damped PI loop on the phase): a
+        // residual rate error the slope estimates have not resolved yet shows
+        // up as a persistent phase error, and this removes it.
+        self.rate_base += phase_gain * phase_gain / 8.0 * offset / tick;
+        self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
+        self.rate_slew =
+            (phase_gain * offset / tick).clamp(-self.config.max_slew, self.config.max_slew);
         self.sync_error = Some((offset * offset + sigma * sigma).sqrt());
     }
 
@@ -672,9 +707,30 @@ fn largest_cluster(views: &[View], width: f64, with_self: bool) -> Vec<usize> {
         .collect()
 }
 
-/// Inverse-variance weighted mean offset and rate over `members`.
-fn weighted_means(views: &[View], members: &[usize]) -> (f64, f64) {
-    let (mut wo, mut so, mut wr, mut sr) = (0.0, 0.0, 0.0, 0.0);
+/// How much the consensus rate may wander per tick (one sigma), so the rate
+/// filter never stops listening.
+const RATE_WANDER: f64 = 0.02e-6;
+
+/// The rate filter's variance never drops below this fraction of the latest
+/// measurement's (see `couple`).
+const RATE_TRUST: f64 = 0.25;
+
+/// Inverse-variance weighted means over `members`.
+#[derive(Debug, Clone, Copy)]
+struct Consensus {
+    /// Offset of the peers' timeline from ours, µs.
+    offset: f64,
+    /// Their rate against our local clock (prior-blended: a usable guess
+    /// even from short windows).
+    rate: f64,
+    /// Their rate as the windows alone measure it, and its variance (the
+    /// input of the rate filter; huge while windows are short).
+    measured_rate: f64,
+    measured_var: f64,
+}
+
+fn weighted_means(views: &[View], members: &[usize]) -> Consensus {
+    let (mut wo, mut so, mut wr, mut sr, mut wm, mut sm) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for &i in members {
         let v = views[i];
         let w = 1.0 / (v.sigma * v.sigma);
@@ -683,13 +739,23 @@ fn weighted_means(views: &[View], members: &[usize]) -> (f64, f64) {
         let w = 1.0 / (v.rate_sigma * v.rate_sigma);
         wr += w;
         sr += w * v.rate;
+        let w = 1.0 / (v.measured_rate_sigma * v.measured_rate_sigma);
+        if w.is_finite() {
+            wm += w;
+            sm += w * v.measured_rate;
+        }
     }
-    let offset = if wo > 0.0 { so / wo } else { 0.0 };
-    let rate = if wr > 0.0 { sr / wr } else { 0.0 };
-    (
-        if offset.is_finite() { offset } else { 0.0 },
-        if rate.is_finite() { rate } else { 0.0 },
-    )
+    let finite_or = |x: f64, d: f64| if x.is_finite() { x } else { d };
+    Consensus {
+        offset: finite_or(if wo > 0.0 { so / wo } else { 0.0 }, 0.0),
+        rate: finite_or(if wr > 0.0 { sr / wr } else { 0.0 }, 0.0),
+        measured_rate: finite_or(if wm > 0.0 { sm / wm } else { 0.0 }, 0.0),
+        measured_var: if wm > 0.0 {
+            finite_or(1.0 / wm, 1.0)
+        } else {
+            1.0
+        },
+    }
 }
 
 fn consensus_sigma(views: &[View], members: &[usize]) -> f64 {

@@ -23,6 +23,8 @@ pub struct Config {
     pub(crate) acquire_uncertainty: f64,
     pub(crate) solo_after: i64,
     pub(crate) phase_gain: f64,
+    pub(crate) phase_gain_acquire: f64,
+    pub(crate) settle_time: i64,
     pub(crate) rate_gain: f64,
     pub(crate) max_slew: f64,
     pub(crate) max_skew: f64,
@@ -45,14 +47,16 @@ impl Default for Config {
             acquire_after: 1_000_000,
             acquire_uncertainty: 150.0,
             solo_after: 5_000_000,
-            phase_gain: 0.1,
-            rate_gain: 0.05,
+            phase_gain: 0.02,
+            phase_gain_acquire: 0.15,
+            settle_time: 15_000_000,
+            rate_gain: 0.02,
             max_slew: 500e-6,
             max_skew: 1_000e-6,
             seed: 0,
             estimator: EstimatorConfig {
-                max_samples: 256,
-                max_age: 20_000_000,
+                max_samples: 400,
+                max_age: 40_000_000,
                 jump_threshold: 2_000.0,
                 max_rate: 2e-3,
                 rate_prior_sigma: 200e-6,
@@ -152,7 +156,8 @@ impl Config {
     }
 
     /// Fraction of the phase error to the peers' consensus corrected per tick
-    /// (by slewing, never stepping). Default 0.1.
+    /// once settled (by slewing, never stepping). Low, so a settled swarm
+    /// averages its estimates' noise instead of chasing it. Default 0.02.
     pub fn phase_gain(&mut self, g: f64) -> &mut Self {
         if g.is_finite() {
             self.phase_gain = g.clamp(0.0, 1.0);
@@ -160,8 +165,24 @@ impl Config {
         self
     }
 
-    /// Fraction of the rate error to the peers' consensus corrected per tick.
-    /// Default 0.05.
+    /// Phase gain right after a step (acquisition, adoption); it decays to
+    /// [`Config::phase_gain`] over [`Config::settle_time`]. Default 0.15.
+    pub fn phase_gain_acquire(&mut self, g: f64) -> &mut Self {
+        if g.is_finite() {
+            self.phase_gain_acquire = g.clamp(0.0, 1.0);
+        }
+        self
+    }
+
+    /// Time constant of the phase gain's decay after a step. Default 15 s.
+    pub fn settle_time(&mut self, d: std::time::Duration) -> &mut Self {
+        self.settle_time = micros(d).max(1);
+        self
+    }
+
+    /// Smallest fraction of the rate error to the peers' consensus corrected
+    /// per tick. The rate filter takes more while its own estimate is less
+    /// certain than the peers' windows (right after a step). Default 0.02.
     pub fn rate_gain(&mut self, g: f64) -> &mut Self {
         if g.is_finite() {
             self.rate_gain = g.clamp(0.0, 1.0);
@@ -193,13 +214,13 @@ impl Config {
         self
     }
 
-    /// Most samples kept per peer. Default 256.
+    /// Most samples kept per peer. Default 400.
     pub fn window_samples(&mut self, n: usize) -> &mut Self {
         self.estimator.max_samples = n.max(2);
         self
     }
 
-    /// Oldest sample kept per peer, relative to its newest. Default 20 s.
+    /// Oldest sample kept per peer, relative to its newest. Default 40 s.
     pub fn window(&mut self, d: std::time::Duration) -> &mut Self {
         self.estimator.max_age = micros(d).max(1);
         self

@@ -147,35 +147,40 @@ impl Point {
 
 /// The fitted line `θ(L) = theta + rate · (L − at)`, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Estimate {
+pub(crate) struct Estimate {
     /// Local instant the line is anchored at (the newest sample).
-    pub at: LocalMicros,
+    pub(crate) at: LocalMicros,
     /// Peer swarm minus local at `at`, µs.
-    pub theta: f64,
+    pub(crate) theta: f64,
     /// The peer's swarm clock rate against our local clock, minus one.
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// One-sigma uncertainty of `theta` at `at`, µs.
-    pub uncertainty: f64,
+    pub(crate) uncertainty: f64,
     /// One-sigma uncertainty of `rate`.
-    pub rate_uncertainty: f64,
+    pub(crate) rate_uncertainty: f64,
+    /// The rate measured by the window alone, without the prior `rate` is
+    /// blended with while the window is short.
+    pub(crate) measured_rate: f64,
+    /// One-sigma uncertainty of `measured_rate` (infinite for a zero span).
+    pub(crate) measured_rate_uncertainty: f64,
     /// Smallest round trip in the window, µs.
-    pub min_delay: f64,
+    pub(crate) min_delay: f64,
     /// Half the distance between the two fitted envelopes, µs.
-    pub half_gap: f64,
+    pub(crate) half_gap: f64,
     /// Samples in the window.
-    pub samples: usize,
+    pub(crate) samples: usize,
     /// Time between the oldest and newest sample, µs.
-    pub span: i64,
+    pub(crate) span: i64,
 }
 
 impl Estimate {
     /// Peer swarm minus local at local instant `l`, µs.
-    pub fn theta_at(&self, l: LocalMicros) -> f64 {
+    pub(crate) fn theta_at(&self, l: LocalMicros) -> f64 {
         self.theta + self.rate * (l.0.saturating_sub(self.at.0)) as f64
     }
 
     /// Uncertainty of [`Estimate::theta_at`] at `l`: grows with the extrapolation.
-    pub fn uncertainty_at(&self, l: LocalMicros) -> f64 {
+    pub(crate) fn uncertainty_at(&self, l: LocalMicros) -> f64 {
         let dt = (l.0.saturating_sub(self.at.0)).max(0) as f64;
         self.uncertainty + self.rate_uncertainty * dt
     }
@@ -206,6 +211,8 @@ pub(crate) struct PeerEstimator {
     fit_fresh: bool,
     /// Rate to assume while the window is too short to see one.
     rate_prior: f64,
+    /// Largest `t4` in `points` (kept by `push_sorted` and `pop_oldest`).
+    newest_t4: Option<i64>,
 }
 
 impl PeerEstimator {
@@ -216,6 +223,7 @@ impl PeerEstimator {
             fit: None,
             fit_fresh: false,
             rate_prior: 0.0,
+            newest_t4: None,
         }
     }
 
@@ -225,7 +233,16 @@ impl PeerEstimator {
 
     /// Local time of the newest sample's reply.
     pub(crate) fn newest(&self) -> Option<LocalMicros> {
-        self.points.iter().map(|p| p.t4).max().map(LocalMicros)
+        self.newest_t4.map(LocalMicros)
+    }
+
+    /// Drops the oldest sample, keeping `newest_t4` right.
+    fn pop_oldest(&mut self) -> Option<Point> {
+        let p = self.points.pop_front()?;
+        if Some(p.t4) == self.newest_t4 {
+            self.newest_t4 = self.points.iter().map(|q| q.t4).max();
+        }
+        Some(p)
     }
 
     /// Sets the rate assumed while the window is too short to measure one.
@@ -253,7 +270,9 @@ impl PeerEstimator {
         {
             return Err(SampleError::Stale);
         }
-        if self.points.iter().any(|q| q.t1 == p.t1) || self.pending.is_some_and(|q| q.t1 == p.t1) {
+        if self.points.binary_search_by_key(&p.t1, |q| q.t1).is_ok()
+            || self.pending.is_some_and(|q| q.t1 == p.t1)
+        {
             return Err(SampleError::Duplicate);
         }
         // A recent fit (the clock refits every tick) is good enough to judge a
@@ -271,6 +290,7 @@ impl PeerEstimator {
                     match self.pending.take() {
                         Some(q) if consistent(&q, &p, tolerance) => {
                             self.points.clear();
+                            self.newest_t4 = None;
                             self.push_sorted(q);
                             self.push_sorted(p);
                             Insert::Reset
@@ -283,7 +303,7 @@ impl PeerEstimator {
                 } else if violation > tolerance {
                     let keep = self.points.len() / 2;
                     while self.points.len() > keep {
-                        self.points.pop_front();
+                        self.pop_oldest();
                     }
                     self.push_sorted(p);
                     Insert::Shrunk
@@ -304,12 +324,22 @@ impl PeerEstimator {
             // The old fit describes samples that are gone.
             self.fit = None;
         }
-        self.trim(cfg);
-        self.fit_fresh = false;
+        // A sample well inside both envelopes cannot move them, and neither
+        // can dropping one: keep the fit (this is most samples with jitter,
+        // and it is what keeps a 100-node simulation fast).
+        let keeps_fit = |fit: &Option<Estimate>, q: &Point| fit.is_some_and(|f| inside(&f, q));
+        let mut unchanged = self.fit_fresh && outcome == Insert::Added && keeps_fit(&self.fit, &p);
+        for q in self.trim(cfg) {
+            unchanged &= keeps_fit(&self.fit, &q);
+        }
+        if !unchanged {
+            self.fit_fresh = false;
+        }
         Ok(outcome)
     }
 
     fn push_sorted(&mut self, p: Point) {
+        self.newest_t4 = Some(self.newest_t4.map_or(p.t4, |n| n.max(p.t4)));
         // Samples nearly always arrive in order: search from the back.
         let idx = self
             .points
@@ -319,9 +349,11 @@ impl PeerEstimator {
         self.points.insert(idx, p);
     }
 
-    fn trim(&mut self, cfg: &EstimatorConfig) {
+    /// Drops samples beyond the window's size and age; returns them.
+    fn trim(&mut self, cfg: &EstimatorConfig) -> Vec<Point> {
+        let mut dropped = Vec::new();
         while self.points.len() > cfg.max_samples.max(2) {
-            self.points.pop_front();
+            dropped.extend(self.pop_oldest());
         }
         if let Some(newest) = self.points.back().map(|p| p.t1) {
             while self
@@ -329,9 +361,10 @@ impl PeerEstimator {
                 .front()
                 .is_some_and(|p| p.t1 < newest.saturating_sub(cfg.max_age))
             {
-                self.points.pop_front();
+                dropped.extend(self.pop_oldest());
             }
         }
+        dropped
     }
 
     /// The fit of the current window, recomputed only when the window changed.
@@ -353,6 +386,15 @@ fn violation(fit: &Estimate, p: &Point) -> f64 {
     let below = lower_u - p.u as f64;
     let above = p.v as f64 - upper_v;
     below.max(above)
+}
+
+/// Whether `p` lies well inside both envelopes of `fit`, so that adding or
+/// removing it cannot change the fit.
+fn inside(fit: &Estimate, p: &Point) -> bool {
+    let margin = 8.0 * fit.uncertainty + 5.0;
+    let above_u = p.u as f64 - (fit.theta_at(LocalMicros(p.t1)) + fit.half_gap);
+    let below_v = (fit.theta_at(LocalMicros(p.t4)) - fit.half_gap) - p.v as f64;
+    above_u > margin && below_v > margin
 }
 
 /// Whether two samples can describe the same clock: their offset intervals,
@@ -419,6 +461,8 @@ fn fit(points: &VecDeque<Point>, rate_prior: f64, cfg: &EstimatorConfig) -> Opti
         rate,
         uncertainty: noise + rate_sigma * span_f / 2.0,
         rate_uncertainty: rate_sigma,
+        measured_rate: rate_fit,
+        measured_rate_uncertainty: rate_sigma_fit,
         min_delay,
         half_gap: (alpha_u - alpha_v) / 2.0,
         samples: points.len(),

@@ -27,6 +27,32 @@
 //! [`Event::Synced`]. The UI reads [`SwarmClock::peers`],
 //! [`SwarmClock::skew_ppm`] and [`SwarmClock::sync_error_micros`].
 //!
+//! Concretely, for the swarm crate:
+//!
+//! - `LocalMicros`: microseconds of a monotonic clock (`Instant` elapsed since
+//!   the process started), read from one replaceable `now()` hook.
+//! - `SwarmClock::new(config, now, initial)`: `initial` = wall-clock
+//!   microseconds since the UNIX epoch at start, so independent nodes begin
+//!   within [`Config::max_offset`] (a day) of each other; seed
+//!   [`Config::seed`] from the node's `PeerId` bytes so nodes pick different
+//!   random peers.
+//! - `/firefly/time/1`: request `t1`, response `(t2, t3)`. `t1` and `t4` are
+//!   **this node's local** time (`now()` as the request leaves / the reply
+//!   arrives); `t2` and `t3` are **the peer's swarm** time
+//!   (`clock.to_swarm(now())` when the request arrives / the reply leaves;
+//!   `t3 = t2` is fine if the peer stamps once). Time out requests after 1 s:
+//!   longer round trips are refused anyway ([`Config::max_delay`]).
+//! - Playback must wait for [`Event::Synced`] and re-read anything scheduled
+//!   in swarm time after an [`Event::Stepped`]. While synced, swarm time only
+//!   runs forward and its rate changes slowly; a step happens only when this
+//!   node adopts a timeline that stayed ahead of it (a healed partition).
+//! - A player follows the timeline with a [`SlewController`]: feed it the
+//!   phase error (emitted position minus timeline position) and apply the
+//!   returned rate, or seek on [`Correction::Realign`].
+//!
+//! What this crate is not: a wall clock (chrono is for display), a wire
+//! format (the swarm crate owns the CBOR messages), or a scheduler.
+//!
 //! ```
 //! use firefly_clock::{Config, LocalMicros, Sample, SwarmClock, SwarmMicros};
 //!
@@ -53,6 +79,6 @@ mod tests;
 
 pub use clock::{Event, PeerInfo, Stats, SwarmClock};
 pub use config::Config;
-pub use estimator::{Estimate, Sample, SampleError};
+pub use estimator::{Sample, SampleError};
 pub use slew::{Correction, SlewConfig, SlewController};
 pub use time::{LocalMicros, SwarmMicros};

@@ -9,7 +9,6 @@
 
 use crate::id::{ChunkId, TrackId};
 use crate::manifest::{ChunkRef, MAX_CHUNK_LEN, MAX_TRACK_BYTES};
-use fastcdc::v2020::FastCDC;
 use std::io::{self, Read};
 
 /// FastCDC minimum chunk size.
@@ -18,7 +17,7 @@ pub const MIN_CHUNK_LEN: u32 = 16 * 1024;
 pub const AVG_CHUNK_LEN: u32 = 64 * 1024;
 
 /// Read buffer size: many chunks per read, bounded memory per worker.
-const BUFFER_LEN: usize = 4 * 1024 * 1024;
+const BUFFER_LEN: usize = 1024 * 1024;
 
 /// Chunk lengths FastCDC cuts from the front of `data`, in order.
 ///
@@ -27,11 +26,8 @@ const BUFFER_LEN: usize = 4 * 1024 * 1024;
 /// with `at_eof == true` it covers all of `data`. Returns the lengths and the
 /// number of bytes they cover.
 pub fn plan_cuts(data: &[u8], at_eof: bool) -> (Vec<u32>, usize) {
+    let cutter = cutter();
     let mut lens = Vec::new();
-    if data.is_empty() {
-        return (lens, 0);
-    }
-    let cdc = FastCDC::new(data, MIN_CHUNK_LEN, AVG_CHUNK_LEN, MAX_CHUNK_LEN);
     let max = MAX_CHUNK_LEN as usize;
     let mut at = 0usize;
     while at < data.len() {
@@ -39,15 +35,136 @@ pub fn plan_cuts(data: &[u8], at_eof: bool) -> (Vec<u32>, usize) {
         if remaining < max && !at_eof {
             break;
         }
-        let (_, end) = cdc.cut(at, remaining);
-        if end <= at {
-            break;
-        }
+        let len = cutter.cut(&data[at..]);
         // A cut is at most MAX_CHUNK_LEN bytes long, so it fits in a u32.
-        lens.push(u32::try_from(end - at).unwrap_or(MAX_CHUNK_LEN));
-        at = end;
+        lens.push(u32::try_from(len).unwrap_or(MAX_CHUNK_LEN));
+        at += len;
     }
     (lens, at)
+}
+
+/// Bytes each lane of [`Cutter::scan`] covers per round.
+const LANE: usize = 1024;
+/// The masks only look at hash bits 0..=47, and bit `k` of the gear hash
+/// depends on the last `k + 1` bytes: 47 bytes before a position are enough
+/// to know its masked bits.
+const WARM_UP: usize = 47;
+
+/// FastCDC v2020's cut-point search (gear hash, normalization level 1, the
+/// crate's own gear table and masks), computed four positions at a time.
+///
+/// `fastcdc::v2020::cut` advances one hash chain, so each byte waits for the
+/// previous one. Because the masked bits of the hash depend only on the last
+/// 48 bytes, four stretches of the buffer can be hashed side by side (each
+/// warmed up on the 47 bytes before it); a stretch group that shows a match
+/// is re-scanned in order to find the first one. The cut points are exactly
+/// fastcdc's (tested against it), only found faster.
+struct Cutter {
+    gear: [u64; 256],
+    /// Mask before the average size (harder to match).
+    mask_s: u64,
+    /// Mask after the average size (easier to match).
+    mask_l: u64,
+}
+
+fn cutter() -> &'static Cutter {
+    static CUTTER: std::sync::OnceLock<Cutter> = std::sync::OnceLock::new();
+    CUTTER.get_or_init(|| {
+        let (gear, _) = fastcdc::v2020::get_gear_with_seed(0);
+        let bits = fastcdc::v2020::logarithm2(AVG_CHUNK_LEN) as usize;
+        Cutter {
+            gear: *gear,
+            mask_s: fastcdc::v2020::MASKS[bits + 1],
+            mask_l: fastcdc::v2020::MASKS[bits - 1],
+        }
+    })
+}
+
+impl Cutter {
+    /// Length of the first chunk of `data` (as `FastCDC::cut(0, len)`).
+    fn cut(&self, data: &[u8]) -> usize {
+        let (min, avg, max) = (
+            MIN_CHUNK_LEN as usize,
+            AVG_CHUNK_LEN as usize,
+            MAX_CHUNK_LEN as usize,
+        );
+        let remaining = data.len();
+        if remaining <= min {
+            return remaining;
+        }
+        let limit = remaining.min(max);
+        let center = if remaining < avg { remaining } else { avg };
+        // fastcdc steps two bytes at a time, so both bounds are rounded down
+        // to even positions.
+        let center_end = center / 2 * 2;
+        let end = limit / 2 * 2;
+        let data = &data[..limit];
+        if let Some(i) = self.scan(data, min, center_end.min(end), min, self.mask_s) {
+            return i;
+        }
+        if let Some(i) = self.scan(data, center_end.max(min), end, min, self.mask_l) {
+            return i;
+        }
+        limit
+    }
+
+    /// First position `i` in `from..to` whose gear hash (started at
+    /// `origin`) has no bit of `mask` set.
+    fn scan(&self, data: &[u8], from: usize, to: usize, origin: usize, mask: u64) -> Option<usize> {
+        let g = &self.gear;
+        let mut base = from;
+        while to.saturating_sub(base) >= 4 * LANE {
+            let mut h = [0u64; 4];
+            for (j, h) in h.iter_mut().enumerate() {
+                let start = base + j * LANE;
+                for &b in &data[start.saturating_sub(WARM_UP).max(origin)..start] {
+                    *h = (*h << 1).wrapping_add(g[usize::from(b)]);
+                }
+            }
+            let lanes: [&[u8]; 4] =
+                std::array::from_fn(|j| &data[base + j * LANE..base + (j + 1) * LANE]);
+            let [mut h0, mut h1, mut h2, mut h3] = h;
+            let mut hit = false;
+            for t in 0..LANE {
+                h0 = (h0 << 1).wrapping_add(g[usize::from(lanes[0][t])]);
+                h1 = (h1 << 1).wrapping_add(g[usize::from(lanes[1][t])]);
+                h2 = (h2 << 1).wrapping_add(g[usize::from(lanes[2][t])]);
+                h3 = (h3 << 1).wrapping_add(g[usize::from(lanes[3][t])]);
+                if (h0 & mask == 0) | (h1 & mask == 0) | (h2 & mask == 0) | (h3 & mask == 0) {
+                    hit = true;
+                    break;
+                }
+            }
+            if hit {
+                return self.scan_in_order(data, base, base + 4 * LANE, origin, mask);
+            }
+            base += 4 * LANE;
+        }
+        self.scan_in_order(data, base, to, origin, mask)
+    }
+
+    /// [`Cutter::scan`] one byte after the other.
+    fn scan_in_order(
+        &self,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        origin: usize,
+        mask: u64,
+    ) -> Option<usize> {
+        let g = &self.gear;
+        let mut h = 0u64;
+        for &b in &data[from.saturating_sub(WARM_UP).max(origin)..from] {
+            h = (h << 1).wrapping_add(g[usize::from(b)]);
+        }
+        for (i, &b) in data.iter().enumerate().take(to).skip(from) {
+            h = (h << 1).wrapping_add(g[usize::from(b)]);
+            if h & mask == 0 {
+                return Some(i);
+            }
+        }
+        None
+    }
 }
 
 /// A file's fingerprint: its track id, size and chunks.
@@ -74,8 +191,18 @@ pub enum DigestError {
 }
 
 /// Reads `reader` to the end once, cutting and hashing as it goes.
-pub fn digest(mut reader: impl Read) -> Result<Digest, DigestError> {
-    let mut buf = vec![0u8; BUFFER_LEN];
+pub fn digest(reader: impl Read) -> Result<Digest, DigestError> {
+    digest_with(reader, &mut Vec::new())
+}
+
+/// [`digest`] with a caller-owned buffer, so a worker that digests many
+/// files allocates (and zeroes) it once. The buffer grows to at most
+/// [`BUFFER_LEN`] bytes.
+pub(crate) fn digest_with(mut reader: impl Read, buf: &mut Vec<u8>) -> Result<Digest, DigestError> {
+    if buf.len() < BUFFER_LEN {
+        buf.resize(BUFFER_LEN, 0);
+    }
+    let buf = &mut buf[..BUFFER_LEN];
     let mut filled = 0usize;
     let mut whole = blake3::Hasher::new();
     let mut chunks = Vec::new();
@@ -97,14 +224,15 @@ pub fn digest(mut reader: impl Read) -> Result<Digest, DigestError> {
         let (lens, covered) = plan_cuts(&buf[..filled], eof);
         let mut at = 0usize;
         for len in lens {
+            // Both hashes right after the cut, while the chunk is in cache.
             let bytes = &buf[at..at + len as usize];
             chunks.push(ChunkRef {
                 id: ChunkId::of(bytes),
                 len,
             });
+            whole.update(bytes);
             at += len as usize;
         }
-        whole.update(&buf[..covered]);
         size += covered as u64;
         if size > MAX_TRACK_BYTES {
             return Err(DigestError::TooLarge);
@@ -123,6 +251,7 @@ pub fn digest(mut reader: impl Read) -> Result<Digest, DigestError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use fastcdc::v2020::FastCDC;
     use rand::{RngCore, SeedableRng};
 
     fn random(len: usize, seed: u64) -> Vec<u8> {
@@ -149,9 +278,7 @@ mod tests {
     #[test]
     fn streaming_cuts_equal_whole_buffer_cuts() {
         let data = random(9 * 1024 * 1024 + 12345, 1);
-        let whole: Vec<u32> = FastCDC::new(&data, MIN_CHUNK_LEN, AVG_CHUNK_LEN, MAX_CHUNK_LEN)
-            .map(|c| c.length as u32)
-            .collect();
+        let whole = fastcdc_lens(&data);
         let d = digest(Trickle {
             data: &data,
             step: 1_000_003,
@@ -165,6 +292,51 @@ mod tests {
         for c in &d.chunks {
             assert_eq!(c.id, ChunkId::of(&data[at..at + c.len as usize]));
             at += c.len as usize;
+        }
+    }
+
+    fn fastcdc_lens(data: &[u8]) -> Vec<u32> {
+        FastCDC::new(data, MIN_CHUNK_LEN, AVG_CHUNK_LEN, MAX_CHUNK_LEN)
+            .map(|c| c.length as u32)
+            .collect()
+    }
+
+    #[test]
+    fn cuts_equal_fastcdc_v2020_on_all_kinds_of_data() {
+        let mut inputs = vec![
+            vec![0u8; 1_000_000],
+            vec![0xffu8; 700_001],
+            (0..2_000_000u32)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>(),
+            (0..900_000u32)
+                .map(|i| (i / 7 % 3) as u8)
+                .collect::<Vec<u8>>(),
+        ];
+        for (seed, len) in [
+            (10, 5_000_000),
+            (11, 16_384),
+            (12, 16_385),
+            (13, 65_537),
+            (14, 262_143),
+            (15, 262_145),
+            (16, 1),
+        ] {
+            inputs.push(random(len, seed));
+        }
+        let mp3 = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/reference.wav"
+        ))
+        .unwrap();
+        inputs.push(mp3.repeat(9));
+        for data in &inputs {
+            assert_eq!(
+                plan_cuts(data, true).0,
+                fastcdc_lens(data),
+                "input of {} bytes",
+                data.len()
+            );
         }
     }
 

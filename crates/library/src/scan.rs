@@ -108,6 +108,13 @@ impl Library {
         roots: &[PathBuf],
         observer: &mut dyn ScanObserver,
     ) -> Result<ScanReport, ScanError> {
+        // A panic in another scan leaves nothing half-done that this lock
+        // protects (each batch is one transaction), so poisoning is ignored.
+        let _scanning = self
+            .inner
+            .scan_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = Instant::now();
         let mut report = ScanReport::default();
         let mut roots_canon = Vec::new();
@@ -284,10 +291,11 @@ impl Library {
                 let tx = tx.clone();
                 let next = &next;
                 scope.spawn(move || {
+                    let mut buf = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = files.get(i) else { break };
-                        let outcome = read_one(&f.path, f.size);
+                        let outcome = read_one(&f.path, f.size, &mut buf);
                         if tx.send((i, outcome)).is_err() {
                             break;
                         }
@@ -365,7 +373,7 @@ fn skip(report: &mut ScanReport, observer: &mut dyn ScanObserver, path: &Path, r
 }
 
 /// Probes and digests one file.
-fn read_one(path: &Path, size: u64) -> Outcome {
+fn read_one(path: &Path, size: u64, buf: &mut Vec<u8>) -> Outcome {
     let named_audio = probe::has_audio_extension(path);
     if size == 0 {
         return if named_audio {
@@ -384,7 +392,7 @@ fn read_one(path: &Path, size: u64) -> Outcome {
         Ok(f) => f,
         Err(e) => return Outcome::Skip(format!("unreadable: {e}")),
     };
-    match chunking::digest(file) {
+    match chunking::digest_with(file, buf) {
         Ok(d) if d.size == 0 => Outcome::Skip("empty file".to_owned()),
         Ok(d) => Outcome::Track(Manifest {
             track: d.track,

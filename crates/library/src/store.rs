@@ -93,6 +93,9 @@ pub(crate) struct Inner {
     pub(crate) plans: Mutex<HashMap<TrackId, Arc<DownloadPlan>>>,
     /// Held while a download is being finished, so it is finished once.
     pub(crate) finish_lock: Mutex<()>,
+    /// Held for a whole scan: two scans of one folder at once would each
+    /// take the other's new files for gone ones.
+    pub(crate) scan_lock: Mutex<()>,
 }
 
 impl Library {
@@ -128,6 +131,7 @@ impl Library {
                 staging_dir,
                 plans: Mutex::new(HashMap::new()),
                 finish_lock: Mutex::new(()),
+                scan_lock: Mutex::new(()),
             }),
         };
         library.create_tables()?;

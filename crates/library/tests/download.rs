@@ -349,7 +349,7 @@ fn a_download_that_is_not_audio_is_dropped() {
 const CHILD_DIRS: &str = "FIREFLY_LIBRARY_KILL_TEST_DIRS";
 
 /// The child half of `a_killed_process_resumes_with_exactly_the_missing_chunks`:
-/// downloads from the source library, printing `ok <chunk>` after each chunk
+/// downloads from the source library, printing `accepted:<chunk>` after each chunk
 /// is accepted, until the parent kills it.
 #[test]
 #[ignore = "run as a child process by a_killed_process_resumes_with_exactly_the_missing_chunks"]
@@ -372,7 +372,8 @@ fn child_accepts_chunks_until_killed() {
     {
         let bytes = src.read_chunk(c).unwrap();
         dst.accept_chunk(manifest.track, c, &bytes).unwrap();
-        writeln!(out, "ok {}", c.to_hex()).unwrap();
+        // libtest may have printed "test … " without a newline before this.
+        writeln!(out, "\naccepted:{}", c.to_hex()).unwrap();
         out.flush().unwrap();
     }
     // Wait to be killed rather than exit cleanly.
@@ -413,7 +414,7 @@ fn a_killed_process_resumes_with_exactly_the_missing_chunks() {
         // are confirmations too.
         for line in std::io::BufReader::new(stdout).lines() {
             let line = line.unwrap();
-            if let Some(hex) = line.strip_prefix("ok ") {
+            if let Some(hex) = line.split_once("accepted:").map(|(_, hex)| hex.trim()) {
                 confirmed.insert(hex.parse().unwrap());
                 seen += 1;
                 if seen == kill_after && !killed {

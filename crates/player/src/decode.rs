@@ -114,6 +114,22 @@ impl Decoder {
         extension: Option<&str>,
         out_channels: u16,
     ) -> Result<Self, DecodeError> {
+        // A demuxer bug triggered by a hostile file is an error, not a crash.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::open_inner(source, extension, out_channels)
+        }))
+        .unwrap_or_else(|_| {
+            Err(DecodeError::Malformed(
+                "the demuxer crashed on this file".into(),
+            ))
+        })
+    }
+
+    fn open_inner(
+        source: Box<dyn MediaSource>,
+        extension: Option<&str>,
+        out_channels: u16,
+    ) -> Result<Self, DecodeError> {
         if out_channels == 0 {
             return Err(DecodeError::UnsupportedChannels(0));
         }
@@ -269,6 +285,7 @@ impl Decoder {
                     };
                     buf.copy_interleaved_ref(decoded);
                     map_channels(buf.samples(), spec.channels.count(), self.out_channels, out);
+                    self.failures_in_a_row = 0;
                 }
                 Err(SymphoniaError::ResetRequired) => {
                     self.decoder.reset();
@@ -289,22 +306,13 @@ impl Decoder {
                         )));
                     }
                     self.corrupt_packets += 1;
+                    concealed = true;
                     let gap = packet.dur().min(MAX_GAP_FRAMES);
                     tracing::debug!(%err, frames = gap, "corrupt packet replaced by silence");
                     out.resize(out.len() + gap as usize * self.out_channels, 0.0);
-                    let frames = self.account(out, start);
-                    if frames == 0 {
-                        continue;
-                    }
-                    return Ok(Some(Block {
-                        first_frame,
-                        frames,
-                        concealed: true,
-                    }));
                 }
                 Err(other) => return Err(DecodeError::Fatal(other.to_string())),
             }
-            self.failures_in_a_row = 0;
             let frames = self.account(out, start);
             if frames == 0 {
                 continue;

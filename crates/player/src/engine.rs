@@ -15,8 +15,9 @@
 //! - reports a [`Flash`] per period: which source frame sounded at which
 //!   swarm instant.
 //!
-//! It does no I/O of its own and never blocks: decoding happens on the
-//! feed's thread, pacing in the output.
+//! It does no I/O of its own and never waits for audio: decoding happens on
+//! the feed's thread (the engine only takes its lock to copy frames), pacing
+//! in the output.
 
 use crate::feed::{Feed, Fetch};
 use crate::resample::{LEAD, RateResampler};
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-/// Events kept for the node before the oldest unread ones are dropped.
+/// Events kept for the node; while that many are unread, new ones are dropped (and counted).
 pub(crate) const EVENT_CAPACITY: usize = 4096;
 
 /// The shape of the frames an output consumes.
@@ -63,12 +64,11 @@ impl OutputFormat {
 /// Tunables of playback. `Default` gives the values documented per field.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlayerConfig {
-    /// Extra output latency to compensate, on top of what the device reports
-    /// (`--latency-ms`; positive when the sound comes out later, e.g. a
-    /// Bluetooth speaker). Default 0.
-    pub latency_trim: Duration,
-    /// The same, when the sound comes out earlier than reported. Default 0.
-    pub latency_advance: Duration,
+    /// Output latency to compensate on top of what the output reports, in
+    /// microseconds (`--latency-ms` × 1000): positive when the sound comes out
+    /// later than reported (e.g. a Bluetooth speaker), negative when earlier.
+    /// Default 0.
+    pub latency_trim_micros: i64,
     /// Length of the fades around starts, stops, pauses and seeks. Default 5 ms.
     pub fade: Duration,
     /// Length of the ramp of a volume change. Default 20 ms.
@@ -82,8 +82,7 @@ pub struct PlayerConfig {
 impl Default for PlayerConfig {
     fn default() -> Self {
         Self {
-            latency_trim: Duration::ZERO,
-            latency_advance: Duration::ZERO,
+            latency_trim_micros: 0,
             fade: Duration::from_millis(5),
             volume_ramp: Duration::from_millis(20),
             step_threshold: Duration::from_millis(50),
@@ -274,28 +273,65 @@ impl Current {
 
     /// Source position of the next frame to emit.
     fn next_position(&self) -> f64 {
-        self.fifo_pos
-            .front()
-            .copied()
-            .unwrap_or(self.index + self.track.resampler.step())
+        if let Some(&queued) = self.fifo_pos.front() {
+            return queued;
+        }
+        // Nothing produced yet: the next frame is one step on, past any that a
+        // fresh start will drop.
+        let step = self.track.resampler.step();
+        let mut next = self.index + step;
+        if let Some(limit) = self.drop_before {
+            while next < limit {
+                next += step;
+            }
+        }
+        next
     }
 
-    /// Restarts the resampler so the next emitted frame is source frame `frame`.
+    /// Restarts the resampler so the next emitted frame is source frame `frame`
+    /// (within half an output frame).
     fn restart_at(&mut self, frame: u64, rate: f64, fade_frames: f32) {
         self.track.resampler.reset();
         self.track.resampler.set_rate(rate);
-        self.next_input = i64::try_from(frame).unwrap_or(i64::MAX);
-        self.index = frame as f64 + LEAD;
+        let step = self.track.resampler.step();
+        // Output frame 0 carries `first_input + LEAD + step`: start feeding so it
+        // lands at or just before `frame`, then drop the frames more than half
+        // a step early (only when upsampling).
+        let first_input = (frame as f64 - LEAD - step).floor();
+        self.next_input = first_input as i64;
+        self.index = first_input + LEAD;
         self.fifo.clear();
         self.fifo_pos.clear();
-        // Output frame positions step by `step`; keep the first within half a step of `frame`.
-        self.drop_before = Some(frame as f64 - self.track.resampler.step() / 2.0);
+        self.drop_before = Some(frame as f64 - step / 2.0);
         (self.gain, self.gain_step) = if self.fade_in {
             (0.0, 1.0 / fade_frames)
         } else {
             (1.0, 0.0)
         };
         self.fade_in = false;
+    }
+
+    /// Does what a finished fade-out was for.
+    fn finish_fade(&mut self, then: AfterFade) {
+        self.gain_step = 0.0;
+        match then {
+            AfterFade::Pause => {
+                let frame = self.next_position().round().max(0.0) as u64;
+                self.phase = Phase::Paused { frame };
+            }
+            AfterFade::Stop => self.phase = Phase::Finished,
+            AfterFade::Seek { frame, at } => {
+                self.anchor_frame = frame;
+                self.anchor_at = at;
+                self.fade_in = true;
+                self.phase = Phase::Waiting;
+            }
+            AfterFade::Replace { track, frame, at } => *self = Current::new(track, frame, at),
+            AfterFade::Realign => {
+                self.fade_in = true;
+                self.phase = Phase::Waiting;
+            }
+        }
     }
 
     fn fade_out(&mut self, then: AfterFade, fade_frames: f32) {
@@ -380,9 +416,7 @@ impl Engine {
         self.drain_commands();
         let ch = usize::from(self.format.channels);
         let frames = out.len() / ch;
-        let trim = i64::try_from(self.config.latency_trim.as_micros()).unwrap_or(i64::MAX)
-            - i64::try_from(self.config.latency_advance.as_micros()).unwrap_or(i64::MAX);
-        let local = at + trim;
+        let local = at + self.config.latency_trim_micros;
         let t0 = self.timeline.to_swarm(local);
         if let Some(mut cur) = self.current.take() {
             let stamp = Stamp {
@@ -555,7 +589,7 @@ impl Engine {
                         cur.fade_in = true;
                         (k, cur.expected_at(tk).round().max(0.0) as u64)
                     };
-                    let rate = self.rate_for(None);
+                    let rate = self.rate_for(stamp.local, None);
                     cur.restart_at(frame, rate, self.fade_frames());
                     cur.phase = Phase::Playing;
                     k = start_k;
@@ -581,12 +615,13 @@ impl Engine {
                             cur.fade_out(AfterFade::Realign, self.fade_frames());
                         }
                         let error_micros = error * 1e6 / cur.source_rate();
-                        let rate = self.rate_for(Some(error_micros));
+                        let local = stamp.local + (tk - stamp.t0);
+                        let rate = self.rate_for(local, Some(error_micros));
                         cur.track.resampler.set_rate(rate);
                         self.send(PlayerEvent::Flash(Flash {
                             track,
                             swarm: tk,
-                            local: stamp.local + (tk - stamp.t0),
+                            local,
                             frame: position.round().max(0.0) as u64,
                             position,
                             error_frames: error,
@@ -615,8 +650,8 @@ impl Engine {
         }
     }
 
-    fn rate_for(&mut self, error_micros: Option<f64>) -> f64 {
-        self.rate = self.timeline.playback_rate(error_micros);
+    fn rate_for(&mut self, at: LocalMicros, error_micros: Option<f64>) -> f64 {
+        self.rate = self.timeline.playback_rate(at, error_micros);
         self.rate
     }
 
@@ -640,6 +675,11 @@ impl Engine {
         }
         for i in 0..frames {
             let Some(pos) = cur.fifo_pos.pop_front() else {
+                if let Some(then) = cur.after_fade.take() {
+                    // Ran dry while fading out for a command: silence either way, so do it now.
+                    cur.finish_fade(then);
+                    return Emitted::Transition(i);
+                }
                 cur.phase = Phase::Underrun;
                 cur.gain_step = 0.0;
                 return Emitted::Underrun(i);
@@ -662,29 +702,7 @@ impl Engine {
                 && cur.gain_step < 0.0
                 && let Some(then) = cur.after_fade.take()
             {
-                cur.gain_step = 0.0;
-                let rest = cur.next_position();
-                match then {
-                    AfterFade::Pause => {
-                        cur.phase = Phase::Paused {
-                            frame: rest.round().max(0.0) as u64,
-                        };
-                    }
-                    AfterFade::Stop => cur.phase = Phase::Finished,
-                    AfterFade::Seek { frame, at } => {
-                        cur.anchor_frame = frame;
-                        cur.anchor_at = at;
-                        cur.fade_in = true;
-                        cur.phase = Phase::Waiting;
-                    }
-                    AfterFade::Replace { track, frame, at } => {
-                        *cur = Current::new(track, frame, at);
-                    }
-                    AfterFade::Realign => {
-                        cur.fade_in = true;
-                        cur.phase = Phase::Waiting;
-                    }
-                }
+                cur.finish_fade(then);
                 return Emitted::Transition(i + 1);
             }
         }

@@ -86,12 +86,9 @@ pub enum OutputError {
         /// What hound or the operating system said.
         reason: String,
     },
-    /// The output's thread could not be started.
-    #[error("cannot start the output thread: {0}")]
+    /// The output's thread could not be started, or ended unexpectedly.
+    #[error("output thread failed: {0}")]
     Thread(std::io::Error),
-    /// The resampler could not be built for this pair of rates.
-    #[error("cannot build the resampler: {0}")]
-    Resampler(String),
 }
 
 /// A command to a running player failed.
@@ -104,9 +101,14 @@ pub enum PlayError {
     /// The decoding thread could not be started.
     #[error("cannot start the decoding thread: {0}")]
     Thread(std::io::Error),
-    /// There is no track to pause, resume or seek.
-    #[error("nothing is playing")]
-    NothingPlaying,
+    /// The track was opened for another channel count than the output's.
+    #[error("track decodes to {track} channels but the output has {output}")]
+    ChannelMismatch {
+        /// Channels the decoder maps to.
+        track: usize,
+        /// Channels of the output.
+        output: u16,
+    },
     /// A volume outside 0.0–4.0 or not a number.
     #[error("invalid volume {0} (expected 0.0 to 4.0)")]
     InvalidVolume(f32),

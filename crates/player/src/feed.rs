@@ -60,10 +60,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The state is plain data that stays consistent between statements.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.state)
     }
 }
 
@@ -167,16 +164,12 @@ impl Feed {
 
     /// Frames decoded ahead and not yet fetched, and whether the track's end is among them.
     pub(crate) fn buffered(&self) -> (usize, bool) {
-        let state = self.shared.lock();
-        let pending_seek = state.seek_to.is_some();
-        (
-            if pending_seek {
-                0
-            } else {
-                state.ring.len() / self.shared.channels
-            },
-            state.ended && !pending_seek,
-        )
+        self.probe().buffered()
+    }
+
+    /// A handle that reports how far decoding has got, for the player.
+    pub(crate) fn probe(&self) -> FeedProbe {
+        FeedProbe(Arc::clone(&self.shared))
     }
 
     /// Corrupt packets concealed since the last call, and a failure message if decoding stopped.
@@ -185,6 +178,22 @@ impl Feed {
         let new = state.corrupt - state.corrupt_reported;
         state.corrupt_reported = state.corrupt;
         (new, state.failure.take())
+    }
+}
+
+/// A read-only view of a feed's progress, kept by the [`Player`](crate::Player).
+#[derive(Debug, Clone)]
+pub(crate) struct FeedProbe(Arc<Shared>);
+
+impl FeedProbe {
+    /// Frames decoded ahead of the read point, and whether the track's end is among them.
+    pub(crate) fn buffered(&self) -> (usize, bool) {
+        let state = self.0.lock();
+        if state.seek_to.is_some() {
+            return (0, false);
+        }
+        let end = state.front + (state.ring.len() / self.0.channels) as u64;
+        (end.saturating_sub(state.read) as usize, state.ended)
     }
 }
 
@@ -242,7 +251,16 @@ fn decode_loop(decoder: &mut Decoder, shared: &Shared) {
             continue;
         }
         scratch.clear();
-        let result = decoder.next_block(&mut scratch);
+        // A decoder bug triggered by a hostile file must not take the node down:
+        // it ends this track like any other decoding failure.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoder.next_block(&mut scratch)
+        }))
+        .unwrap_or_else(|_| {
+            Err(crate::DecodeError::Fatal(
+                "the decoder crashed on this file".into(),
+            ))
+        });
         let mut state = shared.lock();
         if state.seek_to.is_some() {
             // A seek arrived while decoding: this block belongs to the old position.

@@ -7,8 +7,10 @@
 //! resamples (rubato, at the playback rate the node's slew controller asks
 //! for), fades and reports [`Flash`]es, and three [`Output`]s that drive it:
 //! the sound card through rodio ([`DeviceOutput`]), a clocked
-//! [`VirtualOutput`] and a [`WavOutput`]. [`Player`] is the handle the node
-//! holds.
+//! [`VirtualOutput`] and a [`WavOutput`] ([`OutputChoice`] parses
+//! `--output`). [`Player`] is the handle the node holds: `play(track,
+//! start_frame, at_swarm_instant)`, pause, resume, seek, stop, volume,
+//! [`Player::readiness`] for answering a prepare, and [`PlayerEvent`]s out.
 //!
 //! What it is not: it does not estimate clocks. The node passes its swarm
 //! clock in as a [`Timeline`] (local "now", local → swarm, playback rate);
@@ -41,11 +43,22 @@ pub use decode::{Block, Decoder, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TrackInfo, ma
 pub use engine::{Engine, Flash, OutputFormat, PlayerConfig, PlayerEvent};
 pub use error::{DecodeError, Error, OutputError, PlayError};
 pub use firefly_clock::{LocalMicros, SwarmMicros};
+/// The byte sources a [`Decoder`] reads (`Read + Seek + Send + Sync`, plus seekability and length).
+pub use symphonia::core::io::MediaSource;
+
+/// Locks `mutex`, carrying on past poisoning: every mutex in this crate guards
+/// plain data (samples, bytes, counters) that a panicking holder cannot leave
+/// half-updated in a way that matters more than stopping the audio would.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 pub use output::{
     DeviceOutput, Output, OutputChoice, Pacing, Recording, RunningOutput, VirtualOutput, WavOutput,
     WavSamples, device_names,
 };
-pub use player::Player;
+pub use player::{Player, Readiness};
 pub use resample::MAX_RATE_DEVIATION;
 pub use stream::{MAX_STREAM_BYTES, StreamError, StreamSource, StreamWriter, stream_source};
 pub use timeline::{LinearTimeline, Timeline};

@@ -11,7 +11,7 @@ use crate::engine::{
     Command, EVENT_CAPACITY, Engine, OutputFormat, PlayerConfig, PlayerEvent, Track,
 };
 use crate::error::{DecodeError, OutputError, PlayError};
-use crate::feed::Feed;
+use crate::feed::{Feed, FeedProbe};
 use crate::output::{Output, RunningOutput};
 use crate::resample::RateResampler;
 use crate::timeline::Timeline;
@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
+use symphonia::core::io::MediaSource;
 
 /// A running player.
 #[derive(Debug)]
@@ -29,6 +30,26 @@ pub struct Player {
     format: OutputFormat,
     next_track: u64,
     output: Option<RunningOutput>,
+    /// The last track handed to the engine, and its decoding progress.
+    last: Option<(u64, u32, FeedProbe)>,
+}
+
+/// How far the last track given to [`Player::play`] has been decoded ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The track.
+    pub track: u64,
+    /// Audio decoded and waiting to be played.
+    pub decoded_ahead: Duration,
+    /// Whether decoding has reached the end of the track (nothing more will come).
+    pub complete: bool,
+}
+
+impl Readiness {
+    /// Whether at least `ahead` is decoded, or the whole rest of the track is.
+    pub fn is_ready(&self, ahead: Duration) -> bool {
+        self.complete || self.decoded_ahead >= ahead
+    }
 }
 
 impl Player {
@@ -68,6 +89,7 @@ impl Player {
                 format,
                 next_track: 0,
                 output: None,
+                last: None,
             },
             engine,
         ))
@@ -83,6 +105,17 @@ impl Player {
         Decoder::open_file(path, self.format.channels)
     }
 
+    /// Opens any byte source for [`Player::play`] (a [`StreamSource`](crate::StreamSource)
+    /// still downloading, a cursor over bytes), mapped to the output's channels.
+    /// Probing reads the first bytes, so on a stream this waits for them.
+    pub fn open(
+        &self,
+        source: Box<dyn MediaSource>,
+        extension: Option<&str>,
+    ) -> Result<Decoder, DecodeError> {
+        Decoder::open(source, extension, self.format.channels)
+    }
+
     /// Plays `track` so that its frame `start_frame` sounds at swarm instant
     /// `at` (silence until then). If `at` has passed, playback joins in step:
     /// it starts at frame `start_frame + (now − at) × rate`. A track already
@@ -93,6 +126,12 @@ impl Player {
         start_frame: u64,
         at: SwarmMicros,
     ) -> Result<u64, PlayError> {
+        if track.out_channels() != usize::from(self.format.channels) {
+            return Err(PlayError::ChannelMismatch {
+                track: track.out_channels(),
+                output: self.format.channels,
+            });
+        }
         let source_rate = track.info().sample_rate;
         let resampler = RateResampler::new(
             source_rate,
@@ -104,6 +143,7 @@ impl Player {
         let feed = Feed::spawn(track, start_frame).map_err(PlayError::Thread)?;
         self.next_track += 1;
         let id = self.next_track;
+        self.last = Some((id, source_rate, feed.probe()));
         self.send(Command::Play {
             track: Box::new(Track {
                 id,
@@ -115,6 +155,33 @@ impl Player {
             at,
         })?;
         Ok(id)
+    }
+
+    /// How far the last track given to [`Player::play`] is decoded ahead: what a
+    /// node checks before answering *ready* to a prepare.
+    pub fn readiness(&self) -> Option<Readiness> {
+        let (track, rate, probe) = self.last.as_ref()?;
+        let (frames, complete) = probe.buffered();
+        Some(Readiness {
+            track: *track,
+            decoded_ahead: Duration::from_secs_f64(frames as f64 / f64::from(*rate)),
+            complete,
+        })
+    }
+
+    /// Waits (polling every few milliseconds) until [`Player::readiness`] says
+    /// `ahead` is decoded or the track is complete; false on timeout.
+    pub fn wait_ready(&self, ahead: Duration, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.readiness().is_some_and(|r| r.is_ready(ahead)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Fades out and holds the position.

@@ -24,14 +24,19 @@ pub trait Timeline: Send + Sync {
     fn to_swarm(&self, local: LocalMicros) -> SwarmMicros;
 
     /// The playback rate the node's slew controller wants (1.0003 plays 300 ppm
-    /// fast); the player clamps it to ±1% and applies it from the next period.
+    /// fast); the player clamps it to ±1%. Asked once per period, it applies to
+    /// the audio resampled from then on, which is heard after the one to two
+    /// and a half periods the engine resamples ahead.
     ///
-    /// `phase_error_micros` is the player's own measurement at the start of this
-    /// period: how far ahead (positive) or behind the timeline the sound is, in
-    /// swarm microseconds; `None` when nothing is playing yet. A slew
-    /// controller can use it as its input.
-    fn playback_rate(&self, phase_error_micros: Option<f64>) -> f64 {
-        let _ = phase_error_micros;
+    /// `phase_error_micros` is the player's own measurement for the frame heard
+    /// at local instant `at` (the start of this period): how far ahead
+    /// (positive) or behind the timeline the sound is, in microseconds of
+    /// audio; `None` when a track is only starting. It is exactly the input of
+    /// `firefly_clock::SlewController::update(at, error)`; a `Realign` answer
+    /// needs nothing from the node, since the player steps by itself beyond
+    /// [`PlayerConfig::step_threshold`](crate::PlayerConfig) (keep the previous rate).
+    fn playback_rate(&self, at: LocalMicros, phase_error_micros: Option<f64>) -> f64 {
+        let _ = (at, phase_error_micros);
         1.0
     }
 }
@@ -140,7 +145,7 @@ impl Timeline for LinearTimeline {
         SwarmMicros(corrected.round() as i64 + self.offset_micros.load(Ordering::Relaxed))
     }
 
-    fn playback_rate(&self, _phase_error_micros: Option<f64>) -> f64 {
+    fn playback_rate(&self, _at: LocalMicros, _phase_error_micros: Option<f64>) -> f64 {
         f64::from_bits(self.rate_bits.load(Ordering::Relaxed))
     }
 }

@@ -1,7 +1,8 @@
 //! The node's one [`NetworkBehaviour`] and the transport stack under it.
 //!
 //! [`Behaviour`] composes the standard libp2p behaviours a Firefly node runs:
-//! gossipsub (heartbeats and other gossip), mDNS (LAN discovery), identify and
+//! a block list (banned peers, see [`crate::penalty`]) and connection
+//! limits, gossipsub (heartbeats and other gossip), mDNS (LAN discovery), identify and
 //! ping (on every connection), the circuit-relay v2 client and DCUtR (bridging
 //! networks), and one request-response behaviour per Firefly protocol. Field
 //! names become the variants of the generated `BehaviourEvent`, which the
@@ -21,13 +22,20 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Swarm, SwarmBuilder, Transport, dcutr, gossipsub, identify, mdns, noise, ping, relay, tcp,
-    yamux,
+    Swarm, SwarmBuilder, Transport, allow_block_list, connection_limits, dcutr, gossipsub,
+    identify, mdns, noise, ping, relay, tcp, yamux,
 };
 use std::time::Duration;
 
 /// The identify protocol version Firefly nodes announce.
 pub const IDENTIFY_PROTOCOL: &str = "/firefly/id/1";
+
+/// Most connections kept to one peer (direct and relayed, both directions).
+const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Most connections kept in all.
+const MAX_CONNECTIONS: u32 = 512;
+/// Most incoming connections still in their handshake.
+const MAX_PENDING_INCOMING: u32 = 64;
 
 /// How long a time request may take before it is given up.
 const TIME_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,6 +58,12 @@ pub enum BuildError {
         /// Why.
         reason: String,
     },
+    /// The node's name is too long or has control characters.
+    #[error("node name must be at most {max} bytes without control characters")]
+    BadName {
+        /// The longest name accepted, in bytes.
+        max: usize,
+    },
     /// The relay address does not name the relay's peer id.
     #[error("relay address {0} must end in /p2p/<relay peer id>")]
     RelayWithoutPeerId(libp2p::Multiaddr),
@@ -58,6 +72,8 @@ pub enum BuildError {
 /// Every behaviour a Firefly node runs, composed into one.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) limits: connection_limits::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) identify: identify::Behaviour,
@@ -112,7 +128,13 @@ impl Behaviour {
             [(TIME_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(TIME_REQUEST_TIMEOUT),
         );
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            .with_max_established(Some(MAX_CONNECTIONS))
+            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING));
         Ok(Self {
+            blocked: allow_block_list::Behaviour::default(),
+            limits: connection_limits::Behaviour::new(limits),
             gossipsub,
             mdns: Toggle::from(mdns),
             identify,

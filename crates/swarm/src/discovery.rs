@@ -13,13 +13,16 @@ use firefly_clock::LocalMicros;
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError};
 use libp2p::{Multiaddr, PeerId, dcutr, identify, mdns, relay};
 use std::collections::BTreeMap;
 
-/// How long to wait before redialing a `--peer` or re-reserving on the relay.
+/// How long to wait before redialing a `--peer` or LAN peer, or re-reserving
+/// on the relay.
 pub(crate) const RETRY_MICROS: i64 = 5_000_000;
+/// Most LAN peers remembered for redials.
+pub(crate) const MAX_LAN_PEERS: usize = 256;
 
 /// The peer id an address ends with (`…/p2p/<id>`), if any.
 pub(crate) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -27,6 +30,23 @@ pub(crate) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
         Protocol::P2p(peer) => Some(peer),
         _ => last,
     })
+}
+
+/// For a circuit address (`<relay addr>/p2p/<relay>/p2p-circuit/…`), the
+/// relay's address and peer id.
+pub(crate) fn relay_of(addr: &Multiaddr) -> Option<(Multiaddr, PeerId)> {
+    let mut relay_addr = Multiaddr::empty();
+    let mut relay = None;
+    for protocol in addr.iter() {
+        if protocol == Protocol::P2pCircuit {
+            return relay.map(|peer| (relay_addr, peer));
+        }
+        if let Protocol::P2p(peer) = protocol {
+            relay = Some(peer);
+        }
+        relay_addr.push(protocol);
+    }
+    None
 }
 
 /// An explicitly given peer address, kept so it can be redialed.
@@ -53,11 +73,26 @@ pub(crate) struct RelaySlot {
 }
 
 impl EventLoop {
-    /// Dials every `--peer` address that is not connected and not being dialed.
+    /// Dials every `--peer` address that is not connected and not being
+    /// dialed. A circuit address is dialed only once the node is connected
+    /// to its relay (dialing both at once races inside the relay client);
+    /// until then the relay itself is dialed.
     pub(crate) fn redial_bootstrap_peers(&mut self) {
         for index in 0..self.bootstrap.len() {
             let entry = &self.bootstrap[index];
             if entry.dialing.is_some() || entry.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+                continue;
+            }
+            if let Some((relay_addr, relay)) = relay_of(&entry.addr)
+                && !self.swarm.is_connected(&relay)
+            {
+                let opts = DialOpts::peer_id(relay)
+                    .addresses(vec![relay_addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(err) = self.swarm.dial(opts) {
+                    tracing::debug!(%relay, %err, "cannot dial relay");
+                }
                 continue;
             }
             let opts = DialOpts::from(entry.addr.clone());
@@ -68,6 +103,20 @@ impl EventLoop {
                     tracing::debug!(addr = %self.bootstrap[index].addr, %err, "cannot dial peer")
                 }
             }
+        }
+    }
+
+    /// A connection to `peer` was established: if it is a relay, reserve the
+    /// slot and dial the `--peer` circuits that were waiting for it.
+    pub(crate) fn on_connected_to_relay(&mut self, now: LocalMicros, peer: PeerId) {
+        if self.relay.as_ref().is_some_and(|slot| slot.peer == peer) {
+            self.reserve_relay_slot(now);
+        }
+        let waiting = self.bootstrap.iter().any(|entry| {
+            entry.dialing.is_none() && relay_of(&entry.addr).is_some_and(|(_, relay)| relay == peer)
+        });
+        if waiting {
+            self.redial_bootstrap_peers();
         }
     }
 
@@ -84,10 +133,27 @@ impl EventLoop {
     }
 
     /// Opens the `/p2p-circuit` listener on the relay when it is missing and
-    /// the retry time has come.
+    /// the retry time has come. The relay is dialed first and the listener
+    /// opened once connected: the relay client mishandles a reservation and
+    /// a circuit dial that both have to open the first connection.
     pub(crate) fn reserve_relay_slot(&mut self, now: LocalMicros) {
         let Some(slot) = &mut self.relay else { return };
         if slot.listener.is_some() || now < slot.retry_at {
+            return;
+        }
+        if !self.swarm.is_connected(&slot.peer) {
+            let opts = DialOpts::peer_id(slot.peer)
+                .addresses(vec![slot.addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                // Already being dialed: the reservation follows the connection.
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                Err(err) => {
+                    tracing::debug!(relay = %slot.peer, %err, "cannot dial relay");
+                    slot.retry_at = now + RETRY_MICROS;
+                }
+            }
             return;
         }
         let circuit = slot.addr.clone().with(Protocol::P2pCircuit);
@@ -111,27 +177,65 @@ impl EventLoop {
         }
     }
 
-    /// mDNS found peers on the LAN: dial the ones not connected yet.
+    /// mDNS found peers on the LAN (dial the ones not connected yet) or
+    /// forgot them (stop redialing them).
     pub(crate) fn on_mdns_event(&mut self, event: mdns::Event) {
-        let mdns::Event::Discovered(found) = event else {
-            return;
-        };
-        let mut by_peer: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
-        for (peer, addr) in found {
-            by_peer.entry(peer).or_default().push(addr);
+        match event {
+            mdns::Event::Discovered(found) => {
+                let mut by_peer: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
+                for (peer, addr) in found {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    tracing::debug!(%peer, ?addrs, "discovered on the LAN");
+                    if self.lan_peers.len() < MAX_LAN_PEERS || self.lan_peers.contains_key(&peer) {
+                        let known = self.lan_peers.entry(peer).or_default();
+                        for addr in &addrs {
+                            if !known.contains(addr) {
+                                known.push(addr.clone());
+                            }
+                        }
+                    }
+                    self.dial_lan_peer(peer, addrs);
+                }
+            }
+            mdns::Event::Expired(gone) => {
+                for (peer, addr) in gone {
+                    if let Some(known) = self.lan_peers.get_mut(&peer) {
+                        known.retain(|a| *a != addr);
+                        if known.is_empty() {
+                            self.lan_peers.remove(&peer);
+                        }
+                    }
+                }
+            }
         }
-        for (peer, addrs) in by_peer {
-            if self.swarm.is_connected(&peer) {
-                continue;
-            }
-            tracing::debug!(%peer, ?addrs, "discovered on the LAN");
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(err) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, %err, "cannot dial discovered peer");
-            }
+    }
+
+    /// Redials LAN peers mDNS still lists but that are not connected (a
+    /// first dial can fail; mDNS only reports a peer again when it expires).
+    pub(crate) fn redial_lan_peers(&mut self) {
+        let lost: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .lan_peers
+            .iter()
+            .filter(|(peer, _)| !self.swarm.is_connected(peer))
+            .map(|(peer, addrs)| (*peer, addrs.clone()))
+            .collect();
+        for (peer, addrs) in lost {
+            self.dial_lan_peer(peer, addrs);
+        }
+    }
+
+    fn dial_lan_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(err) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, %err, "cannot dial LAN peer");
         }
     }
 
@@ -191,4 +295,24 @@ impl EventLoop {
 /// Whether a connection goes through a relay circuit.
 pub(crate) fn is_relayed(endpoint: &ConnectedPoint) -> bool {
     endpoint.is_relayed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_of_splits_circuit_addresses() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let base: Multiaddr = "/ip4/10.0.0.1/tcp/4001".parse().expect("valid address");
+        let relay_addr = base.clone().with(Protocol::P2p(relay));
+        let circuit = relay_addr
+            .clone()
+            .with(Protocol::P2pCircuit)
+            .with(Protocol::P2p(target));
+        assert_eq!(relay_of(&circuit), Some((relay_addr.clone(), relay)));
+        assert_eq!(relay_of(&relay_addr), None);
+        assert_eq!(relay_of(&base.with(Protocol::P2pCircuit)), None);
+    }
 }

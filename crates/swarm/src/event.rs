@@ -73,4 +73,6 @@ pub struct Stats {
     pub time_failures: u64,
     /// Events dropped because the event stream was full.
     pub events_dropped: u64,
+    /// Peers banned for repeated bad input ([`crate::penalty`]).
+    pub peers_banned: u64,
 }

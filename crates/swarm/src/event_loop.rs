@@ -15,6 +15,7 @@ use crate::config::Now;
 use crate::discovery::{Bootstrap, RETRY_MICROS, RelaySlot, is_relayed};
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
+use crate::penalty::Penalties;
 use crate::status::NodeStatus;
 use crate::time_exchange::{PendingTime, clock_status};
 use crate::transfer::service::Transfer;
@@ -42,8 +43,12 @@ pub struct EventLoop {
     pub(crate) pending_time: HashMap<OutboundRequestId, PendingTime>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
     pub(crate) bootstrap: Vec<Bootstrap>,
+    /// Peers mDNS lists on the LAN, with their addresses (at most
+    /// [`crate::discovery::MAX_LAN_PEERS`]).
+    pub(crate) lan_peers: HashMap<PeerId, Vec<Multiaddr>>,
     pub(crate) relay: Option<RelaySlot>,
     pub(crate) clock: SwarmClock<PeerId>,
+    pub(crate) penalties: Penalties,
     heartbeat_interval: i64,
     next_heartbeat: LocalMicros,
     next_redial: LocalMicros,
@@ -86,8 +91,10 @@ impl EventLoop {
             pending_time: HashMap::new(),
             pending_dials: HashMap::new(),
             bootstrap: parts.bootstrap,
+            lan_peers: HashMap::new(),
             relay: parts.relay,
             clock: SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time),
+            penalties: Penalties::default(),
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             next_heartbeat: now,
             next_redial: now,
@@ -115,9 +122,13 @@ impl EventLoop {
     /// The earliest deadline of any part of the loop.
     fn poll_timeout(&self) -> LocalMicros {
         let mut deadline = self.next_heartbeat.min(self.next_redial);
-        for at in [self.membership.poll_timeout(), self.clock.poll_timeout()]
-            .into_iter()
-            .flatten()
+        for at in [
+            self.membership.poll_timeout(),
+            self.clock.poll_timeout(),
+            self.penalties.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
         {
             deadline = deadline.min(at);
         }
@@ -145,12 +156,14 @@ impl EventLoop {
         }
         if now >= self.next_redial {
             self.redial_bootstrap_peers();
+            self.redial_lan_peers();
             self.next_redial = now + RETRY_MICROS;
         }
         self.expire_members(now);
         self.transfer_timeout(now);
         self.reserve_relay_slot(now);
         self.drive_clock(now);
+        self.end_bans(now);
     }
 
     /// Sends `event` to the node; drops it (and counts it) if the node is not
@@ -229,6 +242,7 @@ impl EventLoop {
                     let _ = reply.send(Ok(peer_id));
                 }
                 self.on_dial_outcome(connection_id, Some(peer_id));
+                self.on_connected_to_relay(arrived, peer_id);
                 if num_established.get() == 1 {
                     let relayed = is_relayed(&endpoint);
                     tracing::debug!(peer = %peer_id, relayed, "connected");
@@ -280,6 +294,7 @@ impl EventLoop {
     /// Hands each sub-behaviour's event to its protocol's module.
     fn dispatch(&mut self, arrived: LocalMicros, event: BehaviourEvent) {
         match event {
+            BehaviourEvent::Blocked(event) | BehaviourEvent::Limits(event) => match event {},
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(arrived, event),
             BehaviourEvent::Mdns(event) => self.on_mdns_event(event),
             BehaviourEvent::Identify(event) => self.on_identify_event(event),

@@ -35,6 +35,7 @@ impl EventLoop {
                 };
                 if verdict == MessageAcceptance::Reject {
                     tracing::debug!(peer = %propagation_source, "rejected gossip message");
+                    self.penalize(arrived, propagation_source, "malformed gossip");
                 }
                 self.swarm
                     .behaviour_mut()

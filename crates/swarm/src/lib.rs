@@ -23,6 +23,16 @@
 //! that through [`Client::set_status`] and it travels in heartbeats; the
 //! library version in heartbeats comes from the library the node hands over
 //! in [`Config::library`].
+//!
+//! # Adding a protocol
+//!
+//! A new request-response protocol touches few shared lines: a field in
+//! `behaviour::Behaviour` (its name becomes a `BehaviourEvent` variant), one
+//! arm in `EventLoop::dispatch` calling an `impl EventLoop` method in the
+//! protocol's own module (as `time_exchange` does), and `Command` variants
+//! with `oneshot` replies for its [`Client`] methods. A gossip topic adds one
+//! arm in `gossip.rs`. A peer that sends bad input is given a strike with
+//! `EventLoop::penalize` ([`penalty`]).
 
 mod behaviour;
 mod client;
@@ -33,6 +43,7 @@ mod event_loop;
 mod gossip;
 pub mod identity;
 pub mod membership;
+pub mod penalty;
 pub mod relay_server;
 mod status;
 pub mod swarm_key;
@@ -67,9 +78,7 @@ const EVENT_CAPACITY: usize = 1024;
 /// and the event loop to spawn. Must be called inside a tokio runtime.
 pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), BuildError> {
     if config.name.len() > MAX_NAME_LEN || config.name.chars().any(char::is_control) {
-        return Err(BuildError::Behaviour(format!(
-            "node name must be at most {MAX_NAME_LEN} bytes without control characters"
-        )));
+        return Err(BuildError::BadName { max: MAX_NAME_LEN });
     }
     let relay = match &config.relay {
         None => None,

@@ -1,7 +1,7 @@
 //! Membership: who is in the swarm, learned from gossiped heartbeats.
 //!
 //! Every node publishes a [`Heartbeat`] on `firefly/heartbeat/1` every
-//! heartbeat period. [`Membership`] is the sans-IO table those heartbeats
+//! heartbeat period. `Membership` is the sans-IO table those heartbeats
 //! feed: a peer joins with its first valid heartbeat, stays while they keep
 //! arriving, and is expired after the member timeout of silence. It takes
 //! `now` as a parameter and reads no clock, so it is tested without sockets.
@@ -256,6 +256,7 @@ impl EventLoop {
             }
             HeartbeatOutcome::Flood => {
                 self.stats.gossip_flooded += 1;
+                self.penalize(now, source, "heartbeat flood");
                 MessageAcceptance::Ignore
             }
             HeartbeatOutcome::Full => MessageAcceptance::Ignore,

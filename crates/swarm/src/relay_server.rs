@@ -156,6 +156,10 @@ impl RelayServer {
         loop {
             match self.swarm.select_next_some().await {
                 SwarmEvent::NewListenAddr { address, .. } => {
+                    // A relay exists to be reached at the addresses it
+                    // listens on, and a client refuses a reservation that
+                    // names none, so each one is an external address.
+                    self.swarm.add_external_address(address.clone());
                     on_event(RelayEvent::Listening(address.with(Protocol::P2p(local))));
                 }
                 SwarmEvent::Behaviour(RelayBehaviourEvent::Identify(

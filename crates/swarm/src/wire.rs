@@ -3,7 +3,7 @@
 //! the expected shape, and a known message version.
 //!
 //! Request-response protocols use libp2p's own CBOR codec (with limits set in
-//! [`crate::behaviour`]); this module is for gossipsub payloads, which arrive
+//! `behaviour.rs`); this module is for gossipsub payloads, which arrive
 //! as plain bytes.
 
 use serde::Serialize;

@@ -88,27 +88,40 @@ async fn a_node_with_another_swarm_key_cannot_connect() {
     assert!(stranger.client.members().await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_reach_each_other_through_a_relay() {
+/// A relay (private when `key` is given) on 127.0.0.1: its task and address.
+async fn start_relay(
+    key: Option<PreSharedKey>,
+) -> (tokio::task::JoinHandle<()>, libp2p::Multiaddr) {
     let relay = RelayServer::new(
         Keypair::generate_ed25519(),
         vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        None,
+        key,
     )
     .unwrap();
-    let relay_id = relay.peer_id();
     let (tx, mut relay_events) = tokio::sync::mpsc::unbounded_channel();
-    let relay_task = tokio::spawn(relay.run(move |event| {
+    let task = tokio::spawn(relay.run(move |event| {
         let _ = tx.send(event);
     }));
-    let relay_addr = loop {
+    let addr = loop {
         if let Some(RelayEvent::Listening(addr)) = relay_events.recv().await {
             break addr;
         }
     };
+    (task, addr)
+}
 
+/// A reserves a slot on the relay, B dials A through it, both become members.
+async fn meet_through_relay(key: Option<PreSharedKey>) {
+    let (relay_task, relay_addr) = start_relay(key).await;
+    let relay_id = match relay_addr.iter().last() {
+        Some(Protocol::P2p(peer)) => peer,
+        other => panic!("relay address ends in {other:?}"),
+    };
     let mut config = loopback_config("behind-nat");
     config.relay(relay_addr.clone());
+    if let Some(key) = key {
+        config.swarm_key(key);
+    }
     let mut a = start(config).await;
     let reserved = next_matching(&mut a.events, Duration::from_secs(10), |e| match e {
         Event::RelayReserved { relay } => Some(*relay),
@@ -117,14 +130,41 @@ async fn nodes_reach_each_other_through_a_relay() {
     .await;
     assert_eq!(reserved, Some(relay_id));
 
-    let b = start(loopback_config("elsewhere")).await;
+    let mut config = loopback_config("elsewhere");
+    if let Some(key) = key {
+        config.swarm_key(key);
+    }
+    let b = start(config).await;
     let circuit = relay_addr
         .with(Protocol::P2pCircuit)
         .with(Protocol::P2p(a.peer_id()));
-    assert_eq!(b.client.dial(circuit).await.unwrap(), a.peer_id());
+    assert_eq!(b.client.dial(circuit.clone()).await.unwrap(), a.peer_id());
     assert!(wait_members(&b.client, &[a.peer_id()], Duration::from_secs(10)).await);
     assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(10)).await);
+    // Request-response runs over the relayed connection too.
+    let sample = b.client.time_sample(a.peer_id()).await.unwrap();
+    assert!(sample.delay_micros() >= 0);
+
+    if key.is_some() {
+        // A node without the swarm's key cannot even reach the relay.
+        let stranger = start(loopback_config("stranger")).await;
+        assert!(stranger.client.dial(circuit.clone()).await.is_err());
+        let mut config = loopback_config("other-swarm");
+        config.swarm_key(psk(99));
+        let other = start(config).await;
+        assert!(other.client.dial(circuit).await.is_err());
+    }
     relay_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_each_other_through_a_relay() {
+    meet_through_relay(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_swarm_meets_through_its_own_relay() {
+    meet_through_relay(Some(psk(7))).await;
 }
 
 fn raw_swarm<B: libp2p::swarm::NetworkBehaviour>(
@@ -145,7 +185,7 @@ fn raw_swarm<B: libp2p::swarm::NetworkBehaviour>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_heartbeats_are_rejected_and_counted() {
+async fn garbage_heartbeats_are_rejected_counted_and_the_sender_banned() {
     let a = start(loopback_config("a")).await;
     let b = start(loopback_config("b")).await;
     b.client.dial(a.dial_addr()).await.unwrap();
@@ -157,6 +197,7 @@ async fn garbage_heartbeats_are_rejected_and_counted() {
     });
     let topic = gossipsub::IdentTopic::new("firefly/heartbeat/1");
     attacker.behaviour_mut().subscribe(&topic).unwrap();
+    let attacker_id = *attacker.local_peer_id();
     attacker.dial(a.dial_addr()).unwrap();
     let attack = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -178,6 +219,27 @@ async fn garbage_heartbeats_are_rejected_and_counted() {
             a.client.stats().await.unwrap().gossip_rejected >= 5
         })
         .await
+    );
+    // Enough strikes ban it: disconnected and kept out while the attack goes on.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            a.client.stats().await.unwrap().peers_banned == 1
+                && !a
+                    .client
+                    .connected_peers()
+                    .await
+                    .unwrap()
+                    .contains(&attacker_id)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !a.client
+            .connected_peers()
+            .await
+            .unwrap()
+            .contains(&attacker_id)
     );
     attack.abort();
     // The node still works and the attacker is not a member.
@@ -225,4 +287,82 @@ async fn malformed_time_requests_are_survived() {
     let b = start(loopback_config("b")).await;
     b.client.dial(a.dial_addr()).await.unwrap();
     assert!(b.client.time_sample(a_id).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_the_time_exchange_times_out() {
+    use firefly_swarm::time_exchange::{TimeRequest, TimeResponse};
+    let a = start(loopback_config("a")).await;
+    // Takes time requests and never answers them.
+    let mut staller = raw_swarm(|_| {
+        request_response::cbor::Behaviour::<TimeRequest, TimeResponse>::new(
+            [(
+                StreamProtocol::new("/firefly/time/1"),
+                ProtocolSupport::Full,
+            )],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+        )
+    });
+    let staller_id = *staller.local_peer_id();
+    staller.dial(a.dial_addr()).unwrap();
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    let stall = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = staller.select_next_some().await
+            {
+                // Keep the channel alive so the stream stays open, unanswered.
+                let _ = held_tx.send(channel);
+            }
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            a.client
+                .connected_peers()
+                .await
+                .unwrap()
+                .contains(&staller_id)
+        })
+        .await
+    );
+    let asked = std::time::Instant::now();
+    let result = within(Duration::from_secs(10), a.client.time_sample(staller_id)).await;
+    assert!(result.is_err(), "a stalled exchange must fail: {result:?}");
+    let waited = asked.elapsed();
+    assert!(waited < Duration::from_secs(5), "gave up after {waited:?}");
+    assert!(held_rx.recv().await.is_some());
+    assert!(a.client.stats().await.unwrap().time_failures >= 1);
+    stall.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_cannot_move_the_swarm_clock() {
+    let a = start(loopback_config("a")).await;
+    // B is a real node connected to A; until its heartbeat arrives it is
+    // not a member, and a sample from a non-member is refused by the clock.
+    let mut config = loopback_config("b");
+    config.heartbeat_interval(Duration::from_secs(3600));
+    let b = start(config).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            a.client
+                .connected_peers()
+                .await
+                .unwrap()
+                .contains(&b.peer_id())
+        })
+        .await
+    );
+    // B's first heartbeat went out at start, before any connection, and the
+    // next is an hour away: B is not a member of A.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.client.members().await.unwrap().is_empty());
+    a.client.time_sample(b.peer_id()).await.unwrap();
+    let clock = a.client.clock().await.unwrap();
+    assert_eq!(clock.stats.accepted, 0);
+    assert!(clock.stats.rejected >= 1);
 }

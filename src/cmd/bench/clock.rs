@@ -14,7 +14,7 @@ pub(crate) struct Args {
     /// Network and swarm preset.
     #[arg(long, value_enum, default_value_t = Preset::Wifi)]
     scenario: Preset,
-    /// Number of nodes, the late joiner included (default: the preset's).
+    /// Number of nodes, 2 to 1000, the late joiner included (default: the preset's).
     #[arg(long)]
     nodes: Option<usize>,
     /// Seed of every random draw; the same seed replays the same run.
@@ -47,8 +47,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(nodes) = args.nodes {
         ensure!(
-            (2..=10_000).contains(&nodes),
-            "--nodes must be between 2 and 10000"
+            (2..=1_000).contains(&nodes),
+            "--nodes must be between 2 and 1000"
         );
         scenario.nodes = nodes;
     }

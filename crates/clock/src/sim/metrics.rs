@@ -35,6 +35,11 @@ pub struct Metrics {
     /// The same statistic over a quiet stretch just before the crash: what
     /// the crash figure would be with no crash at all, µs.
     pub quiet_wander_us: Option<f64>,
+    /// Like `crash_step_us`, but the largest departure of any single survivor
+    /// from its own trend (includes each node's own noise), µs.
+    pub crash_step_per_node_us: Option<f64>,
+    /// `quiet_wander_us` per node, the reference for `crash_step_per_node_us`, µs.
+    pub quiet_wander_per_node_us: Option<f64>,
     /// The same statistic around the join: how far the others' mean timeline
     /// moved when the newcomer arrived (a joiner must not pull the swarm), µs.
     pub join_pull_us: Option<f64>,
@@ -204,11 +209,15 @@ impl Recorder {
             converge_ms: self.stays_below(&spreads, first_event, 1_000.0),
             settle_ms: self.stays_below(&spreads, first_event, self.goal),
             join_converge_ms: self.join_converge(),
-            crash_step_us: self.crash.and_then(|(c, at)| self.departure(c, at)),
+            crash_step_us: self.crash.and_then(|(c, at)| self.departure(c, at, false)),
+            crash_step_per_node_us: self.crash.and_then(|(c, at)| self.departure(c, at, true)),
             quiet_wander_us: self
                 .crash
-                .and_then(|(c, at)| self.departure(c, at.saturating_sub(10_000_000))),
-            join_pull_us: self.join.and_then(|(j, at)| self.departure(j, at)),
+                .and_then(|(c, at)| self.departure(c, at.saturating_sub(10_000_000), false)),
+            quiet_wander_per_node_us: self
+                .crash
+                .and_then(|(c, at)| self.departure(c, at.saturating_sub(10_000_000), true)),
+            join_pull_us: self.join.and_then(|(j, at)| self.departure(j, at, false)),
             crashed_node: self.crash.map(|c| c.0),
             node_error_p99_us: node_error,
             timeline,
@@ -258,40 +267,65 @@ impl Recorder {
     /// Largest departure of the survivors' mean timeline from its linear
     /// trend fitted over the 10 s before `at`, during the 10 s from `at` on,
     /// µs. The mean is taken over nodes synced throughout, so the swarm's
-    /// own noise (the spread) averages out and a step stands out.
-    fn departure(&self, crashed: usize, at: i64) -> Option<f64> {
+    /// own noise (the spread) averages out and a step stands out. With
+    /// `per_node`, the largest departure of any one survivor from its own
+    /// trend instead (that includes each node's noise).
+    fn departure(&self, excluded: usize, at: i64, per_node: bool) -> Option<f64> {
         const WINDOW: i64 = 10_000_000;
         let (from, to) = (at.saturating_sub(WINDOW), at.saturating_add(WINDOW));
         let ks: Vec<usize> = (0..self.times.len())
             .filter(|&k| self.times[k] >= from && self.times[k] < to)
             .collect();
         let nodes = self.readings.first().map_or(0, Vec::len);
+        // Survivors: alive throughout and synced at 80% of the instants (a
+        // baseline node re-syncing to a new reference misses a few).
         let survivors: Vec<usize> = (0..nodes)
-            .filter(|&i| i != crashed && ks.iter().all(|&k| self.readings[k][i].1.is_some()))
+            .filter(|&i| {
+                let synced = ks
+                    .iter()
+                    .filter(|&&k| self.readings[k][i].1.is_some())
+                    .count();
+                i != excluded
+                    && ks.iter().all(|&k| self.readings[k][i].0)
+                    && synced * 5 >= ks.len() * 4
+            })
             .collect();
         if survivors.is_empty() {
             return None;
         }
-        let mean = |k: usize| -> f64 {
-            survivors
-                .iter()
-                .filter_map(|&i| self.readings[k][i].1)
-                .sum::<f64>()
-                / survivors.len() as f64
+        let tracks: Vec<Vec<usize>> = if per_node {
+            survivors.iter().map(|&i| vec![i]).collect()
+        } else {
+            vec![survivors]
         };
-        let pre: Vec<(f64, f64)> = ks
-            .iter()
-            .filter(|&&k| self.times[k] < at)
-            .map(|&k| (self.times[k] as f64, mean(k)))
-            .collect();
-        if pre.len() < 10 {
-            return None;
+        let mut worst: Option<f64> = None;
+        for track in &tracks {
+            // The track's mean, only where every member has a reading.
+            let value = |k: usize| -> Option<f64> {
+                let mut sum = 0.0;
+                for &i in track {
+                    sum += self.readings[k][i].1?;
+                }
+                Some(sum / track.len() as f64)
+            };
+            let pre: Vec<(f64, f64)> = ks
+                .iter()
+                .filter(|&&k| self.times[k] < at)
+                .filter_map(|&k| Some((self.times[k] as f64, value(k)?)))
+                .collect();
+            if pre.len() < 10 {
+                continue;
+            }
+            let Some((a, b)) = linear_fit(&pre) else {
+                continue;
+            };
+            for &k in ks.iter().filter(|&&k| self.times[k] >= at) {
+                let Some(v) = value(k) else { continue };
+                let d = (v - (a + b * self.times[k] as f64)).abs();
+                worst = Some(worst.map_or(d, |w| w.max(d)));
+            }
         }
-        let (a, b) = linear_fit(&pre)?;
-        ks.iter()
-            .filter(|&&k| self.times[k] >= at)
-            .map(|&k| (mean(k) - (a + b * self.times[k] as f64)).abs())
-            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+        worst
     }
 }
 

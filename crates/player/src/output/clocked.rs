@@ -59,10 +59,7 @@ impl Recording {
     }
 
     fn lock(&self) -> MutexGuard<'_, RecordingState> {
-        // Plain samples; a panic elsewhere cannot leave them inconsistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.inner)
     }
 
     /// The samples so far (interleaved).
@@ -216,7 +213,7 @@ impl Output for WavOutput {
             self.pacing,
             "firefly-wav-out",
             move |samples, _| {
-                let mut guard = write_to.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = crate::lock(&write_to);
                 let Some(w) = guard.as_mut() else {
                     return Ok(());
                 };
@@ -233,7 +230,7 @@ impl Output for WavOutput {
                 Ok(())
             },
             move || {
-                let taken = finish.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let taken = crate::lock(&finish).take();
                 match taken {
                     Some(w) => w.finalize().map_err(|e| wav_err(&path2, e)),
                     None => Ok(()),
@@ -241,6 +238,30 @@ impl Output for WavOutput {
             },
         )
     }
+}
+
+/// Reads the real clock and the node's clock at (nearly) the same instant:
+/// brackets the node's reading between two real ones and keeps the tightest
+/// of a few tries, so being preempted between the reads cannot skew a stamp.
+fn read_together(timeline: &dyn crate::Timeline) -> (Instant, LocalMicros) {
+    let mut best: Option<(Duration, Instant, LocalMicros)> = None;
+    for _ in 0..8 {
+        let before = Instant::now();
+        let local = timeline.now();
+        let after = Instant::now();
+        let width = after.duration_since(before);
+        if best.is_none_or(|(w, _, _)| width < w) {
+            best = Some((width, before + width / 2, local));
+        }
+        if width < Duration::from_micros(4) {
+            break;
+        }
+    }
+    // The loop runs at least once, so `best` is set.
+    best.map_or_else(
+        || (Instant::now(), timeline.now()),
+        |(_, at, local)| (at, local),
+    )
 }
 
 /// Runs the pacing loop on a new thread, handing each rendered period to `sink`
@@ -286,8 +307,7 @@ where
                             std::thread::sleep(wait);
                         }
                         // Read both clocks together; the frame is heard `heard - now` later.
-                        let now = Instant::now();
-                        let local = engine.timeline().now();
+                        let (now, local) = read_together(engine.timeline().as_ref());
                         let ahead = if heard >= now {
                             i64::try_from(heard.duration_since(now).as_micros()).unwrap_or(i64::MAX)
                         } else {

@@ -91,7 +91,10 @@ pub struct DeviceOutput {
 }
 
 impl DeviceOutput {
-    /// Finds the device `name` (`None`: the default one) and reads its format.
+    /// Finds the device `name` (`None`: the default one) and reads its default
+    /// format. For devices that accept any rate (ALSA `plug`), cpal's default
+    /// may differ between runs (44.1 or 48 kHz); [`DeviceOutput::with_format`]
+    /// pins it.
     pub fn open(name: Option<&str>) -> Result<Self, OutputError> {
         let label = name.unwrap_or("default");
         let device = find_device(name)?;

@@ -94,6 +94,23 @@ pub enum OutputChoice {
 impl OutputChoice {
     /// The accepted forms, for help and error messages.
     pub const FORMS: &'static str = "default, device:NAME, virtual, wav:PATH";
+
+    /// The format used by the virtual and WAV outputs (a device uses its own):
+    /// 44.1 kHz stereo, the rate of most music, in 10 ms periods.
+    pub fn clocked_format() -> OutputFormat {
+        OutputFormat::new(44_100, 2, std::time::Duration::from_millis(10))
+    }
+
+    /// Makes the output this choice names (opening the device, if it is one;
+    /// a WAV file is created when the output starts).
+    pub fn open(&self) -> Result<Box<dyn Output>, OutputError> {
+        Ok(match self {
+            Self::DefaultDevice => Box::new(DeviceOutput::open(None)?),
+            Self::Device(name) => Box::new(DeviceOutput::open(Some(name))?),
+            Self::Virtual => Box::new(VirtualOutput::new(Self::clocked_format())),
+            Self::Wav(path) => Box::new(WavOutput::new(Self::clocked_format(), path)),
+        })
+    }
 }
 
 impl std::str::FromStr for OutputChoice {
@@ -139,5 +156,17 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("wav:PATH") && e.contains("speakers")));
+        assert!("wav:".parse::<OutputChoice>().is_err());
+    }
+
+    #[test]
+    fn clocked_choices_open_with_the_clocked_format() {
+        for choice in [
+            OutputChoice::Virtual,
+            OutputChoice::Wav("/nonexistent/x.wav".into()),
+        ] {
+            let output = choice.open().ok().map(|o| o.format());
+            assert_eq!(output, Some(OutputChoice::clocked_format()));
+        }
     }
 }

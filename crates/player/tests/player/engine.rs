@@ -3,6 +3,8 @@
 use crate::util::*;
 use firefly_player::{Decoder, PlayerConfig, PlayerEvent, SwarmMicros, stream_source};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A 6 s music WAV in a temp dir, and its samples.
 fn music_file(dir: &Path) -> (std::path::PathBuf, Vec<f32>) {
@@ -33,10 +35,7 @@ fn start_frame_sounds_on_the_frame_of_its_instant() {
     let mut d = Driven::new(PlayerConfig::default());
     // 123.456 ms: not on a frame boundary (5444.4 frames).
     let at = SwarmMicros(123_456);
-    d.player
-        .play(Decoder::open_file(&path, 2).unwrap(), 0, at)
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, at);
     d.run_for(1.0);
     let expected = 123_456e-6 * f64::from(RATE);
     let first = first_sound(&d.out);
@@ -62,18 +61,11 @@ fn start_mid_track_with_latency_trim() {
     let dir = tempfile::tempdir().unwrap();
     let (path, src) = music_file(dir.path());
     let config = PlayerConfig {
-        latency_trim: std::time::Duration::from_millis(30),
+        latency_trim_micros: 30_000,
         ..PlayerConfig::default()
     };
     let mut d = Driven::new(config);
-    d.player
-        .play(
-            Decoder::open_file(&path, 2).unwrap(),
-            50_000,
-            SwarmMicros(200_000),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 50_000, SwarmMicros(200_000));
     d.run_for(1.0);
     // The sound leaves 30 ms late, so it must be emitted 30 ms (1323 frames) early.
     let expected = (0.2 - 0.03) * f64::from(RATE);
@@ -94,14 +86,7 @@ fn joining_late_starts_in_step() {
     let mut d = Driven::new(PlayerConfig::default());
     d.timeline.set_offset(1_000_000); // swarm = local + 1 s
     // Scheduled 0.5 s before the first period: join at frame 22 050.
-    d.player
-        .play(
-            Decoder::open_file(&path, 2).unwrap(),
-            0,
-            SwarmMicros(500_000),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, SwarmMicros(500_000));
     d.run_for(0.5);
     assert_eq!(first_sound(&d.out), 0);
     let lag = (-2..=2)
@@ -119,10 +104,7 @@ fn pause_resume_and_seek_are_click_free_and_land_where_asked() {
     let (path, src) = music_file(dir.path());
     let src_jump = max_jump(&src, 2);
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(Decoder::open_file(&path, 2).unwrap(), 0, SwarmMicros(0))
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, SwarmMicros(0));
     d.run_for(0.5);
     d.player.pause().unwrap();
     d.run_for(0.3);
@@ -178,27 +160,37 @@ fn rate_changes_resample_without_discontinuity_and_keep_exact_count() {
     let (_, src) = decode_all(&fixture("reference.wav"), 2);
     let src_jump = max_jump(&src, 2);
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(
-            Decoder::open_file(&fixture("reference.wav"), 2).unwrap(),
-            0,
-            SwarmMicros(0),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.timeline.set_rate(1.0005);
+    // Frame 0 at 3 ms (on a frame boundary only by rounding).
+    d.play_file(&fixture("reference.wav"), 0, SwarmMicros(3_000));
     // Alternate ±500 ppm every 50 ms, the worst a slew controller does.
     for i in 0..30 {
         d.timeline
             .set_rate(if i % 2 == 0 { 1.0005 } else { 0.9995 });
         d.run(5);
     }
+    // Starting at a rate other than 1, the first flash still names the frame really emitted.
+    let first = d.flashes()[0];
+    assert!(
+        first.position.abs() < 0.5 && first.error_frames.abs() < 0.5,
+        "{first:?}"
+    );
+    let second = d.flashes()[1];
+    let advance = second.position - first.position;
+    let frames = (second.output_frame - first.output_frame) as f64;
+    assert!(
+        (advance - frames * 1.0005).abs() < 1e-6,
+        "{first:?} {second:?}"
+    );
     let jump = max_jump(&d.out, 2);
     assert!(jump <= src_jump * 1.001, "jump {jump} vs source {src_jump}");
     // Constant +300 ppm: the source advances by exactly 1.0003 frames per output frame.
     d.timeline.set_rate(1.0003);
-    d.run(2);
+    // A new rate applies to frames resampled from the next period on; up to
+    // ~2.5 periods of look-ahead were resampled before it.
+    d.run(4);
     let before = *d.flashes().last().unwrap();
-    d.run(100);
+    d.run(40); // staying inside the 2 s track
     let after = *d.flashes().last().unwrap();
     let output = (after.output_frame - before.output_frame) as f64;
     let advanced = after.position - before.position;
@@ -225,7 +217,10 @@ fn underrun_plays_silence_reports_and_realigns() {
     let mut d = Driven::new(PlayerConfig::default());
     let decoder = Decoder::open(Box::new(source), Some("wav"), 2).unwrap();
     d.player.play(decoder, 0, SwarmMicros(0)).unwrap();
-    let_decoder_fill();
+    let ready = d
+        .player
+        .wait_ready(Duration::from_millis(550), Duration::from_secs(20));
+    assert!(ready, "{:?}", d.player.readiness());
     d.run_for(1.0);
     let underrun = d.events.iter().find_map(|e| match e {
         PlayerEvent::Underrun { swarm, .. } => Some(*swarm),
@@ -244,7 +239,7 @@ fn underrun_plays_silence_reports_and_realigns() {
         .write_at(first_part as u64, &bytes[first_part..])
         .unwrap();
     drop(writer);
-    let_decoder_fill();
+    d.wait_ready();
     d.run_for(0.5);
     // Back on the timeline: output frame n plays source frame n again.
     let restarted = d.events.iter().rev().find_map(|e| match e {
@@ -267,10 +262,7 @@ fn stepped_clock_is_realigned() {
     let dir = tempfile::tempdir().unwrap();
     let (path, src) = music_file(dir.path());
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(Decoder::open_file(&path, 2).unwrap(), 0, SwarmMicros(0))
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&path, 0, SwarmMicros(0));
     d.run_for(0.5);
     // The swarm clock steps 200 ms ahead: playback must jump 200 ms forward.
     d.timeline.set_offset(200_000);
@@ -288,20 +280,30 @@ fn stepped_clock_is_realigned() {
         })
         .unwrap();
     assert_eq!(lag, 0);
+    // Then 500 ms back (behind what was already fetched): playback jumps back.
+    d.timeline.set_offset(-300_000);
+    d.run_for(0.5);
+    let realigns = d
+        .events
+        .iter()
+        .filter(|e| matches!(e, PlayerEvent::Realigned { .. }))
+        .count();
+    assert_eq!(realigns, 2);
+    let n = 44_100 * 14 / 10;
+    let lag = (-2..=2)
+        .min_by(|a: &i64, b: &i64| {
+            let e = |l: i64| max_diff(&d.out, n, &src, (n as i64 - 13_230 + l) as usize, 2000);
+            e(*a).total_cmp(&e(*b))
+        })
+        .unwrap();
+    assert_eq!(lag, 0);
     assert!(max_jump(&d.out, 2) <= max_jump(&src, 2) * 1.01);
 }
 
 #[test]
 fn track_end_is_reported() {
     let mut d = Driven::new(PlayerConfig::default());
-    d.player
-        .play(
-            Decoder::open_file(&fixture("untagged-mono-22k.wav"), 2).unwrap(),
-            0,
-            SwarmMicros(0),
-        )
-        .unwrap();
-    let_decoder_fill();
+    d.play_file(&fixture("untagged-mono-22k.wav"), 0, SwarmMicros(0));
     d.run_for(2.2);
     assert!(
         d.events
@@ -311,4 +313,230 @@ fn track_end_is_reported() {
     // 22.05 kHz mono, resampled to 44.1 kHz stereo: 2 s of sound, then silence.
     let last = d.out.chunks_exact(2).rposition(|f| f[0] != 0.0).unwrap();
     assert!((last as i64 - 88_200).abs() < 64, "last sound at {last}");
+}
+
+/// A node whose swarm clock runs `skew` fast against its sound card, with the
+/// clock crate's slew controller fed by the player's phase error: the loop a
+/// node runs, without the network.
+struct SlewingTimeline {
+    skew: f64,
+    slew: Slewing,
+}
+
+impl firefly_player::Timeline for SlewingTimeline {
+    fn now(&self) -> firefly_player::LocalMicros {
+        firefly_player::LocalMicros(0)
+    }
+
+    fn to_swarm(&self, local: firefly_player::LocalMicros) -> SwarmMicros {
+        SwarmMicros((local.as_micros() as f64 * (1.0 + self.skew)).round() as i64)
+    }
+
+    fn playback_rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        self.slew.rate(at, error)
+    }
+}
+
+#[test]
+fn slew_loop_holds_a_skewed_clock_on_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, src) = music_file(dir.path());
+    let timeline = Arc::new(SlewingTimeline {
+        skew: 350e-6,
+        slew: Slewing::new(),
+    });
+    let format = firefly_player::OutputFormat::new(RATE, 2, std::time::Duration::from_millis(10));
+    let (mut player, mut engine) =
+        firefly_player::Player::detached(format, timeline, PlayerConfig::default()).unwrap();
+    player
+        .play(Decoder::open_file(&path, 2).unwrap(), 0, SwarmMicros(0))
+        .unwrap();
+    assert!(player.wait_ready(Duration::from_secs(2), Duration::from_secs(20)));
+    let mut buf = vec![0.0; 441 * 2];
+    let mut flashes = Vec::new();
+    let mut out = Vec::new();
+    for _ in 0..500 {
+        let at = firefly_player::LocalMicros(Driven::micros_of(engine.output_frames()));
+        engine.render(at, None, &mut buf);
+        out.extend_from_slice(&buf);
+        while let Some(e) = player.poll_event() {
+            if let PlayerEvent::Flash(f) = e {
+                flashes.push(f);
+            }
+        }
+    }
+    // Without correction the error would grow 350 ppm: 77 frames by now.
+    let last = flashes.last().unwrap();
+    assert!(last.error_frames.abs() < 1.0, "{last:?}");
+    let settled: Vec<f64> = flashes[300..]
+        .iter()
+        .map(|f| f.error_frames.abs())
+        .collect();
+    assert!(settled.iter().all(|e| *e < 2.0), "{settled:?}");
+    // The source advanced 350 ppm faster than the output over the last second.
+    let (a, b) = (&flashes[400], last);
+    let ratio = (b.position - a.position) / (b.output_frame - a.output_frame) as f64;
+    assert!((ratio - 1.00035).abs() < 50e-6, "ratio {ratio}");
+    // Slewing never broke the waveform (past the track's abrupt first sample).
+    // Interpolating between samples may reach slightly past the sampled slope
+    // (inter-sample peaks of the 3.2 kHz partial); a dropped or repeated frame
+    // would double the jump, a restart would multiply it.
+    let (jump, src_jump) = (max_jump(&out[2 * 1000..], 2), max_jump(&src, 2));
+    assert!(jump <= src_jump * 1.005, "jump {jump} vs {src_jump}");
+    assert!(!player_events_contain_realign(&flashes));
+}
+
+fn player_events_contain_realign(flashes: &[firefly_player::Flash]) -> bool {
+    // A stepped realignment shows as a jump of the position between flashes.
+    flashes
+        .windows(2)
+        .any(|w| (w[1].position - w[0].position - 441.0).abs() > 5.0)
+}
+
+#[test]
+fn sample_rates_from_8_to_192_khz_keep_pitch_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    for rate in [8_000u32, 22_050, 48_000, 96_000, 192_000] {
+        // One second of a 440 Hz sine, mono, at `rate`.
+        let sine: Vec<f32> = (0..rate)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / f64::from(rate)).sin())
+                    as f32
+            })
+            .collect();
+        let path = dir.path().join(format!("sine-{rate}.wav"));
+        write_wav(&path, &sine, rate, 1);
+        let mut d = Driven::new(PlayerConfig::default());
+        d.play_file(&path, 0, SwarmMicros(0));
+        d.run_for(1.2);
+        let left = channel(&d.out, 2, 0);
+        let last = left.iter().rposition(|s| s.abs() > 1e-3).unwrap();
+        assert!(
+            last.abs_diff(RATE as usize) < 40,
+            "{rate} Hz: sound ends at {last}"
+        );
+        let ideal: Vec<f32> = (0..RATE)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / f64::from(RATE)).sin())
+                    as f32
+            })
+            .collect();
+        let corr = correlation(&ideal[1000..40_000], &left[1000..], 0);
+        assert!(corr > 0.999, "{rate} Hz: correlation {corr}");
+        assert!(
+            d.out.chunks_exact(2).all(|f| f[0] == f[1]),
+            "{rate} Hz: mono not on both channels"
+        );
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_or_reported_never_fatal() {
+    let mut d = Driven::new(PlayerConfig::default());
+    // A decoder mapped to mono cannot feed a stereo output.
+    let mono = Decoder::open_file(&fixture("reference.wav"), 1).unwrap();
+    let err = d.player.play(mono, 0, SwarmMicros(0)).unwrap_err();
+    assert!(
+        err.to_string().contains("1 channels but the output has 2"),
+        "{err}"
+    );
+    // A start frame past the end: reported, then finished, no sound.
+    d.play_file(&fixture("reference.wav"), 10_000_000, SwarmMicros(0));
+    d.run_for(0.5);
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, PlayerEvent::Finished { .. })),
+        "{:?}",
+        d.events
+    );
+    assert!(d.out.iter().all(|&s| s == 0.0));
+    // Commands with nothing playing are harmless.
+    d.player.pause().unwrap();
+    d.player.resume(SwarmMicros(0)).unwrap();
+    d.player.seek(5, SwarmMicros(0)).unwrap();
+    d.player.stop().unwrap();
+    d.run(3);
+}
+
+#[test]
+fn flashes_name_the_audio_really_emitted_at_any_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, src) = music_file(dir.path());
+    let src_left = channel(&src, 2, 0);
+    for rate in [1.0, 1.0003, 0.9995] {
+        let mut d = Driven::new(PlayerConfig::default());
+        d.timeline.set_rate(rate);
+        d.play_file(&path, 0, SwarmMicros(0));
+        d.run_for(3.0);
+        let flashes = d.flashes();
+        for f in [flashes[10], flashes[150], flashes[280]] {
+            let start = f.output_frame as usize * 2;
+            let out_left = channel(&d.out[start..start + 2 * 400], 2, 0);
+            let err = |p0: f64| -> f64 {
+                (50..350)
+                    .map(|i| {
+                        (f64::from(out_left[i]) - sample_at(&src_left, p0 + i as f64 * rate))
+                            .powi(2)
+                    })
+                    .sum()
+            };
+            let found = (-100..=100)
+                .map(|j| f.position + f64::from(j) * 0.01)
+                .min_by(|a, b| err(*a).total_cmp(&err(*b)))
+                .unwrap();
+            assert!(
+                (found - f.position).abs() <= 0.02,
+                "rate {rate}: flash says {} but the audio is at {found}",
+                f.position
+            );
+        }
+    }
+}
+
+#[test]
+fn pause_during_an_underrun_resumes_where_the_sound_stopped() {
+    let bytes = std::fs::read(fixture("reference.wav")).unwrap();
+    let (source, writer) = stream_source(bytes.len() as u64).unwrap();
+    let first_part = 44 + 4 * 26_000;
+    writer.write_at(0, &bytes[..first_part]).unwrap();
+    let mut d = Driven::new(PlayerConfig::default());
+    let decoder = d.player.open(Box::new(source), Some("wav")).unwrap();
+    d.player.play(decoder, 0, SwarmMicros(0)).unwrap();
+    assert!(
+        d.player
+            .wait_ready(Duration::from_millis(550), Duration::from_secs(20))
+    );
+    d.run_for(0.8);
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, PlayerEvent::Underrun { .. }))
+    );
+    d.player.pause().unwrap();
+    d.run_for(0.1);
+    writer
+        .write_at(first_part as u64, &bytes[first_part..])
+        .unwrap();
+    drop(writer);
+    d.wait_ready();
+    d.run_for(0.2);
+    // Still paused: the data arriving does not restart it.
+    let len = d.out.len();
+    assert!(d.out[len - 2 * 8820..].iter().all(|&s| s == 0.0));
+    d.player.resume(SwarmMicros(1_500_000)).unwrap();
+    d.run_for(0.6);
+    let (frame, swarm) = d
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            PlayerEvent::Started { frame, swarm, .. } => Some((*frame, *swarm)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(swarm, SwarmMicros(1_500_000));
+    // Where the sound stopped: the decoded data ended at frame 26 000, less the
+    // resampler's look-ahead.
+    assert!((24_000..=26_000).contains(&frame), "resumed at {frame}");
 }

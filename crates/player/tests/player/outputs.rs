@@ -101,14 +101,15 @@ fn wav_output_renders_the_schedule_to_a_file() {
     output.samples(WavSamples::Int16).pacing(Pacing::Unpaced {
         frames: 3 * u64::from(RATE),
     });
+    // (The quiet fade-in rounds to zero in 16 bits, hence the search around the first sound.)
     // Unpaced, the output would race through its frames before a command
     // arrived: queue the schedule first, then start the output on the engine.
     let (mut player, engine) =
         Player::detached(format(), timeline.clone(), PlayerConfig::default()).unwrap();
-    let start = timeline.to_swarm(timeline.now()) + 300_000;
+    let start = timeline.to_swarm(timeline.now()) + 600_000;
     let track = player.open_file(&fixture("tone.flac")).unwrap();
     player.play(track, 0, start).unwrap();
-    let_decoder_fill();
+    assert!(player.wait_ready(Duration::from_secs(2), Duration::from_secs(20)));
     let running = firefly_player::Output::start(Box::new(output), engine).unwrap();
     while running.is_running() {
         std::thread::sleep(Duration::from_millis(10));
@@ -122,15 +123,28 @@ fn wav_output_renders_the_schedule_to_a_file() {
         .collect();
     assert!(samples.len() / 2 >= 2 * RATE as usize);
     let reference = decode_all(&fixture("reference.wav"), 2).1;
+    let first = samples.chunks_exact(2).position(|f| f[0] != 0.0).unwrap() as i64;
     let (lag, corr) = best_lag(
         &channel(&reference, 2, 0)[2000..30_000],
         &channel(&samples, 2, 0),
-        0..=30_000,
+        first + 2000 - 60..=first + 2000 + 60,
     );
+    let lag = lag - 2000;
     assert!(corr > 0.9999, "corr {corr}");
-    // The output's virtual clock starts one period after it is started, which
-    // is after the decoder wait: less than the 300 ms lead remains.
-    assert!(lag > 0 && lag < 13_230, "lag {lag}");
+    // The first flash says which output frame carried the start frame, and when.
+    let flash = std::iter::from_fn(|| player.poll_event())
+        .find_map(|e| match e {
+            PlayerEvent::Flash(f) => Some(f),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(flash.frame, 0);
+    assert!((flash.swarm - start).abs() <= 12, "{flash:?} vs {start:?}");
+    assert_eq!(
+        lag, flash.output_frame as i64,
+        "the file disagrees with the flash"
+    );
+    assert!(lag > 4410, "the output started late: {lag}");
 }
 
 #[test]
@@ -152,7 +166,11 @@ fn alsa_child_plays_through_rodio() {
     };
     let seconds: f64 = seconds.parse().unwrap();
     let timeline = Arc::new(LinearTimeline::new(0.0, 0));
-    let output = DeviceOutput::open(None).unwrap();
+    // The plug device accepts any rate and cpal's pick of a default varies
+    // between 44.1 and 48 kHz; ask for the capture file's rate, so that ALSA
+    // converts the sample format only and the samples can be compared exactly.
+    let mut output = DeviceOutput::open(None).unwrap();
+    output.with_format(RATE, 2);
     let mut player =
         Player::start(Box::new(output), timeline.clone(), PlayerConfig::default()).unwrap();
     let started = timeline.to_swarm(timeline.now());
@@ -160,13 +178,15 @@ fn alsa_child_plays_through_rodio() {
     let track = player.open_file(&fixture("reference.wav")).unwrap();
     player.play(track, 0, at).unwrap();
     std::thread::sleep(Duration::from_secs_f64(seconds));
-    let mut flashes = 0;
+    let (mut flashes, mut steps) = (0, 0);
     while let Some(event) = player.poll_event() {
-        if matches!(event, PlayerEvent::Flash(_)) {
-            flashes += 1;
+        match event {
+            PlayerEvent::Flash(_) => flashes += 1,
+            PlayerEvent::Realigned { .. } | PlayerEvent::Underrun { .. } => steps += 1,
+            _ => {}
         }
     }
-    println!("FLASHES {flashes}");
+    println!("FLASHES {flashes} STEPS {steps} END {:?}", player.format());
     player.shutdown().unwrap();
 }
 
@@ -219,6 +239,14 @@ pcm.firefly_capture {{
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Realignments happen only if the machine starves the audio thread for
+    // longer than the device buffer (an xrun on real hardware too).
+    let steps: usize = stdout
+        .split("STEPS ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
     let flashes: usize = stdout
         .split("FLASHES ")
         .nth(1)
@@ -237,18 +265,16 @@ pcm.firefly_capture {{
         .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / f32::from(i16::MAX))
         .collect();
     let frames = samples.len() / 2;
-    // Paced like a sound card: about 2.8 s reached ALSA (not a burst from a spinning null device).
-    assert!(
-        (2.4 * f64::from(RATE)..3.4 * f64::from(RATE)).contains(&(frames as f64)),
-        "{frames} frames"
-    );
+    // ALSA's null device does not pace: until the engine joins rodio's mixer
+    // (a moment after the stream starts) it swallows silence as fast as it can,
+    // so the lead-in is not a measure of anything. From then on the engine
+    // paces it like a sound card: the 2.8 s run ends about 0.5 s after the
+    // 2 s track, which a spinning device would have turned into many seconds.
+    assert!(frames as f64 >= 2.4 * f64::from(RATE), "{frames} frames");
     let first = samples
         .chunks_exact(2)
         .position(|f| f[0] != 0.0 || f[1] != 0.0)
         .unwrap();
-    // Scheduled 300 ms after the device opened, less its 50 ms buffer: a loose bound.
-    let lead = first as f64 / f64::from(RATE);
-    assert!((0.15..0.40).contains(&lead), "sound began {lead} s in");
     let reference = decode_all(&fixture("reference.wav"), 2).1;
     // The fade-in's first samples round to zero in 16 bits: align by correlation instead.
     let mut lags = Vec::new();
@@ -258,7 +284,11 @@ pcm.firefly_capture {{
             &channel(&samples, 2, c),
             first as i64 + 1000 - 50..=first as i64 + 1000 + 50,
         );
-        assert!(corr > 0.999, "channel {c}: corr {corr}");
+        let wanted = if steps == 0 { 0.999 } else { 0.98 };
+        assert!(
+            corr > wanted,
+            "channel {c}: corr {corr} ({steps} steps) {stdout}"
+        );
         lags.push(lag);
     }
     assert_eq!(lags[0], lags[1], "channels out of step");
@@ -273,5 +303,90 @@ pcm.firefly_capture {{
         .rposition(|f| f[0] != 0.0 || f[1] != 0.0)
         .unwrap();
     let length = last - first;
-    assert!(length.abs_diff(88_200) < 200, "played {length} frames");
+    let slack = if steps == 0 { 200 } else { 8820 };
+    assert!(
+        length.abs_diff(88_200) < slack,
+        "played {length} frames ({steps} steps)"
+    );
+    let after = (frames - last) as f64 / f64::from(RATE);
+    let window = if steps == 0 { 0.3..0.9 } else { 0.1..1.5 };
+    assert!(
+        window.contains(&after),
+        "{after} s of silence after the track"
+    );
+}
+
+/// A node whose swarm clock runs 400 ppm fast against its sound card (the
+/// virtual output's real clock), correcting with the clock crate's slew
+/// controller on the player's phase error.
+struct DriftingNode {
+    clock: LinearTimeline,
+    slew: Slewing,
+}
+
+impl Timeline for DriftingNode {
+    fn now(&self) -> firefly_player::LocalMicros {
+        self.clock.now()
+    }
+
+    fn to_swarm(&self, local: firefly_player::LocalMicros) -> firefly_player::SwarmMicros {
+        self.clock.to_swarm(local)
+    }
+
+    fn playback_rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        self.slew.rate(at, error)
+    }
+}
+
+#[test]
+fn virtual_output_stays_on_a_drifting_timeline_measured_from_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = music(5 * RATE as usize, RATE);
+    let path = dir.path().join("music.wav");
+    write_wav(&path, &source, RATE, 2);
+    let node = Arc::new(DriftingNode {
+        clock: LinearTimeline::new(400.0, 0),
+        slew: Slewing::new(),
+    });
+    let recording = Recording::new(5 * RATE as usize, 2);
+    let mut output = VirtualOutput::new(format());
+    output.record(recording.clone());
+    let mut player =
+        Player::start(Box::new(output), node.clone(), PlayerConfig::default()).unwrap();
+    let start = node.to_swarm(node.now()) + 300_000;
+    player
+        .play(player.open_file(&path).unwrap(), 0, start)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3600));
+    player.shutdown().unwrap();
+    let samples = recording.samples();
+    let first = recording.first_instant().unwrap();
+    let src_left = channel(&source, 2, 0);
+    // At 1 s and 3 s of real time: where the audio is, against where the
+    // node's timeline says it should be at that real instant.
+    for seconds in [1.0, 3.0] {
+        let n = (seconds * f64::from(RATE)) as usize;
+        let heard = first + Duration::from_secs_f64(n as f64 / f64::from(RATE));
+        let swarm = node.to_swarm(node.clock.local_at(heard));
+        let expected = (swarm - start) as f64 * f64::from(RATE) / 1e6;
+        let out_left = channel(&samples[n * 2..n * 2 + 800], 2, 0);
+        let err = |p0: f64| -> f64 {
+            (0..400)
+                .map(|i| {
+                    (f64::from(out_left[i]) - sample_at(&src_left, p0 + i as f64 * 1.0004)).powi(2)
+                })
+                .sum()
+        };
+        let found = (-3000..=3000)
+            .map(|j| expected + f64::from(j) * 0.02)
+            .min_by(|a, b| err(*a).total_cmp(&err(*b)))
+            .unwrap();
+        let off = found - expected;
+        eprintln!("at {seconds} s: audio {off:+.2} frames off the timeline");
+        // Uncorrected, the error would be 400 ppm × time: 17 and 53 frames.
+        assert!(
+            off.abs() < 3.0,
+            "at {seconds} s the audio is {off} frames off"
+        );
+    }
 }

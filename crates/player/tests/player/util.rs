@@ -2,6 +2,7 @@
 
 use firefly_player::{
     Decoder, Engine, LinearTimeline, LocalMicros, OutputFormat, Player, PlayerConfig, PlayerEvent,
+    SwarmMicros,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,6 +125,21 @@ impl Driven {
         }
     }
 
+    /// Plays the file at `path` from `frame` at swarm instant `at`, and lets the decoder fill.
+    pub(crate) fn play_file(&mut self, path: &Path, frame: u64, at: SwarmMicros) {
+        let track = Decoder::open_file(path, 2).unwrap();
+        self.player.play(track, frame, at).unwrap();
+        self.wait_ready();
+    }
+
+    /// Waits until the last track has 2 s decoded ahead (or all of it).
+    pub(crate) fn wait_ready(&self) {
+        assert!(
+            self.player
+                .wait_ready(Duration::from_secs(2), Duration::from_secs(20))
+        );
+    }
+
     /// Local instant (µs) of output frame `n`.
     pub(crate) fn micros_of(n: u64) -> i64 {
         (n as f64 * 1e6 / f64::from(RATE)).round() as i64
@@ -160,7 +176,34 @@ impl Driven {
     }
 }
 
-/// Waits until a freshly spawned decoding thread has had time to fill its buffer.
-pub(crate) fn let_decoder_fill() {
-    std::thread::sleep(Duration::from_millis(300));
+/// The clock crate's slew controller as a node drives it: fed the player's
+/// phase error, answering the rate to play at (a re-align request keeps the
+/// last rate, since the player steps by itself).
+pub(crate) struct Slewing(std::sync::Mutex<(firefly_clock::SlewController, f64)>);
+
+impl Slewing {
+    pub(crate) fn new() -> Self {
+        Self(std::sync::Mutex::new((
+            firefly_clock::SlewController::new(Default::default()),
+            1.0,
+        )))
+    }
+
+    pub(crate) fn rate(&self, at: firefly_player::LocalMicros, error: Option<f64>) -> f64 {
+        let mut guard = self.0.lock().unwrap();
+        let (slew, rate) = &mut *guard;
+        match error.map(|e| slew.update(at, e)) {
+            Some(firefly_clock::Correction::Rate(r)) => *rate = r,
+            Some(_) => slew.reset(),
+            None => {}
+        }
+        *rate
+    }
+}
+
+/// `samples` (one channel) at a fractional position, linearly interpolated:
+/// plenty for partials of a few kHz at 0.01–0.02-frame search steps.
+pub(crate) fn sample_at(samples: &[f32], p: f64) -> f64 {
+    let (k, fr) = (p.floor() as usize, p - p.floor());
+    f64::from(samples[k]) * (1.0 - fr) + f64::from(samples[k + 1]) * fr
 }
