@@ -36,6 +36,9 @@ pub(crate) struct Args {
     /// Do not look for peers on the LAN with mDNS.
     #[arg(long)]
     no_mdns: bool,
+    /// Cap on the chunk bytes this node sends to peers, in bytes per second (default: no cap).
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1024..))]
+    max_upload: Option<u64>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -55,6 +58,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         name,
         http: args.http,
         mdns: !args.no_mdns,
+        max_upload: args.max_upload,
     };
     tokio::runtime::Runtime::new()?.block_on(run_node(options))
 }

@@ -10,6 +10,7 @@ pub(crate) mod http;
 
 use anyhow::Context;
 use firefly_library::{Library, LibraryConfig};
+use firefly_swarm::transfer::TransferEvent;
 use firefly_swarm::{Client, Event, Multiaddr, NodeStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub(crate) struct NodeOptions {
     pub(crate) name: String,
     pub(crate) http: SocketAddr,
     pub(crate) mdns: bool,
+    /// Cap on chunk bytes served per second (`--max-upload`); none: no cap.
+    pub(crate) max_upload: Option<u64>,
 }
 
 /// Handles to a running node, shared by the HTTP handlers.
@@ -51,7 +54,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let library = Library::open(&library_config).context("opening the library")?;
 
     let mut config = firefly_swarm::Config::new(keypair, options.name.clone());
-    config.mdns(options.mdns);
+    let mut transfer = firefly_swarm::transfer::TransferConfig::default();
+    transfer.max_upload(options.max_upload);
+    config
+        .mdns(options.mdns)
+        .library(library.clone())
+        .transfer(transfer);
     for addr in &options.listen {
         config.listen(addr.clone());
     }
@@ -113,6 +121,8 @@ async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> an
             ..NodeStatus::default()
         })
         .await?;
+    // Peers learn the change from the library gossip (and the version from heartbeats).
+    client.library_changed().await?;
     Ok(())
 }
 
@@ -125,6 +135,12 @@ async fn log_events(mut events: mpsc::Receiver<Event>) {
             Event::Listening { addr } => println!("listening: {addr}"),
             Event::RelayReserved { relay } => println!("relay: reserved a slot on {relay}"),
             Event::DirectConnectionUpgraded { peer } => println!("direct: {peer}"),
+            Event::Transfer(TransferEvent::DownloadCompleted { track, path }) => {
+                println!("downloaded: {track} -> {}", path.display());
+            }
+            Event::Transfer(TransferEvent::PeerPenalized { peer, reason }) => {
+                println!("penalized: {peer} ({reason:?})");
+            }
             other => tracing::trace!(?other, "swarm event"),
         }
     }

@@ -72,12 +72,14 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<LibraryRequest, LibraryResponse>,
     ) {
-        self.transfer_with(|t, io| t.handle_library_event(io, event));
+        let now = (self.now)();
+        self.transfer_with(|t, io| t.handle_library_event(io, now, event));
     }
 
     /// A message on `firefly/library/1` authored by `source`.
     pub(crate) fn on_library_gossip(&mut self, source: PeerId, data: &[u8]) -> MessageAcceptance {
-        self.transfer_with(|t, io| t.handle_gossip(io, source, data))
+        let now = (self.now)();
+        self.transfer_with(|t, io| t.handle_gossip(io, now, source, data))
     }
 
     /// A member's heartbeat reported its library version.

@@ -240,6 +240,9 @@ pub(crate) enum Done {
     LocalChanges {
         result: Result<Changes, String>,
     },
+    Unfinished {
+        result: Result<Vec<TrackId>, String>,
+    },
 }
 
 /// What starting a download found in the library.
@@ -293,6 +296,8 @@ pub(crate) struct Transfer {
     downloads: HashMap<TrackId, ActiveDownload>,
     /// Downloads whose library start is under way, with their waiters.
     starting: HashMap<TrackId, Vec<oneshot::Sender<Result<PathBuf, TransferError>>>>,
+    /// Unfinished downloads of a previous run, waiting for a holder.
+    resume: HashSet<TrackId>,
     outbound_chunks: HashMap<OutboundRequestId, OutboundChunks>,
     outbound_manifests: HashMap<OutboundRequestId, (TrackId, PeerId)>,
     outbound_library: HashMap<OutboundRequestId, PeerId>,
@@ -337,6 +342,7 @@ impl Transfer {
             fetches: HashMap::new(),
             downloads: HashMap::new(),
             starting: HashMap::new(),
+            resume: HashSet::new(),
             outbound_chunks: HashMap::new(),
             outbound_manifests: HashMap::new(),
             outbound_library: HashMap::new(),
@@ -357,6 +363,35 @@ impl Transfer {
             tracing::warn!(%err, "cannot subscribe to the library topic");
         }
         self.publish_local_changes();
+        // Downloads a previous run left unfinished resume once a holder is known.
+        if let Some(library) = self.library.clone() {
+            let done = self.done_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = library.downloads().map_err(|e| e.to_string());
+                let _ = done.blocking_send(Done::Unfinished { result });
+            });
+        }
+    }
+
+    /// Starts the downloads left to resume whose track now has a holder.
+    fn resume_unfinished(&mut self, io: &mut TransferIo<'_>, now: LocalMicros) {
+        let ready: Vec<TrackId> = self
+            .resume
+            .iter()
+            .filter(|track| {
+                self.catalog
+                    .get(track)
+                    .is_some_and(|e| e.holders.iter().any(|p| *p != self.local))
+            })
+            .copied()
+            .collect();
+        for track in ready {
+            self.resume.remove(&track);
+            tracing::info!(?track, "resuming an unfinished download");
+            // Nobody waits for this one; the event reports its end.
+            let (reply, _) = oneshot::channel();
+            self.download(io, now, track, reply);
+        }
     }
 
     /// `status` with what transfer knows filled in: the version of the
@@ -477,6 +512,7 @@ impl Transfer {
     pub(crate) fn handle_gossip(
         &mut self,
         io: &mut TransferIo<'_>,
+        now: LocalMicros,
         source: PeerId,
         data: &[u8],
     ) -> MessageAcceptance {
@@ -502,6 +538,7 @@ impl Transfer {
                         peer: source,
                         version: announce.delta.to,
                     });
+                    self.resume_unfinished(io, now);
                 }
             }
         }
@@ -601,6 +638,7 @@ impl Transfer {
     pub(crate) fn handle_library_event(
         &mut self,
         io: &mut TransferIo<'_>,
+        now: LocalMicros,
         event: request_response::Event<LibraryRequest, LibraryResponse>,
     ) {
         match event {
@@ -614,6 +652,7 @@ impl Transfer {
                 } => {
                     if self.outbound_library.remove(&request_id).is_some() {
                         self.on_library_response(io, peer, response);
+                        self.resume_unfinished(io, now);
                     }
                 }
             },
@@ -684,6 +723,13 @@ impl Transfer {
                 completed,
             } => self.on_chunks_stored(io, now, track, peer, token, &outcomes, completed),
             Done::LocalChanges { result } => self.on_local_changes(io, result),
+            Done::Unfinished { result } => match result {
+                Ok(tracks) => {
+                    self.resume.extend(tracks);
+                    self.resume_unfinished(io, now);
+                }
+                Err(err) => tracing::warn!(%err, "listing unfinished downloads failed"),
+            },
         }
     }
 
