@@ -2,7 +2,8 @@
 //!
 //! Each method here borrows the behaviours [`Transfer`] sends through (a
 //! [`TransferIo`]), calls the matching [`Transfer`] handler, and forwards
-//! the [`TransferEvent`]s it produced to the node's event stream. The event
+//! the [`TransferEvent`]s it produced to the node's event stream and the
+//! peers that sent bad input to the loop's strike table. The event
 //! loop calls these from its dispatch, gossip, membership, command and timer
 //! paths; it knows nothing else about transfer.
 
@@ -41,6 +42,13 @@ impl EventLoop {
         let events: Vec<_> = self.transfer.drain_events().collect();
         for event in events {
             self.emit(Event::Transfer(event));
+        }
+        let strikes: Vec<_> = self.transfer.drain_strikes().collect();
+        if !strikes.is_empty() {
+            let now = (self.now)();
+            for (peer, reason) in strikes {
+                self.penalize(now, peer, reason);
+            }
         }
         out
     }

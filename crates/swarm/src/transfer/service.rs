@@ -309,6 +309,9 @@ pub(crate) struct Transfer {
     held_seq: u64,
     stats: TransferStats,
     events: Vec<TransferEvent>,
+    /// Peers that sent bad input since the last drain, with why: the event
+    /// loop turns each into a strike (and repeated strikes into a ban).
+    strikes: Vec<(PeerId, &'static str)>,
     done_tx: mpsc::Sender<Done>,
     done_rx: mpsc::Receiver<Done>,
 }
@@ -351,6 +354,7 @@ impl Transfer {
             held_seq: 0,
             stats: TransferStats::default(),
             events: Vec::new(),
+            strikes: Vec::new(),
             done_tx,
             done_rx,
         }
@@ -411,6 +415,11 @@ impl Transfer {
     /// Events for the node, oldest first.
     pub(crate) fn drain_events(&mut self) -> impl Iterator<Item = TransferEvent> + '_ {
         self.events.drain(..)
+    }
+
+    /// Peers that sent bad input, with why, oldest first.
+    pub(crate) fn drain_strikes(&mut self) -> impl Iterator<Item = (PeerId, &'static str)> + '_ {
+        self.strikes.drain(..)
     }
 
     /// The next piece of finished blocking work. Never ends: the state keeps
@@ -521,6 +530,7 @@ impl Transfer {
             Err(err) => {
                 tracing::debug!(peer = %source, %err, "library gossip rejected");
                 self.stats.messages_rejected += 1;
+                self.strikes.push((source, "malformed library gossip"));
                 return MessageAcceptance::Reject;
             }
         };
@@ -589,7 +599,7 @@ impl Transfer {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound chunk request failed");
-                self.note_inbound_failure(&error);
+                self.note_inbound_failure(peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -627,8 +637,8 @@ impl Transfer {
                     self.ask_next_manifest(io, track);
                 }
             }
-            request_response::Event::InboundFailure { error, .. } => {
-                self.note_inbound_failure(&error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.note_inbound_failure(peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -668,8 +678,8 @@ impl Transfer {
                     self.catalog.handle_fetch_failed(&peer);
                 }
             }
-            request_response::Event::InboundFailure { error, .. } => {
-                self.note_inbound_failure(&error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.note_inbound_failure(peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -756,6 +766,9 @@ impl Transfer {
         if let Some(refusal) = refusal {
             if !matches!(refusal, Refusal::Busy | Refusal::Unavailable) {
                 self.stats.messages_rejected += 1;
+            }
+            if refusal == Refusal::Invalid {
+                self.strikes.push((peer, "invalid chunk request"));
             }
             self.stats.requests_refused += 1;
             let _ = io
@@ -896,10 +909,11 @@ impl Transfer {
         });
     }
 
-    fn note_inbound_failure(&mut self, error: &InboundFailure) {
+    fn note_inbound_failure(&mut self, peer: PeerId, error: &InboundFailure) {
         if matches!(error, InboundFailure::Io(_)) {
             // A request that did not decode or broke the size limit.
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "malformed transfer request"));
         }
     }
 
@@ -919,6 +933,7 @@ impl Transfer {
         if let Err(err) = response.validate() {
             tracing::debug!(%peer, %err, "library response rejected");
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "invalid library response"));
             self.catalog.handle_fetch_failed(&peer);
             return;
         }
@@ -1116,6 +1131,7 @@ impl Transfer {
         if let Err(err) = response.validate(track) {
             tracing::debug!(%peer, %err, "manifest response rejected");
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "invalid manifest response"));
             self.ask_next_manifest(io, track);
             return;
         }
@@ -1195,6 +1211,9 @@ impl Transfer {
                 ChunkOutcome::Missing => {}
             }
         }
+        if outcomes.iter().any(|(_, o)| *o == ChunkOutcome::Corrupt) {
+            self.strikes.push((peer, "wrong chunk bytes"));
+        }
         if let Some(download) = self.downloads.get_mut(&track) {
             download
                 .scheduler
@@ -1237,6 +1256,7 @@ impl Transfer {
         if let Err(err) = response.validate(out.ids.len()) {
             tracing::debug!(%peer, %err, "chunk response rejected");
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "invalid chunk response"));
             download
                 .scheduler
                 .handle_failure(now, out.token, Failure::Malformed);
