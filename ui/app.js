@@ -97,9 +97,8 @@ function onEvent(message) {
     if (typeof peer === "string" && position !== null && typeof at === "number") {
       fireflies.flash(peer, position, at);
     }
-  } else if ((type === "peer_joined" || type === "peer_left") && typeof message.peer_id === "string") {
-    const name = typeof message.name === "string" ? message.name : shortId(message.peer_id);
-    note(type === "peer_joined" ? "joined" : "left", name, message.peer_id);
+  } else if (type === "peer_joined" || type === "peer_left") {
+    // The membership diff in `render` notes who came and went.
     refresh();
   }
 }
@@ -195,15 +194,18 @@ function render() {
   fireflies.update(list, model.state, model.stateAt);
 }
 
+/** Notes who joined or left since the last render (not who was there at first). */
 function trackMembership(list) {
+  if (list.length === 0) return;
+  const first = model.known.size === 0;
   const seen = new Set();
   for (const n of list) {
     seen.add(n.id);
-    if (!n.self && !model.known.has(n.id) && model.known.size > 0) note("joined", n.name, n.id);
+    if (!first && !model.known.has(n.id)) note("joined", n.name, n.id);
     model.known.set(n.id, n.name);
   }
   for (const [id, name] of model.known) {
-    if (!seen.has(id) && list.length > 0) {
+    if (!seen.has(id)) {
       note("left", name, id);
       model.known.delete(id);
     }

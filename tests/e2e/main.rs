@@ -8,4 +8,5 @@
 mod netns;
 mod node;
 mod scan;
+mod ui;
 mod util;

@@ -1,0 +1,218 @@
+//! The web UI in a real browser: Debian's headless Chromium loads the page
+//! from real `firefly up` processes on 127.0.0.1 and the test reads the DOM
+//! it rendered and the console lines it logged.
+//!
+//! Without a `chromium` binary the test says so and passes, unless `CI` is
+//! set (CI installs it through `.ci/setup`), where a missing browser fails.
+
+use crate::util::{Running, copy_fixtures, firefly_bin};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// The browser binary, or `None` (after saying why) when the test cannot run.
+fn chromium() -> Option<&'static str> {
+    let found = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("chromium");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium is not installed: run .ci/setup"
+    );
+    eprintln!("skipping the browser test: chromium is not installed (run .ci/setup)");
+    None
+}
+
+/// One `firefly up` on loopback with its API address and peer id.
+struct Node {
+    proc: Running,
+    api: String,
+    peer_id: String,
+}
+
+fn start_node(root: &Path, name: &str, fixture: &str, peer: Option<&str>) -> Node {
+    let data = root.join(format!("node-{fixture}"));
+    let music = data.join("music");
+    copy_fixtures(&music, &[fixture]);
+    let mut command = Command::new(firefly_bin());
+    command
+        .args(["up", "--no-mdns", "--http", "127.0.0.1:0", "--name", name])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--music")
+        .arg(&music)
+        .env("RUST_LOG", "error");
+    if let Some(peer) = peer {
+        command.args(["--peer", peer]);
+    }
+    let proc = Running::spawn(name, command);
+    let limit = Duration::from_secs(30);
+    let api = proc
+        .wait_line("api: ", limit)
+        .unwrap_or_else(|| panic!("{name} never served its API: {:?}", proc.lines()));
+    let peer_id = proc.wait_line("peer id: ", limit).unwrap();
+    proc.wait_line("library: ", limit)
+        .unwrap_or_else(|| panic!("{name} never scanned: {:?}", proc.lines()));
+    Node { proc, api, peer_id }
+}
+
+/// What the browser made of a page: the DOM and its console lines.
+struct Page {
+    dom: String,
+    console: Vec<String>,
+}
+
+fn load(browser: &str, url: &str) -> Page {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--virtual-time-budget=4000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed on {url}: {stderr}");
+    Page {
+        dom: String::from_utf8_lossy(&out.stdout).into_owned(),
+        // Every console message (log, error, uncaught exception) is a
+        // `:CONSOLE` line; the UI logs nothing when all is well.
+        console: stderr
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// The text of the element with `id`, up to its closing tag (flat elements only).
+fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
+    let open = format!("id=\"{id}\"");
+    let start = dom
+        .find(&open)
+        .unwrap_or_else(|| panic!("no #{id} in {dom}"));
+    let rest = &dom[start..];
+    let body = &rest[rest.find('>').unwrap() + 1..];
+    &body[..body.find("</").unwrap()]
+}
+
+#[test]
+fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let hostile = "<script>alert(1)</script>";
+    let a = start_node(tmp.path(), hostile, "tone.flac", None);
+    let listen = a
+        .proc
+        .wait_line("listening: ", Duration::from_secs(30))
+        .unwrap();
+    let dial = format!("{listen}/p2p/{}", a.peer_id);
+    let b = start_node(tmp.path(), "kitchen \"&\" den", "tone.mp3", Some(&dial));
+    b.proc
+        .wait_line("joined: ", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the nodes never met: {:?}", b.proc.lines()));
+
+    let page = load(browser, &a.api);
+    assert!(
+        page.console.is_empty(),
+        "console output: {:#?}",
+        page.console
+    );
+    let dom = &page.dom;
+
+    // Both peers are in the swarm list and have a firefly.
+    for peer in [&a.peer_id, &b.peer_id] {
+        let shown = dom.matches(&format!("data-peer=\"{peer}\"")).count();
+        assert!(shown >= 2, "peer {peer} shown {shown} times in {dom}");
+    }
+    assert!(dom.contains("kitchen \"&amp;\" den"), "{dom}");
+    assert!(
+        element_text(dom, "swarm-count").contains("2 nodes"),
+        "{dom}"
+    );
+
+    // The hostile name is text everywhere: escaped, and no element came of it.
+    assert!(
+        dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{dom}"
+    );
+    assert_eq!(
+        element_text(dom, "me-name"),
+        "&lt;script&gt;alert(1)&lt;/script&gt;"
+    );
+    assert!(!dom.contains(hostile), "the name became markup: {dom}");
+    assert_eq!(
+        dom.matches("<script").count(),
+        1,
+        "only the page's own module script: {dom}"
+    );
+
+    // The library lists this node's track, held by this node.
+    assert!(
+        element_text(dom, "library-count").contains("track"),
+        "{dom}"
+    );
+    assert!(dom.contains("data-track=\""), "no track in {dom}");
+    assert!(
+        dom.contains("id=\"library-empty\" class=\"empty\" hidden"),
+        "{dom}"
+    );
+    assert!(element_text(dom, "link").contains("connected") || dom.contains("data-state=\"live\""));
+}
+
+#[test]
+fn an_empty_library_says_what_to_do() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("empty");
+    let music = data.join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    let mut command = Command::new(firefly_bin());
+    command
+        .args([
+            "up",
+            "--no-mdns",
+            "--http",
+            "127.0.0.1:0",
+            "--name",
+            "lonely",
+        ])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--music")
+        .arg(&music)
+        .env("RUST_LOG", "error");
+    let node = Running::spawn("lonely", command);
+    let api = node.wait_line("api: ", Duration::from_secs(30)).unwrap();
+    node.wait_line("library: ", Duration::from_secs(30))
+        .unwrap();
+
+    let page = load(browser, &api);
+    assert!(
+        page.console.is_empty(),
+        "console output: {:#?}",
+        page.console
+    );
+    assert!(
+        page.dom.contains("id=\"library-empty\" class=\"empty\">"),
+        "{}",
+        page.dom
+    );
+    assert!(page.dom.contains("firefly up --music DIR"));
+    assert!(!page.dom.contains("data-track="));
+}
