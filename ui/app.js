@@ -66,6 +66,14 @@ function setState(state) {
   if (typeof state.swarm_time_us === "number") fireflies.syncSwarm(state.swarm_time_us);
 }
 
+/** A newer playback report (from a command's answer or the event stream), as of now. */
+function adoptPlayback(playback) {
+  const swarm = fireflies.swarmNow();
+  model.state = { ...model.state, playback };
+  if (swarm !== null) model.state.swarm_time_us = Math.round(swarm);
+  model.stateAt = performance.now();
+}
+
 function setOnline(online) {
   if (online === model.online) return;
   model.online = online;
@@ -74,32 +82,22 @@ function setOnline(online) {
 
 // ---- the event stream -------------------------------------------------------
 
-// Accepted messages (the node's `/api/events`, see docs/API.md):
-//   {"type":"state", ...GET /api/state}            a state change
-//   {"type":"flash", "peer_id"?, "position_us"|"position_ms", "swarm_time_us"}
-//   {"type":"peer_joined"|"peer_left", "peer_id", "name"}
+// The node's `/api/events` messages (docs/API.md):
+//   {"type":"session", "playback": {...as in GET /api/state}}   the session changed
+//   {"type":"flash", "flash": {"track", "frame", "position", "swarm_us", ...}}
+//     this node's player emitted source frame `position` at swarm instant `swarm_us`
 // Unknown messages are ignored.
 function onEvent(message) {
   if (!message || typeof message !== "object") return;
-  const type = message.type ?? message.kind ?? message.event;
-  if (type === "state" && message.peer_id) {
-    setState(message.state && typeof message.state === "object" ? message.state : message);
+  if (message.type === "session" && message.playback && typeof message.playback === "object") {
+    if (model.state) adoptPlayback(message.playback);
     render();
-  } else if (type === "flash") {
-    const peer = message.peer_id ?? message.node ?? model.state?.peer_id ?? model.status?.peer_id;
-    const position =
-      typeof message.position_us === "number"
-        ? message.position_us
-        : typeof message.position_ms === "number"
-          ? message.position_ms * 1000
-          : null;
-    const at = message.swarm_time_us ?? message.at_us ?? message.swarm_us;
-    if (typeof peer === "string" && position !== null && typeof at === "number") {
-      fireflies.flash(peer, position, at);
+  } else if (message.type === "flash" && message.flash && typeof message.flash === "object") {
+    const { track, position, swarm_us: swarm } = message.flash;
+    const me = model.state?.peer_id;
+    if (typeof me === "string" && typeof position === "number" && typeof swarm === "number") {
+      fireflies.flashFrames(me, track, position, swarm);
     }
-  } else if (type === "peer_joined" || type === "peer_left") {
-    // The membership diff in `render` notes who came and went.
-    refresh();
   }
 }
 
@@ -362,10 +360,7 @@ function notice(text) {
 async function command(path, body) {
   try {
     const playback = await post(path, body);
-    if (playback && model.state && typeof playback.state === "string") {
-      model.state = { ...model.state, playback };
-      model.stateAt = performance.now();
-    }
+    if (playback && model.state && typeof playback.state === "string") adoptPlayback(playback);
     render();
     refresh();
   } catch (err) {

@@ -5,12 +5,15 @@
 // position P"): its position now is P + (swarm now − S), and its light is
 // brightest as that position crosses each multiple of `BEAT_US`. Nodes in
 // step therefore pulse as one; a node that drifts visibly pulses out of
-// phase. A node whose flashes this page does not receive stays dark.
+// phase. A page hears only its own node's flashes; a peer's beat is that
+// node's shifted by the peer's measured clock offset. Stopped nodes are dark.
 
 import { el, hue, micros, replace } from "./dom.js";
 
 /** The beat the lights pulse on: 120 per minute of track time. */
 const BEAT_US = 500_000;
+/** Sample rates a measured frame rate snaps to. */
+const STANDARD_RATES = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000];
 /** How long a flash stays valid for extrapolation. */
 const STALE_MS = 4000;
 /** The plot's window. */
@@ -21,7 +24,9 @@ export class Fireflies {
     this.lights = lights;
     this.canvas = canvas;
     this.legend = legend;
-    this.anchors = new Map(); // peer id → {position, swarm, perf}
+    this.anchors = new Map(); // peer id → {position µs, swarm µs, perf ms, flash}
+    this.lastFlash = new Map(); // peer id → the previous flash, for the sample rate
+    this.rates = new Map(); // peer id → measured sample rate
     this.series = new Map(); // peer id → [{t, v}]
     this.nodes = [];
     this.swarmBase = null; // {swarm, perf}
@@ -43,9 +48,28 @@ export class Fireflies {
     return this.swarmBase.swarm + (performance.now() - this.swarmBase.perf) * 1000;
   }
 
-  /** A flash: `peer` emitted `positionUs` at swarm instant `swarmUs`. */
-  flash(peer, positionUs, swarmUs) {
-    this.anchors.set(peer, { position: positionUs, swarm: swarmUs, perf: performance.now(), flash: true });
+  /**
+   * A flash from `peer`'s player: source frame `position` of its track number
+   * `track` sounded at swarm instant `swarmUs`. Flashes carry frames, not
+   * time, so the sample rate is measured from two flashes of one track and
+   * snapped to the nearest standard rate.
+   */
+  flashFrames(peer, track, position, swarmUs) {
+    const last = this.lastFlash.get(peer);
+    this.lastFlash.set(peer, { track, position, swarm: swarmUs });
+    if (last && last.track === track && swarmUs - last.swarm > 2000) {
+      const measured = ((position - last.position) * 1e6) / (swarmUs - last.swarm);
+      const rate = STANDARD_RATES.find((r) => Math.abs(measured - r) / r < 0.02);
+      if (rate) this.rates.set(peer, rate);
+    }
+    const rate = this.rates.get(peer);
+    if (!rate) return;
+    this.anchors.set(peer, {
+      position: (position * 1e6) / rate,
+      swarm: swarmUs,
+      perf: performance.now(),
+      flash: true,
+    });
   }
 
   /** New node list and state: rebuild the lights, sample the sync errors. */
@@ -96,7 +120,7 @@ export class Fireflies {
       }
       light.querySelector(".label").textContent = n.name;
       light.title = n.name;
-      light.dataset.playing = isLit(n, this.anchors.get(n.id)) ? "yes" : "no";
+      light.dataset.playing = n.playback === "playing" ? "yes" : "no";
       return light;
     });
     replace(this.lights, wanted);
@@ -115,18 +139,35 @@ export class Fireflies {
     this.plot();
   }
 
+  /**
+   * Where `node`'s playback is now (µs into its track), or null when unknown.
+   * This node's own comes from its flashes (or its session until the first
+   * flashes arrive); a peer's is this node's shifted by the peer's clock
+   * offset, since the peer plays the same session on its own clock.
+   */
+  positionOf(node, swarm, now) {
+    const anchor = this.anchors.get(node.id);
+    if (anchor && now - anchor.perf < STALE_MS) return anchor.position + (swarm - anchor.swarm);
+    if (node.self || typeof node.offset !== "number") return null;
+    const self = this.nodes.find((n) => n.self);
+    const own = self && this.anchors.get(self.id);
+    if (!own || now - own.perf >= STALE_MS) return null;
+    return own.position + (swarm - own.swarm) + node.offset;
+  }
+
   /** Sets each light's brightness from its node's beat phase. */
   animate() {
     const swarm = this.swarmNow();
     const now = performance.now();
     for (const light of this.lights.children) {
       const node = this.nodes.find((n) => n.id === light.dataset.peer);
-      const anchor = this.anchors.get(light.dataset.peer);
       let level = 0;
-      if (anchor && swarm !== null && now - anchor.perf < STALE_MS && isLit(node, anchor)) {
-        const position = anchor.position + (swarm - anchor.swarm);
-        const phase = ((position % BEAT_US) + BEAT_US) % BEAT_US;
-        level = Math.exp(-phase / 90_000);
+      if (node && swarm !== null && node.playback === "playing") {
+        const position = this.positionOf(node, swarm, now);
+        if (position !== null) {
+          const phase = ((position % BEAT_US) + BEAT_US) % BEAT_US;
+          level = Math.exp(-phase / 90_000);
+        }
       }
       light.style.setProperty("--level", level.toFixed(3));
     }
@@ -189,12 +230,6 @@ export class Fireflies {
       g.stroke();
     }
   }
-}
-
-/** Whether a node's light pulses: it plays, or it is unknown but flashes. */
-function isLit(node, anchor) {
-  if (!node || !anchor) return false;
-  return node.playback === "playing" || (node.playback === null && anchor.flash);
 }
 
 /** 1, 2 or 5 times a power of ten, at least `v`. */
