@@ -6,7 +6,7 @@
 // hidden. Names from the network are only ever rendered as text.
 
 import { connectEvents, getOptional, post } from "./api.js";
-import { clock, el, hue, micros, replace, shortId } from "./dom.js";
+import { assignHues, clock, el, hue, micros, replace, shortId } from "./dom.js";
 import { Fireflies } from "./fireflies.js";
 
 const $ = (id) => document.getElementById(id);
@@ -184,6 +184,7 @@ function positionMs() {
 function render() {
   const list = nodes();
   const names = new Map(list.map((n) => [n.id, n.name]));
+  assignHues(list.map((n) => n.id));
   trackMembership(list);
   renderHeader(list);
   renderSwarm(list);

@@ -43,8 +43,23 @@ export function micros(us) {
   return `${(us / 1e6).toFixed(2)} s`;
 }
 
-/** A stable hue (0–359) for a peer id, so a node keeps its colour everywhere. */
+/** Well-separated hues, handed out in peer-id order. */
+const PALETTE = [42, 205, 300, 130, 10, 255, 170, 80];
+let assigned = new Map();
+
+/**
+ * Gives each node of the swarm its own colour: peers sorted by id take the
+ * palette in turn, so every page of the swarm colours a node alike.
+ */
+export function assignHues(ids) {
+  const sorted = [...new Set(ids)].sort();
+  assigned = new Map(sorted.map((id, i) => [id, PALETTE[i % PALETTE.length]]));
+}
+
+/** The hue (0–359) of a peer id: its assigned one, else one from a hash of the id. */
 export function hue(id) {
+  const given = assigned.get(id);
+  if (given !== undefined) return given;
   let h = 2166136261;
   for (let i = 0; i < id.length; i++) {
     h ^= id.charCodeAt(i);

@@ -118,9 +118,12 @@ export class Fireflies {
           el("span", { class: "label" }),
         ]);
       }
+      light.style.setProperty("--hue", String(hue(n.id)));
       light.querySelector(".label").textContent = n.name;
       light.title = n.name;
       light.dataset.playing = n.playback === "playing" ? "yes" : "no";
+      // Whether this light follows real flashes from the node's player.
+      light.dataset.flashes = this.anchors.get(n.id)?.flash ? "yes" : "no";
       return light;
     });
     replace(this.lights, wanted);

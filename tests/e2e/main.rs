@@ -9,4 +9,5 @@ mod netns;
 mod node;
 mod scan;
 mod ui;
+mod ui_cdp;
 mod util;

@@ -5,7 +5,8 @@
 //! Without a `chromium` binary the test says so and passes, unless `CI` is
 //! set (CI installs it through `.ci/setup`), where a missing browser fails.
 
-use crate::util::{Running, copy_fixtures, firefly_bin};
+use crate::ui_cdp::Browser;
+use crate::util::{Running, copy_fixtures, firefly, firefly_bin};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -35,12 +36,43 @@ struct Node {
 }
 
 fn start_node(root: &Path, name: &str, fixture: &str, peer: Option<&str>) -> Node {
+    start_node_with(root, name, fixture, peer, quiet_output())
+}
+
+/// Whether this build's `firefly up` plays audio (has `--output`).
+fn node_plays() -> bool {
+    static PLAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PLAYS.get_or_init(|| {
+        String::from_utf8_lossy(&firefly(&["up", "--help"]).stdout).contains("--output")
+    })
+}
+
+/// The arguments that keep a node off the sound card (none where it has no player).
+fn quiet_output() -> &'static [&'static str] {
+    if node_plays() {
+        &["--output", "null"]
+    } else {
+        &[]
+    }
+}
+
+fn start_node_with(
+    root: &Path,
+    name: &str,
+    fixture: &str,
+    peer: Option<&str>,
+    extra: &[&str],
+) -> Node {
     let data = root.join(format!("node-{fixture}"));
     let music = data.join("music");
     copy_fixtures(&music, &[fixture]);
+    if let Some(song) = extra.iter().find_map(|a| a.strip_prefix("song:")) {
+        write_song(&music.join(format!("{song}.wav")), 30);
+    }
     let mut command = Command::new(firefly_bin());
     command
         .args(["up", "--no-mdns", "--http", "127.0.0.1:0", "--name", name])
+        .args(extra.iter().filter(|a| !a.starts_with("song:")))
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .arg("--data-dir")
         .arg(&data)
@@ -191,6 +223,7 @@ fn an_empty_library_says_what_to_do() {
             "--name",
             "lonely",
         ])
+        .args(quiet_output())
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .arg("--data-dir")
         .arg(&data)
@@ -215,4 +248,108 @@ fn an_empty_library_says_what_to_do() {
     );
     assert!(page.dom.contains("firefly up --music DIR"));
     assert!(!page.dom.contains("data-track="));
+}
+
+/// Writes a mono 22.05 kHz WAV of `secs` seconds (a tone pulsing twice a
+/// second), long enough that playback is still on while the test looks.
+fn write_song(path: &Path, secs: u32) {
+    let rate = 22_050u32;
+    let frames = rate * secs;
+    let mut bytes = Vec::with_capacity(44 + 2 * frames as usize);
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + 2 * frames).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    bytes.extend_from_slice(&1u16.to_le_bytes()); // mono
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(2 * rate).to_le_bytes());
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&(2 * frames).to_le_bytes());
+    for i in 0..frames {
+        let t = f64::from(i) / f64::from(rate);
+        let pulse = (-(t % 0.5) / 0.08).exp();
+        let v = (0.2 + 0.4 * pulse) * (2.0 * std::f64::consts::PI * 330.0 * t).sin();
+        bytes.extend_from_slice(&((v * 30_000.0) as i16).to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
+    let Some(binary) = chromium() else { return };
+    if !node_plays() {
+        // This build's node has no player yet: nothing to click.
+        eprintln!("skipping the playback click test: `firefly up` has no --output");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let virtual_out = ["--output", "virtual", "song:Meadow Pulse"];
+    let a = start_node_with(tmp.path(), "porch", "tone.flac", None, &virtual_out);
+    let listen = a
+        .proc
+        .wait_line("listening: ", Duration::from_secs(30))
+        .unwrap();
+    let dial = format!("{listen}/p2p/{}", a.peer_id);
+    let b = start_node_with(
+        tmp.path(),
+        "attic",
+        "tone.mp3",
+        Some(&dial),
+        &["--output", "virtual"],
+    );
+    b.proc
+        .wait_line("joined: ", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the nodes never met: {:?}", b.proc.lines()));
+
+    let mut browser = Browser::start(binary, 1280, 900);
+    let page_a = browser.open(&a.api);
+    let page_b = browser.open(&b.api);
+    let limit = Duration::from_secs(20);
+    let find = "(() => { const li = [...document.querySelectorAll('#tracks .track')].find(l => \
+         l.querySelector('.title').textContent === 'Meadow Pulse'); if (!li) return null; \
+         li.querySelector('.play').id = 'meadow-play'; return li.dataset.track; })()";
+    let track = browser.wait(&page_a, find, limit);
+    assert!(
+        track.is_string(),
+        "the track never appeared on porch's page"
+    );
+    browser.click(&page_a, "#meadow-play");
+
+    // The now-playing view updates on both nodes' pages.
+    let playing = "document.getElementById('now').dataset.state === 'playing'";
+    assert_eq!(
+        browser.wait(&page_a, playing, limit),
+        json_true(),
+        "porch's page"
+    );
+    assert_eq!(
+        browser.wait(&page_b, playing, limit),
+        json_true(),
+        "attic's page"
+    );
+    let title = browser.eval(&page_a, "document.getElementById('now-title').textContent");
+    assert_eq!(title, serde_json::json!("Meadow Pulse"));
+    let toggle = browser.eval(&page_b, "document.getElementById('toggle').textContent");
+    assert_eq!(toggle, serde_json::json!("Pause"));
+
+    // Porch's own firefly follows real flashes from its player.
+    let flashes = format!(
+        "document.querySelector('#lights [data-peer=\"{}\"]')?.dataset.flashes === 'yes'",
+        a.peer_id
+    );
+    assert_eq!(
+        browser.wait(&page_a, &flashes, limit),
+        json_true(),
+        "no flashes arrived"
+    );
+
+    let console = browser.console();
+    assert!(console.is_empty(), "console output: {console:#?}");
+}
+
+fn json_true() -> serde_json::Value {
+    serde_json::Value::Bool(true)
 }
