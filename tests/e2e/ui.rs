@@ -71,7 +71,7 @@ fn start_node_with(
     }
     let mut command = Command::new(firefly_bin());
     command
-        .args(["up", "--no-mdns", "--http", "127.0.0.1:0", "--name", name])
+        .args(["up", "--no-mdns", "--name", name])
         .args(extra.iter().filter(|a| !a.starts_with("song:")))
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .arg("--data-dir")
@@ -81,6 +81,9 @@ fn start_node_with(
         .env("RUST_LOG", "error");
     if let Some(peer) = peer {
         command.args(["--peer", peer]);
+    }
+    if !extra.contains(&"--http") {
+        command.args(["--http", "127.0.0.1:0"]);
     }
     let proc = Running::spawn(name, command);
     let limit = Duration::from_secs(30);
@@ -352,4 +355,78 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
 
 fn json_true() -> serde_json::Value {
     serde_json::Value::Bool(true)
+}
+
+/// A loopback port nothing listens on (bound once and let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_page_notes_a_peer_leaving_and_reconnects_when_its_node_restarts() {
+    let Some(binary) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut extra = vec!["--http", http.as_str()];
+    extra.extend_from_slice(quiet_output());
+    let a = start_node_with(tmp.path(), "hall", "tone.flac", None, &extra);
+    let listen = a
+        .proc
+        .wait_line("listening: ", Duration::from_secs(30))
+        .unwrap();
+    let dial = format!("{listen}/p2p/{}", a.peer_id);
+    let b = start_node(tmp.path(), "shed", "tone.mp3", Some(&dial));
+    b.proc
+        .wait_line("joined: ", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the nodes never met: {:?}", b.proc.lines()));
+
+    let mut browser = Browser::start(binary, 1280, 900);
+    let page = browser.open(&a.api);
+    let limit = Duration::from_secs(30);
+    let count = |n: &str| format!("document.getElementById('swarm-count').textContent === '{n}'");
+    assert_eq!(browser.wait(&page, &count("2 nodes"), limit), json_true());
+
+    // The peer vanishes: the page drops it and says so.
+    drop(b);
+    assert_eq!(
+        browser.wait(&page, &count("1 node"), limit),
+        json_true(),
+        "shed never left the page"
+    );
+    let left = browser.eval(&page, "document.getElementById('events').textContent");
+    assert!(
+        left.as_str().unwrap().contains("left: shed"),
+        "no leave noted: {left}"
+    );
+
+    // The node itself stops: the page says it is unreachable, then comes
+    // back by itself once the node is up again on the same address.
+    let peer_id = a.peer_id.clone();
+    drop(a);
+    let offline = "document.getElementById('link').dataset.state === 'offline'";
+    assert_eq!(browser.wait(&page, offline, limit), json_true());
+    let again = start_node_with(tmp.path(), "hall", "tone.flac", None, &extra);
+    assert_eq!(
+        again.peer_id, peer_id,
+        "the restarted node has another identity"
+    );
+    let back = "['live', 'polling'].includes(document.getElementById('link').dataset.state)";
+    assert_eq!(
+        browser.wait(&page, back, limit),
+        json_true(),
+        "never reconnected"
+    );
+    assert_eq!(browser.wait(&page, &count("1 node"), limit), json_true());
+
+    // Failed requests while the node was down may be logged by the browser
+    // itself; the page's own code never throws.
+    let console = browser.console();
+    assert!(
+        !console.iter().any(|l| l.contains("Uncaught")),
+        "uncaught errors: {console:#?}"
+    );
 }

@@ -114,25 +114,33 @@ impl Browser {
         }
     }
 
-    /// Evaluates `expression` in `page`; its value (by value, JSON).
-    pub(crate) fn eval(&mut self, page: &Page, expression: &str) -> Value {
+    /// Evaluates `expression` in `page`: its value (by value, JSON), or the
+    /// exception it threw.
+    fn try_eval(&mut self, page: &Page, expression: &str) -> Result<Value, Value> {
         let result = self.call(
             Some(&page.session),
             "Runtime.evaluate",
             json!({ "expression": expression, "returnByValue": true }),
         );
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression} threw: {result}"
-        );
-        result["result"]["value"].clone()
+        match result.get("exceptionDetails") {
+            Some(exception) => Err(exception.clone()),
+            None => Ok(result["result"]["value"].clone()),
+        }
     }
 
-    /// Polls `expression` until it is truthy or `limit` passes; its last value.
+    /// Evaluates `expression` in `page`; its value (by value, JSON).
+    pub(crate) fn eval(&mut self, page: &Page, expression: &str) -> Value {
+        self.try_eval(page, expression)
+            .unwrap_or_else(|exception| panic!("{expression} threw: {exception}"))
+    }
+
+    /// Polls `expression` until it is truthy or `limit` passes; its last
+    /// value. While the page is still loading the expression may throw; that
+    /// counts as not yet.
     pub(crate) fn wait(&mut self, page: &Page, expression: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
-            let value = self.eval(page, expression);
+            let value = self.try_eval(page, expression).unwrap_or(Value::Null);
             let truthy = !matches!(value, Value::Null | Value::Bool(false))
                 && value != json!("")
                 && value != json!(0);
