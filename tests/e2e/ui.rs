@@ -207,6 +207,25 @@ fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text(
         "{dom}"
     );
     assert!(element_text(dom, "link").contains("connected") || dom.contains("data-state=\"live\""));
+
+    // On the other node's page the hostile name is a peer's: text there too.
+    let other = load(browser, &b.api);
+    assert!(
+        other.console.is_empty(),
+        "console output: {:#?}",
+        other.console
+    );
+    assert!(
+        other.dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        other.dom
+    );
+    assert!(
+        !other.dom.contains(hostile),
+        "the name became markup: {}",
+        other.dom
+    );
+    assert_eq!(other.dom.matches("<script").count(), 1, "{}", other.dom);
 }
 
 #[test]
