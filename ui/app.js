@@ -5,7 +5,7 @@
 // for live state and flashes. Panels whose data the node does not serve are
 // hidden. Names from the network are only ever rendered as text.
 
-import { connectEvents, getOptional, post } from "./api.js";
+import { ApiError, connectEvents, getOptional, post } from "./api.js";
 import { assignHues, clock, el, hue, micros, replace, shortId } from "./dom.js";
 import { Fireflies } from "./fireflies.js";
 
@@ -18,6 +18,7 @@ const model = {
   library: null, // GET /api/library (null when not served)
   serves: { state: undefined, library: undefined },
   online: false,
+  locked: false, // the node answered 401: it wants a token
   events: false, // the event stream is open
   known: new Map(), // peer id → name, for join/leave messages
   log: [], // recent joins and leaves, newest first
@@ -41,8 +42,11 @@ async function refresh() {
     }
     model.status = status;
     if (state) setState(state);
+    model.locked = false;
     setOnline(true);
-  } catch {
+  } catch (err) {
+    // 401: the node is up but wants its token (printed by `firefly up`).
+    model.locked = err instanceof ApiError && err.status === 401;
     setOnline(false);
   }
   render();
@@ -219,10 +223,14 @@ function renderHeader(list) {
   role.textContent = me?.role ?? "";
   role.dataset.role = me?.role ?? "";
   const link = $("link");
-  const state = !model.online ? "offline" : model.events ? "live" : "polling";
+  const state = model.locked ? "locked" : !model.online ? "offline" : model.events ? "live" : "polling";
   link.dataset.state = state;
-  link.textContent =
-    state === "offline" ? "node unreachable, retrying…" : state === "live" ? "live" : "connected";
+  link.textContent = {
+    locked: "this node needs its token: open this page as …/#token=TOKEN",
+    offline: "node unreachable, retrying…",
+    live: "live",
+    polling: "connected",
+  }[state];
   document.title = me ? `Firefly · ${me.name}` : "Firefly";
 }
 
