@@ -1,7 +1,7 @@
 // The Firefly web UI: swarm, library, now playing and the fireflies.
 //
-// It polls the node it was served by (`/api/status` always; `/api/state` and
-// `/api/library` where the node serves them) and listens to `/api/events`
+// It polls the node it was served by (`/api/status` always; `/api/state`,
+// `/api/library` and `/api/catalog` where the node serves them) and listens to `/api/events`
 // for live state and flashes. Panels whose data the node does not serve are
 // hidden. Names from the network are only ever rendered as text.
 
@@ -15,8 +15,9 @@ const $ = (id) => document.getElementById(id);
 const model = {
   status: null, // GET /api/status
   state: null, // GET /api/state (null when not served)
-  library: null, // GET /api/library (null when not served)
-  serves: { state: undefined, library: undefined },
+  library: null, // GET /api/library: this node's tracks (null when not served)
+  catalog: null, // GET /api/catalog: the swarm's tracks and holders (null when not served)
+  serves: { state: undefined, library: undefined, catalog: undefined },
   online: false,
   locked: false, // the node answered 401: it wants a token
   events: false, // the event stream is open
@@ -53,11 +54,16 @@ async function refresh() {
 }
 
 async function refreshLibrary() {
-  if (model.serves.library === false || !model.online) return;
+  if (!model.online) return;
   try {
-    const library = await getOptional("/api/library");
+    const [library, catalog] = await Promise.all([
+      model.serves.library === false ? null : getOptional("/api/library"),
+      model.serves.catalog === false ? null : getOptional("/api/catalog"),
+    ]);
     if (model.serves.library === undefined) model.serves.library = library !== null;
+    if (model.serves.catalog === undefined) model.serves.catalog = catalog !== null;
     if (Array.isArray(library)) model.library = library;
+    if (Array.isArray(catalog)) model.catalog = catalog;
     render();
   } catch {
     // The next status poll notices the node is gone.
@@ -161,16 +167,24 @@ function nodes() {
   return [selfNode, ...peers];
 }
 
-/** The swarm catalog: the library's tracks with the holders the status names. */
+/**
+ * The swarm catalog: every track the swarm holds (`/api/catalog`, else the
+ * status report's catalog) with its holders, completed by this node's
+ * library (album, duration) where it has the track.
+ */
 function tracks() {
-  const holders = new Map();
-  const base = new Map();
-  for (const entry of model.status?.catalog ?? []) {
-    holders.set(entry.track, entry.holders ?? []);
-    base.set(entry.track, { track: entry.track, title: entry.title, artist: entry.artist, album: null });
+  const all = new Map();
+  const catalog = model.catalog ?? model.status?.catalog ?? [];
+  for (const entry of catalog) {
+    if (typeof entry?.track !== "string") continue;
+    all.set(entry.track, { ...entry, holders: Array.isArray(entry.holders) ? entry.holders : [] });
   }
-  for (const t of model.library ?? []) base.set(t.track, { ...base.get(t.track), ...t });
-  return [...base.values()].map((t) => ({ ...t, holders: t.holders ?? holders.get(t.track) ?? [] }));
+  for (const t of model.library ?? []) {
+    if (typeof t?.track !== "string") continue;
+    const known = all.get(t.track);
+    all.set(t.track, { ...known, ...t, holders: known?.holders ?? [] });
+  }
+  return [...all.values()];
 }
 
 function trackById(id) {
