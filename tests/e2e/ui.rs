@@ -150,7 +150,12 @@ fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text(
     let Some(browser) = chromium() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let hostile = "<script>alert(1)</script>";
-    let a = start_node(tmp.path(), hostile, "tone.flac", None);
+    // A track whose title (from its file name) is markup, quotes and length.
+    let long = "x".repeat(120);
+    let song = format!("song:<img src=x onerror=alert(2)> \"q\" '{long}");
+    let mut extra = vec![song.as_str()];
+    extra.extend_from_slice(quiet_output());
+    let a = start_node_with(tmp.path(), hostile, "tone.flac", None, &extra);
     let listen = a
         .proc
         .wait_line("listening: ", Duration::from_secs(30))
@@ -195,6 +200,13 @@ fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text(
         1,
         "only the page's own module script: {dom}"
     );
+
+    // The hostile track title is text too.
+    assert!(
+        dom.contains(&format!("&lt;img src=x onerror=alert(2)&gt; \"q\" '{long}")),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img"), "the title became markup: {dom}");
 
     // The library lists this node's track, held by this node.
     assert!(
