@@ -52,6 +52,9 @@ pub(crate) struct Args {
         allow_negative_numbers = true
     )]
     latency_ms: i64,
+    /// Cap on the chunk bytes this node sends to peers, in bytes per second (default: no cap).
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1024..))]
+    max_upload: Option<u64>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -75,6 +78,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         latency_ms: args.latency_ms,
         token: args.token,
         test_clock: crate::node::test_clock::TestClock::from_env()?,
+        max_upload: args.max_upload,
     };
     tokio::runtime::Runtime::new()?.block_on(run_node(options))
 }

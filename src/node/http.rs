@@ -121,6 +121,7 @@ pub(crate) fn router(state: NodeState) -> Router {
             state.clone(),
             super::api::guard,
         ))
+        .merge(super::ui::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -142,18 +143,20 @@ async fn status(State(state): State<NodeState>) -> Result<Json<StatusReport>, Ap
     let listen = state.swarm.listen_addrs().await?;
     let clock = state.swarm.clock().await?;
     let library = state.library.clone();
-    let (version, tracks) =
-        tokio::task::spawn_blocking(move || anyhow::Ok((library.version()?, library.tracks()?)))
-            .await??;
+    let version = tokio::task::spawn_blocking(move || library.version()).await??;
     let me = state.swarm.peer_id().to_string();
-    let catalog = tracks
+    // The union of every member's library, this node's included.
+    let catalog = state
+        .swarm
+        .catalog()
+        .await?
         .into_iter()
         .map(|entry| CatalogEntry {
-            track: entry.manifest.track.to_hex(),
-            title: entry.manifest.meta.title.clone(),
-            artist: entry.manifest.meta.artist.clone(),
-            size: entry.manifest.size,
-            holders: vec![me.clone()],
+            track: entry.summary.track.to_hex(),
+            title: entry.summary.meta.title,
+            artist: entry.summary.meta.artist,
+            size: entry.summary.size,
+            holders: entry.holders.iter().map(ToString::to_string).collect(),
         })
         .collect();
     Ok(Json(StatusReport {

@@ -17,9 +17,11 @@ pub(crate) mod test_clock;
 pub(crate) mod timeline;
 
 pub(crate) use audio::OutputArg;
+mod ui;
 
 use anyhow::Context;
 use firefly_library::{Library, LibraryConfig};
+use firefly_swarm::transfer::TransferEvent;
 use firefly_swarm::{Client, Event, Multiaddr, NodeStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +46,8 @@ pub(crate) struct NodeOptions {
     pub(crate) test_clock: Option<test_clock::TestClock>,
     /// `--token`: required of API clients when `http` is not loopback.
     pub(crate) token: Option<String>,
+    /// Cap on chunk bytes served per second (`--max-upload`); none: no cap.
+    pub(crate) max_upload: Option<u64>,
 }
 
 /// Handles to a running node, shared by the HTTP handlers.
@@ -87,8 +91,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     }
     let mut config = firefly_swarm::Config::new(keypair, options.name.clone());
     config.clock(now.clone());
-    config.library(library.clone());
-    config.mdns(options.mdns);
+    let mut transfer = firefly_swarm::transfer::TransferConfig::default();
+    transfer.max_upload(options.max_upload);
+    config
+        .mdns(options.mdns)
+        .library(library.clone())
+        .transfer(transfer);
     for addr in &options.listen {
         config.listen(addr.clone());
     }
@@ -170,6 +178,8 @@ async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> an
             ..NodeStatus::default()
         })
         .await?;
+    // Peers learn the change from the library gossip (and the version from heartbeats).
+    client.library_changed().await?;
     Ok(())
 }
 
@@ -185,6 +195,12 @@ async fn log_events(mut events: mpsc::Receiver<Event>, control: driver::Control)
             Event::DirectConnectionUpgraded { peer } => println!("direct: {peer}"),
             other @ (Event::Session { .. } | Event::ControlRequest { .. }) => {
                 control.swarm_event(other).await;
+            }
+            Event::Transfer(TransferEvent::DownloadCompleted { track, path }) => {
+                println!("downloaded: {track} -> {}", path.display());
+            }
+            Event::Transfer(TransferEvent::PeerPenalized { peer, reason }) => {
+                println!("penalized: {peer} ({reason:?})");
             }
             other => tracing::trace!(?other, "swarm event"),
         }

@@ -9,4 +9,6 @@ mod netns;
 mod node;
 mod playback;
 mod scan;
+mod ui;
+mod ui_cdp;
 mod util;

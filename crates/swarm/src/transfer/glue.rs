@@ -2,7 +2,8 @@
 //!
 //! Each method here borrows the behaviours [`Transfer`] sends through (a
 //! [`TransferIo`]), calls the matching [`Transfer`] handler, and forwards
-//! the [`TransferEvent`]s it produced to the node's event stream. The event
+//! the [`TransferEvent`]s it produced to the node's event stream and the
+//! peers that sent bad input to the loop's strike table. The event
 //! loop calls these from its dispatch, gossip, membership, command and timer
 //! paths; it knows nothing else about transfer.
 
@@ -42,6 +43,13 @@ impl EventLoop {
         for event in events {
             self.emit(Event::Transfer(event));
         }
+        let strikes: Vec<_> = self.transfer.drain_strikes().collect();
+        if !strikes.is_empty() {
+            let now = (self.now)();
+            for (peer, reason) in strikes {
+                self.penalize(now, peer, reason);
+            }
+        }
         out
     }
 
@@ -72,12 +80,14 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<LibraryRequest, LibraryResponse>,
     ) {
-        self.transfer_with(|t, io| t.handle_library_event(io, event));
+        let now = (self.now)();
+        self.transfer_with(|t, io| t.handle_library_event(io, now, event));
     }
 
     /// A message on `firefly/library/1` authored by `source`.
     pub(crate) fn on_library_gossip(&mut self, source: PeerId, data: &[u8]) -> MessageAcceptance {
-        self.transfer_with(|t, io| t.handle_gossip(io, source, data))
+        let now = (self.now)();
+        self.transfer_with(|t, io| t.handle_gossip(io, now, source, data))
     }
 
     /// A member's heartbeat reported its library version.

@@ -240,6 +240,9 @@ pub(crate) enum Done {
     LocalChanges {
         result: Result<Changes, String>,
     },
+    Unfinished {
+        result: Result<Vec<TrackId>, String>,
+    },
 }
 
 /// What starting a download found in the library.
@@ -293,6 +296,8 @@ pub(crate) struct Transfer {
     downloads: HashMap<TrackId, ActiveDownload>,
     /// Downloads whose library start is under way, with their waiters.
     starting: HashMap<TrackId, Vec<oneshot::Sender<Result<PathBuf, TransferError>>>>,
+    /// Unfinished downloads of a previous run, waiting for a holder.
+    resume: HashSet<TrackId>,
     outbound_chunks: HashMap<OutboundRequestId, OutboundChunks>,
     outbound_manifests: HashMap<OutboundRequestId, (TrackId, PeerId)>,
     outbound_library: HashMap<OutboundRequestId, PeerId>,
@@ -304,6 +309,9 @@ pub(crate) struct Transfer {
     held_seq: u64,
     stats: TransferStats,
     events: Vec<TransferEvent>,
+    /// Peers that sent bad input since the last drain, with why: the event
+    /// loop turns each into a strike (and repeated strikes into a ban).
+    strikes: Vec<(PeerId, &'static str)>,
     done_tx: mpsc::Sender<Done>,
     done_rx: mpsc::Receiver<Done>,
 }
@@ -337,6 +345,7 @@ impl Transfer {
             fetches: HashMap::new(),
             downloads: HashMap::new(),
             starting: HashMap::new(),
+            resume: HashSet::new(),
             outbound_chunks: HashMap::new(),
             outbound_manifests: HashMap::new(),
             outbound_library: HashMap::new(),
@@ -345,6 +354,7 @@ impl Transfer {
             held_seq: 0,
             stats: TransferStats::default(),
             events: Vec::new(),
+            strikes: Vec::new(),
             done_tx,
             done_rx,
         }
@@ -357,6 +367,35 @@ impl Transfer {
             tracing::warn!(%err, "cannot subscribe to the library topic");
         }
         self.publish_local_changes();
+        // Downloads a previous run left unfinished resume once a holder is known.
+        if let Some(library) = self.library.clone() {
+            let done = self.done_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = library.downloads().map_err(|e| e.to_string());
+                let _ = done.blocking_send(Done::Unfinished { result });
+            });
+        }
+    }
+
+    /// Starts the downloads left to resume whose track now has a holder.
+    fn resume_unfinished(&mut self, io: &mut TransferIo<'_>, now: LocalMicros) {
+        let ready: Vec<TrackId> = self
+            .resume
+            .iter()
+            .filter(|track| {
+                self.catalog
+                    .get(track)
+                    .is_some_and(|e| e.holders.iter().any(|p| *p != self.local))
+            })
+            .copied()
+            .collect();
+        for track in ready {
+            self.resume.remove(&track);
+            tracing::info!(?track, "resuming an unfinished download");
+            // Nobody waits for this one; the event reports its end.
+            let (reply, _) = oneshot::channel();
+            self.download(io, now, track, reply);
+        }
     }
 
     /// `status` with what transfer knows filled in: the version of the
@@ -376,6 +415,11 @@ impl Transfer {
     /// Events for the node, oldest first.
     pub(crate) fn drain_events(&mut self) -> impl Iterator<Item = TransferEvent> + '_ {
         self.events.drain(..)
+    }
+
+    /// Peers that sent bad input, with why, oldest first.
+    pub(crate) fn drain_strikes(&mut self) -> impl Iterator<Item = (PeerId, &'static str)> + '_ {
+        self.strikes.drain(..)
     }
 
     /// The next piece of finished blocking work. Never ends: the state keeps
@@ -477,6 +521,7 @@ impl Transfer {
     pub(crate) fn handle_gossip(
         &mut self,
         io: &mut TransferIo<'_>,
+        now: LocalMicros,
         source: PeerId,
         data: &[u8],
     ) -> MessageAcceptance {
@@ -485,6 +530,7 @@ impl Transfer {
             Err(err) => {
                 tracing::debug!(peer = %source, %err, "library gossip rejected");
                 self.stats.messages_rejected += 1;
+                self.strikes.push((source, "malformed library gossip"));
                 return MessageAcceptance::Reject;
             }
         };
@@ -502,6 +548,7 @@ impl Transfer {
                         peer: source,
                         version: announce.delta.to,
                     });
+                    self.resume_unfinished(io, now);
                 }
             }
         }
@@ -552,7 +599,7 @@ impl Transfer {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound chunk request failed");
-                self.note_inbound_failure(&error);
+                self.note_inbound_failure(peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -590,8 +637,8 @@ impl Transfer {
                     self.ask_next_manifest(io, track);
                 }
             }
-            request_response::Event::InboundFailure { error, .. } => {
-                self.note_inbound_failure(&error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.note_inbound_failure(peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -601,6 +648,7 @@ impl Transfer {
     pub(crate) fn handle_library_event(
         &mut self,
         io: &mut TransferIo<'_>,
+        now: LocalMicros,
         event: request_response::Event<LibraryRequest, LibraryResponse>,
     ) {
         match event {
@@ -614,6 +662,7 @@ impl Transfer {
                 } => {
                     if self.outbound_library.remove(&request_id).is_some() {
                         self.on_library_response(io, peer, response);
+                        self.resume_unfinished(io, now);
                     }
                 }
             },
@@ -629,8 +678,8 @@ impl Transfer {
                     self.catalog.handle_fetch_failed(&peer);
                 }
             }
-            request_response::Event::InboundFailure { error, .. } => {
-                self.note_inbound_failure(&error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.note_inbound_failure(peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -684,6 +733,13 @@ impl Transfer {
                 completed,
             } => self.on_chunks_stored(io, now, track, peer, token, &outcomes, completed),
             Done::LocalChanges { result } => self.on_local_changes(io, result),
+            Done::Unfinished { result } => match result {
+                Ok(tracks) => {
+                    self.resume.extend(tracks);
+                    self.resume_unfinished(io, now);
+                }
+                Err(err) => tracing::warn!(%err, "listing unfinished downloads failed"),
+            },
         }
     }
 
@@ -710,6 +766,9 @@ impl Transfer {
         if let Some(refusal) = refusal {
             if !matches!(refusal, Refusal::Busy | Refusal::Unavailable) {
                 self.stats.messages_rejected += 1;
+            }
+            if refusal == Refusal::Invalid {
+                self.strikes.push((peer, "invalid chunk request"));
             }
             self.stats.requests_refused += 1;
             let _ = io
@@ -850,10 +909,11 @@ impl Transfer {
         });
     }
 
-    fn note_inbound_failure(&mut self, error: &InboundFailure) {
+    fn note_inbound_failure(&mut self, peer: PeerId, error: &InboundFailure) {
         if matches!(error, InboundFailure::Io(_)) {
             // A request that did not decode or broke the size limit.
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "malformed transfer request"));
         }
     }
 
@@ -873,6 +933,7 @@ impl Transfer {
         if let Err(err) = response.validate() {
             tracing::debug!(%peer, %err, "library response rejected");
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "invalid library response"));
             self.catalog.handle_fetch_failed(&peer);
             return;
         }
@@ -1070,6 +1131,7 @@ impl Transfer {
         if let Err(err) = response.validate(track) {
             tracing::debug!(%peer, %err, "manifest response rejected");
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "invalid manifest response"));
             self.ask_next_manifest(io, track);
             return;
         }
@@ -1149,6 +1211,9 @@ impl Transfer {
                 ChunkOutcome::Missing => {}
             }
         }
+        if outcomes.iter().any(|(_, o)| *o == ChunkOutcome::Corrupt) {
+            self.strikes.push((peer, "wrong chunk bytes"));
+        }
         if let Some(download) = self.downloads.get_mut(&track) {
             download
                 .scheduler
@@ -1191,6 +1256,7 @@ impl Transfer {
         if let Err(err) = response.validate(out.ids.len()) {
             tracing::debug!(%peer, %err, "chunk response rejected");
             self.stats.messages_rejected += 1;
+            self.strikes.push((peer, "invalid chunk response"));
             download
                 .scheduler
                 .handle_failure(now, out.token, Failure::Malformed);
