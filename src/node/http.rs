@@ -84,6 +84,7 @@ impl<E: Into<anyhow::Error>> From<E> for ApiError {
 pub(crate) fn router(state: NodeState) -> Router {
     Router::new()
         .route("/api/status", get(status))
+        .merge(super::ui::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

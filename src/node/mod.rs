@@ -7,6 +7,7 @@
 //! `Swarm` lives in the swarm crate's event loop.
 
 pub(crate) mod http;
+mod ui;
 
 use anyhow::Context;
 use firefly_library::{Library, LibraryConfig};

@@ -8,4 +8,6 @@
 mod netns;
 mod node;
 mod scan;
+mod ui;
+mod ui_cdp;
 mod util;

@@ -64,14 +64,6 @@ pub enum OpenError {
     /// Setting up the tables or recovering downloads failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Finishing an interrupted download on open failed.
-    #[error("recovering download of {track:?}: {source}")]
-    Recovery {
-        /// The track.
-        track: TrackId,
-        /// Why.
-        source: Box<DownloadError>,
-    },
 }
 
 /// A scan could not run (problems with single files are reported in the

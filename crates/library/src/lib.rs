@@ -28,7 +28,9 @@ mod scan;
 mod store;
 mod tables;
 
-pub use chunking::{AVG_CHUNK_LEN, Digest, DigestError, MIN_CHUNK_LEN, digest, plan_cuts};
+pub use chunking::{
+    AVG_CHUNK_LEN, Digest, DigestError, MIN_CHUNK_LEN, digest, plan_cuts, shared_bytes,
+};
 pub use delta::{Changes, LOG_KEEP, LogOp, net_changes};
 pub use download::{Accepted, DownloadPlan, DownloadStatus};
 pub use error::{DownloadError, Error, OpenError, ReadChunkError, ScanError, StoreError};

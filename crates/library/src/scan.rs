@@ -4,7 +4,9 @@
 //! every regular file whose (size, mtime) matches its record as unchanged
 //! without opening it, and reads the others on a few worker threads: probe
 //! the head with symphonia, then one pass of FastCDC + BLAKE3 (see
-//! `chunking`). Results are written in batches, many files per transaction.
+//! `chunking`). Files with an audio extension or none are probed — the
+//! content decides, the extension only rules out files named as something
+//! else (`cover.jpg`). Results are written in batches, many files per transaction.
 //! Files under the folders that were not seen any more leave the library.
 //! Progress goes to a [`ScanObserver`]; problems with single files end up in
 //! [`ScanReport::skipped`], never as an error of the whole scan.
@@ -135,6 +137,10 @@ impl Library {
         for root in &roots_canon {
             self.walk(root, staging.as_deref(), &mut found, &mut report, observer);
         }
+        // Overlapping roots (or a symlink to a folder inside a root) can
+        // show one path twice.
+        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        found.dedup_by(|a, b| a.path == b.path);
         report.files_seen = found.len() as u64;
 
         // Known files under the roots, to tell unchanged from new and gone.
@@ -215,6 +221,15 @@ impl Library {
         report.chunks = chunk_count;
         report.unique_chunks = chunk_ids.len() as u64;
         report.seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            files = report.files_seen,
+            tracks = report.tracks,
+            read = report.files_read,
+            removed = report.files_removed,
+            skipped = report.skipped.len(),
+            seconds = report.seconds,
+            "scan done"
+        );
         Ok(report)
     }
 
@@ -375,6 +390,12 @@ fn skip(report: &mut ScanReport, observer: &mut dyn ScanObserver, path: &Path, r
 /// Probes and digests one file.
 fn read_one(path: &Path, size: u64, buf: &mut Vec<u8>) -> Outcome {
     let named_audio = probe::has_audio_extension(path);
+    // Files named as something else (cover.jpg, notes.txt, backup.zip) are
+    // not probed: decoders are lenient enough to find "frames" in large
+    // binary files. Files without an extension are probed.
+    if !named_audio && path.extension().is_some() {
+        return Outcome::Ignore;
+    }
     if size == 0 {
         return if named_audio {
             Outcome::Skip("empty file".to_owned())

@@ -13,8 +13,8 @@ use crate::error::{OpenError, ReadChunkError, StoreError};
 use crate::id::{ChunkId, TrackId};
 use crate::manifest::Manifest;
 use crate::tables::{
-    CHUNK_LOCATIONS, DOWNLOAD_CHUNKS, DOWNLOADS, FILES, FLOOR, FileRecord, LOG, LogEntry, META,
-    SETTINGS, TRACK_FILES, TRACKS, VERSION, decode, encode, path_bytes, path_from_bytes,
+    self, CHUNK_LOCATIONS, DOWNLOAD_CHUNKS, DOWNLOADS, FILES, FLOOR, FileRecord, LOG, LogEntry,
+    META, SETTINGS, TRACK_FILES, TRACKS, VERSION, decode, encode, path_bytes, path_from_bytes,
 };
 use redb::{
     Database, MultimapTable, ReadableDatabase, ReadableMultimapTable, ReadableTable, Table,
@@ -279,15 +279,53 @@ impl Library {
         }
     }
 
-    /// Whether some file in the library holds `chunk`.
+    /// Whether the library can serve `chunk`: some file holds it, or a
+    /// download in progress already has it.
     pub fn has_chunk(&self, chunk: ChunkId) -> Result<bool, StoreError> {
         let txn = self.inner.db.begin_read()?;
         let locations = txn.open_multimap_table(CHUNK_LOCATIONS)?;
-        Ok(locations.get(chunk.as_bytes())?.next().is_some())
+        if locations.get(chunk.as_bytes())?.next().is_some() {
+            return Ok(true);
+        }
+        Ok(self.partial_holder(&txn, chunk)?.is_some())
     }
 
-    /// The bytes of `chunk`, read from one of its files and verified against
-    /// the id. Locations whose bytes no longer match (the file changed or
+    /// A download in progress whose staging file holds `chunk`, and the
+    /// chunk's first offset and length there.
+    fn partial_holder(
+        &self,
+        txn: &redb::ReadTransaction,
+        chunk: ChunkId,
+    ) -> Result<Option<(TrackId, u64, u32)>, StoreError> {
+        let downloads = txn.open_table(DOWNLOADS)?;
+        let present = txn.open_table(DOWNLOAD_CHUNKS)?;
+        for row in downloads.iter()? {
+            let (key, value) = row?;
+            let track = TrackId(*key.value());
+            if present.get((track.as_bytes(), chunk.as_bytes()))?.is_none() {
+                continue;
+            }
+            let record: tables::DownloadRecord = decode(value.value(), "download record")?;
+            if let Some((offset, c)) = record.manifest.offsets().find(|(_, c)| c.id == chunk) {
+                return Ok(Some((track, offset, c.len)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `chunk` from the staging file of a download that has it, verified.
+    fn read_partial(&self, chunk: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let Some((track, offset, len)) = self.partial_holder(&txn, chunk)? else {
+            return Ok(None);
+        };
+        Ok(read_at(&self.staging_path(track), offset, len)
+            .ok()
+            .filter(|bytes| ChunkId::of(bytes) == chunk))
+    }
+
+    /// The bytes of `chunk`, read from one of its files (or the staging file
+    /// of a download that has it) and verified against the id. Locations whose bytes no longer match (the file changed or
     /// vanished) are dropped, and their files marked for re-reading on the
     /// next scan; if none is left the chunk is [`ReadChunkError::Unavailable`].
     pub fn read_chunk(&self, chunk: ChunkId) -> Result<Vec<u8>, ReadChunkError> {
@@ -305,7 +343,9 @@ impl Library {
             out
         };
         if candidates.is_empty() {
-            return Err(ReadChunkError::NotFound(chunk));
+            return self
+                .read_partial(chunk)?
+                .ok_or(ReadChunkError::NotFound(chunk));
         }
         let mut stale = Vec::new();
         let mut found = None;
@@ -327,6 +367,9 @@ impl Library {
         }
         if !stale.is_empty() {
             self.drop_locations(chunk, &stale)?;
+        }
+        if found.is_none() {
+            found = self.read_partial(chunk)?;
         }
         found.ok_or(ReadChunkError::Unavailable(chunk))
     }
@@ -540,5 +583,74 @@ impl<'t> IndexTables<'t> {
             self.meta.insert(FLOOR, new_floor)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ChunkRef, TrackMeta};
+
+    fn manifest(n: u32) -> Manifest {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        Manifest {
+            track: TrackId(id),
+            size: 10,
+            chunks: vec![ChunkRef {
+                id: ChunkId(id),
+                len: 10,
+            }],
+            meta: TrackMeta::default(),
+        }
+    }
+
+    #[test]
+    fn a_peer_behind_the_trimmed_log_gets_the_full_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::open_in(dir.path()).unwrap();
+        let keep = manifest(u32::MAX);
+        let txn = lib.inner.db.begin_write().unwrap();
+        let mut tables = IndexTables::open(&txn).unwrap();
+        let record = |m: &Manifest| FileRecord {
+            size: 10,
+            mtime_ns: 1,
+            track: Some(m.track),
+            skipped: None,
+        };
+        tables
+            .link_file(Path::new("/keep"), &record(&keep), Some(&keep))
+            .unwrap();
+        // Enough add/remove pairs to push the first entries out of the log.
+        let cycles = u32::try_from(delta::LOG_KEEP).unwrap() / 2 + 10;
+        for n in 0..cycles {
+            let m = manifest(n);
+            let path = PathBuf::from(format!("/t{n}"));
+            tables.link_file(&path, &record(&m), Some(&m)).unwrap();
+            tables.unlink_file(&path).unwrap();
+        }
+        tables.finish().unwrap();
+        txn.commit().unwrap();
+
+        let version = lib.version().unwrap();
+        assert_eq!(version, 1 + 2 * u64::from(cycles));
+        match lib.changes_since(0).unwrap() {
+            Changes::Full {
+                version: v,
+                manifests,
+            } => {
+                assert_eq!(v, version);
+                assert_eq!(manifests, vec![keep.clone()]);
+            }
+            delta => panic!("expected the full list, got {delta:?}"),
+        }
+        // A recent peer still gets a (compacted, empty) delta.
+        match lib.changes_since(version - 100).unwrap() {
+            Changes::Delta { added, removed, .. } => {
+                assert!(added.is_empty() && removed.is_empty());
+            }
+            full => panic!("expected a delta, got {full:?}"),
+        }
     }
 }

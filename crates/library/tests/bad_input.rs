@@ -229,3 +229,21 @@ fn a_huge_tag_value_is_cut_not_kept_whole() {
     assert!(m.meta.title.len() <= firefly_library::MAX_TEXT_LEN);
     assert_eq!(m.validate(), Ok(()));
 }
+
+#[test]
+fn the_content_decides_for_files_without_an_extension_and_others_are_left_out() {
+    let s = Scratch::new();
+    let dir = s.songs();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("no-extension"), fixture("tone.flac")).unwrap();
+    std::fs::write(dir.join("audio.dat"), fixture("tone.ogg")).unwrap();
+    std::fs::write(dir.join("blob"), random_bytes(300_000, 77)).unwrap();
+    let lib = s.open();
+    let report = lib.scan(std::slice::from_ref(&dir), &mut ()).unwrap();
+    assert_eq!(report.files_seen, 3);
+    assert!(report.skipped.is_empty(), "{:#?}", report.skipped);
+    let tracks = lib.tracks().unwrap();
+    assert_eq!(tracks.len(), 1);
+    assert!(tracks[0].paths[0].ends_with("no-extension"));
+    assert_eq!(tracks[0].manifest.meta.extension, "flac");
+}

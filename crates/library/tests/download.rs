@@ -451,3 +451,25 @@ fn a_killed_process_resumes_with_exactly_the_missing_chunks() {
     let path = feed(&src, &dst, manifest.track, &missing).unwrap();
     assert_eq!(std::fs::read(path).unwrap(), bytes);
 }
+
+#[test]
+fn chunks_of_a_download_in_progress_are_served() {
+    let s = Scratch::new();
+    let (src, manifest, _) = source_with_long_mp3(&s);
+    let dst = other_node(&s);
+    dst.start_download(&manifest).unwrap();
+    let missing = dst.missing_chunks(manifest.track).unwrap();
+    let (have, lack) = missing.split_at(missing.len() / 2);
+    feed(&src, &dst, manifest.track, have);
+    for &c in have {
+        assert!(dst.has_chunk(c).unwrap());
+        assert_eq!(dst.read_chunk(c).unwrap(), src.read_chunk(c).unwrap());
+    }
+    for &c in lack {
+        assert!(!dst.has_chunk(c).unwrap());
+        assert!(matches!(
+            dst.read_chunk(c),
+            Err(firefly_library::ReadChunkError::NotFound(_))
+        ));
+    }
+}

@@ -8,7 +8,7 @@ use common::{FIXTURES, Scratch, copy_fixtures};
 use firefly_library::{
     Changes, ChunkId, Library, Manifest, OpenError, ReadChunkError, ScanReport, TrackEntry,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 fn by_file(tracks: &[TrackEntry]) -> HashMap<String, Manifest> {
@@ -272,13 +272,7 @@ fn an_mp3_whose_id3_tag_grew_shares_most_chunks() {
     assert_eq!(a.meta.title, "Long Song");
     assert_eq!(b.meta.title, "Long Song");
     assert_eq!(b.meta.codec, "mp3");
-    let ids: HashSet<ChunkId> = a.chunks.iter().map(|c| c.id).collect();
-    let shared: u64 = b
-        .chunks
-        .iter()
-        .filter(|c| ids.contains(&c.id))
-        .map(|c| u64::from(c.len))
-        .sum();
+    let shared = firefly_library::shared_bytes(&b.chunks, &a.chunks);
     assert!(
         shared * 10 >= a.size * 9,
         "only {shared} of {} bytes shared",
@@ -420,4 +414,55 @@ fn a_location_dropped_while_a_file_was_away_comes_back_on_rescan() {
     );
     assert!(lib.has_chunk(chunk).unwrap());
     assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
+}
+
+#[test]
+fn scanning_one_folder_leaves_a_sibling_with_a_longer_name_alone() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs().join("a"), &["tone.mp3"]);
+    copy_fixtures(&s.songs().join("ab"), &["tone.flac"]);
+    let lib = s.open();
+    scan(&lib, &s.songs().join("ab"));
+    let report = scan(&lib, &s.songs().join("a"));
+    assert_eq!(report.files_removed, 0);
+    assert_eq!(lib.tracks().unwrap().len(), 2);
+    // Deleting under "a" removes only "a"'s file.
+    std::fs::remove_file(s.songs().join("a/tone.mp3")).unwrap();
+    let report = scan(&lib, &s.songs().join("a"));
+    assert_eq!(report.files_removed, 1);
+    let left = lib.tracks().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].manifest.meta.codec, "flac");
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_indexed_and_served() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.songs()).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff.ogg");
+    std::fs::copy(common::fixtures().join("tone.ogg"), s.songs().join(name)).unwrap();
+    let lib = s.open();
+    let report = scan(&lib, &s.songs());
+    assert_eq!(report.tracks, 1);
+    let tracks = lib.tracks().unwrap();
+    assert_eq!(tracks[0].paths[0].file_name().unwrap(), name);
+    let chunk = tracks[0].manifest.chunks[0].id;
+    assert_eq!(ChunkId::of(&lib.read_chunk(chunk).unwrap()), chunk);
+    assert_eq!(scan(&lib, &s.songs()).files_unchanged, 1);
+}
+
+#[test]
+fn overlapping_roots_count_each_file_once() {
+    let s = Scratch::new();
+    copy_fixtures(&s.songs().join("inner"), &["tone.mp3", "tone.ogg"]);
+    let lib = s.open();
+    let report = lib
+        .scan(&[s.songs(), s.songs().join("inner")], &mut ())
+        .unwrap();
+    assert_eq!(
+        (report.files_seen, report.tracks, report.files_read),
+        (2, 2, 2)
+    );
+    assert_eq!(lib.tracks().unwrap().len(), 2);
 }

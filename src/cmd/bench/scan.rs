@@ -38,12 +38,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     for _ in 0..args.runs.max(1) {
         runs.push(measure(&args.dir, &files)?);
     }
-    // The machine may be shared: the best run is the least disturbed one.
+    // The machine may be shared: the best run of each is the least disturbed.
     let best = |f: fn(&Run) -> f64| runs.iter().map(f).fold(0.0, f64::max);
     let raw_mb_s = best(|r| r.raw_mb_s);
     let scan_mb_s = best(|r| r.scan_mb_s);
     let rescan_files_s = best(|r| r.rescan_files_s);
+    // Each run measures both within seconds, so its ratio is the fair one;
+    // the headline is the median run.
     let ratios: Vec<f64> = runs.iter().map(|r| r.scan_mb_s / r.raw_mb_s).collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_ratio = sorted[sorted.len() / 2];
     // CPU spent per byte by raw hashing over that spent by the scan: how
     // close the scan comes to raw hashing with one core, whatever the load.
     let cpu_ratio = runs
@@ -62,7 +67,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         "runs": runs.len(),
         "raw_blake3_mb_s": raw_mb_s,
         "first_scan_mb_s": scan_mb_s,
-        "scan_to_raw_ratio": scan_mb_s / raw_mb_s,
+        "scan_to_raw_ratio": median_ratio,
         "per_run_ratios": ratios,
         "cpu_time_ratio": cpu_ratio,
         "rescan_files_s": rescan_files_s,
@@ -74,13 +79,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "{} files, {:.1} MB, best of {} runs\nraw BLAKE3 (1 thread): {:.0} MB/s\nfirst scan: {:.0} MB/s = {:.2} x raw (goal >= 0.8); CPU time per byte: raw / scan = {}\nrescan: {:.0} files/s (goal >= 10000)",
+            "{} files, {:.1} MB, best of {} runs\nraw BLAKE3 (1 thread): {:.0} MB/s\nfirst scan: {:.0} MB/s; scan / raw in the median run: {:.2} (goal >= 0.8); CPU time per byte: raw / scan = {}\nrescan: {:.0} files/s (goal >= 10000)",
             files.len(),
             bytes as f64 / 1e6,
             runs.len(),
             raw_mb_s,
             scan_mb_s,
-            scan_mb_s / raw_mb_s,
+            median_ratio,
             cpu_ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}")),
             rescan_files_s
         )

@@ -1,0 +1,424 @@
+// The Firefly web UI: swarm, library, now playing and the fireflies.
+//
+// It polls the node it was served by (`/api/status` always; `/api/state`,
+// `/api/library` and `/api/catalog` where the node serves them) and listens to `/api/events`
+// for live state and flashes. Panels whose data the node does not serve are
+// hidden. Names from the network are only ever rendered as text.
+
+import { ApiError, connectEvents, getOptional, post } from "./api.js";
+import { assignHues, clock, el, hue, micros, replace, shortId } from "./dom.js";
+import { Fireflies } from "./fireflies.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** Everything the page knows; rendered by `render()`. */
+const model = {
+  status: null, // GET /api/status
+  state: null, // GET /api/state (null when not served)
+  library: null, // GET /api/library: this node's tracks (null when not served)
+  catalog: null, // GET /api/catalog: the swarm's tracks and holders (null when not served)
+  serves: { state: undefined, library: undefined, catalog: undefined },
+  online: false,
+  locked: false, // the node answered 401: it wants a token
+  events: false, // the event stream is open
+  known: new Map(), // peer id → name, for join/leave messages
+  log: [], // recent joins and leaves, newest first
+  stateAt: 0, // performance.now() when `state` arrived
+};
+
+const fireflies = new Fireflies($("lights"), $("plot"), $("legend"));
+
+// ---- fetching ---------------------------------------------------------------
+
+async function refresh() {
+  try {
+    const [status, state] = await Promise.all([
+      getOptional("/api/status"),
+      model.serves.state === false ? null : getOptional("/api/state"),
+    ]);
+    if (model.serves.state === undefined) {
+      model.serves.state = state !== null;
+      // The event stream belongs to the playback API: open it only beside that.
+      if (model.serves.state) startEvents();
+    }
+    model.status = status;
+    if (state) setState(state);
+    model.locked = false;
+    setOnline(true);
+  } catch (err) {
+    // 401: the node is up but wants its token (printed by `firefly up`).
+    model.locked = err instanceof ApiError && err.status === 401;
+    setOnline(false);
+  }
+  render();
+}
+
+async function refreshLibrary() {
+  if (!model.online) return;
+  try {
+    const [library, catalog] = await Promise.all([
+      model.serves.library === false ? null : getOptional("/api/library"),
+      model.serves.catalog === false ? null : getOptional("/api/catalog"),
+    ]);
+    if (model.serves.library === undefined) model.serves.library = library !== null;
+    if (model.serves.catalog === undefined) model.serves.catalog = catalog !== null;
+    if (Array.isArray(library)) model.library = library;
+    if (Array.isArray(catalog)) model.catalog = catalog;
+    render();
+  } catch {
+    // The next status poll notices the node is gone.
+  }
+}
+
+function setState(state) {
+  model.state = state;
+  model.stateAt = performance.now();
+  if (typeof state.swarm_time_us === "number") fireflies.syncSwarm(state.swarm_time_us);
+}
+
+/** A newer playback report (from a command's answer or the event stream), as of now. */
+function adoptPlayback(playback) {
+  const swarm = fireflies.swarmNow();
+  model.state = { ...model.state, playback };
+  if (swarm !== null) model.state.swarm_time_us = Math.round(swarm);
+  model.stateAt = performance.now();
+}
+
+function setOnline(online) {
+  if (online === model.online) return;
+  model.online = online;
+  if (online) refreshLibrary();
+}
+
+// ---- the event stream -------------------------------------------------------
+
+// The node's `/api/events` messages (docs/API.md):
+//   {"type":"session", "playback": {...as in GET /api/state}}   the session changed
+//   {"type":"flash", "flash": {"track", "frame", "position", "swarm_us", ...}}
+//     this node's player emitted source frame `position` at swarm instant `swarm_us`
+// Unknown messages are ignored.
+function onEvent(message) {
+  if (!message || typeof message !== "object") return;
+  if (message.type === "session" && message.playback && typeof message.playback === "object") {
+    if (model.state) adoptPlayback(message.playback);
+    render();
+  } else if (message.type === "flash" && message.flash && typeof message.flash === "object") {
+    const { track, position, swarm_us: swarm } = message.flash;
+    const me = model.state?.peer_id;
+    if (typeof me === "string" && typeof position === "number" && typeof swarm === "number") {
+      fireflies.flashFrames(me, track, position, swarm);
+    }
+  }
+}
+
+function startEvents() {
+  connectEvents(onEvent, (status) => {
+    model.events = status === "open";
+    renderHeader(nodes());
+  });
+}
+
+function note(what, name, id) {
+  model.log.unshift({ at: new Date(), what, name, id });
+  model.log.length = Math.min(model.log.length, 8);
+}
+
+// ---- what the page shows ------------------------------------------------------
+
+/** This node and its peers, one shape whatever the node serves. */
+function nodes() {
+  const { status, state } = model;
+  const me = state ?? status;
+  if (!me) return [];
+  const connected = new Set(status?.connected_peers ?? []);
+  const selfNode = {
+    id: me.peer_id,
+    name: me.name,
+    self: true,
+    role: state?.role ?? null,
+    connection: "this node",
+    rtt: null,
+    offset: 0,
+    error: state?.sync_error_us ?? status?.clock?.sync_error_us ?? null,
+    playback: state?.playback?.state ?? null,
+  };
+  const peers = state?.peers
+    ? state.peers.map((p) => ({
+        id: p.peer_id,
+        name: p.name,
+        role: p.role,
+        connection: p.connection ?? (connected.has(p.peer_id) ? "connected" : "via swarm"),
+        rtt: p.rtt_us ?? null,
+        offset: p.clock_offset_us ?? null,
+        error: p.sync_error_us ?? (typeof p.clock_offset_us === "number" ? p.clock_offset_us : null),
+        playback: p.playback ?? null,
+      }))
+    : (status?.members ?? []).map((m) => ({
+        id: m.peer_id,
+        name: m.name,
+        role: null,
+        connection: connected.has(m.peer_id) ? "connected" : "via swarm",
+        rtt: null,
+        offset: null,
+        error: null,
+        playback: null,
+      }));
+  peers.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  return [selfNode, ...peers];
+}
+
+/**
+ * The swarm catalog: every track the swarm holds (`/api/catalog`, else the
+ * status report's catalog) with its holders, completed by this node's
+ * library (album, duration) where it has the track.
+ */
+function tracks() {
+  const all = new Map();
+  const catalog = model.catalog ?? model.status?.catalog ?? [];
+  for (const entry of catalog) {
+    if (typeof entry?.track !== "string") continue;
+    all.set(entry.track, { ...entry, holders: Array.isArray(entry.holders) ? entry.holders : [] });
+  }
+  for (const t of model.library ?? []) {
+    if (typeof t?.track !== "string") continue;
+    const known = all.get(t.track);
+    all.set(t.track, { ...known, ...t, holders: known?.holders ?? [] });
+  }
+  return [...all.values()];
+}
+
+function trackById(id) {
+  return tracks().find((t) => t.track === id) ?? null;
+}
+
+/** This node's playback position now, extrapolated from the last state. */
+function positionMs() {
+  const playback = model.state?.playback;
+  if (!playback) return 0;
+  const elapsed = playback.state === "playing" ? performance.now() - model.stateAt : 0;
+  return (playback.position_ms ?? 0) + elapsed;
+}
+
+function render() {
+  const list = nodes();
+  const names = new Map(list.map((n) => [n.id, n.name]));
+  assignHues(list.map((n) => n.id));
+  trackMembership(list);
+  renderHeader(list);
+  renderSwarm(list);
+  renderLibrary(names);
+  renderNow();
+  fireflies.update(list, model.state, model.stateAt);
+}
+
+/** Notes who joined or left since the last render (not who was there at first). */
+function trackMembership(list) {
+  if (list.length === 0) return;
+  const first = model.known.size === 0;
+  const seen = new Set();
+  for (const n of list) {
+    seen.add(n.id);
+    if (!first && !model.known.has(n.id)) note("joined", n.name, n.id);
+    model.known.set(n.id, n.name);
+  }
+  for (const [id, name] of model.known) {
+    if (!seen.has(id)) {
+      note("left", name, id);
+      model.known.delete(id);
+    }
+  }
+}
+
+function renderHeader(list) {
+  const me = list.find((n) => n.self);
+  $("me-name").textContent = me ? me.name : "";
+  const role = $("me-role");
+  role.hidden = !me?.role;
+  role.textContent = me?.role ?? "";
+  role.dataset.role = me?.role ?? "";
+  const link = $("link");
+  const state = model.locked ? "locked" : !model.online ? "offline" : model.events ? "live" : "polling";
+  link.dataset.state = state;
+  link.textContent = {
+    locked: "this node needs its token: open this page as …/#token=TOKEN",
+    offline: "node unreachable, retrying…",
+    live: "live",
+    polling: "connected",
+  }[state];
+  document.title = me ? `Firefly · ${me.name}` : "Firefly";
+}
+
+function renderSwarm(list) {
+  $("swarm-count").textContent = list.length ? `${list.length} node${list.length === 1 ? "" : "s"}` : "";
+  replace(
+    $("nodes"),
+    list.map((n) =>
+      el("li", { class: "node", "data-peer": n.id, style: `--hue:${hue(n.id)}` }, [
+        el("span", { class: "dot", "aria-hidden": "true" }),
+        el("div", { class: "node-main" }, [
+          el("div", { class: "node-name" }, [
+            el("span", { class: "name", text: n.name, title: n.name }),
+            n.role === "coordinator" ? el("span", { class: "badge", "data-role": "coordinator", text: "coordinator" }) : null,
+            n.self ? el("span", { class: "badge", text: "you" }) : null,
+          ]),
+          el("div", { class: "peer-id", text: n.id }),
+        ]),
+        el("dl", { class: "figures" }, [
+          figure("link", n.connection),
+          figure("RTT", n.self ? "–" : micros(n.rtt)),
+          figure("offset", n.self ? "0" : micros(n.offset)),
+          figure("sync error", micros(n.error)),
+          n.playback ? figure("state", n.playback) : null,
+        ]),
+      ]),
+    ),
+  );
+  replace(
+    $("events"),
+    model.log.length
+      ? model.log.map((e) =>
+          el("li", {}, [
+            el("time", { text: e.at.toLocaleTimeString() }),
+            ` ${e.what}: `,
+            el("span", { class: "name", text: e.name }),
+          ]),
+        )
+      : [el("li", { class: "sub", text: "No one has joined or left since this page opened." })],
+  );
+}
+
+function figure(label, value) {
+  return el("div", {}, [el("dt", { text: label }), el("dd", { text: value ?? "–" })]);
+}
+
+function renderLibrary(names) {
+  const all = tracks();
+  const query = $("filter").value.trim().toLowerCase();
+  const shown = query
+    ? all.filter((t) =>
+        [t.title, t.artist, t.album].some((f) => typeof f === "string" && f.toLowerCase().includes(query)),
+      )
+    : all;
+  shown.sort((a, b) => String(a.title).localeCompare(String(b.title)));
+  $("library-count").textContent = all.length ? `${all.length} track${all.length === 1 ? "" : "s"}` : "";
+  $("library-empty").hidden = all.length > 0 || !model.status;
+  $("library-none").hidden = !(all.length > 0 && shown.length === 0);
+  $("filter").hidden = all.length === 0;
+  const canPlay = model.serves.state === true;
+  const current = model.state?.playback?.track;
+  replace(
+    $("tracks"),
+    shown.map((t) => {
+      const holders = t.holders.map((h) => names.get(h) ?? shortId(h));
+      const progress = typeof t.progress === "number" ? Math.max(0, Math.min(1, t.progress)) : null;
+      return el("li", { class: "track", "data-track": t.track, "aria-current": t.track === current ? "true" : null }, [
+        el("div", { class: "track-main" }, [
+          el("span", { class: "title", text: t.title || "(untitled)", title: t.title }),
+          el("span", {
+            class: "sub",
+            text: [t.artist, t.album].filter((x) => typeof x === "string" && x).join(" · ") || "unknown artist",
+          }),
+          el("span", { class: "holders", text: holders.length ? `on ${holders.join(", ")}` : "" }),
+          progress !== null && progress < 1
+            ? el("progress", { max: "1", value: String(progress), "aria-label": "downloaded" })
+            : null,
+        ]),
+        el("span", { class: "time", text: clock(t.duration_ms) }),
+        canPlay
+          ? el("div", { class: "actions" }, [
+              el("button", { type: "button", class: "play", text: "Play", onclick: () => command("/api/play", { track: t.track }) }),
+              el("button", { type: "button", class: "queue-add", text: "Queue", onclick: () => command("/api/queue", { tracks: [t.track] }) }),
+            ])
+          : null,
+      ]);
+    }),
+  );
+}
+
+function renderNow() {
+  const section = $("now");
+  section.hidden = !model.state?.playback;
+  const playback = model.state?.playback;
+  if (!playback) return;
+  const track = playback.track ? trackById(playback.track) : null;
+  $("now-title").textContent = playback.track ? (track?.title ?? "Unknown track") : "Nothing playing";
+  $("now-sub").textContent = track
+    ? [track.artist, track.album].filter((x) => typeof x === "string" && x).join(" · ")
+    : playback.track
+      ? "not in this node’s library yet"
+      : "Pick a track in the library.";
+  section.dataset.state = playback.state;
+  const toggle = $("toggle");
+  toggle.disabled = !playback.track;
+  toggle.textContent = playback.state === "playing" ? "Pause" : playback.state === "paused" ? "Resume" : "Play";
+  $("next").disabled = (playback.queue ?? []).length === 0 && !playback.track;
+  const duration = track?.duration_ms ?? null;
+  $("now-dur").textContent = clock(duration);
+  const seek = $("seek");
+  seek.disabled = !playback.track || !duration;
+  if (!seeking) {
+    const pos = positionMs();
+    $("now-pos").textContent = playback.track ? clock(pos) : "–";
+    seek.value = duration ? String(Math.round((Math.min(pos, duration) / duration) * 1000)) : "0";
+  }
+  const queue = playback.queue ?? [];
+  $("queue-empty").hidden = queue.length > 0;
+  replace(
+    $("queue"),
+    queue.map((id) => el("li", { text: trackById(id)?.title ?? shortId(id) })),
+  );
+}
+
+// ---- commands -----------------------------------------------------------------
+
+let noticeTimer = 0;
+function notice(text) {
+  const box = $("notice");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (box.hidden = true), 6000);
+}
+
+async function command(path, body) {
+  try {
+    const playback = await post(path, body);
+    if (playback && model.state && typeof playback.state === "string") adoptPlayback(playback);
+    render();
+    refresh();
+  } catch (err) {
+    notice(err instanceof Error ? err.message : "the command failed");
+  }
+}
+
+let seeking = false;
+function wireControls() {
+  $("filter").addEventListener("input", () => render());
+  $("toggle").addEventListener("click", () => {
+    const state = model.state?.playback?.state;
+    command(state === "playing" ? "/api/pause" : "/api/resume");
+  });
+  $("next").addEventListener("click", () => command("/api/next"));
+  const seek = $("seek");
+  seek.addEventListener("input", () => {
+    seeking = true;
+    const duration = trackById(model.state?.playback?.track)?.duration_ms ?? 0;
+    $("now-pos").textContent = clock((Number(seek.value) / 1000) * duration);
+  });
+  seek.addEventListener("change", () => {
+    seeking = false;
+    const duration = trackById(model.state?.playback?.track)?.duration_ms ?? 0;
+    command("/api/seek", { position_ms: Math.round((Number(seek.value) / 1000) * duration) });
+  });
+  const volume = $("volume");
+  volume.addEventListener("change", () => command("/api/volume", { volume: Number(volume.value) / 100 }));
+}
+
+// ---- start ----------------------------------------------------------------------
+
+wireControls();
+await refresh();
+await refreshLibrary();
+setInterval(refresh, 1000);
+setInterval(refreshLibrary, 5000);
+setInterval(() => renderNow(), 250);
