@@ -56,7 +56,7 @@ impl Default for SchedulerConfig {
         Self {
             max_batch_chunks: 16,
             max_batch_bytes: 1024 * 1024,
-            max_requests_per_peer: 4,
+            max_requests_per_peer: 8,
             request_timeout_micros: 20 * MICROS_PER_SEC,
             corrupt_penalty_micros: 60 * MICROS_PER_SEC,
             failure_backoff_micros: MICROS_PER_SEC,
@@ -82,7 +82,7 @@ impl SchedulerConfig {
         self
     }
 
-    /// Requests kept in flight to one peer (pipelining depth). Default 4; at least 1.
+    /// Requests kept in flight to one peer (pipelining depth). Default 8; at least 1.
     pub fn max_requests_per_peer(&mut self, n: usize) -> &mut Self {
         self.max_requests_per_peer = n.max(1);
         self
@@ -815,7 +815,9 @@ mod tests {
     #[test]
     fn first_requests_spread_over_every_holder() {
         let m = manifest_of(&[64 * 1024; 30]);
-        let mut s = DownloadScheduler::new(&m, [], SchedulerConfig::default());
+        let mut config = SchedulerConfig::default();
+        config.max_requests_per_peer(4);
+        let mut s = DownloadScheduler::new(&m, [], config);
         let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         for p in &peers {
             s.add_peer(*p, Holding::All);
@@ -1164,7 +1166,7 @@ mod tests {
                         deliveries.insert((now + latency, req.token.get()), req);
                     }
                 }
-                prop_assert!(s.in_flight() <= peers.len() * 4);
+                prop_assert!(s.in_flight() <= peers.len() * config.max_requests_per_peer);
                 while let Some(ev) = s.poll_event() {
                     if let DownloadEvent::PeerPenalized { peer, until, .. } = ev {
                         penalized_until.insert(peer, until);
