@@ -344,13 +344,18 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
     let limit = Duration::from_secs(20);
     let find = "(() => { const li = [...document.querySelectorAll('#tracks .track')].find(l => \
          l.querySelector('.title').textContent === 'Meadow Pulse'); if (!li) return null; \
-         li.querySelector('.play').id = 'meadow-play'; return li.dataset.track; })()";
+         return li.dataset.track; })()";
     let track = browser.wait(&page_a, find, limit);
     assert!(
         track.is_string(),
         "the track never appeared on porch's page"
     );
-    browser.click(&page_a, "#meadow-play");
+    // Select the button by the track id, which survives the list being re-rendered.
+    let button = format!(
+        "#tracks .track[data-track=\"{}\"] .play",
+        track.as_str().unwrap()
+    );
+    browser.click(&page_a, &button);
 
     // The now-playing view updates on both nodes' pages.
     let playing = "document.getElementById('now').dataset.state === 'playing'";

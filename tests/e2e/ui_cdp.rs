@@ -159,8 +159,20 @@ impl Browser {
              e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
              return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
         );
-        let at = self.eval(page, &expression);
-        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        // The page re-renders its lists as state arrives, so the element may
+        // be replaced between lookups: look again until it is there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (x, y) = loop {
+            let at = self.eval(page, &expression);
+            if let (Some(x), Some(y)) = (at[0].as_f64(), at[1].as_f64()) {
+                break (x, y);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element matches {selector} to click"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
         for kind in ["mousePressed", "mouseReleased"] {
             self.call(
                 Some(&page.session),
