@@ -176,10 +176,10 @@ impl Library {
         let held = plan.chunks().iter().copied();
         let mut held = held.peekable();
         while let Some(chunk) = held.next() {
-            if self.has_chunk(chunk)? {
-                if let Ok(bytes) = self.read_chunk(chunk) {
-                    batch.push((chunk, bytes));
-                }
+            if self.has_chunk(chunk)?
+                && let Ok(bytes) = self.read_chunk(chunk)
+            {
+                batch.push((chunk, bytes));
             }
             if batch.len() == LOCAL_BATCH || (held.peek().is_none() && !batch.is_empty()) {
                 let stored = self.accept_chunks(track, &batch)?;
