@@ -116,6 +116,25 @@ pub enum Accepted {
     Completed(PathBuf),
 }
 
+/// What storing a batch of chunks did.
+#[derive(Debug)]
+pub struct BatchAccepted {
+    /// Where the download stands after the batch.
+    pub accepted: Accepted,
+    /// Chunks refused, each with why ([`DownloadError::WrongBytes`] or
+    /// [`DownloadError::NotInManifest`]): their sender sent bad data.
+    pub refused: Vec<(ChunkId, DownloadError)>,
+}
+
+impl BatchAccepted {
+    fn all(accepted: Accepted) -> Self {
+        Self {
+            accepted,
+            refused: Vec::new(),
+        }
+    }
+}
+
 impl Library {
     /// Starts downloading the track `manifest` describes (validated first).
     /// Idempotent: a download in progress is kept as it is. Chunks the
@@ -145,21 +164,29 @@ impl Library {
                     state: DownloadState::Fetching,
                 };
                 put_record(&txn, track, &record)?;
-                clear_present(&txn, track)?;
+                self.clear_present(&txn, track)?;
                 txn.commit().map_err(StoreError::from)?;
             }
         }
         // Copy in what we already hold locally.
+        // Batches bound the memory held at once.
+        const LOCAL_BATCH: usize = 64;
         let plan = self.plan(track)?;
-        for &chunk in plan.chunks() {
-            if !self.has_chunk(chunk)? {
-                continue;
+        let mut batch = Vec::with_capacity(LOCAL_BATCH);
+        let held = plan.chunks().iter().copied();
+        let mut held = held.peekable();
+        while let Some(chunk) = held.next() {
+            if self.has_chunk(chunk)?
+                && let Ok(bytes) = self.read_chunk(chunk)
+            {
+                batch.push((chunk, bytes));
             }
-            let Ok(bytes) = self.read_chunk(chunk) else {
-                continue;
-            };
-            if let Accepted::Completed(path) = self.accept_chunk(track, chunk, &bytes)? {
-                return Ok(DownloadStatus::Completed(path));
+            if batch.len() == LOCAL_BATCH || (held.peek().is_none() && !batch.is_empty()) {
+                let stored = self.accept_chunks(track, &batch)?;
+                batch.clear();
+                if let Accepted::Completed(path) = stored.accepted {
+                    return Ok(DownloadStatus::Completed(path));
+                }
             }
         }
         Ok(DownloadStatus::Pending {
@@ -181,50 +208,107 @@ impl Library {
     /// Verifies `bytes` against `chunk`, writes them at every offset where the
     /// chunk occurs in `track`'s staging file, and records the chunk as
     /// present. When it was the last missing chunk the download completes.
+    /// One chunk of [`Library::accept_chunks`]; its refusal is the error.
     pub fn accept_chunk(
         &self,
         track: TrackId,
         chunk: ChunkId,
         bytes: &[u8],
     ) -> Result<Accepted, DownloadError> {
+        let mut batch = self.accept_chunks(track, &[(chunk, bytes)])?;
+        match batch.refused.pop() {
+            Some((_, refusal)) => Err(refusal),
+            None => Ok(batch.accepted),
+        }
+    }
+
+    /// Stores a batch of chunks of `track` at the cost of one: every chunk is
+    /// verified against its id, the good ones are written at every offset
+    /// where they occur, the staging file is synced once, and all of them
+    /// are recorded present in one write transaction after that sync
+    /// (invariant 4). A chunk with wrong bytes or not in the manifest is
+    /// refused on its own — the rest of the batch is still stored — and
+    /// listed in [`BatchAccepted::refused`]. Errors that are not about one
+    /// chunk (the download is unknown, the disk fails) fail the whole batch
+    /// and record nothing new.
+    pub fn accept_chunks<B: AsRef<[u8]>>(
+        &self,
+        track: TrackId,
+        chunks: &[(ChunkId, B)],
+    ) -> Result<BatchAccepted, DownloadError> {
         let plan = match self.plan(track) {
             Ok(plan) => plan,
             Err(DownloadError::NotStarted(_)) => {
                 // Finished meanwhile (by a concurrent caller)?
                 if let Some(path) = self.track_paths(track)?.into_iter().next() {
-                    return Ok(Accepted::Completed(path));
+                    return Ok(BatchAccepted::all(Accepted::Completed(path)));
                 }
                 return Err(DownloadError::NotStarted(track));
             }
             Err(e) => return Err(e),
         };
-        let (len, offsets) = plan
-            .places(chunk)
-            .ok_or(DownloadError::NotInManifest { track, chunk })?;
-        if bytes.len() != len as usize || ChunkId::of(bytes) != chunk {
-            return Err(DownloadError::WrongBytes(chunk));
+        let mut refused = Vec::new();
+        let mut good: Vec<(ChunkId, &[u8], &[u64])> = Vec::with_capacity(chunks.len());
+        let mut seen = HashSet::with_capacity(chunks.len());
+        for (chunk, bytes) in chunks {
+            let (chunk, bytes) = (*chunk, bytes.as_ref());
+            let Some((len, offsets)) = plan.places(chunk) else {
+                refused.push((chunk, DownloadError::NotInManifest { track, chunk }));
+                continue;
+            };
+            if bytes.len() != len as usize || ChunkId::of(bytes) != chunk {
+                refused.push((chunk, DownloadError::WrongBytes(chunk)));
+                continue;
+            }
+            if seen.insert(chunk) {
+                good.push((chunk, bytes, offsets));
+            }
         }
-        if self.present(track)?.contains(&chunk) {
-            let missing = self.missing_chunks(track)?.len();
-            return Ok(Accepted::Pending { missing });
+        // Chunks already present need no second write (one lookup each).
+        {
+            let txn = self.inner.db.begin_read().map_err(StoreError::from)?;
+            let table = txn.open_table(DOWNLOAD_CHUNKS).map_err(StoreError::from)?;
+            let mut kept = Vec::with_capacity(good.len());
+            for entry in good {
+                let known = table
+                    .get((track.as_bytes(), entry.0.as_bytes()))
+                    .map_err(StoreError::from)?
+                    .is_some();
+                if !known {
+                    kept.push(entry);
+                }
+            }
+            good = kept;
+        }
+        if good.is_empty() {
+            let missing = self.missing_count(track, &plan)?;
+            return Ok(BatchAccepted {
+                accepted: Accepted::Pending { missing },
+                refused,
+            });
         }
         let path = self.staging_path(track);
         let mut file = match OpenOptions::new().write(true).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(done) = self.track_paths(track)?.into_iter().next() {
-                    return Ok(Accepted::Completed(done));
+                    return Ok(BatchAccepted {
+                        accepted: Accepted::Completed(done),
+                        refused,
+                    });
                 }
                 return Err(DownloadError::io("opening the staging file")(e));
             }
             Err(e) => return Err(DownloadError::io("opening the staging file")(e)),
         };
-        for &offset in offsets {
-            file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.write_all(bytes))
-                .map_err(DownloadError::io("writing the staging file"))?;
+        for &(_, bytes, offsets) in &good {
+            for &offset in offsets {
+                file.seek(SeekFrom::Start(offset))
+                    .and_then(|_| file.write_all(bytes))
+                    .map_err(DownloadError::io("writing the staging file"))?;
+            }
         }
-        // Invariant 4: the bytes are durable before the chunk counts as present.
+        // Invariant 4: the bytes are durable before the chunks count as present.
         file.sync_data()
             .map_err(DownloadError::io("syncing the staging file"))?;
         drop(file);
@@ -235,22 +319,57 @@ impl Library {
             if !still_downloading {
                 drop(txn);
                 if let Some(done) = self.track_paths(track)?.into_iter().next() {
-                    return Ok(Accepted::Completed(done));
+                    return Ok(BatchAccepted {
+                        accepted: Accepted::Completed(done),
+                        refused,
+                    });
                 }
                 return Err(DownloadError::NotStarted(track));
             }
-            txn.open_table(DOWNLOAD_CHUNKS)
-                .map_err(StoreError::from)?
-                .insert((track.as_bytes(), chunk.as_bytes()), ())
-                .map_err(StoreError::from)?;
-            let present = present_in(&txn, track)?;
+            // Lock order: write transaction, then the counts (see `clear_present`).
+            let mut counts = self.present_counts();
+            let present = {
+                let mut table = txn.open_table(DOWNLOAD_CHUNKS).map_err(StoreError::from)?;
+                let mut added = 0usize;
+                for &(chunk, _, _) in &good {
+                    let before = table
+                        .insert((track.as_bytes(), chunk.as_bytes()), ())
+                        .map_err(StoreError::from)?;
+                    if before.is_none() {
+                        added += 1;
+                    }
+                }
+                match counts.get(&track) {
+                    Some(&known) => known + added,
+                    // First batch since opening: count once, then keep count.
+                    None => present_of(&table, track)?.len(),
+                }
+            };
+            counts.remove(&track);
             txn.commit().map_err(StoreError::from)?;
-            plan.missing(&present).len()
+            counts.insert(track, present);
+            plan.chunks().len().saturating_sub(present)
         };
         if missing == 0 {
-            return self.finish_download(track).map(Accepted::Completed);
+            let path = self.finish_download(track)?;
+            return Ok(BatchAccepted {
+                accepted: Accepted::Completed(path),
+                refused,
+            });
         }
-        Ok(Accepted::Pending { missing })
+        Ok(BatchAccepted {
+            accepted: Accepted::Pending { missing },
+            refused,
+        })
+    }
+
+    /// How many distinct chunks of `track` are missing, from the kept count
+    /// when there is one.
+    fn missing_count(&self, track: TrackId, plan: &DownloadPlan) -> Result<usize, DownloadError> {
+        if let Some(&present) = self.present_counts().get(&track) {
+            return Ok(plan.chunks().len().saturating_sub(present));
+        }
+        Ok(plan.missing(&self.present(track)?).len())
     }
 
     /// The distinct chunks `track` still needs, in file order. Empty when the
@@ -271,7 +390,7 @@ impl Library {
         let _guard = self.finish_guard();
         let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
         remove_record(&txn, track)?;
-        clear_present(&txn, track)?;
+        self.clear_present(&txn, track)?;
         txn.commit().map_err(StoreError::from)?;
         self.forget_plan(track);
         remove_if_exists(&self.staging_path(track))
@@ -312,7 +431,7 @@ impl Library {
                 if digest.track != track {
                     tracing::warn!("assembled {track:?} does not match its id; restarting it");
                     let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
-                    clear_present(&txn, track)?;
+                    self.clear_present(&txn, track)?;
                     txn.commit().map_err(StoreError::from)?;
                     return Err(DownloadError::TrackMismatch(track));
                 }
@@ -394,7 +513,7 @@ impl Library {
                     record.state = DownloadState::Fetching;
                     put_record(&txn, track, &record)?;
                 }
-                clear_present(&txn, track)?;
+                self.clear_present(&txn, track)?;
                 txn.commit().map_err(StoreError::from)?;
                 return Err(DownloadError::TrackMismatch(track));
             }
@@ -425,7 +544,7 @@ impl Library {
             tables.finish()?;
         }
         remove_record(&txn, track)?;
-        clear_present(&txn, track)?;
+        self.clear_present(&txn, track)?;
         txn.commit().map_err(StoreError::from)?;
         self.forget_plan(track);
         remove_if_exists(&staging).map_err(DownloadError::io("removing the staging file"))?;
@@ -479,7 +598,7 @@ impl Library {
         tracing::warn!("staging file of {track:?} is missing or damaged; restarting it");
         let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
         self.create_staging(track, size)?;
-        clear_present(&txn, track)?;
+        self.clear_present(&txn, track)?;
         txn.commit().map_err(StoreError::from)?;
         Ok(())
     }
@@ -541,14 +660,32 @@ impl Library {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Forgets every present chunk of `track` in `txn`. The kept count is
+    /// dropped while `txn` is open: `accept_chunks` takes the counts lock
+    /// only while holding the (exclusive) write transaction and keeps it
+    /// until it has stored its new count, so no stale count survives a clear.
+    fn clear_present(&self, txn: &WriteTransaction, track: TrackId) -> Result<(), StoreError> {
+        let mut table = txn.open_table(DOWNLOAD_CHUNKS)?;
+        table.retain_in(
+            (track.as_bytes(), &[0u8; 32])..=(track.as_bytes(), &[0xffu8; 32]),
+            |_, _| false,
+        )?;
+        self.present_counts().remove(&track);
+        Ok(())
+    }
+
+    fn present_counts(&self) -> std::sync::MutexGuard<'_, HashMap<TrackId, usize>> {
+        // Entries are written whole; a panic cannot leave a torn one.
+        self.inner
+            .present_counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn present(&self, track: TrackId) -> Result<HashSet<ChunkId>, StoreError> {
         let txn = self.inner.db.begin_read()?;
         present_of(&txn.open_table(DOWNLOAD_CHUNKS)?, track)
     }
-}
-
-fn present_in(txn: &WriteTransaction, track: TrackId) -> Result<HashSet<ChunkId>, StoreError> {
-    present_of(&txn.open_table(DOWNLOAD_CHUNKS)?, track)
 }
 
 /// The chunks of `track` recorded as present in `table`.
@@ -579,15 +716,6 @@ fn put_record(
 
 fn remove_record(txn: &WriteTransaction, track: TrackId) -> Result<(), StoreError> {
     txn.open_table(DOWNLOADS)?.remove(track.as_bytes())?;
-    Ok(())
-}
-
-fn clear_present(txn: &WriteTransaction, track: TrackId) -> Result<(), StoreError> {
-    let mut table = txn.open_table(DOWNLOAD_CHUNKS)?;
-    table.retain_in(
-        (track.as_bytes(), &[0u8; 32])..=(track.as_bytes(), &[0xffu8; 32]),
-        |_, _| false,
-    )?;
     Ok(())
 }
 

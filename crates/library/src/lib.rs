@@ -32,7 +32,7 @@ pub use chunking::{
     AVG_CHUNK_LEN, Digest, DigestError, MIN_CHUNK_LEN, digest, plan_cuts, shared_bytes,
 };
 pub use delta::{Changes, LOG_KEEP, LogOp, net_changes};
-pub use download::{Accepted, DownloadPlan, DownloadStatus};
+pub use download::{Accepted, BatchAccepted, DownloadPlan, DownloadStatus};
 pub use error::{DownloadError, Error, OpenError, ReadChunkError, ScanError, StoreError};
 pub use id::{ChunkId, ParseIdError, TrackId};
 pub use manifest::{

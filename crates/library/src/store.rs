@@ -93,6 +93,10 @@ pub(crate) struct Inner {
     pub(crate) plans: Mutex<HashMap<TrackId, Arc<DownloadPlan>>>,
     /// Held while a download is being finished, so it is finished once.
     pub(crate) finish_lock: Mutex<()>,
+    /// How many chunks each download has present, kept per batch so storing
+    /// a batch never rescans the present set. Taken only while holding a
+    /// write transaction; cleared with the present set.
+    pub(crate) present_counts: Mutex<HashMap<TrackId, usize>>,
     /// Held for a whole scan: two scans of one folder at once would each
     /// take the other's new files for gone ones.
     pub(crate) scan_lock: Mutex<()>,
@@ -131,6 +135,7 @@ impl Library {
                 staging_dir,
                 plans: Mutex::new(HashMap::new()),
                 finish_lock: Mutex::new(()),
+                present_counts: Mutex::new(HashMap::new()),
                 scan_lock: Mutex::new(()),
             }),
         };

@@ -473,3 +473,177 @@ fn chunks_of_a_download_in_progress_are_served() {
         ));
     }
 }
+
+/// The chunks `ids` with their bytes read from `src`.
+fn batch_of(src: &Library, ids: &[ChunkId]) -> Vec<(ChunkId, Vec<u8>)> {
+    ids.iter()
+        .map(|&c| (c, src.read_chunk(c).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_batch_stores_its_good_chunks_and_refuses_each_bad_one() {
+    let s = Scratch::new();
+    let (src, manifest, _) = source_with_long_mp3(&s);
+    let dst = other_node(&s);
+    dst.start_download(&manifest).unwrap();
+    let missing = dst.missing_chunks(manifest.track).unwrap();
+    let good = &missing[..5];
+    let mut batch = batch_of(&src, good);
+    let corrupt = missing[6];
+    let mut bad_bytes = src.read_chunk(corrupt).unwrap();
+    bad_bytes[7] ^= 0x80;
+    batch.insert(2, (corrupt, bad_bytes));
+    let stranger = ChunkId::of(b"not in this track");
+    batch.push((stranger, b"not in this track".to_vec()));
+    // A repeat of a good chunk in the same batch counts once.
+    batch.push(batch[0].clone());
+
+    let stored = dst.accept_chunks(manifest.track, &batch).unwrap();
+    assert_eq!(
+        stored.accepted,
+        Accepted::Pending {
+            missing: missing.len() - good.len()
+        }
+    );
+    let refused: Vec<ChunkId> = stored.refused.iter().map(|(c, _)| *c).collect();
+    assert_eq!(refused, vec![corrupt, stranger]);
+    assert!(matches!(stored.refused[0].1, DownloadError::WrongBytes(id) if id == corrupt));
+    assert!(matches!(
+        stored.refused[1].1,
+        DownloadError::NotInManifest { .. }
+    ));
+    for &c in good {
+        assert_eq!(dst.read_chunk(c).unwrap(), src.read_chunk(c).unwrap());
+    }
+    let now: Vec<ChunkId> = dst.missing_chunks(manifest.track).unwrap();
+    let expected: Vec<ChunkId> = missing[5..].to_vec();
+    assert_eq!(now, expected);
+    assert!(now.contains(&corrupt));
+
+    // Sending present chunks again changes nothing and is not refused.
+    let again = dst
+        .accept_chunks(manifest.track, &batch_of(&src, good))
+        .unwrap();
+    assert!(again.refused.is_empty());
+    assert_eq!(
+        again.accepted,
+        Accepted::Pending {
+            missing: expected.len()
+        }
+    );
+    // A batch for a download that does not exist fails as a whole.
+    assert!(matches!(
+        dst.accept_chunks(TrackId::of(b"nothing"), &batch_of(&src, good)),
+        Err(DownloadError::NotStarted(_))
+    ));
+}
+
+#[test]
+fn a_track_completes_through_batches() {
+    let s = Scratch::new();
+    let (src, manifest, bytes) = source_with_long_mp3(&s);
+    let dst = other_node(&s);
+    dst.start_download(&manifest).unwrap();
+    let mut missing = dst.missing_chunks(manifest.track).unwrap();
+    missing.reverse();
+    let total = missing.len();
+    let mut done = None;
+    let mut left = total;
+    for ids in missing.chunks(8) {
+        let stored = dst
+            .accept_chunks(manifest.track, &batch_of(&src, ids))
+            .unwrap();
+        assert!(stored.refused.is_empty());
+        left -= ids.len();
+        match stored.accepted {
+            Accepted::Pending { missing } => {
+                assert!(done.is_none());
+                assert_eq!(missing, left);
+                assert_eq!(dst.missing_chunks(manifest.track).unwrap().len(), left);
+            }
+            Accepted::Completed(path) => {
+                assert_eq!(left, 0, "completed before the last batch");
+                done = Some(path);
+            }
+        }
+    }
+    let path = done.expect("the last batch completes the track");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert!(dst.downloads().unwrap().is_empty());
+    assert_eq!(
+        dst.manifest(manifest.track).unwrap().unwrap().chunks,
+        manifest.chunks
+    );
+    // A late batch for the finished track reports where it is.
+    let late = dst
+        .accept_chunks(manifest.track, &batch_of(&src, &missing[..2]))
+        .unwrap();
+    assert_eq!(late.accepted, Accepted::Completed(path));
+}
+
+#[test]
+fn a_library_dropped_between_batches_resumes_with_the_same_missing_set() {
+    let s = Scratch::new();
+    let (src, manifest, bytes) = source_with_long_mp3(&s);
+    let dst_dir = s.tmp.path().join("node-b");
+    let missing = {
+        let dst = other_node(&s);
+        dst.start_download(&manifest).unwrap();
+        let missing = dst.missing_chunks(manifest.track).unwrap();
+        dst.accept_chunks(manifest.track, &batch_of(&src, &missing[..6]))
+            .unwrap();
+        dst.accept_chunks(manifest.track, &batch_of(&src, &missing[10..14]))
+            .unwrap();
+        missing
+    };
+    let expected: Vec<ChunkId> = missing[6..10]
+        .iter()
+        .chain(&missing[14..])
+        .copied()
+        .collect();
+    let dst = Library::open_in(&dst_dir).unwrap();
+    assert_eq!(dst.missing_chunks(manifest.track).unwrap(), expected);
+    // The count kept per batch starts from what the database holds.
+    let stored = dst
+        .accept_chunks(manifest.track, &batch_of(&src, &expected[..3]))
+        .unwrap();
+    assert_eq!(
+        stored.accepted,
+        Accepted::Pending {
+            missing: expected.len() - 3
+        }
+    );
+    drop(dst);
+    let dst = Library::open_in(&dst_dir).unwrap();
+    assert_eq!(dst.missing_chunks(manifest.track).unwrap(), expected[3..]);
+    let stored = dst
+        .accept_chunks(manifest.track, &batch_of(&src, &expected[3..]))
+        .unwrap();
+    let Accepted::Completed(path) = stored.accepted else {
+        panic!("the rest completes the track: {:?}", stored.accepted);
+    };
+    assert_eq!(std::fs::read(path).unwrap(), bytes);
+}
+
+#[test]
+fn a_cancelled_download_restarts_its_count() {
+    let s = Scratch::new();
+    let (src, manifest, _) = source_with_long_mp3(&s);
+    let dst = other_node(&s);
+    dst.start_download(&manifest).unwrap();
+    let missing = dst.missing_chunks(manifest.track).unwrap();
+    dst.accept_chunks(manifest.track, &batch_of(&src, &missing[..4]))
+        .unwrap();
+    dst.cancel_download(manifest.track).unwrap();
+    dst.start_download(&manifest).unwrap();
+    let stored = dst
+        .accept_chunks(manifest.track, &batch_of(&src, &missing[..2]))
+        .unwrap();
+    assert_eq!(
+        stored.accepted,
+        Accepted::Pending {
+            missing: missing.len() - 2
+        }
+    );
+}

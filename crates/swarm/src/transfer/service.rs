@@ -1392,9 +1392,10 @@ fn read_chunks(library: &Library, ids: &[ChunkId]) -> (ChunksResponse, u64, u64)
     (ChunksResponse::chunks(replies), chunks, payload)
 }
 
-/// Verifies and stores each answered chunk. Chunks whose storing failed on
-/// this node's side are left out of the outcomes, so they are fetched again
-/// without blaming the peer.
+/// Verifies and stores the answered chunks of one response in one
+/// [`Library::accept_chunks`] call (one sync, one transaction). Chunks whose
+/// storing failed on this node's side are left out of the outcomes, so they
+/// are fetched again without blaming the peer.
 fn store_chunks(
     library: &Library,
     track: TrackId,
@@ -1402,31 +1403,48 @@ fn store_chunks(
     replies: Vec<ChunkReply>,
 ) -> (Vec<(ChunkId, ChunkOutcome)>, Option<PathBuf>) {
     let mut outcomes = Vec::with_capacity(replies.len());
-    let mut completed = None;
+    let mut batch = Vec::with_capacity(replies.len());
     for (id, reply) in ids.iter().zip(replies) {
         match reply {
             ChunkReply::Missing => outcomes.push((*id, ChunkOutcome::Missing)),
-            ChunkReply::Data(ChunkBytes(bytes)) => {
-                // Hash first: wrong bytes never reach the library.
-                if ChunkId::of(&bytes) != *id {
-                    outcomes.push((*id, ChunkOutcome::Corrupt));
-                    continue;
-                }
-                match library.accept_chunk(track, *id, &bytes) {
-                    Ok(Accepted::Pending { .. }) => outcomes.push((*id, ChunkOutcome::Verified)),
-                    Ok(Accepted::Completed(path)) => {
-                        outcomes.push((*id, ChunkOutcome::Verified));
-                        completed = Some(path);
-                    }
-                    Err(DownloadError::WrongBytes(_) | DownloadError::NotInManifest { .. }) => {
-                        outcomes.push((*id, ChunkOutcome::Corrupt));
-                    }
-                    Err(err) => tracing::warn!(%err, ?track, "storing a chunk failed"),
-                }
-            }
+            ChunkReply::Data(ChunkBytes(bytes)) => batch.push((*id, bytes)),
         }
     }
-    (outcomes, completed)
+    if batch.is_empty() {
+        return (outcomes, None);
+    }
+    match library.accept_chunks(track, &batch) {
+        Ok(stored) => {
+            let refused: HashSet<ChunkId> = stored
+                .refused
+                .iter()
+                .filter(|(_, why)| {
+                    matches!(
+                        why,
+                        DownloadError::WrongBytes(_) | DownloadError::NotInManifest { .. }
+                    )
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for (id, _) in &batch {
+                let outcome = if refused.contains(id) {
+                    ChunkOutcome::Corrupt
+                } else {
+                    ChunkOutcome::Verified
+                };
+                outcomes.push((*id, outcome));
+            }
+            let completed = match stored.accepted {
+                Accepted::Completed(path) => Some(path),
+                Accepted::Pending { .. } => None,
+            };
+            (outcomes, completed)
+        }
+        Err(err) => {
+            tracing::warn!(%err, ?track, chunks = batch.len(), "storing chunks failed");
+            (outcomes, None)
+        }
+    }
 }
 
 /// Starts (or resumes) a download in the library and lists what is missing.
