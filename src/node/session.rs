@@ -252,7 +252,7 @@ mod tests {
             Some(Action::Play {
                 track: T1,
                 position_micros: 5_000,
-                at: 1_500_000
+                at: 1_100_000 + LEAD_MICROS
             })
         );
     }

@@ -135,7 +135,7 @@ struct Peer {
 /// Path-bias measurements kept per peer; their median is used (a path's
 /// bias is a lasting property, single measurements are noisy and, around a
 /// step on either side, wrong).
-const BIAS_SAMPLES: usize = 31;
+const BIAS_SAMPLES: usize = 63;
 /// Fraction of the swarm's mean drift compensation beyond
 /// [`COMMON_RATE_FREE`] removed per tick, on every node alike (see
 /// [`SwarmClock::handle_peer_view`]).
@@ -388,9 +388,10 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     ///   response (a new stream is opened for the request, the response rides
     ///   an open one) makes each side see the other ahead by the same amount.
     ///   Our measurement of the peer plus its measurement of us is twice that
-    ///   shared bias; it is smoothed, bounded by half the smallest round trip
-    ///   (no path can be more lopsided, which also caps what a lying peer can
-    ///   do), and subtracted.
+    ///   shared bias. Sums beyond half the smallest round trip are dropped
+    ///   (no path is more lopsided: one side stepped between the two views,
+    ///   or the peer lies, and that is all a lying peer can shift); the
+    ///   median of the latest ones is subtracted, from acquisition on.
     /// - **Common drift.** Peers only compare clocks with each other, so
     ///   nothing holds the swarm's rate as a whole: any shared error would
     ///   let every timeline speed up or slow down together, away from real
@@ -648,16 +649,15 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     let at = LocalMicros(now);
                     let measured = e.theta_at(at) - ours;
                     peer.measured = measured.is_finite().then_some(measured);
-                    let synced = self.state == State::Synced;
-                    if let Some((_, reported)) = peer.reported.filter(|&(t, r)| {
-                        now.saturating_sub(t) <= self.config.stale_after
-                            && synced
-                            && r.abs() < self.config.outlier
-                            && measured.abs() < self.config.outlier
-                    }) {
+                    if let Some((_, reported)) = peer
+                        .reported
+                        .filter(|&(t, _)| now.saturating_sub(t) <= self.config.stale_after)
+                    {
+                        // No path is more lopsided than half its round trip;
+                        // beyond that one side stepped between the two views.
                         let limit = e.min_delay.max(0.0) / 2.0;
-                        let newest = ((measured + reported) / 2.0).clamp(-limit, limit);
-                        if newest.is_finite() {
+                        let newest = (measured + reported) / 2.0;
+                        if newest.abs() <= limit {
                             if peer.bias_samples.len() == BIAS_SAMPLES {
                                 peer.bias_samples.pop_front();
                             }
