@@ -20,12 +20,14 @@
 use super::audio::Audio;
 use super::roles::{MemberView, Roles};
 use super::session::{self, Action, Decision};
+use super::stream::{self, Headroom, PartialSource};
 use firefly_library::{Library, TrackId};
 use firefly_player::Decoder;
 use firefly_swarm::{
     Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, PlaybackState,
     PlaybackSummary, RoleView, Session, SwarmMicros,
 };
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -57,8 +59,20 @@ enum Input {
         reply: oneshot::Sender<Result<Session, CommandFailed>>,
     },
     Swarm(Event),
-    /// A download started by [`Driver::play`] finished.
+    /// A download started by [`Driver::fetch`] finished.
     Downloaded(TrackId),
+    /// A download started by [`Driver::fetch`] failed.
+    FetchFailed(TrackId),
+    /// A watcher of a download gave up (the session moved on, or the
+    /// download ended first).
+    Unwatched(TrackId),
+    /// A track still downloading can be played safely from now on
+    /// ([`stream::Headroom`]), at `rate` bytes/s, `ratio` times playback.
+    Streamable {
+        track: TrackId,
+        rate: f64,
+        ratio: f64,
+    },
 }
 
 /// The API's handle on the driver.
@@ -114,6 +128,12 @@ struct Driver {
     applied: Option<Session>,
     inputs: mpsc::Sender<Input>,
     ticks: u32,
+    /// Downloads this driver started and that have not finished.
+    fetching: HashSet<TrackId>,
+    /// Tracks a watcher is judging for [`Input::Streamable`].
+    watching: HashSet<TrackId>,
+    /// The track the player plays from a download still under way.
+    streaming: Option<TrackId>,
 }
 
 /// Starts the driver; returns its handle.
@@ -132,6 +152,9 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         applied: None,
         inputs: inputs.clone(),
         ticks: 0,
+        fetching: HashSet::new(),
+        watching: HashSet::new(),
+        streaming: None,
     };
     tokio::spawn(driver.run(receiver));
     Control {
@@ -153,6 +176,15 @@ impl Driver {
                     Some(Input::Local { request, reply }) => self.on_local(request, reply).await,
                     Some(Input::Swarm(event)) => self.on_swarm(event).await,
                     Some(Input::Downloaded(track)) => self.on_downloaded(track).await,
+                    Some(Input::FetchFailed(track)) => {
+                        self.fetching.remove(&track);
+                    }
+                    Some(Input::Unwatched(track)) => {
+                        self.watching.remove(&track);
+                    }
+                    Some(Input::Streamable { track, rate, ratio }) => {
+                        self.on_streamable(track, rate, ratio).await;
+                    }
                 },
             }
         }
@@ -251,9 +283,14 @@ impl Driver {
             }
             Event::ControlRequest { peer, key, request } => {
                 let response = match request {
-                    ControlRequest::Prepare { track, .. } => ControlResponse::Ready {
-                        has_track: self.path_of(track).await.is_some(),
-                    },
+                    ControlRequest::Prepare { track, .. } => {
+                        let has_track = self.path_of(track).await.is_some();
+                        if !has_track {
+                            // Start fetching now: the session follows shortly.
+                            self.fetch(track);
+                        }
+                        ControlResponse::Ready { has_track }
+                    }
                     request if self.roles.is_coordinator() => {
                         match self.coordinate(request).await {
                             Ok(session) => ControlResponse::Session(Box::new(session)),
@@ -401,6 +438,12 @@ impl Driver {
 
     /// A track finished downloading: join the session if it still plays it.
     async fn on_downloaded(&mut self, track: TrackId) {
+        self.fetching.remove(&track);
+        if self.streaming == Some(track) {
+            // Already playing it from the download; the file serves the next play.
+            self.streaming = None;
+            return;
+        }
         if let Some(session) = &self.applied
             && session.track == Some(track)
             && session.state == PlaybackState::Playing
@@ -411,44 +454,183 @@ impl Driver {
         }
     }
 
-    async fn play(&self, track: TrackId, position_micros: u64, at: i64) {
-        let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
+    /// Starts downloading `track` unless this driver already is.
+    fn fetch(&mut self, track: TrackId) {
+        if !self.fetching.insert(track) {
+            return;
+        }
+        let (client, inputs) = (self.client.clone(), self.inputs.clone());
+        tokio::spawn(async move {
+            let input = match client.download(track).await {
+                Ok(_) => Input::Downloaded(track),
+                Err(err) => {
+                    println!("playback: cannot download {}: {err}", track.to_hex());
+                    // So that a later play fetches again.
+                    Input::FetchFailed(track)
+                }
+            };
+            let _ = inputs.send(input).await;
+        });
+    }
+
+    /// A watcher found `track` safe to play while it downloads.
+    async fn on_streamable(&mut self, track: TrackId, rate: f64, ratio: f64) {
+        self.watching.remove(&track);
+        let Some(session) = self.applied.clone() else {
             return;
         };
+        if session.track != Some(track)
+            || session.state != PlaybackState::Playing
+            || self.streaming == Some(track)
+        {
+            return;
+        }
+        if self.path_of(track).await.is_some() {
+            // Finished meanwhile: `on_downloaded` plays the file.
+            return;
+        }
+        let library = self.library.clone();
+        let Some(manifest) =
+            tokio::task::spawn_blocking(move || stream::manifest_of(&library, track))
+                .await
+                .ok()
+                .flatten()
+        else {
+            return;
+        };
+        println!(
+            "playback: joining {} while it downloads ({:.1} MB/s, {ratio:.1}x playback)",
+            track.to_hex(),
+            rate / 1e6
+        );
+        let source = PartialSource::new(self.library.clone(), &manifest);
+        let hint = manifest.meta.extension.clone();
+        if self
+            .start(Box::new(source), Some(hint), session.position_micros, session.start)
+            .await
+        {
+            self.streaming = Some(track);
+        }
+    }
+
+    async fn play(&mut self, track: TrackId, position_micros: u64, at: i64) {
+        self.streaming = None;
         let Some(path) = self.path_of(track).await else {
             println!(
                 "playback: downloading track {}; joining when it is here",
                 track.to_hex()
             );
-            let (client, inputs) = (self.client.clone(), self.inputs.clone());
-            tokio::spawn(async move {
-                match client.download(track).await {
-                    Ok(_) => {
-                        let _ = inputs.send(Input::Downloaded(track)).await;
-                    }
-                    Err(err) => println!("playback: cannot download {}: {err}", track.to_hex()),
-                }
-            });
+            self.fetch(track);
+            self.watch(track);
             return;
         };
-        let opened = tokio::task::spawn_blocking(move || Decoder::open_file(&path, channels)).await;
+        let hint = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_string);
+        match std::fs::File::open(&path) {
+            Ok(file) => {
+                self.start(Box::new(file), hint, position_micros, at).await;
+            }
+            Err(err) => tracing::warn!(%err, path = %path.display(), "cannot open the track"),
+        }
+    }
+
+    /// Judges, off the loop, when `track` (downloading) may start; sends
+    /// [`Input::Streamable`] then. Ends when the session moves to another
+    /// track or the download ends.
+    fn watch(&mut self, track: TrackId) {
+        if !self.watching.insert(track) {
+            return;
+        }
+        let library = self.library.clone();
+        let timeline = self.audio.timeline.clone();
+        let sessions = self.session_tx.subscribe();
+        let inputs = self.inputs.clone();
+        let now = self.now.clone();
+        tokio::spawn(async move {
+            let mut headroom: Option<Headroom> = None;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let session = sessions.borrow().clone();
+                if session.track != Some(track) {
+                    break;
+                }
+                let reading = library.clone();
+                let seen = tokio::task::spawn_blocking(move || {
+                    let held = !reading.track_paths(track).ok()?.is_empty();
+                    let manifest = stream::manifest_of(&reading, track)?;
+                    let missing = reading.missing_chunks(track).ok()?;
+                    Some((held, stream::present_prefix(&manifest, &missing), manifest))
+                })
+                .await
+                .ok()
+                .flatten();
+                let Some((held, prefix, manifest)) = seen else {
+                    continue;
+                };
+                let Some(duration_ms) = manifest.meta.duration_ms else {
+                    break;
+                };
+                if held {
+                    break;
+                }
+                let judge = headroom.get_or_insert_with(|| {
+                    Headroom::new(manifest.size, duration_ms.saturating_mul(1000))
+                });
+                judge.handle_sample(now().as_micros(), prefix);
+                let position = session.position_at(timeline.swarm_now().as_micros());
+                if session.state == PlaybackState::Playing && judge.is_safe(position, prefix) {
+                    let rate = judge.download_rate().unwrap_or(0.0);
+                    let ratio = rate / judge.playback_rate();
+                    let _ = inputs
+                        .send(Input::Streamable { track, rate, ratio })
+                        .await;
+                    return;
+                }
+            }
+            let _ = inputs.send(Input::Unwatched(track)).await;
+        });
+    }
+
+    /// Opens `source` and plays it so that `position_micros` sounds at
+    /// swarm instant `at`; whether the player took it.
+    async fn start(
+        &self,
+        source: Box<dyn firefly_player::MediaSource>,
+        hint: Option<String>,
+        position_micros: u64,
+        at: i64,
+    ) -> bool {
+        let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
+            return false;
+        };
+        let opened = tokio::task::spawn_blocking(move || {
+            Decoder::open(source, hint.as_deref(), channels)
+        })
+        .await;
         let decoder = match opened {
             Ok(Ok(decoder)) => decoder,
             Ok(Err(err)) => {
                 tracing::warn!(%err, "cannot open the track");
-                return;
+                return false;
             }
             Err(err) => {
                 tracing::warn!(%err, "the decoder task failed");
-                return;
+                return false;
             }
         };
         let rate = u128::from(decoder.info().sample_rate);
         let frame = u64::try_from(u128::from(position_micros) * rate / 1_000_000).unwrap_or(0);
-        if let Some(mut player) = self.audio.player()
-            && let Err(err) = player.play(decoder, frame, SwarmMicros(at))
-        {
-            tracing::warn!(%err, "cannot play");
+        let Some(mut player) = self.audio.player() else {
+            return false;
+        };
+        match player.play(decoder, frame, SwarmMicros(at)) {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(%err, "cannot play");
+                false
+            }
         }
     }
 }
