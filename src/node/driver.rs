@@ -134,6 +134,8 @@ struct Driver {
     watching: HashSet<TrackId>,
     /// The track the player plays from a download still under way.
     streaming: Option<TrackId>,
+    /// A play waits for this node's clock to sync (the session it plays is `applied`).
+    deferred: bool,
 }
 
 /// Starts the driver; returns its handle.
@@ -155,6 +157,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         fetching: HashSet::new(),
         watching: HashSet::new(),
         streaming: None,
+        deferred: false,
     };
     tokio::spawn(driver.run(receiver));
     Control {
@@ -214,6 +217,20 @@ impl Driver {
                 None => println!("role: no coordinator"),
             }
             let _ = self.roles_tx.send(view);
+        }
+        if self.deferred && self.clock_synced().await {
+            self.deferred = false;
+            if let Some(session) = self.applied.clone()
+                && session.state == PlaybackState::Playing
+                && let Some(track) = session.track
+            {
+                println!(
+                    "playback: joining {} now that the clock is synced",
+                    track.to_hex()
+                );
+                self.play(track, session.position_micros, session.start)
+                    .await;
+            }
         }
         if self.roles.is_coordinator() {
             if !was_coordinator && self.applied.is_some() {
@@ -506,15 +523,34 @@ impl Driver {
         let source = PartialSource::new(self.library.clone(), &manifest);
         let hint = manifest.meta.extension.clone();
         if self
-            .start(Box::new(source), Some(hint), session.position_micros, session.start)
+            .start(
+                Box::new(source),
+                Some(hint),
+                session.position_micros,
+                session.start,
+            )
             .await
         {
             self.streaming = Some(track);
         }
     }
 
+    /// Whether this node's swarm clock has synced with its peers (a lone
+    /// node counts as synced: there is no one to be out of step with).
+    async fn clock_synced(&self) -> bool {
+        let lone = self.client.members().await.is_ok_and(|m| m.is_empty());
+        lone || self.client.clock().await.is_ok_and(|c| c.synced)
+    }
+
     async fn play(&mut self, track: TrackId, position_micros: u64, at: i64) {
         self.streaming = None;
+        if !self.clock_synced().await {
+            // Playing on an unsynced clock would start out of step and then
+            // jump; the tick plays the session once the clock has synced.
+            self.deferred = true;
+            return;
+        }
+        self.deferred = false;
         let Some(path) = self.path_of(track).await else {
             println!(
                 "playback: downloading track {}; joining when it is here",
@@ -583,9 +619,7 @@ impl Driver {
                 if session.state == PlaybackState::Playing && judge.is_safe(position, prefix) {
                     let rate = judge.download_rate().unwrap_or(0.0);
                     let ratio = rate / judge.playback_rate();
-                    let _ = inputs
-                        .send(Input::Streamable { track, rate, ratio })
-                        .await;
+                    let _ = inputs.send(Input::Streamable { track, rate, ratio }).await;
                     return;
                 }
             }
@@ -605,10 +639,9 @@ impl Driver {
         let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
             return false;
         };
-        let opened = tokio::task::spawn_blocking(move || {
-            Decoder::open(source, hint.as_deref(), channels)
-        })
-        .await;
+        let opened =
+            tokio::task::spawn_blocking(move || Decoder::open(source, hint.as_deref(), channels))
+                .await;
         let decoder = match opened {
             Ok(Ok(decoder)) => decoder,
             Ok(Err(err)) => {

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod commands;
+mod join;
 mod netns;
 mod node;
 mod playback;
