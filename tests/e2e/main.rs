@@ -11,6 +11,7 @@ mod netns;
 mod node;
 mod playback;
 mod scan;
+mod streaming;
 mod ui;
 mod ui_cdp;
 mod util;

@@ -101,6 +101,8 @@ pub(crate) struct NodeSpec<'a> {
     pub(crate) bootstrap: &'a [String],
     /// Reuse this libp2p port and HTTP address (a restart).
     pub(crate) reuse: Option<(u16, SocketAddr)>,
+    /// More `firefly up` arguments.
+    pub(crate) extra: &'a [&'a str],
 }
 
 /// Starts node `index` in `root/n<index>` (writing node 0 a 30 s sweep), dialing `bootstrap`.
@@ -117,6 +119,7 @@ fn start_node(root: &Path, index: usize, bootstrap: &[String]) -> Node {
             tracks,
             bootstrap,
             reuse: None,
+            extra: &[],
         },
     )
 }
@@ -161,6 +164,7 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
             "RUST_LOG",
             std::env::var("FIREFLY_E2E_LOG").unwrap_or_else(|_| "warn".into()),
         );
+    command.args(spec.extra);
     // Every node dials every earlier one, as mDNS would connect them on a LAN.
     for peer in spec.bootstrap {
         command.args(["--peer", peer]);
@@ -197,6 +201,7 @@ pub(crate) fn start_swarm(root: &Path, n: usize, tracks: &[(&str, u32)]) -> Vec<
                 tracks,
                 bootstrap: &bootstrap,
                 reuse: None,
+                extra: &[],
             },
         ));
     }
