@@ -54,20 +54,6 @@ fn in_step_since(joiner: &Node, reference: &Node, hold: Duration) -> Option<i64>
     (until - since >= i64::try_from(hold.as_micros()).unwrap()).then_some(since)
 }
 
-/// The median of (swarm µs − true µs) over a node's recent flashes: how far
-/// its swarm clock is from the true timeline (plus a constant shared by all).
-pub(crate) fn clock_bias(node: &Node) -> i64 {
-    let (_, body) = http(node.http, "GET", "/api/flashes", None);
-    let mut d: Vec<i64> = body
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| Some(f["swarm_us"].as_i64()? - f["true_unix_us"].as_i64()?))
-        .collect();
-    d.sort_unstable();
-    d.get(d.len() / 2).copied().unwrap_or(0)
-}
-
 /// The slope of `y` against `x` over a node's recent flashes, minus one, in
 /// ppm (`position` is taken in µs of audio).
 fn rate_ppm(node: &Node, x: &str, y: &str) -> f64 {
@@ -109,7 +95,6 @@ fn join(root: &Path, spec: &NodeSpec<'_>, reference: &Node) -> (Node, f64) {
     if !ok {
         let timed = timed_offsets(&flashes(&node), &flashes(reference));
         let tail: Vec<f64> = timed.iter().step_by(50).map(|(_, o)| *o).collect();
-        let state = http(node.http, "GET", "/api/state", None).1;
         for n in [&node, reference] {
             eprintln!(
                 "{}: swarm clock runs {:.0} ppm against true time, its played position {:.0} ppm against its swarm clock",
@@ -119,7 +104,7 @@ fn join(root: &Path, spec: &NodeSpec<'_>, reference: &Node) -> (Node, f64) {
             );
         }
         panic!(
-            "{} never played in step: {} flashes, last offsets {tail:?}; {:?}",
+            "{} never played in step: {} flashes, offsets every 50 flashes {tail:?}; {:?}",
             node.process.label(),
             flashes(&node).len(),
             node.process.lines()
