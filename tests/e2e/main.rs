@@ -9,6 +9,7 @@ mod commands;
 mod join;
 mod netns;
 mod node;
+mod partition;
 mod playback;
 mod scan;
 mod streaming;
