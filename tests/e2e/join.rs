@@ -12,8 +12,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The track every test here plays (node 0 holds it, the joiner a copy).
 const TRACK: (&str, u32) = ("long.wav", 45);
-/// In step means within this of the reference, µs.
+/// In step means within this of the reference, µs (the issue's bound).
 const IN_STEP_MICROS: f64 = 1_000.0;
+/// Joined at the current position: within this of the reference, µs. Today's
+/// bound while the swarm clock outruns the players (see the ignored test).
+const AT_POSITION_MICROS: f64 = 10_000.0;
 
 fn unix_now_micros() -> i64 {
     i64::try_from(
@@ -41,11 +44,11 @@ pub(crate) fn timed_offsets(a: &[(f64, i64)], b: &[(f64, i64)]) -> Vec<(i64, f64
 
 /// The true instant from which `joiner` stays in step with `reference` (and
 /// for at least `hold`); `None` if it never does.
-fn in_step_since(joiner: &Node, reference: &Node, hold: Duration) -> Option<i64> {
+fn in_step_since(joiner: &Node, reference: &Node, hold: Duration, tolerance: f64) -> Option<i64> {
     let mine = flashes(joiner);
     let theirs = flashes(reference);
     let timed = timed_offsets(&mine, &theirs);
-    let last_bad = timed.iter().rposition(|(_, o)| o.abs() > IN_STEP_MICROS);
+    let last_bad = timed.iter().rposition(|(_, o)| o.abs() > tolerance);
     let since = match last_bad {
         Some(i) => timed.get(i + 1)?.0,
         None => timed.first()?.0,
@@ -84,12 +87,12 @@ fn rate_ppm(node: &Node, x: &str, y: &str) -> f64 {
 
 /// Starts a node (`index`) and returns it with how long after its start it
 /// played in step with `reference`.
-fn join(root: &Path, spec: &NodeSpec<'_>, reference: &Node) -> (Node, f64) {
+fn join(root: &Path, spec: &NodeSpec<'_>, reference: &Node, tolerance: f64) -> (Node, f64) {
     let started = unix_now_micros();
     let node = spawn_node(root, spec);
     let mut since = None;
     let ok = wait_until(Duration::from_secs(20), || {
-        since = in_step_since(&node, reference, Duration::from_millis(1500));
+        since = in_step_since(&node, reference, Duration::from_millis(1500), tolerance);
         since.is_some()
     });
     if !ok {
@@ -139,6 +142,17 @@ fn play_everywhere(nodes: &[Node]) {
             player's ±500 ppm slew, so every player falls behind its clock at ~300 ppm and a \
             node that starts later keeps a constant 1-3 ms offset; run with --ignored to measure"]
 fn a_node_started_mid_track_and_a_restarted_node_join_in_step_within_2_s() {
+    join_and_restart(IN_STEP_MICROS);
+}
+
+#[test]
+fn a_node_started_mid_track_and_a_restarted_node_join_at_the_current_position_within_2_s() {
+    join_and_restart(AT_POSITION_MICROS);
+}
+
+/// A newcomer and a restarted node each play within `tolerance` µs of the
+/// others within 2 s of starting, and all end up within it.
+fn join_and_restart(tolerance: f64) {
     let tmp = tempfile::tempdir().unwrap();
     let mut nodes = start_swarm(tmp.path(), 2, &[TRACK]);
     play_everywhere(&nodes);
@@ -157,8 +171,11 @@ fn a_node_started_mid_track_and_a_restarted_node_join_in_step_within_2_s() {
             extra: &[],
         },
         &nodes[0],
+        tolerance,
     );
-    eprintln!("a node started mid-track played in step {took:.2} s after its process started");
+    eprintln!(
+        "a node started mid-track played within {tolerance:.0} µs of the others {took:.2} s after its process started"
+    );
     nodes.push(newcomer);
     assert!(took <= 2.0, "the newcomer took {took:.2} s to join in step");
 
@@ -179,8 +196,11 @@ fn a_node_started_mid_track_and_a_restarted_node_join_in_step_within_2_s() {
             extra: &[],
         },
         &nodes[0],
+        tolerance,
     );
-    eprintln!("a restarted node played in step {took:.2} s after its process started");
+    eprintln!(
+        "a restarted node played within {tolerance:.0} µs of the others {took:.2} s after its process started"
+    );
     assert!(took <= 2.0, "the restarted node took {took:.2} s to rejoin");
     let state: Value = http(restarted.http, "GET", "/api/state", None).1;
     assert_eq!(state["playback"]["state"], "playing", "{state}");
@@ -196,5 +216,5 @@ fn a_node_started_mid_track_and_a_restarted_node_join_in_step_within_2_s() {
     );
     let worst = p99(all);
     eprintln!("three nodes after the join and the restart: p99 offset {worst:.0} µs");
-    assert!(worst <= 1_000.0, "p99 offset {worst:.0} µs");
+    assert!(worst <= tolerance, "p99 offset {worst:.0} µs");
 }
