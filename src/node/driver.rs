@@ -556,6 +556,12 @@ impl Driver {
                 "playback: downloading track {}; joining when it is here",
                 track.to_hex()
             );
+            // Whatever played before is no longer the session's sound.
+            if let Some(player) = self.audio.player()
+                && let Err(err) = player.stop()
+            {
+                tracing::warn!(%err, "cannot stop");
+            }
             self.fetch(track);
             self.watch(track);
             return;

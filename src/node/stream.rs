@@ -120,6 +120,8 @@ pub(crate) struct PartialSource {
     pos: u64,
     /// The chunk last read: its offset and verified bytes.
     cached: Option<(u64, Vec<u8>)>,
+    /// How long a read waits for a missing chunk ([`READ_PATIENCE`]).
+    patience: Duration,
 }
 
 impl PartialSource {
@@ -134,6 +136,7 @@ impl PartialSource {
             size: manifest.size,
             pos: 0,
             cached: None,
+            patience: READ_PATIENCE,
         }
     }
 
@@ -148,7 +151,7 @@ impl PartialSource {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "empty manifest"));
         };
         if self.cached.as_ref().is_none_or(|(at, _)| *at != offset) {
-            let deadline = Instant::now() + READ_PATIENCE;
+            let deadline = Instant::now() + self.patience;
             let bytes = loop {
                 match self.library.read_chunk(id) {
                     Ok(bytes) if bytes.len() == len as usize => break bytes,
@@ -229,6 +232,82 @@ impl firefly_player::MediaSource for PartialSource {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use firefly_library::{Accepted, LibraryConfig};
+
+    /// A library holding a generated 3 s WAV, and another one that has
+    /// started downloading it.
+    fn holder_and_downloader(dir: &std::path::Path) -> (Library, Library, Manifest, Vec<u8>) {
+        let music = dir.join("music");
+        std::fs::create_dir_all(&music).unwrap();
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let path = music.join("noise.wav");
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        let mut x: u32 = 1;
+        for _ in 0..3 * 44_100 * 2 {
+            // Noise, so content-defined chunking cuts many chunks.
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            w.write_sample((x >> 16) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let mut config = LibraryConfig::new(dir.join("a"));
+        config.music_dir(&music);
+        let holder = Library::open(&config).unwrap();
+        holder.scan(&[music], &mut ()).unwrap();
+        let manifest = holder.manifests().unwrap().remove(0);
+        let mut config = LibraryConfig::new(dir.join("b"));
+        config.music_dir(dir.join("b-music"));
+        let downloader = Library::open(&config).unwrap();
+        downloader.start_download(&manifest).unwrap();
+        (holder, downloader, manifest, std::fs::read(&path).unwrap())
+    }
+
+    #[test]
+    fn reads_only_chunks_that_arrived_and_waits_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (holder, downloader, manifest, bytes) = holder_and_downloader(dir.path());
+        assert!(manifest.chunks.len() > 4, "{}", manifest.chunks.len());
+        let first = manifest.chunks[0];
+        let chunk = holder.read_chunk(first.id).unwrap();
+        downloader
+            .accept_chunk(manifest.track, first.id, &chunk)
+            .unwrap();
+        let missing = downloader.missing_chunks(manifest.track).unwrap();
+        assert_eq!(present_prefix(&manifest, &missing), u64::from(first.len));
+
+        let mut source = PartialSource::new(downloader.clone(), &manifest);
+        source.patience = Duration::from_millis(100);
+        let mut head = vec![0; first.len as usize];
+        source.read_exact(&mut head).unwrap();
+        assert_eq!(head, bytes[..head.len()]);
+        // The next chunk is not there: the read waits, then fails rather
+        // than hand over the staging file's unwritten bytes.
+        let started = Instant::now();
+        let err = source.read(&mut [0; 16]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+
+        // Once everything arrived (the download completes), the whole file reads back.
+        let mut done = None;
+        for id in missing {
+            let chunk = holder.read_chunk(id).unwrap();
+            if let Accepted::Completed(path) =
+                downloader.accept_chunk(manifest.track, id, &chunk).unwrap()
+            {
+                done = Some(path);
+            }
+        }
+        assert!(done.is_some());
+        source.seek(SeekFrom::Start(0)).unwrap();
+        let mut all = Vec::new();
+        source.read_to_end(&mut all).unwrap();
+        assert_eq!(all, bytes);
+        assert_eq!(manifest_of(&downloader, manifest.track), Some(manifest));
+    }
 
     const S: i64 = 1_000_000;
 
