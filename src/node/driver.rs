@@ -37,6 +37,8 @@ const TICK: Duration = Duration::from_millis(250);
 const REPUBLISH_TICKS: u32 = 4;
 /// How long a prepare may take before the node is left to join late.
 const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long after a failed download the session's track is tried again.
+const RETRY_PLAY: Duration = Duration::from_secs(1);
 /// How long a command waits for a coordinator (covers a failover).
 const FORWARD_PATIENCE: Duration = Duration::from_millis(4500);
 /// The refusal a non-coordinator gives, so senders retry elsewhere.
@@ -136,6 +138,9 @@ struct Driver {
     streaming: Option<TrackId>,
     /// A play waits for this node's clock to sync (the session it plays is `applied`).
     deferred: bool,
+    /// When to try the applied session's track again after its download
+    /// failed (e.g. the session arrived before the scan or the catalog did).
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// Starts the driver; returns its handle.
@@ -158,6 +163,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         watching: HashSet::new(),
         streaming: None,
         deferred: false,
+        retry_at: None,
     };
     tokio::spawn(driver.run(receiver));
     Control {
@@ -181,6 +187,11 @@ impl Driver {
                     Some(Input::Downloaded(track)) => self.on_downloaded(track).await,
                     Some(Input::FetchFailed(track)) => {
                         self.fetching.remove(&track);
+                        if self.applied.as_ref().is_some_and(|s| {
+                            s.track == Some(track) && s.state == PlaybackState::Playing
+                        }) {
+                            self.retry_at = Some(tokio::time::Instant::now() + RETRY_PLAY);
+                        }
                     }
                     Some(Input::Unwatched(track)) => {
                         self.watching.remove(&track);
@@ -217,6 +228,19 @@ impl Driver {
                 None => println!("role: no coordinator"),
             }
             let _ = self.roles_tx.send(view);
+        }
+        if self
+            .retry_at
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            self.retry_at = None;
+            if let Some(session) = self.applied.clone()
+                && session.state == PlaybackState::Playing
+                && let Some(track) = session.track
+            {
+                self.play(track, session.position_micros, session.start)
+                    .await;
+            }
         }
         if self.deferred && self.clock_synced().await {
             self.deferred = false;

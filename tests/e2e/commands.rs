@@ -128,8 +128,12 @@ fn track_ids(node: &Node) -> Vec<(String, u64)> {
 
 #[test]
 fn seek_queue_and_next_keep_every_node_in_step() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let nodes = start_swarm(tmp.path(), 3, &[("a.wav", 30), ("b.wav", 20)]);
+    // Every node holds both tracks, so every command starts them together
+    // at the anchor (joining after a download is the `playback` and
+    // `streaming` tests' business).
+    let nodes = start_swarm(tmp.path(), 3, &[("a.wav", 30), ("b.wav", 20)], 3);
     let tracks = track_ids(&nodes[0]);
     let a = tracks.iter().find(|t| t.1 == 30_000).unwrap().0.clone();
     let b = tracks.iter().find(|t| t.1 == 20_000).unwrap().0.clone();
@@ -203,8 +207,9 @@ fn seek_queue_and_next_keep_every_node_in_step() {
 
 #[test]
 fn a_command_during_failover_is_carried_out_or_refused_never_lost() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let mut nodes = start_swarm(tmp.path(), 3, &[("a.wav", 40)]);
+    let mut nodes = start_swarm(tmp.path(), 3, &[("a.wav", 40)], 3);
     let a = track_ids(&nodes[0])[0].0.clone();
     let known = wait_until(Duration::from_secs(10), || {
         nodes

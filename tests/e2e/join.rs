@@ -153,8 +153,9 @@ fn a_node_started_mid_track_and_a_restarted_node_join_at_the_current_position_wi
 /// A newcomer and a restarted node each play within `tolerance` µs of the
 /// others within 2 s of starting, and all end up within it.
 fn join_and_restart(tolerance: f64) {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let mut nodes = start_swarm(tmp.path(), 2, &[TRACK]);
+    let mut nodes = start_swarm(tmp.path(), 2, &[TRACK], 1);
     play_everywhere(&nodes);
 
     // A newcomer that holds the track too (so the measure is joining, not

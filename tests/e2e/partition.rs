@@ -88,6 +88,7 @@ fn after_a_partition_heals_the_higher_term_wins_without_a_restart() {
         println!("{test}: skipped (needs curl to reach the nodes' APIs inside their namespaces)");
         return;
     }
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let mut net = Net::new();
     let ns = net.lan(&["n0", "n1", "n2"]);

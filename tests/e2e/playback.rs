@@ -186,14 +186,28 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
     }
 }
 
-/// Starts `n` nodes (node 0 with `tracks`), each dialing the earlier ones,
-/// and waits until all are clock-synced, see each other and follow one
-/// coordinator.
-pub(crate) fn start_swarm(root: &Path, n: usize, tracks: &[(&str, u32)]) -> Vec<Node> {
+/// Multi-node tests hold this so that one runs at a time: on a 2-core CI
+/// machine, several swarms of debug nodes at once starve each other's
+/// audio threads and clock exchanges.
+pub(crate) fn one_swarm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it leaves nothing half-done.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts `n` nodes (the first `holders` with `tracks`), each dialing the
+/// earlier ones, and waits until all are clock-synced, see each other and
+/// follow one coordinator.
+pub(crate) fn start_swarm(
+    root: &Path,
+    n: usize,
+    tracks: &[(&str, u32)],
+    holders: usize,
+) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for index in 0..n {
         let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-        let tracks = if index == 0 { tracks } else { &[] };
+        let tracks = if index < holders { tracks } else { &[] };
         nodes.push(spawn_node(
             root,
             &NodeSpec {
@@ -301,8 +315,9 @@ pub(crate) fn p99(mut values: Vec<f64>) -> f64 {
 
 #[test]
 fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
+    let _swarm = one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let mut nodes = start_swarm(tmp.path(), 3, &[("sweep.wav", 30)]);
+    let mut nodes = start_swarm(tmp.path(), 3, &[("sweep.wav", 30)], 1);
 
     // Play from a node, not necessarily the coordinator.
     let (_, library) = http(nodes[0].http, "GET", "/api/library", None);

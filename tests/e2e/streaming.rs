@@ -22,6 +22,7 @@ fn unix_now_micros() -> i64 {
 
 #[test]
 fn a_node_starts_a_long_track_before_its_download_finishes() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     // 90 s of 44.1 kHz stereo (15.9 MB, 176 kB/s of playback) served at
     // 2 MB/s: the download takes ~8 s and runs ~11x faster than playback.
