@@ -37,6 +37,12 @@ const TICK: Duration = Duration::from_millis(250);
 const REPUBLISH_TICKS: u32 = 4;
 /// How long a prepare may take before the node is left to join late.
 const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a node lacking a track waits, answering a prepare, for the
+/// download to be safe to start from (inside [`PREPARE_TIMEOUT`]).
+const PREPARE_WAIT: Duration = Duration::from_millis(1200);
+/// The furthest start position a prepare's "safe from the beginning"
+/// covers, µs (it saw [`stream::AHEAD_MICROS`] of audio from the start).
+const PREPARED_MAX_POSITION: u64 = 1_000_000;
 /// How long after a failed download the session's track is tried again.
 const RETRY_PLAY: Duration = Duration::from_secs(1);
 /// How long a command waits for a coordinator (covers a failover).
@@ -68,6 +74,13 @@ enum Input {
     /// A watcher of a download gave up (the session moved on, or the
     /// download ended first).
     Unwatched(TrackId),
+    /// A prepare found `track` (downloading) safe to start from its
+    /// beginning, at `rate` bytes/s, `ratio` times playback.
+    Prepared {
+        track: TrackId,
+        rate: f64,
+        ratio: f64,
+    },
     /// A track still downloading can be played safely from now on
     /// ([`stream::Headroom`]), at `rate` bytes/s, `ratio` times playback.
     Streamable {
@@ -138,6 +151,9 @@ struct Driver {
     streaming: Option<TrackId>,
     /// A play waits for this node's clock to sync (the session it plays is `applied`).
     deferred: bool,
+    /// Tracks a prepare found safe to start from their beginning while
+    /// they download: (rate bytes/s, ratio to playback).
+    prepared: std::collections::HashMap<TrackId, (f64, f64)>,
     /// When to try the applied session's track again after its download
     /// failed (e.g. the session arrived before the scan or the catalog did).
     retry_at: Option<tokio::time::Instant>,
@@ -164,6 +180,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         streaming: None,
         deferred: false,
         retry_at: None,
+        prepared: std::collections::HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
     Control {
@@ -195,6 +212,9 @@ impl Driver {
                     }
                     Some(Input::Unwatched(track)) => {
                         self.watching.remove(&track);
+                    }
+                    Some(Input::Prepared { track, rate, ratio }) => {
+                        self.prepared.insert(track, (rate, ratio));
                     }
                     Some(Input::Streamable { track, rate, ratio }) => {
                         self.on_streamable(track, rate, ratio).await;
@@ -327,8 +347,12 @@ impl Driver {
                     ControlRequest::Prepare { track, .. } => {
                         let has_track = self.path_of(track).await.is_some();
                         if !has_track {
-                            // Start fetching now: the session follows shortly.
+                            // Start fetching now, and answer once the track
+                            // can start from the beginning while it
+                            // downloads (or the wait is over).
                             self.fetch(track);
+                            self.prepare_streaming(track, key);
+                            return;
                         }
                         ControlResponse::Ready { has_track }
                     }
@@ -514,6 +538,25 @@ impl Driver {
         });
     }
 
+    /// Answers a prepare for `track` (downloading) once it can start from
+    /// its beginning while it downloads, or when [`PREPARE_WAIT`] is over.
+    fn prepare_streaming(&self, track: TrackId, key: firefly_swarm::RequestKey) {
+        let (library, now, client) = (self.library.clone(), self.now.clone(), self.client.clone());
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + PREPARE_WAIT;
+            let judged = judge(library, now, track, || Some(Some(0)), Some(deadline)).await;
+            if let Some((rate, ratio)) = judged {
+                // Told before answering, so the driver knows before the session comes.
+                let _ = inputs.send(Input::Prepared { track, rate, ratio }).await;
+            }
+            let response = ControlResponse::Ready {
+                has_track: judged.is_some(),
+            };
+            let _ = client.respond_control(key, response).await;
+        });
+    }
+
     /// A watcher found `track` safe to play while it downloads.
     async fn on_streamable(&mut self, track: TrackId, rate: f64, ratio: f64) {
         self.watching.remove(&track);
@@ -530,6 +573,20 @@ impl Driver {
             // Finished meanwhile: `on_downloaded` plays the file.
             return;
         }
+        self.stream_from(track, session.position_micros, session.start, rate, ratio)
+            .await;
+    }
+
+    /// Plays `track` (still downloading) from the library's chunks so that
+    /// `position_micros` sounds at `at`.
+    async fn stream_from(
+        &mut self,
+        track: TrackId,
+        position_micros: u64,
+        at: i64,
+        rate: f64,
+        ratio: f64,
+    ) {
         let library = self.library.clone();
         let Some(manifest) =
             tokio::task::spawn_blocking(move || stream::manifest_of(&library, track))
@@ -547,12 +604,7 @@ impl Driver {
         let source = PartialSource::new(self.library.clone(), &manifest);
         let hint = manifest.meta.extension.clone();
         if self
-            .start(
-                Box::new(source),
-                Some(hint),
-                session.position_micros,
-                session.start,
-            )
+            .start(Box::new(source), Some(hint), position_micros, at)
             .await
         {
             self.streaming = Some(track);
@@ -576,6 +628,16 @@ impl Driver {
         }
         self.deferred = false;
         let Some(path) = self.path_of(track).await else {
+            if let Some((rate, ratio)) = self.prepared.remove(&track)
+                && position_micros <= PREPARED_MAX_POSITION
+            {
+                // The prepare found it safe to start from the beginning.
+                self.stream_from(track, position_micros, at, rate, ratio)
+                    .await;
+                if self.streaming == Some(track) {
+                    return;
+                }
+            }
             println!(
                 "playback: downloading track {}; joining when it is here",
                 track.to_hex()
@@ -615,45 +677,19 @@ impl Driver {
         let inputs = self.inputs.clone();
         let now = self.now.clone();
         tokio::spawn(async move {
-            let mut headroom: Option<Headroom> = None;
-            loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            // The position the session plays now; none once it plays something else.
+            let position = || {
                 let session = sessions.borrow().clone();
-                if session.track != Some(track) {
-                    break;
-                }
-                let reading = library.clone();
-                let seen = tokio::task::spawn_blocking(move || {
-                    let held = !reading.track_paths(track).ok()?.is_empty();
-                    let manifest = stream::manifest_of(&reading, track)?;
-                    let missing = reading.missing_chunks(track).ok()?;
-                    Some((held, stream::present_prefix(&manifest, &missing), manifest))
+                (session.track == Some(track)).then(|| {
+                    (session.state == PlaybackState::Playing)
+                        .then(|| session.position_at(timeline.swarm_now().as_micros()))
                 })
-                .await
-                .ok()
-                .flatten();
-                let Some((held, prefix, manifest)) = seen else {
-                    continue;
-                };
-                let Some(duration_ms) = manifest.meta.duration_ms else {
-                    break;
-                };
-                if held {
-                    break;
-                }
-                let judge = headroom.get_or_insert_with(|| {
-                    Headroom::new(manifest.size, duration_ms.saturating_mul(1000))
-                });
-                judge.handle_sample(now().as_micros(), prefix);
-                let position = session.position_at(timeline.swarm_now().as_micros());
-                if session.state == PlaybackState::Playing && judge.is_safe(position, prefix) {
-                    let rate = judge.download_rate().unwrap_or(0.0);
-                    let ratio = rate / judge.playback_rate();
-                    let _ = inputs.send(Input::Streamable { track, rate, ratio }).await;
-                    return;
-                }
-            }
-            let _ = inputs.send(Input::Unwatched(track)).await;
+            };
+            let input = match judge(library, now, track, position, None).await {
+                Some((rate, ratio)) => Input::Streamable { track, rate, ratio },
+                None => Input::Unwatched(track),
+            };
+            let _ = inputs.send(input).await;
         });
     }
 
@@ -694,6 +730,55 @@ impl Driver {
                 tracing::warn!(%err, "cannot play");
                 false
             }
+        }
+    }
+}
+
+/// Samples `track`'s download every 100 ms until playing it from the
+/// position `position` gives (`Some(None)`: not playing yet) is safe
+/// ([`Headroom`]); returns the download rate (bytes/s) and its ratio to
+/// playback then. `None` when `position` gives up (`None`), the track is
+/// held (the download finished), it has no known duration, or `deadline`
+/// passes.
+async fn judge(
+    library: Library,
+    now: Now,
+    track: TrackId,
+    position: impl Fn() -> Option<Option<u64>>,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<(f64, f64)> {
+    let mut headroom: Option<Headroom> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return None;
+        }
+        let at = position()?;
+        let reading = library.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            let held = !reading.track_paths(track).ok()?.is_empty();
+            let manifest = stream::manifest_of(&reading, track)?;
+            let missing = reading.missing_chunks(track).ok()?;
+            Some((held, stream::present_prefix(&manifest, &missing), manifest))
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((held, prefix, manifest)) = seen else {
+            continue;
+        };
+        if held {
+            return None;
+        }
+        let duration_ms = manifest.meta.duration_ms?;
+        let judge = headroom
+            .get_or_insert_with(|| Headroom::new(manifest.size, duration_ms.saturating_mul(1000)));
+        judge.handle_sample(now().as_micros(), prefix);
+        if let Some(at) = at
+            && judge.is_safe(at, prefix)
+        {
+            let rate = judge.download_rate().unwrap_or(0.0);
+            return Some((rate, rate / judge.playback_rate()));
         }
     }
 }

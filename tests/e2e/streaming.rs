@@ -108,6 +108,12 @@ fn a_node_starts_a_long_track_before_its_download_finishes() {
     std::thread::sleep(Duration::from_millis(500));
     let mine = flashes(&nodes[1]);
     let first = mine.first().copied().expect("the player sounded nothing");
+    // From the track's start (with the holder: the prepare found the
+    // download safe) or from where the track was by then (joined late).
+    eprintln!(
+        "the player's first sound was at {:.2} s into the track",
+        first.0 / f64::from(RATE)
+    );
     let early = (done_at - first.1) as f64 / 1e6;
     eprintln!("the player sounded {early:.2} s before its download finished");
     assert!(
