@@ -39,7 +39,7 @@ const REPUBLISH_TICKS: u32 = 4;
 const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a node lacking a track waits, answering a prepare, for the
 /// download to be safe to start from (inside [`PREPARE_TIMEOUT`]).
-const PREPARE_WAIT: Duration = Duration::from_millis(1200);
+const PREPARE_WAIT: Duration = Duration::from_millis(1300);
 /// The furthest start position a prepare's "safe from the beginning"
 /// covers, µs (it saw [`stream::AHEAD_MICROS`] of audio from the start).
 const PREPARED_MAX_POSITION: u64 = 1_000_000;
@@ -542,6 +542,7 @@ impl Driver {
     /// its beginning while it downloads, or when [`PREPARE_WAIT`] is over.
     fn prepare_streaming(&self, track: TrackId, key: firefly_swarm::RequestKey) {
         let (library, now, client) = (self.library.clone(), self.now.clone(), self.client.clone());
+        let reading = self.library.clone();
         let inputs = self.inputs.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + PREPARE_WAIT;
@@ -550,8 +551,16 @@ impl Driver {
                 // Told before answering, so the driver knows before the session comes.
                 let _ = inputs.send(Input::Prepared { track, rate, ratio }).await;
             }
+            // The download may also have finished within the wait.
+            let held = tokio::task::spawn_blocking(move || {
+                reading
+                    .track_paths(track)
+                    .is_ok_and(|p| p.iter().any(|p| p.is_file()))
+            })
+            .await
+            .unwrap_or(false);
             let response = ControlResponse::Ready {
-                has_track: judged.is_some(),
+                has_track: judged.is_some() || held,
             };
             let _ = client.respond_control(key, response).await;
         });

@@ -29,7 +29,7 @@ pub(crate) const AHEAD_MICROS: u64 = 3_000_000;
 /// How many times faster than playback the download must run.
 pub(crate) const MIN_RATE_RATIO: f64 = 4.0;
 /// The shortest window a download rate is measured over, µs.
-pub(crate) const MIN_WINDOW_MICROS: i64 = 500_000;
+pub(crate) const MIN_WINDOW_MICROS: i64 = 300_000;
 /// How long a read waits for a chunk that is not there yet.
 pub(crate) const READ_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -78,9 +78,11 @@ impl Headroom {
         self.size as f64 / (self.duration_micros.max(1) as f64 / 1e6)
     }
 
-    /// Notes that `bytes` of the file were present at `now`.
+    /// Notes that `bytes` of the file were present at `now`. The rate is
+    /// measured from the first sample with bytes present, so the wait for
+    /// the manifest and the first answer does not count as a slow transfer.
     pub(crate) fn handle_sample(&mut self, now: i64, bytes: u64) {
-        if self.first.is_none() {
+        if self.first.is_none() && bytes > 0 {
             self.first = Some((now, bytes));
         }
         self.last = Some((now, bytes));
@@ -316,17 +318,18 @@ mod tests {
         // 60 s, 10 MB: playback reads 166 kB/s.
         let mut headroom = Headroom::new(10_000_000, 60_000_000);
         headroom.handle_sample(0, 0);
+        headroom.handle_sample(S / 2, 100_000);
         assert!(!headroom.is_safe(0, 10_000_000), "no rate measured yet");
-        headroom.handle_sample(S, 2_000_000); // 2 MB/s = 12x
-        assert!(headroom.is_safe(0, 2_000_000));
+        headroom.handle_sample(3 * S / 2, 2_100_000); // 2 MB/s = 12x
+        assert!(headroom.is_safe(0, 2_100_000));
         // 3 s past the head is 500 kB: only 400 kB are here.
         assert!(!headroom.is_safe(0, 400_000));
         // Later in the track the head is further in.
-        assert!(!headroom.is_safe(30_000_000, 2_000_000));
+        assert!(!headroom.is_safe(30_000_000, 2_100_000));
         // A slow download (2x playback) is never safe.
         let mut slow = Headroom::new(10_000_000, 60_000_000);
-        slow.handle_sample(0, 0);
-        slow.handle_sample(S, 333_000);
+        slow.handle_sample(0, 1);
+        slow.handle_sample(S, 333_001);
         assert!(!slow.is_safe(0, 10_000_000));
         // Near the end, the whole rest of the file is needed.
         assert!(!headroom.is_safe(58_000_000, 9_999_999));
