@@ -3,7 +3,9 @@
 //! so each side has its own coordinator (the majority elects one at a higher
 //! term) and each side takes a different command; when the port comes back
 //! up the higher term wins and the other side follows it without a restart:
-//! one coordinator and one session everywhere.
+//! one coordinator and one session everywhere. Then a follower is cut off:
+//! alone it elects itself at a term above the majority's, and after the heal
+//! the majority follows it (the higher term wins, not the larger side).
 //!
 //! The namespaces, veths and bridge are created by the test and deleted when
 //! it ends (`netns::Net`); without root and iproute2 (or without curl, which
@@ -243,5 +245,67 @@ fn after_a_partition_heals_the_higher_term_wins_without_a_restart() {
             .iter()
             .any(|l| l.starts_with(&format!("role: following {second}"))),
         "the old coordinator never followed the new one: {lines:?}"
+    );
+
+    // Again, isolating a follower this time: alone, it elects itself at a
+    // term above the majority's, so after the heal the majority follows the
+    // lone node (the higher term wins, not the larger side).
+    let follower = ns
+        .iter()
+        .position(|n| state(n)["peer_id"].as_str() != Some(second.as_str()))
+        .expect("a follower");
+    let lone = ns[follower].clone();
+    let lone_peer = state(&lone)["peer_id"].as_str().unwrap().to_string();
+    let rest: Vec<String> = ns.iter().filter(|n| **n != lone).cloned().collect();
+    let port = format!("p{follower}");
+    let split_at = Instant::now();
+    ip(&["-n", &lan, "link", "set", &port, "down"]);
+    let elected = wait_until(Duration::from_secs(10), || {
+        let (c, term) = role(&lone);
+        c.as_deref() == Some(lone_peer.as_str()) && term > second_term
+    });
+    assert!(
+        elected,
+        "the lone follower never elected itself: {:?}",
+        role(&lone)
+    );
+    let (_, third_term) = role(&lone);
+    eprintln!(
+        "second split: the lone follower elected itself at term {third_term} {:?} after the split",
+        split_at.elapsed()
+    );
+    assert_eq!(role(&rest[0]), (Some(second.clone()), second_term));
+    assert_eq!(role(&rest[1]), (Some(second.clone()), second_term));
+    let (status, reply) = api(&rest[0], "POST", "/api/pause", None);
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = api(
+        &lone,
+        "POST",
+        "/api/seek",
+        Some(json!({ "position_ms": 10_000 })),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let healed_at = Instant::now();
+    ip(&["-n", &lan, "link", "set", &port, "up"]);
+    let converged = wait_until(Duration::from_secs(30), || {
+        one_coordinator(&ns) && {
+            let sessions: Vec<_> = ns.iter().map(|n| session(n)).collect();
+            sessions.iter().all(|s| *s == sessions[0])
+        }
+    });
+    let roles: Vec<_> = ns.iter().map(|n| role(n)).collect();
+    let sessions: Vec<_> = ns.iter().map(|n| session(n)).collect();
+    assert!(
+        converged,
+        "no single coordinator and session after the second heal: {roles:?} {sessions:?}"
+    );
+    eprintln!(
+        "second heal: everyone follows the lone node {:?} after the port came back",
+        healed_at.elapsed()
+    );
+    assert_eq!(roles[0], (Some(lone_peer), third_term));
+    assert_eq!(
+        (sessions[0].0, &sessions[0].3),
+        (third_term, &json!("playing"))
     );
 }
