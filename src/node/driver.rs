@@ -10,10 +10,17 @@
 //!   every alive member over `/firefly/control/1`, then publishes the session
 //!   and applies it;
 //! - otherwise it forwards commands to the coordinator (off the loop, with
-//!   retries through a failover) and answers prepares with whether it holds
-//!   the track. A node that lacks a track downloads it from the peers that
-//!   hold it (the swarm's transfer service) and, once it has it, joins the
-//!   running session at the current position, in step.
+//!   retries through a failover) and answers prepares. A node that lacks
+//!   the track starts downloading it from the peers that hold it (the
+//!   swarm's transfer service) and answers once it can start from the
+//!   beginning while the rest downloads ([`stream::Headroom`]: the first
+//!   seconds present, the transfer several times faster than playback), or
+//!   when the wait is over. It then starts with everyone, reading the chunks
+//!   as they arrive ([`stream::PartialSource`]); otherwise it joins the
+//!   running session at the current position, in step, as soon as that is
+//!   safe or the download is complete.
+//! - A play waits for this node's clock to sync, and a failed download is
+//!   retried while the session still plays the track.
 //!
 //! [`Control`] is the handle the HTTP API holds.
 
