@@ -10,22 +10,31 @@
 //!   every alive member over `/firefly/control/1`, then publishes the session
 //!   and applies it;
 //! - otherwise it forwards commands to the coordinator (off the loop, with
-//!   retries through a failover) and answers prepares with whether it holds
-//!   the track. A node that lacks a track downloads it from the peers that
-//!   hold it (the swarm's transfer service) and, once it has it, joins the
-//!   running session at the current position, in step.
+//!   retries through a failover) and answers prepares. A node that lacks
+//!   the track starts downloading it from the peers that hold it (the
+//!   swarm's transfer service) and answers once it can start from the
+//!   beginning while the rest downloads ([`stream::Headroom`]: the first
+//!   seconds present, the transfer several times faster than playback), or
+//!   when the wait is over. It then starts with everyone, reading the chunks
+//!   as they arrive ([`stream::PartialSource`]); otherwise it joins the
+//!   running session at the current position, in step, as soon as that is
+//!   safe or the download is complete.
+//! - A play waits for this node's clock to sync, and a failed download is
+//!   retried while the session still plays the track.
 //!
 //! [`Control`] is the handle the HTTP API holds.
 
 use super::audio::Audio;
 use super::roles::{MemberView, Roles};
 use super::session::{self, Action, Decision};
+use super::stream::{self, Headroom, PartialSource};
 use firefly_library::{Library, TrackId};
 use firefly_player::Decoder;
 use firefly_swarm::{
     Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, PlaybackState,
     PlaybackSummary, RoleView, Session, SwarmMicros,
 };
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -35,6 +44,14 @@ const TICK: Duration = Duration::from_millis(250);
 const REPUBLISH_TICKS: u32 = 4;
 /// How long a prepare may take before the node is left to join late.
 const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a node lacking a track waits, answering a prepare, for the
+/// download to be safe to start from (inside [`PREPARE_TIMEOUT`]).
+const PREPARE_WAIT: Duration = Duration::from_millis(1300);
+/// The furthest start position a prepare's "safe from the beginning"
+/// covers, µs (it saw [`stream::AHEAD_MICROS`] of audio from the start).
+const PREPARED_MAX_POSITION: u64 = 1_000_000;
+/// How long after a failed download the session's track is tried again.
+const RETRY_PLAY: Duration = Duration::from_secs(1);
 /// How long a command waits for a coordinator (covers a failover).
 const FORWARD_PATIENCE: Duration = Duration::from_millis(4500);
 /// The refusal a non-coordinator gives, so senders retry elsewhere.
@@ -57,8 +74,27 @@ enum Input {
         reply: oneshot::Sender<Result<Session, CommandFailed>>,
     },
     Swarm(Event),
-    /// A download started by [`Driver::play`] finished.
+    /// A download started by [`Driver::fetch`] finished.
     Downloaded(TrackId),
+    /// A download started by [`Driver::fetch`] failed.
+    FetchFailed(TrackId),
+    /// A watcher of a download gave up (the session moved on, or the
+    /// download ended first).
+    Unwatched(TrackId),
+    /// A prepare found `track` (downloading) safe to start from its
+    /// beginning, at `rate` bytes/s, `ratio` times playback.
+    Prepared {
+        track: TrackId,
+        rate: f64,
+        ratio: f64,
+    },
+    /// A track still downloading can be played safely from now on
+    /// ([`stream::Headroom`]), at `rate` bytes/s, `ratio` times playback.
+    Streamable {
+        track: TrackId,
+        rate: f64,
+        ratio: f64,
+    },
 }
 
 /// The API's handle on the driver.
@@ -114,6 +150,20 @@ struct Driver {
     applied: Option<Session>,
     inputs: mpsc::Sender<Input>,
     ticks: u32,
+    /// Downloads this driver started and that have not finished.
+    fetching: HashSet<TrackId>,
+    /// Tracks a watcher is judging for [`Input::Streamable`].
+    watching: HashSet<TrackId>,
+    /// The track the player plays from a download still under way.
+    streaming: Option<TrackId>,
+    /// A play waits for this node's clock to sync (the session it plays is `applied`).
+    deferred: bool,
+    /// Tracks a prepare found safe to start from their beginning while
+    /// they download: (rate bytes/s, ratio to playback).
+    prepared: std::collections::HashMap<TrackId, (f64, f64)>,
+    /// When to try the applied session's track again after its download
+    /// failed (e.g. the session arrived before the scan or the catalog did).
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// Starts the driver; returns its handle.
@@ -132,6 +182,12 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         applied: None,
         inputs: inputs.clone(),
         ticks: 0,
+        fetching: HashSet::new(),
+        watching: HashSet::new(),
+        streaming: None,
+        deferred: false,
+        retry_at: None,
+        prepared: std::collections::HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
     Control {
@@ -153,6 +209,23 @@ impl Driver {
                     Some(Input::Local { request, reply }) => self.on_local(request, reply).await,
                     Some(Input::Swarm(event)) => self.on_swarm(event).await,
                     Some(Input::Downloaded(track)) => self.on_downloaded(track).await,
+                    Some(Input::FetchFailed(track)) => {
+                        self.fetching.remove(&track);
+                        if self.applied.as_ref().is_some_and(|s| {
+                            s.track == Some(track) && s.state == PlaybackState::Playing
+                        }) {
+                            self.retry_at = Some(tokio::time::Instant::now() + RETRY_PLAY);
+                        }
+                    }
+                    Some(Input::Unwatched(track)) => {
+                        self.watching.remove(&track);
+                    }
+                    Some(Input::Prepared { track, rate, ratio }) => {
+                        self.prepared.insert(track, (rate, ratio));
+                    }
+                    Some(Input::Streamable { track, rate, ratio }) => {
+                        self.on_streamable(track, rate, ratio).await;
+                    }
                 },
             }
         }
@@ -182,6 +255,33 @@ impl Driver {
                 None => println!("role: no coordinator"),
             }
             let _ = self.roles_tx.send(view);
+        }
+        if self
+            .retry_at
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            self.retry_at = None;
+            if let Some(session) = self.applied.clone()
+                && session.state == PlaybackState::Playing
+                && let Some(track) = session.track
+            {
+                self.play(track, session.position_micros, session.start)
+                    .await;
+            }
+        }
+        if self.deferred && self.clock_synced().await {
+            self.deferred = false;
+            if let Some(session) = self.applied.clone()
+                && session.state == PlaybackState::Playing
+                && let Some(track) = session.track
+            {
+                println!(
+                    "playback: joining {} now that the clock is synced",
+                    track.to_hex()
+                );
+                self.play(track, session.position_micros, session.start)
+                    .await;
+            }
         }
         if self.roles.is_coordinator() {
             if !was_coordinator && self.applied.is_some() {
@@ -251,9 +351,18 @@ impl Driver {
             }
             Event::ControlRequest { peer, key, request } => {
                 let response = match request {
-                    ControlRequest::Prepare { track, .. } => ControlResponse::Ready {
-                        has_track: self.path_of(track).await.is_some(),
-                    },
+                    ControlRequest::Prepare { track, .. } => {
+                        let has_track = self.path_of(track).await.is_some();
+                        if !has_track {
+                            // Start fetching now, and answer once the track
+                            // can start from the beginning while it
+                            // downloads (or the wait is over).
+                            self.fetch(track);
+                            self.prepare_streaming(track, key);
+                            return;
+                        }
+                        ControlResponse::Ready { has_track }
+                    }
                     request if self.roles.is_coordinator() => {
                         match self.coordinate(request).await {
                             Ok(session) => ControlResponse::Session(Box::new(session)),
@@ -401,6 +510,12 @@ impl Driver {
 
     /// A track finished downloading: join the session if it still plays it.
     async fn on_downloaded(&mut self, track: TrackId) {
+        self.fetching.remove(&track);
+        if self.streaming == Some(track) {
+            // Already playing it from the download; the file serves the next play.
+            self.streaming = None;
+            return;
+        }
         if let Some(session) = &self.applied
             && session.track == Some(track)
             && session.state == PlaybackState::Playing
@@ -411,44 +526,275 @@ impl Driver {
         }
     }
 
-    async fn play(&self, track: TrackId, position_micros: u64, at: i64) {
-        let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
+    /// Starts downloading `track` unless this driver already is.
+    fn fetch(&mut self, track: TrackId) {
+        if !self.fetching.insert(track) {
+            return;
+        }
+        let (client, inputs) = (self.client.clone(), self.inputs.clone());
+        tokio::spawn(async move {
+            let input = match client.download(track).await {
+                Ok(_) => Input::Downloaded(track),
+                Err(err) => {
+                    println!("playback: cannot download {}: {err}", track.to_hex());
+                    // So that a later play fetches again.
+                    Input::FetchFailed(track)
+                }
+            };
+            let _ = inputs.send(input).await;
+        });
+    }
+
+    /// Answers a prepare for `track` (downloading) once it can start from
+    /// its beginning while it downloads, or when [`PREPARE_WAIT`] is over.
+    fn prepare_streaming(&self, track: TrackId, key: firefly_swarm::RequestKey) {
+        let (library, now, client) = (self.library.clone(), self.now.clone(), self.client.clone());
+        let reading = self.library.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + PREPARE_WAIT;
+            let judged = judge(library, now, track, || Some(Some(0)), Some(deadline)).await;
+            if let Some((rate, ratio)) = judged {
+                // Told before answering, so the driver knows before the session comes.
+                let _ = inputs.send(Input::Prepared { track, rate, ratio }).await;
+            }
+            // The download may also have finished within the wait.
+            let held = tokio::task::spawn_blocking(move || {
+                reading
+                    .track_paths(track)
+                    .is_ok_and(|p| p.iter().any(|p| p.is_file()))
+            })
+            .await
+            .unwrap_or(false);
+            let response = ControlResponse::Ready {
+                has_track: judged.is_some() || held,
+            };
+            let _ = client.respond_control(key, response).await;
+        });
+    }
+
+    /// A watcher found `track` safe to play while it downloads.
+    async fn on_streamable(&mut self, track: TrackId, rate: f64, ratio: f64) {
+        self.watching.remove(&track);
+        let Some(session) = self.applied.clone() else {
             return;
         };
+        if session.track != Some(track)
+            || session.state != PlaybackState::Playing
+            || self.streaming == Some(track)
+        {
+            return;
+        }
+        if self.path_of(track).await.is_some() {
+            // Finished meanwhile: `on_downloaded` plays the file.
+            return;
+        }
+        self.stream_from(track, session.position_micros, session.start, rate, ratio)
+            .await;
+    }
+
+    /// Plays `track` (still downloading) from the library's chunks so that
+    /// `position_micros` sounds at `at`.
+    async fn stream_from(
+        &mut self,
+        track: TrackId,
+        position_micros: u64,
+        at: i64,
+        rate: f64,
+        ratio: f64,
+    ) {
+        let library = self.library.clone();
+        let Some(manifest) =
+            tokio::task::spawn_blocking(move || stream::manifest_of(&library, track))
+                .await
+                .ok()
+                .flatten()
+        else {
+            return;
+        };
+        println!(
+            "playback: joining {} while it downloads ({:.1} MB/s, {ratio:.1}x playback)",
+            track.to_hex(),
+            rate / 1e6
+        );
+        let source = PartialSource::new(self.library.clone(), &manifest);
+        let hint = manifest.meta.extension.clone();
+        if self
+            .start(Box::new(source), Some(hint), position_micros, at)
+            .await
+        {
+            self.streaming = Some(track);
+        }
+    }
+
+    /// Whether this node's swarm clock has synced with its peers (a lone
+    /// node counts as synced: there is no one to be out of step with).
+    async fn clock_synced(&self) -> bool {
+        let lone = self.client.members().await.is_ok_and(|m| m.is_empty());
+        lone || self.client.clock().await.is_ok_and(|c| c.synced)
+    }
+
+    async fn play(&mut self, track: TrackId, position_micros: u64, at: i64) {
+        self.streaming = None;
+        if !self.clock_synced().await {
+            // Playing on an unsynced clock would start out of step and then
+            // jump; the tick plays the session once the clock has synced.
+            self.deferred = true;
+            return;
+        }
+        self.deferred = false;
         let Some(path) = self.path_of(track).await else {
+            if let Some((rate, ratio)) = self.prepared.remove(&track)
+                && position_micros <= PREPARED_MAX_POSITION
+            {
+                // The prepare found it safe to start from the beginning.
+                self.stream_from(track, position_micros, at, rate, ratio)
+                    .await;
+                if self.streaming == Some(track) {
+                    return;
+                }
+            }
             println!(
                 "playback: downloading track {}; joining when it is here",
                 track.to_hex()
             );
-            let (client, inputs) = (self.client.clone(), self.inputs.clone());
-            tokio::spawn(async move {
-                match client.download(track).await {
-                    Ok(_) => {
-                        let _ = inputs.send(Input::Downloaded(track)).await;
-                    }
-                    Err(err) => println!("playback: cannot download {}: {err}", track.to_hex()),
-                }
-            });
+            // Whatever played before is no longer the session's sound.
+            if let Some(player) = self.audio.player()
+                && let Err(err) = player.stop()
+            {
+                tracing::warn!(%err, "cannot stop");
+            }
+            self.fetch(track);
+            self.watch(track);
             return;
         };
-        let opened = tokio::task::spawn_blocking(move || Decoder::open_file(&path, channels)).await;
+        let hint = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_string);
+        match std::fs::File::open(&path) {
+            Ok(file) => {
+                self.start(Box::new(file), hint, position_micros, at).await;
+            }
+            Err(err) => tracing::warn!(%err, path = %path.display(), "cannot open the track"),
+        }
+    }
+
+    /// Judges, off the loop, when `track` (downloading) may start; sends
+    /// [`Input::Streamable`] then. Ends when the session moves to another
+    /// track or the download ends.
+    fn watch(&mut self, track: TrackId) {
+        if !self.watching.insert(track) {
+            return;
+        }
+        let library = self.library.clone();
+        let timeline = self.audio.timeline.clone();
+        let sessions = self.session_tx.subscribe();
+        let inputs = self.inputs.clone();
+        let now = self.now.clone();
+        tokio::spawn(async move {
+            // The position the session plays now; none once it plays something else.
+            let position = || {
+                let session = sessions.borrow().clone();
+                (session.track == Some(track)).then(|| {
+                    (session.state == PlaybackState::Playing)
+                        .then(|| session.position_at(timeline.swarm_now().as_micros()))
+                })
+            };
+            let input = match judge(library, now, track, position, None).await {
+                Some((rate, ratio)) => Input::Streamable { track, rate, ratio },
+                None => Input::Unwatched(track),
+            };
+            let _ = inputs.send(input).await;
+        });
+    }
+
+    /// Opens `source` and plays it so that `position_micros` sounds at
+    /// swarm instant `at`; whether the player took it.
+    async fn start(
+        &self,
+        source: Box<dyn firefly_player::MediaSource>,
+        hint: Option<String>,
+        position_micros: u64,
+        at: i64,
+    ) -> bool {
+        let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
+            return false;
+        };
+        let opened =
+            tokio::task::spawn_blocking(move || Decoder::open(source, hint.as_deref(), channels))
+                .await;
         let decoder = match opened {
             Ok(Ok(decoder)) => decoder,
             Ok(Err(err)) => {
                 tracing::warn!(%err, "cannot open the track");
-                return;
+                return false;
             }
             Err(err) => {
                 tracing::warn!(%err, "the decoder task failed");
-                return;
+                return false;
             }
         };
         let rate = u128::from(decoder.info().sample_rate);
         let frame = u64::try_from(u128::from(position_micros) * rate / 1_000_000).unwrap_or(0);
-        if let Some(mut player) = self.audio.player()
-            && let Err(err) = player.play(decoder, frame, SwarmMicros(at))
+        let Some(mut player) = self.audio.player() else {
+            return false;
+        };
+        match player.play(decoder, frame, SwarmMicros(at)) {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(%err, "cannot play");
+                false
+            }
+        }
+    }
+}
+
+/// Samples `track`'s download every 100 ms until playing it from the
+/// position `position` gives (`Some(None)`: not playing yet) is safe
+/// ([`Headroom`]); returns the download rate (bytes/s) and its ratio to
+/// playback then. `None` when `position` gives up (`None`), the track is
+/// held (the download finished), it has no known duration, or `deadline`
+/// passes.
+async fn judge(
+    library: Library,
+    now: Now,
+    track: TrackId,
+    position: impl Fn() -> Option<Option<u64>>,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<(f64, f64)> {
+    let mut headroom: Option<Headroom> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return None;
+        }
+        let at = position()?;
+        let reading = library.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            let held = !reading.track_paths(track).ok()?.is_empty();
+            let manifest = stream::manifest_of(&reading, track)?;
+            let missing = reading.missing_chunks(track).ok()?;
+            Some((held, stream::present_prefix(&manifest, &missing), manifest))
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((held, prefix, manifest)) = seen else {
+            continue;
+        };
+        if held {
+            return None;
+        }
+        let duration_ms = manifest.meta.duration_ms?;
+        let judge = headroom
+            .get_or_insert_with(|| Headroom::new(manifest.size, duration_ms.saturating_mul(1000)));
+        judge.handle_sample(now().as_micros(), prefix);
+        if let Some(at) = at
+            && judge.is_safe(at, prefix)
         {
-            tracing::warn!(%err, "cannot play");
+            let rate = judge.download_rate().unwrap_or(0.0);
+            return Some((rate, rate / judge.playback_rate()));
         }
     }
 }

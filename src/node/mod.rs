@@ -13,6 +13,7 @@ pub(crate) mod events;
 pub(crate) mod http;
 pub(crate) mod roles;
 pub(crate) mod session;
+pub(crate) mod stream;
 pub(crate) mod test_clock;
 pub(crate) mod timeline;
 

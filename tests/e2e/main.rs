@@ -5,10 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod commands;
+mod join;
 mod netns;
 mod node;
+mod partition;
 mod playback;
 mod scan;
+mod streaming;
 mod ui;
 mod ui_cdp;
 mod util;

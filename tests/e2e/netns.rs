@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Whether this process can create network namespaces.
-fn can_use_netns(test: &str) -> bool {
+pub(crate) fn can_use_netns(test: &str) -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -34,7 +34,7 @@ fn can_use_netns(test: &str) -> bool {
     true
 }
 
-fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),
@@ -46,14 +46,14 @@ fn ip(args: &[&str]) {
 
 /// A set of namespaces owned by one test: processes started in them are
 /// killed and the namespaces (with their veths and bridge) deleted on drop.
-struct Net {
+pub(crate) struct Net {
     prefix: String,
     namespaces: Vec<String>,
     procs: Vec<Running>,
 }
 
 impl Net {
-    fn new() -> Net {
+    pub(crate) fn new() -> Net {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Net {
@@ -63,8 +63,13 @@ impl Net {
         }
     }
 
+    /// The full name of this test's namespace `short` (e.g. `lan`).
+    pub(crate) fn name(&self, short: &str) -> String {
+        format!("{}{short}", self.prefix)
+    }
+
     /// Creates namespace `name` (with loopback up) and returns its full name.
-    fn add(&mut self, name: &str) -> String {
+    pub(crate) fn add(&mut self, name: &str) -> String {
         let ns = format!("{}{name}", self.prefix);
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
@@ -87,7 +92,7 @@ impl Net {
     }
 
     /// Runs `firefly ARGS` inside `ns`; killed when the `Net` is dropped.
-    fn run(&mut self, ns: &str, label: &str, args: &[&str]) -> usize {
+    pub(crate) fn run(&mut self, ns: &str, label: &str, args: &[&str]) -> usize {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", ns, firefly_bin()])
@@ -99,7 +104,7 @@ impl Net {
         self.procs.len() - 1
     }
 
-    fn proc(&self, index: usize) -> &Running {
+    pub(crate) fn proc(&self, index: usize) -> &Running {
         &self.procs[index]
     }
 
@@ -135,7 +140,7 @@ impl Net {
 
     /// A bridged LAN: namespace `lan` holds bridge `br0`; each node gets
     /// `eth0` with 10.77.0.(i+1)/24 and a multicast route for mDNS.
-    fn lan(&mut self, nodes: &[&str]) -> Vec<String> {
+    pub(crate) fn lan(&mut self, nodes: &[&str]) -> Vec<String> {
         let lan = self.add("lan");
         ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &lan, "link", "set", "br0", "up"]);

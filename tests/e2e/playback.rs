@@ -14,11 +14,18 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Skews of the three nodes: (offset µs, ppm).
-const SKEWS: [&str; 3] = ["300000,150", "-700000,-120", "1000000,60"];
-const RATE: u32 = 44_100;
+/// Skews of the nodes: (offset µs, ppm), node `i` takes `SKEWS[i % 5]`.
+pub(crate) const SKEWS: [&str; 5] = [
+    "300000,150",
+    "-700000,-120",
+    "1000000,60",
+    "-1000000,200",
+    "450000,-200",
+];
+/// Sample rate of the generated tracks.
+pub(crate) const RATE: u32 = 44_100;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -27,7 +34,7 @@ fn free_port() -> u16 {
 }
 
 /// Writes `secs` seconds of a stereo sweep at 44.1 kHz.
-fn write_track(path: &Path, secs: u32) {
+pub(crate) fn write_track(path: &Path, secs: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let spec = hound::WavSpec {
         channels: 2,
@@ -47,7 +54,12 @@ fn write_track(path: &Path, secs: u32) {
 }
 
 /// One HTTP/1.1 request to a node's API; returns (status, JSON body).
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -68,20 +80,67 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16
     (status, json)
 }
 
-struct Node {
-    process: Running,
-    http: SocketAddr,
-    peer_id: String,
+/// A running `firefly up` with its addresses.
+pub(crate) struct Node {
+    pub(crate) process: Running,
+    pub(crate) http: SocketAddr,
+    pub(crate) peer_id: String,
+    /// Its libp2p address with `/p2p/<id>`, for others' `--peer`.
+    pub(crate) addr: String,
+    /// Its folder (data dir and music), kept across a restart.
+    pub(crate) dir: std::path::PathBuf,
+    /// Its libp2p port, kept across a restart.
+    pub(crate) port: u16,
 }
 
+/// How to start a node: its folder `root/n<index>`, skew `SKEWS[index]`, and
+/// the tracks (file name, seconds) written into its music folder.
+pub(crate) struct NodeSpec<'a> {
+    pub(crate) index: usize,
+    pub(crate) tracks: &'a [(&'a str, u32)],
+    pub(crate) bootstrap: &'a [String],
+    /// Reuse this libp2p port and HTTP address (a restart).
+    pub(crate) reuse: Option<(u16, SocketAddr)>,
+    /// More `firefly up` arguments.
+    pub(crate) extra: &'a [&'a str],
+}
+
+/// Starts node `index` in `root/n<index>` (writing node 0 a 30 s sweep), dialing `bootstrap`.
 fn start_node(root: &Path, index: usize, bootstrap: &[String]) -> Node {
+    let tracks: &[(&str, u32)] = if index == 0 {
+        &[("sweep.wav", 30)]
+    } else {
+        &[]
+    };
+    spawn_node(
+        root,
+        &NodeSpec {
+            index,
+            tracks,
+            bootstrap,
+            reuse: None,
+            extra: &[],
+        },
+    )
+}
+
+/// Starts a node as `spec` says and waits until it has scanned its music.
+pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
+    let index = spec.index;
     let dir = root.join(format!("n{index}"));
     let music = dir.join("music");
     std::fs::create_dir_all(&music).unwrap();
-    if index == 0 {
-        write_track(&music.join("sweep.wav"), 30);
+    for (name, secs) in spec.tracks {
+        if !music.join(name).exists() {
+            write_track(&music.join(name), *secs);
+        }
     }
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (port, http) = spec.reuse.unwrap_or_else(|| {
+        (
+            free_port(),
+            format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        )
+    });
     let mut command = Command::new(firefly_bin());
     command
         .args([
@@ -98,12 +157,16 @@ fn start_node(root: &Path, index: usize, bootstrap: &[String]) -> Node {
             "--output",
             "virtual",
         ])
-        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", free_port())])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .args(["--http", &http.to_string()])
-        .env("FIREFLY_TEST_CLOCK", SKEWS[index])
-        .env("RUST_LOG", "warn");
+        .env("FIREFLY_TEST_CLOCK", SKEWS[index % SKEWS.len()])
+        .env(
+            "RUST_LOG",
+            std::env::var("FIREFLY_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+    command.args(spec.extra);
     // Every node dials every earlier one, as mDNS would connect them on a LAN.
-    for peer in bootstrap {
+    for peer in spec.bootstrap {
         command.args(["--peer", peer]);
     }
     let process = Running::spawn(&format!("n{index}"), command);
@@ -116,11 +179,75 @@ fn start_node(root: &Path, index: usize, bootstrap: &[String]) -> Node {
     Node {
         process,
         http,
+        addr: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}"),
         peer_id,
+        dir,
+        port,
     }
 }
 
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+/// Multi-node tests hold this so that one runs at a time: on a 2-core CI
+/// machine, several swarms of debug nodes at once starve each other's
+/// audio threads and clock exchanges.
+pub(crate) fn one_swarm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it leaves nothing half-done.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts `n` nodes (the first `holders` with `tracks`), each dialing the
+/// earlier ones, and waits until all are clock-synced, see each other and
+/// follow one coordinator.
+pub(crate) fn start_swarm(
+    root: &Path,
+    n: usize,
+    tracks: &[(&str, u32)],
+    holders: usize,
+) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for index in 0..n {
+        let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        let tracks = if index < holders { tracks } else { &[] };
+        nodes.push(spawn_node(
+            root,
+            &NodeSpec {
+                index,
+                tracks,
+                bootstrap: &bootstrap,
+                reuse: None,
+                extra: &[],
+            },
+        ));
+    }
+    assert!(
+        wait_settled(&nodes, Duration::from_secs(30)),
+        "the nodes never agreed on a synced timeline and a coordinator"
+    );
+    nodes
+}
+
+/// Waits until every node is clock-synced, sees all the others and follows
+/// the same coordinator.
+pub(crate) fn wait_settled(nodes: &[Node], limit: Duration) -> bool {
+    wait_until(limit, || {
+        let states: Vec<Value> = nodes
+            .iter()
+            .map(|n| http(n.http, "GET", "/api/state", None).1)
+            .collect();
+        states.iter().all(|s| {
+            s["clock_synced"] == true
+                && s["peers"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == nodes.len() - 1)
+        }) && states
+            .iter()
+            .all(|s| s["coordinator"] == states[0]["coordinator"])
+            && states[0]["coordinator"].is_string()
+    })
+}
+
+/// Polls `ok` every 100 ms until it holds or `limit` passes.
+pub(crate) fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if ok() {
@@ -132,7 +259,7 @@ fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
 }
 
 /// Flashes of the node's latest track: (source frame, true µs).
-fn flashes(node: &Node) -> Vec<(f64, i64)> {
+pub(crate) fn flashes(node: &Node) -> Vec<(f64, i64)> {
     let (status, body) = http(node.http, "GET", "/api/flashes", None);
     assert_eq!(status, 200);
     let all = body.as_array().unwrap();
@@ -145,7 +272,7 @@ fn flashes(node: &Node) -> Vec<(f64, i64)> {
 
 /// For every flash of `a` inside `b`'s span, the true time `a` sounded that
 /// position minus when `b` did (interpolated), µs.
-fn offsets(a: &[(f64, i64)], b: &[(f64, i64)]) -> Vec<f64> {
+pub(crate) fn offsets(a: &[(f64, i64)], b: &[(f64, i64)]) -> Vec<f64> {
     a.iter()
         .filter_map(|&(pos, t)| {
             let i = b.windows(2).position(|w| w[0].0 <= pos && pos < w[1].0)?;
@@ -157,43 +284,40 @@ fn offsets(a: &[(f64, i64)], b: &[(f64, i64)]) -> Vec<f64> {
         .collect()
 }
 
-fn p99(mut values: Vec<f64>) -> f64 {
+/// The last `keep` flashes of each node's latest track.
+pub(crate) fn recent_flashes(nodes: &[&Node], keep: usize) -> Vec<Vec<(f64, i64)>> {
+    nodes
+        .iter()
+        .map(|n| {
+            let f = flashes(n);
+            let keep = f.len().min(keep);
+            f[f.len() - keep..].to_vec()
+        })
+        .collect()
+}
+
+/// Offsets of every pair of `seen`, all together.
+pub(crate) fn pairwise_offsets(seen: &[Vec<(f64, i64)>]) -> Vec<f64> {
+    let mut all = Vec::new();
+    for i in 0..seen.len() {
+        for j in i + 1..seen.len() {
+            all.extend(offsets(&seen[i], &seen[j]));
+        }
+    }
+    all
+}
+
+/// The 99th percentile of the absolute values.
+pub(crate) fn p99(mut values: Vec<f64>) -> f64 {
     values.sort_by(|x, y| x.abs().total_cmp(&y.abs()));
     values[(values.len() * 99 / 100).min(values.len() - 1)].abs()
 }
 
 #[test]
 fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
+    let _swarm = one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut addrs: Vec<String> = Vec::new();
-    for i in 0..3 {
-        let node = start_node(tmp.path(), i, &addrs);
-        let port = node
-            .process
-            .wait_line("listening: /ip4/127.0.0.1/tcp/", Duration::from_secs(10))
-            .unwrap();
-        addrs.push(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", node.peer_id));
-        nodes.push(node);
-    }
-
-    // Every node synced, and all follow the same coordinator.
-    let settled = wait_until(Duration::from_secs(30), || {
-        let states: Vec<Value> = nodes
-            .iter()
-            .map(|n| http(n.http, "GET", "/api/state", None).1)
-            .collect();
-        states.iter().all(|s| {
-            s["clock_synced"] == true && s["peers"].as_array().is_some_and(|p| p.len() == 2)
-        }) && states
-            .iter()
-            .all(|s| s["coordinator"] == states[0]["coordinator"])
-            && states[0]["coordinator"].is_string()
-    });
-    assert!(
-        settled,
-        "the nodes never agreed on a synced timeline and a coordinator"
-    );
+    let mut nodes = start_swarm(tmp.path(), 3, &[("sweep.wav", 30)], 1);
 
     // Play from a node, not necessarily the coordinator.
     let (_, library) = http(nodes[0].http, "GET", "/api/library", None);
@@ -218,18 +342,20 @@ fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The others download the track and join; give them time to settle.
+    // The others download the track (all of it within the prepare, or
+    // enough to start while the rest comes) and play; give them time to settle.
     let joined = wait_until(Duration::from_secs(15), || {
         nodes.iter().all(|n| {
             n.process
                 .lines()
                 .iter()
-                .any(|l| l.starts_with("playback: joining") || n.peer_id == nodes[0].peer_id)
-        })
+                .any(|l| l.starts_with("downloaded: "))
+                || n.peer_id == nodes[0].peer_id
+        }) && nodes.iter().all(|n| !flashes(n).is_empty())
     });
     assert!(
         joined,
-        "the nodes without the track never joined: {:?} {:?}",
+        "the nodes without the track never played it: {:?} {:?}",
         nodes[1].process.lines(),
         nodes[2].process.lines()
     );

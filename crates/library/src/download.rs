@@ -194,6 +194,13 @@ impl Library {
         })
     }
 
+    /// The manifest of a download in progress (`None` when `track` is not
+    /// being downloaded), so a reader can map byte offsets to chunks while
+    /// the track is still arriving.
+    pub fn download_manifest(&self, track: TrackId) -> Result<Option<Manifest>, StoreError> {
+        Ok(self.download_record(track)?.map(|record| record.manifest))
+    }
+
     /// Tracks being downloaded.
     pub fn downloads(&self) -> Result<Vec<TrackId>, StoreError> {
         let txn = self.inner.db.begin_read()?;
