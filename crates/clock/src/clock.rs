@@ -143,7 +143,7 @@ const COMMON_RATE_GAIN: f64 = 0.05;
 /// A mean drift compensation within this is left alone: real crystals differ
 /// by up to a few hundred ppm, and nodes' views of the mean differ a little,
 /// so correcting inside it would only add noise between them.
-const COMMON_RATE_FREE: f64 = 400e-6;
+const COMMON_RATE_FREE: f64 = 600e-6;
 
 /// One usable peer estimate at a tick.
 #[derive(Debug, Clone, Copy)]
