@@ -301,9 +301,12 @@ async fn catalog(
                 size: s.size,
                 holders: Vec::new(),
             });
-        entry
-            .holders
-            .extend(remote.holders.iter().map(ToString::to_string));
+        // The swarm's catalog lists this node too: name each holder once.
+        for holder in remote.holders.iter().map(ToString::to_string) {
+            if !entry.holders.contains(&holder) {
+                entry.holders.push(holder);
+            }
+        }
     }
     Ok(Json(entries.into_values().collect()))
 }

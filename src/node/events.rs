@@ -208,9 +208,10 @@ pub(crate) async fn report_playout(client: Client, audio: Audio, volume: Volume)
     let mut latest: Option<(PlayoutFlash, Instant)> = None;
     let mut sampled: VecDeque<PlayoutFlash> = VecDeque::new();
     let mut sent = None;
+    let mut player_open = true;
     loop {
         tokio::select! {
-            event = player.recv() => match event {
+            event = player.recv(), if player_open => match event {
                 Ok(PlayerEvent::Flash(flash)) => {
                     let report = PlayoutFlash {
                         track: flash.track,
@@ -220,20 +221,19 @@ pub(crate) async fn report_playout(client: Client, audio: Audio, volume: Volume)
                     latest = Some((report, Instant::now()));
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => {
-                    // No player (`--output null`): only the volume is reported.
-                    player = tokio::sync::broadcast::channel(1).1;
-                }
+                // The player is gone: only the volume is reported from now on.
+                Err(RecvError::Closed) => player_open = false,
             },
             _ = tick.tick() => {
                 match latest {
                     Some((flash, at)) if at.elapsed() < PLAYOUT_STALE => {
-                        // Strictly increasing swarm instants (the check peers apply):
-                        // a clock step back starts the list afresh.
-                        if sampled.back().is_some_and(|last| last.swarm_us >= flash.swarm_us) {
-                            sampled.clear();
-                        }
+                        // Strictly increasing swarm instants (the check peers
+                        // apply): the same flash again adds nothing, an older
+                        // one (the clock stepped back) starts the list afresh.
                         if sampled.back() != Some(&flash) {
+                            if sampled.back().is_some_and(|last| last.swarm_us >= flash.swarm_us) {
+                                sampled.clear();
+                            }
                             sampled.push_back(flash);
                         }
                         while sampled.len() > MAX_PLAYOUT_FLASHES / 2 {
@@ -275,15 +275,16 @@ async fn stream(mut socket: WebSocket, state: NodeState) {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut peers = PeerFlashes::default();
     let mut downloads: Option<Vec<DownloadEvent>> = None;
+    let mut player_open = true;
     loop {
         let messages = tokio::select! {
-            event = player.recv() => match event {
+            event = player.recv(), if player_open => match event {
                 Ok(PlayerEvent::Flash(flash)) => vec![flash_event(&me, &FlashReport::of(&flash))],
                 Ok(_) => continue,
                 Err(RecvError::Lagged(_)) => continue,
-                // No player (`--output null`): peers' flashes still come.
+                // The player is gone: peers' flashes still come.
                 Err(RecvError::Closed) => {
-                    player = tokio::sync::broadcast::channel(1).1;
+                    player_open = false;
                     continue;
                 }
             },
