@@ -95,9 +95,10 @@ function setOnline(online) {
 
 // The node's `/api/events` messages (docs/API.md):
 //   {"type":"session", "playback": {...as in GET /api/state}}   the session changed
-//   {"type":"flash", "node": peer id, "flash": {"track", "frame", "position", "swarm_us", ...}}
+//   {"type":"flash", "node": peer id, "flash": {"track", "frame", "position", "swarm_us", "error_frames", ...}}
 //     node `node`'s player emitted source frame `position` at swarm instant
-//     `swarm_us` (this node's flashes live, peers' from their heartbeats)
+//     `swarm_us`, `error_frames` off its timeline (this node's flashes live,
+//     peers' from their heartbeats)
 //   {"type":"downloads", "downloads": [{"track", "chunks_have", "chunks_total", ...}]}
 //     the downloads under way now
 // Unknown messages are ignored.
@@ -107,10 +108,10 @@ function onEvent(message) {
     if (model.state) adoptPlayback(message.playback);
     render();
   } else if (message.type === "flash" && message.flash && typeof message.flash === "object") {
-    const { track, position, swarm_us: swarm } = message.flash;
+    const { track, position, swarm_us: swarm, error_frames: error } = message.flash;
     const node = typeof message.node === "string" ? message.node : model.state?.peer_id;
     if (typeof node === "string" && typeof position === "number" && typeof swarm === "number") {
-      fireflies.flashFrames(node, track, position, swarm);
+      fireflies.flashFrames(node, track, position, swarm, error);
     }
   } else if (message.type === "downloads" && Array.isArray(message.downloads)) {
     model.downloads = new Map(
@@ -281,6 +282,7 @@ function renderSwarm(list) {
           figure("RTT", n.self ? "–" : micros(n.rtt)),
           figure("offset", n.self ? "0" : micros(n.offset)),
           figure("sync error", micros(n.error)),
+          figure("playback error", micros(fireflies.playbackError(n.id))),
           n.playback ? figure("state", n.playback) : null,
         ]),
       ]),

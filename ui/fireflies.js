@@ -29,6 +29,7 @@ export class Fireflies {
     this.anchors = new Map(); // peer id → {position µs, swarm µs, perf ms, flash}
     this.lastFlash = new Map(); // peer id → the previous flash, for the sample rate
     this.rates = new Map(); // peer id → measured sample rate
+    this.errors = new Map(); // peer id → {us, perf}: its playback's latest error vs its timeline
     this.series = new Map(); // peer id → [{t, v}]
     this.nodes = [];
     this.swarmBase = null; // {swarm, perf}
@@ -56,7 +57,7 @@ export class Fireflies {
    * time, so the sample rate is measured from two flashes of one track and
    * snapped to the nearest standard rate.
    */
-  flashFrames(peer, track, position, swarmUs) {
+  flashFrames(peer, track, position, swarmUs, errorFrames) {
     const last = this.lastFlash.get(peer);
     this.lastFlash.set(peer, { track, position, swarm: swarmUs });
     if (last && last.track === track && swarmUs - last.swarm > 2000) {
@@ -66,6 +67,9 @@ export class Fireflies {
     }
     const rate = this.rates.get(peer);
     if (!rate) return;
+    if (typeof errorFrames === "number" && Number.isFinite(errorFrames)) {
+      this.errors.set(peer, { us: (errorFrames * 1e6) / rate, perf: performance.now() });
+    }
     // Peers' flashes come in bursts (one heartbeat's worth): keep the newest.
     const known = this.anchors.get(peer);
     if (known && known.track === track && known.swarm >= swarmUs) return;
@@ -75,6 +79,15 @@ export class Fireflies {
       swarm: swarmUs,
       perf: performance.now(),
     });
+  }
+
+  /**
+   * How far `peer`'s playback is from where its timeline says it should be
+   * (µs, positive: ahead), from its latest flash; null when it plays nothing.
+   */
+  playbackError(peer) {
+    const e = this.errors.get(peer);
+    return e && performance.now() - e.perf < STALE_MS ? e.us : null;
   }
 
   /** New node list: rebuild the lights, sample the sync errors. */
@@ -89,9 +102,11 @@ export class Fireflies {
     if (now - this.lastSample < 900) return;
     this.lastSample = now;
     for (const n of nodes) {
-      if (typeof n.error !== "number") continue;
+      // A playing node's own playback error; else its clock's error.
+      const v = this.playbackError(n.id) ?? n.error;
+      if (typeof v !== "number") continue;
       const points = this.series.get(n.id) ?? [];
-      points.push({ t: now, v: Math.abs(n.error) });
+      points.push({ t: now, v: Math.abs(v) });
       while (points.length && now - points[0].t > WINDOW_MS) points.shift();
       this.series.set(n.id, points);
     }
@@ -127,7 +142,9 @@ export class Fireflies {
           el("li", { style: `--hue:${hue(n.id)}` }, [
             el("span", { class: "swatch", "aria-hidden": "true" }),
             el("span", { class: "name", text: n.name }),
-            ` ${micros(n.error)}${n.self ? " (clock)" : " (offset vs this node)"}`,
+            this.playbackError(n.id) !== null
+              ? ` ${micros(this.playbackError(n.id))} (playback)`
+              : ` ${micros(n.error)}${n.self ? " (clock)" : " (offset vs this node)"}`,
           ]),
         ),
     );

@@ -64,6 +64,9 @@ pub(crate) struct FlashReport {
     pub(crate) swarm_us: i64,
     /// When, truly (virtual output only), µs since the UNIX epoch.
     pub(crate) true_unix_us: Option<i64>,
+    /// How far the position was from where the timeline says it should be,
+    /// source frames (positive: ahead).
+    pub(crate) error_frames: f64,
 }
 
 fn unix_micros(instant: Instant) -> i64 {
@@ -89,6 +92,7 @@ impl FlashReport {
             position: flash.position,
             swarm_us: flash.swarm.as_micros(),
             true_unix_us: flash.true_instant.map(unix_micros),
+            error_frames: flash.error_frames,
         }
     }
 }
@@ -217,6 +221,8 @@ pub(crate) async fn report_playout(client: Client, audio: Audio, volume: Volume)
                         track: flash.track,
                         frame: flash.frame,
                         swarm_us: flash.swarm.as_micros(),
+                        // Saturating: an error of 2^31 frames is hours anyway.
+                        error_frames: flash.error_frames.round() as i32,
                     };
                     latest = Some((report, Instant::now()));
                 }
@@ -386,6 +392,7 @@ impl PeerFlashes {
                         position: f.frame as f64,
                         swarm_us: f.swarm_us,
                         true_unix_us: None,
+                        error_frames: f64::from(f.error_frames),
                     },
                 ));
             }
@@ -408,6 +415,7 @@ mod tests {
             track: 2,
             frame: 10,
             swarm_us,
+            error_frames: 0,
         }
     }
 

@@ -421,17 +421,28 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
             "no flashes for {what}"
         );
     }
+    // Attic's own playback error (from its flashes) is shown in porch's swarm view.
+    let figure = |peer: &str, label: &str| {
+        format!(
+            "(() => {{ const d = [...document.querySelectorAll('#nodes .node[data-peer=\"{peer}\"] .figures div')]\
+             .find(d => d.querySelector('dt').textContent === '{label}'); return d ? d.querySelector('dd').textContent : null; }})()"
+        )
+    };
+    let error = figure(&b.peer_id, "playback error");
+    assert_eq!(
+        browser.wait(&page_a, &format!("/s$/.test({error})"), limit),
+        json_true(),
+        "attic's playback error shown as {}",
+        browser.eval(&page_a, &error)
+    );
+
     // The download finished: no progress bar any more.
     let done =
         format!("!document.querySelector('#tracks .track[data-track=\"{track}\"] progress')");
     assert_eq!(browser.wait(&page_b, &done, limit), json_true());
 
     // The swarm view shows how porch reaches attic: directly.
-    let link = format!(
-        "(() => {{ const d = [...document.querySelectorAll('#nodes .node[data-peer=\"{}\"] .figures div')]\
-         .find(d => d.querySelector('dt').textContent === 'link'); return d ? d.querySelector('dd').textContent : null; }})()",
-        b.peer_id
-    );
+    let link = figure(&b.peer_id, "link");
     assert_eq!(
         browser.wait(&page_a, &format!("{link} === 'direct'"), limit),
         json_true(),

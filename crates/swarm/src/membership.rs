@@ -379,6 +379,7 @@ mod tests {
             track: 1,
             frame: 100,
             swarm_us,
+            error_frames: 0,
         }
     }
 

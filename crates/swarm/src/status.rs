@@ -76,6 +76,10 @@ pub struct PlayoutFlash {
     pub frame: u64,
     /// When, on the node's swarm clock, µs.
     pub swarm_us: i64,
+    /// How far the frame was from where the node's timeline says it should
+    /// be, in source frames (positive: ahead): its playback sync error.
+    #[serde(default)]
+    pub error_frames: i32,
 }
 
 /// What a node's player is doing, as its heartbeats report it.

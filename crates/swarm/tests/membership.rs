@@ -54,11 +54,13 @@ async fn three_nodes_join_and_a_silent_one_leaves_everywhere() {
                 track: 3,
                 frame: 44_100,
                 swarm_us: 1_000_000,
+                error_frames: 0,
             },
             PlayoutFlash {
                 track: 3,
                 frame: 55_125,
                 swarm_us: 1_250_000,
+                error_frames: 0,
             },
         ],
     };
