@@ -459,7 +459,7 @@ function renderNow() {
   seek.disabled = !playback.track || !duration;
   if (!seeking) {
     const pos = positionMs();
-    $("now-pos").textContent = playback.track ? clock(pos) : "–";
+    $("now-pos").textContent = playback.track ? clock(duration ? Math.min(pos, duration) : pos) : "–";
     seek.value = duration ? String(Math.round((Math.min(pos, duration) / duration) * 1000)) : "0";
   }
   const queue = playback.queue ?? [];

@@ -102,8 +102,9 @@ export class Fireflies {
     if (now - this.lastSample < 900) return;
     this.lastSample = now;
     for (const n of nodes) {
-      // A playing node's own playback error; else its clock's error.
-      const v = this.playbackError(n.id) ?? n.error;
+      // A playing node's own playback error (none between its flashes, so a
+      // line never mixes the two kinds); a node not playing, its clock's error.
+      const v = n.playback === "playing" ? this.playbackError(n.id) : n.error;
       if (typeof v !== "number") continue;
       const points = this.series.get(n.id) ?? [];
       points.push({ t: now, v: Math.abs(v) });
