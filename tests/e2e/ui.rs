@@ -383,6 +383,26 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
         browser.eval(&page_b, "document.getElementById('tracks').outerHTML")
     );
 
+    // The API says the same: the track, with how much of it is here.
+    let library = get_json(&b.api, "/api/library");
+    let entry = library
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["track"] == track.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    let download = &entry["download"];
+    if !download.is_null() {
+        let (have, total) = (
+            download["chunks_have"].as_u64().unwrap(),
+            download["chunks_total"].as_u64().unwrap(),
+        );
+        assert!(total > 0 && have < total, "{library}");
+        assert!(download["bytes_total"].as_u64().unwrap() > 0, "{library}");
+    } else {
+        // Finished in between: then attic holds it.
+        assert!(entry.is_object(), "{library}");
+    }
+
     // The now-playing view updates on both nodes' pages.
     let playing = "document.getElementById('now').dataset.state === 'playing'";
     assert_eq!(
