@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod key;
 pub(crate) mod library;
+pub(crate) mod local_swarm;
 pub(crate) mod play;
 pub(crate) mod relay;
 pub(crate) mod scan;

@@ -71,17 +71,37 @@ pub(crate) struct FlashReport {
 
 fn unix_micros(instant: Instant) -> i64 {
     static ANCHOR: OnceLock<(Instant, i64)> = OnceLock::new();
-    let (at, unix) = *ANCHOR.get_or_init(|| {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0));
-        (Instant::now(), unix)
-    });
+    let (at, unix) = *ANCHOR.get_or_init(anchor);
     if instant >= at {
         unix + i64::try_from(instant.duration_since(at).as_micros()).unwrap_or(0)
     } else {
         unix - i64::try_from(at.duration_since(instant).as_micros()).unwrap_or(0)
     }
+}
+
+/// Pairs an `Instant` with the system clock's reading at the same moment.
+/// The two reads are bracketed by monotonic reads and the narrowest bracket
+/// of many tries is kept: a process preempted between two reads would
+/// otherwise carry that delay as a constant error in every true instant it
+/// reports, which sync measurements across processes would take for an
+/// offset between the nodes.
+fn anchor() -> (Instant, i64) {
+    let unix_now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0))
+    };
+    let mut best: Option<(std::time::Duration, Instant, i64)> = None;
+    for _ in 0..200 {
+        let before = Instant::now();
+        let unix = unix_now();
+        let after = Instant::now();
+        let width = after.duration_since(before);
+        if best.is_none_or(|(w, _, _)| width < w) {
+            best = Some((width, before + width / 2, unix));
+        }
+    }
+    best.map_or_else(|| (Instant::now(), unix_now()), |(_, at, unix)| (at, unix))
 }
 
 impl FlashReport {

@@ -20,7 +20,7 @@ use firefly_swarm::{ControlRequest, PlaybackState, Session};
 
 /// How far ahead of "now" a change is anchored, µs: enough for gossip to
 /// reach every node and for its player to have audio decoded.
-pub(crate) const LEAD_MICROS: i64 = 400_000;
+pub(crate) const LEAD_MICROS: i64 = 100_000;
 
 /// What the coordinator does with a command.
 #[derive(Debug, Clone, PartialEq, Eq)]

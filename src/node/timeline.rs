@@ -28,7 +28,7 @@ impl NodeTimeline {
         Self {
             now,
             mapping,
-            slew: Mutex::new((SlewController::new(SlewConfig::default()), 1.0)),
+            slew: Mutex::new((SlewController::new(slew_config()), 1.0)),
         }
     }
 
@@ -43,6 +43,16 @@ impl NodeTimeline {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The player's rate range: the swarm clock may run up to a few hundred ppm
+/// from this node's crystal (the swarm keeps to the mean of its members'),
+/// and the phase correction needs room on top; 1000 ppm is under 2 cents
+/// of pitch, far below what ears notice.
+fn slew_config() -> SlewConfig {
+    let mut config = SlewConfig::default();
+    config.max_ppm = 1_000.0;
+    config
 }
 
 impl Timeline for NodeTimeline {

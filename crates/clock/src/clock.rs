@@ -72,6 +72,22 @@ pub struct PeerInfo {
     pub probed: bool,
     /// Whether the peer's timeline was averaged with at the last tick.
     pub coupled: bool,
+    /// The exchange's one-way asymmetry towards this peer, µs, learned from
+    /// what the peer measures of us (see [`SwarmClock::handle_peer_view`]) and
+    /// already removed from `offset_micros`. `None` until the peer has told us.
+    pub path_bias_micros: Option<f64>,
+}
+
+/// What a node tells the peers that ask it the time, beside the stamps
+/// (see [`SwarmClock::view_for`] and [`SwarmClock::handle_peer_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PeerView {
+    /// Its raw measurement of the asker's swarm clock minus its own, µs
+    /// (`None` until it has one).
+    pub offset_micros: Option<f64>,
+    /// Its swarm clock's drift compensation against its own local clock
+    /// (dimensionless, e.g. `120e-6`), without any slew in progress.
+    pub skew: f64,
 }
 
 /// Counters of what happened to samples (bad input is counted here).
@@ -103,7 +119,31 @@ struct Peer {
     estimator: PeerEstimator,
     probed: bool,
     info: PeerInfo,
+    /// Our raw (uncorrected) measurement of the peer's offset at the last tick:
+    /// what we tell the peer when it asks the time.
+    measured: Option<f64>,
+    /// The peer's raw measurement of *our* offset, and our local time when it came.
+    reported: Option<(i64, f64)>,
+    /// The peer's drift compensation, and our local time when it came.
+    reported_skew: Option<(i64, f64)>,
+    /// The latest path-bias measurements (see [`PeerInfo::path_bias_micros`]).
+    bias_samples: VecDeque<f64>,
+    /// Their median: the bias removed from the peer's offset.
+    bias: Option<f64>,
 }
+
+/// Path-bias measurements kept per peer; their median is used (a path's
+/// bias is a lasting property, single measurements are noisy and, around a
+/// step on either side, wrong).
+const BIAS_SAMPLES: usize = 31;
+/// Fraction of the swarm's mean drift compensation beyond
+/// [`COMMON_RATE_FREE`] removed per tick, on every node alike (see
+/// [`SwarmClock::handle_peer_view`]).
+const COMMON_RATE_GAIN: f64 = 0.05;
+/// A mean drift compensation within this is left alone: real crystals differ
+/// by up to a few hundred ppm, and nodes' views of the mean differ a little,
+/// so correcting inside it would only add noise between them.
+const COMMON_RATE_FREE: f64 = 400e-6;
 
 /// One usable peer estimate at a tick.
 #[derive(Debug, Clone, Copy)]
@@ -265,6 +305,17 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         self.peers.iter().map(|(k, p)| (k, &p.info))
     }
 
+    /// What to send `peer` with a time response, for its
+    /// [`SwarmClock::handle_peer_view`]: our raw measurement of its swarm
+    /// clock minus ours at the last tick (before any bias correction) and our
+    /// drift compensation.
+    pub fn view_for(&self, peer: &P) -> PeerView {
+        PeerView {
+            offset_micros: self.peers.get(peer).and_then(|p| p.measured),
+            skew: self.rate_base,
+        }
+    }
+
     /// Sample counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -289,6 +340,11 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     estimator,
                     probed: false,
                     info: PeerInfo::default(),
+                    measured: None,
+                    reported: None,
+                    reported_skew: None,
+                    bias_samples: VecDeque::new(),
+                    bias: None,
                 },
             );
             self.select_peers(now, Some(&peer));
@@ -320,6 +376,64 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         match &result {
             Ok(()) => self.stats.accepted += 1,
             Err(_) => self.stats.rejected += 1,
+        }
+        result
+    }
+
+    /// Feeds what `peer` said of itself and of us with a time response
+    /// (its [`SwarmClock::view_for`] us). Two errors no comparison of clocks
+    /// can see are removed with it:
+    ///
+    /// - **Path bias.** An exchange whose request takes longer than its
+    ///   response (a new stream is opened for the request, the response rides
+    ///   an open one) makes each side see the other ahead by the same amount.
+    ///   Our measurement of the peer plus its measurement of us is twice that
+    ///   shared bias; it is smoothed, bounded by half the smallest round trip
+    ///   (no path can be more lopsided, which also caps what a lying peer can
+    ///   do), and subtracted.
+    /// - **Common drift.** Peers only compare clocks with each other, so
+    ///   nothing holds the swarm's rate as a whole: any shared error would
+    ///   let every timeline speed up or slow down together, away from real
+    ///   time and out of the players' slew range. When the mean drift
+    ///   compensation of the swarm (its own and its peers') passes
+    ///   [`COMMON_RATE_FREE`], each node removes a little of the excess every
+    ///   tick; all nodes make the same move, so their agreement is untouched
+    ///   and the timeline stays within reach of every member's clock.
+    ///
+    /// A view out of range is refused and counted.
+    pub fn handle_peer_view(
+        &mut self,
+        now: LocalMicros,
+        peer: &P,
+        view: PeerView,
+    ) -> Result<(), SampleError> {
+        let now = self.advance(now);
+        let max = self.config.max_offset as f64;
+        let max_skew = self.config.max_skew;
+        let result = match (self.peers.get_mut(peer), view.offset_micros) {
+            (None, _) => Err(SampleError::UnknownPeer),
+            (Some(_), Some(offset)) if !offset.is_finite() || offset.abs() > max => {
+                Err(SampleError::OffsetTooLarge {
+                    offset_micros: if offset.is_finite() {
+                        offset as i64
+                    } else {
+                        i64::MAX
+                    },
+                })
+            }
+            (Some(_), _) if !view.skew.is_finite() || view.skew.abs() > max_skew => {
+                Err(SampleError::SkewOutOfRange)
+            }
+            (Some(p), offset) => {
+                if let Some(offset) = offset {
+                    p.reported = Some((now, offset));
+                }
+                p.reported_skew = Some((now, view.skew));
+                Ok(())
+            }
+        };
+        if result.is_err() {
+            self.stats.rejected += 1;
         }
         result
     }
@@ -532,7 +646,29 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             match est {
                 Some(e) => {
                     let at = LocalMicros(now);
-                    let offset = e.theta_at(at) - ours;
+                    let measured = e.theta_at(at) - ours;
+                    peer.measured = measured.is_finite().then_some(measured);
+                    let synced = self.state == State::Synced;
+                    if let Some((_, reported)) = peer.reported.filter(|&(t, r)| {
+                        now.saturating_sub(t) <= self.config.stale_after
+                            && synced
+                            && r.abs() < self.config.outlier
+                            && measured.abs() < self.config.outlier
+                    }) {
+                        let limit = e.min_delay.max(0.0) / 2.0;
+                        let newest = ((measured + reported) / 2.0).clamp(-limit, limit);
+                        if newest.is_finite() {
+                            if peer.bias_samples.len() == BIAS_SAMPLES {
+                                peer.bias_samples.pop_front();
+                            }
+                            peer.bias_samples.push_back(newest);
+                            let mut sorted: Vec<f64> = peer.bias_samples.iter().copied().collect();
+                            sorted.sort_by(f64::total_cmp);
+                            peer.bias = sorted.get(sorted.len() / 2).copied();
+                        }
+                    }
+                    peer.info.path_bias_micros = peer.bias;
+                    let offset = measured - peer.bias.unwrap_or(0.0);
                     peer.info.offset_micros = Some(offset);
                     peer.info.delay_micros = Some(e.min_delay);
                     peer.info.uncertainty_micros = Some(e.uncertainty_at(at));
@@ -656,10 +792,29 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         // residual rate error the slope estimates have not resolved yet shows
         // up as a persistent phase error, and this removes it.
         self.rate_base += phase_gain * phase_gain / 8.0 * offset / tick;
+        let mean = self.mean_skew(now);
+        self.rate_base -=
+            COMMON_RATE_GAIN * (mean - mean.clamp(-COMMON_RATE_FREE, COMMON_RATE_FREE));
         self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
         self.rate_slew =
             (phase_gain * offset / tick).clamp(-self.config.max_slew, self.config.max_slew);
         self.sync_error = Some((offset * offset + sigma * sigma).sqrt());
+    }
+
+    /// The mean drift compensation of this node and the peers that told us
+    /// theirs recently.
+    fn mean_skew(&self, now: i64) -> f64 {
+        let stale_after = self.config.stale_after;
+        let (sum, n) = self
+            .peers
+            .values()
+            .filter_map(|p| p.reported_skew)
+            .filter(|&(t, _)| now.saturating_sub(t) <= stale_after)
+            .fold((self.rate_base, 1.0), |(sum, n), (_, skew)| {
+                (sum + skew, n + 1.0)
+            });
+        // Alone (or with peers that never said): nothing to share a drift with.
+        if n < 2.0 { 0.0 } else { sum / n }
     }
 
     fn mark_coupled(&mut self, outlier: f64) {

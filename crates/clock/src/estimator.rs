@@ -99,6 +99,9 @@ pub enum SampleError {
         /// The sample's offset relative to this node's swarm clock.
         offset_micros: i64,
     },
+    /// A peer's view claims a drift compensation beyond the configured maximum.
+    #[error("peer's skew is not a number within the maximum")]
+    SkewOutOfRange,
     /// A sample with the same `t1` is already held.
     #[error("duplicate sample")]
     Duplicate,

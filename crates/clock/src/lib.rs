@@ -77,7 +77,7 @@ mod time;
 #[cfg(test)]
 mod tests;
 
-pub use clock::{Event, PeerInfo, Stats, SwarmClock};
+pub use clock::{Event, PeerInfo, PeerView, Stats, SwarmClock};
 pub use config::Config;
 pub use estimator::{Sample, SampleError};
 pub use slew::{Correction, SlewConfig, SlewController};

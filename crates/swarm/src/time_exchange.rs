@@ -14,7 +14,7 @@
 
 use crate::event::Event;
 use crate::event_loop::EventLoop;
-use firefly_clock::{LocalMicros, Sample, SwarmClock, SwarmMicros};
+use firefly_clock::{LocalMicros, PeerView, Sample, SwarmClock, SwarmMicros};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
@@ -34,12 +34,21 @@ pub struct TimeRequest {
 
 /// `(t2, t3)`: when the answerer received the request and sent the
 /// response, on the answerer's swarm clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TimeResponse {
     /// Answerer's receive time, swarm microseconds.
     pub t2: i64,
     /// Answerer's send time, swarm microseconds.
     pub t3: i64,
+    /// The answerer's own measurement of the asker's swarm clock minus its
+    /// own, µs, uncorrected (absent until it has one). With `skew` it lets
+    /// the asker cancel the bias both directions share and the swarm's
+    /// common drift (see [`SwarmClock::handle_peer_view`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<f64>,
+    /// The answerer's drift compensation against its local clock, ppm.
+    #[serde(default)]
+    pub skew_ppm: f64,
 }
 
 /// One completed exchange with a peer: the four NTP timestamps.
@@ -154,12 +163,18 @@ impl EventLoop {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { channel, .. } => {
                     let t2 = self.clock.to_swarm(arrived).as_micros();
-                    let t3 = self.clock.to_swarm((self.now)()).as_micros();
+                    let view = self.clock.view_for(&peer);
+                    let response = TimeResponse {
+                        t2,
+                        t3: self.clock.to_swarm((self.now)()).as_micros(),
+                        view: view.offset_micros,
+                        skew_ppm: view.skew * 1e6,
+                    };
                     if self
                         .swarm
                         .behaviour_mut()
                         .time
-                        .send_response(channel, TimeResponse { t2, t3 })
+                        .send_response(channel, response)
                         .is_err()
                     {
                         tracing::debug!(%peer, "time request abandoned before the response");
@@ -180,6 +195,13 @@ impl EventLoop {
                     };
                     if let Err(err) = self.clock.handle_sample(arrived, &peer, sample) {
                         tracing::debug!(%peer, %err, "time sample refused");
+                    }
+                    let view = PeerView {
+                        offset_micros: response.view,
+                        skew: response.skew_ppm * 1e-6,
+                    };
+                    if let Err(err) = self.clock.handle_peer_view(arrived, &peer, view) {
+                        tracing::debug!(%peer, %err, "peer's view of our clock refused");
                     }
                     if let Some(reply) = pending.reply {
                         let _ = reply.send(Ok(TimeSample { peer, sample }));

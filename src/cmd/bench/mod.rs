@@ -3,6 +3,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod scan;
+pub(crate) mod sync;
 pub(crate) mod transfer;
 
 /// Arguments of `firefly bench`.
@@ -18,6 +19,8 @@ enum Which {
     Scan(scan::Args),
     /// Swarm-clock simulator: firefly coupling against a Snapcast-like baseline, same seed.
     Clock(clock::Args),
+    /// Synchronized playback of real nodes: offsets, command → sound, join, failover, cost.
+    Sync(sync::Args),
     /// Chunk transfer against a plain TCP copy, capped multi-holder speedup, library convergence.
     Transfer(transfer::Args),
 }
@@ -27,5 +30,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Scan(args) => scan::run(args),
         Which::Clock(args) => clock::run(args),
         Which::Transfer(args) => transfer::run(args),
+        Which::Sync(args) => sync::run(args),
     }
 }

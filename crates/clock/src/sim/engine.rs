@@ -9,7 +9,7 @@ use super::Scenario;
 use super::baseline::MedianClock;
 use super::metrics::{Metrics, Recorder};
 use super::netem::Netem;
-use crate::clock::SwarmClock;
+use crate::clock::{PeerView, SwarmClock};
 use crate::config::Config;
 use crate::estimator::Sample;
 use crate::time::{LocalMicros, SwarmMicros};
@@ -85,6 +85,8 @@ enum Ev {
         t1: LocalMicros,
         t2: SwarmMicros,
         t3: SwarmMicros,
+        /// What a firefly responder says of itself and the asker.
+        view: Option<PeerView>,
     },
     Join {
         node: usize,
@@ -307,7 +309,7 @@ impl Sim<'_> {
             self.rec.exchanges += 1;
             match self.net.one_way(&mut self.rng, i, p) {
                 Some(d) => self.push(
-                    t + d,
+                    t + d + self.sc.request_extra_us.round() as i64,
                     Ev::Request {
                         from: i,
                         to: p,
@@ -350,6 +352,10 @@ impl Sim<'_> {
                 let turnaround = 20 + self.rng.random_range(0..40);
                 let t2 = clock.to_swarm(self.nodes[to].local(t));
                 let t3 = clock.to_swarm(self.nodes[to].local(t + turnaround));
+                let view = match clock {
+                    Clock::Firefly(c) => Some(c.view_for(&from)),
+                    Clock::Baseline(_) => None,
+                };
                 match self.net.one_way(&mut self.rng, to, from) {
                     Some(d) => self.push(
                         t + turnaround + d,
@@ -359,6 +365,7 @@ impl Sim<'_> {
                             t1,
                             t2,
                             t3,
+                            view,
                         },
                     ),
                     None => self.rec.lost += 1,
@@ -370,6 +377,7 @@ impl Sim<'_> {
                 t1,
                 t2,
                 t3,
+                view,
             } => {
                 if !self.nodes[to].alive {
                     return;
@@ -380,6 +388,9 @@ impl Sim<'_> {
                     Some(Clock::Firefly(c)) => {
                         // Refusals are counted by the clock itself.
                         let _ = c.handle_sample(t4, &from, sample);
+                        if let Some(view) = view {
+                            let _ = c.handle_peer_view(t4, &from, view);
+                        }
                     }
                     Some(Clock::Baseline(c)) => c.handle_sample(from, sample),
                     None => {}

@@ -12,6 +12,11 @@ use serde::Serialize;
 /// counted nodes' swarm clocks at one true instant.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Metrics {
+    /// Rate of the swarm's mean timeline against true time after warm-up, ppm
+    /// (the members' clocks drift ±`drift_ppm` around true time, so a
+    /// healthy swarm stays within that; a timeline running away from every
+    /// member's clock would leave the players' reach).
+    pub timeline_rate_ppm: Option<f64>,
     /// Median spread after warm-up, µs.
     pub spread_p50_us: Option<f64>,
     /// 99th percentile spread after warm-up, µs.
@@ -149,6 +154,26 @@ impl Recorder {
         median(&mut v)
     }
 
+    /// Mean reading (swarm − true) over the live, synced nodes at `k`.
+    fn mean_reading(&self, k: usize) -> Option<f64> {
+        let live: Vec<f64> = self.readings[k]
+            .iter()
+            .filter(|(alive, _)| *alive)
+            .map(|(_, r)| *r)
+            .collect::<Option<Vec<f64>>>()?;
+        (!live.is_empty()).then(|| live.iter().sum::<f64>() / live.len() as f64)
+    }
+
+    fn timeline_rate_ppm(&self) -> Option<f64> {
+        let after: Vec<usize> = (0..self.times.len())
+            .filter(|&k| self.times[k] >= self.warmup)
+            .collect();
+        let (&first, &last) = (after.first()?, after.last()?);
+        let dt = (self.times[last] - self.times[first]) as f64;
+        let dr = self.mean_reading(last)? - self.mean_reading(first)?;
+        (dt > 0.0).then_some(dr / dt * 1e6)
+    }
+
     pub(crate) fn finish(self) -> Metrics {
         let spreads: Vec<Option<f64>> = (0..self.times.len()).map(|k| self.spread(k)).collect();
         let mut after: Vec<f64> = Vec::new();
@@ -202,6 +227,7 @@ impl Recorder {
             }
         }
         Metrics {
+            timeline_rate_ppm: self.timeline_rate_ppm(),
             spread_p50_us: percentile(&after, 0.5),
             spread_p99_us: percentile(&after, 0.99),
             spread_max_us: after.last().copied(),

@@ -61,6 +61,10 @@ pub struct Scenario {
     pub loss: f64,
     /// Extra one-way delay on every link in one direction (lower id → higher), µs.
     pub asymmetry_us: f64,
+    /// Extra delay of every time *request* (asker → answerer), µs: a stack
+    /// that opens a stream per request and answers on it. Each side then sees
+    /// the other ahead by half of it.
+    pub request_extra_us: f64,
     /// Peers each node probes (the clock picks them at random).
     pub sync_peers: usize,
     /// Time between probes of one peer, ms (both protocols).
@@ -106,6 +110,7 @@ impl Scenario {
             spike_max_us: 0.0,
             loss: 0.001,
             asymmetry_us: 0.0,
+            request_extra_us: 0.0,
             sync_peers: 8,
             probe_interval_ms: 100.0,
             join_at_s: Some(120.0),

@@ -1,0 +1,585 @@
+//! `firefly bench sync`: synchronized playback measured from outside the nodes.
+//!
+//! It runs a real swarm of `firefly up` child processes on 127.0.0.1 (see
+//! [`crate::cmd::local_swarm`]): skewed test clocks (offsets up to ±1 s,
+//! rates up to ±200 ppm), virtual outputs that stamp every flash with the
+//! true instant it was heard. Only the last node holds the played track, so
+//! the first play also moves it to every other node. Then, in one run:
+//!
+//! 1. **steady sync**: the offsets between every pair of nodes over a window
+//!    of steady playback (p50, p99, max), and each node's CPU and RSS;
+//! 2. **command → sound** with the track cached: from sending `play` to a
+//!    follower's API until every node has sounded the requested position;
+//! 3. **join**: a node is killed and started again on its data dir; from its
+//!    start to the first instant from which it stays within 1 ms of the others;
+//! 4. **failover**: the coordinator is killed mid-track; gaps on the survivors'
+//!    outputs, the time until they agree on a new coordinator and until it
+//!    accepts a command, and their offsets afterwards.
+
+use crate::cmd::local_swarm::{
+    Node, RATE, SeenFlash, flashes, get_json, music_dir, offsets, percentile_abs, post, skew,
+    start_node, synthesize, wait_settled,
+};
+use anyhow::{Context, bail};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Arguments of `firefly bench sync`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Nodes in the swarm (3 to 8).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=8))]
+    nodes: u8,
+    /// Seconds of steady playback over which offsets are measured.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(5..=300))]
+    seconds: u32,
+    /// Seconds of playback before the steady window (a swarm runs for hours;
+    /// its clocks have long converged).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=600))]
+    warmup: u32,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Goals of the node issue.
+const GOAL_P99_MICROS: f64 = 100.0;
+const GOAL_P50_MICROS: f64 = 30.0;
+const GOAL_JOIN_MILLIS: f64 = 2_000.0;
+const GOAL_COMMAND_MILLIS: f64 = 150.0;
+const GOAL_FAILOVER_MILLIS: f64 = 3_000.0;
+const GOAL_CPU_PERCENT: f64 = 5.0;
+const GOAL_RSS_MB: f64 = 60.0;
+/// "In step", for the join: within this of the others.
+const IN_STEP_MICROS: f64 = 1_000.0;
+/// A flash further than this from where its predecessor predicts is a gap.
+const GAP_MICROS: f64 = 1_000.0;
+/// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+/// Trials of command → sound.
+const COMMAND_TRIALS: usize = 5;
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("firefly-bench-sync-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let result = tokio::runtime::Runtime::new()?.block_on(bench(&root, &args));
+    let _ = std::fs::remove_dir_all(&root);
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn unix_micros_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0))
+}
+
+/// Every flash seen so far per node, merged across polls of the ring.
+#[derive(Default)]
+struct Collected {
+    by_node: BTreeMap<usize, BTreeMap<i64, SeenFlash>>,
+}
+
+impl Collected {
+    async fn poll(&mut self, nodes: &[Node]) {
+        for node in nodes {
+            let seen = flashes(node).await.unwrap_or_default();
+            let mine = self.by_node.entry(node.index).or_default();
+            for f in seen {
+                mine.insert(f.true_us, f);
+            }
+        }
+    }
+
+    /// Node `index`'s flashes of player track `track` in `[from, to)` true µs.
+    fn run(&self, index: usize, track: u64, from: i64, to: i64) -> Vec<(f64, i64)> {
+        self.by_node
+            .get(&index)
+            .map(|m| {
+                m.range(from..to)
+                    .map(|(_, f)| f)
+                    .filter(|f| f.track == track)
+                    .map(|f| (f.position, f.true_us))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The newest player track number of node `index`.
+    fn last_track(&self, index: usize) -> Option<u64> {
+        self.by_node
+            .get(&index)
+            .and_then(|m| m.values().map(|f| f.track).max())
+    }
+
+    fn forget(&mut self, index: usize) {
+        self.by_node.remove(&index);
+    }
+}
+
+/// Offsets of every pair of `indices` over `[from, to)`, each node on its
+/// newest player track.
+fn pair_offsets(
+    seen: &Collected,
+    indices: &[usize],
+    from: i64,
+    to: i64,
+) -> (Vec<f64>, BTreeMap<String, f64>) {
+    let runs: Vec<(usize, Vec<(f64, i64)>)> = indices
+        .iter()
+        .map(|&i| {
+            let track = seen.last_track(i).unwrap_or(0);
+            (i, seen.run(i, track, from, to))
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut means = BTreeMap::new();
+    for (k, (i, a)) in runs.iter().enumerate() {
+        for (j, b) in &runs[k + 1..] {
+            let o = offsets(a, b);
+            if !o.is_empty() {
+                means.insert(format!("{i}-{j}"), o.iter().sum::<f64>() / o.len() as f64);
+            }
+            all.extend(o);
+        }
+    }
+    (all, means)
+}
+
+/// CPU seconds used so far by `pid`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// Resident memory of `pid`, MB.
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
+    let n = usize::from(args.nodes);
+    let holder = n - 1;
+    let steady = i64::from(args.seconds);
+    // Long enough for every phase on one track: settling, the steady window,
+    // command trials from 10 s on, the join and the failover.
+    let track_seconds = u32::try_from(steady).unwrap_or(300) + args.warmup + 150;
+    for i in 0..n {
+        let music = music_dir(root, i);
+        std::fs::create_dir_all(&music)?;
+        let seconds = if i == holder { track_seconds } else { 5 };
+        synthesize(&music.join(format!("bench-{i}.wav")), i, seconds)?;
+    }
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..n {
+        let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
+        nodes.push(start_node(root, i, &peers)?);
+    }
+    let coordinator = wait_settled(&nodes, Duration::from_secs(60)).await?;
+    let library = get_json(nodes[holder].http, "/api/library").await?;
+    let track = library
+        .as_array()
+        .and_then(|tracks| {
+            tracks
+                .iter()
+                .find(|t| t["duration_ms"].as_u64().unwrap_or(0) > 60_000)
+        })
+        .and_then(|t| t["track"].as_str())
+        .context("the holder's long track is not in its library")?
+        .to_string();
+    let follower = (0..n)
+        .find(|&i| nodes[i].peer != coordinator && i != holder)
+        .context("no follower to send commands to")?;
+
+    // 1. The first play moves the track to everyone; then steady playback.
+    let cold_sent = unix_micros_now();
+    post(nodes[follower].http, "/api/play", json!({ "track": track })).await?;
+    let mut seen = Collected::default();
+    let all: Vec<usize> = (0..n).collect();
+    let cold_started = wait_all_started(&nodes, &mut seen, None, Duration::from_secs(60)).await?;
+    let cold_ms = (cold_started.iter().copied().max().unwrap_or(0) - cold_sent) as f64 / 1e3;
+    tokio::time::sleep(Duration::from_secs(u64::from(args.warmup))).await;
+    let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
+    let window_from = unix_micros_now();
+    let window_started = Instant::now();
+    while window_started.elapsed() < Duration::from_secs(steady.unsigned_abs()) {
+        seen.poll(&nodes).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    seen.poll(&nodes).await;
+    let window_to = unix_micros_now();
+    let cpu_secs = window_started.elapsed().as_secs_f64();
+    let cpu_percent: Vec<f64> = nodes
+        .iter()
+        .zip(&cpu_before)
+        .filter_map(|(node, before)| {
+            Some((cpu_seconds(node.pid())? - (*before)?) / cpu_secs * 100.0)
+        })
+        .collect();
+    let rss: Vec<f64> = nodes.iter().filter_map(|n| rss_mb(n.pid())).collect();
+    let (steady_offsets, pair_means) = pair_offsets(&seen, &all, window_from, window_to);
+    let clock_views = clock_views(&nodes).await;
+    if steady_offsets.is_empty() {
+        bail!("no overlapping flashes in the steady window");
+    }
+
+    // 2. Command → sound, the track cached everywhere now.
+    let mut command_ms = Vec::new();
+    let mut start_spread_us = Vec::new();
+    for trial in 0..COMMAND_TRIALS {
+        seen.poll(&nodes).await;
+        let before: Vec<Option<u64>> = (0..n).map(|i| seen.last_track(i)).collect();
+        let position_ms = 10_000 + 5_000 * trial as u64;
+        let sent = unix_micros_now();
+        post(
+            nodes[follower].http,
+            "/api/play",
+            json!({ "track": track, "position_ms": position_ms }),
+        )
+        .await?;
+        let started = wait_all_started(
+            &nodes,
+            &mut seen,
+            Some((&before, position_ms as f64 * f64::from(RATE) / 1e3)),
+            Duration::from_secs(10),
+        )
+        .await?;
+        let first = started.iter().copied().min().unwrap_or(0);
+        let last = started.iter().copied().max().unwrap_or(0);
+        command_ms.push((last - sent) as f64 / 1e3);
+        start_spread_us.push((last - first) as f64);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // 3. Join: a follower killed and started again on its data dir.
+    let joiner = (0..n)
+        .find(|&i| nodes[i].peer != coordinator && i != holder && i != follower)
+        .unwrap_or(follower);
+    let slot = nodes
+        .iter()
+        .position(|node| node.index == joiner)
+        .context("the joiner is not running")?;
+    nodes.remove(slot).kill();
+    seen.forget(joiner);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spawned = unix_micros_now();
+    let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
+    let rejoined = start_node(root, joiner, &peers)?;
+    nodes.insert(slot, rejoined);
+    let mut join_trace = Vec::new();
+    let join_ms = wait_in_step(
+        &nodes,
+        &mut seen,
+        joiner,
+        spawned,
+        Duration::from_secs(15),
+        &mut join_trace,
+    )
+    .await
+    .map(|at| (at - spawned) as f64 / 1e3);
+
+    // 4. Failover: the coordinator killed mid-track.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    seen.poll(&nodes).await;
+    let victim = nodes
+        .iter()
+        .position(|node| node.peer == coordinator)
+        .context("the coordinator is not running")?;
+    let killed = nodes.remove(victim);
+    let killed_index = killed.index;
+    let tracks_before: BTreeMap<usize, Option<u64>> = nodes
+        .iter()
+        .map(|n| (n.index, seen.last_track(n.index)))
+        .collect();
+    let killed_at = unix_micros_now();
+    killed.kill();
+    let (new_coordinator_ms, accepted_ms) = wait_new_coordinator(&nodes, &coordinator).await;
+    let survivors: Vec<usize> = nodes.iter().map(|n| n.index).collect();
+    let watch_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < watch_until {
+        seen.poll(&nodes).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    seen.poll(&nodes).await;
+    let after_to = unix_micros_now();
+    let mut gaps = 0usize;
+    let mut restarted = 0usize;
+    for &i in &survivors {
+        if seen.last_track(i) != tracks_before.get(&i).copied().flatten() {
+            restarted += 1;
+        }
+        let run = seen.run(
+            i,
+            seen.last_track(i).unwrap_or(0),
+            killed_at - 1_000_000,
+            after_to,
+        );
+        gaps += count_gaps(&run);
+    }
+    let (after_offsets, _) = pair_offsets(&seen, &survivors, killed_at + 1_000_000, after_to);
+
+    let p50 = percentile_abs(&steady_offsets, 50.0);
+    let p99 = percentile_abs(&steady_offsets, 99.0);
+    let cpu_max = cpu_percent.iter().copied().fold(0.0, f64::max);
+    let rss_max = rss.iter().copied().fold(0.0, f64::max);
+    let mut sorted_command = command_ms.clone();
+    sorted_command.sort_by(f64::total_cmp);
+    let command_median = sorted_command[sorted_command.len() / 2];
+    let command_max = sorted_command.last().copied().unwrap_or(0.0);
+    Ok(json!({
+        "nodes": n,
+        "warmup_s": args.warmup,
+        "skews": (0..n).map(skew).collect::<Vec<_>>(),
+        "steady": {
+            "seconds": steady,
+            "samples": steady_offsets.len(),
+            "offset_p50_us": p50,
+            "offset_p99_us": p99,
+            "offset_max_us": percentile_abs(&steady_offsets, 100.0),
+            "pair_mean_us": pair_means,
+            "clock_view_us": clock_views,
+        },
+        "cold_command_to_sound_ms": cold_ms,
+        "command_to_sound_ms": {
+            "trials": command_ms,
+            "median": command_median,
+            "max": command_max,
+            "start_spread_us": start_spread_us,
+        },
+        "join": { "node": joiner, "in_step_ms": join_ms, "trace_ms_us": join_trace },
+        "failover": {
+            "killed": killed_index,
+            "new_coordinator_ms": new_coordinator_ms,
+            "command_accepted_ms": accepted_ms,
+            "gaps": gaps,
+            "restarted_players": restarted,
+            "offset_p99_after_us": percentile_abs(&after_offsets, 99.0),
+        },
+        "cpu_percent_of_a_core": cpu_percent,
+        "rss_mb": rss,
+        "goals": {
+            "offset_p99_le_100us": p99 <= GOAL_P99_MICROS,
+            "offset_p50_le_30us": p50 <= GOAL_P50_MICROS,
+            "join_le_2s": join_ms.is_some_and(|ms| ms <= GOAL_JOIN_MILLIS),
+            "command_to_sound_le_150ms": command_max <= GOAL_COMMAND_MILLIS,
+            "failover_no_gap_le_3s": gaps == 0 && restarted == 0
+                && new_coordinator_ms.is_some_and(|ms| ms <= GOAL_FAILOVER_MILLIS),
+            "cpu_le_5_percent": cpu_max <= GOAL_CPU_PERCENT,
+            "rss_le_60mb": rss_max <= GOAL_RSS_MB,
+        },
+    }))
+}
+
+/// Waits until every node sounds a new player track (newer than `before`,
+/// or any when `None`) and returns the true instant each sounded its first
+/// frame. With `start_frame`, the instant is that of that source frame.
+async fn wait_all_started(
+    nodes: &[Node],
+    seen: &mut Collected,
+    before: Option<(&[Option<u64>], f64)>,
+    limit: Duration,
+) -> anyhow::Result<Vec<i64>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        seen.poll(nodes).await;
+        let mut starts = Vec::new();
+        for (k, node) in nodes.iter().enumerate() {
+            let newer = seen.last_track(node.index).filter(|&t| match before {
+                Some((before, _)) => before.get(k).copied().flatten().is_none_or(|b| t > b),
+                None => true,
+            });
+            let Some(track) = newer else { break };
+            let run = seen.run(node.index, track, i64::MIN, i64::MAX);
+            let Some(&(position, at)) = run.first() else {
+                break;
+            };
+            let start = before.map_or(position, |(_, frame)| frame);
+            starts.push(at - ((position - start) * 1e6 / f64::from(RATE)).round() as i64);
+        }
+        if starts.len() == nodes.len() {
+            return Ok(starts);
+        }
+        if Instant::now() > deadline {
+            bail!("not every node started playing within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls until node `joiner` has stayed within [`IN_STEP_MICROS`] of every
+/// other node for a second; returns the true instant it got there.
+async fn wait_in_step(
+    nodes: &[Node],
+    seen: &mut Collected,
+    joiner: usize,
+    since: i64,
+    limit: Duration,
+    trace: &mut Vec<(i64, f64)>,
+) -> Option<i64> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        seen.poll(nodes).await;
+        let Some(mine_track) = seen.last_track(joiner) else {
+            continue;
+        };
+        let mine = seen.run(joiner, mine_track, since, i64::MAX);
+        if mine.is_empty() {
+            continue;
+        }
+        // For each of the joiner's flashes, its worst offset against the others.
+        let mut worst: Vec<(i64, f64)> = mine.iter().map(|&(_, t)| (t, 0.0)).collect();
+        for other in nodes.iter().filter(|n| n.index != joiner) {
+            let track = seen.last_track(other.index).unwrap_or(0);
+            let theirs = seen.run(other.index, track, since - 1_000_000, i64::MAX);
+            for (slot, &flash) in worst.iter_mut().zip(&mine) {
+                let o = offsets(&[flash], &theirs);
+                slot.1 = slot.1.max(o.first().map_or(f64::INFINITY, |x| x.abs()));
+            }
+        }
+        // Every quarter second of the joiner's playback: its worst offset then.
+        trace.clear();
+        for &(t, w) in &worst {
+            let ms = (t - since) / 1_000;
+            if trace.last().is_none_or(|&(last, _)| ms - last >= 250) {
+                trace.push((ms, w.min(1e9).round()));
+            }
+        }
+        // The first flash from which every later one is in step, with a second of them.
+        let mut from = None;
+        for &(t, w) in worst.iter().rev() {
+            if w <= IN_STEP_MICROS {
+                from = Some(t);
+            } else {
+                break;
+            }
+        }
+        if let (Some(from), Some(&(last, _))) = (from, worst.last())
+            && last - from >= 1_000_000
+        {
+            return Some(from);
+        }
+    }
+    None
+}
+
+/// What each node's swarm clock believes of its peers' offsets, by node
+/// index: `"i→j"` is j's swarm clock minus i's, µs.
+async fn clock_views(nodes: &[Node]) -> BTreeMap<String, f64> {
+    let mut views = BTreeMap::new();
+    let index_of = |peer: &str| nodes.iter().find(|n| n.peer == peer).map(|n| n.index);
+    for node in nodes {
+        let Ok(state) = get_json(node.http, "/api/state").await else {
+            continue;
+        };
+        for peer in state["peers"].as_array().into_iter().flatten() {
+            if let (Some(j), Some(offset)) = (
+                peer["peer_id"].as_str().and_then(index_of),
+                peer["clock_offset_us"].as_f64(),
+            ) {
+                views.insert(format!("{}→{j}", node.index), offset);
+            }
+        }
+    }
+    views
+}
+
+/// Waits until every survivor names one coordinator other than `old`
+/// (ms after now) and until one of them accepts a command (ms after now).
+async fn wait_new_coordinator(nodes: &[Node], old: &str) -> (Option<f64>, Option<f64>) {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(15);
+    let mut agreed = None;
+    let mut accepted = None;
+    while Instant::now() < deadline && (agreed.is_none() || accepted.is_none()) {
+        if agreed.is_none() {
+            let mut names = std::collections::BTreeSet::new();
+            for node in nodes {
+                let state = get_json(node.http, "/api/state").await.ok();
+                names.insert(
+                    state
+                        .and_then(|s| s["coordinator"].as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                );
+            }
+            if names.len() == 1 && names.first().is_some_and(|c| !c.is_empty() && c != old) {
+                agreed = Some(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        if accepted.is_none()
+            && post(nodes[0].http, "/api/queue", json!({ "tracks": [] }))
+                .await
+                .is_ok()
+        {
+            accepted = Some(started.elapsed().as_secs_f64() * 1e3);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (agreed, accepted)
+}
+
+/// Flashes that are not where their predecessor predicts (a hole or a jump).
+fn count_gaps(run: &[(f64, i64)]) -> usize {
+    run.windows(2)
+        .filter(|w| {
+            let ((p0, t0), (p1, t1)) = (w[0], w[1]);
+            let predicted = (p1 - p0) * 1e6 / f64::from(RATE);
+            let elapsed = (t1 - t0) as f64;
+            (elapsed - predicted).abs() > GAP_MICROS || elapsed > 100_000.0
+        })
+        .count()
+}
+
+fn print_table(r: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
+    println!(
+        "firefly bench sync: {} nodes, skews {}",
+        r["nodes"], r["skews"]
+    );
+    println!(
+        "steady offsets over {} s ({} samples): p50 {} µs, p99 {} µs, max {} µs   (goals p50 ≤ 30, p99 ≤ 100)",
+        r["steady"]["seconds"],
+        r["steady"]["samples"],
+        f(&r["steady"]["offset_p50_us"]),
+        f(&r["steady"]["offset_p99_us"]),
+        f(&r["steady"]["offset_max_us"])
+    );
+    println!(
+        "command → sound, cached: median {} ms, max {} ms   (goal ≤ 150); cold (download first) {} ms",
+        f(&r["command_to_sound_ms"]["median"]),
+        f(&r["command_to_sound_ms"]["max"]),
+        f(&r["cold_command_to_sound_ms"])
+    );
+    println!(
+        "restarted node in step (≤ 1 ms) after {} ms   (goal ≤ 2000)",
+        f(&r["join"]["in_step_ms"])
+    );
+    println!(
+        "coordinator killed: new one agreed after {} ms, accepted a command after {} ms, {} gaps, {} restarted players   (goal no gap, ≤ 3000 ms)",
+        f(&r["failover"]["new_coordinator_ms"]),
+        f(&r["failover"]["command_accepted_ms"]),
+        r["failover"]["gaps"],
+        r["failover"]["restarted_players"]
+    );
+    println!(
+        "per node: CPU {} % of a core, RSS {} MB   (goals ≤ 5 %, ≤ 60 MB)",
+        r["cpu_percent_of_a_core"], r["rss_mb"]
+    );
+    println!("goals: {}", r["goals"]);
+}
