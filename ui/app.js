@@ -24,6 +24,7 @@ const model = {
   known: new Map(), // peer id → name, for join/leave messages
   log: [], // recent joins and leaves, newest first
   stateAt: 0, // performance.now() when `state` arrived
+  downloads: new Map(), // track id → {chunks_have, chunks_total, …}, live from the event stream
 };
 
 const fireflies = new Fireflies($("lights"), $("plot"), $("legend"));
@@ -94,8 +95,12 @@ function setOnline(online) {
 
 // The node's `/api/events` messages (docs/API.md):
 //   {"type":"session", "playback": {...as in GET /api/state}}   the session changed
-//   {"type":"flash", "flash": {"track", "frame", "position", "swarm_us", ...}}
-//     this node's player emitted source frame `position` at swarm instant `swarm_us`
+//   {"type":"flash", "node": peer id, "flash": {"track", "frame", "position", "swarm_us", "error_frames", ...}}
+//     node `node`'s player emitted source frame `position` at swarm instant
+//     `swarm_us`, `error_frames` off its timeline (this node's flashes live,
+//     peers' from their heartbeats)
+//   {"type":"downloads", "downloads": [{"track", "chunks_have", "chunks_total", ...}]}
+//     the downloads under way now
 // Unknown messages are ignored.
 function onEvent(message) {
   if (!message || typeof message !== "object") return;
@@ -103,11 +108,16 @@ function onEvent(message) {
     if (model.state) adoptPlayback(message.playback);
     render();
   } else if (message.type === "flash" && message.flash && typeof message.flash === "object") {
-    const { track, position, swarm_us: swarm } = message.flash;
-    const me = model.state?.peer_id;
-    if (typeof me === "string" && typeof position === "number" && typeof swarm === "number") {
-      fireflies.flashFrames(me, track, position, swarm);
+    const { track, position, swarm_us: swarm, error_frames: error } = message.flash;
+    const node = typeof message.node === "string" ? message.node : model.state?.peer_id;
+    if (typeof node === "string" && typeof position === "number" && typeof swarm === "number") {
+      fireflies.flashFrames(node, track, position, swarm, error);
     }
+  } else if (message.type === "downloads" && Array.isArray(message.downloads)) {
+    model.downloads = new Map(
+      message.downloads.filter((d) => typeof d?.track === "string").map((d) => [d.track, d]),
+    );
+    renderLibrary(new Map(nodes().map((n) => [n.id, n.name])));
   }
 }
 
@@ -141,6 +151,7 @@ function nodes() {
     offset: 0,
     error: state?.sync_error_us ?? status?.clock?.sync_error_us ?? null,
     playback: state?.playback?.state ?? null,
+    volume: typeof state?.volume === "number" ? state.volume : null,
   };
   const peers = state?.peers
     ? state.peers.map((p) => ({
@@ -152,6 +163,7 @@ function nodes() {
         offset: p.clock_offset_us ?? null,
         error: p.sync_error_us ?? (typeof p.clock_offset_us === "number" ? p.clock_offset_us : null),
         playback: p.playback ?? null,
+        volume: typeof p.volume === "number" ? p.volume : null,
       }))
     : (status?.members ?? []).map((m) => ({
         id: m.peer_id,
@@ -162,6 +174,7 @@ function nodes() {
         offset: null,
         error: null,
         playback: null,
+        volume: null,
       }));
   peers.sort((a, b) => String(a.name).localeCompare(String(b.name)));
   return [selfNode, ...peers];
@@ -208,7 +221,8 @@ function render() {
   renderSwarm(list);
   renderLibrary(names);
   renderNow();
-  fireflies.update(list, model.state, model.stateAt);
+  renderVolumes(list);
+  fireflies.update(list);
 }
 
 /** Notes who joined or left since the last render (not who was there at first). */
@@ -268,6 +282,7 @@ function renderSwarm(list) {
           figure("RTT", n.self ? "–" : micros(n.rtt)),
           figure("offset", n.self ? "0" : micros(n.offset)),
           figure("sync error", micros(n.error)),
+          figure("playback error", micros(fireflies.playbackError(n.id))),
           n.playback ? figure("state", n.playback) : null,
         ]),
       ]),
@@ -310,7 +325,7 @@ function renderLibrary(names) {
     $("tracks"),
     shown.map((t) => {
       const holders = t.holders.map((h) => names.get(h) ?? shortId(h));
-      const progress = typeof t.progress === "number" ? Math.max(0, Math.min(1, t.progress)) : null;
+      const progress = downloadProgress(t);
       return el("li", { class: "track", "data-track": t.track, "aria-current": t.track === current ? "true" : null }, [
         el("div", { class: "track-main" }, [
           el("span", { class: "title", text: t.title || "(untitled)", title: t.title }),
@@ -320,7 +335,10 @@ function renderLibrary(names) {
           }),
           el("span", { class: "holders", text: holders.length ? `on ${holders.join(", ")}` : "" }),
           progress !== null && progress < 1
-            ? el("progress", { max: "1", value: String(progress), "aria-label": "downloaded" })
+            ? el("div", { class: "download" }, [
+                el("progress", { max: "1", value: String(progress), "aria-label": "downloaded" }),
+                el("span", { class: "sub", text: `downloading ${Math.floor(progress * 100)} %` }),
+              ])
             : null,
         ]),
         el("span", { class: "time", text: clock(t.duration_ms) }),
@@ -333,6 +351,89 @@ function renderLibrary(names) {
       ]);
     }),
   );
+}
+
+/**
+ * How much of a track this node has while it downloads it (0–1), from the
+ * live event stream, else from `/api/library`; null when no download is under way.
+ */
+function downloadProgress(t) {
+  const d = model.downloads.get(t.track) ?? t.download;
+  if (!d || typeof d.chunks_have !== "number" || typeof d.chunks_total !== "number") return null;
+  if (d.chunks_total <= 0) return 0;
+  return Math.max(0, Math.min(1, d.chunks_have / d.chunks_total));
+}
+
+/** Volume sliders the person is moving now: the node's reported value waits. */
+const adjusting = new Set();
+/**
+ * Volumes just set (peer id → {volume, until}): shown until the node's own
+ * report (a peer's comes with its next heartbeats) has caught up.
+ */
+const justSet = new Map();
+
+async function setVolume(id, volume) {
+  try {
+    const answer = await post("/api/volume", { node: id, volume });
+    if (typeof answer?.volume === "number") {
+      justSet.set(id, { volume: answer.volume, until: performance.now() + 3000 });
+    }
+  } catch (err) {
+    notice(err instanceof Error ? err.message : "the volume could not be set");
+  } finally {
+    adjusting.delete(id);
+    render();
+  }
+}
+
+/**
+ * One volume slider per node, starting at and following the volume each node
+ * reports (peers' through their heartbeats). Sliders are updated in place so
+ * a drag is never interrupted by a re-render.
+ */
+function renderVolumes(list) {
+  const box = $("volumes");
+  const have = new Map([...box.children].map((li) => [li.dataset.peer, li]));
+  const rows = list.map((n) => {
+    let li = have.get(n.id);
+    if (!li) {
+      const input = el("input", {
+        type: "range",
+        min: "0",
+        max: "150",
+        step: "1",
+        value: "100",
+        "aria-label": `Volume of ${n.name}`,
+      });
+      input.addEventListener("input", () => {
+        adjusting.add(n.id);
+        li.querySelector(".level").textContent = `${input.value} %`;
+      });
+      input.addEventListener("change", () => setVolume(n.id, Number(input.value) / 100));
+      li = el("li", { class: "volume", "data-peer": n.id, style: `--hue:${hue(n.id)}` }, [
+        el("span", { class: "name" }),
+        input,
+        el("span", { class: "level" }),
+      ]);
+    }
+    const input = li.querySelector("input");
+    const name = li.querySelector(".name");
+    name.textContent = n.self ? `${n.name} (this node)` : n.name;
+    name.title = n.name;
+    const set = justSet.get(n.id);
+    if (set && (performance.now() > set.until || set.volume === n.volume)) justSet.delete(n.id);
+    const volume = justSet.has(n.id) ? set.volume : n.volume;
+    input.disabled = volume === null;
+    // What the node reports (for tests and tools), not what is being dragged.
+    li.dataset.volume = n.volume === null ? "" : String(n.volume);
+    if (!adjusting.has(n.id)) {
+      const percent = volume === null ? 100 : Math.round(volume * 100);
+      if (volume !== null && Number(input.value) !== percent) input.value = String(percent);
+      li.querySelector(".level").textContent = volume === null ? "no output" : `${percent} %`;
+    }
+    return li;
+  });
+  replace(box, rows);
 }
 
 function renderNow() {
@@ -358,7 +459,7 @@ function renderNow() {
   seek.disabled = !playback.track || !duration;
   if (!seeking) {
     const pos = positionMs();
-    $("now-pos").textContent = playback.track ? clock(pos) : "–";
+    $("now-pos").textContent = playback.track ? clock(duration ? Math.min(pos, duration) : pos) : "–";
     seek.value = duration ? String(Math.round((Math.min(pos, duration) / duration) * 1000)) : "0";
   }
   const queue = playback.queue ?? [];
@@ -410,8 +511,6 @@ function wireControls() {
     const duration = trackById(model.state?.playback?.track)?.duration_ms ?? 0;
     command("/api/seek", { position_ms: Math.round((Number(seek.value) / 1000) * duration) });
   });
-  const volume = $("volume");
-  volume.addEventListener("change", () => command("/api/volume", { volume: Number(volume.value) / 100 }));
 }
 
 // ---- start ----------------------------------------------------------------------

@@ -5,8 +5,10 @@
 // position P"): its position now is P + (swarm now − S), and its light is
 // brightest as that position crosses each multiple of `BEAT_US`. Nodes in
 // step therefore pulse as one; a node that drifts visibly pulses out of
-// phase. A page hears only its own node's flashes; a peer's beat is that
-// node's shifted by the peer's measured clock offset. Stopped nodes are dark.
+// phase. Every light uses only its own node's flashes: this node's arrive
+// live, each peer's come from that peer's heartbeats (forwarded by this node
+// with the peer's id), so between heartbeats a peer's beat is extrapolated
+// from its own latest flash. A node with no recent flashes is dark.
 
 import { el, hue, micros, replace } from "./dom.js";
 
@@ -27,6 +29,7 @@ export class Fireflies {
     this.anchors = new Map(); // peer id → {position µs, swarm µs, perf ms, flash}
     this.lastFlash = new Map(); // peer id → the previous flash, for the sample rate
     this.rates = new Map(); // peer id → measured sample rate
+    this.errors = new Map(); // peer id → {us, perf}: its playback's latest error vs its timeline
     this.series = new Map(); // peer id → [{t, v}]
     this.nodes = [];
     this.swarmBase = null; // {swarm, perf}
@@ -54,7 +57,7 @@ export class Fireflies {
    * time, so the sample rate is measured from two flashes of one track and
    * snapped to the nearest standard rate.
    */
-  flashFrames(peer, track, position, swarmUs) {
+  flashFrames(peer, track, position, swarmUs, errorFrames) {
     const last = this.lastFlash.get(peer);
     this.lastFlash.set(peer, { track, position, swarm: swarmUs });
     if (last && last.track === track && swarmUs - last.swarm > 2000) {
@@ -64,31 +67,32 @@ export class Fireflies {
     }
     const rate = this.rates.get(peer);
     if (!rate) return;
+    if (typeof errorFrames === "number" && Number.isFinite(errorFrames)) {
+      this.errors.set(peer, { us: (errorFrames * 1e6) / rate, perf: performance.now() });
+    }
+    // Peers' flashes come in bursts (one heartbeat's worth): keep the newest.
+    const known = this.anchors.get(peer);
+    if (known && known.track === track && known.swarm >= swarmUs) return;
     this.anchors.set(peer, {
+      track,
       position: (position * 1e6) / rate,
       swarm: swarmUs,
       perf: performance.now(),
-      flash: true,
     });
   }
 
-  /** New node list and state: rebuild the lights, sample the sync errors. */
-  update(nodes, state, stateAt) {
+  /**
+   * How far `peer`'s playback is from where its timeline says it should be
+   * (µs, positive: ahead), from its latest flash; null when it plays nothing.
+   */
+  playbackError(peer) {
+    const e = this.errors.get(peer);
+    return e && performance.now() - e.perf < STALE_MS ? e.us : null;
+  }
+
+  /** New node list: rebuild the lights, sample the sync errors. */
+  update(nodes) {
     this.nodes = nodes;
-    const self = nodes.find((n) => n.self);
-    const playback = state?.playback;
-    // This node's own session position is a beat source until real flashes arrive.
-    if (self && playback && typeof state.swarm_time_us === "number") {
-      const own = this.anchors.get(self.id);
-      if (!own?.flash || performance.now() - own.perf > STALE_MS) {
-        this.anchors.set(self.id, {
-          position: (playback.position_ms ?? 0) * 1000,
-          swarm: state.swarm_time_us,
-          perf: stateAt,
-          flash: false,
-        });
-      }
-    }
     this.sample(nodes);
     this.render(nodes);
   }
@@ -98,9 +102,12 @@ export class Fireflies {
     if (now - this.lastSample < 900) return;
     this.lastSample = now;
     for (const n of nodes) {
-      if (typeof n.error !== "number") continue;
+      // A playing node's own playback error (none between its flashes, so a
+      // line never mixes the two kinds); a node not playing, its clock's error.
+      const v = n.playback === "playing" ? this.playbackError(n.id) : n.error;
+      if (typeof v !== "number") continue;
       const points = this.series.get(n.id) ?? [];
-      points.push({ t: now, v: Math.abs(n.error) });
+      points.push({ t: now, v: Math.abs(v) });
       while (points.length && now - points[0].t > WINDOW_MS) points.shift();
       this.series.set(n.id, points);
     }
@@ -122,8 +129,9 @@ export class Fireflies {
       light.querySelector(".label").textContent = n.name;
       light.title = n.name;
       light.dataset.playing = n.playback === "playing" ? "yes" : "no";
-      // Whether this light follows real flashes from the node's player.
-      light.dataset.flashes = this.anchors.get(n.id)?.flash ? "yes" : "no";
+      // Whether this light follows recent flashes from the node's own player.
+      const anchor = this.anchors.get(n.id);
+      light.dataset.flashes = anchor && performance.now() - anchor.perf < STALE_MS ? "yes" : "no";
       return light;
     });
     replace(this.lights, wanted);
@@ -135,7 +143,9 @@ export class Fireflies {
           el("li", { style: `--hue:${hue(n.id)}` }, [
             el("span", { class: "swatch", "aria-hidden": "true" }),
             el("span", { class: "name", text: n.name }),
-            ` ${micros(n.error)}${n.self ? " (clock)" : " (offset vs this node)"}`,
+            this.playbackError(n.id) !== null
+              ? ` ${micros(this.playbackError(n.id))} (playback)`
+              : ` ${micros(n.error)}${n.self ? " (clock)" : " (offset vs this node)"}`,
           ]),
         ),
     );
@@ -143,19 +153,13 @@ export class Fireflies {
   }
 
   /**
-   * Where `node`'s playback is now (µs into its track), or null when unknown.
-   * This node's own comes from its flashes (or its session until the first
-   * flashes arrive); a peer's is this node's shifted by the peer's clock
-   * offset, since the peer plays the same session on its own clock.
+   * Where `node`'s playback is now (µs into its track), from its own latest
+   * flash, or null when it has flashed nothing recently.
    */
   positionOf(node, swarm, now) {
     const anchor = this.anchors.get(node.id);
     if (anchor && now - anchor.perf < STALE_MS) return anchor.position + (swarm - anchor.swarm);
-    if (node.self || typeof node.offset !== "number") return null;
-    const self = this.nodes.find((n) => n.self);
-    const own = self && this.anchors.get(self.id);
-    if (!own || now - own.perf >= STALE_MS) return null;
-    return own.position + (swarm - own.swarm) + node.offset;
+    return null;
   }
 
   /** Sets each light's brightness from its node's beat phase. */

@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use firefly_library::TrackId;
-use firefly_swarm::{ControlRequest, PlaybackState, Session};
+use firefly_swarm::{ControlRequest, ControlResponse, PlaybackState, Session};
 use serde::{Deserialize, Serialize};
 
 /// `Json` with rejections as [`ApiError::BadRequest`].
@@ -119,6 +119,13 @@ pub(crate) struct PeerReport {
     pub(crate) rtt_us: Option<f64>,
     pub(crate) clock_offset_us: Option<f64>,
     pub(crate) playback: PlaybackState,
+    /// How this node reaches the peer: "direct", "relayed" (only through a
+    /// relay's circuit) or "indirect" (no connection; its gossip comes
+    /// through other peers).
+    pub(crate) connection: &'static str,
+    /// The peer's volume from its heartbeats (1.0 unchanged); `None` when it
+    /// has no output.
+    pub(crate) volume: Option<f32>,
 }
 
 /// `GET /api/state`.
@@ -134,7 +141,20 @@ pub(crate) struct StateReport {
     pub(crate) skew_ppm: f64,
     pub(crate) sync_error_us: Option<f64>,
     pub(crate) playback: PlaybackReport,
+    /// This node's volume (1.0 unchanged); `None` when it has no output.
+    pub(crate) volume: Option<f32>,
     pub(crate) peers: Vec<PeerReport>,
+}
+
+/// "direct" when any connection to `peer` is direct, "relayed" when all go
+/// through a relay, "indirect" when there is none.
+fn connection_kind(links: &[firefly_swarm::Link], peer: firefly_swarm::PeerId) -> &'static str {
+    let mut kinds = links.iter().filter(|l| l.peer == peer).map(|l| l.relayed);
+    match kinds.next() {
+        None => "indirect",
+        Some(first) if kinds.all(|relayed| relayed == first) && first => "relayed",
+        Some(_) => "direct",
+    }
 }
 
 fn role_of(
@@ -152,6 +172,7 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
     let roles = state.control.roles();
     let clock = state.swarm.clock().await?;
     let members = state.swarm.members().await?;
+    let links = state.swarm.links().await?;
     let swarm_now = state.audio.timeline.swarm_now().as_micros();
     let peers = members
         .into_iter()
@@ -168,6 +189,12 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
                 rtt_us: info.and_then(|i| i.delay_micros),
                 clock_offset_us: info.and_then(|i| i.offset_micros),
                 playback: m.status.playback.state,
+                connection: connection_kind(&links, m.peer),
+                volume: m
+                    .status
+                    .playout
+                    .volume_permille
+                    .map(|v| f32::from(v) / 1000.0),
             }
         })
         .collect();
@@ -183,6 +210,7 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
         skew_ppm: clock.skew_ppm,
         sync_error_us: clock.sync_error_micros,
         playback: PlaybackReport::of(&state.control.session(), swarm_now),
+        volume: state.audio.player().is_some().then(|| state.volume.get()),
         peers,
     }))
 }
@@ -195,23 +223,49 @@ pub(crate) struct LibraryTrack {
     pub(crate) artist: Option<String>,
     pub(crate) album: Option<String>,
     pub(crate) duration_ms: Option<u64>,
+    /// While the track is being downloaded: how much is here.
+    pub(crate) download: Option<super::events::DownloadEvent>,
 }
 
+/// `GET /api/library`: this node's tracks, then the ones it is downloading
+/// (with their progress).
 async fn library(State(state): State<NodeState>) -> Result<Json<Vec<LibraryTrack>>, ApiError> {
     let library = state.library.clone();
     let tracks = tokio::task::spawn_blocking(move || library.tracks()).await??;
-    Ok(Json(
-        tracks
-            .into_iter()
-            .map(|t| LibraryTrack {
-                track: t.manifest.track.to_hex(),
-                title: t.manifest.meta.title.clone(),
-                artist: t.manifest.meta.artist.clone(),
-                album: t.manifest.meta.album.clone(),
-                duration_ms: t.manifest.meta.duration_ms,
-            })
-            .collect(),
-    ))
+    let mut out: Vec<LibraryTrack> = tracks
+        .into_iter()
+        .map(|t| LibraryTrack {
+            track: t.manifest.track.to_hex(),
+            title: t.manifest.meta.title.clone(),
+            artist: t.manifest.meta.artist.clone(),
+            album: t.manifest.meta.album.clone(),
+            duration_ms: t.manifest.meta.duration_ms,
+            download: None,
+        })
+        .collect();
+    let downloads = state.swarm.downloads().await?;
+    if !downloads.is_empty() {
+        let catalog = state.swarm.catalog().await?;
+        for (track, progress) in downloads {
+            let hex = track.to_hex();
+            if out.iter().any(|t| t.track == hex) {
+                continue;
+            }
+            let meta = catalog
+                .iter()
+                .find(|e| e.summary.track == track)
+                .map(|e| e.summary.meta.clone());
+            out.push(LibraryTrack {
+                track: hex,
+                title: meta.as_ref().map(|m| m.title.clone()).unwrap_or_default(),
+                artist: meta.as_ref().and_then(|m| m.artist.clone()),
+                album: meta.as_ref().and_then(|m| m.album.clone()),
+                duration_ms: meta.as_ref().and_then(|m| m.duration_ms),
+                download: Some(super::events::DownloadEvent::of(track, &progress)),
+            });
+        }
+    }
+    Ok(Json(out))
 }
 
 /// `GET /api/catalog`: every track in the swarm (this node's and its
@@ -247,9 +301,12 @@ async fn catalog(
                 size: s.size,
                 holders: Vec::new(),
             });
-        entry
-            .holders
-            .extend(remote.holders.iter().map(ToString::to_string));
+        // The swarm's catalog lists this node too: name each holder once.
+        for holder in remote.holders.iter().map(ToString::to_string) {
+            if !entry.holders.contains(&holder) {
+                entry.holders.push(holder);
+            }
+        }
     }
     Ok(Json(entries.into_values().collect()))
 }
@@ -381,6 +438,9 @@ pub(crate) struct VolumeReport {
     volume: f32,
 }
 
+/// How long a peer may take to answer a volume request.
+const VOLUME_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn volume(
     State(state): State<NodeState>,
     ApiJson(body): ApiJson<VolumeBody>,
@@ -391,28 +451,63 @@ async fn volume(
             body.volume
         )));
     }
-    let me = state.swarm.peer_id().to_string();
-    if body
-        .node
-        .as_ref()
-        .is_some_and(|n| *n != me && *n != state.name)
-    {
-        return Err(ApiError::BadRequest(
-            "this node sets only its own volume: send the request to that node's API".into(),
-        ));
-    }
-    match state.audio.player() {
-        Some(player) => player
-            .set_volume(body.volume)
-            .map_err(|err| ApiError::Internal(err.into()))?,
-        None => {
-            return Err(ApiError::Refused(
-                "this node has no output (--output null)".into(),
-            ));
+    let me = state.swarm.peer_id();
+    let target = match body.node.as_deref() {
+        None => me,
+        Some(node) if node == me.to_string() || node == state.name => me,
+        Some(node) => {
+            let members = state.swarm.members().await?;
+            let by_id = members.iter().find(|m| m.peer.to_string() == node);
+            let by_name: Vec<_> = members.iter().filter(|m| m.name == node).collect();
+            match (by_id, by_name.as_slice()) {
+                (Some(m), _) => m.peer,
+                (None, [m]) => m.peer,
+                (None, []) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "no alive node has the id or name {node:?} (see GET /api/state)"
+                    )));
+                }
+                (None, _) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "several nodes are named {node:?}: give its peer id"
+                    )));
+                }
+            }
         }
+    };
+    if target == me {
+        state
+            .volume
+            .set(&state.audio, body.volume)
+            .map_err(|err| match err {
+                super::events::VolumeError::NoOutput => ApiError::Refused(err.to_string()),
+                super::events::VolumeError::Player(_) => ApiError::Internal(err.into()),
+            })?;
+        return Ok(Json(VolumeReport {
+            node: me.to_string(),
+            volume: state.volume.get(),
+        }));
     }
-    Ok(Json(VolumeReport {
-        node: me,
-        volume: body.volume,
-    }))
+    // In range (checked above): at most 4000 thousandths.
+    let volume_permille = (body.volume * 1000.0).round() as u16;
+    let asked = state
+        .swarm
+        .control(target, ControlRequest::Volume { volume_permille });
+    match tokio::time::timeout(VOLUME_PATIENCE, asked).await {
+        Ok(Ok(ControlResponse::Volume { volume_permille })) => Ok(Json(VolumeReport {
+            node: target.to_string(),
+            volume: f32::from(volume_permille) / 1000.0,
+        })),
+        Ok(Ok(ControlResponse::Refused { reason })) => Err(ApiError::Refused(reason)),
+        Ok(Ok(other)) => Err(ApiError::Unavailable(format!(
+            "{target} answered the volume request with {other:?}"
+        ))),
+        Ok(Err(err)) => Err(ApiError::Unavailable(format!(
+            "cannot reach {target}: {err}"
+        ))),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "{target} did not answer within {} s",
+            VOLUME_PATIENCE.as_secs()
+        ))),
+    }
 }

@@ -198,12 +198,23 @@ mod tests {
     }
 
     async fn state_with(dir: &std::path::Path, token: Option<String>) -> NodeState {
+        node(dir, "test-node", &super::super::OutputArg::Null, token).await
+    }
+
+    /// A node on 127.0.0.1 with `output` that answers peers' volume requests
+    /// and reports its playout in heartbeats, as `firefly up` does.
+    async fn node(
+        dir: &std::path::Path,
+        name: &str,
+        output: &super::super::OutputArg,
+        token: Option<String>,
+    ) -> NodeState {
         let keypair = firefly_swarm::identity::load_or_create(dir).unwrap();
-        let mut config = firefly_swarm::Config::new(keypair, "test-node");
+        let mut config = firefly_swarm::Config::new(keypair, name);
         config
             .mdns(false)
             .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
-        let (client, _events, event_loop) = firefly_swarm::new(config).unwrap();
+        let (client, mut events, event_loop) = firefly_swarm::new(config).unwrap();
         tokio::spawn(event_loop.run());
         let library = Library::open(&LibraryConfig::new(dir)).unwrap();
         let now: firefly_swarm::Now = std::sync::Arc::new(firefly_swarm::monotonic_now);
@@ -211,18 +222,121 @@ mod tests {
             now.clone(),
             client.mapping(),
         ));
-        let audio =
-            super::super::audio::Audio::start(&super::super::OutputArg::Null, timeline, 0).unwrap();
+        let audio = super::super::audio::Audio::start(output, timeline, 0).unwrap();
         let control =
             super::super::driver::spawn(client.clone(), library.clone(), audio.clone(), now);
+        let volume = super::super::events::Volume::default();
+        let volumes = super::super::events::VolumeService {
+            client: client.clone(),
+            audio: audio.clone(),
+            volume: volume.clone(),
+        };
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let Some(other) = volumes.intercept(event).await {
+                    tracing::trace!(?other, "event the test does not handle");
+                }
+            }
+        });
+        tokio::spawn(super::super::events::report_playout(
+            client.clone(),
+            audio.clone(),
+            volume.clone(),
+        ));
         NodeState {
             swarm: client,
             library,
-            name: "test-node".into(),
+            name: name.into(),
             audio,
             control,
+            volume,
             token,
         }
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    /// Polls `state`'s `GET /api/state` until `check` holds (10 s at most).
+    async fn wait_state(
+        state: &NodeState,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, reply) = send(state.clone(), get("/api/state")).await;
+            assert_eq!(status, StatusCode::OK, "{reply}");
+            if check(&reply) || std::time::Instant::now() > deadline {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peers_volume_is_set_through_this_node_and_reported_with_its_link() {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let null = super::super::OutputArg::Null;
+        let virtual_out = super::super::OutputArg::Play(firefly_player::OutputChoice::Virtual);
+        let a = node(dir_a.path(), "hall", &null, None).await;
+        let b = node(dir_b.path(), "porch", &virtual_out, None).await;
+        let b_id = b.swarm.peer_id().to_string();
+        let listen = loop {
+            if let Some(addr) = a.swarm.listen_addrs().await.unwrap().into_iter().next() {
+                break addr;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let dial = format!("{listen}/p2p/{}", a.swarm.peer_id());
+        b.swarm.dial(dial.parse().unwrap()).await.unwrap();
+
+        // A sees B with a direct link and B's volume (from its heartbeats).
+        let peer_b = |s: &serde_json::Value| {
+            s["peers"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["peer_id"] == b_id.as_str()).cloned())
+        };
+        let state = wait_state(&a, |s| peer_b(s).is_some_and(|p| p["volume"] == 1.0)).await;
+        let seen = peer_b(&state).unwrap();
+        assert_eq!(seen["connection"], "direct", "{state}");
+        assert_eq!(seen["volume"], 1.0, "{state}");
+        // A has no output: no volume of its own.
+        assert!(state["volume"].is_null(), "{state}");
+
+        // A sets B's volume: B's player takes it, and A's view follows.
+        let body = format!(r#"{{"node": "{b_id}", "volume": 0.5}}"#);
+        let (status, reply) = send(a.clone(), post("/api/volume", &body)).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["node"], b_id.as_str());
+        assert_eq!(reply["volume"], 0.5);
+        let (_, state_b) = send(b.clone(), get("/api/state")).await;
+        assert_eq!(state_b["volume"], 0.5, "{state_b}");
+        let state = wait_state(&a, |s| peer_b(s).is_some_and(|p| p["volume"] == 0.5)).await;
+        assert_eq!(peer_b(&state).unwrap()["volume"], 0.5, "{state}");
+
+        // By name as well; a node without output refuses clearly.
+        let (status, reply) = send(
+            b.clone(),
+            post("/api/volume", r#"{"node": "hall", "volume": 0.7}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+        assert!(
+            reply["message"].as_str().unwrap().contains("no output"),
+            "{reply}"
+        );
+        let (status, reply) = send(
+            a,
+            post("/api/volume", r#"{"node": "porch", "volume": 1.2}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let (_, state_b) = send(b, get("/api/state")).await;
+        assert!(
+            (state_b["volume"].as_f64().unwrap() - 1.2).abs() < 1e-6,
+            "{state_b}"
+        );
     }
 
     async fn send(state: NodeState, request: Request<Body>) -> (StatusCode, serde_json::Value) {

@@ -59,6 +59,8 @@ pub(crate) struct NodeState {
     pub(crate) name: String,
     pub(crate) audio: audio::Audio,
     pub(crate) control: driver::Control,
+    /// The volume as last set.
+    pub(crate) volume: events::Volume,
     /// Required of every API request when set (non-loopback binding).
     pub(crate) token: Option<String>,
 }
@@ -128,7 +130,18 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         }
     };
     let control = driver::spawn(client.clone(), library.clone(), audio.clone(), now);
-    let log_task = tokio::spawn(log_events(events, control.clone()));
+    let volume = events::Volume::default();
+    let volumes = events::VolumeService {
+        client: client.clone(),
+        audio: audio.clone(),
+        volume: volume.clone(),
+    };
+    let log_task = tokio::spawn(log_events(events, control.clone(), volumes));
+    tokio::spawn(events::report_playout(
+        client.clone(),
+        audio.clone(),
+        volume.clone(),
+    ));
 
     let state = NodeState {
         swarm: client.clone(),
@@ -136,6 +149,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         name: options.name.clone(),
         audio,
         control,
+        volume,
         token,
     };
     let listener = tokio::net::TcpListener::bind(options.http)
@@ -185,9 +199,17 @@ async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> an
 }
 
 /// Prints membership changes, one line each, for the person running the node.
-/// Events for playback go on to the driver.
-async fn log_events(mut events: mpsc::Receiver<Event>, control: driver::Control) {
+/// Events for playback go on to the driver; peers' volume requests are
+/// answered here.
+async fn log_events(
+    mut events: mpsc::Receiver<Event>,
+    control: driver::Control,
+    volumes: events::VolumeService,
+) {
     while let Some(event) = events.recv().await {
+        let Some(event) = volumes.intercept(event).await else {
+            continue;
+        };
         match event {
             Event::PeerJoined { peer, name } => println!("joined: {name} {peer}"),
             Event::PeerLeft { peer, name } => println!("left: {name} {peer}"),

@@ -320,7 +320,15 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let virtual_out = ["--output", "virtual", "song:Meadow Pulse"];
+    // Porch serves its chunks slowly (the 1.3 MB song takes about 16 s), so
+    // attic's page can show the download under way.
+    let virtual_out = [
+        "--output",
+        "virtual",
+        "--max-upload",
+        "80000",
+        "song:Meadow Pulse",
+    ];
     let a = start_node_with(tmp.path(), "porch", "tone.flac", None, &virtual_out);
     let listen = a
         .proc
@@ -350,12 +358,50 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
         track.is_string(),
         "the track never appeared on porch's page"
     );
-    // Select the button by the track id, which survives the list being re-rendered.
-    let button = format!(
-        "#tracks .track[data-track=\"{}\"] .play",
-        track.as_str().unwrap()
+    let track = track.as_str().unwrap().to_string();
+    // Attic knows porch holds it (the library gossip arrived) before the click.
+    assert_eq!(
+        browser.wait(&page_b, find, limit),
+        serde_json::json!(track),
+        "the track never appeared on attic's page"
     );
+    // Select the button by the track id, which survives the list being re-rendered.
+    let button = format!("#tracks .track[data-track=\"{track}\"] .play");
     browser.click(&page_a, &button);
+
+    // Attic lacks the track: its library shows the download under way.
+    let downloading = format!(
+        "(() => {{ const p = document.querySelector('#tracks .track[data-track=\"{track}\"] progress'); \
+         return p ? Number(p.value) < 1 : null; }})()"
+    );
+    assert_eq!(
+        browser.wait(&page_b, &downloading, limit),
+        json_true(),
+        "attic's page never showed the download's progress: {:?} {} {}",
+        b.proc.lines(),
+        get_json(&b.api, "/api/library"),
+        browser.eval(&page_b, "document.getElementById('tracks').outerHTML")
+    );
+
+    // The API says the same: the track, with how much of it is here.
+    let library = get_json(&b.api, "/api/library");
+    let entry = library
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["track"] == track.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    let download = &entry["download"];
+    if !download.is_null() {
+        let (have, total) = (
+            download["chunks_have"].as_u64().unwrap(),
+            download["chunks_total"].as_u64().unwrap(),
+        );
+        assert!(total > 0 && have < total, "{library}");
+        assert!(download["bytes_total"].as_u64().unwrap() > 0, "{library}");
+    } else {
+        // Finished in between: then attic holds it.
+        assert!(entry.is_object(), "{library}");
+    }
 
     // The now-playing view updates on both nodes' pages.
     let playing = "document.getElementById('now').dataset.state === 'playing'";
@@ -374,19 +420,110 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
     let toggle = browser.eval(&page_b, "document.getElementById('toggle').textContent");
     assert_eq!(toggle, serde_json::json!("Pause"));
 
-    // Porch's own firefly follows real flashes from its player.
-    let flashes = format!(
-        "document.querySelector('#lights [data-peer=\"{}\"]')?.dataset.flashes === 'yes'",
-        a.peer_id
-    );
+    // Each light follows its own node's flashes: porch's own player's on
+    // porch's page, and attic's (once it has the track and plays) from
+    // attic's heartbeats, forwarded with attic's id — on both pages.
+    let flashes = |peer: &str| {
+        format!(
+            "document.querySelector('#lights [data-peer=\"{peer}\"]')?.dataset.flashes === 'yes'"
+        )
+    };
+    let long = Duration::from_secs(45);
+    for (page, peer, what) in [
+        (&page_a, &a.peer_id, "porch's own light on porch's page"),
+        (&page_a, &b.peer_id, "attic's light on porch's page"),
+        (&page_b, &a.peer_id, "porch's light on attic's page"),
+        (&page_b, &b.peer_id, "attic's own light on attic's page"),
+    ] {
+        assert_eq!(
+            browser.wait(page, &flashes(peer), long),
+            json_true(),
+            "no flashes for {what}"
+        );
+    }
+    // Attic's own playback error (from its flashes) is shown in porch's swarm view.
+    let figure = |peer: &str, label: &str| {
+        format!(
+            "(() => {{ const d = [...document.querySelectorAll('#nodes .node[data-peer=\"{peer}\"] .figures div')]\
+             .find(d => d.querySelector('dt').textContent === '{label}'); return d ? d.querySelector('dd').textContent : null; }})()"
+        )
+    };
+    let error = figure(&b.peer_id, "playback error");
     assert_eq!(
-        browser.wait(&page_a, &flashes, limit),
+        browser.wait(&page_a, &format!("/s$/.test({error})"), limit),
         json_true(),
-        "no flashes arrived"
+        "attic's playback error shown as {}",
+        browser.eval(&page_a, &error)
     );
+
+    // The download finished: no progress bar any more.
+    let done =
+        format!("!document.querySelector('#tracks .track[data-track=\"{track}\"] progress')");
+    assert_eq!(browser.wait(&page_b, &done, limit), json_true());
+
+    // The swarm view shows how porch reaches attic: directly.
+    let link = figure(&b.peer_id, "link");
+    assert_eq!(
+        browser.wait(&page_a, &format!("{link} === 'direct'"), limit),
+        json_true(),
+        "link shown: {}",
+        browser.eval(&page_a, &link)
+    );
+
+    // Attic's volume, set from porch's page, takes effect on attic, and
+    // porch's slider follows the volume attic reports.
+    let slider = format!("#volumes [data-peer=\"{}\"]", b.peer_id);
+    let ready = format!(
+        "(() => {{ const i = document.querySelector('{slider} input'); return !!i && !i.disabled; }})()"
+    );
+    assert_eq!(browser.wait(&page_a, &ready, limit), json_true());
+    browser.eval(
+        &page_a,
+        &format!(
+            "(() => {{ const i = document.querySelector('{slider} input'); i.value = '40'; \
+             i.dispatchEvent(new Event('input')); i.dispatchEvent(new Event('change')); return true; }})()"
+        ),
+    );
+    let attic_volume = || get_json(&b.api, "/api/state")["volume"].as_f64();
+    let deadline = std::time::Instant::now() + limit;
+    while attic_volume() != Some(0.4) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(attic_volume(), Some(0.4), "attic's volume");
+    let follows = format!("document.querySelector('{slider}').dataset.volume === '0.4'");
+    assert_eq!(
+        browser.wait(&page_a, &follows, limit),
+        json_true(),
+        "porch's page never showed attic's new volume"
+    );
+    // Attic's own page starts its own slider at the real value.
+    let own = format!(
+        "document.querySelector('#volumes [data-peer=\"{}\"] input')?.value === '40'",
+        b.peer_id
+    );
+    assert_eq!(browser.wait(&page_b, &own, limit), json_true());
 
     let console = browser.console();
     assert!(console.is_empty(), "console output: {console:#?}");
+}
+
+/// `GET path` on a node's API (`api` is `http://host:port`); its JSON body.
+fn get_json(api: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let host = api.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    serde_json::from_slice(&response[split + 4..]).unwrap_or(serde_json::Value::Null)
 }
 
 fn json_true() -> serde_json::Value {

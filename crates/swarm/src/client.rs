@@ -4,7 +4,7 @@
 
 use crate::event::Stats;
 use crate::membership::Member;
-use crate::status::NodeStatus;
+use crate::status::{NodeStatus, Playout};
 use crate::time_exchange::{ClockStatus, TimeSample};
 use crate::transfer::catalog::CatalogEntry;
 use crate::transfer::scheduler::Progress;
@@ -54,6 +54,12 @@ pub(crate) enum Command {
     SetStatus {
         status: NodeStatus,
     },
+    SetPlayout {
+        playout: Playout,
+    },
+    Links {
+        reply: Reply<Vec<Link>>,
+    },
     TimeSample {
         peer: PeerId,
         reply: Reply<Result<TimeSample, ClientError>>,
@@ -66,6 +72,15 @@ pub(crate) enum Command {
     },
     Control(crate::control::ControlCommand),
     Transfer(TransferCommand),
+}
+
+/// One open connection to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The peer at the other end.
+    pub peer: PeerId,
+    /// Whether it goes through a relay (its address has `/p2p-circuit`).
+    pub relayed: bool,
 }
 
 /// A cheap, cloneable handle to a running node's swarm.
@@ -126,6 +141,20 @@ impl Client {
             .send(Command::SetStatus { status })
             .await
             .map_err(|_| ClientError::Closed)
+    }
+
+    /// Sets the player's report (latest flashes, volume) that the following
+    /// heartbeats carry, whatever [`Client::set_status`] says.
+    pub async fn set_playout(&self, playout: Playout) -> Result<(), ClientError> {
+        self.sender
+            .send(Command::SetPlayout { playout })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Every open connection (a peer may have several), and whether each is relayed.
+    pub async fn links(&self) -> Result<Vec<Link>, ClientError> {
+        self.ask(|reply| Command::Links { reply }).await
     }
 
     /// Runs one time exchange with `peer` (connected) and returns the sample.

@@ -3,7 +3,8 @@
 //! Node → coordinator: the playback commands (play, pause, resume, seek,
 //! next, queue), answered with the resulting [`Session`] or a refusal.
 //! Coordinator → node: *prepare* a track, answered *ready* (saying whether
-//! the node holds it). CBOR with bounded sizes and a timeout, like every
+//! the node holds it). Any node → any node: set the receiver's own volume
+//! (volume is per node, so it does not go through the coordinator). CBOR with bounded sizes and a timeout, like every
 //! Firefly request-response protocol.
 //!
 //! The swarm does not interpret requests: an inbound one becomes an
@@ -16,6 +17,7 @@ use crate::client::ClientError;
 use crate::event::Event;
 use crate::event_loop::EventLoop;
 use crate::playback::{MAX_QUEUE, Session};
+use crate::status::MAX_VOLUME_PERMILLE;
 use firefly_library::TrackId;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::{PeerId, StreamProtocol};
@@ -65,6 +67,12 @@ pub enum ControlRequest {
         /// The track.
         track: TrackId,
     },
+    /// Any node → node: set your player's volume.
+    Volume {
+        /// The volume in thousandths (1000 is unchanged, at most
+        /// [`crate::MAX_VOLUME_PERMILLE`]).
+        volume_permille: u16,
+    },
 }
 
 impl ControlRequest {
@@ -75,6 +83,9 @@ impl ControlRequest {
                 "a queue of {} tracks is longer than {MAX_QUEUE}",
                 tracks.len()
             )),
+            Self::Volume { volume_permille } if *volume_permille > MAX_VOLUME_PERMILLE => Err(
+                format!("a volume of {volume_permille} thousandths is above {MAX_VOLUME_PERMILLE}"),
+            ),
             _ => Ok(()),
         }
     }
@@ -90,6 +101,11 @@ pub enum ControlResponse {
     Ready {
         /// Whether this node holds the track (else it sits the track out).
         has_track: bool,
+    },
+    /// Answer to a volume request: the volume the node's player now has.
+    Volume {
+        /// In thousandths.
+        volume_permille: u16,
     },
     /// The request was refused, and why (e.g. "not the coordinator").
     Refused {
@@ -249,5 +265,17 @@ mod tests {
             tracks: vec![TrackId([0; 32]); MAX_QUEUE + 1],
         };
         assert!(long.check().is_err_and(|e| e.contains("longer")));
+    }
+
+    #[test]
+    fn out_of_range_volumes_are_refused() {
+        let ok = ControlRequest::Volume {
+            volume_permille: MAX_VOLUME_PERMILLE,
+        };
+        assert!(ok.check().is_ok());
+        let loud = ControlRequest::Volume {
+            volume_permille: MAX_VOLUME_PERMILLE + 1,
+        };
+        assert!(loud.check().is_err_and(|e| e.contains("above")));
     }
 }

@@ -37,6 +37,10 @@ pub struct EventLoop {
     pub(crate) name: String,
     pub(crate) started_at: LocalMicros,
     pub(crate) status: NodeStatus,
+    /// The player's report, stamped into every heartbeat.
+    pub(crate) playout: crate::status::Playout,
+    /// Every open connection, and whether it goes through a relay.
+    links: HashMap<ConnectionId, crate::client::Link>,
     pub(crate) membership: Membership,
     pub(crate) transfer: Transfer,
     pub(crate) stats: Stats,
@@ -90,6 +94,8 @@ impl EventLoop {
             name: parts.name,
             started_at: now,
             status: NodeStatus::default(),
+            playout: Default::default(),
+            links: HashMap::new(),
             membership: parts.membership,
             transfer: parts.transfer,
             stats: Stats::default(),
@@ -196,6 +202,10 @@ impl EventLoop {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::SetStatus { status } => self.status = status,
+            Command::SetPlayout { playout } => self.playout = playout,
+            Command::Links { reply } => {
+                let _ = reply.send(self.links.values().copied().collect());
+            }
             Command::TimeSample { peer, reply } => {
                 if self.swarm.is_connected(&peer) {
                     self.request_time(peer, Some(reply));
@@ -250,8 +260,15 @@ impl EventLoop {
                 }
                 self.on_dial_outcome(connection_id, Some(peer_id));
                 self.on_connected_to_relay(arrived, peer_id);
+                let relayed = is_relayed(&endpoint);
+                self.links.insert(
+                    connection_id,
+                    crate::client::Link {
+                        peer: peer_id,
+                        relayed,
+                    },
+                );
                 if num_established.get() == 1 {
-                    let relayed = is_relayed(&endpoint);
                     tracing::debug!(peer = %peer_id, relayed, "connected");
                     self.emit(Event::Connected {
                         peer: peer_id,
@@ -261,9 +278,11 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                self.links.remove(&connection_id);
                 if num_established == 0 {
                     tracing::debug!(peer = %peer_id, "disconnected");
                     self.emit(Event::Disconnected { peer: peer_id });

@@ -55,7 +55,7 @@ pub mod transfer;
 pub mod wire;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, Link};
 pub use config::{Config, Now, monotonic_now};
 pub use control::{ControlRequest, ControlResponse, RequestKey};
 pub use event::{Event, Stats};
@@ -65,7 +65,10 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use mapping::{ClockMapping, Mapping};
 pub use membership::Member;
 pub use playback::Session;
-pub use status::{Load, MAX_NAME_LEN, NodeStatus, PlaybackState, PlaybackSummary, RoleView};
+pub use status::{
+    Load, MAX_NAME_LEN, MAX_PLAYOUT_FLASHES, MAX_VOLUME_PERMILLE, NodeStatus, PlaybackState,
+    PlaybackSummary, Playout, PlayoutFlash, RoleView,
+};
 pub use time_exchange::{ClockStatus, TimeSample};
 
 use discovery::{Bootstrap, RelaySlot, peer_id_of};

@@ -10,6 +10,8 @@
 //!
 //! Bounds: heartbeats are size-checked and version-checked before decoding
 //! is trusted ([`crate::wire`]), names are limited to [`MAX_NAME_LEN`] bytes,
+//! the player's report to [`crate::MAX_PLAYOUT_FLASHES`] flashes in time
+//! order and a volume of at most [`crate::MAX_VOLUME_PERMILLE`],
 //! the table holds at most [`MAX_MEMBERS`] peers, and a member that
 //! heartbeats faster than a quarter period is ignored (gossip flood).
 
@@ -66,6 +68,11 @@ impl Heartbeat {
                 "name contains control characters".into(),
             ));
         }
+        heartbeat
+            .status
+            .playout
+            .check()
+            .map_err(WireError::Invalid)?;
         Ok(heartbeat)
     }
 }
@@ -202,7 +209,10 @@ impl EventLoop {
             version: HEARTBEAT_VERSION,
             name: self.name.clone(),
             uptime_ms: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
-            status: self.transfer.stamp_status(self.status.clone()),
+            status: NodeStatus {
+                playout: self.playout.clone(),
+                ..self.transfer.stamp_status(self.status.clone())
+            },
         };
         let bytes = match heartbeat.encode() {
             Ok(bytes) => bytes,
@@ -281,6 +291,7 @@ impl EventLoop {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::status::{MAX_PLAYOUT_FLASHES, MAX_VOLUME_PERMILLE, Playout, PlayoutFlash};
 
     fn heartbeat(name: &str) -> Heartbeat {
         Heartbeat {
@@ -361,6 +372,43 @@ mod tests {
         ));
         let good = heartbeat("kitchen");
         assert_eq!(Heartbeat::decode(&good.encode().unwrap()).unwrap(), good);
+    }
+
+    fn flash(swarm_us: i64) -> PlayoutFlash {
+        PlayoutFlash {
+            track: 1,
+            frame: 100,
+            swarm_us,
+            error_frames: 0,
+        }
+    }
+
+    #[test]
+    fn playout_reports_are_bounded_and_checked() {
+        let mut good = heartbeat("den");
+        good.status.playout = Playout {
+            volume_permille: Some(800),
+            flashes: (0..MAX_PLAYOUT_FLASHES as i64).map(flash).collect(),
+        };
+        assert_eq!(Heartbeat::decode(&good.encode().unwrap()).unwrap(), good);
+
+        let mut too_many = good.clone();
+        too_many.status.playout.flashes.push(flash(1000));
+        let mut unordered = good.clone();
+        unordered.status.playout.flashes.swap(0, 1);
+        let mut repeated = good.clone();
+        repeated.status.playout.flashes[1].swarm_us = 0;
+        let mut loud = good.clone();
+        loud.status.playout.volume_permille = Some(MAX_VOLUME_PERMILLE + 1);
+        for bad in [too_many, unordered, repeated, loud] {
+            assert!(
+                matches!(
+                    Heartbeat::decode(&bad.encode().unwrap()),
+                    Err(WireError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     proptest::proptest! {

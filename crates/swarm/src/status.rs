@@ -5,6 +5,11 @@
 //! loop stamps it with the node's name and uptime and gossips it every
 //! heartbeat period. The types here are plain serde data that travel on the
 //! wire; they are checked by [`crate::membership`] on arrival.
+//!
+//! [`Playout`] is the exception to "the node fills it": the node hands it to
+//! [`crate::Client::set_playout`] separately (its player's latest flashes and
+//! volume change faster than the rest), and the event loop stamps it into
+//! every heartbeat it sends.
 
 use firefly_library::TrackId;
 use libp2p::PeerId;
@@ -55,6 +60,66 @@ pub struct Load {
     pub downloads: u32,
 }
 
+/// Most flashes one heartbeat carries.
+pub const MAX_PLAYOUT_FLASHES: usize = 8;
+/// Largest volume a node reports, in thousandths (4.0, the player's limit).
+pub const MAX_VOLUME_PERMILLE: u16 = 4000;
+
+/// One flash of a node's player: source frame `frame` of its track number
+/// `track` sounded when its swarm clock read `swarm_us`. Two flashes of one
+/// track give its frame rate, so no rate travels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayoutFlash {
+    /// The player's track number (grows with every start; a change means a new start).
+    pub track: u64,
+    /// The source frame heard.
+    pub frame: u64,
+    /// When, on the node's swarm clock, µs.
+    pub swarm_us: i64,
+    /// How far the frame was from where the node's timeline says it should
+    /// be, in source frames (positive: ahead): its playback sync error.
+    #[serde(default)]
+    pub error_frames: i32,
+}
+
+/// What a node's player is doing, as its heartbeats report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Playout {
+    /// The player's volume in thousandths (1000 is unchanged); `None` when
+    /// the node has no output.
+    pub volume_permille: Option<u16>,
+    /// The player's latest flashes, oldest first (at most
+    /// [`MAX_PLAYOUT_FLASHES`], swarm instants strictly increasing); empty
+    /// while it plays nothing.
+    pub flashes: Vec<PlayoutFlash>,
+}
+
+impl Playout {
+    /// Checks the bounds a well-formed report from a peer may still break.
+    pub fn check(&self) -> Result<(), String> {
+        if self
+            .volume_permille
+            .is_some_and(|v| v > MAX_VOLUME_PERMILLE)
+        {
+            return Err(format!("volume above {MAX_VOLUME_PERMILLE} thousandths"));
+        }
+        if self.flashes.len() > MAX_PLAYOUT_FLASHES {
+            return Err(format!(
+                "{} flashes, more than {MAX_PLAYOUT_FLASHES}",
+                self.flashes.len()
+            ));
+        }
+        if self
+            .flashes
+            .windows(2)
+            .any(|w| w[1].swarm_us <= w[0].swarm_us)
+        {
+            return Err("flashes are not in time order".into());
+        }
+        Ok(())
+    }
+}
+
 /// Everything a node reports about itself besides its name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -66,4 +131,8 @@ pub struct NodeStatus {
     pub playback: PlaybackSummary,
     /// How busy the node is.
     pub load: Load,
+    /// What its player is doing (stamped by the event loop from
+    /// [`crate::Client::set_playout`]; absent in older heartbeats).
+    #[serde(default)]
+    pub playout: Playout,
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use firefly_swarm::{Event, NodeStatus};
+use firefly_swarm::{Event, NodeStatus, Playout, PlayoutFlash};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,6 +45,49 @@ async fn three_nodes_join_and_a_silent_one_leaves_everywhere() {
         })
         .await
     );
+
+    // The player's report travels too, stamped over whatever the status says.
+    let playout = Playout {
+        volume_permille: Some(700),
+        flashes: vec![
+            PlayoutFlash {
+                track: 3,
+                frame: 44_100,
+                swarm_us: 1_000_000,
+                error_frames: 0,
+            },
+            PlayoutFlash {
+                track: 3,
+                frame: 55_125,
+                swarm_us: 1_250_000,
+                error_frames: 0,
+            },
+        ],
+    };
+    c.client.set_playout(playout.clone()).await.unwrap();
+    c.client.set_status(NodeStatus::default()).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            a.client
+                .members()
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.peer == pc && m.status.playout == playout)
+        })
+        .await
+    );
+
+    // Links: A has a direct connection to each; B reaches C only through gossip.
+    let links = a.client.links().await.unwrap();
+    for peer in [pb, pc] {
+        assert!(
+            links.iter().any(|l| l.peer == peer && !l.relayed),
+            "{links:?}"
+        );
+    }
+    let links = b.client.links().await.unwrap();
+    assert!(links.iter().all(|l| l.peer == pa), "{links:?}");
 
     let killed_at = Instant::now();
     c.kill();

@@ -141,6 +141,17 @@ async fn meet_through_relay(key: Option<PreSharedKey>) {
     assert_eq!(b.client.dial(circuit.clone()).await.unwrap(), a.peer_id());
     assert!(wait_members(&b.client, &[a.peer_id()], Duration::from_secs(10)).await);
     assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(10)).await);
+    // Both ends know the link is relayed.
+    let links = b.client.links().await.unwrap();
+    assert!(
+        links.iter().any(|l| l.peer == a.peer_id() && l.relayed),
+        "{links:?}"
+    );
+    let links = a.client.links().await.unwrap();
+    assert!(
+        links.iter().any(|l| l.peer == b.peer_id() && l.relayed),
+        "{links:?}"
+    );
     // Request-response runs over the relayed connection too.
     let sample = b.client.time_sample(a.peer_id()).await.unwrap();
     assert!(sample.delay_micros() >= 0);
