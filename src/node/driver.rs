@@ -42,6 +42,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 const TICK: Duration = Duration::from_millis(250);
 /// How often the coordinator re-gossips an unchanged session, in ticks.
 const REPUBLISH_TICKS: u32 = 4;
+/// A clock step at least this large restarts playback at the timeline's
+/// position, µs (smaller ones the player slews away in well under a second).
+const STEP_REPLAY_MICROS: u64 = 500;
 /// How long a prepare may take before the node is left to join late.
 const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a node lacking a track waits, answering a prepare, for the
@@ -270,18 +273,7 @@ impl Driver {
             }
         }
         if self.deferred && self.clock_synced().await {
-            self.deferred = false;
-            if let Some(session) = self.applied.clone()
-                && session.state == PlaybackState::Playing
-                && let Some(track) = session.track
-            {
-                println!(
-                    "playback: joining {} now that the clock is synced",
-                    track.to_hex()
-                );
-                self.play(track, session.position_micros, session.start)
-                    .await;
-            }
+            self.replay("now that the clock is synced").await;
         }
         if self.roles.is_coordinator() {
             if !was_coordinator && self.applied.is_some() {
@@ -338,6 +330,20 @@ impl Driver {
 
     async fn on_swarm(&mut self, event: Event) {
         match event {
+            Event::ClockSynced => {
+                if self.deferred {
+                    self.replay("now that the clock is synced").await;
+                }
+            }
+            Event::ClockStepped { by_micros } => {
+                // A step moves the timeline under the player by more than it
+                // could slew away in seconds (a node that started before it
+                // had heard its peers, a healed partition): start again at
+                // the timeline's position, in step at once.
+                if by_micros.unsigned_abs() >= STEP_REPLAY_MICROS {
+                    self.replay("after the swarm clock stepped").await;
+                }
+            }
             Event::Session { from, session } => {
                 // Only the coordinator this node follows speaks for its term;
                 // a higher term (a failover or a healed partition) wins.
@@ -624,6 +630,19 @@ impl Driver {
             .await
         {
             self.streaming = Some(track);
+        }
+    }
+
+    /// Plays the applied session again at the timeline's position, if it plays.
+    async fn replay(&mut self, why: &str) {
+        self.deferred = false;
+        if let Some(session) = self.applied.clone()
+            && session.state == PlaybackState::Playing
+            && let Some(track) = session.track
+        {
+            println!("playback: joining {} {why}", track.to_hex());
+            self.play(track, session.position_micros, session.start)
+                .await;
         }
     }
 

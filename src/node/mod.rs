@@ -216,7 +216,10 @@ async fn log_events(
             Event::Listening { addr } => println!("listening: {addr}"),
             Event::RelayReserved { relay } => println!("relay: reserved a slot on {relay}"),
             Event::DirectConnectionUpgraded { peer } => println!("direct: {peer}"),
-            other @ (Event::Session { .. } | Event::ControlRequest { .. }) => {
+            other @ (Event::Session { .. }
+            | Event::ControlRequest { .. }
+            | Event::ClockSynced
+            | Event::ClockStepped { .. }) => {
                 control.swarm_event(other).await;
             }
             Event::Transfer(TransferEvent::DownloadCompleted { track, path }) => {
