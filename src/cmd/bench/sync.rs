@@ -450,9 +450,14 @@ async fn wait_in_step(
             let theirs = seen.run(other.index, track, since - 1_000_000, i64::MAX);
             for (slot, &flash) in worst.iter_mut().zip(&mine) {
                 let o = offsets(&[flash], &theirs);
-                slot.1 = slot.1.max(o.first().map_or(f64::INFINITY, |x| x.abs()));
+                // No counterpart (the other's flashes were read earlier): unknown, not late.
+                slot.1 = match o.first() {
+                    Some(x) if !slot.1.is_nan() => slot.1.max(x.abs()),
+                    _ => f64::NAN,
+                };
             }
         }
+        worst.retain(|(_, w)| !w.is_nan());
         // Every quarter second of the joiner's playback: its worst offset then.
         trace.clear();
         for &(t, w) in &worst {
