@@ -10,7 +10,8 @@
 //!    catalog shows it.
 //!
 //! Every node runs in this process on 127.0.0.1 with its own library in a
-//! scratch folder (`--dir`, default the system temp folder), deleted at the end.
+//! scratch folder (`--dir`, default the system temp folder), deleted at the
+//! end, over TCP + noise + yamux or, with `--transport quic`, QUIC.
 
 use anyhow::{Context, bail, ensure};
 use firefly_library::{Library, LibraryConfig, TrackId};
