@@ -426,22 +426,37 @@ impl Library {
                     return Err(DownloadError::Incomplete { track, missing });
                 }
                 let staging = self.staging_path(track);
-                let file =
-                    File::open(&staging).map_err(DownloadError::io("opening the staging file"))?;
-                let digest = chunking::digest(file).map_err(|e| match e {
-                    chunking::DigestError::Io(source) => DownloadError::Io {
-                        context: "reading the staging file".to_owned(),
-                        source,
-                    },
-                    chunking::DigestError::TooLarge => DownloadError::TrackMismatch(track),
-                })?;
-                if digest.track != track {
-                    tracing::warn!("assembled {track:?} does not match its id; restarting it");
-                    let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
-                    self.clear_present(&txn, track)?;
-                    txn.commit().map_err(StoreError::from)?;
-                    return Err(DownloadError::TrackMismatch(track));
-                }
+                let checked = check_staged(&staging, &record.manifest)
+                    .map_err(DownloadError::io("reading the staging file"))?;
+                let chunks = match checked {
+                    // Every chunk was verified against its id when it was
+                    // stored, so the manifest's list is the file's.
+                    StagedCheck::Canonical => record.manifest.chunks.clone(),
+                    // The right bytes, cut elsewhere than FastCDC cuts them:
+                    // index the file by its own cuts.
+                    StagedCheck::NotCanonical => {
+                        let file = File::open(&staging)
+                            .map_err(DownloadError::io("opening the staging file"))?;
+                        let digest = chunking::digest(file).map_err(|e| match e {
+                            chunking::DigestError::Io(source) => DownloadError::Io {
+                                context: "reading the staging file".to_owned(),
+                                source,
+                            },
+                            chunking::DigestError::TooLarge => DownloadError::TrackMismatch(track),
+                        })?;
+                        if digest.track != track {
+                            return Err(DownloadError::TrackMismatch(track));
+                        }
+                        digest.chunks
+                    }
+                    StagedCheck::Mismatch => {
+                        tracing::warn!("assembled {track:?} does not match its id; restarting it");
+                        let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+                        self.clear_present(&txn, track)?;
+                        txn.commit().map_err(StoreError::from)?;
+                        return Err(DownloadError::TrackMismatch(track));
+                    }
+                };
                 let given = &record.manifest.meta;
                 let meta = match probe::probe_file_as(&staging, &given.extension, &given.title) {
                     Ok(meta) => meta,
@@ -458,13 +473,13 @@ impl Library {
                     manifest: record.manifest.clone(),
                     state: DownloadState::Finishing {
                         meta: meta.clone(),
-                        chunks: digest.chunks.clone(),
+                        chunks: chunks.clone(),
                     },
                 };
                 let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
                 put_record(&txn, track, &record)?;
                 txn.commit().map_err(StoreError::from)?;
-                (meta, digest.chunks)
+                (meta, chunks)
             }
         };
         self.link_into_music(track, record.manifest.size, meta, chunks)
@@ -728,6 +743,93 @@ fn remove_record(txn: &WriteTransaction, track: TrackId) -> Result<(), StoreErro
 
 fn store_to_open(e: StoreError) -> crate::error::OpenError {
     crate::error::OpenError::Store(e)
+}
+
+/// What reading a complete staging file back found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StagedCheck {
+    /// The bytes hash to the track, and FastCDC cuts them exactly where the
+    /// manifest's chunks end.
+    Canonical,
+    /// The bytes hash to the track, but the manifest's chunk boundaries are
+    /// not FastCDC's (a peer cut the file its own way).
+    NotCanonical,
+    /// The file has the wrong length or its bytes do not hash to the track.
+    Mismatch,
+}
+
+/// Reads the staging file at `path` back and checks it against `manifest`:
+/// the whole-file BLAKE3 and FastCDC's cut points, each computed on its own
+/// thread over its own read of the file (both read the same page cache),
+/// so the check takes about as long as the slower of the two rather than
+/// their sum. The chunks themselves are not hashed again: each was
+/// verified against its id before it was written (see `accept_chunks`).
+fn check_staged(path: &Path, manifest: &Manifest) -> std::io::Result<StagedCheck> {
+    let (hash, cuts) = std::thread::scope(|scope| {
+        let cuts = scope.spawn(|| cuts_match(path, manifest));
+        let hash = hash_matches(path, manifest.size, manifest.track);
+        (hash, cuts.join())
+    });
+    let cuts = cuts.map_err(|_| std::io::Error::other("the cut-point scan panicked"))?;
+    Ok(match (hash?, cuts?) {
+        (false, _) => StagedCheck::Mismatch,
+        (true, true) => StagedCheck::Canonical,
+        (true, false) => StagedCheck::NotCanonical,
+    })
+}
+
+/// Read size of [`check_staged`]'s two passes.
+const CHECK_BUFFER_LEN: usize = 1024 * 1024;
+
+/// Whether the file at `path` is `size` bytes long and hashes to `track`.
+fn hash_matches(path: &Path, size: u64, track: TrackId) -> std::io::Result<bool> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() != size {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHECK_BUFFER_LEN];
+    let mut reader = std::io::Read::take(file, size);
+    loop {
+        let n = match std::io::Read::read(&mut reader, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(TrackId::from(hasher.finalize()) == track)
+}
+
+/// Whether FastCDC cuts the file at `path` exactly into `manifest`'s chunk
+/// lengths (stops at the first difference).
+fn cuts_match(path: &Path, manifest: &Manifest) -> std::io::Result<bool> {
+    let mut reader = std::io::Read::take(File::open(path)?, manifest.size);
+    let mut want = manifest.chunks.iter().map(|c| c.len);
+    let mut buf = vec![0u8; CHECK_BUFFER_LEN];
+    let mut filled = 0usize;
+    let mut eof = false;
+    while !eof {
+        while filled < buf.len() {
+            match std::io::Read::read(&mut reader, &mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (lens, covered) = chunking::plan_cuts(&buf[..filled], eof);
+        if lens.into_iter().any(|len| want.next() != Some(len)) {
+            return Ok(false);
+        }
+        buf.copy_within(covered..filled, 0);
+        filled -= covered;
+    }
+    Ok(want.next().is_none())
 }
 
 /// Whether the file at `path` has `size` bytes that hash to `track`.

@@ -426,8 +426,13 @@ impl Library {
 fn read_at(path: &Path, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
-    let mut bytes = vec![0u8; len as usize];
-    file.read_exact(&mut bytes)?;
+    // Read into spare capacity: zero-filling first would be one more pass
+    // over every chunk served.
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(u64::from(len)).read_to_end(&mut bytes)?;
+    if bytes.len() != len as usize {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(bytes)
 }
 

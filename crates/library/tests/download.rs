@@ -647,3 +647,34 @@ fn a_cancelled_download_restarts_its_count() {
         }
     );
 }
+
+#[test]
+fn a_manifest_cut_elsewhere_than_fastcdc_completes_and_is_indexed_by_its_own_cuts() {
+    let s = Scratch::new();
+    let (_src, canonical, bytes) = source_with_long_mp3(&s);
+    // A peer that cut the same file its own way: the first two chunks as one.
+    let merged = (canonical.chunks[0].len + canonical.chunks[1].len) as usize;
+    let mut odd = canonical.clone();
+    odd.chunks.splice(
+        0..2,
+        [firefly_library::ChunkRef {
+            id: ChunkId::of(&bytes[..merged]),
+            len: merged as u32,
+        }],
+    );
+    let dst = other_node(&s);
+    dst.start_download(&odd).unwrap();
+    let mut done = None;
+    for (offset, chunk) in odd.offsets() {
+        let at = offset as usize;
+        let piece = &bytes[at..at + chunk.len as usize];
+        if let Accepted::Completed(path) = dst.accept_chunk(odd.track, chunk.id, piece).unwrap() {
+            done = Some(path);
+        }
+    }
+    let path = done.expect("the last chunk completes the download");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // The index holds FastCDC's chunks, as a scan of the file would.
+    let indexed = dst.manifest(canonical.track).unwrap().unwrap();
+    assert_eq!(indexed.chunks, canonical.chunks);
+}

@@ -10,7 +10,8 @@
 //!    catalog shows it.
 //!
 //! Every node runs in this process on 127.0.0.1 with its own library in a
-//! scratch folder (`--dir`, default the system temp folder), deleted at the end.
+//! scratch folder (`--dir`, default the system temp folder), deleted at the
+//! end, over TCP + noise + yamux or, with `--transport quic`, QUIC.
 
 use anyhow::{Context, bail, ensure};
 use firefly_library::{Library, LibraryConfig, TrackId};
@@ -44,9 +45,31 @@ pub(crate) struct Args {
     /// takes the disk out of the measurement). Default: the system temp folder.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Transport between the nodes: TCP + noise + yamux, or QUIC.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The transports a node listens on in the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Transport {
+    /// TCP + noise + yamux.
+    Tcp,
+    /// QUIC.
+    Quic,
+}
+
+impl Transport {
+    fn listen(self) -> &'static str {
+        match self {
+            Self::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Self::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
 }
 
 /// What one run measured.
@@ -66,6 +89,8 @@ struct Report {
     convergence: Convergence,
     /// Where the libraries lived.
     dir: PathBuf,
+    /// The transport between the nodes.
+    transport: Transport,
 }
 
 #[derive(Debug, Serialize)]
@@ -175,8 +200,9 @@ async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
         let copy = dir.join("tcp-copy.wav");
         tokio::task::spawn_blocking(move || tcp_copy(&source, &copy)).await??
     };
-    let holder = start_node(dir, "holder", TransferConfig::default()).await?;
-    let downloader = start_node(dir, "downloader", TransferConfig::default()).await?;
+    let holder = start_node(dir, "holder", args.transport, TransferConfig::default()).await?;
+    let downloader =
+        start_node(dir, "downloader", args.transport, TransferConfig::default()).await?;
     let firefly_secs = timed_download(&[&holder], &downloader, &source).await?;
     drop((holder, downloader));
     let tcp_mib_s = bytes as f64 / MIB as f64 / tcp_secs;
@@ -189,8 +215,14 @@ async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
     let one = {
         let track = dir.join("c1/music/track.wav");
         write_wav(&track, 2, capped_bytes)?;
-        let h = start_node(dir, "c1", capped.clone()).await?;
-        let d = start_node(dir, "c1-downloader", TransferConfig::default()).await?;
+        let h = start_node(dir, "c1", args.transport, capped.clone()).await?;
+        let d = start_node(
+            dir,
+            "c1-downloader",
+            args.transport,
+            TransferConfig::default(),
+        )
+        .await?;
         timed_download(&[&h], &d, &track).await?
     };
     let three = {
@@ -199,9 +231,15 @@ async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
         for name in ["c3a", "c3b", "c3c"] {
             track = dir.join(name).join("music/track.wav");
             write_wav(&track, 3, capped_bytes)?;
-            holders.push(start_node(dir, name, capped.clone()).await?);
+            holders.push(start_node(dir, name, args.transport, capped.clone()).await?);
         }
-        let d = start_node(dir, "c3-downloader", TransferConfig::default()).await?;
+        let d = start_node(
+            dir,
+            "c3-downloader",
+            args.transport,
+            TransferConfig::default(),
+        )
+        .await?;
         let refs: Vec<&BenchNode> = holders.iter().collect();
         timed_download(&refs, &d, &track).await?
     };
@@ -209,7 +247,15 @@ async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
     // 3. Convergence of a library change on five nodes.
     let mut nodes = Vec::new();
     for i in 0..5 {
-        nodes.push(start_node(dir, &format!("sync{i}"), TransferConfig::default()).await?);
+        nodes.push(
+            start_node(
+                dir,
+                &format!("sync{i}"),
+                args.transport,
+                TransferConfig::default(),
+            )
+            .await?,
+        );
     }
     connect_all(&nodes.iter().collect::<Vec<_>>()).await?;
     let mut samples_ms = Vec::new();
@@ -258,6 +304,7 @@ async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
             max_ms,
         },
         dir: dir.to_path_buf(),
+        transport: args.transport,
     })
 }
 
@@ -284,7 +331,12 @@ impl Drop for BenchNode {
     }
 }
 
-async fn start_node(dir: &Path, name: &str, transfer: TransferConfig) -> anyhow::Result<BenchNode> {
+async fn start_node(
+    dir: &Path,
+    name: &str,
+    transport: Transport,
+    transfer: TransferConfig,
+) -> anyhow::Result<BenchNode> {
     let root = dir.join(name);
     let music = root.join("music");
     std::fs::create_dir_all(&music)?;
@@ -302,7 +354,7 @@ async fn start_node(dir: &Path, name: &str, transfer: TransferConfig) -> anyhow:
     let mut config = Config::new(keypair, name);
     config
         .mdns(false)
-        .listen("/ip4/127.0.0.1/tcp/0".parse()?)
+        .listen(transport.listen().parse()?)
         .library(library.clone())
         .transfer(transfer);
     let (client, mut events, event_loop) = firefly_swarm::new(config)?;

@@ -2,26 +2,141 @@
 //! their limits set on purpose rather than left at libp2p's defaults
 //! (1 MiB requests, 10 MiB responses, 10 s timeout).
 //!
-//! Each protocol uses libp2p's CBOR codec (cbor4ii) with the byte limits from
-//! [`wire`](super::wire): a message longer than its limit is cut off at the
-//! limit and then fails to decode, so a peer can never make this node buffer
-//! more than the limit per stream. The timeouts cover a whole exchange,
-//! including the time a responder holds the response back under
-//! `--max-upload`.
+//! Each protocol speaks CBOR (cbor4ii's serde encoding) with the byte limits
+//! from [`wire`](super::wire): a message longer than its limit is cut off at
+//! the limit and then fails to decode, so a peer can never make this node
+//! buffer more than the limit per stream. The manifest and library
+//! protocols use libp2p's CBOR codec as it is; `/firefly/chunks/1` uses
+//! [`ChunksCodec`], the same encoding byte for byte with its buffers sized
+//! once (its responses are a megabyte of chunk bytes each). The timeouts
+//! cover a whole exchange, including the time a responder holds the
+//! response back under `--max-upload`.
 
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response::{self, ProtocolSupport, cbor};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io;
 use std::time::Duration;
 
 use super::wire::{
-    CHUNKS_PROTOCOL, CHUNKS_REQUEST_MAX_BYTES, CHUNKS_RESPONSE_MAX_BYTES, ChunksRequest,
-    ChunksResponse, LIBRARY_PROTOCOL, LIBRARY_REQUEST_MAX_BYTES, LIBRARY_RESPONSE_MAX_BYTES,
-    LibraryRequest, LibraryResponse, MANIFEST_PROTOCOL, MANIFEST_REQUEST_MAX_BYTES,
-    MANIFEST_RESPONSE_MAX_BYTES, ManifestRequest, ManifestResponse,
+    CHUNKS_PROTOCOL, CHUNKS_REQUEST_MAX_BYTES, CHUNKS_RESPONSE_MAX_BYTES, ChunkReply, ChunksBody,
+    ChunksRequest, ChunksResponse, LIBRARY_PROTOCOL, LIBRARY_REQUEST_MAX_BYTES,
+    LIBRARY_RESPONSE_MAX_BYTES, LibraryRequest, LibraryResponse, MANIFEST_PROTOCOL,
+    MANIFEST_REQUEST_MAX_BYTES, MANIFEST_RESPONSE_MAX_BYTES, ManifestRequest, ManifestResponse,
 };
 
-/// Codec of `/firefly/chunks/1`.
-pub type ChunksCodec = cbor::codec::Codec<ChunksRequest, ChunksResponse>;
+/// Codec of `/firefly/chunks/1`: the encoding of libp2p's CBOR codec (so
+/// either end may use either), with buffers sized up front. libp2p's codec
+/// reads a message into an empty `Vec` and encodes into another, so a
+/// megabyte response is copied again at every doubling of each and its
+/// buffers end up twice its size; this one encodes into a buffer reserved
+/// for the response's payload and reads into one reserved for the
+/// protocol's limit.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunksCodec {
+    request_max: u64,
+    response_max: u64,
+}
+
+impl Default for ChunksCodec {
+    /// The limits of [`CHUNKS_REQUEST_MAX_BYTES`] and [`CHUNKS_RESPONSE_MAX_BYTES`].
+    fn default() -> Self {
+        Self {
+            request_max: CHUNKS_REQUEST_MAX_BYTES,
+            response_max: CHUNKS_RESPONSE_MAX_BYTES,
+        }
+    }
+}
+
+/// Room for a chunks response's CBOR framing beyond its payload (per entry
+/// a few bytes; [`CHUNKS_RESPONSE_MAX_BYTES`] allows 64 KiB).
+const RESPONSE_FRAMING: usize = 4 * 1024;
+/// Room for an encoded chunks request (64 ids encode in about 4.3 KiB).
+const REQUEST_ENCODED: usize = 8 * 1024;
+
+impl request_response::Codec for ChunksCodec {
+    type Protocol = StreamProtocol;
+    type Request = ChunksRequest;
+    type Response = ChunksResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ChunksRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode(&read_limited(io, self.request_max, REQUEST_ENCODED).await?)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<ChunksResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        // Reserving the limit (about a megabyte) is what a full response
+        // needs anyway; a growing Vec would reach twice that.
+        let reserve = usize::try_from(self.response_max).unwrap_or(usize::MAX);
+        decode(&read_limited(io, self.response_max, reserve).await?)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: ChunksRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&request, REQUEST_ENCODED)?).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: ChunksResponse,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let payload = match &response.body {
+            ChunksBody::Chunks(replies) => replies
+                .iter()
+                .map(|reply| match reply {
+                    ChunkReply::Data(bytes) => bytes.0.len(),
+                    ChunkReply::Missing => 0,
+                })
+                .sum(),
+            ChunksBody::Refused(_) => 0,
+        };
+        io.write_all(&encode(&response, payload + RESPONSE_FRAMING)?)
+            .await
+    }
+}
+
+/// Reads `io` to its end, at most `max` bytes (a longer message is cut off
+/// there and fails to decode), into a buffer of `reserve` bytes.
+async fn read_limited<T: AsyncRead + Unpin>(
+    io: &mut T,
+    max: u64,
+    reserve: usize,
+) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(reserve);
+    io.take(max).read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
+fn decode<M: DeserializeOwned>(bytes: &[u8]) -> io::Result<M> {
+    cbor4ii::serde::from_slice(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn encode<M: Serialize>(message: &M, capacity: usize) -> io::Result<Vec<u8>> {
+    cbor4ii::serde::to_vec(Vec::with_capacity(capacity), message).map_err(io::Error::other)
+}
 /// Codec of `/firefly/manifest/1`.
 pub type ManifestCodec = cbor::codec::Codec<ManifestRequest, ManifestResponse>;
 /// Codec of `/firefly/library/1`.
@@ -49,8 +164,6 @@ pub const MAX_STREAMS_PER_CONNECTION: usize = 16;
 /// The `/firefly/chunks/1` codec with its limits.
 pub fn chunks_codec() -> ChunksCodec {
     ChunksCodec::default()
-        .set_request_size_maximum(CHUNKS_REQUEST_MAX_BYTES)
-        .set_response_size_maximum(CHUNKS_RESPONSE_MAX_BYTES)
 }
 
 /// The `/firefly/manifest/1` codec with its limits.
@@ -187,6 +300,42 @@ mod tests {
             ])
         );
         decoded.validate(2).unwrap();
+    }
+
+    #[test]
+    fn the_chunks_codec_speaks_libp2p_cbor_byte_for_byte() {
+        let mut ours = chunks_codec();
+        let mut theirs = cbor::codec::Codec::<ChunksRequest, ChunksResponse>::default()
+            .set_request_size_maximum(CHUNKS_REQUEST_MAX_BYTES)
+            .set_response_size_maximum(CHUNKS_RESPONSE_MAX_BYTES);
+        let responses = [
+            ChunksResponse::chunks(vec![
+                ChunkReply::Data(ChunkBytes(vec![7; 70_000])),
+                ChunkReply::Missing,
+                ChunkReply::Data(ChunkBytes(vec![1, 2, 3])),
+            ]),
+            ChunksResponse::refused(Refusal::Busy),
+        ];
+        for response in responses {
+            let wire = encode_response(&mut ours, CHUNKS_PROTOCOL, response.clone());
+            assert_eq!(
+                wire,
+                encode_response(&mut theirs, CHUNKS_PROTOCOL, response.clone())
+            );
+            let back =
+                block_on(theirs.read_response(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
+                    .unwrap();
+            assert_eq!(back, response);
+        }
+        let request = ChunksRequest::new(vec![ChunkId::of(b"a"), ChunkId::of(b"b")]);
+        let wire = encode_request(&mut theirs, CHUNKS_PROTOCOL, request.clone());
+        assert_eq!(
+            wire,
+            encode_request(&mut ours, CHUNKS_PROTOCOL, request.clone())
+        );
+        let back = block_on(ours.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
+            .unwrap();
+        assert_eq!(back, request);
     }
 
     #[test]
