@@ -4,7 +4,7 @@
 //! others must download what they play), starts N `firefly up` child
 //! processes on 127.0.0.1 with deliberately skewed test clocks
 //! (`FIREFLY_TEST_CLOCK`) and virtual outputs, waits until they share a
-//! timeline and a coordinator, starts synchronized playback, then prints the
+//! timeline and a coordinator, plays every node's track in turn, prints the
 //! API addresses and, every second, the inter-node playback offsets measured
 //! from the virtual outputs' true instants. Ctrl-C stops every node and
 //! removes the demo's folder.
@@ -62,21 +62,31 @@ fn demo(root: &Path, args: &Args) -> anyhow::Result<()> {
 async fn drive(nodes: &[Node]) -> anyhow::Result<()> {
     println!("waiting for the nodes to share one timeline and a coordinator…");
     wait_settled(nodes, Duration::from_secs(60)).await?;
-    // Play the last node's track from the first node: everyone else downloads it.
-    let library = get_json(nodes[nodes.len() - 1].http, "/api/library").await?;
-    let track = library[0]["track"]
-        .as_str()
-        .context("the last node has no track")?
-        .to_string();
+    // Every node's track in turn, from the first node's API, starting with
+    // the last node's: everyone else downloads what they play.
+    let mut tracks: Vec<String> = Vec::new();
+    for node in nodes.iter().rev() {
+        let library = get_json(node.http, "/api/library").await?;
+        for track in library.as_array().into_iter().flatten() {
+            if let Some(id) = track["track"].as_str()
+                && !tracks.iter().any(|t| t == id)
+            {
+                tracks.push(id.to_string());
+            }
+        }
+    }
+    let mut current = 0;
+    let first = tracks.first().context("the last node has no track")?;
     post(
         nodes[0].http,
         "/api/play",
-        serde_json::json!({ "track": track }),
+        serde_json::json!({ "track": first }),
     )
     .await?;
+    let mut started = std::time::Instant::now();
     println!(
         "playing {} everywhere; web UI / API at http://{} — Ctrl-C to stop",
-        &track[..12],
+        &first[..12],
         nodes[0].http
     );
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -87,6 +97,7 @@ async fn drive(nodes: &[Node]) -> anyhow::Result<()> {
         }
         // The last second of each node's current track: live figures, not history.
         let mut seen = Vec::new();
+        let mut newest = i64::MIN;
         for node in nodes {
             let all = flashes(node).await.unwrap_or_default();
             let last = all.iter().map(|f| f.track).max();
@@ -95,7 +106,25 @@ async fn drive(nodes: &[Node]) -> anyhow::Result<()> {
                 .filter(|f| Some(f.track) == last)
                 .map(|f| (f.position, f.true_us))
                 .collect();
+            newest = newest.max(mine.last().map_or(i64::MIN, |f| f.1));
             seen.push(mine[mine.len().saturating_sub(100)..].to_vec());
+        }
+        // The track ended (no flash for over a second): on to the next one.
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0));
+        if started.elapsed() > Duration::from_secs(5) && now_us.saturating_sub(newest) > 1_500_000 {
+            current = (current + 1) % tracks.len();
+            let next = &tracks[current];
+            println!("track finished; playing {} everywhere", &next[..12]);
+            post(
+                nodes[0].http,
+                "/api/play",
+                serde_json::json!({ "track": next }),
+            )
+            .await?;
+            started = std::time::Instant::now();
+            continue;
         }
         let mut all: Vec<f64> = Vec::new();
         let mut playing = 0;

@@ -11,6 +11,14 @@
 //! to the stack; the asker takes `t4` from its local clock at the instant the
 //! response reached the loop. Estimating offset and skew is the clock crate's
 //! job, not this module's.
+//!
+//! Beside `(t2, t3)` the answer carries the answerer's [`PeerView`]: its raw
+//! measurement of the asker's clock and its drift compensation. The request
+//! opens a stream and the answer rides it, so the two directions are not
+//! equally fast and each side would see the other ahead; the asker uses the
+//! views to cancel that shared bias and to keep the swarm's common rate near
+//! its members' clocks (see [`SwarmClock::handle_peer_view`]). Nodes that
+//! send no view (older ones) are still understood: the fields default.
 
 use crate::event::Event;
 use crate::event_loop::EventLoop;
