@@ -445,38 +445,14 @@ fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
     assert!(worst <= 1_000.0, "after failover p99 offset {worst:.0} µs");
 
     // Pause and resume through the new coordinator keep the survivors in step.
-    let at = |n: &Node| ["--http".to_string(), n.http.to_string()];
-    let out = crate::util::firefly(
-        &[&["pause".to_string()][..], &at(&nodes[1])]
-            .concat()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("paused"));
+    assert!(cli("pause", &nodes[1]).starts_with("paused"));
     let paused = wait_until(Duration::from_secs(2), || {
         nodes
             .iter()
             .all(|n| http(n.http, "GET", "/api/state", None).1["playback"]["state"] == "paused")
     });
     assert!(paused, "not every survivor paused");
-    let out = crate::util::firefly(
-        &[&["resume".to_string()][..], &at(&nodes[0])]
-            .concat()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli("resume", &nodes[0]);
     // Long enough for the survivors' clocks to settle without the dead peer.
     std::thread::sleep(Duration::from_millis(4000));
     let resumed: Vec<Vec<(f64, i64)>> = nodes
@@ -510,4 +486,17 @@ fn bad_api_input_gets_4xx_json_errors() {
         assert_eq!(status, want, "{path} {body}: {reply}");
         assert!(reply["message"].is_string(), "{reply}");
     }
+}
+
+/// Runs `firefly VERB --http NODE` (a CLI client), asserts it succeeded and
+/// returns what it printed.
+fn cli(verb: &str, node: &Node) -> String {
+    let http = node.http.to_string();
+    let out = crate::util::firefly(&[verb, "--http", &http]);
+    assert!(
+        out.status.success(),
+        "firefly {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
