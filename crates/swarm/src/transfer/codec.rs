@@ -18,6 +18,7 @@ use libp2p::request_response::{self, ProtocolSupport, cbor};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::wire::{
@@ -76,10 +77,12 @@ impl request_response::Codec for ChunksCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        // Reserving the limit (about a megabyte) is what a full response
-        // needs anyway; a growing Vec would reach twice that.
-        let reserve = usize::try_from(self.response_max).unwrap_or(usize::MAX);
-        decode(&read_limited(io, self.response_max, reserve).await?)
+        let limit = usize::try_from(self.response_max).unwrap_or(usize::MAX);
+        let mut buf = READ_BUFFERS.take();
+        let read = read_into(io, &mut buf, limit).await;
+        let response = read.and_then(|len| decode(&buf[..len]));
+        READ_BUFFERS.give(buf);
+        response
     }
 
     async fn write_request<T>(
@@ -113,8 +116,90 @@ impl request_response::Codec for ChunksCodec {
                 .sum(),
             ChunksBody::Refused(_) => 0,
         };
-        io.write_all(&encode(&response, payload + RESPONSE_FRAMING)?)
-            .await
+        let mut buf = WRITE_BUFFERS.take();
+        buf.clear();
+        buf.reserve(payload + RESPONSE_FRAMING);
+        let buf = cbor4ii::serde::to_vec(buf, &response).map_err(io::Error::other)?;
+        let written = io.write_all(&buf).await;
+        WRITE_BUFFERS.give(buf);
+        written
+    }
+}
+
+/// Response buffers kept for the next response, so a megabyte is neither
+/// allocated, faulted in nor zero-filled again for every chunks response.
+/// A few per direction cover the requests a download keeps in flight;
+/// beyond that a buffer is allocated and freed as usual.
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers a pool keeps at most.
+const POOLED_BUFFERS: usize = 4;
+/// Capacity beyond which a buffer is not kept (a legal chunks response
+/// needs about 1.1 MiB).
+const MAX_POOLED_CAPACITY: usize = 2 * 1024 * 1024;
+
+static READ_BUFFERS: BufferPool = BufferPool::new();
+static WRITE_BUFFERS: BufferPool = BufferPool::new();
+
+impl BufferPool {
+    const fn new() -> Self {
+        Self {
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A kept buffer, or a new empty one.
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .lock()
+            .map(|mut free| free.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Keeps `buf` for a later [`BufferPool::take`] if there is room.
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() > MAX_POOLED_CAPACITY {
+            return;
+        }
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < POOLED_BUFFERS
+        {
+            free.push(buf);
+        }
+    }
+}
+
+/// Reads `io` to its end into `buf` (grown to `limit` bytes once, zeroed
+/// only then) and returns the length read. A message longer than `limit`
+/// is an error.
+async fn read_into<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<usize> {
+    if buf.len() < limit {
+        buf.resize(limit, 0);
+    }
+    let buf = &mut buf[..limit];
+    let mut filled = 0;
+    while filled < limit {
+        match io.read(&mut buf[filled..]).await? {
+            0 => return Ok(filled),
+            n => filled += n,
+        }
+    }
+    let mut probe = [0u8; 1];
+    if io.read(&mut probe).await? == 0 {
+        Ok(filled)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message longer than its limit of {limit} bytes"),
+        ))
     }
 }
 
@@ -416,6 +501,35 @@ mod tests {
             block_on(codec.read_response(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
                 .unwrap();
         back.validate(4).unwrap();
+    }
+
+    #[test]
+    fn an_oversized_response_is_rejected_and_reused_buffers_hold_no_old_bytes() {
+        let mut codec = chunks_codec();
+        let read = |codec: &mut ChunksCodec, wire: Vec<u8>| {
+            block_on(codec.read_response(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
+        };
+        // One byte past the limit: refused, whatever the bytes are.
+        let too_long = vec![0x40; CHUNKS_RESPONSE_MAX_BYTES as usize + 1];
+        let err = read(&mut codec, too_long).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A big response, then small ones, through the same pooled buffers:
+        // each decodes to exactly what was sent.
+        for len in [MAX_CHUNK_LEN as usize, 3, 0, 1000] {
+            let replies = vec![
+                ChunkReply::Data(ChunkBytes(vec![len as u8; len])),
+                ChunkReply::Missing,
+            ];
+            let sent = ChunksResponse::chunks(replies);
+            let wire = encode_response(&mut codec, CHUNKS_PROTOCOL, sent.clone());
+            assert_eq!(read(&mut codec, wire).unwrap(), sent);
+        }
+        // A truncated response fails to decode instead of reading old bytes.
+        let replies = vec![ChunkReply::Data(ChunkBytes(vec![7; 5000]))];
+        let mut wire =
+            encode_response(&mut codec, CHUNKS_PROTOCOL, ChunksResponse::chunks(replies));
+        wire.truncate(wire.len() - 10);
+        assert!(read(&mut codec, wire).is_err());
     }
 
     #[test]
