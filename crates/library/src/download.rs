@@ -1109,6 +1109,152 @@ mod tests {
         assert!(!staging.exists());
     }
 
+    /// A 16-bit stereo 44.1 kHz WAV of `frames` frames of noise.
+    fn noise_wav(frames: u32, seed: u64) -> Vec<u8> {
+        use rand::{RngCore, SeedableRng};
+        let data_len = frames * 4;
+        let mut out = Vec::with_capacity(44 + data_len as usize);
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data_len).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&44_100u32.to_le_bytes());
+        out.extend_from_slice(&(44_100u32 * 4).to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&data_len.to_le_bytes());
+        let mut pcm = vec![0u8; data_len as usize];
+        rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut pcm);
+        out.extend_from_slice(&pcm);
+        out
+    }
+
+    /// The manifest and bytes of a noise WAV of about 1.4 MB, and a
+    /// library in `dir` that is downloading it with nothing present.
+    fn noise_download(dir: &Path) -> (Library, Manifest, Vec<u8>) {
+        let bytes = noise_wav(352_800, 7);
+        let wav = dir.join("noise.wav");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&wav, &bytes).unwrap();
+        let digest = chunking::digest(&bytes[..]).unwrap();
+        let manifest = Manifest {
+            track: digest.track,
+            size: digest.size,
+            chunks: digest.chunks,
+            meta: probe::probe_file(&wav).unwrap(),
+        };
+        std::fs::remove_file(&wav).unwrap();
+        assert!(manifest.chunks.len() >= 4, "enough chunks to reorder");
+        let lib = Library::open_in(dir).unwrap();
+        lib.start_download(&manifest).unwrap();
+        (lib, manifest, bytes)
+    }
+
+    /// The bytes of `manifest`'s chunk number `i`.
+    fn chunk_of<'a>(manifest: &Manifest, bytes: &'a [u8], i: usize) -> (ChunkId, &'a [u8]) {
+        let (offset, chunk) = manifest.offsets().nth(i).unwrap();
+        let at = offset as usize;
+        (chunk.id, &bytes[at..at + chunk.len as usize])
+    }
+
+    fn prefix_offset(lib: &Library, track: TrackId) -> Option<u64> {
+        let prefix = lib.prefixes().get(&track)?.clone();
+        Some(lock_prefix(&prefix).offset())
+    }
+
+    #[test]
+    fn the_prefix_check_follows_the_contiguous_present_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lib, manifest, bytes) = noise_download(tmp.path());
+        let track = manifest.track;
+        let len = |i: usize| u64::from(manifest.chunks[i].len);
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 2)])
+            .unwrap();
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 3)])
+            .unwrap();
+        assert_eq!(prefix_offset(&lib, track), Some(0), "chunk 0 is missing");
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 0)])
+            .unwrap();
+        assert_eq!(prefix_offset(&lib, track), Some(len(0)));
+        // Chunk 1 from memory, 2 and 3 read back from the staging file.
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 1)])
+            .unwrap();
+        assert_eq!(
+            prefix_offset(&lib, track),
+            Some(len(0) + len(1) + len(2) + len(3))
+        );
+        // Cancelling drops the check with the download.
+        lib.cancel_download(track).unwrap();
+        assert_eq!(prefix_offset(&lib, track), None);
+        assert!(lib.prefixes().is_empty());
+    }
+
+    #[test]
+    fn a_finished_download_leaves_no_prefix_check_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lib, manifest, bytes) = noise_download(tmp.path());
+        let all: Vec<(ChunkId, &[u8])> = (0..manifest.chunks.len())
+            .map(|i| chunk_of(&manifest, &bytes, i))
+            .collect();
+        let stored = lib.accept_chunks(manifest.track, &all).unwrap();
+        assert!(matches!(stored.accepted, Accepted::Completed(_)));
+        assert!(lib.prefixes().is_empty());
+        assert_eq!(lib.staged_rereads(), 0);
+    }
+
+    #[test]
+    fn a_broken_prefix_check_falls_back_to_reading_the_file_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lib, manifest, bytes) = noise_download(tmp.path());
+        let track = manifest.track;
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 0)])
+            .unwrap();
+        let prefix = lib.prefixes().get(&track).unwrap().clone();
+        lock_prefix(&prefix).mark_broken();
+        let rest: Vec<(ChunkId, &[u8])> = (1..manifest.chunks.len())
+            .map(|i| chunk_of(&manifest, &bytes, i))
+            .collect();
+        let Accepted::Completed(path) = lib.accept_chunks(track, &rest).unwrap().accepted else {
+            panic!("the rest completes the track");
+        };
+        assert_eq!(std::fs::read(path).unwrap(), bytes);
+        assert_eq!(lib.staged_rereads(), 1);
+    }
+
+    #[test]
+    fn finishing_a_download_with_no_prefix_check_reads_the_file_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (manifest, bytes) = {
+            let (lib, manifest, bytes) = noise_download(tmp.path());
+            // All bytes in place and every chunk present, as a kill right
+            // after the last commit leaves it, with no check in memory.
+            std::fs::write(lib.staging_path(manifest.track), &bytes).unwrap();
+            let txn = lib.inner.db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(DOWNLOAD_CHUNKS).unwrap();
+                for c in &manifest.chunks {
+                    table
+                        .insert((manifest.track.as_bytes(), c.id.as_bytes()), ())
+                        .unwrap();
+                }
+            }
+            txn.commit().unwrap();
+            (manifest, bytes)
+        };
+        let lib = Library::open_in(tmp.path()).unwrap();
+        assert!(lib.missing_chunks(manifest.track).unwrap().is_empty());
+        let path = lib.finish_download(manifest.track).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), bytes);
+        assert_eq!(lib.staged_rereads(), 1);
+        assert_eq!(
+            lib.manifest(manifest.track).unwrap().unwrap().chunks,
+            manifest.chunks
+        );
+    }
+
     fn manifest(ids: &[u8], len: u32) -> Manifest {
         Manifest {
             track: TrackId([9; 32]),
