@@ -1193,6 +1193,27 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_check_a_panic_left_locked_is_not_trusted() {
+        let chunks = [ChunkRef {
+            id: ChunkId::of(b"x"),
+            len: 1,
+        }];
+        let prefix = Mutex::new(VerifiedPrefix::new());
+        let panicked = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = prefix.lock().unwrap();
+                    panic!("a panic while feeding");
+                })
+                .join()
+        });
+        assert!(panicked.is_err());
+        let state = lock_prefix(&prefix);
+        assert_eq!(state.next_chunk(&chunks), None, "nothing more is fed");
+        assert_eq!(state.verdict(), None, "the finish reads the file back");
+    }
+
+    #[test]
     fn a_finished_download_leaves_no_prefix_check_behind() {
         let tmp = tempfile::tempdir().unwrap();
         let (lib, manifest, bytes) = noise_download(tmp.path());
