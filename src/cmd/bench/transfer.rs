@@ -3,7 +3,10 @@
 //!
 //! 1. One holder → one downloader, chunks verified and written into the
 //!    downloader's library, against a plain TCP socket copy of the same file
-//!    (read, sent, received and written to a file, synced at the end).
+//!    (read, sent, received and written to a file, synced at the end), and
+//!    against the same copy over one raw libp2p TCP + noise + yamux stream
+//!    (the transport's ceiling on this machine). Each of the three runs
+//!    `--rounds` times, interleaved; the report gives medians.
 //! 2. With every holder capped at the same `--cap` bytes/s: one holder
 //!    against three holders of the same track.
 //! 3. A library change on one of five nodes: time until every node's
@@ -32,6 +35,10 @@ pub(crate) struct Args {
     /// Size of the track moved one peer → one peer, in MiB.
     #[arg(long, default_value_t = 64)]
     mib: u64,
+    /// One → one rounds (TCP copy, raw libp2p stream, Firefly each);
+    /// the report gives each one's median.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Size of the track moved under the upload cap, in MiB.
     #[arg(long, default_value_t = 24)]
     capped_mib: u64,
@@ -77,12 +84,21 @@ impl Transport {
 struct Report {
     /// Bytes of the one → one track.
     bytes: u64,
-    /// Plain TCP socket copy of the same file over loopback, MiB/s.
+    /// Plain TCP socket copy of the same file over loopback, MiB/s
+    /// (median of the rounds).
     tcp_mib_s: f64,
-    /// Firefly download of the same file, verified and stored, MiB/s.
+    /// The same file over one raw stream of a libp2p connection of the same
+    /// transport, no chunking or verification, MiB/s (median).
+    libp2p_stream_mib_s: f64,
+    /// Firefly download of the same file, verified and stored, MiB/s (median).
     firefly_mib_s: f64,
     /// `firefly_mib_s / tcp_mib_s` (goal ≥ 0.6).
     ratio: f64,
+    /// `libp2p_stream_mib_s / tcp_mib_s`: the most any protocol on this
+    /// transport could reach against the same baseline on this machine.
+    stream_ratio: f64,
+    /// Each round's three figures.
+    rounds: Vec<Round>,
     /// The capped runs.
     capped: Capped,
     /// Library convergence on five nodes.
@@ -91,6 +107,28 @@ struct Report {
     dir: PathBuf,
     /// The transport between the nodes.
     transport: Transport,
+}
+
+/// One round of the one → one comparison.
+#[derive(Debug, Serialize)]
+struct Round {
+    /// Plain TCP copy, MiB/s.
+    tcp_mib_s: f64,
+    /// Raw libp2p stream copy, MiB/s.
+    libp2p_stream_mib_s: f64,
+    /// Firefly download, MiB/s.
+    firefly_mib_s: f64,
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +169,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         "--cap must be at least 65536 bytes/s"
     );
     ensure!(
+        (1..=20).contains(&args.rounds),
+        "--rounds must be between 1 and 20"
+    );
+    ensure!(
         (1..=100).contains(&args.changes),
         "--changes must be between 1 and 100"
     );
@@ -148,8 +190,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "one → one: firefly {:.1} MiB/s, plain TCP {:.1} MiB/s, ratio {:.2} (goal ≥ 0.6)",
-            report.firefly_mib_s, report.tcp_mib_s, report.ratio
+            "one → one (median of {} rounds): firefly {:.1} MiB/s, plain TCP {:.1} MiB/s, ratio {:.2} (goal ≥ 0.6)",
+            report.rounds.len(),
+            report.firefly_mib_s,
+            report.tcp_mib_s,
+            report.ratio
+        )?;
+        writeln!(
+            out,
+            "transport ceiling: one raw libp2p stream ({:?}) {:.1} MiB/s, ratio {:.2}",
+            report.transport, report.libp2p_stream_mib_s, report.stream_ratio
         )?;
         writeln!(
             out,
@@ -195,18 +245,38 @@ async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
     let source = dir.join("holder/music/track.wav");
     write_wav(&source, 1, args.mib * MIB)?;
     let bytes = std::fs::metadata(&source)?.len();
-    let tcp_secs = {
-        let source = source.clone();
-        let copy = dir.join("tcp-copy.wav");
-        tokio::task::spawn_blocking(move || tcp_copy(&source, &copy)).await??
-    };
     let holder = start_node(dir, "holder", args.transport, TransferConfig::default()).await?;
-    let downloader =
-        start_node(dir, "downloader", args.transport, TransferConfig::default()).await?;
-    let firefly_secs = timed_download(&[&holder], &downloader, &source).await?;
-    drop((holder, downloader));
-    let tcp_mib_s = bytes as f64 / MIB as f64 / tcp_secs;
-    let firefly_mib_s = bytes as f64 / MIB as f64 / firefly_secs;
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        // The three copies of a round run back to back, so a change in the
+        // machine's load between rounds moves all three alike.
+        let tcp_secs = {
+            let source = source.clone();
+            let copy = dir.join("tcp-copy.wav");
+            tokio::task::spawn_blocking(move || tcp_copy(&source, &copy)).await??
+        };
+        let stream_secs =
+            libp2p_stream_copy(&source, &dir.join("stream-copy.wav"), args.transport).await?;
+        let downloader = start_node(
+            dir,
+            &format!("downloader-{round}"),
+            args.transport,
+            TransferConfig::default(),
+        )
+        .await?;
+        let firefly_secs = timed_download(&[&holder], &downloader, &source).await?;
+        drop(downloader);
+        let mib = bytes as f64 / MIB as f64;
+        rounds.push(Round {
+            tcp_mib_s: mib / tcp_secs,
+            libp2p_stream_mib_s: mib / stream_secs,
+            firefly_mib_s: mib / firefly_secs,
+        });
+    }
+    drop(holder);
+    let tcp_mib_s = median(rounds.iter().map(|r| r.tcp_mib_s));
+    let libp2p_stream_mib_s = median(rounds.iter().map(|r| r.libp2p_stream_mib_s));
+    let firefly_mib_s = median(rounds.iter().map(|r| r.firefly_mib_s));
 
     // 2. Capped: one holder, then three.
     let mut capped = TransferConfig::default();
@@ -289,8 +359,11 @@ async fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
     Ok(Report {
         bytes,
         tcp_mib_s,
+        libp2p_stream_mib_s,
         firefly_mib_s,
         ratio: firefly_mib_s / tcp_mib_s,
+        stream_ratio: libp2p_stream_mib_s / tcp_mib_s,
+        rounds,
         capped: Capped {
             cap: args.cap,
             bytes: capped_bytes,
@@ -461,7 +534,17 @@ fn tcp_copy(source: &Path, dest: &Path) -> anyhow::Result<f64> {
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
         let mut socket = TcpStream::connect(addr)?;
         let mut file = std::fs::File::open(source)?;
-        std::io::copy(&mut file, &mut socket)?;
+        // A read/write loop through this process, not `std::io::copy`,
+        // which on Linux hands a file-to-socket copy to the kernel
+        // (`sendfile`) and so skips a pass that no encrypted protocol can.
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            socket.write_all(&buf[..n])?;
+        }
         Ok(())
     });
     let (mut socket, _) = listener.accept()?;
@@ -514,4 +597,100 @@ fn write_wav(path: &Path, seed: u64, bytes: u64) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Copies `source` into `dest` over one raw stream of a libp2p connection on
+/// loopback (TCP + noise + yamux, or QUIC) — the transport Firefly's chunks
+/// travel on, with no chunking, verification or index — and returns the
+/// seconds from dialing to the synced end of the written copy. This is the
+/// ceiling any protocol on this transport can reach on this machine.
+async fn libp2p_stream_copy(source: &Path, dest: &Path, kind: Transport) -> anyhow::Result<f64> {
+    use futures::future::poll_fn;
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    use libp2p::core::muxing::{StreamMuxerBox, StreamMuxerExt};
+    use libp2p::core::transport::{Boxed, DialOpts, ListenerId, PortUse, TransportEvent};
+    use libp2p::core::{Endpoint, upgrade::Version};
+    use libp2p::{Transport as _, identity::Keypair, noise, quic, tcp, yamux};
+    use std::pin::Pin;
+
+    let transport = || -> anyhow::Result<Boxed<(PeerId, StreamMuxerBox)>> {
+        let key = Keypair::generate_ed25519();
+        Ok(match kind {
+            Transport::Tcp => tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(&key)?)
+                .multiplex(yamux::Config::default())
+                .boxed(),
+            Transport::Quic => quic::tokio::Transport::new(quic::Config::new(&key))
+                .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+                .boxed(),
+        })
+    };
+    /// Polls the muxer until the connection ends, so its streams move.
+    async fn drive(mut muxer: StreamMuxerBox) {
+        while poll_fn(|cx| muxer.poll_unpin(cx)).await.is_ok() {}
+    }
+
+    let mut listener = transport()?;
+    listener.listen_on(ListenerId::next(), kind.listen().parse()?)?;
+    let addr = loop {
+        match poll_fn(|cx| Pin::new(&mut listener).poll(cx)).await {
+            TransportEvent::NewAddress { listen_addr, .. } => break listen_addr,
+            TransportEvent::ListenerError { error, .. } => bail!("listening: {error}"),
+            _ => {}
+        }
+    };
+    let mut dialer = transport()?;
+    let started = Instant::now();
+    let dial = dialer.dial(
+        addr,
+        DialOpts {
+            role: Endpoint::Dialer,
+            port_use: PortUse::New,
+        },
+    )?;
+    let accept = async {
+        loop {
+            if let TransportEvent::Incoming { upgrade, .. } =
+                poll_fn(|cx| Pin::new(&mut listener).poll(cx)).await
+            {
+                break upgrade.await;
+            }
+        }
+    };
+    let (dialed, accepted) = futures::join!(dial, accept);
+    let (_, mut out_muxer) = dialed?;
+    let (_, mut in_muxer) = accepted?;
+    let mut outbound = poll_fn(|cx| out_muxer.poll_outbound_unpin(cx)).await?;
+    tokio::spawn(drive(out_muxer));
+    let source = source.to_path_buf();
+    let sender = tokio::spawn(async move {
+        let mut file = std::fs::File::open(source)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            outbound.write_all(&buf[..n]).await?;
+        }
+        outbound.close().await?;
+        anyhow::Ok(())
+    });
+    let mut inbound = poll_fn(|cx| in_muxer.poll_inbound_unpin(cx)).await?;
+    tokio::spawn(drive(in_muxer));
+    let mut out = std::fs::File::create(dest)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = inbound.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    let secs = started.elapsed().as_secs_f64();
+    sender.await??;
+    std::fs::remove_file(dest)?;
+    Ok(secs)
 }
