@@ -43,6 +43,57 @@ pub fn plan_cuts(data: &[u8], at_eof: bool) -> (Vec<u32>, usize) {
     (lens, at)
 }
 
+/// How many bytes [`CutStream`] buffers before it looks for cuts: four
+/// maximal chunks, so the bytes carried over to the next round (fewer than
+/// [`MAX_CHUNK_LEN`]) are at most a third of what the round cut.
+const CUT_STREAM_BUF: usize = 4 * MAX_CHUNK_LEN as usize;
+
+/// [`plan_cuts`] over bytes that arrive in pieces of any size.
+///
+/// Pieces are gathered in one buffer of at most [`CUT_STREAM_BUF`] bytes;
+/// when it is full the settled cuts are taken from its front and the rest
+/// (fewer than [`MAX_CHUNK_LEN`] bytes, since a cut can depend on that many
+/// bytes after it) is carried over. The cuts are exactly those of
+/// `plan_cuts(whole, true)`, whatever the pieces.
+#[derive(Debug, Default)]
+pub(crate) struct CutStream {
+    buf: Vec<u8>,
+}
+
+impl CutStream {
+    /// A stream that has seen no bytes.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next `bytes`, appending to `cuts` every chunk length that
+    /// no later byte can change.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8], cuts: &mut Vec<u32>) {
+        while !bytes.is_empty() {
+            if self.buf.capacity() < CUT_STREAM_BUF {
+                self.buf.reserve_exact(CUT_STREAM_BUF - self.buf.len());
+            }
+            let take = bytes.len().min(CUT_STREAM_BUF - self.buf.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buf.len() == CUT_STREAM_BUF {
+                self.settle(false, cuts);
+            }
+        }
+    }
+
+    /// Ends the stream: appends the lengths of the chunks still buffered.
+    pub(crate) fn finish(mut self, cuts: &mut Vec<u32>) {
+        self.settle(true, cuts);
+    }
+
+    fn settle(&mut self, at_eof: bool, cuts: &mut Vec<u32>) {
+        let (lens, covered) = plan_cuts(&self.buf, at_eof);
+        cuts.extend(lens);
+        self.buf.drain(..covered);
+    }
+}
+
 /// Bytes each lane of [`Cutter::scan`] covers per round.
 const LANE: usize = 1024;
 /// The masks only look at hash bits 0..=47, and bit `k` of the gear hash
@@ -357,6 +408,25 @@ mod tests {
                 data.len()
             );
         }
+    }
+
+    #[test]
+    fn a_cut_stream_cuts_like_the_whole_buffer_whatever_the_pieces() {
+        let data = random(5 * 1024 * 1024 + 777, 6);
+        let whole = fastcdc_lens(&data);
+        for piece in [7usize, 1000, 65_536, 262_144, 1_048_576, 3_000_000] {
+            let mut stream = CutStream::new();
+            let mut cuts = Vec::new();
+            for bytes in data.chunks(piece) {
+                stream.feed(bytes, &mut cuts);
+                assert!(stream.buf.len() <= CUT_STREAM_BUF);
+            }
+            stream.finish(&mut cuts);
+            assert_eq!(cuts, whole, "pieces of {piece} bytes");
+        }
+        let mut cuts = Vec::new();
+        CutStream::new().finish(&mut cuts);
+        assert!(cuts.is_empty());
     }
 
     #[test]

@@ -12,7 +12,13 @@
 //! - A chunk's bytes are written at every offset and synced *before* the
 //!   transaction that marks the chunk present commits (invariant 4 in
 //!   `tables`), so after a kill the present set never claims unwritten bytes.
-//! - Completion hashes the whole staging file, records the `Finishing` state,
+//! - After each batch commits, the file's contiguous present prefix is fed
+//!   to the download's [`VerifiedPrefix`] (whole-file BLAKE3 and FastCDC
+//!   cut check), from the batch in memory or read back from the staging
+//!   file, so the last batch finds the file already verified. Only when
+//!   that check is missing (no chunk accepted since the library was
+//!   opened) or broke does completion read the whole file back.
+//! - Completion verifies the whole staging file, records the `Finishing` state,
 //!   hard-links the file into the music folder under a fresh sanitized name
 //!   (a link never replaces an existing file), indexes it and drops the
 //!   download in one transaction, then deletes the staging name. Opening the
@@ -25,6 +31,7 @@ use crate::error::{DownloadError, StoreError};
 use crate::id::{ChunkId, TrackId};
 use crate::manifest::{ChunkRef, Manifest, TrackMeta};
 use crate::names::FileName;
+use crate::prefix::{StagedCheck, VerifiedPrefix};
 use crate::probe;
 use crate::store::{IndexTables, Library, mtime_ns};
 use crate::tables::{
@@ -33,9 +40,10 @@ use crate::tables::{
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How many numbered names (`Title (n).ext`) to try before giving up.
 const MAX_NAME_CANDIDATES: u32 = 10_000;
@@ -48,6 +56,8 @@ pub struct DownloadPlan {
     order: Vec<ChunkId>,
     /// For each distinct chunk: its length and every offset it occurs at.
     places: HashMap<ChunkId, (u32, Vec<u64>)>,
+    /// The manifest's chunks in file order, repeats included.
+    sequence: Vec<ChunkRef>,
 }
 
 impl DownloadPlan {
@@ -65,7 +75,11 @@ impl DownloadPlan {
                 .1
                 .push(offset);
         }
-        Self { order, places }
+        Self {
+            order,
+            places,
+            sequence: manifest.chunks.clone(),
+        }
     }
 
     /// Length and offsets of `chunk`, if the manifest has it.
@@ -73,6 +87,11 @@ impl DownloadPlan {
         self.places
             .get(&chunk)
             .map(|(len, at)| (*len, at.as_slice()))
+    }
+
+    /// The manifest's chunks in file order, repeats included.
+    pub(crate) fn sequence(&self) -> &[ChunkRef] {
+        &self.sequence
     }
 
     /// Distinct chunks in file order.
@@ -256,7 +275,10 @@ impl Library {
         };
         let mut refused = Vec::new();
         let mut good: Vec<(ChunkId, &[u8], &[u64])> = Vec::with_capacity(chunks.len());
-        let mut seen = HashSet::with_capacity(chunks.len());
+        // Every verified chunk of the batch, present once the batch is
+        // committed (or already), so the prefix check can take its bytes
+        // from here instead of reading them back.
+        let mut verified: HashMap<ChunkId, &[u8]> = HashMap::with_capacity(chunks.len());
         for (chunk, bytes) in chunks {
             let (chunk, bytes) = (*chunk, bytes.as_ref());
             let Some((len, offsets)) = plan.places(chunk) else {
@@ -267,7 +289,7 @@ impl Library {
                 refused.push((chunk, DownloadError::WrongBytes(chunk)));
                 continue;
             }
-            if seen.insert(chunk) {
+            if verified.insert(chunk, bytes).is_none() {
                 good.push((chunk, bytes, offsets));
             }
         }
@@ -333,6 +355,9 @@ impl Library {
                 }
                 return Err(DownloadError::NotStarted(track));
             }
+            // Created under the write transaction that sees the download
+            // recorded (see `Inner::prefixes`).
+            let prefix = self.prefix_for(track);
             // Lock order: write transaction, then the counts (see `clear_present`).
             let mut counts = self.present_counts();
             let present = {
@@ -355,6 +380,9 @@ impl Library {
             counts.remove(&track);
             txn.commit().map_err(StoreError::from)?;
             counts.insert(track, present);
+            drop(counts);
+            // After the commit: the new chunks count as present now.
+            self.advance_prefix(track, &plan, &prefix, &verified);
             plan.chunks().len().saturating_sub(present)
         };
         if missing == 0 {
@@ -426,8 +454,16 @@ impl Library {
                     return Err(DownloadError::Incomplete { track, missing });
                 }
                 let staging = self.staging_path(track);
-                let checked = check_staged(&staging, &record.manifest)
-                    .map_err(DownloadError::io("reading the staging file"))?;
+                let checked = match self.prefix_verdict(track) {
+                    Some(checked) => checked,
+                    None => {
+                        // No check ran over the whole file as it arrived
+                        // (lost with a restart, or broken): read it back.
+                        self.inner.staged_rereads.fetch_add(1, Ordering::Relaxed);
+                        check_staged(&staging, &record.manifest)
+                            .map_err(DownloadError::io("reading the staging file"))?
+                    }
+                };
                 let chunks = match checked {
                     // Every chunk was verified against its id when it was
                     // stored, so the manifest's list is the file's.
@@ -693,6 +729,7 @@ impl Library {
             |_, _| false,
         )?;
         self.present_counts().remove(&track);
+        self.prefixes().remove(&track);
         Ok(())
     }
 
@@ -707,6 +744,138 @@ impl Library {
     fn present(&self, track: TrackId) -> Result<HashSet<ChunkId>, StoreError> {
         let txn = self.inner.db.begin_read()?;
         present_of(&txn.open_table(DOWNLOAD_CHUNKS)?, track)
+    }
+
+    /// How many downloads this library finished by reading their staging
+    /// file back whole, because their bytes could not be checked while they
+    /// arrived (for example, [`Library::finish_download`] called on a
+    /// download no chunk was accepted for since the library was opened). A
+    /// diagnostic: downloads completed through [`Library::accept_chunks`]
+    /// are checked as they arrive and do not count.
+    pub fn staged_rereads(&self) -> u64 {
+        self.inner.staged_rereads.load(Ordering::Relaxed)
+    }
+
+    fn prefixes(&self) -> std::sync::MutexGuard<'_, HashMap<TrackId, Arc<Mutex<VerifiedPrefix>>>> {
+        // Entries are inserted and removed whole.
+        self.inner
+            .prefixes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The prefix check of `track`, created empty if there is none. Only
+    /// call while holding a write transaction that sees the download
+    /// recorded (see `Inner::prefixes`).
+    fn prefix_for(&self, track: TrackId) -> Arc<Mutex<VerifiedPrefix>> {
+        self.prefixes()
+            .entry(track)
+            .or_insert_with(|| Arc::new(Mutex::new(VerifiedPrefix::new())))
+            .clone()
+    }
+
+    /// The verdict of `track`'s prefix check if it covered the whole file.
+    fn prefix_verdict(&self, track: TrackId) -> Option<StagedCheck> {
+        let prefix = self.prefixes().get(&track)?.clone();
+        lock_prefix(&prefix).verdict()
+    }
+
+    /// Feeds `track`'s prefix check every chunk that now continues its
+    /// contiguous present prefix: from `in_memory` (verified bytes of the
+    /// batch just stored) where it is there, otherwise read back from the
+    /// staging file if the database has the chunk present. Stops at the
+    /// first chunk that is not present yet; a later batch goes on from
+    /// there. A thread that finds the check busy waits for it, so the call
+    /// that stores the last chunk finds every chunk fed. Failing to read
+    /// back breaks the check (the finish then reads the file itself); the
+    /// batch stays stored either way.
+    fn advance_prefix(
+        &self,
+        track: TrackId,
+        plan: &DownloadPlan,
+        prefix: &Mutex<VerifiedPrefix>,
+        in_memory: &HashMap<ChunkId, &[u8]>,
+    ) {
+        let mut state = lock_prefix(prefix);
+        let chunks = plan.sequence();
+        let mut present = None;
+        let mut file = None;
+        let mut buf = Vec::new();
+        while let Some((offset, chunk)) = state.next_chunk(chunks) {
+            if let Some(bytes) = in_memory.get(&chunk.id) {
+                state.feed(chunks, track, bytes);
+                continue;
+            }
+            let fed = self.read_present(track, offset, chunk, &mut present, &mut file, &mut buf);
+            match fed {
+                Ok(true) => state.feed(chunks, track, &buf),
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!("cannot check {track:?} as it arrives: {e}");
+                    state.mark_broken();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reads `chunk` (at `offset`) back from `track`'s staging file into
+    /// `buf` if the database has it present; `Ok(false)` if not. The read
+    /// transaction and the file are opened on first use and kept.
+    fn read_present(
+        &self,
+        track: TrackId,
+        offset: u64,
+        chunk: &ChunkRef,
+        present: &mut Option<PresentTable>,
+        file: &mut Option<File>,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, DownloadError> {
+        let table = match present {
+            Some(table) => table,
+            None => {
+                let txn = self.inner.db.begin_read().map_err(StoreError::from)?;
+                let table = txn.open_table(DOWNLOAD_CHUNKS).map_err(StoreError::from)?;
+                present.insert(table)
+            }
+        };
+        let known = table
+            .get((track.as_bytes(), chunk.id.as_bytes()))
+            .map_err(StoreError::from)?
+            .is_some();
+        if !known {
+            return Ok(false);
+        }
+        // Invariant 4: a present chunk's bytes are in the staging file.
+        let file = match file {
+            Some(file) => file,
+            None => file.insert(
+                File::open(self.staging_path(track))
+                    .map_err(DownloadError::io("opening the staging file"))?,
+            ),
+        };
+        buf.clear();
+        buf.resize(chunk.len as usize, 0);
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(buf))
+            .map_err(DownloadError::io("reading the staging file back"))?;
+        Ok(true)
+    }
+}
+
+/// [`DOWNLOAD_CHUNKS`] opened for reading.
+type PresentTable = redb::ReadOnlyTable<(&'static [u8; 32], &'static [u8; 32]), ()>;
+
+/// Locks a prefix check. A panic while feeding may have left it torn, so a
+/// poisoned one is marked broken rather than trusted.
+fn lock_prefix(prefix: &Mutex<VerifiedPrefix>) -> MutexGuard<'_, VerifiedPrefix> {
+    match prefix.lock() {
+        Ok(state) => state,
+        Err(poisoned) => {
+            let mut state = poisoned.into_inner();
+            state.mark_broken();
+            state
+        }
     }
 }
 
@@ -743,19 +912,6 @@ fn remove_record(txn: &WriteTransaction, track: TrackId) -> Result<(), StoreErro
 
 fn store_to_open(e: StoreError) -> crate::error::OpenError {
     crate::error::OpenError::Store(e)
-}
-
-/// What reading a complete staging file back found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StagedCheck {
-    /// The bytes hash to the track, and FastCDC cuts them exactly where the
-    /// manifest's chunks end.
-    Canonical,
-    /// The bytes hash to the track, but the manifest's chunk boundaries are
-    /// not FastCDC's (a peer cut the file its own way).
-    NotCanonical,
-    /// The file has the wrong length or its bytes do not hash to the track.
-    Mismatch,
 }
 
 /// Reads the staging file at `path` back and checks it against `manifest`:
@@ -951,6 +1107,173 @@ mod tests {
             vec![music.join(&name)]
         );
         assert!(!staging.exists());
+    }
+
+    /// A 16-bit stereo 44.1 kHz WAV of `frames` frames of noise.
+    fn noise_wav(frames: u32, seed: u64) -> Vec<u8> {
+        use rand::{RngCore, SeedableRng};
+        let data_len = frames * 4;
+        let mut out = Vec::with_capacity(44 + data_len as usize);
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data_len).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&44_100u32.to_le_bytes());
+        out.extend_from_slice(&(44_100u32 * 4).to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&data_len.to_le_bytes());
+        let mut pcm = vec![0u8; data_len as usize];
+        rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut pcm);
+        out.extend_from_slice(&pcm);
+        out
+    }
+
+    /// The manifest and bytes of a noise WAV of about 1.4 MB, and a
+    /// library in `dir` that is downloading it with nothing present.
+    fn noise_download(dir: &Path) -> (Library, Manifest, Vec<u8>) {
+        let bytes = noise_wav(352_800, 7);
+        let wav = dir.join("noise.wav");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&wav, &bytes).unwrap();
+        let digest = chunking::digest(&bytes[..]).unwrap();
+        let manifest = Manifest {
+            track: digest.track,
+            size: digest.size,
+            chunks: digest.chunks,
+            meta: probe::probe_file(&wav).unwrap(),
+        };
+        std::fs::remove_file(&wav).unwrap();
+        assert!(manifest.chunks.len() >= 4, "enough chunks to reorder");
+        let lib = Library::open_in(dir).unwrap();
+        lib.start_download(&manifest).unwrap();
+        (lib, manifest, bytes)
+    }
+
+    /// The bytes of `manifest`'s chunk number `i`.
+    fn chunk_of<'a>(manifest: &Manifest, bytes: &'a [u8], i: usize) -> (ChunkId, &'a [u8]) {
+        let (offset, chunk) = manifest.offsets().nth(i).unwrap();
+        let at = offset as usize;
+        (chunk.id, &bytes[at..at + chunk.len as usize])
+    }
+
+    fn prefix_offset(lib: &Library, track: TrackId) -> Option<u64> {
+        let prefix = lib.prefixes().get(&track)?.clone();
+        Some(lock_prefix(&prefix).offset())
+    }
+
+    #[test]
+    fn the_prefix_check_follows_the_contiguous_present_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lib, manifest, bytes) = noise_download(tmp.path());
+        let track = manifest.track;
+        let len = |i: usize| u64::from(manifest.chunks[i].len);
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 2)])
+            .unwrap();
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 3)])
+            .unwrap();
+        assert_eq!(prefix_offset(&lib, track), Some(0), "chunk 0 is missing");
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 0)])
+            .unwrap();
+        assert_eq!(prefix_offset(&lib, track), Some(len(0)));
+        // Chunk 1 from memory, 2 and 3 read back from the staging file.
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 1)])
+            .unwrap();
+        assert_eq!(
+            prefix_offset(&lib, track),
+            Some(len(0) + len(1) + len(2) + len(3))
+        );
+        // Cancelling drops the check with the download.
+        lib.cancel_download(track).unwrap();
+        assert_eq!(prefix_offset(&lib, track), None);
+        assert!(lib.prefixes().is_empty());
+    }
+
+    #[test]
+    fn a_prefix_check_a_panic_left_locked_is_not_trusted() {
+        let chunks = [ChunkRef {
+            id: ChunkId::of(b"x"),
+            len: 1,
+        }];
+        let prefix = Mutex::new(VerifiedPrefix::new());
+        let panicked = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = prefix.lock().unwrap();
+                    panic!("a panic while feeding");
+                })
+                .join()
+        });
+        assert!(panicked.is_err());
+        let state = lock_prefix(&prefix);
+        assert_eq!(state.next_chunk(&chunks), None, "nothing more is fed");
+        assert_eq!(state.verdict(), None, "the finish reads the file back");
+    }
+
+    #[test]
+    fn a_finished_download_leaves_no_prefix_check_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lib, manifest, bytes) = noise_download(tmp.path());
+        let all: Vec<(ChunkId, &[u8])> = (0..manifest.chunks.len())
+            .map(|i| chunk_of(&manifest, &bytes, i))
+            .collect();
+        let stored = lib.accept_chunks(manifest.track, &all).unwrap();
+        assert!(matches!(stored.accepted, Accepted::Completed(_)));
+        assert!(lib.prefixes().is_empty());
+        assert_eq!(lib.staged_rereads(), 0);
+    }
+
+    #[test]
+    fn a_broken_prefix_check_falls_back_to_reading_the_file_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lib, manifest, bytes) = noise_download(tmp.path());
+        let track = manifest.track;
+        lib.accept_chunks(track, &[chunk_of(&manifest, &bytes, 0)])
+            .unwrap();
+        let prefix = lib.prefixes().get(&track).unwrap().clone();
+        lock_prefix(&prefix).mark_broken();
+        let rest: Vec<(ChunkId, &[u8])> = (1..manifest.chunks.len())
+            .map(|i| chunk_of(&manifest, &bytes, i))
+            .collect();
+        let Accepted::Completed(path) = lib.accept_chunks(track, &rest).unwrap().accepted else {
+            panic!("the rest completes the track");
+        };
+        assert_eq!(std::fs::read(path).unwrap(), bytes);
+        assert_eq!(lib.staged_rereads(), 1);
+    }
+
+    #[test]
+    fn finishing_a_download_with_no_prefix_check_reads_the_file_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (manifest, bytes) = {
+            let (lib, manifest, bytes) = noise_download(tmp.path());
+            // All bytes in place and every chunk present, as a kill right
+            // after the last commit leaves it, with no check in memory.
+            std::fs::write(lib.staging_path(manifest.track), &bytes).unwrap();
+            let txn = lib.inner.db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(DOWNLOAD_CHUNKS).unwrap();
+                for c in &manifest.chunks {
+                    table
+                        .insert((manifest.track.as_bytes(), c.id.as_bytes()), ())
+                        .unwrap();
+                }
+            }
+            txn.commit().unwrap();
+            (manifest, bytes)
+        };
+        let lib = Library::open_in(tmp.path()).unwrap();
+        assert!(lib.missing_chunks(manifest.track).unwrap().is_empty());
+        let path = lib.finish_download(manifest.track).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), bytes);
+        assert_eq!(lib.staged_rereads(), 1);
+        assert_eq!(
+            lib.manifest(manifest.track).unwrap().unwrap().chunks,
+            manifest.chunks
+        );
     }
 
     fn manifest(ids: &[u8], len: u32) -> Manifest {

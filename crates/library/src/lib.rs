@@ -23,6 +23,7 @@ mod error;
 mod id;
 mod manifest;
 mod names;
+mod prefix;
 mod probe;
 mod scan;
 mod store;

@@ -12,6 +12,7 @@ use crate::download::DownloadPlan;
 use crate::error::{OpenError, ReadChunkError, StoreError};
 use crate::id::{ChunkId, TrackId};
 use crate::manifest::Manifest;
+use crate::prefix::VerifiedPrefix;
 use crate::tables::{
     self, CHUNK_LOCATIONS, DOWNLOAD_CHUNKS, DOWNLOADS, FILES, FLOOR, FileRecord, LOG, LogEntry,
     META, SETTINGS, TRACK_FILES, TRACKS, VERSION, decode, encode, path_bytes, path_from_bytes,
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
@@ -97,6 +99,16 @@ pub(crate) struct Inner {
     /// a batch never rescans the present set. Taken only while holding a
     /// write transaction; cleared with the present set.
     pub(crate) present_counts: Mutex<HashMap<TrackId, usize>>,
+    /// Each download's whole-file check over its present prefix, advanced
+    /// as chunks arrive (see `prefix`). An entry is created only while
+    /// holding a write transaction that sees the download recorded, and is
+    /// dropped with the download's present set (`clear_present`), so an
+    /// entry never outlives its download nor covers bytes of an older
+    /// staging file.
+    pub(crate) prefixes: Mutex<HashMap<TrackId, Arc<Mutex<VerifiedPrefix>>>>,
+    /// How many downloads were finished by reading their staging file back
+    /// whole (their prefix check was missing or broken).
+    pub(crate) staged_rereads: AtomicU64,
     /// Held for a whole scan: two scans of one folder at once would each
     /// take the other's new files for gone ones.
     pub(crate) scan_lock: Mutex<()>,
@@ -136,6 +148,8 @@ impl Library {
                 plans: Mutex::new(HashMap::new()),
                 finish_lock: Mutex::new(()),
                 present_counts: Mutex::new(HashMap::new()),
+                prefixes: Mutex::new(HashMap::new()),
+                staged_rereads: AtomicU64::new(0),
                 scan_lock: Mutex::new(()),
             }),
         };

@@ -678,3 +678,174 @@ fn a_manifest_cut_elsewhere_than_fastcdc_completes_and_is_indexed_by_its_own_cut
     let indexed = dst.manifest(canonical.track).unwrap().unwrap();
     assert_eq!(indexed.chunks, canonical.chunks);
 }
+
+/// Chunks of `manifest` in file order, cut into batches of `sizes` (cycled).
+fn in_order_batches(manifest: &Manifest, sizes: &[usize]) -> Vec<Vec<ChunkId>> {
+    let mut distinct = HashSet::new();
+    let order: Vec<ChunkId> = manifest
+        .chunks
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| distinct.insert(*id))
+        .collect();
+    let mut out = Vec::new();
+    let mut rest = &order[..];
+    for &size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, tail) = rest.split_at(size.min(rest.len()));
+        out.push(batch.to_vec());
+        rest = tail;
+    }
+    out
+}
+
+#[test]
+fn batches_from_several_threads_in_any_order_complete_with_the_right_file_and_index() {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let s = Scratch::new();
+    let (src, manifest, bytes) = source_with_long_mp3(&s);
+    for seed in 0..3u64 {
+        let dst = Library::open_in(s.tmp.path().join(format!("node-{seed}"))).unwrap();
+        dst.start_download(&manifest).unwrap();
+        let mut batches = in_order_batches(&manifest, &[1, 5, 3, 8, 2]);
+        batches.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        // Some chunks twice, as a retry after a slow peer would send them.
+        batches.push(batches[0].clone());
+        batches.rotate_right(1);
+        let queue = std::sync::Mutex::new(batches);
+        let done: Vec<Option<PathBuf>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = None;
+                        loop {
+                            let Some(ids) = queue.lock().unwrap().pop() else {
+                                return done;
+                            };
+                            let stored = dst
+                                .accept_chunks(manifest.track, &batch_of(&src, &ids))
+                                .unwrap();
+                            assert!(stored.refused.is_empty());
+                            if let Accepted::Completed(path) = stored.accepted {
+                                done = Some(path);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let path = done
+            .into_iter()
+            .flatten()
+            .next()
+            .expect("the track completes");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "seed {seed}");
+        assert_eq!(
+            dst.manifest(manifest.track).unwrap().unwrap().chunks,
+            manifest.chunks
+        );
+        assert!(dst.downloads().unwrap().is_empty());
+        assert_eq!(dst.track_paths(manifest.track).unwrap(), vec![path]);
+        // The call that stored the last chunk found the file checked.
+        assert_eq!(dst.staged_rereads(), 0, "seed {seed}");
+    }
+}
+
+#[test]
+fn chunks_in_order_are_checked_as_they_arrive_not_read_back_at_the_end() {
+    let s = Scratch::new();
+    let (src, manifest, bytes) = source_with_long_mp3(&s);
+    let dst = other_node(&s);
+    dst.start_download(&manifest).unwrap();
+    let mut done = None;
+    for ids in in_order_batches(&manifest, &[4]) {
+        let stored = dst
+            .accept_chunks(manifest.track, &batch_of(&src, &ids))
+            .unwrap();
+        if let Accepted::Completed(path) = stored.accepted {
+            done = Some(path);
+        }
+    }
+    let path = done.expect("the last batch completes the track");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert_eq!(dst.staged_rereads(), 0);
+}
+
+#[test]
+fn chunks_each_correct_in_a_file_that_is_not_the_track_end_in_a_mismatch() {
+    let s = Scratch::new();
+    let (src, manifest, _) = source_with_long_mp3(&s);
+    let mut lie = manifest.clone();
+    lie.track = TrackId::of(b"some other track");
+    let dst = other_node(&s);
+    dst.start_download(&lie).unwrap();
+    let distinct = dst.missing_chunks(lie.track).unwrap().len();
+    for _attempt in 0..2 {
+        let batches = in_order_batches(&lie, &[6]);
+        let (last, rest) = batches.split_last().unwrap();
+        for ids in rest {
+            let stored = dst.accept_chunks(lie.track, &batch_of(&src, ids)).unwrap();
+            assert!(matches!(stored.accepted, Accepted::Pending { .. }));
+        }
+        assert!(matches!(
+            dst.accept_chunks(lie.track, &batch_of(&src, last)),
+            Err(DownloadError::TrackMismatch(t)) if t == lie.track
+        ));
+        // Nothing counts as present any more, and nothing was linked.
+        assert_eq!(dst.missing_chunks(lie.track).unwrap().len(), distinct);
+        assert_eq!(std::fs::read_dir(dst.music_dir()).unwrap().count(), 0);
+        assert!(dst.manifest(lie.track).unwrap().is_none());
+        assert!(dst.manifest(manifest.track).unwrap().is_none());
+    }
+    assert_eq!(dst.staged_rereads(), 0, "the verdict came from the prefix");
+}
+
+#[test]
+fn a_download_resumed_after_reopening_finishes_checked_from_the_staging_file() {
+    let s = Scratch::new();
+    let (src, manifest, bytes) = source_with_long_mp3(&s);
+    let dst_dir = s.tmp.path().join("node-b");
+    let batches = in_order_batches(&manifest, &[3]);
+    let half = batches.len() / 2;
+    {
+        let dst = Library::open_in(&dst_dir).unwrap();
+        dst.start_download(&manifest).unwrap();
+        // The first half in order (checked as it came), then a batch
+        // further on.
+        for ids in batches[..half].iter().chain([&batches[half + 2]]) {
+            dst.accept_chunks(manifest.track, &batch_of(&src, ids))
+                .unwrap();
+        }
+    }
+    // Reopened: the check is gone with the old handle; the next batch
+    // starts a new one that reads the present prefix back.
+    let dst = Library::open_in(&dst_dir).unwrap();
+    let mut rest: Vec<&Vec<ChunkId>> = batches[half..]
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != 2)
+        .map(|(_, ids)| ids)
+        .collect();
+    rest.reverse();
+    let mut done = None;
+    for ids in rest {
+        if let Accepted::Completed(path) = dst
+            .accept_chunks(manifest.track, &batch_of(&src, ids))
+            .unwrap()
+            .accepted
+        {
+            done = Some(path);
+        }
+    }
+    let path = done.expect("the last batch completes the track");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert_eq!(
+        dst.manifest(manifest.track).unwrap().unwrap().chunks,
+        manifest.chunks
+    );
+    assert_eq!(dst.staged_rereads(), 0);
+}
