@@ -23,6 +23,10 @@ pub(crate) struct Args {
     /// Fixed extra one-way delay in one direction of every link, µs.
     #[arg(long)]
     asymmetry_us: Option<f64>,
+    /// Time between two probes of the same peer, ms (default: the
+    /// preset's, 100 ms as in the node).
+    #[arg(long)]
+    probe_interval_ms: Option<f64>,
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
@@ -61,6 +65,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "--asymmetry-us must be a non-negative number of microseconds"
         );
         scenario.asymmetry_us = asymmetry;
+    }
+    if let Some(ms) = args.probe_interval_ms {
+        ensure!(
+            ms.is_finite() && (1.0..=10_000.0).contains(&ms),
+            "--probe-interval-ms must be between 1 and 10000"
+        );
+        scenario.probe_interval_ms = ms;
     }
     let report = sim::run(&scenario);
     let mut out = std::io::stdout().lock();
