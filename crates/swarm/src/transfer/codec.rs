@@ -32,9 +32,9 @@ use super::wire::{
 /// either end may use either), with buffers sized up front. libp2p's codec
 /// reads a message into an empty `Vec` and encodes into another, so a
 /// megabyte response is copied again at every doubling of each and its
-/// buffers end up twice its size; this one encodes into a buffer reserved
-/// for the response's payload and reads into one reserved for the
-/// protocol's limit.
+/// buffers end up twice its size; this one encodes and reads responses
+/// in buffers sized once and kept for the next response (a small pool per
+/// direction), and refuses a response longer than the limit.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunksCodec {
     request_max: u64,
