@@ -3,9 +3,10 @@
 //! (1 MiB requests, 10 MiB responses, 10 s timeout).
 //!
 //! Each protocol speaks CBOR (cbor4ii's serde encoding) with the byte limits
-//! from [`wire`](super::wire): a message longer than its limit is cut off at
-//! the limit and then fails to decode, so a peer can never make this node
-//! buffer more than the limit per stream. The manifest and library
+//! from [`wire`](super::wire): a message longer than its limit fails (cut
+//! off at the limit by libp2p's codec, refused outright by
+//! [`ChunksCodec`]), so a peer can never make this node buffer more than the
+//! limit per stream. The manifest and library
 //! protocols use libp2p's CBOR codec as it is; `/firefly/chunks/1` uses
 //! [`ChunksCodec`], the same encoding byte for byte with its buffers sized
 //! once (its responses are a megabyte of chunk bytes each). The timeouts
@@ -66,7 +67,10 @@ impl request_response::Codec for ChunksCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_limited(io, self.request_max, REQUEST_ENCODED).await?)
+        let limit = usize::try_from(self.request_max).unwrap_or(usize::MAX);
+        let mut buf = Vec::new();
+        let len = read_into(io, &mut buf, limit).await?;
+        decode(&buf[..len])
     }
 
     async fn read_response<T>(
@@ -201,18 +205,6 @@ async fn read_into<T: AsyncRead + Unpin>(
             format!("message longer than its limit of {limit} bytes"),
         ))
     }
-}
-
-/// Reads `io` to its end, at most `max` bytes (a longer message is cut off
-/// there and fails to decode), into a buffer of `reserve` bytes.
-async fn read_limited<T: AsyncRead + Unpin>(
-    io: &mut T,
-    max: u64,
-    reserve: usize,
-) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(reserve);
-    io.take(max).read_to_end(&mut bytes).await?;
-    Ok(bytes)
 }
 
 fn decode<M: DeserializeOwned>(bytes: &[u8]) -> io::Result<M> {
