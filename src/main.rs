@@ -21,20 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Scan music folders into the library (recursively; unchanged files are not re-read).
-    Scan(cmd::scan::Args),
-    /// List the tracks in the library.
-    Library(cmd::library::Args),
-    /// Measure hot paths against baselines (`firefly bench scan DIR`).
-    Bench(cmd::bench::Args),
-    /// Manage the swarm's pre-shared key (private swarms).
-    Key(cmd::key::Args),
     /// Run a node: join the swarm, scan the music folder, serve the API.
     Up(Box<cmd::up::Args>),
-    /// Run a relay that bridges nodes on networks that cannot reach each other.
-    Relay(cmd::relay::Args),
-    /// Show a running node's peers and the swarm catalog.
-    Status(cmd::status::Args),
     /// Run a local swarm of several nodes with synthesized music, playing in step.
     Demo(cmd::demo::Args),
     /// Play a track on every node, in step (QUERY: a title, an artist or a track id prefix).
@@ -43,6 +31,18 @@ enum Command {
     Pause(cmd::play::NodeArgs),
     /// Resume playback on every node, in step.
     Resume(cmd::play::NodeArgs),
+    /// Show a running node's peers and the swarm catalog.
+    Status(cmd::status::Args),
+    /// Scan music folders into the library (recursively; unchanged files are not re-read).
+    Scan(cmd::scan::Args),
+    /// List the tracks in the library.
+    Library(cmd::library::Args),
+    /// Run a relay that bridges nodes on networks that cannot reach each other.
+    Relay(cmd::relay::Args),
+    /// Manage the swarm's pre-shared key (private swarms).
+    Key(cmd::key::Args),
+    /// Measure hot paths against baselines (`firefly bench scan DIR`).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("firefly: {err:#}");
+            eprintln!("firefly: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
@@ -84,10 +84,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// A closed stdout (`firefly library | head`) is not an error worth reporting.
+/// The error chain on one line, `: `-separated. A cause whose message the
+/// previous one already ends with (errors that print their source and also
+/// return it) is not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    /// An error that prints its source and also returns it, as many do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot scan /x: {source}")]
+    struct Scan {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_its_parents_message_is_printed_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(Scan { source: io() }).context("scanning");
+        assert_eq!(one_line(&err), "scanning: cannot scan /x: no such file");
+        let err = anyhow::Error::new(io()).context("opening /y");
+        assert_eq!(one_line(&err), "opening /y: no such file");
+    }
 }

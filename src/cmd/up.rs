@@ -59,7 +59,18 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = crate::data_dir::resolve(args.data_dir)?;
-    let music = args.music.unwrap_or_else(|| data_dir.join("music"));
+    let music = match args.music {
+        // A folder named on the command line must exist: creating it would
+        // hide a typo behind a node with no music.
+        Some(music) if !music.is_dir() => anyhow::bail!(
+            "the music folder {} does not exist or is not a folder (create it, or leave out \
+             --music to use {})",
+            music.display(),
+            data_dir.join("music").display()
+        ),
+        Some(music) => music,
+        None => data_dir.join("music"),
+    };
     let name = match args.name {
         Some(name) => name,
         None => default_name(),
