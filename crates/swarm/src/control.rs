@@ -16,6 +16,7 @@
 use crate::client::ClientError;
 use crate::event::Event;
 use crate::event_loop::EventLoop;
+use crate::inbound::{CheckedCbor, Inbound};
 use crate::playback::{MAX_QUEUE, Session};
 use crate::status::MAX_VOLUME_PERMILLE;
 use firefly_library::TrackId;
@@ -24,6 +25,9 @@ use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tokio::sync::oneshot;
+
+/// The codec: CBOR, with malformed requests handed up to be penalized.
+pub type ControlCodec = CheckedCbor<ControlRequest, ControlResponse>;
 
 /// The protocol name.
 pub const CONTROL_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/control/1");
@@ -114,6 +118,9 @@ pub enum ControlResponse {
     },
 }
 
+/// The refusal a peer that is not (yet) a member gets.
+pub const NOT_A_MEMBER: &str = "not a member of this swarm";
+
 /// Names an inbound request until the node answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestKey(u64);
@@ -143,7 +150,7 @@ pub(crate) struct ControlState {
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, ClientError>>>,
 }
 
-pub(crate) type ControlEvent = request_response::Event<ControlRequest, ControlResponse>;
+pub(crate) type ControlEvent = request_response::Event<Inbound<ControlRequest>, ControlResponse>;
 
 impl EventLoop {
     /// Carries out a client's control command.
@@ -164,7 +171,7 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .control
-                    .send_request(&peer, request);
+                    .send_request(&peer, request.into());
                 self.control.outbound.insert(id, reply);
             }
             ControlCommand::Respond { key, response } => {
@@ -189,7 +196,15 @@ impl EventLoop {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.on_control_request(peer, request, channel),
+                } => match request {
+                    Inbound::Request(request) => self.on_control_request(peer, request, channel),
+                    Inbound::Malformed(reason) => {
+                        tracing::debug!(%peer, reason, "malformed control request");
+                        self.stats.requests_malformed += 1;
+                        let now = (self.now)();
+                        self.penalize(now, peer, "malformed control request");
+                    }
+                },
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -232,7 +247,14 @@ impl EventLoop {
         };
         if let Err(reason) = request.check() {
             self.stats.gossip_rejected += 1;
+            let now = (self.now)();
+            self.penalize(now, peer, "invalid control request");
             refuse(self, channel, reason);
+            return;
+        }
+        if !self.membership.is_member(&peer) {
+            // Commands, prepares and volumes come from members only.
+            refuse(self, channel, NOT_A_MEMBER.into());
             return;
         }
         let parked = &mut self.control.inbound;
