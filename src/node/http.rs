@@ -71,6 +71,8 @@ pub(crate) enum ApiError {
     Unauthorized,
     /// A cross-origin browser request (403).
     CrossOrigin,
+    /// A `Host` that does not name this node: DNS rebinding (403).
+    ForbiddenHost,
     /// The command is not valid now (409).
     Refused(String),
     /// No coordinator answered (503).
@@ -94,6 +96,10 @@ impl IntoResponse for ApiError {
             ApiError::CrossOrigin => plain(
                 StatusCode::FORBIDDEN,
                 "cross-origin requests are refused".into(),
+            ),
+            ApiError::ForbiddenHost => plain(
+                StatusCode::FORBIDDEN,
+                "this node does not answer to that host name (see `firefly up --http-host`)".into(),
             ),
             ApiError::Refused(message) => plain(StatusCode::CONFLICT, message),
             ApiError::Unavailable(message) => plain(StatusCode::SERVICE_UNAVAILABLE, message),
@@ -122,6 +128,10 @@ pub(crate) fn router(state: NodeState) -> Router {
             super::api::guard,
         ))
         .merge(super::ui::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::api::host_guard,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -251,6 +261,7 @@ mod tests {
             control,
             volume,
             token,
+            http_hosts: Default::default(),
         }
     }
 
@@ -414,6 +425,92 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(reply, serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn a_rebinding_host_is_refused_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut open = state(dir.path()).await;
+        open.http_hosts = std::sync::Arc::new(vec!["speakers.lan".into()]);
+        let request = |method: &str, path: &str, host: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", host)
+                .header("origin", format!("http://{host}"))
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap()
+        };
+        for (method, path) in [
+            ("GET", "/api/state"),
+            ("POST", "/api/pause"),
+            ("GET", "/api/events"),
+            ("GET", "/"),
+        ] {
+            let (status, reply) = send(open.clone(), request(method, path, "evil.example")).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {reply}");
+            assert!(reply["message"].is_string());
+        }
+        for host in [
+            "127.0.0.1:8081",
+            "localhost:8081",
+            "[::1]:8081",
+            "192.168.1.20:8081",
+            "speakers.lan:8081",
+        ] {
+            let (status, reply) = send(open.clone(), request("GET", "/api/state", host)).await;
+            assert_eq!(status, StatusCode::OK, "{host}: {reply}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_tokens_are_checked_strictly() {
+        use super::super::api::{host_allowed, token_matches};
+        let names = ["speakers.lan".to_string()];
+        assert!(host_allowed("LOCALHOST", &names));
+        assert!(host_allowed("10.0.0.1", &names));
+        assert!(!host_allowed("localhost.evil.example", &names));
+        assert!(!host_allowed("127.0.0.1.nip.io:80", &names));
+        assert!(!host_allowed("[::1", &names));
+        assert!(!host_allowed("evil.example:8081:1", &names));
+        assert!(token_matches("s3cret-token-0001", "s3cret-token-0001"));
+        assert!(!token_matches("s3cret-token-0002", "s3cret-token-0001"));
+        assert!(!token_matches("s3cret", "s3cret-token-0001"));
+    }
+
+    #[tokio::test]
+    async fn the_event_stream_takes_the_token_in_its_query_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let guarded = state_with(dir.path(), Some("s3cret-token-0001".into())).await;
+        let upgrade = |uri: &str| {
+            Request::get(uri)
+                .header("host", "127.0.0.1:8081")
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, _) = send(guarded.clone(), upgrade("/api/events")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = send(guarded.clone(), upgrade("/api/events?token=wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Past the guard: without a real connection to upgrade, axum refuses
+        // the upgrade itself, with another status than 401.
+        let (status, _) = send(
+            guarded.clone(),
+            upgrade("/api/events?token=s3cret%2Dtoken-0001"),
+        )
+        .await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = send(guarded, get("/api/state?token=s3cret-token-0001")).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "only the event stream reads a query token"
+        );
     }
 
     #[tokio::test]

@@ -70,6 +70,14 @@ pub enum Event {
         /// The request (checked).
         request: crate::ControlRequest,
     },
+    /// A peer sent bad input too often and is banned for a while
+    /// ([`crate::penalty`]): its connections are closed and refused.
+    PeerBanned {
+        /// The peer.
+        peer: PeerId,
+        /// The kind of bad input that banned it.
+        reason: &'static str,
+    },
     /// Library sync or chunk transfer reported something.
     Transfer(TransferEvent),
     /// DCUtR replaced a relayed connection with a direct one.

@@ -167,6 +167,7 @@ impl EventLoop {
             behaviour.gossipsub.blacklist_peer(&peer);
             // Closes its connections and refuses new ones until the ban ends.
             behaviour.blocked.block_peer(peer);
+            self.emit(crate::Event::PeerBanned { peer, reason });
         }
     }
 
