@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use firefly_library::TrackId;
+use firefly_library::{TrackId, display_text};
 use firefly_swarm::{ControlRequest, ControlResponse, PlaybackState, Session};
 use serde::{Deserialize, Serialize};
 
@@ -260,15 +260,45 @@ fn role_of(
     }
 }
 
+/// The names to show for `members`, in their order: each member's name, or,
+/// when another member or this node (`me`) has the same name, the name with
+/// the end of the member's peer id (`alpha (…3fa9c1)`), so that every name
+/// in a view is unique.
+pub(crate) fn shown_names(
+    me: (firefly_swarm::PeerId, &str),
+    members: &[firefly_swarm::Member],
+) -> Vec<String> {
+    members
+        .iter()
+        .map(|m| {
+            let name = display_text(&m.name);
+            let clash = name == me.1
+                || members
+                    .iter()
+                    .any(|other| other.peer != m.peer && display_text(&other.name) == name);
+            if clash {
+                let id = m.peer.to_string();
+                let tail = &id[id.len().saturating_sub(6)..];
+                format!("{name} (…{tail})")
+            } else {
+                name
+            }
+        })
+        .collect()
+}
+
 async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiError> {
     let roles = state.control.roles();
     let clock = state.swarm.clock().await?;
     let members = state.swarm.members().await?;
     let links = state.swarm.links().await?;
     let swarm_now = state.audio.timeline.swarm_now().as_micros();
+    let me = state.swarm.peer_id();
+    let names = shown_names((me, &state.name), &members);
     let peers = members
         .into_iter()
-        .map(|m| {
+        .zip(names)
+        .map(|(m, name)| {
             let info = clock
                 .peers
                 .iter()
@@ -276,7 +306,7 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
                 .map(|(_, i)| i);
             PeerReport {
                 peer_id: m.peer.to_string(),
-                name: m.name,
+                name,
                 role: role_of(m.peer, roles.coordinator),
                 rtt_us: info.and_then(|i| i.delay_micros),
                 clock_offset_us: info.and_then(|i| i.offset_micros),
@@ -290,7 +320,6 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
             }
         })
         .collect();
-    let me = state.swarm.peer_id();
     Ok(Json(StateReport {
         peer_id: me.to_string(),
         name: state.name.clone(),
@@ -328,9 +357,9 @@ async fn library(State(state): State<NodeState>) -> Result<Json<Vec<LibraryTrack
         .into_iter()
         .map(|t| LibraryTrack {
             track: t.manifest.track.to_hex(),
-            title: t.manifest.meta.title.clone(),
-            artist: t.manifest.meta.artist.clone(),
-            album: t.manifest.meta.album.clone(),
+            title: display_text(&t.manifest.meta.title),
+            artist: t.manifest.meta.artist.as_deref().map(display_text),
+            album: t.manifest.meta.album.as_deref().map(display_text),
             duration_ms: t.manifest.meta.duration_ms,
             download: None,
         })
@@ -349,9 +378,16 @@ async fn library(State(state): State<NodeState>) -> Result<Json<Vec<LibraryTrack
                 .map(|e| e.summary.meta.clone());
             out.push(LibraryTrack {
                 track: hex,
-                title: meta.as_ref().map(|m| m.title.clone()).unwrap_or_default(),
-                artist: meta.as_ref().and_then(|m| m.artist.clone()),
-                album: meta.as_ref().and_then(|m| m.album.clone()),
+                title: meta
+                    .as_ref()
+                    .map(|m| display_text(&m.title))
+                    .unwrap_or_default(),
+                artist: meta
+                    .as_ref()
+                    .and_then(|m| m.artist.as_deref().map(display_text)),
+                album: meta
+                    .as_ref()
+                    .and_then(|m| m.album.as_deref().map(display_text)),
                 duration_ms: meta.as_ref().and_then(|m| m.duration_ms),
                 download: Some(super::events::DownloadEvent::of(track, &progress)),
             });
@@ -374,8 +410,8 @@ async fn catalog(
             let m = t.manifest;
             let entry = super::http::CatalogEntry {
                 track: m.track.to_hex(),
-                title: m.meta.title.clone(),
-                artist: m.meta.artist.clone(),
+                title: display_text(&m.meta.title),
+                artist: m.meta.artist.as_deref().map(display_text),
                 size: m.size,
                 holders: vec![me.to_string()],
             };
@@ -388,8 +424,8 @@ async fn catalog(
             .entry(s.track)
             .or_insert_with(|| super::http::CatalogEntry {
                 track: s.track.to_hex(),
-                title: s.meta.title.clone(),
-                artist: s.meta.artist.clone(),
+                title: display_text(&s.meta.title),
+                artist: s.meta.artist.as_deref().map(display_text),
                 size: s.size,
                 holders: Vec::new(),
             });

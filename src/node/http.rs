@@ -163,8 +163,13 @@ async fn status(State(state): State<NodeState>) -> Result<Json<StatusReport>, Ap
         .into_iter()
         .map(|entry| CatalogEntry {
             track: entry.summary.track.to_hex(),
-            title: entry.summary.meta.title,
-            artist: entry.summary.meta.artist,
+            title: firefly_library::display_text(&entry.summary.meta.title),
+            artist: entry
+                .summary
+                .meta
+                .artist
+                .as_deref()
+                .map(firefly_library::display_text),
             size: entry.summary.size,
             holders: entry.holders.iter().map(ToString::to_string).collect(),
         })
@@ -175,10 +180,14 @@ async fn status(State(state): State<NodeState>) -> Result<Json<StatusReport>, Ap
         listen_addrs: listen.iter().map(ToString::to_string).collect(),
         connected_peers: connected.iter().map(ToString::to_string).collect(),
         members: members
-            .into_iter()
-            .map(|m| MemberReport {
+            .iter()
+            .zip(super::api::shown_names(
+                (state.swarm.peer_id(), &state.name),
+                &members,
+            ))
+            .map(|(m, name)| MemberReport {
                 peer_id: m.peer.to_string(),
-                name: m.name,
+                name,
                 library_version: m.status.library_version,
                 uptime_ms: m.uptime_ms,
             })
@@ -511,6 +520,32 @@ mod tests {
             StatusCode::UNAUTHORIZED,
             "only the event stream reads a query token"
         );
+    }
+
+    #[test]
+    fn members_with_the_same_name_are_told_apart() {
+        let member = |name: &str| firefly_swarm::Member {
+            peer: firefly_swarm::PeerId::random(),
+            name: name.into(),
+            uptime_ms: 0,
+            status: Default::default(),
+            joined_at: firefly_clock::LocalMicros(0),
+            last_seen: firefly_clock::LocalMicros(0),
+        };
+        let members = [
+            member("alpha"),
+            member("alpha"),
+            member("me"),
+            member("beta\u{202E}"),
+        ];
+        let me = firefly_swarm::PeerId::random();
+        let shown = super::super::api::shown_names((me, "me"), &members);
+        assert!(shown[0].starts_with("alpha (…") && shown[1].starts_with("alpha (…"));
+        assert_ne!(shown[0], shown[1]);
+        assert!(shown[2].starts_with("me (…"), "{shown:?}");
+        assert_eq!(shown[3], "beta");
+        let unique: std::collections::HashSet<_> = shown.iter().collect();
+        assert_eq!(unique.len(), shown.len());
     }
 
     #[tokio::test]
