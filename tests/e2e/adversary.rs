@@ -348,3 +348,62 @@ fn a_dns_rebinding_request_is_refused() {
     // The same node answers its own name.
     assert_eq!(http(node.http, "GET", "/api/state", None).0, 200);
 }
+
+/// The Chromium binary; outside CI its absence skips the test, under CI
+/// (`.ci/setup` installs it) it fails.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| crate::netns::has_tool(b));
+    if found.is_none() {
+        crate::netns::skip_outside_ci("the_ui_event_stream_works_with_a_token", "needs chromium");
+    }
+    found
+}
+
+#[test]
+fn the_ui_event_stream_works_with_a_token() {
+    let Some(binary) = chromium() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let music = root.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    let http = format!("127.0.0.1:{}", crate::playback::free_port());
+    let token = "0123456789abcdef0123456789abcdef";
+    let mut command = std::process::Command::new(crate::util::firefly_bin());
+    command
+        .args(["up", "--no-mdns", "--output", "null", "--name", "guarded"])
+        .args(["--http", &http, "--token", token])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--music")
+        .arg(&music)
+        .env("RUST_LOG", "error");
+    let node = crate::util::Running::spawn("guarded", command);
+    let url = node
+        .wait_line("ui: ", Duration::from_secs(30))
+        .expect("the node prints the UI's address");
+    assert_eq!(url, format!("http://{http}/#token={token}"));
+    node.wait_line("library: ", Duration::from_secs(30))
+        .unwrap();
+
+    let mut browser = crate::ui_cdp::Browser::start(binary, 1024, 768);
+    let limit = Duration::from_secs(30);
+    let link = "document.getElementById('link').dataset.state";
+    // With the token from the printed address, the page's WebSocket is live.
+    let page = browser.open(&url);
+    assert_eq!(
+        browser.wait(&page, &format!("{link} === 'live'"), limit),
+        Value::Bool(true),
+        "the event stream never opened with the token: {}",
+        browser.eval(&page, link)
+    );
+    // Without it, the page says it needs the token.
+    let bare = browser.open(&format!("http://{http}/"));
+    assert_eq!(
+        browser.wait(&bare, &format!("{link} === 'locked'"), limit),
+        Value::Bool(true),
+        "{}",
+        browser.eval(&bare, link)
+    );
+}
