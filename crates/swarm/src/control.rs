@@ -289,6 +289,21 @@ mod tests {
         assert!(long.check().is_err_and(|e| e.contains("longer")));
     }
 
+    proptest::proptest! {
+        /// Random bytes never panic the control decoder: they are a request
+        /// to check, or malformed (and penalized), never a crash.
+        #[test]
+        fn random_bytes_never_panic_the_control_decoder(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)
+        ) {
+            if let crate::inbound::Inbound::Request(request) =
+                crate::inbound::decode_request::<ControlRequest>(&bytes, MAX_CONTROL_BYTES as usize)
+            {
+                let _ = request.check();
+            }
+        }
+    }
+
     #[test]
     fn out_of_range_volumes_are_refused() {
         let ok = ControlRequest::Volume {

@@ -158,7 +158,7 @@ impl EventLoop {
         }
         self.stats.strikes = self.stats.strikes.saturating_add(1);
         if let Some(count) = self.log_limiter.note(now, peer, reason) {
-            tracing::info!(%peer, reason, count, "bad input from a peer");
+            tracing::warn!(%peer, reason, count, "bad input from a peer (count: events since the last line)");
         }
         if self.penalties.strike(now, peer) {
             tracing::warn!(%peer, reason, "peer banned for repeated bad input");

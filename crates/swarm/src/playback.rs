@@ -206,6 +206,9 @@ mod tests {
         };
         assert!(Session::decode(&long.encode().unwrap()).is_err());
         assert!(Session::decode(b"\xff\x00garbage").is_err());
+        proptest::proptest!(|(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048))| {
+            let _ = Session::decode(&bytes);
+        });
         for inflated in [
             Session {
                 term: u64::MAX,
