@@ -194,6 +194,19 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
             removed: vec![],
         };
         rogue.publish(LIBRARY_TOPIC, LibraryAnnounce::encode_for(&dirty));
+        // A member's library is kept (bounded) until it leaves.
+        for batch in 1..40u32 {
+            let delta = LibraryDelta {
+                from: u64::from(batch),
+                to: u64::from(batch) + 1,
+                added: (0..40)
+                    .map(|n| summary(batch * 40 + n, "member ghost"))
+                    .collect(),
+                removed: vec![],
+            };
+            rogue.publish(LIBRARY_TOPIC, LibraryAnnounce::encode_for(&delta));
+            rogue.run_for(Duration::from_millis(20)).await;
+        }
         rogue.run_for(Duration::from_secs(3)).await;
     });
     assert_eq!(
@@ -261,6 +274,17 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
     assert!(
         !second.is_connected(&a_peer),
         "a banned peer stays connected"
+    );
+
+    // The banned member left membership: nothing of it stays in any catalog.
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            catalog(a) == catalog_before && catalog(b).len() == catalog_before.len()
+        }),
+        "a departed member's tracks stayed: {} and {} entries instead of {}",
+        catalog(a).len(),
+        catalog(b).len(),
+        catalog_before.len()
     );
 
     // Nothing changed; the session still moves by one step.

@@ -229,6 +229,13 @@ fn after_a_partition_heals_the_larger_side_wins_without_a_restart() {
         "healed: one coordinator and one session {:?} after the port came back",
         healed_at.elapsed()
     );
+    // The goal is 3 s (issue 14); the bound leaves room for a loaded CI
+    // machine and the polling through curl.
+    assert!(
+        healed_at.elapsed() < Duration::from_secs(6),
+        "a healed partition took {:?} to become one swarm",
+        healed_at.elapsed()
+    );
     assert_eq!(
         roles[0],
         (Some(second.clone()), second_term),
@@ -302,6 +309,13 @@ fn after_a_partition_heals_the_larger_side_wins_without_a_restart() {
     );
     eprintln!(
         "second heal: the lone node follows the majority again {:?} after the port came back",
+        healed_at.elapsed()
+    );
+    // The goal is 3 s (issue 14); the bound leaves room for a loaded CI
+    // machine and the polling through curl.
+    assert!(
+        healed_at.elapsed() < Duration::from_secs(6),
+        "a healed partition took {:?} to become one swarm",
         healed_at.elapsed()
     );
     assert_eq!(

@@ -130,6 +130,11 @@ impl Penalties {
         false
     }
 
+    /// Whether `peer` is banned now.
+    pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned.contains_key(peer)
+    }
+
     /// Ends the bans that are over; returns the peers let back in.
     pub(crate) fn handle_timeout(&mut self, now: LocalMicros) -> Vec<PeerId> {
         let over: Vec<PeerId> = self
@@ -153,7 +158,8 @@ impl Penalties {
 impl EventLoop {
     /// Gives `peer` a strike for `reason`; bans it when it has too many.
     pub(crate) fn penalize(&mut self, now: LocalMicros, peer: PeerId, reason: &'static str) {
-        if peer == *self.swarm.local_peer_id() {
+        if peer == *self.swarm.local_peer_id() || self.penalties.is_banned(&peer) {
+            // A banned peer's late messages (already on their way) count no more.
             return;
         }
         self.stats.strikes = self.stats.strikes.saturating_add(1);
