@@ -6,7 +6,6 @@
 //! until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
 //! `Swarm` lives in the swarm crate's event loop.
 
-pub(crate) mod api;
 pub(crate) mod api_token;
 pub(crate) mod audio;
 pub(crate) mod driver;

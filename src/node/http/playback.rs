@@ -1,0 +1,349 @@
+//! The playback part of the API: `GET /api/state` and the commands
+//! (`POST /api/play|pause|resume|seek|next|queue|volume`), which go through
+//! the playback driver to the coordinator.
+
+use super::error::{ApiError, ApiJson};
+use super::status::shown_names;
+use crate::node::NodeState;
+use crate::node::driver::{CommandFailed, position_ms};
+use axum::Json;
+use axum::extract::State;
+use firefly_library::TrackId;
+use firefly_swarm::{ControlRequest, ControlResponse, PlaybackState, Session};
+use serde::{Deserialize, Serialize};
+
+/// The playback part of `GET /api/state` and of command answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PlaybackReport {
+    pub(crate) state: PlaybackState,
+    pub(crate) track: Option<String>,
+    pub(crate) position_ms: u64,
+    pub(crate) queue: Vec<String>,
+    pub(crate) term: u64,
+    pub(crate) seq: u64,
+}
+
+impl PlaybackReport {
+    pub(crate) fn of(session: &Session, swarm_now: i64) -> Self {
+        Self {
+            state: session.state,
+            track: session.track.map(|t| t.to_hex()),
+            position_ms: position_ms(session, swarm_now),
+            queue: session.queue.iter().map(TrackId::to_hex).collect(),
+            term: session.term,
+            seq: session.seq,
+        }
+    }
+}
+
+/// One peer in `GET /api/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PeerReport {
+    pub(crate) peer_id: String,
+    pub(crate) name: String,
+    pub(crate) role: &'static str,
+    pub(crate) rtt_us: Option<f64>,
+    pub(crate) clock_offset_us: Option<f64>,
+    pub(crate) playback: PlaybackState,
+    /// How this node reaches the peer: "direct", "relayed" (only through a
+    /// relay's circuit) or "indirect" (no connection; its gossip comes
+    /// through other peers).
+    pub(crate) connection: &'static str,
+    /// The peer's volume from its heartbeats (1.0 unchanged); `None` when it
+    /// has no output.
+    pub(crate) volume: Option<f32>,
+}
+
+/// `GET /api/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StateReport {
+    pub(crate) peer_id: String,
+    pub(crate) name: String,
+    pub(crate) role: &'static str,
+    pub(crate) coordinator: Option<String>,
+    pub(crate) term: u64,
+    pub(crate) swarm_time_us: i64,
+    pub(crate) clock_synced: bool,
+    pub(crate) skew_ppm: f64,
+    pub(crate) sync_error_us: Option<f64>,
+    pub(crate) playback: PlaybackReport,
+    /// This node's volume (1.0 unchanged); `None` when it has no output.
+    pub(crate) volume: Option<f32>,
+    pub(crate) peers: Vec<PeerReport>,
+}
+
+/// "direct" when any connection to `peer` is direct, "relayed" when all go
+/// through a relay, "indirect" when there is none.
+fn connection_kind(links: &[firefly_swarm::Link], peer: firefly_swarm::PeerId) -> &'static str {
+    let mut kinds = links.iter().filter(|l| l.peer == peer).map(|l| l.relayed);
+    match kinds.next() {
+        None => "indirect",
+        Some(first) if kinds.all(|relayed| relayed == first) && first => "relayed",
+        Some(_) => "direct",
+    }
+}
+
+fn role_of(
+    peer: firefly_swarm::PeerId,
+    coordinator: Option<firefly_swarm::PeerId>,
+) -> &'static str {
+    if coordinator == Some(peer) {
+        "coordinator"
+    } else {
+        "follower"
+    }
+}
+
+pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiError> {
+    let roles = state.control.roles();
+    let clock = state.swarm.clock().await?;
+    let members = state.swarm.members().await?;
+    let links = state.swarm.links().await?;
+    let swarm_now = state.audio.timeline.swarm_now().as_micros();
+    let me = state.swarm.peer_id();
+    let names = shown_names((me, &state.name), &members);
+    let peers = members
+        .into_iter()
+        .zip(names)
+        .map(|(m, name)| {
+            let info = clock
+                .peers
+                .iter()
+                .find(|(p, _)| *p == m.peer)
+                .map(|(_, i)| i);
+            PeerReport {
+                peer_id: m.peer.to_string(),
+                name,
+                role: role_of(m.peer, roles.coordinator),
+                rtt_us: info.and_then(|i| i.delay_micros),
+                clock_offset_us: info.and_then(|i| i.offset_micros),
+                playback: m.status.playback.state,
+                connection: connection_kind(&links, m.peer),
+                volume: m
+                    .status
+                    .playout
+                    .volume_permille
+                    .map(|v| f32::from(v) / 1000.0),
+            }
+        })
+        .collect();
+    Ok(Json(StateReport {
+        peer_id: me.to_string(),
+        name: state.name.clone(),
+        role: role_of(me, roles.coordinator),
+        coordinator: roles.coordinator.map(|c| c.to_string()),
+        term: roles.term,
+        swarm_time_us: swarm_now,
+        clock_synced: clock.synced,
+        skew_ppm: clock.skew_ppm,
+        sync_error_us: clock.sync_error_micros,
+        playback: PlaybackReport::of(&state.control.session(), swarm_now),
+        volume: state.audio.player().is_some().then(|| state.volume.get()),
+        peers,
+    }))
+}
+
+/// Positions beyond this are refused outright (a day of audio).
+const MAX_POSITION_MS: u64 = 24 * 3600 * 1000;
+
+fn track_id(hex: &str) -> Result<TrackId, ApiError> {
+    hex.parse::<TrackId>().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "track must be a 64-digit hex track id (see GET /api/library), not {hex:?}"
+        ))
+    })
+}
+
+fn position_micros(ms: u64) -> Result<u64, ApiError> {
+    if ms > MAX_POSITION_MS {
+        return Err(ApiError::BadRequest(format!(
+            "position_ms {ms} is out of range (at most {MAX_POSITION_MS})"
+        )));
+    }
+    Ok(ms * 1000)
+}
+
+async fn command(
+    state: &NodeState,
+    request: ControlRequest,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    let session = state
+        .control
+        .command(request)
+        .await
+        .map_err(|err| match err {
+            CommandFailed::Refused(message) => ApiError::Refused(message),
+            CommandFailed::Unavailable(message) => ApiError::Unavailable(message),
+        })?;
+    let swarm_now = state.audio.timeline.swarm_now().as_micros();
+    Ok(Json(PlaybackReport::of(&session, swarm_now)))
+}
+
+/// `POST /api/play`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlayBody {
+    track: String,
+    position_ms: Option<u64>,
+}
+
+pub(crate) async fn play(
+    State(state): State<NodeState>,
+    ApiJson(body): ApiJson<PlayBody>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    let track = track_id(&body.track)?;
+    let position_micros = position_micros(body.position_ms.unwrap_or(0))?;
+    command(
+        &state,
+        ControlRequest::Play {
+            track,
+            position_micros,
+        },
+    )
+    .await
+}
+
+pub(crate) async fn pause(
+    State(state): State<NodeState>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::Pause).await
+}
+
+pub(crate) async fn resume(
+    State(state): State<NodeState>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::Resume).await
+}
+
+pub(crate) async fn next(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::Next).await
+}
+
+/// `POST /api/seek`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeekBody {
+    position_ms: u64,
+}
+
+pub(crate) async fn seek(
+    State(state): State<NodeState>,
+    ApiJson(body): ApiJson<SeekBody>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    let position_micros = position_micros(body.position_ms)?;
+    command(&state, ControlRequest::Seek { position_micros }).await
+}
+
+/// `POST /api/queue`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueBody {
+    tracks: Vec<String>,
+}
+
+pub(crate) async fn queue(
+    State(state): State<NodeState>,
+    ApiJson(body): ApiJson<QueueBody>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    if body.tracks.len() > firefly_swarm::playback::MAX_QUEUE {
+        return Err(ApiError::BadRequest(format!(
+            "at most {} tracks may be queued",
+            firefly_swarm::playback::MAX_QUEUE
+        )));
+    }
+    let tracks = body
+        .tracks
+        .iter()
+        .map(|t| track_id(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    command(&state, ControlRequest::Queue { tracks }).await
+}
+
+/// `POST /api/volume`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VolumeBody {
+    node: Option<String>,
+    volume: f32,
+}
+
+/// What `POST /api/volume` answers.
+#[derive(Debug, Serialize)]
+pub(crate) struct VolumeReport {
+    node: String,
+    volume: f32,
+}
+
+/// How long a peer may take to answer a volume request.
+const VOLUME_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(crate) async fn volume(
+    State(state): State<NodeState>,
+    ApiJson(body): ApiJson<VolumeBody>,
+) -> Result<Json<VolumeReport>, ApiError> {
+    if !(0.0..=4.0).contains(&body.volume) {
+        return Err(ApiError::BadRequest(format!(
+            "volume {} is out of range (0.0 to 4.0, 1.0 is unchanged)",
+            body.volume
+        )));
+    }
+    let me = state.swarm.peer_id();
+    let target = match body.node.as_deref() {
+        None => me,
+        Some(node) if node == me.to_string() || node == state.name => me,
+        Some(node) => {
+            let members = state.swarm.members().await?;
+            let by_id = members.iter().find(|m| m.peer.to_string() == node);
+            let by_name: Vec<_> = members.iter().filter(|m| m.name == node).collect();
+            match (by_id, by_name.as_slice()) {
+                (Some(m), _) => m.peer,
+                (None, [m]) => m.peer,
+                (None, []) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "no alive node has the id or name {node:?} (see GET /api/state)"
+                    )));
+                }
+                (None, _) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "several nodes are named {node:?}: give its peer id"
+                    )));
+                }
+            }
+        }
+    };
+    if target == me {
+        state
+            .volume
+            .set(&state.audio, body.volume)
+            .map_err(|err| match err {
+                crate::node::events::VolumeError::NoOutput => ApiError::Refused(err.to_string()),
+                crate::node::events::VolumeError::Player(_) => ApiError::Internal(err.into()),
+            })?;
+        return Ok(Json(VolumeReport {
+            node: me.to_string(),
+            volume: state.volume.get(),
+        }));
+    }
+    // In range (checked above): at most 4000 thousandths.
+    let volume_permille = (body.volume * 1000.0).round() as u16;
+    let asked = state
+        .swarm
+        .control(target, ControlRequest::Volume { volume_permille });
+    match tokio::time::timeout(VOLUME_PATIENCE, asked).await {
+        Ok(Ok(ControlResponse::Volume { volume_permille })) => Ok(Json(VolumeReport {
+            node: target.to_string(),
+            volume: f32::from(volume_permille) / 1000.0,
+        })),
+        Ok(Ok(ControlResponse::Refused { reason })) => Err(ApiError::Refused(reason)),
+        Ok(Ok(other)) => Err(ApiError::Unavailable(format!(
+            "{target} answered the volume request with {other:?}"
+        ))),
+        Ok(Err(err)) => Err(ApiError::Unavailable(format!(
+            "cannot reach {target}: {err}"
+        ))),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "{target} did not answer within {} s",
+            VOLUME_PATIENCE.as_secs()
+        ))),
+    }
+}
