@@ -36,6 +36,9 @@ pub const MAX_CONTROL_BYTES: u64 = 64 * 1024;
 /// Most inbound requests parked awaiting the node's answer; beyond, the
 /// oldest closed ones are dropped first, then new requests are refused.
 const MAX_PARKED: usize = 256;
+/// Most of those from one peer; more at once is a flood, refused and
+/// penalized (a person clicking fast on a slow coordinator stays far below).
+const MAX_PARKED_PER_PEER: usize = 64;
 
 /// A request on `/firefly/control/1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,7 +149,7 @@ pub(crate) enum ControlCommand {
 #[derive(Debug, Default)]
 pub(crate) struct ControlState {
     next_key: u64,
-    inbound: HashMap<RequestKey, ResponseChannel<ControlResponse>>,
+    inbound: HashMap<RequestKey, (PeerId, ResponseChannel<ControlResponse>)>,
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, ClientError>>>,
 }
 
@@ -175,7 +178,7 @@ impl EventLoop {
                 self.control.outbound.insert(id, reply);
             }
             ControlCommand::Respond { key, response } => {
-                if let Some(channel) = self.control.inbound.remove(&key)
+                if let Some((_, channel)) = self.control.inbound.remove(&key)
                     && self
                         .swarm
                         .behaviour_mut()
@@ -258,16 +261,27 @@ impl EventLoop {
             return;
         }
         let parked = &mut self.control.inbound;
-        if parked.len() >= MAX_PARKED {
-            parked.retain(|_, channel| channel.is_open());
+        if parked.len() >= MAX_PARKED / 2 {
+            parked.retain(|_, (_, channel)| channel.is_open());
+        }
+        let from_peer = parked.values().filter(|(p, _)| *p == peer).count();
+        if from_peer >= MAX_PARKED_PER_PEER {
+            // An honest node has a few commands, a prepare and a volume
+            // under way at a time: this is a flood.
+            let now = (self.now)();
+            self.penalize(now, peer, "too many control requests at once");
+            refuse(self, channel, "too many requests at once".into());
+            return;
         }
         if parked.len() >= MAX_PARKED {
             refuse(self, channel, "the node is busy".into());
             return;
         }
         let key = RequestKey(self.control.next_key);
-        self.control.next_key += 1;
-        self.control.inbound.insert(key, channel);
+        // A name, not a counter of the rules: 2^64 requests never come, and
+        // wrapping is explicit rather than a debug-build panic.
+        self.control.next_key = self.control.next_key.wrapping_add(1);
+        self.control.inbound.insert(key, (peer, channel));
         self.emit(Event::ControlRequest { peer, key, request });
     }
 }
