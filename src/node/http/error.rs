@@ -38,7 +38,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(message) => plain(StatusCode::BAD_REQUEST, message),
             ApiError::Unauthorized => plain(
                 StatusCode::UNAUTHORIZED,
-                "this node requires `Authorization: Bearer <token>` (printed by `firefly up`)"
+                "this node requires its token (printed by `firefly up`): send `Authorization: Bearer <token>`, or give the firefly commands --token or FIREFLY_TOKEN"
                     .into(),
             ),
             ApiError::CrossOrigin => plain(
