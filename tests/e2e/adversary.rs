@@ -431,3 +431,75 @@ fn the_ui_event_stream_works_with_a_token() {
         browser.eval(&bare, link)
     );
 }
+
+#[test]
+fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
+    let _swarm = one_swarm_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let music = root.path().join("music");
+    crate::playback::write_track(&music.join("a.wav"), 2);
+    let stderr_path = root.path().join("stderr.txt");
+    let port = crate::playback::free_port();
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", crate::playback::free_port())
+        .parse()
+        .unwrap();
+    let mut command = std::process::Command::new(crate::util::firefly_bin());
+    command
+        .args(["up", "--no-mdns", "--output", "null", "--name", "flooded"])
+        .args(["--http", &http_addr.to_string()])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--music")
+        .arg(&music)
+        // The default log level, as a user runs it.
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let node = crate::util::Running::spawn("flooded", command);
+    let peer_id = node
+        .wait_line("peer id: ", Duration::from_secs(20))
+        .unwrap();
+    node.wait_line("library: ", Duration::from_secs(30))
+        .unwrap();
+    let node_peer: PeerId = peer_id.parse().unwrap();
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let failed = runtime.block_on(async {
+        use libp2p::request_response::Codec;
+        let mut rogue = Rogue::dial(&addr);
+        rogue.heartbeat = Some(("flooder".into(), RoleView::default()));
+        rogue.run_for(Duration::from_secs(4)).await;
+        // A well-formed chunks request, as the protocol encodes it.
+        let mut wire = futures::io::Cursor::new(Vec::new());
+        firefly_swarm::transfer::codec::chunks_codec()
+            .write_request(
+                &libp2p::StreamProtocol::new(firefly_swarm::transfer::wire::CHUNKS_PROTOCOL),
+                &mut wire,
+                firefly_swarm::inbound::Inbound::Request(
+                    firefly_swarm::transfer::wire::ChunksRequest::new(vec![
+                        firefly_library::ChunkId::of(b"anything"),
+                    ]),
+                ),
+            )
+            .await
+            .unwrap();
+        let request = wire.into_inner();
+        for _ in 0..2_000 {
+            rogue.raw(node_peer, 2, request.clone());
+        }
+        rogue.run_for(Duration::from_secs(5)).await;
+        rogue.raw_failures
+    });
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    let lines = log.lines().count();
+    eprintln!(
+        "flood: {failed} of 2,000 concurrent requests dropped at the stream cap, {lines} log lines"
+    );
+    // Capped: most streams are dropped by the per-connection stream limit.
+    assert!(failed > 1_000, "{failed}");
+    // One line per dropped stream used to be written; now none or a few.
+    assert!(lines <= 20, "{lines} log lines:\n{log}");
+    // The node still answers.
+    assert_eq!(http(http_addr, "GET", "/api/state", None).0, 200);
+}
