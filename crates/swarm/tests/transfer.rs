@@ -554,9 +554,13 @@ async fn bad_chunk_requests_are_refused_counted_and_survived() {
     raw.dial(node.node.dial_addr()).unwrap();
     let to = node.node.peer_id();
 
-    // Not a member yet: its requests are not served.
+    // Not a member yet: its requests are refused.
     let answers = exchange(&mut raw, to, vec![ChunksRequest::new(vec![known])]).await;
-    assert!(answers[0].is_err(), "a non-member was served: {answers:?}");
+    assert_eq!(
+        answers[0].as_ref().map(|r| &r.body),
+        Ok(&ChunksBody::Refused(Refusal::Unavailable)),
+        "a non-member was served"
+    );
     join(&mut raw, &node.node).await;
 
     // Unknown version, too many ids, unknown chunks, and a known one.

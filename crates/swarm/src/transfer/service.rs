@@ -601,7 +601,14 @@ impl Transfer {
                     Inbound::Request(request) if self.is_member(&peer) => {
                         self.serve_chunks(io, peer, request, channel);
                     }
-                    Inbound::Request(_) => self.stats.requests_refused += 1,
+                    Inbound::Request(_) => {
+                        // Not a member (yet): refused plainly, so an honest
+                        // newcomer retries instead of seeing a broken stream.
+                        self.stats.requests_refused += 1;
+                        let _ = io
+                            .chunks
+                            .send_response(channel, ChunksResponse::refused(Refusal::Unavailable));
+                    }
                     Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
                 },
                 Message::Response {
@@ -656,7 +663,13 @@ impl Transfer {
                     Inbound::Request(request) if self.is_member(&peer) => {
                         self.serve_manifest(io, peer, request, channel);
                     }
-                    Inbound::Request(_) => self.stats.requests_refused += 1,
+                    Inbound::Request(_) => {
+                        self.stats.requests_refused += 1;
+                        let _ = io.manifests.send_response(
+                            channel,
+                            ManifestResponse::new(ManifestBody::Refused(Refusal::Unavailable)),
+                        );
+                    }
                     Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
                 },
                 Message::Response {
@@ -702,7 +715,13 @@ impl Transfer {
                     Inbound::Request(request) if self.is_member(&peer) => {
                         self.serve_library(io, peer, request, channel);
                     }
-                    Inbound::Request(_) => self.stats.requests_refused += 1,
+                    Inbound::Request(_) => {
+                        self.stats.requests_refused += 1;
+                        let _ = io.library.send_response(
+                            channel,
+                            LibraryResponse::new(LibraryBody::Refused(Refusal::Unavailable)),
+                        );
+                    }
                     Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
                 },
                 Message::Response {
