@@ -19,10 +19,19 @@ pub(crate) struct Args {
     /// Where the node serves its API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     http: SocketAddr,
+    /// The node's API token (needed when it is bound to a non-loopback address).
+    #[arg(long, env = "FIREFLY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let body = tokio::runtime::Runtime::new()?.block_on(get(args.http, "/api/status"))?;
+    let body = tokio::runtime::Runtime::new()?.block_on(request(
+        args.http,
+        "GET",
+        "/api/status",
+        None,
+        args.token.as_deref(),
+    ))?;
     let report: StatusReport =
         serde_json::from_slice(&body).context("the node sent a status this version cannot read")?;
     let mut out = std::io::stdout().lock();
@@ -66,12 +75,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// A minimal HTTP/1.1 GET: the API is local and answers with a
-/// `Content-Length` body, so no HTTP client library is needed.
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
-    request(addr, "GET", path, None, None).await
 }
 
 /// A minimal HTTP/1.1 request with an optional JSON body and bearer token;

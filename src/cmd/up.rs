@@ -33,6 +33,10 @@ pub(crate) struct Args {
     /// API token (required of clients when --http is not loopback; generated and printed if not given).
     #[arg(long, env = "FIREFLY_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A host name the web UI and API answer to (repeatable), besides IP
+    /// addresses and `localhost`: others are refused (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
+    http_host: Vec<String>,
     /// Where to serve the JSON API (a non-loopback address requires a token).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     http: SocketAddr,
@@ -88,6 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         output: args.output,
         latency_ms: args.latency_ms,
         token: args.token,
+        http_hosts: args.http_host,
         test_clock: crate::node::test_clock::TestClock::from_env()?,
         max_upload: args.max_upload,
     };

@@ -151,6 +151,8 @@ struct Driver {
     roles_tx: watch::Sender<RoleView>,
     session_tx: watch::Sender<Session>,
     applied: Option<Session>,
+    /// Who made `applied`: the coordinator it came from, or this node.
+    applied_from: Option<PeerId>,
     inputs: mpsc::Sender<Input>,
     ticks: u32,
     /// Downloads this driver started and that have not finished.
@@ -183,6 +185,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         roles_tx,
         session_tx,
         applied: None,
+        applied_from: None,
         inputs: inputs.clone(),
         ticks: 0,
         fetching: HashSet::new(),
@@ -249,7 +252,15 @@ impl Driver {
         };
         let views: Vec<MemberView> = members.iter().map(MemberView::of).collect();
         let was_coordinator = self.roles.is_coordinator();
-        if let Some(view) = self.roles.handle_members((self.now)(), &views) {
+        let changed = self.roles.handle_members((self.now)(), &views);
+        while let Some(peer) = self.roles.poll_offender() {
+            tracing::debug!(%peer, "role claim against the role rule");
+            let _ = self
+                .client
+                .penalize(peer, "role claim against the rule")
+                .await;
+        }
+        if let Some(view) = changed {
             match view.coordinator {
                 Some(c) if c == self.client.peer_id() => {
                     println!("role: coordinator (term {})", view.term);
@@ -280,7 +291,11 @@ impl Driver {
                 // Carry the last gossiped session on under the new term.
                 let mut carried = self.current();
                 carried.term = self.roles.view().term;
-                carried.seq += 1;
+                carried.seq = carried
+                    .seq
+                    .saturating_add(1)
+                    .min(firefly_swarm::MAX_COUNTER);
+                self.applied_from = Some(self.client.peer_id());
                 self.apply(carried.clone()).await;
                 let _ = self.client.publish_session(carried).await;
             } else if self.ticks.is_multiple_of(REPUBLISH_TICKS)
@@ -345,18 +360,48 @@ impl Driver {
                 }
             }
             Event::Session { from, session } => {
-                // Only the coordinator this node follows speaks for its term;
-                // a higher term (a failover or a healed partition) wins.
-                let view = self.roles.view();
-                let from_coordinator = view.coordinator == Some(from) && session.term >= view.term;
-                if !from_coordinator && session.term <= view.term {
+                // Only the coordinator the role rule gives speaks for the
+                // swarm (docs/SECURITY.md); others' sessions are ignored,
+                // whatever their term.
+                if self.roles.view().coordinator != Some(from) {
                     tracing::debug!(%from, term = session.term, "session not from the coordinator ignored");
                     return;
                 }
+                if self.applied_from != Some(from)
+                    && let Some(old) = self.applied.as_mut()
+                    && !session.is_newer_than(old)
+                {
+                    // A new coordinator's lineage (a healed partition) may
+                    // count lower: its session follows the last one applied.
+                    old.term = 0;
+                    old.seq = 0;
+                }
+                self.applied_from = Some(from);
                 self.apply(*session).await;
             }
             Event::ControlRequest { peer, key, request } => {
                 let response = match request {
+                    ControlRequest::Prepare { .. }
+                        if self.roles.view().coordinator != Some(peer) =>
+                    {
+                        // Only the coordinator may make this node download. A
+                        // peer that claims the role (elected a moment before
+                        // this node saw it) is refused; any other is penalized.
+                        let claims_it = self.client.members().await.is_ok_and(|members| {
+                            members
+                                .iter()
+                                .any(|m| m.peer == peer && m.status.roles.coordinator == Some(peer))
+                        });
+                        if !claims_it {
+                            let _ = self
+                                .client
+                                .penalize(peer, "prepare from a non-coordinator")
+                                .await;
+                        }
+                        ControlResponse::Refused {
+                            reason: NOT_COORDINATOR.into(),
+                        }
+                    }
                     ControlRequest::Prepare { track, .. } => {
                         let has_track = self.path_of(track).await.is_some();
                         if !has_track {
@@ -419,6 +464,7 @@ impl Driver {
                 )
             }
         };
+        self.applied_from = Some(self.client.peer_id());
         self.apply(next.clone()).await;
         let _ = self.client.publish_session(next.clone()).await;
         Ok(next)

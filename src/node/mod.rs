@@ -6,7 +6,7 @@
 //! until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
 //! `Swarm` lives in the swarm crate's event loop.
 
-pub(crate) mod api;
+pub(crate) mod api_token;
 pub(crate) mod audio;
 pub(crate) mod driver;
 pub(crate) mod events;
@@ -47,6 +47,9 @@ pub(crate) struct NodeOptions {
     pub(crate) test_clock: Option<test_clock::TestClock>,
     /// `--token`: required of API clients when `http` is not loopback.
     pub(crate) token: Option<String>,
+    /// `--http-host`: host names the API answers to besides IP literals and
+    /// `localhost` (DNS rebinding guard).
+    pub(crate) http_hosts: Vec<String>,
     /// Cap on chunk bytes served per second (`--max-upload`); none: no cap.
     pub(crate) max_upload: Option<u64>,
 }
@@ -63,6 +66,8 @@ pub(crate) struct NodeState {
     pub(crate) volume: events::Volume,
     /// Required of every API request when set (non-loopback binding).
     pub(crate) token: Option<String>,
+    /// Host names the API answers to besides IP literals and `localhost`.
+    pub(crate) http_hosts: std::sync::Arc<Vec<String>>,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -78,7 +83,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         }
         (None, true) => None,
         (None, false) => {
-            let token = hex::encode(rand::random::<[u8; 16]>());
+            let token = api_token::load_or_create(&options.data_dir)?;
             println!("api token: {token} (send `Authorization: Bearer {token}`)");
             Some(token)
         }
@@ -150,12 +155,18 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         audio,
         control,
         volume,
-        token,
+        token: token.clone(),
+        http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
         .with_context(|| format!("cannot serve the API on {}", options.http))?;
-    println!("api: http://{}", listener.local_addr()?);
+    let bound = listener.local_addr()?;
+    println!("api: http://{bound}");
+    println!(
+        "ui: {}",
+        api_token::ui_url(bound, &options.http_hosts, token.as_deref())
+    );
     let server = tokio::spawn(http::serve(listener, state));
 
     scan(&library, &options.music, &client).await?;
@@ -216,6 +227,7 @@ async fn log_events(
             Event::Listening { addr } => println!("listening: {addr}"),
             Event::RelayReserved { relay } => println!("relay: reserved a slot on {relay}"),
             Event::DirectConnectionUpgraded { peer } => println!("direct: {peer}"),
+            Event::PeerBanned { peer, reason } => println!("banned: {peer} ({reason})"),
             other @ (Event::Session { .. }
             | Event::ControlRequest { .. }
             | Event::ClockSynced

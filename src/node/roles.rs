@@ -5,27 +5,40 @@
 //! and whom it believes is coordinator at which term) with `now`, and reads
 //! back this node's [`RoleView`]. It reads no clock and sends nothing.
 //!
-//! The rules (`DESIGN.md`, Roles):
+//! The rules (`DESIGN.md`, Roles; `docs/SECURITY.md`, why):
 //!
 //! 1. A member is *alive* for roles while it was heard within the silence
 //!    limit (default 2.5 s of 1 s heartbeats, so a dead coordinator is
 //!    replaced within 3 s, well before membership's own 5 s expiry).
-//! 2. The best view wins: among the views of alive members whose coordinator
-//!    is alive (this node's own included), the highest term, and at equal
-//!    terms the lowest coordinator `PeerId`. This is how a newcomer adopts the
-//!    sitting coordinator and how, after a partition heals, the side with the
-//!    higher term is followed without a restart.
-//! 3. With no alive coordinator in any view (and, for a fresh node, after a
-//!    grace period to hear the others first), this node elects: the
-//!    longest-standing alive member (earliest start, ties by lowest `PeerId`)
-//!    at a term one above every term seen. Survivors of a failover see the
-//!    same members and so elect the same node at the same term; if they ever
-//!    differ, rule 2 settles it.
+//! 2. A *candidate* is an alive member that claims the role itself (its own
+//!    heartbeat names it coordinator), or this node when it coordinates. Its
+//!    *support* is the candidate itself plus every alive member (this node
+//!    included) whose view names it. When there are candidates, the one with
+//!    the most support wins, ties going to the lowest `PeerId`. This is how a
+//!    newcomer adopts the sitting coordinator, how a healed partition becomes
+//!    one swarm (the bigger side wins), and why one member claiming the role
+//!    for itself changes nothing: it has no support but its own. Terms do not
+//!    pick the coordinator; they only order sessions.
+//! 3. With no candidate (and, for a fresh node, after a grace period to hear
+//!    the others first), this node elects: the longest-standing alive member
+//!    (earliest start, ties by lowest `PeerId`). Survivors of a failover see
+//!    the same members and so elect the same node; if they ever differ,
+//!    rule 2 settles it.
+//! 4. Terms move one step at a time. The highest *legitimate* term is this
+//!    node's own or a supported candidate's (support of two or more); a
+//!    follower takes its coordinator's term, an election goes one above the
+//!    highest legitimate term, and a coordinator that wins a merge goes one
+//!    above the side it absorbed. A claimed term more than one step above the
+//!    highest legitimate term is never adopted, and a member claiming the role
+//!    for itself at such a term breaks the rule: it is reported
+//!    ([`Roles::poll_offender`], once per heartbeat) for the node to penalize.
+//!    Every term stays at most [`MAX_COUNTER`], so nothing wraps.
 //!
 //! The term only grows: nothing here ever lowers it.
 
 use firefly_clock::LocalMicros;
-use firefly_swarm::{Member, PeerId, RoleView};
+use firefly_swarm::{MAX_COUNTER, Member, PeerId, RoleView};
+use std::collections::HashMap;
 
 /// Default silence after which a member no longer counts for roles, µs.
 pub(crate) const DEFAULT_SILENCE_MICROS: i64 = 2_500_000;
@@ -70,6 +83,11 @@ pub(crate) struct Roles {
     coordinator: Option<PeerId>,
     silence: i64,
     elect_after: LocalMicros,
+    /// Members whose claims broke rule 4, to be penalized.
+    offenders: Vec<PeerId>,
+    /// The heartbeat (by `last_seen`) each offender was last reported for,
+    /// so one heartbeat is reported once. Invariant: only alive members.
+    reported: HashMap<PeerId, LocalMicros>,
 }
 
 impl Roles {
@@ -87,6 +105,8 @@ impl Roles {
             coordinator: None,
             silence,
             elect_after: now + grace,
+            offenders: Vec::new(),
+            reported: HashMap::new(),
         }
     }
 
@@ -103,6 +123,12 @@ impl Roles {
         self.coordinator == Some(self.me)
     }
 
+    /// A member whose claim broke the rules since the last call, to be
+    /// penalized (each offending heartbeat is reported once).
+    pub(crate) fn poll_offender(&mut self) -> Option<PeerId> {
+        self.offenders.pop()
+    }
+
     /// Feeds the members known at `now` (this node excluded); returns the new
     /// view if it changed.
     pub(crate) fn handle_members(
@@ -115,21 +141,89 @@ impl Roles {
             .iter()
             .filter(|m| m.peer != self.me && now - m.last_seen <= self.silence)
             .collect();
-        let is_alive = |peer: &PeerId| *peer == self.me || alive.iter().any(|m| m.peer == *peer);
+        self.reported
+            .retain(|peer, _| alive.iter().any(|m| m.peer == *peer));
 
-        // Rule 2: the best view whose coordinator is alive.
-        let mine = self.coordinator.map(|c| (self.term, c));
-        let best = alive
+        // Rule 2: candidates and their support.
+        let claims_itself = |m: &MemberView| m.view.coordinator == Some(m.peer);
+        let support = |c: PeerId| {
+            let followers = alive
+                .iter()
+                .filter(|m| m.view.coordinator == Some(c))
+                .count();
+            // A candidate that claims itself is among its followers.
+            followers + usize::from(self.coordinator == Some(c))
+        };
+        let mut candidates: Vec<(PeerId, u64)> = alive
             .iter()
-            .filter_map(|m| m.view.coordinator.map(|c| (m.view.term, c)))
-            .chain(mine)
-            .filter(|(_, c)| is_alive(c))
-            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        match best {
-            Some((term, coordinator)) => {
-                // `best` includes this node's own live view, so this never lowers the term.
-                self.term = self.term.max(term);
-                self.coordinator = Some(coordinator);
+            .filter(|m| claims_itself(m))
+            .map(|m| (m.peer, m.view.term))
+            .collect();
+        if self.is_coordinator() {
+            candidates.push((self.me, self.term));
+        }
+        // The coordinator this node follows stays a candidate while it is
+        // alive and follows no one else (it may not have heard of its own
+        // election yet).
+        if let Some(c) = self.coordinator
+            && c != self.me
+            && !candidates.iter().any(|(other, _)| *other == c)
+            && alive
+                .iter()
+                .any(|m| m.peer == c && m.view.coordinator.is_none_or(|x| x == c))
+        {
+            candidates.push((c, self.term));
+        }
+
+        // Rule 4: the highest legitimate term, and the claims that break it.
+        let legitimate = candidates
+            .iter()
+            .filter(|(c, _)| support(*c) >= 2)
+            .map(|(_, t)| *t)
+            .chain(std::iter::once(self.term))
+            .max()
+            .unwrap_or(self.term);
+        let ceiling = legitimate.saturating_add(1).min(MAX_COUNTER);
+
+        let chosen = candidates
+            .iter()
+            .map(|(c, _)| (support(*c), *c))
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|(_, c)| c);
+        // A losing claim of the role above the ceiling breaks rule 4.
+        for m in alive
+            .iter()
+            .filter(|m| claims_itself(m) && m.view.term > ceiling && chosen != Some(m.peer))
+        {
+            if self.reported.get(&m.peer) != Some(&m.last_seen) {
+                self.reported.insert(m.peer, m.last_seen);
+                self.offenders.push(m.peer);
+            }
+        }
+        match chosen {
+            Some(c) if c == self.me => {
+                // Won a merge: sessions must outrank those of the side absorbed.
+                let absorbed = candidates
+                    .iter()
+                    .filter(|(other, t)| *other != self.me && *t <= ceiling)
+                    .map(|(_, t)| *t)
+                    .max();
+                if let Some(t) = absorbed
+                    && t >= self.term
+                {
+                    self.term = t.saturating_add(1).min(MAX_COUNTER);
+                }
+                self.coordinator = Some(c);
+            }
+            Some(c) => {
+                // It won by support, not by its term: follow its term (at
+                // most MAX_COUNTER, checked on arrival).
+                let claimed = candidates
+                    .iter()
+                    .find(|(other, _)| *other == c)
+                    .map_or(0, |(_, t)| *t);
+                self.term = self.term.max(claimed);
+                self.coordinator = Some(c);
             }
             None if now >= self.elect_after => {
                 // Rule 3: elect the longest-standing alive member.
@@ -140,9 +234,17 @@ impl Roles {
                     .chain(std::iter::once(me))
                     .min()
                     .map_or(self.me, |(_, peer)| peer);
-                let highest = members.iter().map(|m| m.view.term).max().unwrap_or(0);
-                self.term = self.term.max(highest) + 1;
-                self.coordinator = Some(chosen);
+                let highest = alive
+                    .iter()
+                    .map(|m| m.view.term)
+                    .filter(|t| *t <= ceiling)
+                    .chain(std::iter::once(legitimate))
+                    .max()
+                    .unwrap_or(legitimate);
+                if self.coordinator != Some(chosen) {
+                    self.term = self.term.max(highest.saturating_add(1).min(MAX_COUNTER));
+                    self.coordinator = Some(chosen);
+                }
             }
             None => self.coordinator = None,
         }
@@ -255,30 +357,85 @@ mod tests {
     }
 
     #[test]
-    fn after_a_partition_heals_the_higher_term_wins_and_the_term_never_drops() {
-        let ids = peers(2);
-        let (x, y) = (ids[0], ids[1]);
-        // This node coordinates its side at term 1; y's side reached term 5.
+    fn after_a_partition_heals_the_bigger_side_wins_and_the_term_never_drops() {
+        let ids = peers(4);
+        let (x, y, y1, y2) = (ids[0], ids[1], ids[2], ids[3]);
+        // This node coordinates its side alone at term 1; y's side of three
+        // reached term 2 (it lost its coordinator during the partition).
         let mut roles = Roles::new(x, LocalMicros(0));
         roles.handle_members(LocalMicros(3 * S), &[]);
-        let mut t = 3 * S;
-        for _ in 0..2 {
-            // Partitioned: a silent peer is ignored and x re-confirms itself.
-            t += S;
-            roles.handle_members(LocalMicros(t), &[]);
-        }
-        assert!(roles.is_coordinator());
-        t += S;
-        let healed = [member(y, 5 * S, t, view(y, 5))];
+        assert_eq!(roles.view(), view(x, 1));
+        let t = 10 * S;
+        let healed = [
+            member(y, 5 * S, t, view(y, 2)),
+            member(y1, 5 * S, t, view(y, 2)),
+            member(y2, 5 * S, t, view(y, 2)),
+        ];
         assert_eq!(
             roles.handle_members(LocalMicros(t), &healed),
-            Some(view(y, 5))
+            Some(view(y, 2))
         );
         assert!(!roles.is_coordinator());
+        assert_eq!(roles.poll_offender(), None, "an honest heal is no offence");
         // A stale lower-term view does not pull it back.
-        let stale = [member(y, 5 * S, t, view(x, 2))];
+        let stale = [member(y, 5 * S, t, view(x, 1))];
         roles.handle_members(LocalMicros(t), &stale);
-        assert!(roles.view().term >= 5);
+        assert!(roles.view().term >= 2);
+    }
+
+    #[test]
+    fn a_coordinator_that_wins_a_merge_goes_one_term_above_the_side_it_absorbs() {
+        let ids = peers(3);
+        let (x, x1, y) = (ids[0], ids[1], ids[2]);
+        let mut roles = Roles::new(x, LocalMicros(0));
+        roles.handle_members(LocalMicros(3 * S), &[]);
+        let t = 10 * S;
+        // x has a follower; y is alone at term 2.
+        let healed = [member(x1, 0, t, view(x, 1)), member(y, 0, t, view(y, 2))];
+        roles.handle_members(LocalMicros(t), &healed);
+        assert_eq!(roles.view(), view(x, 3));
+        assert_eq!(roles.poll_offender(), None);
+    }
+
+    #[test]
+    fn a_member_claiming_the_role_for_itself_takes_nothing_and_is_reported_once_per_heartbeat() {
+        let ids = peers(3);
+        let (me, coord, rogue) = (ids[2], ids[1], ids[0]);
+        let mut roles = Roles::new(me, LocalMicros(0));
+        let mut t = 3 * S;
+        let honest = member(coord, 0, t, view(coord, 3));
+        roles.handle_members(LocalMicros(t), std::slice::from_ref(&honest));
+        assert_eq!(roles.view(), view(coord, 3));
+        // The rogue has the lowest id, claims a long uptime and a huge term.
+        for term in [4, 1 << 40, MAX_COUNTER] {
+            t += S;
+            let others = [
+                member(coord, 0, t, view(coord, 3)),
+                member(rogue, -1_000 * S, t, view(rogue, term)),
+            ];
+            assert_eq!(roles.handle_members(LocalMicros(t), &others), None);
+            assert_eq!(roles.view(), view(coord, 3));
+            // The same heartbeat seen again by the next tick is not reported again.
+            roles.handle_members(LocalMicros(t + S / 4), &others);
+            let reported: Vec<PeerId> = std::iter::from_fn(|| roles.poll_offender()).collect();
+            if term == 4 {
+                assert!(reported.is_empty(), "one step up is within the rule");
+            } else {
+                assert_eq!(reported, vec![rogue]);
+            }
+        }
+    }
+
+    #[test]
+    fn terms_never_wrap() {
+        let ids = peers(2);
+        let mut roles = Roles::new(ids[1], LocalMicros(0));
+        let others = [member(ids[0], 0, 3 * S, view(ids[0], MAX_COUNTER))];
+        roles.handle_members(LocalMicros(3 * S), &others);
+        assert_eq!(roles.view(), view(ids[0], MAX_COUNTER));
+        // Its coordinator goes silent: the election saturates instead of wrapping.
+        roles.handle_members(LocalMicros(10 * S), &[]);
+        assert_eq!(roles.view(), view(ids[1], MAX_COUNTER));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use firefly_library::TrackId;
 use firefly_swarm::playback::SESSION_VERSION;
-use firefly_swarm::{ControlRequest, PlaybackState, Session};
+use firefly_swarm::{ControlRequest, MAX_COUNTER, PlaybackState, Session};
 
 /// How far ahead of "now" a change is anchored, µs: enough for gossip to
 /// reach every node and for its player to have audio decoded.
@@ -60,6 +60,12 @@ pub(crate) enum CommandError {
     NotACommand,
 }
 
+/// The change counter after `seq`: one step, never past [`MAX_COUNTER`]
+/// (peers refuse larger ones) and never wrapping.
+pub(crate) fn next_seq(seq: u64) -> u64 {
+    seq.saturating_add(1).min(MAX_COUNTER)
+}
+
 /// Decides what command `request` does to `current` at swarm instant `now`.
 /// The returned session (if any) is `current`'s successor in `term`.
 pub(crate) fn decide(
@@ -72,7 +78,7 @@ pub(crate) fn decide(
     let next = |state, position_micros, start| Session {
         version: SESSION_VERSION,
         term: term.max(current.term),
-        seq: current.seq + 1,
+        seq: next_seq(current.seq),
         queue: current.queue.clone(),
         track: current.track,
         state,
@@ -152,7 +158,7 @@ pub(crate) fn start(
     Session {
         version: SESSION_VERSION,
         term: term.max(current.term),
-        seq: current.seq + 1,
+        seq: next_seq(current.seq),
         queue,
         track: Some(track),
         state: PlaybackState::Playing,
@@ -326,6 +332,19 @@ mod tests {
         };
         assert_eq!(queued.queue, vec![T2, T1]);
         assert_eq!(plan(Some(&s), &queued), None, "queueing changes no sound");
+    }
+
+    #[test]
+    fn counters_saturate_instead_of_wrapping() {
+        let s = Session {
+            seq: u64::MAX,
+            ..playing_at(0, 0)
+        };
+        let Decision::Publish(paused) = decide(&s, 1, &ControlRequest::Pause, 10).unwrap() else {
+            panic!()
+        };
+        assert_eq!(paused.seq, MAX_COUNTER);
+        assert_eq!(next_seq(MAX_COUNTER - 1), MAX_COUNTER);
     }
 
     #[test]

@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod adversary;
 mod commands;
 mod join;
 mod netns;
 mod node;
 mod partition;
 mod playback;
+mod rogue;
 mod scan;
 mod streaming;
 mod ui;

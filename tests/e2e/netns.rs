@@ -5,7 +5,9 @@
 //! Each test builds its own namespaces and veth pairs (created inside the
 //! namespaces, so nothing is added to the host's network) and deletes them
 //! in a `Drop` guard, also when the test fails. The tests need root; without
-//! it they print that they were skipped and pass.
+//! it they print that they were skipped and pass — except under CI (`CI`
+//! set), where a missing root or tool fails the test: CI runs as root and
+//! `.ci/setup` installs every tool they use.
 
 use crate::util::{Running, firefly_bin};
 use std::path::Path;
@@ -28,10 +30,28 @@ pub(crate) fn can_use_netns(test: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !(root && ip) {
-        println!("{test}: skipped (needs root and iproute2 to create network namespaces)");
+        skip_outside_ci(test, "needs root and iproute2 to create network namespaces");
         return false;
     }
     true
+}
+
+/// Says why `test` is skipped; under CI (`CI` set) a missing root or tool
+/// is a failure instead, so that no test passes there without running.
+pub(crate) fn skip_outside_ci(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} cannot run under CI: it {why} (.ci/setup installs the tools; CI runs as root)"
+    );
+    println!("{test}: skipped ({why})");
+}
+
+/// Whether `tool --version` runs.
+pub(crate) fn has_tool(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 pub(crate) fn ip(args: &[&str]) {

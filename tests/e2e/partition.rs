@@ -2,15 +2,17 @@
 //! bridged LAN play a track; the coordinator's port on the bridge goes down,
 //! so each side has its own coordinator (the majority elects one at a higher
 //! term) and each side takes a different command; when the port comes back
-//! up the higher term wins and the other side follows it without a restart:
+//! up the larger side wins and the other side follows it without a restart:
 //! one coordinator and one session everywhere. Then a follower is cut off:
 //! alone it elects itself at a term above the majority's, and after the heal
-//! the majority follows it (the higher term wins, not the larger side).
+//! it follows the majority again (the larger side wins, not the higher term:
+//! a term is a claim any member can make, support is not), whose coordinator
+//! goes one term above the lone node's.
 //!
 //! The namespaces, veths and bridge are created by the test and deleted when
 //! it ends (`netns::Net`); without root and iproute2 (or without curl, which
 //! reaches each node's API inside its namespace) the test says it was
-//! skipped and passes.
+//! skipped and passes, except under CI, where it fails.
 
 use crate::netns::{Net, can_use_netns, ip};
 use serde_json::{Value, json};
@@ -77,17 +79,16 @@ fn session(ns: &str) -> (u64, u64, Value, Value) {
 }
 
 #[test]
-fn after_a_partition_heals_the_higher_term_wins_without_a_restart() {
-    let test = "after_a_partition_heals_the_higher_term_wins_without_a_restart";
+fn after_a_partition_heals_the_larger_side_wins_without_a_restart() {
+    let test = "after_a_partition_heals_the_larger_side_wins_without_a_restart";
     if !can_use_netns(test) {
         return;
     }
-    if !Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        println!("{test}: skipped (needs curl to reach the nodes' APIs inside their namespaces)");
+    if !crate::netns::has_tool("curl") {
+        crate::netns::skip_outside_ci(
+            test,
+            "needs curl to reach the nodes' APIs inside their namespaces",
+        );
         return;
     }
     let _swarm = crate::playback::one_swarm_at_a_time();
@@ -209,7 +210,7 @@ fn after_a_partition_heals_the_higher_term_wins_without_a_restart() {
     assert_eq!(majority.0, second_term);
     assert_eq!(majority.3, "playing");
 
-    // Heal: the higher term wins everywhere, with no restart.
+    // Heal: the larger side wins everywhere, with no restart.
     let healed_at = Instant::now();
     ip(&["-n", &lan, "link", "set", &port, "up"]);
     let converged = wait_until(Duration::from_secs(30), || {
@@ -228,12 +229,19 @@ fn after_a_partition_heals_the_higher_term_wins_without_a_restart() {
         "healed: one coordinator and one session {:?} after the port came back",
         healed_at.elapsed()
     );
+    // The goal is 3 s (issue 14); the bound leaves room for a loaded CI
+    // machine and the polling through curl.
+    assert!(
+        healed_at.elapsed() < Duration::from_secs(6),
+        "a healed partition took {:?} to become one swarm",
+        healed_at.elapsed()
+    );
     assert_eq!(
         roles[0],
         (Some(second.clone()), second_term),
-        "the higher term won"
+        "the larger side won"
     );
-    assert_eq!(sessions[0].0, second_term, "the higher term's session won");
+    assert_eq!(sessions[0].0, second_term, "the larger side's session won");
     assert_eq!(
         sessions[0].3, "playing",
         "the majority's session (playing) won"
@@ -248,8 +256,8 @@ fn after_a_partition_heals_the_higher_term_wins_without_a_restart() {
     );
 
     // Again, isolating a follower this time: alone, it elects itself at a
-    // term above the majority's, so after the heal the majority follows the
-    // lone node (the higher term wins, not the larger side).
+    // term above the majority's; after the heal it follows the majority
+    // again (the larger side wins, not the higher term).
     let follower = ns
         .iter()
         .position(|n| state(n)["peer_id"].as_str() != Some(second.as_str()))
@@ -300,12 +308,31 @@ fn after_a_partition_heals_the_higher_term_wins_without_a_restart() {
         "no single coordinator and session after the second heal: {roles:?} {sessions:?}"
     );
     eprintln!(
-        "second heal: everyone follows the lone node {:?} after the port came back",
+        "second heal: the lone node follows the majority again {:?} after the port came back",
         healed_at.elapsed()
     );
-    assert_eq!(roles[0], (Some(lone_peer), third_term));
+    // The goal is 3 s (issue 14); the bound leaves room for a loaded CI
+    // machine and the polling through curl.
+    assert!(
+        healed_at.elapsed() < Duration::from_secs(6),
+        "a healed partition took {:?} to become one swarm",
+        healed_at.elapsed()
+    );
+    assert_eq!(
+        roles[0],
+        (Some(second.clone()), third_term + 1),
+        "the majority's coordinator goes one term above the side it absorbed"
+    );
     assert_eq!(
         (sessions[0].0, &sessions[0].3),
-        (third_term, &json!("playing"))
+        (second_term, &json!("paused")),
+        "the majority's session (paused) won"
     );
+    for index in 0..ns.len() {
+        let lines = net.proc(index).lines();
+        assert!(
+            !lines.iter().any(|l| l.starts_with("banned: ")),
+            "an honest node was banned: {lines:?}"
+        );
+    }
 }

@@ -87,6 +87,11 @@ impl Running {
         }
     }
 
+    /// The process id (for reading its memory use from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every line printed so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()

@@ -39,7 +39,7 @@ pub use id::{ChunkId, ParseIdError, TrackId};
 pub use manifest::{
     ChunkRef, MAX_CHUNK_LEN, MAX_TEXT_LEN, MAX_TRACK_BYTES, Manifest, ManifestError, TrackMeta,
 };
-pub use names::{FileName, MAX_STEM_LEN};
+pub use names::{FileName, MAX_STEM_LEN, display_text, is_bidi_control};
 pub use probe::{AUDIO_EXTENSIONS, ProbeError, has_audio_extension, probe_file};
 pub use scan::{ScanObserver, ScanReport, Skipped};
 pub use store::{DATABASE_FILE, Library, LibraryConfig, MUSIC_DIR, STAGING_DIR, TrackEntry};

@@ -5,7 +5,10 @@
 //! be nothing but dots. [`FileName::for_track`] turns any of them into one
 //! plain file name (`Artist - Title.ext`) that stays inside the folder it is
 //! joined to; [`FileName::candidate`] numbers it (`Title (2).ext`) so an
-//! existing file is never clobbered. Sans-IO: no file system access here.
+//! existing file is never clobbered. [`display_text`] is the same care for
+//! text that is only shown (titles, artists, node names): it drops control
+//! and bidirectional-override characters, which could rewrite a terminal or
+//! make a name read backwards (`U+202E`). Sans-IO: no file system access here.
 
 /// Longest stem (name without extension) kept, in bytes.
 pub const MAX_STEM_LEN: usize = 150;
@@ -60,10 +63,29 @@ impl FileName {
     }
 }
 
+/// Whether `c` changes the direction text is shown in (the explicit
+/// embeddings, overrides and isolates, and the invisible direction marks).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// `text` without control characters (ESC, BEL, newlines…) and without
+/// bidirectional controls ([`is_bidi_control`]): safe to store, to show in a
+/// terminal or a page, and to start a file name from.
+pub fn display_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .collect()
+}
+
 /// Replaces everything that could make a name a path or unprintable.
 fn clean(text: &str) -> String {
     let replaced: String = text
         .chars()
+        .filter(|c| !is_bidi_control(*c))
         .map(|c| match c {
             '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
             c if c.is_control() => '_',
@@ -117,7 +139,7 @@ mod tests {
     fn plain(name: &str) -> bool {
         !name.is_empty()
             && !name.contains(['/', '\\', '\0'])
-            && !name.chars().any(char::is_control)
+            && !name.chars().any(|c| c.is_control() || is_bidi_control(c))
             && !name.starts_with('.')
             && name != ".."
             && name.len() <= MAX_STEM_LEN + 1 + MAX_EXT_LEN + 12
@@ -155,6 +177,15 @@ mod tests {
     }
 
     #[test]
+    fn display_text_drops_controls_and_bidi_overrides() {
+        assert_eq!(display_text("a\u{1b}[31mb\u{7}\nc"), "a[31mbc");
+        assert_eq!(display_text("evil\u{202E}3pm.exe"), "evil3pm.exe");
+        assert_eq!(display_text("Zoë \u{2066}x\u{2069}"), "Zoë x");
+        let name = FileName::for_track(None, "song\u{202E}gpj", "mp3").candidate(1);
+        assert_eq!(name, "songgpj.mp3");
+    }
+
+    #[test]
     fn artist_and_title_and_numbering() {
         let n = FileName::for_track(Some("The Lanterns"), "Signal Fire", "MP3");
         assert_eq!(n.candidate(1), "The Lanterns - Signal Fire.mp3");
@@ -174,6 +205,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn display_text_keeps_no_control(text in any::<String>()) {
+            let shown = display_text(&text);
+            prop_assert!(!shown.chars().any(|c| c.is_control() || is_bidi_control(c)));
+        }
+
         #[test]
         fn any_tags_give_a_plain_name(artist in any::<Option<String>>(), title in any::<String>(), ext in any::<String>(), n in 1u32..1000) {
             let name = FileName::for_track(artist.as_deref(), &title, &ext).candidate(n);

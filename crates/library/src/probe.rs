@@ -293,7 +293,8 @@ fn title_from_path(path: &Path) -> String {
 }
 
 /// Cuts a tag value to [`MAX_TEXT_LEN`] bytes at a character boundary.
-fn bounded(mut text: String) -> String {
+fn bounded(text: String) -> String {
+    let mut text = crate::names::display_text(&text);
     if text.len() > MAX_TEXT_LEN {
         let mut cut = MAX_TEXT_LEN;
         while !text.is_char_boundary(cut) {

@@ -83,10 +83,7 @@ pub(crate) struct Behaviour {
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
     pub(crate) time: request_response::cbor::Behaviour<TimeRequest, TimeResponse>,
-    pub(crate) control: request_response::cbor::Behaviour<
-        crate::control::ControlRequest,
-        crate::control::ControlResponse,
-    >,
+    pub(crate) control: request_response::Behaviour<crate::control::ControlCodec>,
     pub(crate) chunks: transfer::codec::ChunksBehaviour,
     pub(crate) manifests: transfer::codec::ManifestBehaviour,
     pub(crate) library: transfer::codec::LibraryBehaviour,
@@ -102,7 +99,10 @@ impl Behaviour {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
-            .max_transmit_size(MAX_GOSSIP_BYTES)
+            // Room past the limit so that an oversized message reaches the
+            // topic's validator, is rejected there and its sender penalized
+            // (beyond the frame limit gossipsub drops it unseen).
+            .max_transmit_size(MAX_GOSSIP_BYTES * 4)
             .build()
             .map_err(|err| BuildError::Behaviour(err.to_string()))?;
         let gossipsub = gossipsub::Behaviour::new(
@@ -134,9 +134,10 @@ impl Behaviour {
             [(TIME_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(TIME_REQUEST_TIMEOUT),
         );
-        let control_codec = request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(crate::control::MAX_CONTROL_BYTES)
-            .set_response_size_maximum(crate::control::MAX_CONTROL_BYTES);
+        let control_codec = crate::control::ControlCodec::new(
+            crate::control::MAX_CONTROL_BYTES,
+            crate::control::MAX_CONTROL_BYTES,
+        );
         let control = request_response::Behaviour::with_codec(
             control_codec,
             [(crate::control::CONTROL_PROTOCOL, ProtocolSupport::Full)],

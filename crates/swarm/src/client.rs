@@ -72,6 +72,10 @@ pub(crate) enum Command {
     },
     Control(crate::control::ControlCommand),
     Transfer(TransferCommand),
+    Penalize {
+        peer: PeerId,
+        reason: &'static str,
+    },
 }
 
 /// One open connection to a peer.
@@ -240,6 +244,16 @@ impl Client {
     pub async fn library_changed(&self) -> Result<(), ClientError> {
         self.sender
             .send(Command::Transfer(TransferCommand::LibraryChanged))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Gives `peer` a strike for input the node found against the rules
+    /// (e.g. a claimed role the role rule contradicts); enough strikes ban
+    /// it ([`crate::penalty`]).
+    pub async fn penalize(&self, peer: PeerId, reason: &'static str) -> Result<(), ClientError> {
+        self.sender
+            .send(Command::Penalize { peer, reason })
             .await
             .map_err(|_| ClientError::Closed)
     }

@@ -16,6 +16,7 @@
 use crate::client::ClientError;
 use crate::event::Event;
 use crate::event_loop::EventLoop;
+use crate::inbound::{CheckedCbor, Inbound};
 use crate::playback::{MAX_QUEUE, Session};
 use crate::status::MAX_VOLUME_PERMILLE;
 use firefly_library::TrackId;
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 
+/// The codec: CBOR, with malformed requests handed up to be penalized.
+pub type ControlCodec = CheckedCbor<ControlRequest, ControlResponse>;
+
 /// The protocol name.
 pub const CONTROL_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/control/1");
 /// Largest control request or response accepted, in bytes.
@@ -32,6 +36,9 @@ pub const MAX_CONTROL_BYTES: u64 = 64 * 1024;
 /// Most inbound requests parked awaiting the node's answer; beyond, the
 /// oldest closed ones are dropped first, then new requests are refused.
 const MAX_PARKED: usize = 256;
+/// Most of those from one peer; more at once is a flood, refused and
+/// penalized (a person clicking fast on a slow coordinator stays far below).
+const MAX_PARKED_PER_PEER: usize = 64;
 
 /// A request on `/firefly/control/1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +121,9 @@ pub enum ControlResponse {
     },
 }
 
+/// The refusal a peer that is not (yet) a member gets.
+pub const NOT_A_MEMBER: &str = "not a member of this swarm";
+
 /// Names an inbound request until the node answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestKey(u64);
@@ -139,11 +149,11 @@ pub(crate) enum ControlCommand {
 #[derive(Debug, Default)]
 pub(crate) struct ControlState {
     next_key: u64,
-    inbound: HashMap<RequestKey, ResponseChannel<ControlResponse>>,
+    inbound: HashMap<RequestKey, (PeerId, ResponseChannel<ControlResponse>)>,
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, ClientError>>>,
 }
 
-pub(crate) type ControlEvent = request_response::Event<ControlRequest, ControlResponse>;
+pub(crate) type ControlEvent = request_response::Event<Inbound<ControlRequest>, ControlResponse>;
 
 impl EventLoop {
     /// Carries out a client's control command.
@@ -164,11 +174,11 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .control
-                    .send_request(&peer, request);
+                    .send_request(&peer, request.into());
                 self.control.outbound.insert(id, reply);
             }
             ControlCommand::Respond { key, response } => {
-                if let Some(channel) = self.control.inbound.remove(&key)
+                if let Some((_, channel)) = self.control.inbound.remove(&key)
                     && self
                         .swarm
                         .behaviour_mut()
@@ -189,7 +199,15 @@ impl EventLoop {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.on_control_request(peer, request, channel),
+                } => match request {
+                    Inbound::Request(request) => self.on_control_request(peer, request, channel),
+                    Inbound::Malformed(reason) => {
+                        tracing::debug!(%peer, reason, "malformed control request");
+                        self.stats.requests_malformed += 1;
+                        let now = (self.now)();
+                        self.penalize(now, peer, "malformed control request");
+                    }
+                },
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -232,20 +250,38 @@ impl EventLoop {
         };
         if let Err(reason) = request.check() {
             self.stats.gossip_rejected += 1;
+            let now = (self.now)();
+            self.penalize(now, peer, "invalid control request");
             refuse(self, channel, reason);
             return;
         }
+        if !self.membership.is_member(&peer) {
+            // Commands, prepares and volumes come from members only.
+            refuse(self, channel, NOT_A_MEMBER.into());
+            return;
+        }
         let parked = &mut self.control.inbound;
-        if parked.len() >= MAX_PARKED {
-            parked.retain(|_, channel| channel.is_open());
+        if parked.len() >= MAX_PARKED / 2 {
+            parked.retain(|_, (_, channel)| channel.is_open());
+        }
+        let from_peer = parked.values().filter(|(p, _)| *p == peer).count();
+        if from_peer >= MAX_PARKED_PER_PEER {
+            // An honest node has a few commands, a prepare and a volume
+            // under way at a time: this is a flood.
+            let now = (self.now)();
+            self.penalize(now, peer, "too many control requests at once");
+            refuse(self, channel, "too many requests at once".into());
+            return;
         }
         if parked.len() >= MAX_PARKED {
             refuse(self, channel, "the node is busy".into());
             return;
         }
         let key = RequestKey(self.control.next_key);
-        self.control.next_key += 1;
-        self.control.inbound.insert(key, channel);
+        // A name, not a counter of the rules: 2^64 requests never come, and
+        // wrapping is explicit rather than a debug-build panic.
+        self.control.next_key = self.control.next_key.wrapping_add(1);
+        self.control.inbound.insert(key, (peer, channel));
         self.emit(Event::ControlRequest { peer, key, request });
     }
 }
@@ -265,6 +301,21 @@ mod tests {
             tracks: vec![TrackId([0; 32]); MAX_QUEUE + 1],
         };
         assert!(long.check().is_err_and(|e| e.contains("longer")));
+    }
+
+    proptest::proptest! {
+        /// Random bytes never panic the control decoder: they are a request
+        /// to check, or malformed (and penalized), never a crash.
+        #[test]
+        fn random_bytes_never_panic_the_control_decoder(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)
+        ) {
+            if let crate::inbound::Inbound::Request(request) =
+                crate::inbound::decode_request::<ControlRequest>(&bytes, MAX_CONTROL_BYTES as usize)
+            {
+                let _ = request.check();
+            }
+        }
     }
 
     #[test]

@@ -70,6 +70,14 @@ pub enum Event {
         /// The request (checked).
         request: crate::ControlRequest,
     },
+    /// A peer sent bad input too often and is banned for a while
+    /// ([`crate::penalty`]): its connections are closed and refused.
+    PeerBanned {
+        /// The peer.
+        peer: PeerId,
+        /// The kind of bad input that banned it.
+        reason: &'static str,
+    },
     /// Library sync or chunk transfer reported something.
     Transfer(TransferEvent),
     /// DCUtR replaced a relayed connection with a direct one.
@@ -86,6 +94,14 @@ pub struct Stats {
     pub gossip_rejected: u64,
     /// Heartbeats dropped because a member sent them too fast.
     pub gossip_flooded: u64,
+    /// Well-formed gossip ignored because its author is not a member (only
+    /// heartbeats, which are how a peer joins, are taken from non-members).
+    pub gossip_ignored: u64,
+    /// `/firefly/control/1` requests that did not decode or broke their
+    /// size limit (the transfer protocols count theirs in their own stats).
+    pub requests_malformed: u64,
+    /// Strikes given to peers for bad input ([`crate::penalty`]).
+    pub strikes: u64,
     /// Time exchanges that failed (timeouts, malformed messages, closed streams).
     pub time_failures: u64,
     /// Events dropped because the event stream was full.

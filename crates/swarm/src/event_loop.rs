@@ -55,6 +55,7 @@ pub struct EventLoop {
     pub(crate) mapping: crate::ClockMapping,
     pub(crate) control: crate::control::ControlState,
     pub(crate) penalties: Penalties,
+    pub(crate) log_limiter: crate::penalty::LogLimiter,
     heartbeat_interval: i64,
     next_heartbeat: LocalMicros,
     next_redial: LocalMicros,
@@ -106,6 +107,7 @@ impl EventLoop {
             relay: parts.relay,
             clock,
             penalties: Penalties::default(),
+            log_limiter: Default::default(),
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             next_heartbeat: now,
             next_redial: now,
@@ -223,6 +225,7 @@ impl EventLoop {
                 let _ = reply.send(clock_status(&self.clock, (self.now)()));
             }
             Command::Transfer(command) => self.on_transfer_command(command),
+            Command::Penalize { peer, reason } => self.penalize((self.now)(), peer, reason),
         }
     }
 

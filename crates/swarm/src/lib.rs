@@ -43,6 +43,7 @@ mod event;
 mod event_loop;
 mod gossip;
 pub mod identity;
+pub mod inbound;
 mod mapping;
 pub mod membership;
 pub mod penalty;
@@ -66,8 +67,8 @@ pub use mapping::{ClockMapping, Mapping};
 pub use membership::Member;
 pub use playback::Session;
 pub use status::{
-    Load, MAX_NAME_LEN, MAX_PLAYOUT_FLASHES, MAX_VOLUME_PERMILLE, NodeStatus, PlaybackState,
-    PlaybackSummary, Playout, PlayoutFlash, RoleView,
+    Load, MAX_COUNTER, MAX_NAME_LEN, MAX_PLAYOUT_FLASHES, MAX_VOLUME_PERMILLE, NodeStatus,
+    PlaybackState, PlaybackSummary, Playout, PlayoutFlash, RoleView,
 };
 pub use time_exchange::{ClockStatus, TimeSample};
 

@@ -32,6 +32,10 @@ pub const HEARTBEAT_TOPIC: &str = "firefly/heartbeat/1";
 pub const HEARTBEAT_VERSION: u16 = 1;
 /// Most members one node keeps track of; heartbeats from further peers are ignored.
 pub const MAX_MEMBERS: usize = 1024;
+/// How far a member's uptime may run ahead of this node's clock since it
+/// joined before its quick heartbeats count as a flood rather than a
+/// backlog, ms.
+const BACKLOG_SLACK_MS: u64 = 5_000;
 
 /// One node's periodic "I am alive" message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +59,7 @@ impl Heartbeat {
 
     /// Decodes and checks a heartbeat from a peer.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let heartbeat: Heartbeat = wire::decode(bytes, MAX_GOSSIP_BYTES)?;
+        let mut heartbeat: Heartbeat = wire::decode(bytes, MAX_GOSSIP_BYTES)?;
         wire::check_version(heartbeat.version, HEARTBEAT_VERSION)?;
         if heartbeat.name.len() > MAX_NAME_LEN {
             return Err(WireError::Invalid(format!(
@@ -73,6 +77,9 @@ impl Heartbeat {
             .playout
             .check()
             .map_err(WireError::Invalid)?;
+        heartbeat.status.roles.check().map_err(WireError::Invalid)?;
+        // Shown in every view and log: no direction overrides either.
+        heartbeat.name = firefly_library::display_text(&heartbeat.name);
         Ok(heartbeat)
     }
 }
@@ -116,6 +123,9 @@ pub(crate) enum HeartbeatOutcome {
 #[derive(Debug)]
 pub(crate) struct Membership {
     members: BTreeMap<PeerId, Member>,
+    /// Each member's uptime in its first heartbeat (for telling a backlog
+    /// from a flood). Invariant: the same keys as `members`.
+    first_uptime: BTreeMap<PeerId, u64>,
     timeout: i64,
     min_gap: i64,
 }
@@ -130,6 +140,7 @@ impl Membership {
     pub(crate) fn new(timeout: Duration, heartbeat_interval: Duration) -> Self {
         Self {
             members: BTreeMap::new(),
+            first_uptime: BTreeMap::new(),
             timeout: micros(timeout),
             min_gap: micros(heartbeat_interval) / 4,
         }
@@ -144,7 +155,20 @@ impl Membership {
     ) -> HeartbeatOutcome {
         if let Some(member) = self.members.get_mut(&peer) {
             if now - member.last_seen < self.min_gap {
-                return HeartbeatOutcome::Flood;
+                // A backlog (a healed partition, a stalled link) arrives all
+                // at once but was sent in time: the sender's uptime moved on
+                // by a period between its heartbeats, and in all no faster
+                // than this node's own clock since it joined. A flood fails
+                // one test or the other.
+                let min_gap_ms = u64::try_from(self.min_gap / 1000).unwrap_or(0);
+                let spaced = heartbeat.uptime_ms >= member.uptime_ms.saturating_add(min_gap_ms);
+                let since_join_ms = u64::try_from((now - member.joined_at) / 1000).unwrap_or(0);
+                let first = self.first_uptime.get(&peer).copied().unwrap_or(0);
+                let in_time = heartbeat.uptime_ms.saturating_sub(first)
+                    <= since_join_ms.saturating_add(BACKLOG_SLACK_MS);
+                if !(spaced && in_time) {
+                    return HeartbeatOutcome::Flood;
+                }
             }
             member.name = heartbeat.name;
             member.uptime_ms = heartbeat.uptime_ms;
@@ -164,6 +188,7 @@ impl Membership {
             last_seen: now,
         };
         self.members.insert(peer, member.clone());
+        self.first_uptime.insert(peer, member.uptime_ms);
         HeartbeatOutcome::Joined(Box::new(member))
     }
 
@@ -176,6 +201,9 @@ impl Membership {
             .filter(|m| now - m.last_seen > timeout)
             .map(|m| m.peer)
             .collect();
+        for peer in &expired {
+            self.first_uptime.remove(peer);
+        }
         expired
             .iter()
             .filter_map(|peer| self.members.remove(peer))
@@ -196,7 +224,6 @@ impl Membership {
     }
 
     /// Whether `peer` is a member.
-    #[cfg(test)]
     pub(crate) fn is_member(&self, peer: &PeerId) -> bool {
         self.members.contains_key(peer)
     }
@@ -252,6 +279,7 @@ impl EventLoop {
             HeartbeatOutcome::Joined(member) => {
                 tracing::info!(peer = %member.peer, name = %member.name, "member joined");
                 self.clock.add_peer(now, member.peer);
+                self.on_member_joined_transfer(member.peer);
                 self.drive_clock(now);
                 self.emit(Event::PeerJoined {
                     peer: member.peer,
@@ -338,6 +366,30 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_after_a_partition_is_not_a_flood() {
+        let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+        let peer = PeerId::random();
+        let beat = |uptime_ms| Heartbeat {
+            uptime_ms,
+            ..heartbeat("a")
+        };
+        table.handle_heartbeat(LocalMicros(0), peer, beat(1_000));
+        // Cut off for 4 s: the four heartbeats sent meanwhile arrive together.
+        let healed = LocalMicros(4_000_000);
+        for uptime in [2_000, 3_000, 4_000, 5_000] {
+            assert_eq!(
+                table.handle_heartbeat(healed, peer, beat(uptime)),
+                HeartbeatOutcome::Refreshed
+            );
+        }
+        // Claiming uptime faster than time passes is a flood.
+        assert_eq!(
+            table.handle_heartbeat(healed, peer, beat(60_000)),
+            HeartbeatOutcome::Flood
+        );
+    }
+
+    #[test]
     fn table_is_bounded() {
         let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
         for _ in 0..MAX_MEMBERS {
@@ -362,6 +414,17 @@ mod tests {
             Heartbeat::decode(&long.encode().unwrap()),
             Err(WireError::Invalid(_))
         ));
+        let mut inflated = heartbeat("a");
+        inflated.status.roles.term = u64::MAX;
+        assert!(matches!(
+            Heartbeat::decode(&inflated.encode().unwrap()),
+            Err(WireError::Invalid(_))
+        ));
+        let reversed = heartbeat("al\u{202E}ahp");
+        assert_eq!(
+            Heartbeat::decode(&reversed.encode().unwrap()).unwrap().name,
+            "alahp"
+        );
         assert!(matches!(
             Heartbeat::decode(&[0xff; 10]),
             Err(WireError::Malformed(_))

@@ -7,6 +7,10 @@
 //! list) and gossipsub ignores it. `Penalties` is the sans-IO table behind
 //! that; it takes `now` and reads no clock. Memory is bounded: at most
 //! [`MAX_TRACKED`] peers are tracked, oldest strikes forgotten first.
+//!
+//! Logs are bounded too: [`LogLimiter`] lets one line per peer and kind
+//! through per [`LOG_EVERY`], carrying the count of the events it stood
+//! for, so a flood of bad input writes a line a second, not a line each.
 
 use crate::event_loop::EventLoop;
 use firefly_clock::LocalMicros;
@@ -22,6 +26,56 @@ pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 pub const BAN_FOR: Duration = Duration::from_secs(60);
 /// Most peers with strikes or bans tracked at once.
 pub const MAX_TRACKED: usize = 4096;
+/// At most one log line per peer and kind this often.
+pub const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Lets one log line per (peer, kind) through per [`LOG_EVERY`]; see the
+/// module doc. Sans-IO; at most [`MAX_TRACKED`] keys.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimiter {
+    /// Per key: when its last line was written, and events since.
+    seen: HashMap<(PeerId, &'static str), (LocalMicros, u64)>,
+}
+
+impl LogLimiter {
+    /// Counts one event; returns `Some(count)` when a line is due, with the
+    /// number of events it stands for (this one included).
+    pub(crate) fn note(
+        &mut self,
+        now: LocalMicros,
+        peer: PeerId,
+        kind: &'static str,
+    ) -> Option<u64> {
+        let every = micros(LOG_EVERY);
+        if !self.seen.contains_key(&(peer, kind)) && self.seen.len() >= MAX_TRACKED {
+            self.seen.retain(|_, (at, _)| now - *at < every);
+            if self.seen.len() >= MAX_TRACKED {
+                return None;
+            }
+        }
+        match self.seen.get_mut(&(peer, kind)) {
+            Some((at, count)) if now - *at < every => {
+                *count = count.saturating_add(1);
+                None
+            }
+            Some((at, count)) => {
+                let total = count.saturating_add(1);
+                *at = now;
+                *count = 0;
+                Some(total)
+            }
+            None => {
+                self.seen.insert((peer, kind), (now, 0));
+                Some(1)
+            }
+        }
+    }
+
+    /// Forgets `peer` (it left, or its ban ended).
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
+        self.seen.retain(|(p, _), _| p != peer);
+    }
+}
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
@@ -76,6 +130,11 @@ impl Penalties {
         false
     }
 
+    /// Whether `peer` is banned now.
+    pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned.contains_key(peer)
+    }
+
     /// Ends the bans that are over; returns the peers let back in.
     pub(crate) fn handle_timeout(&mut self, now: LocalMicros) -> Vec<PeerId> {
         let over: Vec<PeerId> = self
@@ -98,9 +157,14 @@ impl Penalties {
 
 impl EventLoop {
     /// Gives `peer` a strike for `reason`; bans it when it has too many.
-    pub(crate) fn penalize(&mut self, now: LocalMicros, peer: PeerId, reason: &str) {
-        if peer == *self.swarm.local_peer_id() {
+    pub(crate) fn penalize(&mut self, now: LocalMicros, peer: PeerId, reason: &'static str) {
+        if peer == *self.swarm.local_peer_id() || self.penalties.is_banned(&peer) {
+            // A banned peer's late messages (already on their way) count no more.
             return;
+        }
+        self.stats.strikes = self.stats.strikes.saturating_add(1);
+        if let Some(count) = self.log_limiter.note(now, peer, reason) {
+            tracing::warn!(%peer, reason, count, "bad input from a peer (count: events since the last line)");
         }
         if self.penalties.strike(now, peer) {
             tracing::warn!(%peer, reason, "peer banned for repeated bad input");
@@ -109,6 +173,7 @@ impl EventLoop {
             behaviour.gossipsub.blacklist_peer(&peer);
             // Closes its connections and refuses new ones until the ban ends.
             behaviour.blocked.block_peer(peer);
+            self.emit(crate::Event::PeerBanned { peer, reason });
         }
     }
 
@@ -116,6 +181,7 @@ impl EventLoop {
     pub(crate) fn end_bans(&mut self, now: LocalMicros) {
         for peer in self.penalties.handle_timeout(now) {
             tracing::info!(%peer, "ban over");
+            self.log_limiter.forget(&peer);
             let behaviour = self.swarm.behaviour_mut();
             behaviour.gossipsub.remove_blacklisted_peer(&peer);
             behaviour.blocked.unblock_peer(peer);
@@ -151,6 +217,24 @@ mod tests {
         for i in 0..100 {
             assert!(!table.strike(LocalMicros(i * step), peer), "strike {i}");
         }
+    }
+
+    #[test]
+    fn a_flood_logs_one_line_a_second_with_its_count() {
+        let mut logs = LogLimiter::default();
+        let peer = PeerId::random();
+        let mut lines = Vec::new();
+        // 2,000 events over 2.5 s.
+        for i in 0..2_000i64 {
+            if let Some(count) = logs.note(LocalMicros(i * 1_250), peer, "malformed request") {
+                lines.push(count);
+            }
+        }
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0], 1);
+        assert_eq!(lines.iter().sum::<u64>(), 1 + 800 + 800);
+        // Another kind gets its own line.
+        assert_eq!(logs.note(LocalMicros(0), peer, "heartbeat flood"), Some(1));
     }
 
     #[test]

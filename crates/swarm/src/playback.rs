@@ -11,7 +11,7 @@
 
 use crate::event::Event;
 use crate::event_loop::EventLoop;
-use crate::status::PlaybackState;
+use crate::status::{MAX_COUNTER, PlaybackState};
 use crate::wire::{self, MAX_GOSSIP_BYTES, WireError};
 use firefly_library::TrackId;
 use libp2p::PeerId;
@@ -78,6 +78,12 @@ impl Session {
                 session.queue.len()
             )));
         }
+        if session.term > MAX_COUNTER || session.seq > MAX_COUNTER {
+            return Err(WireError::Invalid(format!(
+                "term {} or seq {} is above {MAX_COUNTER}",
+                session.term, session.seq
+            )));
+        }
         if session.state != PlaybackState::Stopped && session.track.is_none() {
             return Err(WireError::Invalid(
                 "playing or paused without a track".into(),
@@ -108,9 +114,15 @@ impl EventLoop {
         }
     }
 
-    /// Handles a session gossiped by `source`.
+    /// Handles a session gossiped by `source`. Only members' sessions reach
+    /// the node (which keeps only its coordinator's); a non-member's is
+    /// ignored and not forwarded.
     pub(crate) fn on_session(&mut self, source: PeerId, bytes: &[u8]) -> MessageAcceptance {
         match Session::decode(bytes) {
+            Ok(_) if !self.membership.is_member(&source) => {
+                self.stats.gossip_ignored += 1;
+                MessageAcceptance::Ignore
+            }
             Ok(session) => {
                 self.emit(Event::Session {
                     from: source,
@@ -194,5 +206,23 @@ mod tests {
         };
         assert!(Session::decode(&long.encode().unwrap()).is_err());
         assert!(Session::decode(b"\xff\x00garbage").is_err());
+        proptest::proptest!(|(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048))| {
+            let _ = Session::decode(&bytes);
+        });
+        for inflated in [
+            Session {
+                term: u64::MAX,
+                ..playing()
+            },
+            Session {
+                seq: MAX_COUNTER + 1,
+                ..playing()
+            },
+        ] {
+            assert!(matches!(
+                Session::decode(&inflated.encode().unwrap()),
+                Err(WireError::Invalid(_))
+            ));
+        }
     }
 }

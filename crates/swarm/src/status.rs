@@ -18,6 +18,15 @@ use serde::{Deserialize, Serialize};
 /// Longest node name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Largest term or change counter (session `seq`) a peer may claim.
+///
+/// Terms and sequence numbers start at 0 and move one step at a time (an
+/// election, a playback change), so an honest swarm never gets near 2^48
+/// (a change every microsecond would take nine years). A larger value can
+/// only come from a peer that breaks the rules; refusing it at decode time
+/// means no counter this node keeps can come near `u64::MAX` and wrap.
+pub const MAX_COUNTER: u64 = 1 << 48;
+
 /// This node's view of the roles in the swarm.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleView {
@@ -115,6 +124,16 @@ impl Playout {
             .any(|w| w[1].swarm_us <= w[0].swarm_us)
         {
             return Err("flashes are not in time order".into());
+        }
+        Ok(())
+    }
+}
+
+impl RoleView {
+    /// Checks the bounds a well-formed view from a peer may still break.
+    pub fn check(&self) -> Result<(), String> {
+        if self.term > MAX_COUNTER {
+            return Err(format!("term {} is above {MAX_COUNTER}", self.term));
         }
         Ok(())
     }

@@ -377,3 +377,112 @@ async fn a_non_member_cannot_move_the_swarm_clock() {
     assert_eq!(clock.stats.accepted, 0);
     assert!(clock.stats.rejected >= 1);
 }
+
+/// A raw peer with gossipsub (to heartbeat) and the control protocol.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct ControlFlooder {
+    gossipsub: gossipsub::Behaviour,
+    control: request_response::Behaviour<firefly_swarm::control::ControlCodec>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_requests_need_membership_and_a_member_flooding_them_is_banned() {
+    use firefly_swarm::ControlRequest;
+    use firefly_swarm::inbound::Inbound;
+    use firefly_swarm::membership::{HEARTBEAT_TOPIC, HEARTBEAT_VERSION, Heartbeat};
+    let a = start(loopback_config("a")).await;
+    let mut raw = raw_swarm(|key| {
+        let config = gossipsub::ConfigBuilder::default().build().unwrap();
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+                .unwrap();
+        gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(HEARTBEAT_TOPIC))
+            .unwrap();
+        ControlFlooder {
+            gossipsub,
+            control: request_response::Behaviour::with_codec(
+                firefly_swarm::control::ControlCodec::new(64 * 1024, 64 * 1024),
+                [(
+                    firefly_swarm::control::CONTROL_PROTOCOL,
+                    ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default().with_max_concurrent_streams(1024),
+            ),
+        }
+    });
+    let me = *raw.local_peer_id();
+    raw.dial(a.dial_addr()).unwrap();
+    let a_id = a.peer_id();
+    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let (send_tx, mut send) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let driver = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut beat = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {
+                    let heartbeat = Heartbeat {
+                        version: HEARTBEAT_VERSION,
+                        name: "flooder".into(),
+                        uptime_ms: started.elapsed().as_millis() as u64,
+                        status: Default::default(),
+                    };
+                    let _ = raw.behaviour_mut().gossipsub.publish(
+                        gossipsub::IdentTopic::new(HEARTBEAT_TOPIC),
+                        heartbeat.encode().unwrap(),
+                    );
+                }
+                Some(n) = send.recv() => {
+                    for _ in 0..n {
+                        raw.behaviour_mut()
+                            .control
+                            .send_request(&a_id, Inbound::Request(ControlRequest::Pause));
+                    }
+                }
+                event = raw.select_next_some() => match event {
+                    SwarmEvent::Behaviour(ControlFlooderEvent::Control(
+                        request_response::Event::Message {
+                            message: request_response::Message::Response { response, .. },
+                            ..
+                        },
+                    )) => {
+                        let _ = answers_tx.send(Some(response));
+                    }
+                    SwarmEvent::Behaviour(ControlFlooderEvent::Control(
+                        request_response::Event::OutboundFailure { .. },
+                    )) => {
+                        let _ = answers_tx.send(None);
+                    }
+                    _ => {}
+                },
+            }
+        }
+    });
+
+    // Not a member yet: refused, not penalized.
+    send_tx.send(1).unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), answers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&first, Some(firefly_swarm::ControlResponse::Refused { reason }) if reason.contains("member")),
+        "{first:?}"
+    );
+    assert_eq!(a.client.stats().await.unwrap().strikes, 0);
+
+    // A member: requests are parked for the node (nobody answers here) up to
+    // the per-peer bound; a flood past it is penalized until the peer is banned.
+    assert!(wait_members(&a.client, &[me], Duration::from_secs(10)).await);
+    send_tx.send(100).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            a.client.stats().await.unwrap().peers_banned == 1
+        })
+        .await,
+        "{:?}",
+        a.client.stats().await.unwrap()
+    );
+    driver.abort();
+}

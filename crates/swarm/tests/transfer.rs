@@ -407,7 +407,15 @@ async fn a_stalling_peer_is_timed_out_and_the_download_goes_elsewhere() {
     assert_eq!(std::fs::read(path).unwrap(), original);
 }
 
-type RawSwarm = libp2p::Swarm<firefly_swarm::transfer::codec::ChunksBehaviour>;
+/// A raw peer: gossipsub (to heartbeat, so it is a member) and the chunks
+/// protocol, built on libp2p directly.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct RawBehaviour {
+    gossipsub: libp2p::gossipsub::Behaviour,
+    chunks: firefly_swarm::transfer::codec::ChunksBehaviour,
+}
+
+type RawSwarm = libp2p::Swarm<RawBehaviour>;
 
 fn raw_peer() -> RawSwarm {
     libp2p::SwarmBuilder::with_new_identity()
@@ -418,13 +426,69 @@ fn raw_peer() -> RawSwarm {
             libp2p::yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|_| chunks_behaviour())
+        .with_behaviour(|key| {
+            let config = libp2p::gossipsub::ConfigBuilder::default()
+                .validation_mode(libp2p::gossipsub::ValidationMode::Strict)
+                .build()
+                .unwrap();
+            let mut gossipsub = libp2p::gossipsub::Behaviour::new(
+                libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+                config,
+            )
+            .unwrap();
+            gossipsub
+                .subscribe(&libp2p::gossipsub::IdentTopic::new(
+                    firefly_swarm::membership::HEARTBEAT_TOPIC,
+                ))
+                .unwrap();
+            RawBehaviour {
+                gossipsub,
+                chunks: chunks_behaviour(),
+            }
+        })
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
         .build()
 }
 
-/// Sends `requests` to `to` and collects the answers (or failures) in order of arrival.
+/// Publishes the raw peer's heartbeat (ignoring "no peers yet").
+fn heartbeat(raw: &mut RawSwarm, uptime_ms: u64) {
+    let beat = firefly_swarm::membership::Heartbeat {
+        version: firefly_swarm::membership::HEARTBEAT_VERSION,
+        name: "raw".into(),
+        uptime_ms,
+        status: firefly_swarm::NodeStatus::default(),
+    };
+    let _ = raw.behaviour_mut().gossipsub.publish(
+        libp2p::gossipsub::IdentTopic::new(firefly_swarm::membership::HEARTBEAT_TOPIC),
+        beat.encode().unwrap(),
+    );
+}
+
+/// Drives `raw`, heartbeating every second, until `node` counts it as a member.
+async fn join(raw: &mut RawSwarm, node: &Node) {
+    let me = *raw.local_peer_id();
+    let started = std::time::Instant::now();
+    let mut beat = tokio::time::interval(Duration::from_millis(1000));
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            tokio::select! {
+                _ = raw.select_next_some() => {}
+                _ = beat.tick() => {
+                    heartbeat(raw, started.elapsed().as_millis() as u64);
+                    if node.client.members().await.unwrap().iter().any(|m| m.peer == me) {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Sends `requests` to `to` and collects the answers (or failures) in order
+/// of arrival, heartbeating meanwhile so the raw peer stays a member.
 async fn exchange(
     raw: &mut RawSwarm,
     to: PeerId,
@@ -432,28 +496,39 @@ async fn exchange(
 ) -> Vec<Result<ChunksResponse, String>> {
     let mut pending = BTreeSet::new();
     for request in requests {
-        pending.insert(raw.behaviour_mut().send_request(&to, request));
+        pending.insert(raw.behaviour_mut().chunks.send_request(&to, request.into()));
     }
     let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    let mut beat = tokio::time::interval(Duration::from_millis(1000));
     tokio::time::timeout(Duration::from_secs(20), async {
         while !pending.is_empty() {
-            match raw.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                }) => {
+            let event = tokio::select! {
+                event = raw.select_next_some() => event,
+                _ = beat.tick() => {
+                    heartbeat(raw, 60_000 + started.elapsed().as_millis() as u64);
+                    continue;
+                }
+            };
+            match event {
+                SwarmEvent::Behaviour(RawBehaviourEvent::Chunks(
+                    request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    },
+                )) => {
                     pending.remove(&request_id);
                     out.push(Ok(response));
                 }
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id,
-                    error,
-                    ..
-                }) => {
+                SwarmEvent::Behaviour(RawBehaviourEvent::Chunks(
+                    request_response::Event::OutboundFailure {
+                        request_id, error, ..
+                    },
+                )) => {
                     pending.remove(&request_id);
                     out.push(Err(error.to_string()));
                 }
@@ -479,6 +554,15 @@ async fn bad_chunk_requests_are_refused_counted_and_survived() {
     raw.dial(node.node.dial_addr()).unwrap();
     let to = node.node.peer_id();
 
+    // Not a member yet: its requests are refused.
+    let answers = exchange(&mut raw, to, vec![ChunksRequest::new(vec![known])]).await;
+    assert_eq!(
+        answers[0].as_ref().map(|r| &r.body),
+        Ok(&ChunksBody::Refused(Refusal::Unavailable)),
+        "a non-member was served"
+    );
+    join(&mut raw, &node.node).await;
+
     // Unknown version, too many ids, unknown chunks, and a known one.
     let answers = exchange(
         &mut raw,
@@ -499,7 +583,7 @@ async fn bad_chunk_requests_are_refused_counted_and_survived() {
         answers[0].as_ref().unwrap().body,
         ChunksBody::Refused(Refusal::Invalid)
     );
-    // Past the request byte limit: cut off, fails to decode, stream dropped.
+    // Past the request byte limit: cut off, refused, stream dropped, sender struck.
     let oversized = ChunksRequest::new(vec![known; 2000]);
     let answers = exchange(&mut raw, to, vec![oversized]).await;
     assert!(
@@ -542,6 +626,10 @@ async fn bad_chunk_requests_are_refused_counted_and_survived() {
 
     let stats = node.node.client.transfer_stats().await.unwrap();
     assert!(stats.messages_rejected >= 2, "{stats:?}");
+    // Strikes: the invalid request, the oversized one, and every request past
+    // the per-peer limit.
+    let strikes = node.node.client.stats().await.unwrap().strikes;
+    assert!(strikes >= 2 + busy as u64, "{strikes}");
     assert!(stats.requests_refused >= 2 + busy as u64, "{stats:?}");
     // Still alive and serving.
     let answers = exchange(&mut raw, to, vec![ChunksRequest::new(vec![known])]).await;

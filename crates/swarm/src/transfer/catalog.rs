@@ -10,7 +10,7 @@
 //! I/O, no clock. The local node is a peer like any other here (feed it its
 //! own deltas), so the catalog is truly the union of all nodes' tracks.
 
-use firefly_library::TrackId;
+use firefly_library::{TrackId, display_text};
 use libp2p::PeerId;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -19,6 +19,22 @@ use super::wire::{LibraryBody, LibraryDelta, MAX_TRACKS_PER_RESPONSE, TrackSumma
 /// Most tracks one peer may hold in this node's catalog; more is refused,
 /// so one peer cannot grow the catalog without bound.
 pub const MAX_TRACKS_PER_PEER: usize = MAX_TRACKS_PER_RESPONSE;
+/// Most memory the catalog's entries may take in all, estimated by
+/// [`entry_cost`]: the bound over every peer together, so that many
+/// identities cannot add up what one may not. 50,000 tracks with ordinary
+/// tags take about a third of it.
+pub const MAX_CATALOG_BYTES: usize = 24 * 1024 * 1024;
+
+/// Estimated memory of one catalog entry: its text plus a fixed overhead for
+/// the ids, numbers and tree nodes.
+pub fn entry_cost(summary: &TrackSummary) -> usize {
+    let meta = &summary.meta;
+    256 + meta.title.len()
+        + meta.artist.as_ref().map_or(0, String::len)
+        + meta.album.as_ref().map_or(0, String::len)
+        + meta.codec.len()
+        + meta.extension.len()
+}
 
 /// A track in the catalog and who holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +73,9 @@ pub enum CatalogError {
     /// Applying it would give the peer more than [`MAX_TRACKS_PER_PEER`] tracks.
     #[error("peer would hold more than {MAX_TRACKS_PER_PEER} tracks")]
     TooManyTracks,
+    /// Applying it would grow the catalog past [`MAX_CATALOG_BYTES`].
+    #[error("the catalog is full ({MAX_CATALOG_BYTES} bytes)")]
+    Full,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +92,9 @@ struct PeerLibrary {
 pub struct SwarmCatalog {
     tracks: BTreeMap<TrackId, CatalogEntry>,
     peers: HashMap<PeerId, PeerLibrary>,
+    /// Invariant: the sum of [`entry_cost`] over `tracks`, at most
+    /// [`MAX_CATALOG_BYTES`].
+    cost: usize,
 }
 
 impl SwarmCatalog {
@@ -99,6 +121,11 @@ impl SwarmCatalog {
     /// Whether no node holds any track.
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
+    }
+
+    /// The estimated memory the entries take ([`MAX_CATALOG_BYTES`] at most).
+    pub fn cost(&self) -> usize {
+        self.cost
     }
 
     /// The last version of `peer`'s library applied here (0 when unknown).
@@ -182,8 +209,15 @@ impl SwarmCatalog {
                 if *at < self.peer_version(&peer) {
                     return Ok(());
                 }
-                if tracks.len() > MAX_TRACKS_PER_PEER {
-                    return Err(CatalogError::TooManyTracks);
+                let fits = if tracks.len() > MAX_TRACKS_PER_PEER {
+                    Err(CatalogError::TooManyTracks)
+                } else {
+                    self.check_room(tracks)
+                };
+                if let Err(err) = fits {
+                    // Known, though not kept: the same list is not asked again.
+                    self.peers.entry(peer).or_default().version = *at;
+                    return Err(err);
                 }
                 let old: Vec<TrackId> = self.peer_tracks(&peer).copied().collect();
                 for track in old {
@@ -231,6 +265,7 @@ impl SwarmCatalog {
         if held.saturating_add(delta.added.len()) > MAX_TRACKS_PER_PEER {
             return Err(CatalogError::TooManyTracks);
         }
+        self.check_room(&delta.added)?;
         for track in &delta.removed {
             self.remove_holder(peer, *track);
         }
@@ -242,17 +277,40 @@ impl SwarmCatalog {
         Ok(())
     }
 
+    /// Refuses `added` if its new entries would not fit in [`MAX_CATALOG_BYTES`].
+    fn check_room(&self, added: &[TrackSummary]) -> Result<(), CatalogError> {
+        let more = added
+            .iter()
+            .filter(|s| !self.tracks.contains_key(&s.track))
+            .map(entry_cost)
+            .fold(0usize, usize::saturating_add);
+        if self.cost.saturating_add(more) > MAX_CATALOG_BYTES {
+            return Err(CatalogError::Full);
+        }
+        Ok(())
+    }
+
     fn add_holder(&mut self, peer: PeerId, summary: &TrackSummary) {
         self.peers
             .entry(peer)
             .or_default()
             .tracks
             .insert(summary.track);
+        let cost = &mut self.cost;
         self.tracks
             .entry(summary.track)
-            .or_insert_with(|| CatalogEntry {
-                summary: summary.clone(),
-                holders: BTreeSet::new(),
+            .or_insert_with(|| {
+                // Tags from a peer are shown and used for file names: clean them once.
+                let mut summary = summary.clone();
+                let meta = &mut summary.meta;
+                meta.title = display_text(&meta.title);
+                meta.artist = meta.artist.as_deref().map(display_text);
+                meta.album = meta.album.as_deref().map(display_text);
+                *cost = cost.saturating_add(entry_cost(&summary));
+                CatalogEntry {
+                    summary,
+                    holders: BTreeSet::new(),
+                }
             })
             .holders
             .insert(peer);
@@ -270,6 +328,7 @@ impl SwarmCatalog {
         if let Some(entry) = self.tracks.get_mut(&track) {
             entry.holders.remove(&peer);
             if entry.holders.is_empty() {
+                self.cost = self.cost.saturating_sub(entry_cost(&entry.summary));
                 self.tracks.remove(&track);
             }
         }
@@ -413,6 +472,59 @@ mod tests {
         let err = c.handle_response(a, &LibraryBody::Full { at: 1, tracks });
         assert_eq!(err, Err(CatalogError::TooManyTracks));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn many_peers_together_cannot_grow_the_catalog_past_its_bound_and_leaving_frees_it() {
+        let mut c = SwarmCatalog::new();
+        let long = "x".repeat(firefly_library::MAX_TEXT_LEN);
+        let fat = |peer: u32, n: u32| TrackSummary {
+            track: TrackId::of(&[peer.to_le_bytes(), n.to_le_bytes()].concat()),
+            meta: TrackMeta {
+                title: long.clone(),
+                artist: Some(long.clone()),
+                album: Some(long.clone()),
+                ..TrackMeta::default()
+            },
+            ..summary(0)
+        };
+        let mut peers = Vec::new();
+        let mut refused = 0;
+        for p in 0..40u32 {
+            let peer = PeerId::random();
+            peers.push(peer);
+            let tracks: Vec<TrackSummary> = (0..1000).map(|n| fat(p, n)).collect();
+            if c.handle_response(peer, &LibraryBody::Full { at: 1, tracks })
+                == Err(CatalogError::Full)
+            {
+                refused += 1;
+            }
+            assert!(c.cost() <= MAX_CATALOG_BYTES);
+        }
+        assert!(refused > 0);
+        for peer in &peers {
+            c.remove_peer(peer);
+        }
+        assert!(c.is_empty());
+        assert_eq!(c.cost(), 0);
+    }
+
+    #[test]
+    fn tags_from_peers_are_cleaned() {
+        let mut c = SwarmCatalog::new();
+        let a = PeerId::random();
+        let mut dirty = summary(1);
+        dirty.meta.title = "bell\u{7}\u{1b}[2J\nnew\u{202E}3pm".into();
+        c.handle_response(
+            a,
+            &LibraryBody::Full {
+                at: 1,
+                tracks: vec![dirty.clone()],
+            },
+        )
+        .unwrap();
+        let shown = &c.get(&dirty.track).unwrap().summary.meta.title;
+        assert_eq!(shown, "bell[2Jnew3pm");
     }
 
     #[test]

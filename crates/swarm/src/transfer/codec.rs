@@ -6,17 +6,19 @@
 //! from [`wire`](super::wire): a message longer than its limit fails (cut
 //! off at the limit by libp2p's codec, refused outright by
 //! [`ChunksCodec`]), so a peer can never make this node buffer more than the
-//! limit per stream. The manifest and library
-//! protocols use libp2p's CBOR codec as it is; `/firefly/chunks/1` uses
+//! limit per stream. A request that is too long or does not decode is handed
+//! up as [`Inbound::Malformed`] so its sender is penalized
+//! ([`crate::inbound`]). The manifest and library protocols use
+//! [`CheckedCbor`]; `/firefly/chunks/1` uses
 //! [`ChunksCodec`], the same encoding byte for byte with its buffers sized
 //! once (its responses are a megabyte of chunk bytes each). The timeouts
 //! cover a whole exchange, including the time a responder holds the
 //! response back under `--max-upload`.
 
+use crate::inbound::{CheckedCbor, Inbound};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
-use libp2p::request_response::{self, ProtocolSupport, cbor};
-use serde::Serialize;
+use libp2p::request_response::{self, ProtocolSupport};
 use serde::de::DeserializeOwned;
 use std::io;
 use std::sync::Mutex;
@@ -60,17 +62,27 @@ const REQUEST_ENCODED: usize = 8 * 1024;
 
 impl request_response::Codec for ChunksCodec {
     type Protocol = StreamProtocol;
-    type Request = ChunksRequest;
+    type Request = Inbound<ChunksRequest>;
     type Response = ChunksResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ChunksRequest>
+    async fn read_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Inbound<ChunksRequest>>
     where
         T: AsyncRead + Unpin + Send,
     {
         let limit = usize::try_from(self.request_max).unwrap_or(usize::MAX);
         let mut buf = Vec::new();
-        let len = read_into(io, &mut buf, limit).await?;
-        decode(&buf[..len])
+        match read_into(io, &mut buf, limit).await {
+            Ok(len) => Ok(crate::inbound::decode_request(&buf[..len], limit)),
+            // Only a request past the limit reads as invalid data here.
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                Ok(Inbound::Malformed(err.to_string()))
+            }
+            Err(err) => Err(err),
+        }
     }
 
     async fn read_response<T>(
@@ -93,12 +105,13 @@ impl request_response::Codec for ChunksCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: ChunksRequest,
+        request: Inbound<ChunksRequest>,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&encode(&request, REQUEST_ENCODED)?).await
+        io.write_all(&crate::inbound::encode_request(&request, REQUEST_ENCODED)?)
+            .await
     }
 
     async fn write_response<T>(
@@ -211,13 +224,10 @@ fn decode<M: DeserializeOwned>(bytes: &[u8]) -> io::Result<M> {
     cbor4ii::serde::from_slice(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-fn encode<M: Serialize>(message: &M, capacity: usize) -> io::Result<Vec<u8>> {
-    cbor4ii::serde::to_vec(Vec::with_capacity(capacity), message).map_err(io::Error::other)
-}
 /// Codec of `/firefly/manifest/1`.
-pub type ManifestCodec = cbor::codec::Codec<ManifestRequest, ManifestResponse>;
+pub type ManifestCodec = CheckedCbor<ManifestRequest, ManifestResponse>;
 /// Codec of `/firefly/library/1`.
-pub type LibraryCodec = cbor::codec::Codec<LibraryRequest, LibraryResponse>;
+pub type LibraryCodec = CheckedCbor<LibraryRequest, LibraryResponse>;
 
 /// Behaviour of `/firefly/chunks/1`.
 pub type ChunksBehaviour = request_response::Behaviour<ChunksCodec>;
@@ -245,16 +255,12 @@ pub fn chunks_codec() -> ChunksCodec {
 
 /// The `/firefly/manifest/1` codec with its limits.
 pub fn manifest_codec() -> ManifestCodec {
-    ManifestCodec::default()
-        .set_request_size_maximum(MANIFEST_REQUEST_MAX_BYTES)
-        .set_response_size_maximum(MANIFEST_RESPONSE_MAX_BYTES)
+    ManifestCodec::new(MANIFEST_REQUEST_MAX_BYTES, MANIFEST_RESPONSE_MAX_BYTES)
 }
 
 /// The `/firefly/library/1` codec with its limits.
 pub fn library_codec() -> LibraryCodec {
-    LibraryCodec::default()
-        .set_request_size_maximum(LIBRARY_REQUEST_MAX_BYTES)
-        .set_response_size_maximum(LIBRARY_RESPONSE_MAX_BYTES)
+    LibraryCodec::new(LIBRARY_REQUEST_MAX_BYTES, LIBRARY_RESPONSE_MAX_BYTES)
 }
 
 fn config(timeout: Duration) -> request_response::Config {
@@ -301,7 +307,7 @@ mod tests {
     use firefly_library::{ChunkId, ChunkRef, MAX_CHUNK_LEN, Manifest, TrackId, TrackMeta};
     use futures::executor::block_on;
     use futures::io::Cursor;
-    use libp2p::request_response::Codec;
+    use libp2p::request_response::{Codec, cbor};
     use proptest::prelude::*;
 
     fn protocol(name: &'static str) -> StreamProtocol {
@@ -408,11 +414,11 @@ mod tests {
         let wire = encode_request(&mut theirs, CHUNKS_PROTOCOL, request.clone());
         assert_eq!(
             wire,
-            encode_request(&mut ours, CHUNKS_PROTOCOL, request.clone())
+            encode_request(&mut ours, CHUNKS_PROTOCOL, request.clone().into())
         );
         let back = block_on(ours.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
             .unwrap();
-        assert_eq!(back, request);
+        assert_eq!(back, Inbound::Request(request));
     }
 
     #[test]
@@ -422,12 +428,12 @@ mod tests {
         let wire = encode_request(
             &mut chunks,
             CHUNKS_PROTOCOL,
-            ChunksRequest::new(ids.clone()),
+            ChunksRequest::new(ids.clone()).into(),
         );
         let back =
             block_on(chunks.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
                 .unwrap();
-        assert_eq!(back, ChunksRequest::new(ids));
+        assert_eq!(back, Inbound::Request(ChunksRequest::new(ids)));
 
         let mut manifests = manifest_codec();
         let m = sample_manifest();
@@ -468,14 +474,14 @@ mod tests {
         let ids: Vec<ChunkId> = (0u32..2000)
             .map(|i| ChunkId::of(&i.to_le_bytes()))
             .collect();
-        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, ChunksRequest::new(ids));
+        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, ChunksRequest::new(ids).into());
         assert!(wire.len() as u64 > CHUNKS_REQUEST_MAX_BYTES);
         let read = block_on(codec.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)));
-        assert!(read.is_err());
+        assert!(matches!(read, Ok(Inbound::Malformed(_))), "{read:?}");
         // The largest legal request stays within the limit.
         // 0xFF bytes take the most room in CBOR (two bytes each).
         let ids = vec![ChunkId([0xFF; 32]); MAX_CHUNKS_PER_REQUEST];
-        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, ChunksRequest::new(ids));
+        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, ChunksRequest::new(ids).into());
         assert!(
             (wire.len() as u64) < CHUNKS_REQUEST_MAX_BYTES,
             "{} bytes",
@@ -531,9 +537,13 @@ mod tests {
             version: 7,
             ids: vec![],
         };
-        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, request);
-        let back = block_on(codec.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
-            .unwrap();
+        let wire = encode_request(&mut codec, CHUNKS_PROTOCOL, request.into());
+        let Inbound::Request(back) =
+            block_on(codec.read_request(&protocol(CHUNKS_PROTOCOL), &mut Cursor::new(wire)))
+                .unwrap()
+        else {
+            panic!("a well-formed request")
+        };
         assert_eq!(
             back.validate(),
             Err(WireError::UnsupportedVersion { got: 7 })
@@ -542,7 +552,7 @@ mod tests {
 
     fn decode_all(bytes: &[u8]) {
         let p = |n| protocol(n);
-        if let Ok(r) =
+        if let Ok(Inbound::Request(r)) =
             block_on(chunks_codec().read_request(&p(CHUNKS_PROTOCOL), &mut Cursor::new(bytes)))
         {
             let _ = r.validate();
@@ -552,7 +562,7 @@ mod tests {
         {
             let _ = r.validate(MAX_CHUNKS_PER_REQUEST);
         }
-        if let Ok(r) =
+        if let Ok(Inbound::Request(r)) =
             block_on(manifest_codec().read_request(&p(MANIFEST_PROTOCOL), &mut Cursor::new(bytes)))
         {
             let _ = r.validate();
@@ -562,7 +572,7 @@ mod tests {
         {
             let _ = r.validate(TrackId::of(b"x"));
         }
-        if let Ok(r) =
+        if let Ok(Inbound::Request(r)) =
             block_on(library_codec().read_request(&p(LIBRARY_PROTOCOL), &mut Cursor::new(bytes)))
         {
             let _ = r.validate();
@@ -582,7 +592,7 @@ mod tests {
             encode_request(
                 &mut chunks_codec(),
                 CHUNKS_PROTOCOL,
-                ChunksRequest::new(vec![ChunkId::of(b"a")]),
+                ChunksRequest::new(vec![ChunkId::of(b"a")]).into(),
             ),
             encode_response(
                 &mut chunks_codec(),
@@ -600,7 +610,7 @@ mod tests {
             encode_request(
                 &mut manifest_codec(),
                 MANIFEST_PROTOCOL,
-                ManifestRequest::new(m.track),
+                ManifestRequest::new(m.track).into(),
             ),
             encode_response(
                 &mut manifest_codec(),
@@ -610,7 +620,7 @@ mod tests {
             encode_request(
                 &mut library_codec(),
                 LIBRARY_PROTOCOL,
-                LibraryRequest::new(9),
+                LibraryRequest::new(9).into(),
             ),
             encode_response(
                 &mut library_codec(),

@@ -11,6 +11,7 @@ use super::service::{Done, Transfer, TransferCommand, TransferIo};
 use crate::behaviour::Behaviour;
 use crate::event::Event;
 use crate::event_loop::EventLoop;
+use crate::inbound::Inbound;
 use firefly_clock::LocalMicros;
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::{PeerId, Swarm, request_response};
@@ -62,7 +63,7 @@ impl EventLoop {
     pub(crate) fn on_chunks_event(
         &mut self,
         arrived: LocalMicros,
-        event: request_response::Event<ChunksRequest, ChunksResponse>,
+        event: request_response::Event<Inbound<ChunksRequest>, ChunksResponse>,
     ) {
         self.transfer_with(|t, io| t.handle_chunks_event(io, arrived, event));
     }
@@ -70,7 +71,7 @@ impl EventLoop {
     /// An event of `/firefly/manifest/1`.
     pub(crate) fn on_manifest_event(
         &mut self,
-        event: request_response::Event<ManifestRequest, ManifestResponse>,
+        event: request_response::Event<Inbound<ManifestRequest>, ManifestResponse>,
     ) {
         self.transfer_with(|t, io| t.handle_manifest_event(io, event));
     }
@@ -78,7 +79,7 @@ impl EventLoop {
     /// An event of `/firefly/library/1`.
     pub(crate) fn on_library_event(
         &mut self,
-        event: request_response::Event<LibraryRequest, LibraryResponse>,
+        event: request_response::Event<Inbound<LibraryRequest>, LibraryResponse>,
     ) {
         let now = (self.now)();
         self.transfer_with(|t, io| t.handle_library_event(io, now, event));
@@ -93,6 +94,11 @@ impl EventLoop {
     /// A member's heartbeat reported its library version.
     pub(crate) fn on_peer_library_version(&mut self, peer: PeerId, version: u64) {
         self.transfer_with(|t, io| t.handle_peer_version(io, peer, version));
+    }
+
+    /// A peer joined: its library gossip and requests are taken from now on.
+    pub(crate) fn on_member_joined_transfer(&mut self, peer: PeerId) {
+        self.transfer.handle_peer_joined(peer);
     }
 
     /// A member left: it holds nothing any more.

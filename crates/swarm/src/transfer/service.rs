@@ -16,7 +16,7 @@
 //! This module moves messages between them and the network, and counts what
 //! it refused.
 
-use super::catalog::{CatalogEntry, SwarmCatalog, SyncNeed};
+use super::catalog::{CatalogEntry, CatalogError, SwarmCatalog, SyncNeed};
 use super::codec::{ChunksBehaviour, LibraryBehaviour, ManifestBehaviour};
 use super::limiter::UploadLimiter;
 use super::scheduler::{
@@ -29,6 +29,7 @@ use super::wire::{
     MAX_RESPONSE_PAYLOAD, MAX_TRACKS_PER_RESPONSE, ManifestBody, ManifestRequest, ManifestResponse,
     Refusal, TrackSummary, WIRE_VERSION, WireError,
 };
+use crate::inbound::Inbound;
 use crate::status::{Load, NodeStatus};
 use firefly_clock::LocalMicros;
 use firefly_library::{
@@ -207,6 +208,8 @@ pub struct TransferStats {
     pub requests_failed: u64,
     /// Times a peer was penalized for wrong bytes or a malformed response.
     pub peers_penalized: u64,
+    /// Library gossip ignored because its author is not a member.
+    pub gossip_ignored: u64,
 }
 
 /// Blocking work finished off the loop.
@@ -298,6 +301,9 @@ pub(crate) struct Transfer {
     starting: HashMap<TrackId, Vec<oneshot::Sender<Result<PathBuf, TransferError>>>>,
     /// Unfinished downloads of a previous run, waiting for a holder.
     resume: HashSet<TrackId>,
+    /// The swarm's members (from the membership table): only their gossip,
+    /// requests and answers are taken.
+    members: HashSet<PeerId>,
     outbound_chunks: HashMap<OutboundRequestId, OutboundChunks>,
     outbound_manifests: HashMap<OutboundRequestId, (TrackId, PeerId)>,
     outbound_library: HashMap<OutboundRequestId, PeerId>,
@@ -346,6 +352,7 @@ impl Transfer {
             downloads: HashMap::new(),
             starting: HashMap::new(),
             resume: HashSet::new(),
+            members: HashSet::new(),
             outbound_chunks: HashMap::new(),
             outbound_manifests: HashMap::new(),
             outbound_library: HashMap::new(),
@@ -499,6 +506,23 @@ impl Transfer {
         }
     }
 
+    /// A peer joined the swarm (its first heartbeat).
+    pub(crate) fn handle_peer_joined(&mut self, peer: PeerId) {
+        self.members.insert(peer);
+    }
+
+    /// Whether input from `peer` is taken: a member's, or this node's own.
+    fn is_member(&self, peer: &PeerId) -> bool {
+        *peer == self.local || self.members.contains(peer)
+    }
+
+    /// A malformed request: counted, its sender struck, its stream dropped.
+    fn malformed_request(&mut self, peer: PeerId, reason: &str) {
+        tracing::debug!(%peer, reason, "malformed transfer request");
+        self.stats.messages_rejected += 1;
+        self.strikes.push((peer, "malformed transfer request"));
+    }
+
     /// A member left the swarm: it holds nothing any more.
     pub(crate) fn handle_peer_left(
         &mut self,
@@ -506,6 +530,7 @@ impl Transfer {
         now: LocalMicros,
         peer: PeerId,
     ) {
+        self.members.remove(&peer);
         self.catalog.remove_peer(&peer);
         self.inbound.remove(&peer);
         let tracks: Vec<TrackId> = self.downloads.keys().copied().collect();
@@ -537,6 +562,12 @@ impl Transfer {
         if source == self.local {
             return MessageAcceptance::Accept;
         }
+        if !self.is_member(&source) {
+            // Nothing is kept for a peer that is not a member (it would
+            // stay in the catalog as a ghost); its heartbeat comes first.
+            self.stats.gossip_ignored += 1;
+            return MessageAcceptance::Ignore;
+        }
         match self
             .catalog
             .handle_announce(source, &announce.delta, announce.elided)
@@ -560,13 +591,26 @@ impl Transfer {
         &mut self,
         io: &mut TransferIo<'_>,
         now: LocalMicros,
-        event: request_response::Event<ChunksRequest, ChunksResponse>,
+        event: request_response::Event<Inbound<ChunksRequest>, ChunksResponse>,
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 Message::Request {
                     request, channel, ..
-                } => self.serve_chunks(io, peer, request, channel),
+                } => match request {
+                    Inbound::Request(request) if self.is_member(&peer) => {
+                        self.serve_chunks(io, peer, request, channel);
+                    }
+                    Inbound::Request(_) => {
+                        // Not a member (yet): refused plainly, so an honest
+                        // newcomer retries instead of seeing a broken stream.
+                        self.stats.requests_refused += 1;
+                        let _ = io
+                            .chunks
+                            .send_response(channel, ChunksResponse::refused(Refusal::Unavailable));
+                    }
+                    Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
+                },
                 Message::Response {
                     request_id,
                     response,
@@ -609,13 +653,25 @@ impl Transfer {
     pub(crate) fn handle_manifest_event(
         &mut self,
         io: &mut TransferIo<'_>,
-        event: request_response::Event<ManifestRequest, ManifestResponse>,
+        event: request_response::Event<Inbound<ManifestRequest>, ManifestResponse>,
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 Message::Request {
                     request, channel, ..
-                } => self.serve_manifest(io, peer, request, channel),
+                } => match request {
+                    Inbound::Request(request) if self.is_member(&peer) => {
+                        self.serve_manifest(io, peer, request, channel);
+                    }
+                    Inbound::Request(_) => {
+                        self.stats.requests_refused += 1;
+                        let _ = io.manifests.send_response(
+                            channel,
+                            ManifestResponse::new(ManifestBody::Refused(Refusal::Unavailable)),
+                        );
+                    }
+                    Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
+                },
                 Message::Response {
                     request_id,
                     response,
@@ -649,13 +705,25 @@ impl Transfer {
         &mut self,
         io: &mut TransferIo<'_>,
         now: LocalMicros,
-        event: request_response::Event<LibraryRequest, LibraryResponse>,
+        event: request_response::Event<Inbound<LibraryRequest>, LibraryResponse>,
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 Message::Request {
                     request, channel, ..
-                } => self.serve_library(io, peer, request, channel),
+                } => match request {
+                    Inbound::Request(request) if self.is_member(&peer) => {
+                        self.serve_library(io, peer, request, channel);
+                    }
+                    Inbound::Request(_) => {
+                        self.stats.requests_refused += 1;
+                        let _ = io.library.send_response(
+                            channel,
+                            LibraryResponse::new(LibraryBody::Refused(Refusal::Unavailable)),
+                        );
+                    }
+                    Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
+                },
                 Message::Response {
                     request_id,
                     response,
@@ -759,6 +827,9 @@ impl Transfer {
             Err(_) => Some(Refusal::Invalid),
             Ok(()) if self.library.is_none() => Some(Refusal::Unavailable),
             Ok(()) if self.inbound.get(&peer).copied().unwrap_or(0) >= MAX_INBOUND_PER_PEER => {
+                // A downloader keeps at most this many requests in flight
+                // per peer (the scheduler's default): more is a flood.
+                self.strikes.push((peer, "too many chunk requests at once"));
                 Some(Refusal::Busy)
             }
             Ok(()) => None,
@@ -910,17 +981,17 @@ impl Transfer {
     }
 
     fn note_inbound_failure(&mut self, peer: PeerId, error: &InboundFailure) {
-        if matches!(error, InboundFailure::Io(_)) {
-            // A request that did not decode or broke the size limit.
-            self.stats.messages_rejected += 1;
-            self.strikes.push((peer, "malformed transfer request"));
-        }
+        // Requests that do not decode arrive as `Inbound::Malformed`; what
+        // is left is the stream's own trouble, not the peer's input.
+        tracing::debug!(%peer, %error, "inbound transfer request failed");
     }
 
     // ----- library sync -----
 
     fn fetch_library(&mut self, io: &mut TransferIo<'_>, peer: PeerId, since: u64) {
-        let id = io.library.send_request(&peer, LibraryRequest::new(since));
+        let id = io
+            .library
+            .send_request(&peer, LibraryRequest::new(since).into());
         self.outbound_library.insert(id, peer);
     }
 
@@ -930,6 +1001,11 @@ impl Transfer {
         peer: PeerId,
         response: LibraryResponse,
     ) {
+        if !self.is_member(&peer) {
+            // It left while the answer was on its way: keep nothing of it.
+            self.catalog.handle_fetch_failed(&peer);
+            return;
+        }
         if let Err(err) = response.validate() {
             tracing::debug!(%peer, %err, "library response rejected");
             self.stats.messages_rejected += 1;
@@ -942,6 +1018,12 @@ impl Transfer {
                 let version = self.catalog.peer_version(&peer);
                 self.events
                     .push(TransferEvent::LibrarySynced { peer, version });
+            }
+            Err(err @ (CatalogError::Full | CatalogError::TooManyTracks)) => {
+                // Asking again would get the same list: the catalog keeps
+                // what it holds of the peer and waits for a new version.
+                tracing::debug!(%peer, %err, "library response refused");
+                self.stats.messages_rejected += 1;
             }
             Err(err) => {
                 tracing::debug!(%peer, %err, "library response refused; asking for the full list");
@@ -1087,7 +1169,7 @@ impl Transfer {
             Some(peer) => {
                 let id = io
                     .manifests
-                    .send_request(&peer, ManifestRequest::new(track));
+                    .send_request(&peer, ManifestRequest::new(track).into());
                 self.outbound_manifests.insert(id, (track, peer));
             }
             None => {
@@ -1297,9 +1379,10 @@ impl Transfer {
             return;
         };
         while let Some(request) = download.scheduler.poll_request(now) {
-            let id = io
-                .chunks
-                .send_request(&request.peer, ChunksRequest::new(request.ids.clone()));
+            let id = io.chunks.send_request(
+                &request.peer,
+                ChunksRequest::new(request.ids.clone()).into(),
+            );
             self.outbound_chunks.insert(
                 id,
                 OutboundChunks {

@@ -1,90 +1,16 @@
-//! The playback part of the JSON API: state, library and commands.
-//!
-//! Handlers parse and check input (hex track ids, positions, volumes) and
-//! hand commands to the playback driver ([`super::driver::Control`]), which
-//! runs them through the coordinator. [`guard`] is the middleware that
-//! refuses cross-origin browser requests and, when the node has a token,
-//! requests without it. [`ApiJson`] is `Json` whose rejections come back in
-//! the API's `{message}` shape.
+//! The playback part of the API: `GET /api/state` and the commands
+//! (`POST /api/play|pause|resume|seek|next|queue|volume`), which go through
+//! the playback driver to the coordinator.
 
-use super::NodeState;
-use super::driver::{CommandFailed, position_ms};
-use super::http::ApiError;
-use axum::extract::{FromRequest, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use super::error::{ApiError, ApiJson};
+use super::status::shown_names;
+use crate::node::NodeState;
+use crate::node::driver::{CommandFailed, position_ms};
+use axum::Json;
+use axum::extract::State;
 use firefly_library::TrackId;
 use firefly_swarm::{ControlRequest, ControlResponse, PlaybackState, Session};
 use serde::{Deserialize, Serialize};
-
-/// `Json` with rejections as [`ApiError::BadRequest`].
-pub(crate) struct ApiJson<T>(pub(crate) T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(value)| ApiJson(value))
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
-    }
-}
-
-/// The playback routes.
-pub(crate) fn routes() -> Router<NodeState> {
-    Router::new()
-        .route("/api/state", get(state))
-        .route("/api/library", get(library))
-        .route("/api/catalog", get(catalog))
-        .route("/api/play", post(play))
-        .route("/api/pause", post(pause))
-        .route("/api/resume", post(resume))
-        .route("/api/seek", post(seek))
-        .route("/api/next", post(next))
-        .route("/api/queue", post(queue))
-        .route("/api/volume", post(volume))
-        .route("/api/flashes", get(super::events::flashes))
-        .route("/api/events", get(super::events::events))
-}
-
-/// Refuses cross-origin browser requests, and requests without the token
-/// when the node has one.
-pub(crate) async fn guard(
-    State(state): State<NodeState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let headers = request.headers();
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let origin_host = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .map(|(_, rest)| rest);
-        if host.is_none() || origin_host != host {
-            return Err(ApiError::CrossOrigin);
-        }
-    }
-    if let Some(token) = &state.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return Err(ApiError::Unauthorized);
-        }
-    }
-    Ok(next.run(request).await)
-}
 
 /// The playback part of `GET /api/state` and of command answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,15 +94,18 @@ fn role_of(
     }
 }
 
-async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiError> {
+pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiError> {
     let roles = state.control.roles();
     let clock = state.swarm.clock().await?;
     let members = state.swarm.members().await?;
     let links = state.swarm.links().await?;
     let swarm_now = state.audio.timeline.swarm_now().as_micros();
+    let me = state.swarm.peer_id();
+    let names = shown_names((me, &state.name), &members);
     let peers = members
         .into_iter()
-        .map(|m| {
+        .zip(names)
+        .map(|(m, name)| {
             let info = clock
                 .peers
                 .iter()
@@ -184,7 +113,7 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
                 .map(|(_, i)| i);
             PeerReport {
                 peer_id: m.peer.to_string(),
-                name: m.name,
+                name,
                 role: role_of(m.peer, roles.coordinator),
                 rtt_us: info.and_then(|i| i.delay_micros),
                 clock_offset_us: info.and_then(|i| i.offset_micros),
@@ -198,7 +127,6 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
             }
         })
         .collect();
-    let me = state.swarm.peer_id();
     Ok(Json(StateReport {
         peer_id: me.to_string(),
         name: state.name.clone(),
@@ -213,102 +141,6 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
         volume: state.audio.player().is_some().then(|| state.volume.get()),
         peers,
     }))
-}
-
-/// One track in `GET /api/library`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct LibraryTrack {
-    pub(crate) track: String,
-    pub(crate) title: String,
-    pub(crate) artist: Option<String>,
-    pub(crate) album: Option<String>,
-    pub(crate) duration_ms: Option<u64>,
-    /// While the track is being downloaded: how much is here.
-    pub(crate) download: Option<super::events::DownloadEvent>,
-}
-
-/// `GET /api/library`: this node's tracks, then the ones it is downloading
-/// (with their progress).
-async fn library(State(state): State<NodeState>) -> Result<Json<Vec<LibraryTrack>>, ApiError> {
-    let library = state.library.clone();
-    let tracks = tokio::task::spawn_blocking(move || library.tracks()).await??;
-    let mut out: Vec<LibraryTrack> = tracks
-        .into_iter()
-        .map(|t| LibraryTrack {
-            track: t.manifest.track.to_hex(),
-            title: t.manifest.meta.title.clone(),
-            artist: t.manifest.meta.artist.clone(),
-            album: t.manifest.meta.album.clone(),
-            duration_ms: t.manifest.meta.duration_ms,
-            download: None,
-        })
-        .collect();
-    let downloads = state.swarm.downloads().await?;
-    if !downloads.is_empty() {
-        let catalog = state.swarm.catalog().await?;
-        for (track, progress) in downloads {
-            let hex = track.to_hex();
-            if out.iter().any(|t| t.track == hex) {
-                continue;
-            }
-            let meta = catalog
-                .iter()
-                .find(|e| e.summary.track == track)
-                .map(|e| e.summary.meta.clone());
-            out.push(LibraryTrack {
-                track: hex,
-                title: meta.as_ref().map(|m| m.title.clone()).unwrap_or_default(),
-                artist: meta.as_ref().and_then(|m| m.artist.clone()),
-                album: meta.as_ref().and_then(|m| m.album.clone()),
-                duration_ms: meta.as_ref().and_then(|m| m.duration_ms),
-                download: Some(super::events::DownloadEvent::of(track, &progress)),
-            });
-        }
-    }
-    Ok(Json(out))
-}
-
-/// `GET /api/catalog`: every track in the swarm (this node's and its
-/// peers'), with the peers that hold it.
-async fn catalog(
-    State(state): State<NodeState>,
-) -> Result<Json<Vec<super::http::CatalogEntry>>, ApiError> {
-    let me = state.swarm.peer_id();
-    let library = state.library.clone();
-    let local = tokio::task::spawn_blocking(move || library.tracks()).await??;
-    let mut entries: std::collections::BTreeMap<TrackId, super::http::CatalogEntry> = local
-        .into_iter()
-        .map(|t| {
-            let m = t.manifest;
-            let entry = super::http::CatalogEntry {
-                track: m.track.to_hex(),
-                title: m.meta.title.clone(),
-                artist: m.meta.artist.clone(),
-                size: m.size,
-                holders: vec![me.to_string()],
-            };
-            (m.track, entry)
-        })
-        .collect();
-    for remote in state.swarm.catalog().await? {
-        let s = &remote.summary;
-        let entry = entries
-            .entry(s.track)
-            .or_insert_with(|| super::http::CatalogEntry {
-                track: s.track.to_hex(),
-                title: s.meta.title.clone(),
-                artist: s.meta.artist.clone(),
-                size: s.size,
-                holders: Vec::new(),
-            });
-        // The swarm's catalog lists this node too: name each holder once.
-        for holder in remote.holders.iter().map(ToString::to_string) {
-            if !entry.holders.contains(&holder) {
-                entry.holders.push(holder);
-            }
-        }
-    }
-    Ok(Json(entries.into_values().collect()))
 }
 
 /// Positions beyond this are refused outright (a day of audio).
@@ -355,7 +187,7 @@ pub(crate) struct PlayBody {
     position_ms: Option<u64>,
 }
 
-async fn play(
+pub(crate) async fn play(
     State(state): State<NodeState>,
     ApiJson(body): ApiJson<PlayBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
@@ -371,15 +203,19 @@ async fn play(
     .await
 }
 
-async fn pause(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
+pub(crate) async fn pause(
+    State(state): State<NodeState>,
+) -> Result<Json<PlaybackReport>, ApiError> {
     command(&state, ControlRequest::Pause).await
 }
 
-async fn resume(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
+pub(crate) async fn resume(
+    State(state): State<NodeState>,
+) -> Result<Json<PlaybackReport>, ApiError> {
     command(&state, ControlRequest::Resume).await
 }
 
-async fn next(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
+pub(crate) async fn next(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
     command(&state, ControlRequest::Next).await
 }
 
@@ -390,7 +226,7 @@ pub(crate) struct SeekBody {
     position_ms: u64,
 }
 
-async fn seek(
+pub(crate) async fn seek(
     State(state): State<NodeState>,
     ApiJson(body): ApiJson<SeekBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
@@ -405,7 +241,7 @@ pub(crate) struct QueueBody {
     tracks: Vec<String>,
 }
 
-async fn queue(
+pub(crate) async fn queue(
     State(state): State<NodeState>,
     ApiJson(body): ApiJson<QueueBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
@@ -441,7 +277,7 @@ pub(crate) struct VolumeReport {
 /// How long a peer may take to answer a volume request.
 const VOLUME_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn volume(
+pub(crate) async fn volume(
     State(state): State<NodeState>,
     ApiJson(body): ApiJson<VolumeBody>,
 ) -> Result<Json<VolumeReport>, ApiError> {
@@ -480,8 +316,8 @@ async fn volume(
             .volume
             .set(&state.audio, body.volume)
             .map_err(|err| match err {
-                super::events::VolumeError::NoOutput => ApiError::Refused(err.to_string()),
-                super::events::VolumeError::Player(_) => ApiError::Internal(err.into()),
+                crate::node::events::VolumeError::NoOutput => ApiError::Refused(err.to_string()),
+                crate::node::events::VolumeError::Player(_) => ApiError::Internal(err.into()),
             })?;
         return Ok(Json(VolumeReport {
             node: me.to_string(),

@@ -1,0 +1,69 @@
+//! The node's HTTP side, served with axum (documented in `docs/API.md`),
+//! cut by concern: [`guard`] (Host allowlist, origin and token), [`error`]
+//! (the one error type), [`status`], [`playback`] (state and commands),
+//! [`library`] (library and catalog) and [`stream`] (the live event stream).
+//! The arrows run one way: this module assembles the routes; the parts use
+//! the error type and the node's handles, never each other in a circle.
+//!
+//! [`router`] is separate from [`serve`] so tests drive it with `oneshot` and
+//! no socket. Requests a browser sends from another origin or under another
+//! host name are refused; when the node has a token (it is bound to a
+//! non-loopback address) every request must carry it.
+
+pub(crate) mod error;
+pub(crate) mod guard;
+pub(crate) mod library;
+pub(crate) mod playback;
+pub(crate) mod status;
+pub(crate) mod stream;
+
+pub(crate) use status::{CatalogEntry, StatusReport};
+
+use super::NodeState;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use std::time::Duration;
+
+/// Every API route (under the guard) and the UI's.
+pub(crate) fn router(state: NodeState) -> Router {
+    Router::new()
+        .route("/api/status", get(status::status))
+        .route("/api/state", get(playback::state))
+        .route("/api/library", get(library::library))
+        .route("/api/catalog", get(library::catalog))
+        .route("/api/play", post(playback::play))
+        .route("/api/pause", post(playback::pause))
+        .route("/api/resume", post(playback::resume))
+        .route("/api/seek", post(playback::seek))
+        .route("/api/next", post(playback::next))
+        .route("/api/queue", post(playback::queue))
+        .route("/api/volume", post(playback::volume))
+        .route("/api/flashes", get(stream::flashes))
+        .route("/api/events", get(stream::events))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .merge(super::ui::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::host_guard,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, state: NodeState) {
+    if let Err(err) = axum::serve(listener, router(state)).await {
+        tracing::error!(%err, "the API server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+//! The HTTP side driven through `router` with `oneshot`, against real
+//! swarm nodes on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use axum::body::Body;
+use axum::http::Request;
+use firefly_library::{Library, LibraryConfig};
+use tower::ServiceExt;
+
+async fn state(dir: &std::path::Path) -> NodeState {
+    state_with(dir, None).await
+}
+
+async fn state_with(dir: &std::path::Path, token: Option<String>) -> NodeState {
+    node(dir, "test-node", &crate::node::OutputArg::Null, token).await
+}
+
+/// A node on 127.0.0.1 with `output` that answers peers' volume requests
+/// and reports its playout in heartbeats, as `firefly up` does.
+async fn node(
+    dir: &std::path::Path,
+    name: &str,
+    output: &crate::node::OutputArg,
+    token: Option<String>,
+) -> NodeState {
+    let keypair = firefly_swarm::identity::load_or_create(dir).unwrap();
+    let mut config = firefly_swarm::Config::new(keypair, name);
+    config
+        .mdns(false)
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+    let (client, mut events, event_loop) = firefly_swarm::new(config).unwrap();
+    tokio::spawn(event_loop.run());
+    let library = Library::open(&LibraryConfig::new(dir)).unwrap();
+    let now: firefly_swarm::Now = std::sync::Arc::new(firefly_swarm::monotonic_now);
+    let timeline = std::sync::Arc::new(crate::node::timeline::NodeTimeline::new(
+        now.clone(),
+        client.mapping(),
+    ));
+    let audio = crate::node::audio::Audio::start(output, timeline, 0).unwrap();
+    let control = crate::node::driver::spawn(client.clone(), library.clone(), audio.clone(), now);
+    let volume = crate::node::events::Volume::default();
+    let volumes = crate::node::events::VolumeService {
+        client: client.clone(),
+        audio: audio.clone(),
+        volume: volume.clone(),
+    };
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Some(other) = volumes.intercept(event).await {
+                tracing::trace!(?other, "event the test does not handle");
+            }
+        }
+    });
+    tokio::spawn(crate::node::events::report_playout(
+        client.clone(),
+        audio.clone(),
+        volume.clone(),
+    ));
+    NodeState {
+        swarm: client,
+        library,
+        name: name.into(),
+        audio,
+        control,
+        volume,
+        token,
+        http_hosts: Default::default(),
+    }
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// Polls `state`'s `GET /api/state` until `check` holds (10 s at most).
+async fn wait_state(
+    state: &NodeState,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, reply) = send(state.clone(), get("/api/state")).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        if check(&reply) || std::time::Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_volume_is_set_through_this_node_and_reported_with_its_link() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let null = crate::node::OutputArg::Null;
+    let virtual_out = crate::node::OutputArg::Play(firefly_player::OutputChoice::Virtual);
+    let a = node(dir_a.path(), "hall", &null, None).await;
+    let b = node(dir_b.path(), "porch", &virtual_out, None).await;
+    let b_id = b.swarm.peer_id().to_string();
+    let listen = loop {
+        if let Some(addr) = a.swarm.listen_addrs().await.unwrap().into_iter().next() {
+            break addr;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let dial = format!("{listen}/p2p/{}", a.swarm.peer_id());
+    b.swarm.dial(dial.parse().unwrap()).await.unwrap();
+
+    // A sees B with a direct link and B's volume (from its heartbeats).
+    let peer_b = |s: &serde_json::Value| {
+        s["peers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["peer_id"] == b_id.as_str()).cloned())
+    };
+    let state = wait_state(&a, |s| peer_b(s).is_some_and(|p| p["volume"] == 1.0)).await;
+    let seen = peer_b(&state).unwrap();
+    assert_eq!(seen["connection"], "direct", "{state}");
+    assert_eq!(seen["volume"], 1.0, "{state}");
+    // A has no output: no volume of its own.
+    assert!(state["volume"].is_null(), "{state}");
+
+    // A sets B's volume: B's player takes it, and A's view follows.
+    let body = format!(r#"{{"node": "{b_id}", "volume": 0.5}}"#);
+    let (status, reply) = send(a.clone(), post("/api/volume", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["node"], b_id.as_str());
+    assert_eq!(reply["volume"], 0.5);
+    let (_, state_b) = send(b.clone(), get("/api/state")).await;
+    assert_eq!(state_b["volume"], 0.5, "{state_b}");
+    let state = wait_state(&a, |s| peer_b(s).is_some_and(|p| p["volume"] == 0.5)).await;
+    assert_eq!(peer_b(&state).unwrap()["volume"], 0.5, "{state}");
+
+    // By name as well; a node without output refuses clearly.
+    let (status, reply) = send(
+        b.clone(),
+        post("/api/volume", r#"{"node": "hall", "volume": 0.7}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("no output"),
+        "{reply}"
+    );
+    let (status, reply) = send(
+        a,
+        post("/api/volume", r#"{"node": "porch", "volume": 1.2}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, state_b) = send(b, get("/api/state")).await;
+    assert!(
+        (state_b["volume"].as_f64().unwrap() - 1.2).abs() < 1e-6,
+        "{state_b}"
+    );
+}
+
+async fn send(state: NodeState, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = router(state).oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+fn post(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_with_a_json_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let long = format!("{{\"tracks\": [{}]}}", vec!["\"00\""; 600].join(","));
+    for (path, body) in [
+        ("/api/play", "{not json"),
+        ("/api/play", r#"{"track": "abc"}"#),
+        ("/api/play", r#"{"trak": "abc"}"#),
+        ("/api/seek", r#"{"position_ms": "soon"}"#),
+        ("/api/seek", r#"{"position_ms": 999999999999}"#),
+        ("/api/volume", r#"{"volume": -1}"#),
+        ("/api/volume", r#"{"volume": 1, "node": "someone-else"}"#),
+        ("/api/queue", long.as_str()),
+    ] {
+        let (status, reply) = send(state.clone(), post(path, body)).await;
+        assert!(status.is_client_error(), "{path} {body}: {status}");
+        assert!(reply["message"].is_string(), "{path} {body}: {reply}");
+    }
+    // No output: a valid volume is refused, clearly.
+    let (status, reply) = send(state, post("/api/volume", r#"{"volume": 0.5}"#)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+}
+
+#[tokio::test]
+async fn cross_origin_requests_and_missing_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = state(dir.path()).await;
+    let request = |origin: &str| {
+        Request::get("/api/state")
+            .header("host", "127.0.0.1:8081")
+            .header("origin", origin)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _) = send(open.clone(), request("http://evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, reply) = send(open, request("http://127.0.0.1:8081")).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["playback"]["state"], "stopped");
+
+    let dir = tempfile::tempdir().unwrap();
+    let guarded = state_with(dir.path(), Some("s3cret".into())).await;
+    let (status, _) = send(
+        guarded.clone(),
+        Request::get("/api/library").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, reply) = send(
+        guarded,
+        Request::get("/api/library")
+            .header("authorization", "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_rebinding_host_is_refused_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut open = state(dir.path()).await;
+    open.http_hosts = std::sync::Arc::new(vec!["speakers.lan".into()]);
+    let request = |method: &str, path: &str, host: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+            .header("origin", format!("http://{host}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    for (method, path) in [
+        ("GET", "/api/state"),
+        ("POST", "/api/pause"),
+        ("GET", "/api/events"),
+        ("GET", "/"),
+    ] {
+        let (status, reply) = send(open.clone(), request(method, path, "evil.example")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {reply}");
+        assert!(reply["message"].is_string());
+    }
+    for host in [
+        "127.0.0.1:8081",
+        "localhost:8081",
+        "[::1]:8081",
+        "192.168.1.20:8081",
+        "speakers.lan:8081",
+    ] {
+        let (status, reply) = send(open.clone(), request("GET", "/api/state", host)).await;
+        assert_eq!(status, StatusCode::OK, "{host}: {reply}");
+    }
+}
+
+#[test]
+fn hosts_and_tokens_are_checked_strictly() {
+    use crate::node::http::guard::{host_allowed, token_matches};
+    let names = ["speakers.lan".to_string()];
+    assert!(host_allowed("LOCALHOST", &names));
+    assert!(host_allowed("10.0.0.1", &names));
+    assert!(!host_allowed("localhost.evil.example", &names));
+    assert!(!host_allowed("127.0.0.1.nip.io:80", &names));
+    assert!(!host_allowed("[::1", &names));
+    assert!(!host_allowed("evil.example:8081:1", &names));
+    assert!(token_matches("s3cret-token-0001", "s3cret-token-0001"));
+    assert!(!token_matches("s3cret-token-0002", "s3cret-token-0001"));
+    assert!(!token_matches("s3cret", "s3cret-token-0001"));
+}
+
+#[tokio::test]
+async fn the_event_stream_takes_the_token_in_its_query_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let guarded = state_with(dir.path(), Some("s3cret-token-0001".into())).await;
+    let upgrade = |uri: &str| {
+        Request::get(uri)
+            .header("host", "127.0.0.1:8081")
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _) = send(guarded.clone(), upgrade("/api/events")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(guarded.clone(), upgrade("/api/events?token=wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Past the guard: without a real connection to upgrade, axum refuses
+    // the upgrade itself, with another status than 401.
+    let (status, _) = send(
+        guarded.clone(),
+        upgrade("/api/events?token=s3cret%2Dtoken-0001"),
+    )
+    .await;
+    assert_ne!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(guarded, get("/api/state?token=s3cret-token-0001")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "only the event stream reads a query token"
+    );
+}
+
+#[test]
+fn members_with_the_same_name_are_told_apart() {
+    let member = |name: &str| firefly_swarm::Member {
+        peer: firefly_swarm::PeerId::random(),
+        name: name.into(),
+        uptime_ms: 0,
+        status: Default::default(),
+        joined_at: firefly_clock::LocalMicros(0),
+        last_seen: firefly_clock::LocalMicros(0),
+    };
+    let members = [
+        member("alpha"),
+        member("alpha"),
+        member("me"),
+        member("beta\u{202E}"),
+    ];
+    let me = firefly_swarm::PeerId::random();
+    let shown = crate::node::http::status::shown_names((me, "me"), &members);
+    assert!(shown[0].starts_with("alpha (…") && shown[1].starts_with("alpha (…"));
+    assert_ne!(shown[0], shown[1]);
+    assert!(shown[2].starts_with("me (…"), "{shown:?}");
+    assert_eq!(shown[3], "beta");
+    let unique: std::collections::HashSet<_> = shown.iter().collect();
+    assert_eq!(unique.len(), shown.len());
+}
+
+#[tokio::test]
+async fn status_reports_the_node_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let me = state.swarm.peer_id().to_string();
+    let response = router(state)
+        .oneshot(Request::get("/api/status").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let report: StatusReport = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report.peer_id, me);
+    assert_eq!(report.name, "test-node");
+    assert!(report.members.is_empty());
+    assert!(report.catalog.is_empty());
+    assert!(report.clock.swarm_time_us > 0);
+}
+
+#[tokio::test]
+async fn unknown_paths_are_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let response = router(state(dir.path()).await)
+        .oneshot(Request::get("/api/nothing").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,505 @@
+//! The adversary suite: a rogue libp2p peer ([`crate::rogue`]) attacks two
+//! real `firefly up` processes playing a track, and nothing it does may
+//! change the session, the roles, the catalog or the files, grow the node's
+//! memory past a bound, or go unpenalized. Then DNS rebinding against the
+//! HTTP API. The attacks are the ones found against earlier versions
+//! (`docs/SECURITY.md`): a session published by a non-member and by a
+//! member, a session with `u64::MAX` counters, a heartbeat claiming the
+//! coordinator role at a huge term, ghost library entries from an identity
+//! that never joins, a `prepare` from a non-coordinator, hostile names and
+//! titles, oversized gossip, and malformed requests until a ban.
+
+use crate::playback::{Node, http, one_swarm_at_a_time, start_swarm, wait_until};
+use crate::rogue::Rogue;
+use firefly_library::{TrackId, TrackMeta};
+use firefly_swarm::control::ControlRequest;
+use firefly_swarm::playback::{PLAYBACK_TOPIC, SESSION_VERSION};
+use firefly_swarm::transfer::wire::{LIBRARY_TOPIC, LibraryAnnounce, LibraryDelta, TrackSummary};
+use firefly_swarm::{PeerId, PlaybackState, RoleView, Session};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// What must not change: (coordinator, term, playback track, state).
+fn view(node: &Node) -> (Value, Value, Value, Value) {
+    let s = http(node.http, "GET", "/api/state", None).1;
+    (
+        s["coordinator"].clone(),
+        s["term"].clone(),
+        s["playback"]["track"].clone(),
+        s["playback"]["state"].clone(),
+    )
+}
+
+fn catalog(node: &Node) -> Vec<Value> {
+    let (status, body) = http(node.http, "GET", "/api/catalog", None);
+    assert_eq!(status, 200, "{body}");
+    body.as_array().cloned().unwrap_or_default()
+}
+
+fn music_files(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(node.dir.join("music"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The node's resident memory, MB.
+fn rss_mb(node: &Node) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.process.pid())).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+fn summary(n: u32, title: &str) -> TrackSummary {
+    TrackSummary {
+        track: TrackId::of(format!("ghost {n}").as_bytes()),
+        size: 1_000_000,
+        chunks: 16,
+        meta: TrackMeta {
+            title: title.into(),
+            artist: Some("x".repeat(500)),
+            album: Some("y".repeat(500)),
+            codec: "flac".into(),
+            extension: "flac".into(),
+            ..TrackMeta::default()
+        },
+    }
+}
+
+fn session(term: u64, seq: u64, track: TrackId) -> Session {
+    Session {
+        version: SESSION_VERSION,
+        term,
+        seq,
+        queue: vec![],
+        track: Some(track),
+        state: PlaybackState::Playing,
+        start: 0,
+        position_micros: 0,
+    }
+}
+
+#[test]
+fn a_rogue_peer_takes_nothing_over_and_is_banned() {
+    let _swarm = one_swarm_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_swarm(root.path(), 2, &[("sweep.wav", 30)], 1);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let a_peer: PeerId = a.peer_id.parse().unwrap();
+    let library = http(a.http, "GET", "/api/library", None).1;
+    let track = library[0]["track"].as_str().unwrap().to_string();
+    let (status, reply) = http(
+        a.http,
+        "POST",
+        "/api/play",
+        Some(json!({ "track": track, "position_ms": 0 })),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert!(wait_until(Duration::from_secs(20), || {
+        view(a).3 == "playing" && view(b).3 == "playing"
+    }));
+    let before = (view(a), view(b));
+    let catalog_before = catalog(a);
+    let files_before = (music_files(a), music_files(b));
+    let rss_before = rss_mb(a);
+    let fake = TrackId::of(b"the rogue's track");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut rogue = runtime.block_on(async {
+        let mut rogue = Rogue::dial(&a.addr);
+        rogue.run_for(Duration::from_secs(2)).await;
+        rogue
+    });
+    let rogue_id = rogue.peer_id().to_string();
+
+    // 1. Not a member: a session at a huge term, ghost library entries.
+    runtime.block_on(async {
+        rogue.publish(PLAYBACK_TOPIC, session(1 << 40, 1, fake).encode().unwrap());
+        for batch in 0..40u32 {
+            let delta = LibraryDelta {
+                from: u64::from(batch),
+                to: u64::from(batch) + 1,
+                added: (0..40).map(|n| summary(batch * 40 + n, "ghost")).collect(),
+                removed: vec![],
+            };
+            rogue.publish(LIBRARY_TOPIC, LibraryAnnounce::encode_for(&delta));
+            rogue.run_for(Duration::from_millis(20)).await;
+        }
+        rogue.run_for(Duration::from_secs(2)).await;
+    });
+    assert_eq!(
+        (view(a), view(b)),
+        before,
+        "a non-member's session was taken"
+    );
+    assert_eq!(
+        catalog(a),
+        catalog_before,
+        "a non-member left ghosts in the catalog"
+    );
+
+    // 2. A member (it heartbeats) named like node b, with a direction override.
+    rogue.heartbeat = Some(("n1\u{202E}".into(), RoleView::default()));
+    runtime.block_on(rogue.run_for(Duration::from_secs(4)));
+    let state = http(a.http, "GET", "/api/state", None).1;
+    let names: Vec<&str> = state["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "the rogue never became a member: {state}");
+    assert!(names.iter().all(|n| n.starts_with("n1 (…")), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains('\u{202E}')), "{names:?}");
+
+    // 3. The member claims the coordinator role at a huge term, publishes
+    //    sessions (one with u64::MAX counters), asks for a prepare, and
+    //    gossips a title full of control characters.
+    rogue.heartbeat = Some((
+        "n1\u{202E}".into(),
+        RoleView {
+            coordinator: Some(rogue.peer_id()),
+            term: 1 << 40,
+        },
+    ));
+    runtime.block_on(async {
+        for _ in 0..4 {
+            rogue.publish(PLAYBACK_TOPIC, session(1 << 40, 9, fake).encode().unwrap());
+            rogue.publish(
+                PLAYBACK_TOPIC,
+                session(u64::MAX, u64::MAX, fake).encode().unwrap(),
+            );
+            rogue.run_for(Duration::from_secs(1)).await;
+        }
+        rogue.control(
+            a_peer,
+            ControlRequest::Prepare {
+                term: 1 << 40,
+                track: fake,
+            },
+        );
+        let dirty = LibraryDelta {
+            from: 0,
+            to: 1,
+            added: vec![summary(99_999, "bell\u{7}\u{1b}[2J\nflip\u{202E}3pm")],
+            removed: vec![],
+        };
+        rogue.publish(LIBRARY_TOPIC, LibraryAnnounce::encode_for(&dirty));
+        // A member's library is kept (bounded) until it leaves.
+        for batch in 1..40u32 {
+            let delta = LibraryDelta {
+                from: u64::from(batch),
+                to: u64::from(batch) + 1,
+                added: (0..40)
+                    .map(|n| summary(batch * 40 + n, "member ghost"))
+                    .collect(),
+                removed: vec![],
+            };
+            rogue.publish(LIBRARY_TOPIC, LibraryAnnounce::encode_for(&delta));
+            rogue.run_for(Duration::from_millis(20)).await;
+        }
+        rogue.run_for(Duration::from_secs(3)).await;
+    });
+    assert_eq!(
+        (view(a), view(b)),
+        before,
+        "the rogue member took something over"
+    );
+    assert!(
+        matches!(
+            rogue.control_answers.first(),
+            Some(Ok(firefly_swarm::ControlResponse::Refused { .. }))
+        ),
+        "{:?}",
+        rogue.control_answers
+    );
+    let titles: Vec<String> = catalog(a)
+        .iter()
+        .filter_map(|e| e["title"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        titles.iter().any(|t| t == "bell[2Jflip3pm"),
+        "the member's title is not in the catalog, cleaned: {titles:?}"
+    );
+
+    // Claiming the role at a term far above the rule's, heartbeat after
+    // heartbeat, got the member banned.
+    let banned = a
+        .process
+        .wait_line(&format!("banned: {rogue_id} "), Duration::from_secs(10));
+    assert_eq!(
+        banned.as_deref(),
+        Some("(role claim against the rule)"),
+        "{:?}",
+        a.process.lines()
+    );
+
+    // 4. A second identity (not a member): oversized gossip, then malformed
+    //    requests on control, library and chunks: penalized, then banned.
+    let (mut second, second_id) = runtime.block_on(async {
+        let mut second = Rogue::dial(&a.addr);
+        second.run_for(Duration::from_secs(2)).await;
+        let id = second.peer_id().to_string();
+        second.publish(
+            firefly_swarm::membership::HEARTBEAT_TOPIC,
+            vec![0xA5; 100 * 1024],
+        );
+        second.run_for(Duration::from_millis(500)).await;
+        for i in 0..40 {
+            second.raw(a_peer, i % 3, vec![0xFF, 0x00, 0x13, 0x37]);
+        }
+        second.run_for(Duration::from_secs(3)).await;
+        (second, id)
+    });
+    let banned = a
+        .process
+        .wait_line(&format!("banned: {second_id} "), Duration::from_secs(10));
+    assert!(
+        banned
+            .as_deref()
+            .is_some_and(|why| why.starts_with("(malformed")),
+        "malformed input did not get the peer banned: {banned:?} {:?}",
+        a.process.lines()
+    );
+    runtime.block_on(second.run_for(Duration::from_secs(1)));
+    assert!(
+        !second.is_connected(&a_peer),
+        "a banned peer stays connected"
+    );
+
+    // The banned member left membership: nothing of it stays in any catalog.
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            catalog(a) == catalog_before && catalog(b).len() == catalog_before.len()
+        }),
+        "a departed member's tracks stayed: {} and {} entries instead of {}",
+        catalog(a).len(),
+        catalog(b).len(),
+        catalog_before.len()
+    );
+
+    // Nothing changed; the session still moves by one step.
+    assert_eq!((view(a), view(b)), before);
+    assert_eq!(
+        (music_files(a), music_files(b)),
+        files_before,
+        "files changed"
+    );
+    let seq = http(a.http, "GET", "/api/state", None).1["playback"]["seq"]
+        .as_u64()
+        .unwrap();
+    let (status, reply) = http(a.http, "POST", "/api/pause", None);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["seq"].as_u64(), Some(seq + 1), "{reply}");
+    assert!(wait_until(Duration::from_secs(5), || view(b).3 == "paused"));
+    let rss_after = rss_mb(a);
+    eprintln!("adversary: node RSS {rss_before:.1} MB before the attacks, {rss_after:.1} MB after");
+    assert!(
+        rss_after < 96.0 && rss_after - rss_before < 32.0,
+        "memory grew from {rss_before:.1} to {rss_after:.1} MB"
+    );
+    // Every line a flood made is rate-limited: a handful, not one per request.
+    let lines = a.process.lines();
+    assert!(lines.len() < 200, "{} lines", lines.len());
+}
+
+/// A request as a browser sends it after DNS rebinding (`Host` and `Origin`
+/// name the attacker's domain); returns the status.
+fn rebound(addr: std::net::SocketAddr, method: &str, path: &str, extra: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = r#"{"track":"00"}"#;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: evil.example:{}\r\nOrigin: http://evil.example:{}\r\n\
+         Connection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        addr.port(),
+        addr.port(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let head = String::from_utf8_lossy(&response);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_dns_rebinding_request_is_refused() {
+    let _swarm = one_swarm_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let node = crate::playback::spawn_node(
+        root.path(),
+        &crate::playback::NodeSpec {
+            index: 0,
+            tracks: &[],
+            bootstrap: &[],
+            reuse: None,
+            extra: &[],
+        },
+    );
+    let ws = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for (method, path, extra) in [
+        ("GET", "/api/state", ""),
+        ("POST", "/api/play", ""),
+        ("GET", "/api/events", ws),
+        ("GET", "/", ""),
+    ] {
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!("Connection: upgrade\r\n{extra}")
+        };
+        assert_eq!(
+            rebound(node.http, method, path, &extra),
+            403,
+            "{method} {path}"
+        );
+    }
+    // The same node answers its own name.
+    assert_eq!(http(node.http, "GET", "/api/state", None).0, 200);
+}
+
+/// The Chromium binary; outside CI its absence skips the test, under CI
+/// (`.ci/setup` installs it) it fails.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| crate::netns::has_tool(b));
+    if found.is_none() {
+        crate::netns::skip_outside_ci("the_ui_event_stream_works_with_a_token", "needs chromium");
+    }
+    found
+}
+
+#[test]
+fn the_ui_event_stream_works_with_a_token() {
+    let Some(binary) = chromium() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let music = root.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    let http = format!("127.0.0.1:{}", crate::playback::free_port());
+    let token = "0123456789abcdef0123456789abcdef";
+    let mut command = std::process::Command::new(crate::util::firefly_bin());
+    command
+        .args(["up", "--no-mdns", "--output", "null", "--name", "guarded"])
+        .args(["--http", &http, "--token", token])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--music")
+        .arg(&music)
+        .env("RUST_LOG", "error");
+    let node = crate::util::Running::spawn("guarded", command);
+    let url = node
+        .wait_line("ui: ", Duration::from_secs(30))
+        .expect("the node prints the UI's address");
+    assert_eq!(url, format!("http://{http}/#token={token}"));
+    node.wait_line("library: ", Duration::from_secs(30))
+        .unwrap();
+
+    let mut browser = crate::ui_cdp::Browser::start(binary, 1024, 768);
+    let limit = Duration::from_secs(30);
+    let link = "document.getElementById('link').dataset.state";
+    // With the token from the printed address, the page's WebSocket is live.
+    let page = browser.open(&url);
+    assert_eq!(
+        browser.wait(&page, &format!("{link} === 'live'"), limit),
+        Value::Bool(true),
+        "the event stream never opened with the token: {}",
+        browser.eval(&page, link)
+    );
+    // Without it, the page says it needs the token.
+    let bare = browser.open(&format!("http://{http}/"));
+    assert_eq!(
+        browser.wait(&bare, &format!("{link} === 'locked'"), limit),
+        Value::Bool(true),
+        "{}",
+        browser.eval(&bare, link)
+    );
+}
+
+#[test]
+fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
+    let _swarm = one_swarm_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let music = root.path().join("music");
+    crate::playback::write_track(&music.join("a.wav"), 2);
+    let stderr_path = root.path().join("stderr.txt");
+    let port = crate::playback::free_port();
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", crate::playback::free_port())
+        .parse()
+        .unwrap();
+    let mut command = std::process::Command::new(crate::util::firefly_bin());
+    command
+        .args(["up", "--no-mdns", "--output", "null", "--name", "flooded"])
+        .args(["--http", &http_addr.to_string()])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--music")
+        .arg(&music)
+        // The default log level, as a user runs it.
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let node = crate::util::Running::spawn("flooded", command);
+    let peer_id = node
+        .wait_line("peer id: ", Duration::from_secs(20))
+        .unwrap();
+    node.wait_line("library: ", Duration::from_secs(30))
+        .unwrap();
+    let node_peer: PeerId = peer_id.parse().unwrap();
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let failed = runtime.block_on(async {
+        use libp2p::request_response::Codec;
+        let mut rogue = Rogue::dial(&addr);
+        rogue.heartbeat = Some(("flooder".into(), RoleView::default()));
+        rogue.run_for(Duration::from_secs(4)).await;
+        // A well-formed chunks request, as the protocol encodes it.
+        let mut wire = futures::io::Cursor::new(Vec::new());
+        firefly_swarm::transfer::codec::chunks_codec()
+            .write_request(
+                &libp2p::StreamProtocol::new(firefly_swarm::transfer::wire::CHUNKS_PROTOCOL),
+                &mut wire,
+                firefly_swarm::inbound::Inbound::Request(
+                    firefly_swarm::transfer::wire::ChunksRequest::new(vec![
+                        firefly_library::ChunkId::of(b"anything"),
+                    ]),
+                ),
+            )
+            .await
+            .unwrap();
+        let request = wire.into_inner();
+        for _ in 0..2_000 {
+            rogue.raw(node_peer, 2, request.clone());
+        }
+        rogue.run_for(Duration::from_secs(5)).await;
+        rogue.raw_failures
+    });
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    let lines = log.lines().count();
+    eprintln!(
+        "flood: {failed} of 2,000 concurrent requests dropped at the stream cap, {lines} log lines"
+    );
+    // Capped: most streams are dropped by the per-connection stream limit.
+    assert!(failed > 1_000, "{failed}");
+    // One line per dropped stream used to be written; now none or a few.
+    assert!(lines <= 20, "{lines} log lines:\n{log}");
+    // The node still answers.
+    assert_eq!(http(http_addr, "GET", "/api/state", None).0, 200);
+}
