@@ -130,6 +130,9 @@ struct Peer {
     bias_samples: VecDeque<f64>,
     /// Their median: the bias removed from the peer's offset.
     bias: Option<f64>,
+    /// Time between probes of this peer now: [`Config::probe_interval`]
+    /// until its estimate is good, then longer (see `adapt_probing`).
+    interval: i64,
 }
 
 /// Path-bias measurements kept per peer; their median is used (a path's
@@ -345,6 +348,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     reported_skew: None,
                     bias_samples: VecDeque::new(),
                     bias: None,
+                    interval: self.config.probe_interval,
                 },
             );
             self.select_peers(now, Some(&peer));
@@ -479,8 +483,14 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             return Err(SampleError::Stale);
         }
         let cfg = self.config.estimator.clone();
+        let base_interval = self.config.probe_interval;
         let entry = self.peers.get_mut(peer).ok_or(SampleError::UnknownPeer)?;
-        match entry.estimator.insert(s, &cfg)? {
+        let outcome = entry.estimator.insert(s, &cfg)?;
+        if matches!(outcome, Insert::Shrunk | Insert::Reset) {
+            // The window lost samples: gather new ones fast again.
+            entry.interval = base_interval;
+        }
+        match outcome {
             Insert::Added | Insert::Held => {}
             Insert::Shrunk => self.stats.shrinks += 1,
             Insert::Reset => {
@@ -509,8 +519,11 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     /// The next peer to send a time request to, if one is due at `now`.
     pub fn poll_probe(&mut self, now: LocalMicros) -> Option<P> {
         let now = self.advance(now);
-        let interval = self.config.probe_interval;
         let (key, next) = self.probed.iter_mut().find(|(_, next)| *next <= now)?;
+        let interval = self
+            .peers
+            .get(key)
+            .map_or(self.config.probe_interval, |p| p.interval);
         *next = next.saturating_add(interval);
         if *next <= now {
             *next = now.saturating_add(interval);
@@ -630,6 +643,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         let mut views: Vec<View> = Vec::new();
         let mut heard_any = false;
         let my_rate = self.rate();
+        let synced = self.state == State::Synced;
         for peer in self.peers.values_mut() {
             heard_any |= peer.estimator.len() > 0;
             peer.estimator.set_rate_prior(self.rate_base);
@@ -673,6 +687,13 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     peer.info.delay_micros = Some(e.min_delay);
                     peer.info.uncertainty_micros = Some(e.uncertainty_at(at));
                     peer.info.rate_ppm = Some((e.rate - my_rate) * 1e6);
+                    peer.interval = adapt_probing(
+                        &self.config,
+                        peer.interval,
+                        synced,
+                        e.samples,
+                        e.uncertainty_at(at),
+                    );
                     if fresh && offset.is_finite() {
                         views.push(View {
                             offset,
@@ -734,10 +755,12 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
 
     fn couple(&mut self, now: i64, views: &[View]) {
         let outlier = self.config.outlier;
+        // Only a timeline surely ahead (beyond its estimate's noise: heavy
+        // jitter makes young windows wide) is one to step to.
         let ahead: Vec<View> = views
             .iter()
             .copied()
-            .filter(|v| v.offset > outlier)
+            .filter(|v| v.offset - 3.0 * v.sigma > outlier)
             .collect();
         if ahead.is_empty() {
             self.far_ahead_since = None;
@@ -827,6 +850,32 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 .is_some_and(|t| now.saturating_sub(t.0) <= stale_after);
             p.info.coupled = fresh && p.info.offset_micros.is_some_and(|o| o.abs() <= outlier);
         }
+    }
+}
+
+/// The next probe interval of a peer whose estimate has `samples` samples
+/// and `uncertainty` µs: a synced node whose estimate is better than
+/// [`Config::probe_target`] probes a quarter less often per tick, up to
+/// [`Config::max_probe_interval`] (as NTP and chrony lengthen their poll
+/// once locked); one whose estimate is twice as bad, or that is not synced,
+/// probes at [`Config::probe_interval`] again. On a clean link the windows
+/// stay good with few samples; on a jittery one they need many, and get them.
+fn adapt_probing(
+    config: &Config,
+    interval: i64,
+    synced: bool,
+    samples: usize,
+    uncertainty: f64,
+) -> i64 {
+    let base = config.probe_interval;
+    if !synced || uncertainty > 2.0 * config.probe_target {
+        base
+    } else if samples >= 32 && uncertainty <= config.probe_target {
+        interval
+            .saturating_add(interval / 4)
+            .clamp(base, config.max_probe_interval.max(base))
+    } else {
+        interval
     }
 }
 
