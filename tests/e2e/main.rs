@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod commands;
+mod jitter;
 mod join;
 mod netns;
 mod node;
