@@ -67,7 +67,11 @@ fn spawn(root: &Path, index: usize, port: u16, peers: &[String]) -> (JitterNode,
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .args(["--http", &http.to_string()])
         .env("FIREFLY_TEST_CLOCK", SKEWS[index])
-        .env("RUST_LOG", "warn,firefly_swarm::time_exchange=info")
+        .env(
+            "RUST_LOG",
+            std::env::var("FIREFLY_E2E_LOG")
+                .unwrap_or_else(|_| "warn,firefly_swarm::time_exchange=info".into()),
+        )
         .stderr(std::fs::File::create(&log).unwrap());
     for peer in peers {
         command.args(["--peer", peer]);
@@ -182,7 +186,36 @@ fn jittery_links_cause_no_clock_steps_and_no_player_restarts() {
     let restarts_before: Vec<usize> = nodes.iter().map(JitterNode::restarts).collect();
     let mut all = Vec::new();
     for _ in 0..6 {
-        std::thread::sleep(Duration::from_secs(10));
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_secs(2));
+            // What each node thinks of its peers, for a failure's story.
+            let views: Vec<String> = https
+                .iter()
+                .map(|&h| {
+                    let st = http(h, "GET", "/api/state", None).1;
+                    let peers: Vec<String> = st["peers"]
+                        .as_array()
+                        .map(|ps| {
+                            ps.iter()
+                                .map(|p| {
+                                    format!(
+                                        "{:.0}/{:.0}",
+                                        p["clock_offset_us"].as_f64().unwrap_or(f64::NAN),
+                                        p["rtt_us"].as_f64().unwrap_or(f64::NAN)
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "err {:.0} peers {}",
+                        st["sync_error_us"].as_f64().unwrap_or(f64::NAN),
+                        peers.join(" ")
+                    )
+                })
+                .collect();
+            eprintln!("clock views (offset/rtt µs): {}", views.join(" | "));
+        }
         // The last 10 s of each node (the flash ring holds more).
         let seen: Vec<Vec<(f64, i64)>> = https
             .iter()

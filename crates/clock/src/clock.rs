@@ -88,6 +88,9 @@ pub struct PeerView {
     /// Its swarm clock's drift compensation against its own local clock
     /// (dimensionless, e.g. `120e-6`), without any slew in progress.
     pub skew: f64,
+    /// It has not synced yet (a joiner still acquiring): its timeline is
+    /// no one's to follow. `false` for peers that do not say.
+    pub unsynced: bool,
 }
 
 /// Counters of what happened to samples (bad input is counted here).
@@ -126,6 +129,8 @@ struct Peer {
     reported: Option<(i64, f64)>,
     /// The peer's drift compensation, and our local time when it came.
     reported_skew: Option<(i64, f64)>,
+    /// The peer said, with its latest view, that it is not synced yet.
+    reported_unsynced: bool,
     /// The latest path-bias measurements (see [`PeerInfo::path_bias_micros`]).
     bias_samples: VecDeque<f64>,
     /// Their median: the bias removed from the peer's offset.
@@ -160,6 +165,13 @@ struct View {
     /// The window's own rate measurement (no prior), for the rate filter.
     measured_rate: f64,
     measured_rate_sigma: f64,
+    /// How far the peer's clock may be from `offset` whatever the jitter
+    /// did to the estimate: half the smallest round trip (its samples prove
+    /// no more). Under heavy jitter this is tens of ms, on a LAN a fraction
+    /// of one.
+    bound: f64,
+    /// The peer said it is still acquiring.
+    unsynced: bool,
 }
 
 /// This node's swarm clock. Sans-IO: the caller owns time and the network.
@@ -316,6 +328,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         PeerView {
             offset_micros: self.peers.get(peer).and_then(|p| p.measured),
             skew: self.rate_base,
+            unsynced: !self.is_synced(),
         }
     }
 
@@ -346,6 +359,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     measured: None,
                     reported: None,
                     reported_skew: None,
+                    reported_unsynced: false,
                     bias_samples: VecDeque::new(),
                     bias: None,
                     interval: self.config.probe_interval,
@@ -434,6 +448,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     p.reported = Some((now, offset));
                 }
                 p.reported_skew = Some((now, view.skew));
+                p.reported_unsynced = view.unsynced;
                 Ok(())
             }
         };
@@ -702,6 +717,8 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                             rate_sigma: e.rate_uncertainty.max(1e-9),
                             measured_rate: e.measured_rate,
                             measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
+                            bound: e.half_gap.max(0.0),
+                            unsynced: peer.reported_unsynced,
                         });
                     }
                 }
@@ -715,7 +732,12 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         }
         match self.state {
             State::Unsynced { first_ready } => self.acquire(now, first_ready, &views, heard_any),
-            State::Synced => self.couple(now, &views),
+            State::Synced => {
+                // A peer still acquiring has no timeline to follow: a synced
+                // node does not step to it (so a joiner cannot pull the
+                // swarm forward, however near its start).
+                self.couple(now, &views);
+            }
         }
     }
 
@@ -755,12 +777,16 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
 
     fn couple(&mut self, now: i64, views: &[View]) {
         let outlier = self.config.outlier;
-        // Only a timeline surely ahead (beyond its estimate's noise: heavy
-        // jitter makes young windows wide) is one to step to.
+        // Only a timeline *proven* ahead is one to step to: beyond the
+        // estimate's noise and beyond what its round trips can prove (heavy
+        // jitter makes an estimate wander by milliseconds while its sigma
+        // looks small; a step on such a wobble is heard, and makes every
+        // other node step after it). A peer closer than that is averaged
+        // with and slewed to instead.
         let ahead: Vec<View> = views
             .iter()
             .copied()
-            .filter(|v| v.offset - 3.0 * v.sigma > outlier)
+            .filter(|v| !v.unsynced && v.offset - 3.0 * v.sigma - v.bound > outlier)
             .collect();
         if ahead.is_empty() {
             self.far_ahead_since = None;
@@ -778,7 +804,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             }
         }
         let near: Vec<usize> = (0..views.len())
-            .filter(|&i| views[i].offset.abs() <= outlier)
+            .filter(|&i| views[i].offset.abs() <= outlier + views[i].bound)
             .collect();
         self.mark_coupled(outlier);
         if near.is_empty() {

@@ -61,6 +61,10 @@ pub struct TimeResponse {
     /// The answerer's drift compensation against its local clock, ppm.
     #[serde(default, deserialize_with = "number::required")]
     pub skew_ppm: f64,
+    /// The answerer is still acquiring the swarm's timeline: synced nodes
+    /// do not follow it. Absent (older nodes): synced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsynced: bool,
 }
 
 /// Numbers as other implementations send them: CBOR has integers and floats,
@@ -250,6 +254,7 @@ impl EventLoop {
                         t3: self.clock.to_swarm((self.now)()).as_micros(),
                         view: view.offset_micros,
                         skew_ppm: view.skew * 1e6,
+                        unsynced: view.unsynced,
                     };
                     if self
                         .swarm
@@ -280,6 +285,7 @@ impl EventLoop {
                     let view = PeerView {
                         offset_micros: response.view,
                         skew: response.skew_ppm * 1e-6,
+                        unsynced: response.unsynced,
                     };
                     if let Err(err) = self.clock.handle_peer_view(arrived, &peer, view) {
                         tracing::debug!(%peer, %err, "peer's view of our clock refused");

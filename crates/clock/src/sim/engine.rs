@@ -186,6 +186,8 @@ pub(crate) fn simulate(sc: &Scenario, protocol: Protocol) -> Metrics {
                 retransmit: sc.retransmit_ms * 1e3,
                 stall_every: sc.stall_every_s * 1e6,
                 stall_for: sc.stall_ms * 1e3,
+                segments: sc.segments_per_message,
+                background: sc.background_per_s,
             },
             sc.seed,
         ),

@@ -75,6 +75,12 @@ pub struct Scenario {
     pub stall_every_s: f64,
     /// On ordered links: how long a stall holds the link, ms.
     pub stall_ms: f64,
+    /// On ordered links: TCP segments per time message, each delayed on its
+    /// own (a new negotiated stream per request writes several).
+    pub segments_per_message: u32,
+    /// On ordered links: other messages per second on each directed link
+    /// (heartbeats, gossip, flow control); time messages queue behind them.
+    pub background_per_s: f64,
     /// Extra delay of every time *request* (asker → answerer), µs: a stack
     /// that opens a stream per request and answers on it. Each side then sees
     /// the other ahead by half of it.
@@ -134,6 +140,8 @@ impl Scenario {
             retransmit_ms: 200.0,
             stall_every_s: 0.0,
             stall_ms: 0.0,
+            segments_per_message: 1,
+            background_per_s: 0.0,
             request_extra_us: 0.0,
             sync_peers: 8,
             probe_interval_ms: 100.0,
@@ -185,7 +193,9 @@ impl Scenario {
     /// Three nodes whose every link passes through the fault proxy with
     /// 20 ± 10 ms of uniform jitter each way (a busy Wi-Fi), as the e2e test
     /// and `firefly bench sync --jitter-ms 20 --jitter-spread-ms 10` run them:
-    /// one ordered connection per pair, so messages queue behind slow ones.
+    /// one ordered connection per pair, so messages queue behind slow ones
+    /// and behind the link's other traffic, and each time message is
+    /// several segments (a negotiated stream per request).
     /// Goal: spread p99 ≤ 200 µs, no steps.
     pub fn jitter() -> Self {
         Self {
@@ -197,6 +207,11 @@ impl Scenario {
             uniform_jitter_us: 10_000.0,
             loss: 0.0,
             ordered: true,
+            // A new negotiated stream per request: several segments each
+            // way, queued with the link's other traffic (measured through
+            // the proxy: real round trips never get near the 20 ms floor).
+            segments_per_message: 4,
+            background_per_s: 20.0,
             join_at_s: None,
             crash_at_s: None,
             warmup_s: 30.0,
@@ -343,6 +358,8 @@ pub(crate) fn netem_for_tests(
             retransmit: 200_000.0,
             stall_every: stall_every_s * 1e6,
             stall_for: stall_us,
+            segments: 1,
+            background: 0.0,
         },
         7,
     );

@@ -38,6 +38,14 @@ pub(crate) struct Netem {
     pub(crate) retransmit: f64,
     pub(crate) stall_every: f64,
     pub(crate) stall_for: f64,
+    /// On ordered links: TCP segments a message takes (a new negotiated
+    /// stream writes several: open, protocol, data, close); each is delayed
+    /// on its own, and the message is there when its last one is.
+    pub(crate) segments: u32,
+    /// On ordered links: other messages per second sharing the link
+    /// (heartbeats, gossip, flow control), each delayed on its own, ahead of
+    /// which the probes must queue.
+    pub(crate) background: f64,
 }
 
 impl Netem {
@@ -69,6 +77,8 @@ impl Netem {
 struct Link {
     /// Arrival of the last message sent on it, µs of true time.
     last: i64,
+    /// Send time of the last background message generated.
+    background_at: Option<i64>,
     /// The current or next stall `[start, end)`, µs.
     stall: Option<(i64, i64)>,
     rng: ChaCha8Rng,
@@ -110,11 +120,35 @@ impl Network {
         let seed = self.seed;
         let link = self.links.entry((from, to)).or_insert_with(|| Link {
             last: i64::MIN,
+            background_at: None,
             stall: None,
             rng: ChaCha8Rng::seed_from_u64(
                 seed ^ 0x7374_616c_6c00_0000 ^ ((from as u64) << 20) ^ to as u64,
             ),
         });
+        // The other segments of this message, drawn from the link's stream.
+        let spread = netem.uniform_jitter;
+        let mut arrive = arrive;
+        for _ in 1..netem.segments.max(1) {
+            let extra = spread * (2.0 * link.rng.random::<f64>() - 1.0);
+            let seg = t.saturating_add((netem.base + extra).max(0.0).round() as i64);
+            arrive = arrive.max(seg);
+        }
+        // Background messages sent before this one, queued ahead of it.
+        if netem.background > 0.0 {
+            let gap = 1e6 / netem.background;
+            let mut at = link.background_at.unwrap_or(t);
+            loop {
+                let next = at.saturating_add(exponential(&mut link.rng, gap).round() as i64);
+                if next > t {
+                    break;
+                }
+                at = next;
+                let d = netem.base + spread * (2.0 * link.rng.random::<f64>() - 1.0);
+                link.last = link.last.max(at.saturating_add(d.max(0.0).round() as i64));
+            }
+            link.background_at = Some(at);
+        }
         let mut arrive = arrive.max(link.last);
         if netem.stall_every > 0.0 && netem.stall_for > 0.0 {
             loop {
