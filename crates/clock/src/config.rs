@@ -38,7 +38,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             probe_interval: 100_000,
-            max_probe_interval: 1_000_000,
+            max_probe_interval: 250_000,
             probe_target: 5.0,
             tick_interval: 250_000,
             max_sync_peers: 8,
@@ -83,7 +83,7 @@ impl Config {
 
     /// Longest time between two probes of a peer whose estimate is better
     /// than [`Config::probe_target`] (adaptive probing, as NTP and chrony
-    /// lengthen their poll once locked). Default 1 s; set it to the probe
+    /// lengthen their poll once locked). Default 250 ms; set it to the probe
     /// interval to probe at a fixed rate.
     pub fn max_probe_interval(&mut self, d: std::time::Duration) -> &mut Self {
         self.max_probe_interval = micros(d).max(1);

@@ -145,7 +145,7 @@ impl Scenario {
             request_extra_us: 0.0,
             sync_peers: 8,
             probe_interval_ms: 100.0,
-            max_probe_interval_ms: 1_000.0,
+            max_probe_interval_ms: 250.0,
             join_at_s: Some(120.0),
             crash_at_s: Some(180.0),
             crash_node: None,
