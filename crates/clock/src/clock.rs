@@ -20,10 +20,18 @@
 //! cluster of peer timelines that agree within [`crate::Config::outlier`]
 //! (ties: the one furthest ahead, itself included, so a swarm booting together
 //! converges on its latest clock in one round); a *synced* node ignores peers
-//! far from it (a joiner still acquiring), unless they stay ahead for
-//! [`crate::Config::adopt_after`], then it steps forward to them. So a joiner
-//! never pulls the swarm, a crash removes one term of an average that already
-//! agrees, and a synced node's swarm time never runs backward.
+//! far from it (a joiner still acquiring), unless they stay *proven* ahead
+//! (beyond 3σ and beyond half their smallest round trip, what the samples
+//! can prove under jitter) for [`crate::Config::adopt_after`] and do not say
+//! they are still acquiring, then it steps forward to them. Peers nearer than
+//! that proof are averaged with, so a wobbling estimate is slewed to, never
+//! stepped to. So a joiner never pulls the swarm, a crash removes one term of
+//! an average that already agrees, and a synced node's swarm time never runs
+//! backward.
+//!
+//! Probing adapts (as NTP and chrony lengthen their poll): a peer whose
+//! estimate is better than [`crate::Config::probe_target`] is probed less
+//! often, up to [`crate::Config::max_probe_interval`].
 
 use crate::config::Config;
 use crate::estimator::{Estimate, Insert, PeerEstimator, Sample, SampleError};
