@@ -83,7 +83,7 @@ async fn delay_and_jitter_stay_in_their_range_and_keep_order() {
     rtts.sort();
     // Each way 10–30 ms: a round trip 20–60 ms plus scheduling.
     assert!(rtts[0] >= Duration::from_millis(19), "{rtts:?}");
-    assert!(rtts[29] <= Duration::from_millis(90), "{rtts:?}");
+    assert!(rtts[29] <= Duration::from_millis(200), "{rtts:?}");
     assert!(
         rtts[25] - rtts[4] >= Duration::from_millis(5),
         "jitter spreads the round trips: {rtts:?}"
@@ -111,7 +111,7 @@ async fn a_stall_holds_the_link_and_releases_a_burst() {
         .await
         .unwrap();
     let mut s = connect(&proxy).await;
-    assert!(ping(&mut s).await < Duration::from_millis(50));
+    assert!(ping(&mut s).await < Duration::from_millis(150));
     proxy.stall(Some(Direction::Upstream), Duration::from_millis(200));
     let start = Instant::now();
     // Three messages sent during the stall arrive together after it.
@@ -124,8 +124,8 @@ async fn a_stall_holds_the_link_and_releases_a_burst() {
     let waited = start.elapsed();
     assert_eq!(b, [0, 1, 2]);
     assert!(waited >= Duration::from_millis(195), "{waited:?}");
-    assert!(waited < Duration::from_millis(400), "{waited:?}");
-    assert!(ping(&mut s).await < Duration::from_millis(50));
+    assert!(waited < Duration::from_millis(1_000), "{waited:?}");
+    assert!(ping(&mut s).await < Duration::from_millis(150));
     assert!(proxy.stats().stalls >= 1);
 }
 
@@ -203,6 +203,6 @@ async fn a_partition_cuts_connections_and_refuses_new_ones_until_healed() {
     assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
     proxy.heal();
     let mut again = connect(&proxy).await;
-    assert!(ping(&mut again).await < Duration::from_millis(100));
+    assert!(ping(&mut again).await < Duration::from_millis(300));
     assert!(proxy.stats().refused >= 2);
 }
