@@ -791,24 +791,50 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         // looks small; a step on such a wobble is heard, and makes every
         // other node step after it). A peer closer than that is averaged
         // with and slewed to instead.
+        let proven = |v: &View| v.offset.abs() - 3.0 * v.sigma - v.bound > outlier;
         let ahead: Vec<View> = views
             .iter()
             .copied()
-            .filter(|v| !v.unsynced && v.offset - 3.0 * v.sigma - v.bound > outlier)
+            .filter(|v| !v.unsynced && v.offset > 0.0 && proven(v))
             .collect();
-        if ahead.is_empty() {
-            self.far_ahead_since = None;
+        let behind: Vec<View> = views
+            .iter()
+            .copied()
+            .filter(|v| !v.unsynced && v.offset < 0.0 && proven(v))
+            .collect();
+        // The group this node agrees with, itself included.
+        let agreeing = 1 + views
+            .iter()
+            .filter(|v| v.offset.abs() <= outlier + v.bound)
+            .count();
+        // A timeline ahead is followed only when it is held by at least as
+        // many peers as agree with us (a healed partition: the later side
+        // wins a tie), never one peer against the rest (a peer whose clock
+        // jumped by hours); a timeline behind only when strictly more hold
+        // it (this node is the one that jumped, or the smaller side of a
+        // partition ahead of a larger one): the one case a synced node's
+        // swarm time runs backward.
+        let ahead_members = largest_cluster(&ahead, outlier, false);
+        let behind_members = largest_cluster(&behind, outlier, false);
+        let target = if !ahead.is_empty() && ahead_members.len() >= agreeing {
+            Some(weighted_means(&ahead, &ahead_members))
+        } else if !behind.is_empty() && behind_members.len() > agreeing {
+            Some(weighted_means(&behind, &behind_members))
         } else {
-            let since = *self.far_ahead_since.get_or_insert(now);
-            if now.saturating_sub(since) >= self.config.adopt_after {
-                let members = largest_cluster(&ahead, outlier, false);
-                let c = weighted_means(&ahead, &members);
-                self.step(now, c.offset);
-                self.rate_var = c.measured_var.max(1e-12);
-                self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
-                self.rate_slew = 0.0;
-                self.far_ahead_since = None;
-                return;
+            None
+        };
+        match target {
+            None => self.far_ahead_since = None,
+            Some(c) => {
+                let since = *self.far_ahead_since.get_or_insert(now);
+                if now.saturating_sub(since) >= self.config.adopt_after {
+                    self.step(now, c.offset);
+                    self.rate_var = c.measured_var.max(1e-12);
+                    self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
+                    self.rate_slew = 0.0;
+                    self.far_ahead_since = None;
+                    return;
+                }
             }
         }
         let near: Vec<usize> = (0..views.len())

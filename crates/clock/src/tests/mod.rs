@@ -659,3 +659,59 @@ fn ordered_links_queue_behind_stalls_and_never_reorder() {
     let min = arrivals.iter().map(|(sent, at)| at - sent).min().unwrap();
     assert!(min >= 10_000, "no message beats the least delay: {min}");
 }
+
+/// Drives `c` from local time `from` to `until` against peers whose swarm
+/// clocks read `peer_time(peer, t)` at local time `t`, 300 µs away each way;
+/// returns its steps.
+fn drive(
+    c: &mut SwarmClock<u32>,
+    from: i64,
+    until: i64,
+    peer_time: impl Fn(u32, i64) -> i64,
+) -> Vec<i64> {
+    let mut steps = Vec::new();
+    let mut t = from;
+    while t < until {
+        c.handle_timeout(LocalMicros(t));
+        while let Some(p) = c.poll_probe(LocalMicros(t)) {
+            let peer = peer_time(p, t + 300);
+            let s = Sample {
+                t1: LocalMicros(t),
+                t2: SwarmMicros(peer),
+                t3: SwarmMicros(peer + 20),
+                t4: LocalMicros(t + 620),
+            };
+            let _ = c.handle_sample(LocalMicros(t + 620), &p, s);
+        }
+        while let Some(e) = c.poll_event() {
+            if let Event::Stepped { by_micros } = e {
+                steps.push(by_micros);
+            }
+        }
+        t += 10_000;
+    }
+    steps
+}
+
+#[test]
+fn a_peer_whose_clock_jumps_by_an_hour_never_moves_the_timeline() {
+    // `synced_clock` reads local + 4 s; both peers agree with it.
+    let swarm = |t: i64| t + 4_000_000;
+    let hour = 3_600_000_000;
+    let mut c = synced_clock(2);
+    // From 20 s on peer 1 reads an hour ahead.
+    let steps = drive(&mut c, 1_400_000, 60_000_000, |p, t| {
+        swarm(t) + if p == 1 && t > 20_000_000 { hour } else { 0 }
+    });
+    assert!(steps.is_empty(), "followed the jumped peer: {steps:?}");
+    assert!(c.stats().jumps >= 1, "the jump was not seen");
+    assert!((c.to_swarm(LocalMicros(60_000_000)).0 - swarm(60_000_000)).abs() < 1_000);
+    // The node that jumped (here: both others read an hour behind it from
+    // 5 s on) goes back to them, once.
+    let mut c = synced_clock(2);
+    let steps = drive(&mut c, 1_400_000, 20_000_000, |_, t| {
+        swarm(t) - if t > 5_000_000 { hour } else { 0 }
+    });
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!((steps[0] + hour).abs() < 1_000, "{steps:?}");
+}
