@@ -23,11 +23,14 @@
 //! far from it (a joiner still acquiring), unless they stay *proven* ahead
 //! (beyond 3σ and beyond half their smallest round trip, what the samples
 //! can prove under jitter) for [`crate::Config::adopt_after`] and do not say
-//! they are still acquiring, then it steps forward to them. Peers nearer than
+//! they are still acquiring, and at least as many peers hold that timeline
+//! as agree with this node, then it steps forward to them. Peers nearer than
 //! that proof are averaged with, so a wobbling estimate is slewed to, never
-//! stepped to. So a joiner never pulls the swarm, a crash removes one term of
-//! an average that already agrees, and a synced node's swarm time never runs
-//! backward.
+//! stepped to. So a joiner never pulls the swarm, one peer whose clock jumped
+//! never drags the rest, and a crash removes one term of an average that
+//! already agrees. A synced node's swarm time runs backward in one case
+//! only: it is alone (or in the smaller group) ahead of a larger group that
+//! agrees, e.g. its own clock jumped; then it steps back to them.
 //!
 //! Probing adapts (as NTP and chrony lengthen their poll): a peer whose
 //! estimate is better than [`crate::Config::probe_target`] is probed less
