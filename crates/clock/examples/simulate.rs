@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p firefly-clock --release --example simulate -- \
-//!     [--scenario lan|wifi|scale] [--nodes N] [--seed S] [--asymmetry-us A] [--json]
+//!     [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--json]
 //! ```
 //!
 //! The same flags as `firefly bench clock`; the output is always JSON.
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Err(msg) => {
             eprintln!("simulate: {msg}");
             eprintln!(
-                "usage: simulate [--scenario lan|wifi|scale] [--nodes N] [--seed S] [--asymmetry-us A] [--json]"
+                "usage: simulate [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--json]"
             );
             ExitCode::from(2)
         }
@@ -43,8 +43,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
         match arg.as_str() {
             "--scenario" => {
                 let name = value("--scenario")?;
-                scenario = Scenario::preset(&name)
-                    .ok_or_else(|| format!("unknown scenario {name:?} (lan, wifi or scale)"))?;
+                scenario = Scenario::preset(&name).ok_or_else(|| {
+                    format!("unknown scenario {name:?} (lan, wifi, scale, jitter or stalls)")
+                })?;
             }
             "--nodes" => nodes = Some(number::<usize>(&value("--nodes")?, "--nodes")?),
             "--seed" => seed = Some(number::<u64>(&value("--seed")?, "--seed")?),

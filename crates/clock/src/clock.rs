@@ -20,10 +20,21 @@
 //! cluster of peer timelines that agree within [`crate::Config::outlier`]
 //! (ties: the one furthest ahead, itself included, so a swarm booting together
 //! converges on its latest clock in one round); a *synced* node ignores peers
-//! far from it (a joiner still acquiring), unless they stay ahead for
-//! [`crate::Config::adopt_after`], then it steps forward to them. So a joiner
-//! never pulls the swarm, a crash removes one term of an average that already
-//! agrees, and a synced node's swarm time never runs backward.
+//! far from it (a joiner still acquiring), unless they stay *proven* ahead
+//! (beyond 3σ and beyond half their smallest round trip, what the samples
+//! can prove under jitter) for [`crate::Config::adopt_after`] and do not say
+//! they are still acquiring, and at least as many peers hold that timeline
+//! as agree with this node, then it steps forward to them. Peers nearer than
+//! that proof are averaged with, so a wobbling estimate is slewed to, never
+//! stepped to. So a joiner never pulls the swarm, one peer whose clock jumped
+//! never drags the rest, and a crash removes one term of an average that
+//! already agrees. A synced node's swarm time runs backward in one case
+//! only: it is alone (or in the smaller group) ahead of a larger group that
+//! agrees, e.g. its own clock jumped; then it steps back to them.
+//!
+//! Probing adapts (as NTP and chrony lengthen their poll): a peer whose
+//! estimate is better than [`crate::Config::probe_target`] is probed less
+//! often, up to [`crate::Config::max_probe_interval`].
 
 use crate::config::Config;
 use crate::estimator::{Estimate, Insert, PeerEstimator, Sample, SampleError};
@@ -88,6 +99,9 @@ pub struct PeerView {
     /// Its swarm clock's drift compensation against its own local clock
     /// (dimensionless, e.g. `120e-6`), without any slew in progress.
     pub skew: f64,
+    /// It has not synced yet (a joiner still acquiring): its timeline is
+    /// no one's to follow. `false` for peers that do not say.
+    pub unsynced: bool,
 }
 
 /// Counters of what happened to samples (bad input is counted here).
@@ -126,10 +140,15 @@ struct Peer {
     reported: Option<(i64, f64)>,
     /// The peer's drift compensation, and our local time when it came.
     reported_skew: Option<(i64, f64)>,
+    /// The peer said, with its latest view, that it is not synced yet.
+    reported_unsynced: bool,
     /// The latest path-bias measurements (see [`PeerInfo::path_bias_micros`]).
     bias_samples: VecDeque<f64>,
     /// Their median: the bias removed from the peer's offset.
     bias: Option<f64>,
+    /// Time between probes of this peer now: [`Config::probe_interval`]
+    /// until its estimate is good, then longer (see `adapt_probing`).
+    interval: i64,
 }
 
 /// Path-bias measurements kept per peer; their median is used (a path's
@@ -157,6 +176,13 @@ struct View {
     /// The window's own rate measurement (no prior), for the rate filter.
     measured_rate: f64,
     measured_rate_sigma: f64,
+    /// How far the peer's clock may be from `offset` whatever the jitter
+    /// did to the estimate: half the smallest round trip (its samples prove
+    /// no more). Under heavy jitter this is tens of ms, on a LAN a fraction
+    /// of one.
+    bound: f64,
+    /// The peer said it is still acquiring.
+    unsynced: bool,
 }
 
 /// This node's swarm clock. Sans-IO: the caller owns time and the network.
@@ -313,6 +339,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         PeerView {
             offset_micros: self.peers.get(peer).and_then(|p| p.measured),
             skew: self.rate_base,
+            unsynced: !self.is_synced(),
         }
     }
 
@@ -343,8 +370,10 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     measured: None,
                     reported: None,
                     reported_skew: None,
+                    reported_unsynced: false,
                     bias_samples: VecDeque::new(),
                     bias: None,
+                    interval: self.config.probe_interval,
                 },
             );
             self.select_peers(now, Some(&peer));
@@ -430,6 +459,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     p.reported = Some((now, offset));
                 }
                 p.reported_skew = Some((now, view.skew));
+                p.reported_unsynced = view.unsynced;
                 Ok(())
             }
         };
@@ -479,8 +509,14 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             return Err(SampleError::Stale);
         }
         let cfg = self.config.estimator.clone();
+        let base_interval = self.config.probe_interval;
         let entry = self.peers.get_mut(peer).ok_or(SampleError::UnknownPeer)?;
-        match entry.estimator.insert(s, &cfg)? {
+        let outcome = entry.estimator.insert(s, &cfg)?;
+        if matches!(outcome, Insert::Shrunk | Insert::Reset) {
+            // The window lost samples: gather new ones fast again.
+            entry.interval = base_interval;
+        }
+        match outcome {
             Insert::Added | Insert::Held => {}
             Insert::Shrunk => self.stats.shrinks += 1,
             Insert::Reset => {
@@ -509,8 +545,11 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     /// The next peer to send a time request to, if one is due at `now`.
     pub fn poll_probe(&mut self, now: LocalMicros) -> Option<P> {
         let now = self.advance(now);
-        let interval = self.config.probe_interval;
         let (key, next) = self.probed.iter_mut().find(|(_, next)| *next <= now)?;
+        let interval = self
+            .peers
+            .get(key)
+            .map_or(self.config.probe_interval, |p| p.interval);
         *next = next.saturating_add(interval);
         if *next <= now {
             *next = now.saturating_add(interval);
@@ -630,6 +669,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         let mut views: Vec<View> = Vec::new();
         let mut heard_any = false;
         let my_rate = self.rate();
+        let synced = self.state == State::Synced;
         for peer in self.peers.values_mut() {
             heard_any |= peer.estimator.len() > 0;
             peer.estimator.set_rate_prior(self.rate_base);
@@ -673,6 +713,13 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     peer.info.delay_micros = Some(e.min_delay);
                     peer.info.uncertainty_micros = Some(e.uncertainty_at(at));
                     peer.info.rate_ppm = Some((e.rate - my_rate) * 1e6);
+                    peer.interval = adapt_probing(
+                        &self.config,
+                        peer.interval,
+                        synced,
+                        e.samples,
+                        e.uncertainty_at(at),
+                    );
                     if fresh && offset.is_finite() {
                         views.push(View {
                             offset,
@@ -681,6 +728,8 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                             rate_sigma: e.rate_uncertainty.max(1e-9),
                             measured_rate: e.measured_rate,
                             measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
+                            bound: e.half_gap.max(0.0),
+                            unsynced: peer.reported_unsynced,
                         });
                     }
                 }
@@ -694,7 +743,12 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         }
         match self.state {
             State::Unsynced { first_ready } => self.acquire(now, first_ready, &views, heard_any),
-            State::Synced => self.couple(now, &views),
+            State::Synced => {
+                // A peer still acquiring has no timeline to follow: a synced
+                // node does not step to it (so a joiner cannot pull the
+                // swarm forward, however near its start).
+                self.couple(now, &views);
+            }
         }
     }
 
@@ -734,28 +788,60 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
 
     fn couple(&mut self, now: i64, views: &[View]) {
         let outlier = self.config.outlier;
+        // Only a timeline *proven* ahead is one to step to: beyond the
+        // estimate's noise and beyond what its round trips can prove (heavy
+        // jitter makes an estimate wander by milliseconds while its sigma
+        // looks small; a step on such a wobble is heard, and makes every
+        // other node step after it). A peer closer than that is averaged
+        // with and slewed to instead.
+        let proven = |v: &View| v.offset.abs() - 3.0 * v.sigma - v.bound > outlier;
         let ahead: Vec<View> = views
             .iter()
             .copied()
-            .filter(|v| v.offset > outlier)
+            .filter(|v| !v.unsynced && v.offset > 0.0 && proven(v))
             .collect();
-        if ahead.is_empty() {
-            self.far_ahead_since = None;
+        let behind: Vec<View> = views
+            .iter()
+            .copied()
+            .filter(|v| !v.unsynced && v.offset < 0.0 && proven(v))
+            .collect();
+        // The group this node agrees with, itself included.
+        let agreeing = 1 + views
+            .iter()
+            .filter(|v| v.offset.abs() <= outlier + v.bound)
+            .count();
+        // A timeline ahead is followed only when it is held by at least as
+        // many peers as agree with us (a healed partition: the later side
+        // wins a tie), never one peer against the rest (a peer whose clock
+        // jumped by hours); a timeline behind only when strictly more hold
+        // it (this node is the one that jumped, or the smaller side of a
+        // partition ahead of a larger one): the one case a synced node's
+        // swarm time runs backward.
+        let ahead_members = largest_cluster(&ahead, outlier, false);
+        let behind_members = largest_cluster(&behind, outlier, false);
+        let target = if !ahead.is_empty() && ahead_members.len() >= agreeing {
+            Some(weighted_means(&ahead, &ahead_members))
+        } else if !behind.is_empty() && behind_members.len() > agreeing {
+            Some(weighted_means(&behind, &behind_members))
         } else {
-            let since = *self.far_ahead_since.get_or_insert(now);
-            if now.saturating_sub(since) >= self.config.adopt_after {
-                let members = largest_cluster(&ahead, outlier, false);
-                let c = weighted_means(&ahead, &members);
-                self.step(now, c.offset);
-                self.rate_var = c.measured_var.max(1e-12);
-                self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
-                self.rate_slew = 0.0;
-                self.far_ahead_since = None;
-                return;
+            None
+        };
+        match target {
+            None => self.far_ahead_since = None,
+            Some(c) => {
+                let since = *self.far_ahead_since.get_or_insert(now);
+                if now.saturating_sub(since) >= self.config.adopt_after {
+                    self.step(now, c.offset);
+                    self.rate_var = c.measured_var.max(1e-12);
+                    self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
+                    self.rate_slew = 0.0;
+                    self.far_ahead_since = None;
+                    return;
+                }
             }
         }
         let near: Vec<usize> = (0..views.len())
-            .filter(|&i| views[i].offset.abs() <= outlier)
+            .filter(|&i| views[i].offset.abs() <= outlier + views[i].bound)
             .collect();
         self.mark_coupled(outlier);
         if near.is_empty() {
@@ -827,6 +913,32 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 .is_some_and(|t| now.saturating_sub(t.0) <= stale_after);
             p.info.coupled = fresh && p.info.offset_micros.is_some_and(|o| o.abs() <= outlier);
         }
+    }
+}
+
+/// The next probe interval of a peer whose estimate has `samples` samples
+/// and `uncertainty` µs: a synced node whose estimate is better than
+/// [`Config::probe_target`] probes a quarter less often per tick, up to
+/// [`Config::max_probe_interval`] (as NTP and chrony lengthen their poll
+/// once locked); one whose estimate is twice as bad, or that is not synced,
+/// probes at [`Config::probe_interval`] again. On a clean link the windows
+/// stay good with few samples; on a jittery one they need many, and get them.
+fn adapt_probing(
+    config: &Config,
+    interval: i64,
+    synced: bool,
+    samples: usize,
+    uncertainty: f64,
+) -> i64 {
+    let base = config.probe_interval;
+    if !synced || uncertainty > 2.0 * config.probe_target {
+        base
+    } else if samples >= 32 && uncertainty <= config.probe_target {
+        interval
+            .saturating_add(interval / 4)
+            .clamp(base, config.max_probe_interval.max(base))
+    } else {
+        interval
     }
 }
 

@@ -11,6 +11,8 @@ use crate::estimator::EstimatorConfig;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) probe_interval: i64,
+    pub(crate) max_probe_interval: i64,
+    pub(crate) probe_target: f64,
     pub(crate) tick_interval: i64,
     pub(crate) max_sync_peers: usize,
     pub(crate) min_samples: usize,
@@ -36,6 +38,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             probe_interval: 100_000,
+            max_probe_interval: 250_000,
+            probe_target: 5.0,
             tick_interval: 250_000,
             max_sync_peers: 8,
             min_samples: 4,
@@ -74,6 +78,23 @@ impl Config {
     /// per second: the per-direction minima need many samples).
     pub fn probe_interval(&mut self, d: std::time::Duration) -> &mut Self {
         self.probe_interval = micros(d).max(1);
+        self
+    }
+
+    /// Longest time between two probes of a peer whose estimate is better
+    /// than [`Config::probe_target`] (adaptive probing, as NTP and chrony
+    /// lengthen their poll once locked). Default 250 ms; set it to the probe
+    /// interval to probe at a fixed rate.
+    pub fn max_probe_interval(&mut self, d: std::time::Duration) -> &mut Self {
+        self.max_probe_interval = micros(d).max(1);
+        self
+    }
+
+    /// A peer estimate better than this (one sigma) lets its probes space
+    /// out, one twice as bad brings them back to [`Config::probe_interval`].
+    /// Default 15 µs.
+    pub fn probe_target(&mut self, d: std::time::Duration) -> &mut Self {
+        self.probe_target = micros(d).max(1) as f64;
         self
     }
 

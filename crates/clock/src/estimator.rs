@@ -287,9 +287,13 @@ impl PeerEstimator {
         };
         let outcome = match judge {
             Some(fit) if self.points.len() >= 3 => {
-                let violation = violation(&fit, &p);
                 let tolerance = 4.0 * fit.uncertainty + 5.0;
-                if violation > cfg.jump_threshold.max(tolerance) {
+                // A jump is judged against what the sample *proves*: the
+                // peer's clock lies between `v` and `u` whatever the delays
+                // were. Against the envelopes, a sample that merely met a
+                // quieter network than the window did (heavy jitter, a slow
+                // window after a stall) would look like a jump.
+                if bound_violation(&fit, &p) > cfg.jump_threshold.max(tolerance) {
                     match self.pending.take() {
                         Some(q) if consistent(&q, &p, tolerance) => {
                             self.points.clear();
@@ -303,7 +307,7 @@ impl PeerEstimator {
                             return Ok(Insert::Held);
                         }
                     }
-                } else if violation > tolerance {
+                } else if violation(&fit, &p) > 2.0 * tolerance {
                     let keep = self.points.len() / 2;
                     while self.points.len() > keep {
                         self.pop_oldest();
@@ -389,6 +393,15 @@ fn violation(fit: &Estimate, p: &Point) -> f64 {
     let below = lower_u - p.u as f64;
     let above = p.v as f64 - upper_v;
     below.max(above)
+}
+
+/// How far the fitted line lies outside the offset interval `p` proves,
+/// `[v, u]` (the peer's clock at `t1` is at most `u`, at `t4` at least `v`,
+/// since no delay is negative), µs; negative or zero when it is inside.
+fn bound_violation(fit: &Estimate, p: &Point) -> f64 {
+    let above = fit.theta_at(LocalMicros(p.t1)) - p.u as f64;
+    let below = p.v as f64 - fit.theta_at(LocalMicros(p.t4));
+    above.max(below)
 }
 
 /// Whether `p` lies well inside both envelopes of `fit`, so that adding or

@@ -43,9 +43,11 @@
 //!   `t3 = t2` is fine if the peer stamps once). Time out requests after 1 s:
 //!   longer round trips are refused anyway ([`Config::max_delay`]).
 //! - Playback must wait for [`Event::Synced`] and re-read anything scheduled
-//!   in swarm time after an [`Event::Stepped`]. While synced, swarm time only
+//!   in swarm time after an [`Event::Stepped`]. While synced, swarm time
 //!   runs forward and its rate changes slowly; a step happens only when this
-//!   node adopts a timeline that stayed ahead of it (a healed partition).
+//!   node adopts a timeline proven ahead of it and held by at least as many
+//!   peers as agree with it (a healed partition), or, backward, when a
+//!   larger group agrees on a timeline behind it (its own clock jumped).
 //! - A player follows the timeline with a [`SlewController`]: feed it the
 //!   phase error (emitted position minus timeline position) and apply the
 //!   returned rate, or seek on [`Correction::Realign`].

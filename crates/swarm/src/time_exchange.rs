@@ -52,11 +52,88 @@ pub struct TimeResponse {
     /// own, µs, uncorrected (absent until it has one). With `skew` it lets
     /// the asker cancel the bias both directions share and the swarm's
     /// common drift (see [`SwarmClock::handle_peer_view`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number::optional"
+    )]
     pub view: Option<f64>,
     /// The answerer's drift compensation against its local clock, ppm.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number::required")]
     pub skew_ppm: f64,
+    /// The answerer is still acquiring the swarm's timeline: synced nodes
+    /// do not follow it. Absent (older nodes): synced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsynced: bool,
+}
+
+/// Numbers as other implementations send them: CBOR has integers and floats,
+/// and an encoder may well write `0` rather than `0.0`; both are accepted
+/// where a float is expected.
+mod number {
+    use serde::Deserializer;
+    use serde::de::{Error, Visitor};
+    use std::fmt;
+
+    struct Number;
+
+    impl Visitor<'_> for Number {
+        type Value = f64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number")
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_i128<E: Error>(self, v: i128) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_u128<E: Error>(self, v: u128) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+    }
+
+    struct MaybeNumber;
+
+    impl<'de> Visitor<'de> for MaybeNumber {
+        type Value = Option<f64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number or null")
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            required(d).map(Some)
+        }
+    }
+
+    pub(super) fn required<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        d.deserialize_any(Number)
+    }
+
+    pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_option(MaybeNumber)
+    }
 }
 
 /// One completed exchange with a peer: the four NTP timestamps.
@@ -177,6 +254,7 @@ impl EventLoop {
                         t3: self.clock.to_swarm((self.now)()).as_micros(),
                         view: view.offset_micros,
                         skew_ppm: view.skew * 1e6,
+                        unsynced: view.unsynced,
                     };
                     if self
                         .swarm
@@ -207,6 +285,7 @@ impl EventLoop {
                     let view = PeerView {
                         offset_micros: response.view,
                         skew: response.skew_ppm * 1e-6,
+                        unsynced: response.unsynced,
                     };
                     if let Err(err) = self.clock.handle_peer_view(arrived, &peer, view) {
                         tracing::debug!(%peer, %err, "peer's view of our clock refused");
@@ -244,6 +323,51 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Encodes `value` as CBOR the way another implementation might.
+    fn cbor(value: &ciborium::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    #[test]
+    fn a_cbor_integer_is_accepted_where_a_float_is_expected() {
+        use ciborium::Value;
+        let message = Value::Map(vec![
+            (Value::Text("t2".into()), Value::Integer(5.into())),
+            (Value::Text("t3".into()), Value::Integer(7.into())),
+            (Value::Text("view".into()), Value::Integer((-12).into())),
+            (Value::Text("skew_ppm".into()), Value::Integer(3.into())),
+        ]);
+        let bytes = cbor(&message);
+        let r: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("integers read as floats");
+        assert_eq!((r.t2, r.t3, r.view, r.skew_ppm), (5, 7, Some(-12.0), 3.0));
+        // Floats, null and absent fields still read as before.
+        let message = Value::Map(vec![
+            (Value::Text("t2".into()), Value::Integer(5.into())),
+            (Value::Text("t3".into()), Value::Integer(7.into())),
+            (Value::Text("view".into()), Value::Null),
+            (Value::Text("skew_ppm".into()), Value::Float(-1.123_456_789)),
+        ]);
+        let r: TimeResponse =
+            cbor4ii::serde::from_slice(&cbor(&message)).expect("a valid response");
+        assert_eq!((r.view, r.skew_ppm), (None, -1.123_456_789));
+        let message = Value::Map(vec![
+            (Value::Text("t2".into()), Value::Integer(5.into())),
+            (Value::Text("t3".into()), Value::Integer(7.into())),
+        ]);
+        let r: TimeResponse =
+            cbor4ii::serde::from_slice(&cbor(&message)).expect("a valid response");
+        assert_eq!((r.view, r.skew_ppm), (None, 0.0));
+        // Not a number at all: an error, not a panic.
+        let message = Value::Map(vec![
+            (Value::Text("t2".into()), Value::Integer(5.into())),
+            (Value::Text("t3".into()), Value::Integer(7.into())),
+            (Value::Text("skew_ppm".into()), Value::Text("fast".into())),
+        ]);
+        assert!(cbor4ii::serde::from_slice::<TimeResponse>(&cbor(&message)).is_err());
+    }
 
     #[test]
     fn offset_and_delay_follow_the_ntp_formulas() {

@@ -27,6 +27,20 @@ pub(crate) struct Args {
     /// preset's, 100 ms as in the node).
     #[arg(long)]
     probe_interval_ms: Option<f64>,
+    /// Uniform one-way jitter on top of the base delay, ms: delays are
+    /// `base ± this` on ordered links, as the fault proxy draws them.
+    #[arg(long)]
+    jitter_spread_ms: Option<f64>,
+    /// One-way base delay of every link, ms (default: the preset's).
+    #[arg(long)]
+    delay_ms: Option<f64>,
+    /// Mean time between stalls of each direction of a link, s (0: none;
+    /// default: the preset's). Makes links ordered.
+    #[arg(long)]
+    stall_every_s: Option<f64>,
+    /// How long each stall holds a link, ms (default: the preset's, 200 for `stalls`).
+    #[arg(long)]
+    stall_ms: Option<f64>,
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
@@ -41,6 +55,10 @@ enum Preset {
     Wifi,
     /// 100 nodes over Wi-Fi, each probing 8 random peers.
     Scale,
+    /// 3 nodes, every link through the fault proxy with 20 ± 10 ms jitter each way.
+    Jitter,
+    /// The jitter preset plus 200 ms stalls of each direction every 5 s on average.
+    Stalls,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -48,6 +66,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Preset::Lan => Scenario::lan(),
         Preset::Wifi => Scenario::wifi(),
         Preset::Scale => Scenario::scale(),
+        Preset::Jitter => Scenario::jitter(),
+        Preset::Stalls => Scenario::stalls(),
     };
     if let Some(nodes) = args.nodes {
         ensure!(
@@ -73,6 +93,26 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         );
         scenario.probe_interval_ms = ms;
     }
+    let ms = |name: &str, v: f64| {
+        ensure!(
+            v.is_finite() && (0.0..=10_000.0).contains(&v),
+            "--{name} must be between 0 and 10000"
+        );
+        Ok(v)
+    };
+    if let Some(v) = args.delay_ms {
+        scenario.base_delay_us = ms("delay-ms", v)? * 1e3;
+    }
+    if let Some(v) = args.jitter_spread_ms {
+        scenario.uniform_jitter_us = ms("jitter-spread-ms", v)? * 1e3;
+    }
+    if let Some(v) = args.stall_every_s {
+        scenario.stall_every_s = ms("stall-every-s", v)?;
+        scenario.ordered = true;
+    }
+    if let Some(v) = args.stall_ms {
+        scenario.stall_ms = ms("stall-ms", v)?;
+    }
     let report = sim::run(&scenario);
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -90,7 +130,8 @@ fn summary(r: &Report) -> String {
         "scenario {} ({} nodes, seed {}, asymmetry floor {:.1} µs)\n\
          {:<10} {:>14} {:>14} {:>16} {:>14}\n\
          {:<10} {:>14} {:>14} {:>16} {:>14}\n\
-         {:<10} {:>14} {:>14} {:>16} {:>14}\n",
+         {:<10} {:>14} {:>14} {:>16} {:>14}\n\
+         firefly: {} late steps, timeline {} ppm from the members' median clock, a joiner moved the swarm {} µs\n",
         r.scenario,
         r.nodes,
         r.seed,
@@ -110,5 +151,8 @@ fn summary(r: &Report) -> String {
         f(r.baseline_spread_p99_us),
         f(r.baseline_join_converge_ms).to_string() + " ms",
         f(r.baseline_crash_step_us),
+        r.firefly.late_steps,
+        f(r.firefly.timeline_vs_members_ppm),
+        f(r.firefly.join_pull_us),
     )
 }

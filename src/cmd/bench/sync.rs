@@ -21,6 +21,7 @@ use crate::cmd::local_swarm::{
     start_node, synthesize, wait_settled,
 };
 use anyhow::{Context, bail};
+use firefly_faultproxy::{FaultProxy, Faults, LinkFaults};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,9 +40,90 @@ pub(crate) struct Args {
     /// its clocks have long converged).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=600))]
     warmup: u32,
+    /// Pass every link through a fault proxy (`firefly-faultproxy`) that
+    /// delays each direction by this many ms on average.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=2_000))]
+    jitter_ms: Option<u32>,
+    /// With `--jitter-ms`: each delay is uniform in `jitter-ms ± this` ms.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=2_000))]
+    jitter_spread_ms: u32,
+    /// With `--jitter-ms`: stalls that hold each direction of a link, on
+    /// average every this many seconds (0: none).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3_600))]
+    stall_every_s: u32,
+    /// With `--stall-every-s`: how long each stall holds the link, ms.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    stall_ms: u32,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// How nodes reach each other: directly, or each link through its own fault
+/// proxy (the dialer reaches the dialed node only at the proxy's address;
+/// mDNS is off, so there is no way around it).
+struct Links {
+    faults: Option<Faults>,
+    proxies: Vec<FaultProxy>,
+}
+
+impl Links {
+    fn new(args: &Args) -> Self {
+        let faults = args.jitter_ms.map(|ms| {
+            let mut link = LinkFaults::default()
+                .delay(Duration::from_millis(u64::from(ms)))
+                .jitter(Duration::from_millis(u64::from(args.jitter_spread_ms)));
+            if args.stall_every_s > 0 {
+                link = link.stalls(
+                    Duration::from_secs(u64::from(args.stall_every_s)),
+                    Duration::from_millis(u64::from(args.stall_ms)),
+                );
+            }
+            Faults::both(link)
+        });
+        Self {
+            faults,
+            proxies: Vec::new(),
+        }
+    }
+
+    /// The addresses a new node dials to reach `nodes`.
+    async fn peers(&mut self, nodes: &[Node]) -> anyhow::Result<Vec<String>> {
+        let Some(faults) = self.faults else {
+            return Ok(nodes.iter().map(|node| node.addr.clone()).collect());
+        };
+        let mut peers = Vec::new();
+        for node in nodes {
+            // `/ip4/127.0.0.1/tcp/PORT/p2p/ID`
+            let port: u16 = node
+                .addr
+                .split('/')
+                .nth(4)
+                .and_then(|p| p.parse().ok())
+                .context("a node's address has no TCP port")?;
+            let seed = self.proxies.len() as u64 + 1;
+            let proxy = FaultProxy::start(([127, 0, 0, 1], port).into(), faults, seed).await?;
+            peers.push(format!(
+                "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                proxy.local_addr().port(),
+                node.peer
+            ));
+            self.proxies.push(proxy);
+        }
+        Ok(peers)
+    }
+
+    fn describe(&self, args: &Args) -> serde_json::Value {
+        match self.faults {
+            None => json!("direct"),
+            Some(_) => json!({
+                "delay_ms": args.jitter_ms,
+                "jitter_ms": args.jitter_spread_ms,
+                "stall_every_s": args.stall_every_s,
+                "stall_ms": if args.stall_every_s > 0 { Some(args.stall_ms) } else { None },
+            }),
+        }
+    }
 }
 
 /// Goals of the node issue.
@@ -186,9 +268,10 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         let seconds = if i == holder { track_seconds } else { 5 };
         synthesize(&music.join(format!("bench-{i}.wav")), i, seconds)?;
     }
+    let mut links = Links::new(args);
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
-        let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
+        let peers = links.peers(&nodes).await?;
         nodes.push(start_node(root, i, &peers)?);
     }
     let coordinator = wait_settled(&nodes, Duration::from_secs(60)).await?;
@@ -279,7 +362,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     seen.forget(joiner);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let spawned = unix_micros_now();
-    let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
+    let peers = links.peers(&nodes).await?;
     let rejoined = start_node(root, joiner, &peers)?;
     nodes.insert(slot, rejoined);
     let mut join_trace = Vec::new();
@@ -344,6 +427,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let command_max = sorted_command.last().copied().unwrap_or(0.0);
     Ok(json!({
         "nodes": n,
+        "links": links.describe(args),
         "warmup_s": args.warmup,
         "skews": (0..n).map(skew).collect::<Vec<_>>(),
         "steady": {
@@ -554,8 +638,8 @@ fn count_gaps(run: &[(f64, i64)]) -> usize {
 fn print_table(r: &serde_json::Value) {
     let f = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
     println!(
-        "firefly bench sync: {} nodes, skews {}",
-        r["nodes"], r["skews"]
+        "firefly bench sync: {} nodes, skews {}, links {}",
+        r["nodes"], r["skews"], r["links"]
     );
     println!(
         "steady offsets over {} s ({} samples): p50 {} µs, p99 {} µs, max {} µs   (goals p50 ≤ 30, p99 ≤ 100)",

@@ -8,7 +8,7 @@
 use super::Scenario;
 use super::baseline::MedianClock;
 use super::metrics::{Metrics, Recorder};
-use super::netem::Netem;
+use super::netem::{Netem, Network};
 use crate::clock::{PeerView, SwarmClock};
 use crate::config::Config;
 use crate::estimator::Sample;
@@ -130,7 +130,7 @@ struct Sim<'a> {
     nodes: Vec<Node>,
     queue: BinaryHeap<Entry>,
     seq: u64,
-    net: Netem,
+    net: Network,
     rng: ChaCha8Rng,
     rec: Recorder,
 }
@@ -172,15 +172,25 @@ pub(crate) fn simulate(sc: &Scenario, protocol: Protocol) -> Metrics {
         nodes,
         queue: BinaryHeap::new(),
         seq: 0,
-        net: Netem {
-            base: sc.base_delay_us,
-            jitter_mean: sc.jitter_mean_us,
-            spike_prob: sc.spike_prob,
-            spike_min: sc.spike_min_us,
-            spike_max: sc.spike_max_us,
-            loss: sc.loss,
-            asymmetry: sc.asymmetry_us,
-        },
+        net: Network::new(
+            Netem {
+                base: sc.base_delay_us,
+                jitter_mean: sc.jitter_mean_us,
+                uniform_jitter: sc.uniform_jitter_us,
+                spike_prob: sc.spike_prob,
+                spike_min: sc.spike_min_us,
+                spike_max: sc.spike_max_us,
+                loss: sc.loss,
+                asymmetry: sc.asymmetry_us,
+                ordered: sc.ordered,
+                retransmit: sc.retransmit_ms * 1e3,
+                stall_every: sc.stall_every_s * 1e6,
+                stall_for: sc.stall_ms * 1e3,
+                segments: sc.segments_per_message,
+                background: sc.background_per_s,
+            },
+            sc.seed,
+        ),
         rng: net_rng,
         rec: Recorder::new(sc, joiner, crash_node),
     };
@@ -212,13 +222,22 @@ pub(crate) fn simulate(sc: &Scenario, protocol: Protocol) -> Metrics {
         }
         sim.handle(t, ev);
     }
+    let mut drifts: Vec<f64> = sim.nodes.iter().map(|n| n.drift * 1e6).collect();
+    drifts.sort_by(f64::total_cmp);
+    let median_drift = drifts.get(drifts.len() / 2).copied();
     let mut metrics = sim.rec.finish();
+    metrics.members_median_drift_ppm = median_drift;
+    metrics.timeline_vs_members_ppm = metrics
+        .timeline_rate_ppm
+        .zip(median_drift)
+        .map(|(t, m)| t - m);
     for node in &sim.nodes {
         if let Some(Clock::Firefly(c)) = &node.clock {
             let s = c.stats();
             metrics.rejected += s.rejected;
             metrics.steps += s.steps;
             metrics.jumps += s.jumps;
+            metrics.shrinks += s.shrinks;
         }
     }
     metrics
@@ -244,6 +263,10 @@ impl Sim<'_> {
                     .max_sync_peers(self.sc.sync_peers)
                     .probe_interval(std::time::Duration::from_micros(
                         (self.sc.probe_interval_ms * 1e3).max(1.0) as u64,
+                    ))
+                    .max_probe_interval(std::time::Duration::from_micros(
+                        (self.sc.max_probe_interval_ms.max(self.sc.probe_interval_ms) * 1e3)
+                            .max(1.0) as u64,
                     ));
                 Clock::Firefly(Box::new(SwarmClock::new(cfg, now, initial)))
             }
@@ -294,7 +317,20 @@ impl Sim<'_> {
                 while let Some(p) = c.poll_probe(now) {
                     probes.push(p);
                 }
-                while c.poll_event().is_some() {}
+                let mut synced = false;
+                let mut steps = 0;
+                while let Some(e) = c.poll_event() {
+                    match e {
+                        crate::clock::Event::Synced => synced = true,
+                        crate::clock::Event::Stepped { .. } => steps += 1,
+                        _ => {}
+                    }
+                }
+                // An acquisition steps as it syncs; any other step is one a
+                // playing node would hear.
+                if !synced {
+                    self.rec.late_steps += steps;
+                }
                 c.poll_timeout()
             }
             Some(Clock::Baseline(c)) => {
@@ -307,9 +343,10 @@ impl Sim<'_> {
         };
         for p in probes {
             self.rec.exchanges += 1;
-            match self.net.one_way(&mut self.rng, i, p) {
-                Some(d) => self.push(
-                    t + d + self.sc.request_extra_us.round() as i64,
+            let extra = self.sc.request_extra_us.round() as i64;
+            match self.net.deliver(&mut self.rng, i, p, t, extra) {
+                Some(at) => self.push(
+                    at,
                     Ev::Request {
                         from: i,
                         to: p,
@@ -356,9 +393,9 @@ impl Sim<'_> {
                     Clock::Firefly(c) => Some(c.view_for(&from)),
                     Clock::Baseline(_) => None,
                 };
-                match self.net.one_way(&mut self.rng, to, from) {
-                    Some(d) => self.push(
-                        t + turnaround + d,
+                match self.net.deliver(&mut self.rng, to, from, t + turnaround, 0) {
+                    Some(at) => self.push(
+                        at,
                         Ev::Reply {
                             to: from,
                             from: to,

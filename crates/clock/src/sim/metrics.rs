@@ -17,6 +17,12 @@ pub struct Metrics {
     /// healthy swarm stays within that; a timeline running away from every
     /// member's clock would leave the players' reach).
     pub timeline_rate_ppm: Option<f64>,
+    /// The median of the members' true clock rates against true time, ppm.
+    pub members_median_drift_ppm: Option<f64>,
+    /// `timeline_rate_ppm` minus that median: how far the timeline runs from
+    /// the members' median clock (a node with that clock would resample by
+    /// this much), ppm.
+    pub timeline_vs_members_ppm: Option<f64>,
     /// Median spread after warm-up, µs.
     pub spread_p50_us: Option<f64>,
     /// 99th percentile spread after warm-up, µs.
@@ -63,8 +69,13 @@ pub struct Metrics {
     pub rejected: u64,
     /// Steps of node timelines.
     pub steps: u64,
+    /// Steps of node timelines that were already synced (not acquisitions):
+    /// what a playing node would hear.
+    pub late_steps: u64,
     /// Peer clock jumps detected.
     pub jumps: u64,
+    /// Estimator windows shrunk (a peer's rate seemed to change).
+    pub shrinks: u64,
 }
 
 /// The largest spread within one second of the run.
@@ -89,6 +100,7 @@ pub(crate) struct Recorder {
     readings: Vec<Vec<(bool, Option<f64>)>>,
     pub(crate) exchanges: u64,
     pub(crate) lost: u64,
+    pub(crate) late_steps: u64,
 }
 
 fn us(s: f64) -> i64 {
@@ -110,6 +122,7 @@ impl Recorder {
             readings: Vec::new(),
             exchanges: 0,
             lost: 0,
+            late_steps: 0,
         }
     }
 
@@ -249,6 +262,7 @@ impl Recorder {
             timeline,
             exchanges: self.exchanges,
             lost: self.lost,
+            late_steps: self.late_steps,
             ..Metrics::default()
         }
     }

@@ -51,6 +51,9 @@ pub struct Scenario {
     pub base_delay_us: f64,
     /// Mean of the exponential one-way jitter, µs (drawn per direction).
     pub jitter_mean_us: f64,
+    /// Uniform one-way jitter: each delay also moves by up to ± this, µs (the
+    /// fault proxy's model, drawn per direction).
+    pub uniform_jitter_us: f64,
     /// Probability that a one-way message gets a delay spike.
     pub spike_prob: f64,
     /// Smallest spike, µs.
@@ -61,14 +64,36 @@ pub struct Scenario {
     pub loss: f64,
     /// Extra one-way delay on every link in one direction (lower id → higher), µs.
     pub asymmetry_us: f64,
+    /// Each directed link is one ordered stream (a TCP connection, as between
+    /// real nodes): messages queue behind slower ones, a lost one arrives
+    /// `retransmit_ms` late instead of never, and stalls hold the link.
+    pub ordered: bool,
+    /// On ordered links: how late a lost message arrives, ms.
+    pub retransmit_ms: f64,
+    /// On ordered links: mean time between stalls of each directed link, s
+    /// (0: none).
+    pub stall_every_s: f64,
+    /// On ordered links: how long a stall holds the link, ms.
+    pub stall_ms: f64,
+    /// On ordered links: TCP segments per time message, each delayed on its
+    /// own (a new negotiated stream per request writes several).
+    pub segments_per_message: u32,
+    /// On ordered links: other messages per second on each directed link
+    /// (heartbeats, gossip, flow control); time messages queue behind them.
+    pub background_per_s: f64,
     /// Extra delay of every time *request* (asker → answerer), µs: a stack
     /// that opens a stream per request and answers on it. Each side then sees
     /// the other ahead by half of it.
     pub request_extra_us: f64,
     /// Peers each node probes (the clock picks them at random).
     pub sync_peers: usize,
-    /// Time between probes of one peer, ms (both protocols).
+    /// Time between probes of one peer, ms (both protocols; firefly's
+    /// shortest).
     pub probe_interval_ms: f64,
+    /// Firefly's longest time between probes of a peer once its estimate is
+    /// good (adaptive probing), ms; equal to `probe_interval_ms` or less
+    /// turns adaptive probing off.
+    pub max_probe_interval_ms: f64,
     /// When the last node joins, s (`None`: it is there from the start).
     pub join_at_s: Option<f64>,
     /// When a node crashes, s (`None`: no crash).
@@ -105,14 +130,22 @@ impl Scenario {
             drift_ppm: 200.0,
             base_delay_us: 300.0,
             jitter_mean_us: 100.0,
+            uniform_jitter_us: 0.0,
             spike_prob: 0.0,
             spike_min_us: 0.0,
             spike_max_us: 0.0,
             loss: 0.001,
             asymmetry_us: 0.0,
+            ordered: false,
+            retransmit_ms: 200.0,
+            stall_every_s: 0.0,
+            stall_ms: 0.0,
+            segments_per_message: 1,
+            background_per_s: 0.0,
             request_extra_us: 0.0,
             sync_peers: 8,
             probe_interval_ms: 100.0,
+            max_probe_interval_ms: 250.0,
             join_at_s: Some(120.0),
             crash_at_s: Some(180.0),
             crash_node: None,
@@ -157,12 +190,57 @@ impl Scenario {
         }
     }
 
-    /// The preset called `name` (`lan`, `wifi`, `scale`).
+    /// Three nodes whose every link passes through the fault proxy with
+    /// 20 ± 10 ms of uniform jitter each way (a busy Wi-Fi), as the e2e test
+    /// and `firefly bench sync --jitter-ms 20 --jitter-spread-ms 10` run them:
+    /// one ordered connection per pair, so messages queue behind slow ones
+    /// and behind the link's other traffic, and each time message is
+    /// several segments (a negotiated stream per request).
+    /// Goal: spread p99 ≤ 200 µs, no steps.
+    pub fn jitter() -> Self {
+        Self {
+            name: "jitter".into(),
+            nodes: 3,
+            duration_s: 150.0,
+            base_delay_us: 20_000.0,
+            jitter_mean_us: 0.0,
+            uniform_jitter_us: 10_000.0,
+            loss: 0.0,
+            ordered: true,
+            // A new negotiated stream per request: several segments each
+            // way, queued with the link's other traffic (measured through
+            // the proxy: real round trips never get near the 20 ms floor).
+            segments_per_message: 4,
+            background_per_s: 20.0,
+            join_at_s: None,
+            crash_at_s: None,
+            warmup_s: 30.0,
+            goal_spread_p99_us: 200.0,
+            ..Self::lan()
+        }
+    }
+
+    /// [`Scenario::jitter`] plus stalls that hold each direction of a link for
+    /// 200 ms, on average every 5 s (harsh loss), with what queued behind
+    /// arriving in a burst. Goal: spread p99 ≤ 500 µs, no steps.
+    pub fn stalls() -> Self {
+        Self {
+            name: "stalls".into(),
+            stall_every_s: 5.0,
+            stall_ms: 200.0,
+            goal_spread_p99_us: 500.0,
+            ..Self::jitter()
+        }
+    }
+
+    /// The preset called `name` (`lan`, `wifi`, `scale`, `jitter`, `stalls`).
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "lan" => Some(Self::lan()),
             "wifi" => Some(Self::wifi()),
             "scale" => Some(Self::scale()),
+            "jitter" => Some(Self::jitter()),
+            "stalls" => Some(Self::stalls()),
             _ => None,
         }
     }
@@ -252,6 +330,46 @@ pub fn run(scenario: &Scenario) -> Report {
         baseline,
         settings: scenario.clone(),
     }
+}
+
+/// Sends `count` messages one way over one ordered link, one every 10 ms,
+/// and returns (sent, arrived) in µs: the network model alone, for tests.
+#[cfg(test)]
+pub(crate) fn netem_for_tests(
+    base: f64,
+    spread: f64,
+    stall_every_s: f64,
+    stall_us: f64,
+    loss: f64,
+    count: i64,
+) -> Vec<(i64, i64)> {
+    use rand::SeedableRng;
+    let mut net = netem::Network::new(
+        netem::Netem {
+            base,
+            jitter_mean: 0.0,
+            uniform_jitter: spread,
+            spike_prob: 0.0,
+            spike_min: 0.0,
+            spike_max: 0.0,
+            loss,
+            asymmetry: 0.0,
+            ordered: true,
+            retransmit: 200_000.0,
+            stall_every: stall_every_s * 1e6,
+            stall_for: stall_us,
+            segments: 1,
+            background: 0.0,
+        },
+        7,
+    );
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    (0..count)
+        .filter_map(|k| {
+            let sent = k * 10_000;
+            net.deliver(&mut rng, 1, 0, sent, 0).map(|at| (sent, at))
+        })
+        .collect()
 }
 
 /// Runs only the firefly row (tests and tuning).

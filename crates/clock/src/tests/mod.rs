@@ -64,8 +64,11 @@ fn a_larger_swarm_probing_few_peers_converges() {
     s.crash_at_s = Some(75.0);
     let f = sim::run_firefly(&s);
     let p99 = f.spread_p99_us.unwrap();
+    // 450 (was 400): the estimator now needs twice the tolerance before it
+    // halves a window (heavy jitter made it shrink on every new minimum),
+    // which costs this sparse Wi-Fi swarm ~10% (393 → 408 µs at seed 1).
     assert!(
-        p99 <= 400.0,
+        p99 <= 450.0,
         "spread p99 {p99} µs with 24 nodes, 4 peers each"
     );
     assert!(f.join_converge_ms.unwrap() <= 2_000.0);
@@ -548,6 +551,7 @@ fn bad_peer_views_are_refused_and_counted() {
     let view = |offset_micros, skew| PeerView {
         offset_micros,
         skew,
+        unsynced: false,
     };
     for bad in [
         view(Some(f64::NAN), 0.0),
@@ -570,4 +574,144 @@ fn bad_peer_views_are_refused_and_counted() {
         c.handle_peer_view(now, &0, view(Some(120.0), 50e-6)),
         Ok(())
     );
+}
+
+/// Regression: `firefly bench clock --scenario lan --probe-interval-ms 250`
+/// seed 1 had the swarm step 286 ms forward onto a joiner that was still
+/// acquiring (its young window put it "ahead" for the adoption rule).
+#[test]
+fn a_late_joiner_never_pulls_the_swarm_at_any_probe_interval() {
+    for seed in 1..=5 {
+        for ms in [100.0, 200.0, 250.0, 300.0, 400.0, 500.0] {
+            let mut s = short(Scenario::lan());
+            s.seed = seed;
+            s.probe_interval_ms = ms;
+            s.crash_at_s = None;
+            let f = sim::run_firefly(&s);
+            let pull = f.join_pull_us.unwrap();
+            assert!(
+                pull <= 15.0,
+                "seed {seed}, {ms} ms: the joiner pulled the swarm {pull} µs"
+            );
+            assert_eq!(
+                f.late_steps, 0,
+                "seed {seed}, {ms} ms: a synced node stepped"
+            );
+            let join = f.join_converge_ms.unwrap();
+            assert!(
+                join <= 3_000.0 + 4.0 * ms,
+                "seed {seed}, {ms} ms: joiner took {join} ms"
+            );
+        }
+    }
+}
+
+/// The fault proxy's 20 ± 10 ms of jitter each way on ordered links: no
+/// synced node ever steps, and the spread stays within what the players
+/// slew (the model predicts the real nodes' 4–7 ms p99 within 2×; the
+/// issue's 200 µs goal is not met yet, see BENCHMARKS.md).
+#[test]
+fn jittery_and_stalling_links_never_step_a_synced_clock() {
+    for mut s in [Scenario::jitter(), Scenario::stalls()] {
+        s.duration_s = 90.0;
+        for seed in 1..=3 {
+            s.seed = seed;
+            let f = sim::run_firefly(&s);
+            assert_eq!(
+                f.late_steps, 0,
+                "{} seed {seed}: a synced node stepped",
+                s.name
+            );
+            assert_eq!(f.unsynced_after_warmup, 0, "{} seed {seed}", s.name);
+            let p99 = f.spread_p99_us.unwrap();
+            assert!(
+                p99 <= 10_000.0,
+                "{} seed {seed}: spread p99 {p99} µs",
+                s.name
+            );
+        }
+    }
+}
+
+/// The ordered network model keeps each link's order, holds messages in a
+/// stall and releases them together, and turns loss into lateness.
+#[test]
+fn ordered_links_queue_behind_stalls_and_never_reorder() {
+    use crate::sim::netem_for_tests as netem;
+    let arrivals = netem(20_000.0, 10_000.0, 2.0, 200_000.0, 0.05, 2_000);
+    assert!(arrivals.windows(2).all(|w| w[0].1 <= w[1].1), "reordered");
+    // Sent every 10 ms: a 200 ms stall holds ~20 messages that then arrive at once.
+    let mut bursts = 0;
+    for w in arrivals.windows(10) {
+        if w[9].1 == w[0].1 {
+            bursts += 1;
+        }
+    }
+    assert!(bursts > 0, "no burst after a stall");
+    let late = arrivals
+        .iter()
+        .filter(|(sent, at)| at - sent >= 200_000)
+        .count();
+    assert!(
+        late > 20,
+        "stalls and retransmissions delay some messages: {late}"
+    );
+    let min = arrivals.iter().map(|(sent, at)| at - sent).min().unwrap();
+    assert!(min >= 10_000, "no message beats the least delay: {min}");
+}
+
+/// Drives `c` from local time `from` to `until` against peers whose swarm
+/// clocks read `peer_time(peer, t)` at local time `t`, 300 µs away each way;
+/// returns its steps.
+fn drive(
+    c: &mut SwarmClock<u32>,
+    from: i64,
+    until: i64,
+    peer_time: impl Fn(u32, i64) -> i64,
+) -> Vec<i64> {
+    let mut steps = Vec::new();
+    let mut t = from;
+    while t < until {
+        c.handle_timeout(LocalMicros(t));
+        while let Some(p) = c.poll_probe(LocalMicros(t)) {
+            let peer = peer_time(p, t + 300);
+            let s = Sample {
+                t1: LocalMicros(t),
+                t2: SwarmMicros(peer),
+                t3: SwarmMicros(peer + 20),
+                t4: LocalMicros(t + 620),
+            };
+            let _ = c.handle_sample(LocalMicros(t + 620), &p, s);
+        }
+        while let Some(e) = c.poll_event() {
+            if let Event::Stepped { by_micros } = e {
+                steps.push(by_micros);
+            }
+        }
+        t += 10_000;
+    }
+    steps
+}
+
+#[test]
+fn a_peer_whose_clock_jumps_by_an_hour_never_moves_the_timeline() {
+    // `synced_clock` reads local + 4 s; both peers agree with it.
+    let swarm = |t: i64| t + 4_000_000;
+    let hour = 3_600_000_000;
+    let mut c = synced_clock(2);
+    // From 20 s on peer 1 reads an hour ahead.
+    let steps = drive(&mut c, 1_400_000, 60_000_000, |p, t| {
+        swarm(t) + if p == 1 && t > 20_000_000 { hour } else { 0 }
+    });
+    assert!(steps.is_empty(), "followed the jumped peer: {steps:?}");
+    assert!(c.stats().jumps >= 1, "the jump was not seen");
+    assert!((c.to_swarm(LocalMicros(60_000_000)).0 - swarm(60_000_000)).abs() < 1_000);
+    // The node that jumped (here: both others read an hour behind it from
+    // 5 s on) goes back to them, once.
+    let mut c = synced_clock(2);
+    let steps = drive(&mut c, 1_400_000, 20_000_000, |_, t| {
+        swarm(t) - if t > 5_000_000 { hour } else { 0 }
+    });
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!((steps[0] + hour).abs() < 1_000, "{steps:?}");
 }

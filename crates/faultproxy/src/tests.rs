@@ -1,0 +1,208 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An echo server on 127.0.0.1; returns its address.
+async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                s.set_nodelay(true).unwrap();
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn connect(proxy: &FaultProxy) -> TcpStream {
+    let s = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Sends one byte and times its echo.
+async fn ping(s: &mut TcpStream) -> Duration {
+    let start = Instant::now();
+    s.write_all(&[7]).await.unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.unwrap();
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn a_clean_proxy_forwards_both_ways_in_order() {
+    let proxy = FaultProxy::start(echo_server().await, Faults::default(), 1)
+        .await
+        .unwrap();
+    let mut s = connect(&proxy).await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let (mut r, mut w) = s.split();
+    let send = async {
+        w.write_all(&data).await.unwrap();
+    };
+    let mut back = vec![0u8; data.len()];
+    let recv = async {
+        r.read_exact(&mut back).await.unwrap();
+    };
+    tokio::join!(send, recv);
+    assert_eq!(back, data);
+    let stats = proxy.stats();
+    assert_eq!(stats.connections, 1);
+    assert_eq!(stats.bytes_upstream, data.len() as u64);
+    assert_eq!(stats.bytes_downstream, data.len() as u64);
+}
+
+#[tokio::test]
+async fn delay_and_jitter_stay_in_their_range_and_keep_order() {
+    let link = LinkFaults::default()
+        .delay(Duration::from_millis(20))
+        .jitter(Duration::from_millis(10));
+    let proxy = FaultProxy::start(echo_server().await, Faults::both(link), 2)
+        .await
+        .unwrap();
+    let mut s = connect(&proxy).await;
+    let mut rtts = Vec::new();
+    for _ in 0..30 {
+        rtts.push(ping(&mut s).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rtts.sort();
+    // Each way 10–30 ms: a round trip 20–60 ms plus scheduling.
+    assert!(rtts[0] >= Duration::from_millis(19), "{rtts:?}");
+    assert!(rtts[29] <= Duration::from_millis(200), "{rtts:?}");
+    assert!(
+        rtts[25] - rtts[4] >= Duration::from_millis(5),
+        "jitter spreads the round trips: {rtts:?}"
+    );
+
+    // Many small writes under jitter still arrive in order.
+    let (mut r, mut w) = s.split();
+    let send = async {
+        for i in 0..200u8 {
+            w.write_all(&[i]).await.unwrap();
+            tokio::time::sleep(Duration::from_micros(300)).await;
+        }
+    };
+    let mut back = vec![0u8; 200];
+    let recv = async {
+        r.read_exact(&mut back).await.unwrap();
+    };
+    tokio::join!(send, recv);
+    assert!(back.iter().enumerate().all(|(i, &b)| b as usize == i));
+}
+
+#[tokio::test]
+async fn a_stall_holds_the_link_and_releases_a_burst() {
+    let proxy = FaultProxy::start(echo_server().await, Faults::default(), 3)
+        .await
+        .unwrap();
+    let mut s = connect(&proxy).await;
+    assert!(ping(&mut s).await < Duration::from_millis(150));
+    proxy.stall(Some(Direction::Upstream), Duration::from_millis(200));
+    let start = Instant::now();
+    // Three messages sent during the stall arrive together after it.
+    for i in 0..3u8 {
+        s.write_all(&[i]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut b = [0u8; 3];
+    s.read_exact(&mut b).await.unwrap();
+    let waited = start.elapsed();
+    assert_eq!(b, [0, 1, 2]);
+    assert!(waited >= Duration::from_millis(195), "{waited:?}");
+    assert!(waited < Duration::from_millis(1_000), "{waited:?}");
+    assert!(ping(&mut s).await < Duration::from_millis(150));
+    assert!(proxy.stats().stalls >= 1);
+}
+
+#[tokio::test]
+async fn random_stalls_and_loss_delay_some_round_trips() {
+    let link = LinkFaults::default()
+        .stalls(Duration::from_millis(150), Duration::from_millis(100))
+        .loss(0.05, Duration::from_millis(200));
+    let proxy = FaultProxy::start(echo_server().await, Faults::both(link), 4)
+        .await
+        .unwrap();
+    let mut s = connect(&proxy).await;
+    let mut slow = 0;
+    for _ in 0..60 {
+        if ping(&mut s).await >= Duration::from_millis(40) {
+            slow += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // About 6 losses and 8 stalls expected over the run.
+    assert!(slow >= 4, "only {slow} slow round trips");
+    assert!(proxy.stats().stalls >= 3);
+}
+
+#[tokio::test]
+async fn bandwidth_cap_paces_a_transfer() {
+    let link = LinkFaults::default().bandwidth(200_000);
+    let proxy = FaultProxy::start(
+        echo_server().await,
+        Faults {
+            upstream: link,
+            downstream: LinkFaults::default(),
+        },
+        5,
+    )
+    .await
+    .unwrap();
+    let mut s = connect(&proxy).await;
+    let data = vec![1u8; 60_000];
+    let start = Instant::now();
+    let (mut r, mut w) = s.split();
+    let mut back = vec![0u8; data.len()];
+    tokio::join!(async { w.write_all(&data).await.unwrap() }, async {
+        r.read_exact(&mut back).await.unwrap()
+    });
+    // 60 kB at 200 kB/s: 300 ms.
+    assert!(
+        start.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_partition_cuts_connections_and_refuses_new_ones_until_healed() {
+    let proxy = FaultProxy::start(echo_server().await, Faults::default(), 6)
+        .await
+        .unwrap();
+    let mut s = connect(&proxy).await;
+    ping(&mut s).await;
+    proxy.partition();
+    assert!(proxy.is_partitioned());
+    let mut b = [0u8; 1];
+    let cut = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = s.write_all(&[1]).await;
+        s.read(&mut b).await
+    })
+    .await
+    .unwrap();
+    assert!(matches!(cut, Ok(0) | Err(_)), "{cut:?}");
+    let mut refused = connect(&proxy).await;
+    let r = tokio::time::timeout(Duration::from_secs(2), refused.read(&mut b))
+        .await
+        .unwrap();
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    proxy.heal();
+    let mut again = connect(&proxy).await;
+    assert!(ping(&mut again).await < Duration::from_millis(300));
+    assert!(proxy.stats().refused >= 2);
+}
