@@ -143,6 +143,8 @@ pub(crate) struct StateReport {
     pub(crate) playback: PlaybackReport,
     /// This node's volume (1.0 unchanged); `None` when it has no output.
     pub(crate) volume: Option<f32>,
+    /// How this node's output is timed, its underruns; `None` without output.
+    pub(crate) output: Option<super::audio::OutputReport>,
     pub(crate) peers: Vec<PeerReport>,
 }
 
@@ -199,6 +201,8 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
         })
         .collect();
     let me = state.swarm.peer_id();
+    // Read before the report is built: its `volume` line holds the player's lock.
+    let output = state.audio.output_report();
     Ok(Json(StateReport {
         peer_id: me.to_string(),
         name: state.name.clone(),
@@ -211,6 +215,7 @@ async fn state(State(state): State<NodeState>) -> Result<Json<StateReport>, ApiE
         sync_error_us: clock.sync_error_micros,
         playback: PlaybackReport::of(&state.control.session(), swarm_now),
         volume: state.audio.player().is_some().then(|| state.volume.get()),
+        output,
         peers,
     }))
 }
