@@ -38,7 +38,7 @@ const REJECT_FACTOR: f64 = 8.0;
 /// …and at least this many µs.
 const REJECT_FLOOR_MICROS: f64 = 500.0;
 /// Before a slope is fitted, a pair this far off the pace restarts the fit.
-const START_JUMP_MICROS: f64 = 2_000.0;
+const START_JUMP_MICROS: f64 = 10_000.0;
 /// Rejected pairs in a row that agree with each other: a discontinuity.
 const RESTART_RUN: usize = 8;
 /// Rejected pairs in a row after which the fit restarts regardless.
@@ -85,6 +85,8 @@ pub(crate) struct DeviceClock {
     implausible: bool,
     /// Where frames started to be counted at the nominal rate, for a device that does not pace.
     unpaced_anchor: Option<(f64, f64)>,
+    /// Start-up restarts in a row.
+    start_jumps: usize,
 }
 
 impl DeviceClock {
@@ -103,6 +105,7 @@ impl DeviceClock {
             scale: REJECT_FLOOR_MICROS,
             implausible: false,
             unpaced_anchor: None,
+            start_jumps: 0,
         }
     }
 
@@ -117,6 +120,7 @@ impl DeviceClock {
         self.scale = REJECT_FLOOR_MICROS;
         self.implausible = false;
         self.unpaced_anchor = None;
+        self.start_jumps = 0;
     }
 
     /// The device's frames per local second over its nominal rate (1.0003:
@@ -169,7 +173,12 @@ impl DeviceClock {
             // start-up artefact (a host priming its buffer reports no delay
             // yet): start over from it.
             let residual = point.1 - (line.at + line.slope * point.0);
-            if residual.abs() > START_JUMP_MICROS {
+            // Jumps on pair after pair are no artefact but a device off any
+            // sound card's pace: after a few, the fit sees it as it is.
+            if residual.abs() <= START_JUMP_MICROS {
+                self.start_jumps = 0;
+            } else if self.start_jumps < RESTART_RUN {
+                self.start_jumps += 1;
                 self.len = 0;
                 self.head = 0;
             }
