@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod commands;
+mod heard;
 mod join;
 mod netns;
 mod node;

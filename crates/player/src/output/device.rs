@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 /// device's own callbacks may be any size.
 const PERIOD: Duration = Duration::from_millis(10);
 /// The device period asked for.
-const DEVICE_PERIOD: Duration = Duration::from_millis(100);
+const DEVICE_PERIOD: Duration = Duration::from_millis(25);
 /// A stream that has not called back for this long is taken as stopped.
 const STALL: Duration = Duration::from_secs(2);
 /// Errors within a second after which a stream is taken as failing.
@@ -256,7 +256,7 @@ fn open_stream(
 ) -> Result<cpal::Stream, OutputError> {
     let label = output.label();
     let device = find_device(output.name.as_deref())?;
-    // Periods of about 100 ms (cpal keeps two in the device's buffer): room
+    // Periods of about 25 ms (cpal keeps two in the device's buffer): room
     // for a busy machine's scheduling stalls; the latency is measured, not
     // assumed, so a longer buffer costs nothing in sync.
     let period_frames = (output.format.sample_rate as f64 * DEVICE_PERIOD.as_secs_f64()) as u32;

@@ -21,10 +21,10 @@
 //! It is sans-IO: plain numbers in, plain numbers out. It allocates its
 //! window once, so feeding it from an audio callback allocates nothing.
 
-/// Pairs kept at most (about 40 s of 10 ms periods).
+/// Pairs kept at most (about 40 s of 10 ms periods, 400 s of 100 ms ones).
 const CAPACITY: usize = 4096;
 /// Oldest pair kept, in local µs behind the newest.
-const WINDOW_MICROS: f64 = 30e6;
+const WINDOW_MICROS: f64 = 60e6;
 /// Pairs needed before the slope is fitted (before that: the nominal rate).
 const MIN_FIT_POINTS: usize = 16;
 /// Span of frames after which the slope is fitted whatever its scatter, in seconds of audio.
