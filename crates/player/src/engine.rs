@@ -421,6 +421,20 @@ impl Engine {
         }
     }
 
+    /// Steps the current track back onto the timeline: for when the output's
+    /// timing jumped (a device underrun already broke the sound, so a step
+    /// costs nothing more audible, where slewing the gap away would take
+    /// many seconds).
+    pub(crate) fn realign(&mut self) {
+        let fade = self.fade_frames();
+        if let Some(cur) = self.current.as_mut()
+            && matches!(cur.phase, Phase::Playing)
+            && cur.after_fade.is_none()
+        {
+            cur.fade_out(AfterFade::Realign, fade);
+        }
+    }
+
     /// The rate at which the source must be played so that the swarm
     /// timeline and the device agree, before phase correction: swarm µs per
     /// local µs over device frames per local µs.

@@ -152,6 +152,8 @@ impl SoundServer {
             .args(["--system=false", "--daemonize=no", "-n", "-F"])
             .arg(&pa)
             .args(["--exit-idle-time=-1", "--log-target=stderr"])
+            // A sound server is given real-time priority where the system allows, as a desktop's is.
+            .args(["--realtime=yes", "--high-priority=yes"])
             .env("HOME", dir.join("home"))
             .env("XDG_RUNTIME_DIR", dir.join("run"))
             .stdin(Stdio::null())

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 /// device's own callbacks may be any size.
 const PERIOD: Duration = Duration::from_millis(10);
 /// The device period asked for.
-const DEVICE_PERIOD: Duration = Duration::from_millis(25);
+const DEVICE_PERIOD: Duration = Duration::from_millis(50);
 /// A stream that has not called back for this long is taken as stopped.
 const STALL: Duration = Duration::from_secs(2);
 /// Errors within a second after which a stream is taken as failing.
@@ -124,6 +124,29 @@ impl DeviceOutput {
             format,
             sample_format: config.sample_format(),
         })
+    }
+
+    /// Whether the device `name` (`None`: the default one) can be opened for
+    /// playback now: opens a stream on it (silent, never started) and closes it.
+    pub fn probe(name: Option<&str>) -> Result<(), OutputError> {
+        let output = Self::open(name)?;
+        let label = output.label();
+        let device = find_device(name)?;
+        let config = cpal::StreamConfig {
+            channels: output.format.channels,
+            sample_rate: output.format.sample_rate,
+            buffer_size: cpal::BufferSize::Default,
+        };
+        device
+            .build_output_stream_raw(
+                config,
+                output.sample_format,
+                |_: &mut cpal::Data, _: &cpal::OutputCallbackInfo| {},
+                |_| {},
+                None,
+            )
+            .map(drop)
+            .map_err(|e| device_error(&label, e))
     }
 
     /// Uses `sample_rate` and `channels` instead of the device's defaults.
@@ -256,7 +279,7 @@ fn open_stream(
 ) -> Result<cpal::Stream, OutputError> {
     let label = output.label();
     let device = find_device(output.name.as_deref())?;
-    // Periods of about 25 ms (cpal keeps two in the device's buffer): room
+    // Periods of about 50 ms (cpal keeps two in the device's buffer): room
     // for a busy machine's scheduling stalls; the latency is measured, not
     // assumed, so a longer buffer costs nothing in sync.
     let period_frames = (output.format.sample_rate as f64 * DEVICE_PERIOD.as_secs_f64()) as u32;

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 const CHUNK_SAMPLES: usize = 16_384;
 /// Largest delay taken as real, µs: no sound path buffers 10 s.
 const MAX_DELAY_MICROS: f64 = 10e6;
+/// A jump in the device's timing beyond this is stepped away at once, µs.
+const REALIGN_JUMP_MICROS: f64 = 2_000.0;
 /// Periods without a reported delay after which the host is taken to report none.
 const NO_DELAY_PERIODS: u64 = 50;
 
@@ -302,6 +304,9 @@ impl PeriodDriver {
                     / f64::from(self.engine.format().sample_rate);
                 if jump > period / 2.0 {
                     self.stats.count_underrun();
+                }
+                if jump.abs() > REALIGN_JUMP_MICROS {
+                    self.engine.realign();
                 }
                 tracing::debug!(jump_us = jump, "the sound device's timing jumped");
             }
