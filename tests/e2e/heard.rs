@@ -42,7 +42,7 @@ fn three_skewed_nodes_sound_in_step_through_a_sound_server() {
     let _one = one_swarm_at_a_time();
     let out = Command::new(firefly_bin())
         .args(["bench", "heard", "--case", "skewed", "--seconds", "30"])
-        .args(["--warmup", "20", "--json"])
+        .args(["--warmup", "30", "--json"])
         .env("RUST_LOG", "error")
         .output()
         .unwrap();

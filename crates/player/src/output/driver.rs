@@ -569,6 +569,23 @@ mod tests {
     }
 
     #[test]
+    fn nonsense_delays_are_counted_and_ignored() {
+        // Now and then (a period or two at a time) a negative, a huge, and a
+        // backwards (20 ms early) report.
+        let nonsense = |t: f64| match (t * 100.0) as u64 % 97 {
+            7 => -5e6,
+            19 => 1e13,
+            33 => -20_000.0,
+            _ => 0.0,
+        };
+        let run = simulate(model(), 120.0, 30.0, nonsense);
+        assert!(run.report.bad_delays > 10, "{:?}", run.report);
+        assert_eq!(run.report.underruns, 0, "{:?}", run.report);
+        let worst = run.worst_after(20.0);
+        assert!(worst <= 30.0, "error {worst:.1} µs among nonsense reports");
+    }
+
+    #[test]
     fn two_ms_of_delay_jitter_moves_playback_by_a_few_micros() {
         let steady = DeviceModel {
             wake_jitter: Duration::ZERO,
