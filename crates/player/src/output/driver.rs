@@ -467,8 +467,25 @@ mod tests {
         seconds: f64,
         extra_delay: impl Fn(f64) -> f64,
     ) -> Run {
+        simulate_periods(
+            model,
+            Duration::from_millis(10),
+            skew_ppm,
+            seconds,
+            extra_delay,
+        )
+    }
+
+    /// [`simulate`] with device periods of `period`.
+    fn simulate_periods(
+        model: DeviceModel,
+        period: Duration,
+        skew_ppm: f64,
+        seconds: f64,
+        extra_delay: impl Fn(f64) -> f64,
+    ) -> Run {
         let timeline = Arc::new(SimTimeline::new(skew_ppm));
-        let format = OutputFormat::new(48_000, 2, Duration::from_millis(10));
+        let format = OutputFormat::new(48_000, 2, period);
         let (mut player, engine) =
             Player::detached(format, timeline.clone(), PlayerConfig::default()).expect("player");
         let track = player
@@ -542,6 +559,21 @@ mod tests {
         assert!((ppm - expected).abs() < 1.0, "{ppm} vs {expected}");
         assert_eq!(run.report.underruns, 0);
         assert_eq!(run.report.timing, OutputTiming::Reported);
+    }
+
+    #[test]
+    fn long_device_periods_converge_too() {
+        // 50 ms periods, as the device output asks for, 100 ms of buffer.
+        let model = DeviceModel {
+            latency: Duration::from_millis(100),
+            ..model()
+        };
+        let run = simulate_periods(model, Duration::from_millis(50), 200.0, 40.0, |_| 0.0);
+        let worst = run.worst_after(20.0);
+        eprintln!("50 ms periods: worst after 20 s {worst:.2} µs");
+        // One phase measurement per 50 ms, and the rate applies a period
+        // later: within two frames.
+        assert!(worst <= 2e6 / f64::from(SOURCE_RATE), "error {worst:.2} µs");
     }
 
     #[test]
