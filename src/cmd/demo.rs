@@ -3,15 +3,18 @@
 //! It synthesizes a small library (one different WAV track per node, so the
 //! others must download what they play), starts N `firefly up` child
 //! processes on 127.0.0.1 with deliberately skewed test clocks
-//! (`FIREFLY_TEST_CLOCK`) and virtual outputs, waits until they share a
-//! timeline and a coordinator, plays every node's track in turn, prints the
-//! API addresses and, every second, the inter-node playback offsets measured
-//! from the virtual outputs' true instants. Ctrl-C stops every node and
-//! removes the demo's folder.
+//! (`FIREFLY_TEST_CLOCK`), waits until they share a timeline and a
+//! coordinator, plays every node's track in turn and prints the API
+//! addresses. Where this machine has a sound device, every node plays into
+//! the default one and the sound card mixes them: in step, they sound as
+//! one; every few seconds it prints how each node's device is timed. Where
+//! there is none, the nodes play on virtual outputs (saying so in one line)
+//! and it prints, every second, the inter-node offsets measured from their
+//! true instants. Ctrl-C stops every node and removes the demo's folder.
 
 use crate::cmd::local_swarm::{
-    Node, flashes, get_json, music_dir, offsets, percentile_abs, post, skew, start_node,
-    synthesize, wait_settled,
+    Node, NodeSetup, flashes, get_json, music_dir, offsets, percentile_abs, post, skew,
+    start_node_with, synthesize, wait_settled,
 };
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -44,10 +47,26 @@ fn demo(root: &Path, args: &Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(&music)?;
         synthesize(&music.join(format!("demo-chord-{i}.wav")), i, args.seconds)?;
     }
+    let audible = match firefly_player::DeviceOutput::probe(None) {
+        Ok(()) => {
+            println!("every node plays into this machine's default sound device");
+            true
+        }
+        Err(err) => {
+            println!(
+                "no usable sound device here ({err}): the nodes play on silent virtual outputs"
+            );
+            false
+        }
+    };
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
         let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
-        let node = start_node(root, i, &peers)?;
+        let mut setup = NodeSetup::virtual_output(i);
+        if audible {
+            setup.output = "default".into();
+        }
+        let node = start_node_with(root, i, &peers, &setup)?;
         println!(
             "node demo-{i}: api http://{}  clock skew {}  peer {}",
             node.http,
@@ -56,10 +75,10 @@ fn demo(root: &Path, args: &Args) -> anyhow::Result<()> {
         );
         nodes.push(node);
     }
-    tokio::runtime::Runtime::new()?.block_on(drive(&nodes))
+    tokio::runtime::Runtime::new()?.block_on(drive(&nodes, audible, args.seconds))
 }
 
-async fn drive(nodes: &[Node]) -> anyhow::Result<()> {
+async fn drive(nodes: &[Node], audible: bool, seconds: u32) -> anyhow::Result<()> {
     println!("waiting for the nodes to share one timeline and a coordinator…");
     wait_settled(nodes, Duration::from_secs(60)).await?;
     // Every node's track in turn, from the first node's API, starting with
@@ -94,6 +113,24 @@ async fn drive(nodes: &[Node]) -> anyhow::Result<()> {
         tokio::select! {
             _ = tick.tick() => {}
             () = crate::node::shutdown_signal() => break,
+        }
+        if audible {
+            // Device outputs know no true instants: the ears judge. Say how each device is timed.
+            if started.elapsed() > Duration::from_secs(u64::from(seconds) + 2) {
+                current = (current + 1) % tracks.len();
+                let next = &tracks[current];
+                println!("track finished; playing {} everywhere", &next[..12]);
+                post(
+                    nodes[0].http,
+                    "/api/play",
+                    serde_json::json!({ "track": next }),
+                )
+                .await?;
+                started = std::time::Instant::now();
+            } else if started.elapsed().as_secs().is_multiple_of(5) {
+                print_outputs(nodes).await;
+            }
+            continue;
         }
         // The last second of each node's current track: live figures, not history.
         let mut seen = Vec::new();
@@ -148,4 +185,21 @@ async fn drive(nodes: &[Node]) -> anyhow::Result<()> {
     }
     println!("stopping the demo nodes");
     Ok(())
+}
+
+/// One line per node: how its device is timed, its delay and rate, its underruns.
+async fn print_outputs(nodes: &[Node]) {
+    for (i, node) in nodes.iter().enumerate() {
+        let Ok(state) = get_json(node.http, "/api/state").await else {
+            continue;
+        };
+        let output = &state["output"];
+        println!(
+            "node demo-{i}: output timing {}, delay {:.1} ms, device {:+.0} ppm against its clock, {} underruns",
+            output["timing"].as_str().unwrap_or("?"),
+            output["delay_us"].as_f64().unwrap_or(0.0) / 1e3,
+            output["device_rate_ppm"].as_f64().unwrap_or(0.0),
+            output["underruns"].as_u64().unwrap_or(0)
+        );
+    }
 }

@@ -98,9 +98,39 @@ pub(crate) fn synthesize(path: &Path, i: usize, seconds: u32) -> anyhow::Result<
     Ok(())
 }
 
+/// How a node of the local swarm is run: its `--output`, its test clock
+/// and extra environment (a sound server's address, say).
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSetup {
+    pub(crate) output: String,
+    pub(crate) test_clock: String,
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl NodeSetup {
+    /// The default for node `i`: a virtual output and [`skew`]`(i)`.
+    pub(crate) fn virtual_output(i: usize) -> Self {
+        Self {
+            output: "virtual".into(),
+            test_clock: skew(i),
+            env: Vec::new(),
+        }
+    }
+}
+
 /// Starts node `i` (folder `root/node{i}`, kept across restarts) dialing
 /// `peers`, and waits until it has scanned its library.
 pub(crate) fn start_node(root: &Path, i: usize, peers: &[String]) -> anyhow::Result<Node> {
+    start_node_with(root, i, peers, &NodeSetup::virtual_output(i))
+}
+
+/// [`start_node`] with a [`NodeSetup`].
+pub(crate) fn start_node_with(
+    root: &Path,
+    i: usize,
+    peers: &[String],
+    setup: &NodeSetup,
+) -> anyhow::Result<Node> {
     let dir = root.join(format!("node{i}"));
     let music = dir.join("music");
     std::fs::create_dir_all(&music)?;
@@ -119,11 +149,12 @@ pub(crate) fn start_node(root: &Path, i: usize, peers: &[String]) -> anyhow::Res
             &format!("demo-{i}"),
             "--no-mdns",
             "--output",
-            "virtual",
+            &setup.output,
         ])
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .args(["--http", &http.to_string()])
-        .env("FIREFLY_TEST_CLOCK", skew(i))
+        .env("FIREFLY_TEST_CLOCK", &setup.test_clock)
+        .envs(setup.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

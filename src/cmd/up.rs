@@ -48,7 +48,8 @@ pub(crate) struct Args {
     /// Default: the default sound card, or no sound if the machine has none.
     #[arg(long, value_name = "OUTPUT")]
     output: Option<crate::node::OutputArg>,
-    /// Extra output latency to compensate, ms (e.g. a Bluetooth speaker; may be negative).
+    /// Output latency to compensate on top of what the device reports, ms
+    /// (what no device reports: a Bluetooth speaker, an external DSP; may be negative).
     #[arg(
         long,
         value_name = "N",

@@ -94,6 +94,23 @@ impl Audio {
         })
     }
 
+    /// What the output has seen (timing, underruns, the device's rate);
+    /// `None` with `--output null`.
+    pub(crate) fn output_report(&self) -> Option<OutputReport> {
+        let player = self.player()?;
+        let report = player.output_report()?;
+        Some(OutputReport {
+            timing: report.timing.as_str(),
+            underruns: report.underruns,
+            bad_delays: report.bad_delays,
+            device_rate_ppm: report.device_rate_ppm,
+            delay_us: report.delay_micros,
+            jitter_us: report.jitter_micros,
+            periods: report.periods,
+            reopens: report.reopens,
+        })
+    }
+
     /// The player, locked; `None` with `--output null`.
     pub(crate) fn player(&self) -> Option<MutexGuard<'_, Player>> {
         // The player is a set of channels; a panicking holder leaves them usable.
@@ -101,6 +118,29 @@ impl Audio {
             .as_ref()
             .map(|p| p.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
+}
+
+/// `output` in `GET /api/state`: how the node's output is timed and how it fares.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OutputReport {
+    /// "reported" (the device's own playback instants), "callback-only" (the
+    /// host reports no delay: latency unknown), "unpaced" (the device does
+    /// not pace itself), "lost" (the device went away; reopening), "starting".
+    pub(crate) timing: &'static str,
+    /// Times the device ran dry.
+    pub(crate) underruns: u64,
+    /// Delay reports ignored as nonsense.
+    pub(crate) bad_delays: u64,
+    /// The device's frame rate against this node's clock, ppm off nominal.
+    pub(crate) device_rate_ppm: Option<f64>,
+    /// The last delay the device reported, µs.
+    pub(crate) delay_us: Option<i64>,
+    /// Scatter of its playback instants around the fit, µs.
+    pub(crate) jitter_us: f64,
+    /// Periods played.
+    pub(crate) periods: u64,
+    /// Times the device was reopened after going away.
+    pub(crate) reopens: u64,
 }
 
 /// Moves the player's events to the broadcast channel until the player is gone.

@@ -352,6 +352,8 @@ pub struct Engine {
     volume_target: f32,
     output_frames: u64,
     rate: f64,
+    /// The output device's frames per local second over its nominal rate (measured by the output).
+    output_ratio: f64,
     scratch: Vec<f32>,
     produced: Vec<f32>,
     dropped_events: u64,
@@ -385,6 +387,7 @@ impl Engine {
             volume_target: 1.0,
             output_frames: 0,
             rate: 1.0,
+            output_ratio: 1.0,
             scratch: Vec::new(),
             produced: Vec::new(),
             dropped_events: 0,
@@ -404,6 +407,45 @@ impl Engine {
     /// Frames rendered so far.
     pub fn output_frames(&self) -> u64 {
         self.output_frames
+    }
+
+    /// Tells the engine how fast the output device really consumes frames:
+    /// `ratio` is its frames per local second over its nominal rate (1.0003:
+    /// 300 ppm fast). The engine resamples for it, and for the timeline's own
+    /// rate against the local clock, before the slew controller's correction,
+    /// so the controller only closes what is left. Values off by more than 1 %
+    /// are ignored. Default 1.
+    pub fn set_output_ratio(&mut self, ratio: f64) {
+        if ratio.is_finite() && (ratio - 1.0).abs() <= 0.01 {
+            self.output_ratio = ratio;
+        }
+    }
+
+    /// Steps the current track back onto the timeline: for when the output's
+    /// timing jumped (a device underrun already broke the sound, so a step
+    /// costs nothing more audible, where slewing the gap away would take
+    /// many seconds).
+    pub(crate) fn realign(&mut self) {
+        let fade = self.fade_frames();
+        if let Some(cur) = self.current.as_mut()
+            && matches!(cur.phase, Phase::Playing)
+            && cur.after_fade.is_none()
+        {
+            cur.fade_out(AfterFade::Realign, fade);
+        }
+    }
+
+    /// The rate at which the source must be played so that the swarm
+    /// timeline and the device agree, before phase correction: swarm µs per
+    /// local µs over device frames per local µs.
+    fn feedforward(&self, at: LocalMicros) -> f64 {
+        const SPAN: i64 = 100_000_000;
+        let swarm_per_local =
+            (self.timeline.to_swarm(at + SPAN) - self.timeline.to_swarm(at)) as f64 / SPAN as f64;
+        if !swarm_per_local.is_finite() || (swarm_per_local - 1.0).abs() > 0.01 {
+            return 1.0 / self.output_ratio;
+        }
+        swarm_per_local / self.output_ratio
     }
 
     /// Renders one period into `out` (interleaved; `period_frames × channels`
@@ -651,7 +693,7 @@ impl Engine {
     }
 
     fn rate_for(&mut self, at: LocalMicros, error_micros: Option<f64>) -> f64 {
-        self.rate = self.timeline.playback_rate(at, error_micros);
+        self.rate = self.timeline.playback_rate(at, error_micros) * self.feedforward(at);
         self.rate
     }
 

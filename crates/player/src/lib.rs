@@ -6,7 +6,8 @@
 //! a [`StreamSource`] still downloading, an [`Engine`] that schedules,
 //! resamples (rubato, at the playback rate the node's slew controller asks
 //! for), fades and reports [`Flash`]es, and three [`Output`]s that drive it:
-//! the sound card through rodio ([`DeviceOutput`]), a clocked
+//! the sound card through cpal ([`DeviceOutput`], timed by the device's own
+//! playback instants and measured rate), a clocked
 //! [`VirtualOutput`] and a [`WavOutput`] ([`OutputChoice`] parses
 //! `--output`). [`Player`] is the handle the node holds: `play(track,
 //! start_frame, at_swarm_instant)`, pause, resume, seek, stop, volume,
@@ -55,8 +56,8 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 pub use output::{
-    DeviceOutput, Output, OutputChoice, Pacing, Recording, RunningOutput, VirtualOutput, WavOutput,
-    WavSamples, device_names,
+    DeviceModel, DeviceOutput, Output, OutputChoice, OutputReport, OutputTiming, Pacing, Recording,
+    RunningOutput, VirtualOutput, WavOutput, WavSamples, device_names,
 };
 pub use player::{Player, Readiness};
 pub use resample::MAX_RATE_DEVIATION;

@@ -212,6 +212,12 @@ impl Player {
         self.send(Command::Volume(volume))
     }
 
+    /// What the output has seen so far (timing, underruns, the device's
+    /// rate); `None` for a detached player.
+    pub fn output_report(&self) -> Option<crate::OutputReport> {
+        self.output.as_ref().map(RunningOutput::report)
+    }
+
     /// The next event, if one is waiting.
     pub fn poll_event(&self) -> Option<PlayerEvent> {
         self.events.try_recv().ok()

@@ -2,6 +2,7 @@
 //! baseline measured in the same run. One module per benchmark.
 
 pub(crate) mod clock;
+pub(crate) mod heard;
 pub(crate) mod scan;
 pub(crate) mod sync;
 pub(crate) mod transfer;
@@ -21,6 +22,8 @@ enum Which {
     Clock(clock::Args),
     /// Synchronized playback of real nodes: offsets, command → sound, join, failover, cost.
     Sync(sync::Args),
+    /// Sync as heard: three device-output nodes through a real sound server, clicks located in the recording.
+    Heard(heard::Args),
     /// Chunk transfer against a plain TCP copy, capped multi-holder speedup, library convergence.
     Transfer(transfer::Args),
 }
@@ -31,5 +34,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Clock(args) => clock::run(args),
         Which::Transfer(args) => transfer::run(args),
         Which::Sync(args) => sync::run(args),
+        Which::Heard(args) => heard::run(args),
     }
 }

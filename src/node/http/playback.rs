@@ -69,6 +69,8 @@ pub(crate) struct StateReport {
     pub(crate) playback: PlaybackReport,
     /// This node's volume (1.0 unchanged); `None` when it has no output.
     pub(crate) volume: Option<f32>,
+    /// How this node's output is timed, its underruns; `None` without output.
+    pub(crate) output: Option<crate::node::audio::OutputReport>,
     pub(crate) peers: Vec<PeerReport>,
 }
 
@@ -127,6 +129,8 @@ pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateRe
             }
         })
         .collect();
+    // Read before the report is built: its `volume` line holds the player's lock.
+    let output = state.audio.output_report();
     Ok(Json(StateReport {
         peer_id: me.to_string(),
         name: state.name.clone(),
@@ -139,6 +143,7 @@ pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateRe
         sync_error_us: clock.sync_error_micros,
         playback: PlaybackReport::of(&state.control.session(), swarm_now),
         volume: state.audio.player().is_some().then(|| state.volume.get()),
+        output,
         peers,
     }))
 }

@@ -1,38 +1,49 @@
-//! The real sound device, through rodio (and cpal beneath it).
+//! The real sound device, through cpal (the one rodio re-exports).
 //!
 //! [`DeviceOutput::open`] finds the device (the default one, or one named by
 //! its ALSA PCM name, cpal id or description) and reads its default format.
-//! [`Output::start`] opens a rodio sink on its own thread (rodio's stream must
-//! stay on the thread that made it on some platforms) and adds the engine to
-//! the sink's mixer as a rodio `Source`.
+//! [`Output::start`] opens a cpal output stream whose callback renders
+//! straight into the device's buffer through the shared [`PeriodDriver`]:
+//! every period is stamped with the instant its first frame will be heard,
+//! which cpal gives as the callback instant plus the delay the host reports
+//! (`OutputCallbackInfo::timestamp`: `playback − callback`). Only that
+//! difference is used, added to the node's local clock read in the callback,
+//! so it does not matter which OS clock a host's `StreamInstant`s count on
+//! (ALSA hardware: `CLOCK_MONOTONIC_RAW` timestamps of the DMA pointer;
+//! ALSA's `pulse` plugin, which gives no timestamps: `std::time::Instant`
+//! at the callback) or whether the node's clock is skewed.
 //!
-//! rodio hands samples over one at a time and hides cpal's callback
-//! timestamps, so each period is stamped from a frame-counting clock anchored
-//! at the first period (`now + device latency`) and re-anchored when the
-//! device falls behind. The device latency is the sink's buffer size. A
-//! consumer much faster than real time (ALSA's `null` device pulls as fast
-//! as it can) is held back to real time, so it behaves like a sound card.
+//! The callback never sleeps, blocks or allocates: the driver is behind a
+//! mutex only the stream's thread locks while the stream runs (`try_lock`,
+//! silence if ever busy). A control thread watches the stream: a device that
+//! disappears, fails or stops calling back for two seconds is logged once,
+//! closed, and opened again every second until it returns; the swarm goes
+//! on meanwhile. Host-reported xruns are counted as underruns.
 
-use super::{Output, RunningOutput};
+use super::{Output, OutputStats, OutputTiming, PeriodDriver, PeriodTiming, RunningOutput};
 use crate::engine::{Engine, OutputFormat};
 use crate::error::OutputError;
-use firefly_clock::LocalMicros;
-use rodio::cpal::traits::HostTrait;
-use rodio::{DeviceTrait, Source};
-use std::num::NonZero;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use rodio::cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use rodio::cpal::{self, FromSample, SampleFormat, SizedSample};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Frames per period handed to rodio (about 10 ms at 44.1 kHz).
+/// Frames per engine period for the format's bookkeeping (about 10 ms); the
+/// device's own callbacks may be any size.
 const PERIOD: Duration = Duration::from_millis(10);
-
-/// Device buffer asked for: 50 ms, rodio's own default, safe on every system.
-const BUFFER: Duration = Duration::from_millis(50);
+/// The device period asked for.
+const DEVICE_PERIOD: Duration = Duration::from_millis(50);
+/// A stream that has not called back for this long is taken as stopped.
+const STALL: Duration = Duration::from_secs(2);
+/// Errors within a second after which a stream is taken as failing.
+const FAILING_ERRORS: u64 = 50;
+/// How often a lost device is looked for again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// The names of the output devices on this machine (ALSA PCM names on Linux).
 pub fn device_names() -> Vec<String> {
-    let host = rodio::cpal::default_host();
+    let host = cpal::default_host();
     match host.output_devices() {
         Ok(devices) => devices
             .filter_map(|d| d.id().ok().map(|id| id.id().to_string()))
@@ -62,8 +73,8 @@ fn device_error(device: &str, reason: impl std::fmt::Display) -> OutputError {
     }
 }
 
-fn find_device(name: Option<&str>) -> Result<rodio::Device, OutputError> {
-    let host = rodio::cpal::default_host();
+fn find_device(name: Option<&str>) -> Result<cpal::Device, OutputError> {
+    let host = cpal::default_host();
     match name {
         None => host
             .default_output_device()
@@ -88,6 +99,7 @@ fn find_device(name: Option<&str>) -> Result<rodio::Device, OutputError> {
 pub struct DeviceOutput {
     name: Option<String>,
     format: OutputFormat,
+    sample_format: SampleFormat,
 }
 
 impl DeviceOutput {
@@ -110,13 +122,41 @@ impl DeviceOutput {
         Ok(Self {
             name: name.map(str::to_string),
             format,
+            sample_format: config.sample_format(),
         })
+    }
+
+    /// Whether the device `name` (`None`: the default one) can be opened for
+    /// playback now: opens a stream on it (silent, never started) and closes it.
+    pub fn probe(name: Option<&str>) -> Result<(), OutputError> {
+        let output = Self::open(name)?;
+        let label = output.label();
+        let device = find_device(name)?;
+        let config = cpal::StreamConfig {
+            channels: output.format.channels,
+            sample_rate: output.format.sample_rate,
+            buffer_size: cpal::BufferSize::Default,
+        };
+        device
+            .build_output_stream_raw(
+                config,
+                output.sample_format,
+                |_: &mut cpal::Data, _: &cpal::OutputCallbackInfo| {},
+                |_| {},
+                None,
+            )
+            .map(drop)
+            .map_err(|e| device_error(&label, e))
     }
 
     /// Uses `sample_rate` and `channels` instead of the device's defaults.
     pub fn with_format(&mut self, sample_rate: u32, channels: u16) -> &mut Self {
         self.format = OutputFormat::new(sample_rate, channels, PERIOD);
         self
+    }
+
+    fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| "default".into())
     }
 }
 
@@ -128,171 +168,199 @@ impl Output for DeviceOutput {
     fn start(self: Box<Self>, engine: Engine) -> Result<RunningOutput, OutputError> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = Arc::clone(&stop);
-        let (opened_tx, opened_rx) = std::sync::mpsc::channel();
-        let label = self.name.clone().unwrap_or_else(|| "default".into());
+        let stats = Arc::new(OutputStats::default());
+        let watch = Watch {
+            stats: Arc::clone(&stats),
+            lost: Arc::new(AtomicBool::new(false)),
+            other_errors: Arc::new(AtomicU64::new(0)),
+        };
+        let driver = Arc::new(Mutex::new(PeriodDriver::new(engine, Arc::clone(&stats))));
+        // The first opening happens here, so a device that cannot open is the caller's error.
+        let label = self.label();
+        let stream = open_stream(&self, &driver, &watch)?;
+        tracing::info!(device = %label, format = ?self.format, sample_format = ?self.sample_format, "audio device open");
         let thread = std::thread::Builder::new()
             .name("firefly-device-out".into())
             .spawn(move || {
-                let sink = match open_sink(self.name.as_deref(), self.format) {
-                    Ok(sink) => sink,
-                    Err(err) => {
-                        let reason = err.to_string();
-                        let _ = opened_tx.send(Err(err));
-                        return Err(device_error(&label, reason));
-                    }
-                };
-                let latency = match sink.config().buffer_size() {
-                    rodio::cpal::BufferSize::Fixed(frames) => {
-                        Duration::from_secs_f64(f64::from(*frames) / f64::from(self.format.sample_rate))
-                    }
-                    rodio::cpal::BufferSize::Default => BUFFER,
-                };
-                tracing::info!(device = %label, ?latency, format = ?self.format, "audio device open");
-                sink.mixer().add(EngineSource::new(engine, latency));
-                let _ = opened_tx.send(Ok(()));
-                while !stop_thread.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                drop(sink);
+                supervise(&self, stream, &driver, &watch, &stop_thread);
                 Ok(())
             })
             .map_err(OutputError::Thread)?;
-        let running = RunningOutput::new(stop, thread);
-        match opened_rx.recv() {
-            Ok(Ok(())) => Ok(running),
-            Ok(Err(err)) => {
-                drop(running);
-                Err(err)
-            }
-            Err(_) => Err(OutputError::Thread(std::io::Error::other(
-                "device thread ended",
-            ))),
-        }
+        Ok(RunningOutput::new(stop, thread, stats))
     }
 }
 
-fn open_sink(
-    name: Option<&str>,
-    format: OutputFormat,
-) -> Result<rodio::MixerDeviceSink, OutputError> {
-    let label = name.unwrap_or("default");
-    let device = find_device(name)?;
-    let (Some(rate), Some(channels)) = (
-        NonZero::new(format.sample_rate),
-        NonZero::new(format.channels),
-    ) else {
-        return Err(device_error(label, "zero rate or channels"));
-    };
-    let buffer = (BUFFER.as_secs_f64() * f64::from(format.sample_rate)) as u32;
-    let mut sink = rodio::DeviceSinkBuilder::from_device(device)
-        .map_err(|e| device_error(label, e))?
-        .with_sample_rate(rate)
-        .with_channels(channels)
-        .with_sample_format(rodio::cpal::SampleFormat::F32)
-        .with_buffer_size(rodio::cpal::BufferSize::Fixed(buffer))
-        .with_error_callback(|err| tracing::warn!(%err, "audio stream error"))
-        .open_stream()
-        .map_err(|e| device_error(label, format!("{e}: {}", source_chain(&e))))?;
-    sink.log_on_drop(false);
-    Ok(sink)
+/// What the stream's callbacks tell the control thread.
+#[derive(Clone)]
+struct Watch {
+    stats: Arc<OutputStats>,
+    /// The device reported itself gone or invalid.
+    lost: Arc<AtomicBool>,
+    other_errors: Arc<AtomicU64>,
 }
 
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        parts.push(e.to_string());
-        cur = e.source();
-    }
-    parts.join(": ")
-}
-
-/// The engine as a rodio source: renders a period whenever the last one is used up.
-struct EngineSource {
-    engine: Engine,
-    buf: Vec<f32>,
-    pos: usize,
-    latency: Duration,
-    /// Real instant and local instant (heard) of frame 0 of the frame-counting clock.
-    anchor: Option<(Instant, LocalMicros)>,
-    frames: u64,
-}
-
-impl EngineSource {
-    fn new(engine: Engine, latency: Duration) -> Self {
-        let format = engine.format();
-        let len = format.period_frames * usize::from(format.channels);
-        Self {
-            engine,
-            buf: vec![0.0; len],
-            pos: len,
-            latency,
-            anchor: None,
-            frames: 0,
-        }
-    }
-
-    fn render_next(&mut self) {
-        let format = self.engine.format();
-        let period =
-            Duration::from_secs_f64(format.period_frames as f64 / f64::from(format.sample_rate));
-        let slack = self.latency + 2 * period;
+/// Keeps the stream running: reopens it when the device goes away or stalls.
+fn supervise(
+    output: &DeviceOutput,
+    first: cpal::Stream,
+    driver: &Arc<Mutex<PeriodDriver>>,
+    watch: &Watch,
+    stop: &AtomicBool,
+) {
+    let label = output.label();
+    let mut stream = Some(first);
+    let mut last_periods = watch.stats.periods();
+    let mut last_progress = Instant::now();
+    let mut last_try = Instant::now();
+    let mut errors_then = (watch.other_errors.load(Ordering::Relaxed), Instant::now());
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
         let now = Instant::now();
-        let latency_micros = i64::try_from(self.latency.as_micros()).unwrap_or(i64::MAX);
-        let fresh = || (now, self.engine.timeline().now() + latency_micros);
-        let (start, local_start) = *self.anchor.get_or_insert_with(fresh);
-        let counted = Duration::from_secs_f64(self.frames as f64 / f64::from(format.sample_rate));
-        let real = now.duration_since(start);
-        let (start, local_start) = if real > counted + slack {
-            // The device fell behind (an xrun, a suspended stream): start counting afresh.
-            self.frames = 0;
-            let anchor = (now, self.engine.timeline().now() + latency_micros);
-            self.anchor = Some(anchor);
-            anchor
-        } else {
-            if counted > real + slack {
-                // Pulled faster than real time (a null device): hold back like a sound card would.
-                std::thread::sleep(counted - real - slack);
+        if stream.is_some() {
+            let periods = watch.stats.periods();
+            if periods != last_periods {
+                last_periods = periods;
+                last_progress = now;
             }
-            (start, local_start)
-        };
-        let _ = start;
-        let counted = self.frames as f64 * 1e6 / f64::from(format.sample_rate);
-        let at = local_start + counted.round() as i64;
-        self.engine.render(at, None, &mut self.buf);
-        self.frames += format.period_frames as u64;
-        self.pos = 0;
-    }
-}
-
-impl Iterator for EngineSource {
-    type Item = f32;
-
-    fn next(&mut self) -> Option<f32> {
-        if self.pos >= self.buf.len() {
-            self.render_next();
+            let stalled = now.duration_since(last_progress) > STALL;
+            let lost = watch.lost.load(Ordering::Relaxed);
+            // A stream that fails over and over while playing nothing (a host
+            // stuck in an error state) is reopened too; errors between
+            // periods that still flow are only counted.
+            let errors = watch.other_errors.load(Ordering::Relaxed);
+            let failing = errors.saturating_sub(errors_then.0) > FAILING_ERRORS
+                && now.duration_since(last_progress) > Duration::from_millis(500);
+            if now.duration_since(errors_then.1) >= Duration::from_secs(1) {
+                errors_then = (errors, now);
+            }
+            if stalled || lost || failing {
+                errors_then = (errors, now);
+                let why = if lost {
+                    "the device went away"
+                } else if failing {
+                    "the device keeps failing"
+                } else {
+                    "the device stopped calling back"
+                };
+                tracing::warn!(device = %label, "sound output stopped: {why}; reopening it when it returns (the swarm keeps running)");
+                drop(stream.take());
+                watch.stats.set_timing(OutputTiming::Lost);
+                last_try = now;
+            }
+            continue;
         }
-        let sample = self.buf.get(self.pos).copied();
-        self.pos += 1;
-        sample
+        if now.duration_since(last_try) < RETRY {
+            continue;
+        }
+        last_try = now;
+        watch.lost.store(false, Ordering::Relaxed);
+        if let Ok(mut d) = driver.lock() {
+            d.restart();
+        }
+        match open_stream(output, driver, watch) {
+            Ok(s) => {
+                tracing::info!(device = %label, "sound device back; playing again");
+                watch.stats.count_reopen();
+                stream = Some(s);
+                last_periods = watch.stats.periods();
+                last_progress = now;
+            }
+            Err(err) => tracing::debug!(device = %label, %err, "sound device still unavailable"),
+        }
     }
+    drop(stream);
 }
 
-impl Source for EngineSource {
-    fn current_span_len(&self) -> Option<usize> {
-        None
-    }
+/// Opens and starts a stream on the output's device, rendering through `driver`.
+fn open_stream(
+    output: &DeviceOutput,
+    driver: &Arc<Mutex<PeriodDriver>>,
+    watch: &Watch,
+) -> Result<cpal::Stream, OutputError> {
+    let label = output.label();
+    let device = find_device(output.name.as_deref())?;
+    // Periods of about 50 ms (cpal keeps two in the device's buffer): room
+    // for a busy machine's scheduling stalls; the latency is measured, not
+    // assumed, so a longer buffer costs nothing in sync.
+    let period_frames = (output.format.sample_rate as f64 * DEVICE_PERIOD.as_secs_f64()) as u32;
+    let mut config = cpal::StreamConfig {
+        channels: output.format.channels,
+        sample_rate: output.format.sample_rate,
+        buffer_size: cpal::BufferSize::Fixed(period_frames),
+    };
+    let build_any = |config: &cpal::StreamConfig| match output.sample_format {
+        SampleFormat::F32 => build::<f32>(&device, config, driver, watch),
+        SampleFormat::I16 => build::<i16>(&device, config, driver, watch),
+        SampleFormat::I32 => build::<i32>(&device, config, driver, watch),
+        SampleFormat::U16 => build::<u16>(&device, config, driver, watch),
+        SampleFormat::F64 => build::<f64>(&device, config, driver, watch),
+        other => Err(cpal::Error::with_message(
+            cpal::ErrorKind::UnsupportedConfig,
+            format!("unsupported sample format {other:?}"),
+        )),
+    };
+    let stream = match build_any(&config) {
+        Ok(stream) => stream,
+        Err(err) if err.kind() == cpal::ErrorKind::UnsupportedConfig => {
+            // The device's own period, then.
+            config.buffer_size = cpal::BufferSize::Default;
+            build_any(&config).map_err(|e| device_error(&label, e))?
+        }
+        Err(err) => return Err(device_error(&label, err)),
+    };
+    stream.play().map_err(|e| device_error(&label, e))?;
+    Ok(stream)
+}
 
-    fn channels(&self) -> rodio::ChannelCount {
-        // The engine's format was validated non-zero when the player was made.
-        NonZero::new(self.engine.format().channels).unwrap_or(NonZero::<u16>::MIN)
-    }
-
-    fn sample_rate(&self) -> rodio::SampleRate {
-        NonZero::new(self.engine.format().sample_rate).unwrap_or(NonZero::<u32>::MIN)
-    }
-
-    fn total_duration(&self) -> Option<Duration> {
-        None
-    }
+fn build<T>(
+    device: &cpal::Device,
+    config: &cpal::StreamConfig,
+    driver: &Arc<Mutex<PeriodDriver>>,
+    watch: &Watch,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<f32> + Send + 'static,
+{
+    let driver = Arc::clone(driver);
+    let errors = watch.clone();
+    device.build_output_stream::<T, _, _>(
+        *config,
+        move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+            let stamp = info.timestamp();
+            // The reported delay; negative if the host says the sound left before the callback.
+            let delay_micros = match stamp.playback.checked_duration_since(stamp.callback) {
+                Some(d) => d.as_secs_f64() * 1e6,
+                None => -(stamp.callback.duration_since(stamp.playback).as_secs_f64() * 1e6),
+            };
+            match driver.try_lock() {
+                Ok(mut driver) => {
+                    let now = driver.engine().timeline().now();
+                    driver.render(
+                        data,
+                        PeriodTiming {
+                            now,
+                            delay_micros: Some(delay_micros),
+                            true_instant: None,
+                        },
+                        T::from_sample,
+                    );
+                }
+                // Only while the control thread restarts the stream.
+                Err(_) => data.fill(T::EQUILIBRIUM),
+            }
+        },
+        move |err: cpal::Error| match err.kind() {
+            cpal::ErrorKind::Xrun => errors.stats.count_underrun(),
+            cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::StreamInvalidated => {
+                errors.lost.store(true, Ordering::Relaxed);
+            }
+            _ => {
+                let seen = errors.other_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if seen.is_power_of_two() {
+                    tracing::warn!(%err, seen, "sound device error");
+                }
+            }
+        },
+        None,
+    )
 }

@@ -3,19 +3,28 @@
 //! An [`Output`] takes the [`Engine`] and drives it from its own thread, one
 //! period at a time, telling it when each period will be heard:
 //!
-//! - [`DeviceOutput`]: the sound card, through rodio (the default);
-//! - [`VirtualOutput`]: a sound card made of the monotonic clock, consuming a
-//!   period every period, for tests, the demo and headless nodes; it can
-//!   keep what it played in a [`Recording`];
-//! - [`WavOutput`]: the same clocked consumer writing a WAV file.
+//! - [`DeviceOutput`]: the sound card, through cpal (as rodio re-exports it; the default);
+//! - [`VirtualOutput`]: a model of a sound card on the monotonic clock (its
+//!   own crystal rate, a reported delay with jitter, periods of varying
+//!   size), for tests, the demo and headless nodes; it can keep what it
+//!   played in a [`Recording`];
+//! - [`WavOutput`]: a clocked consumer writing a WAV file.
 //!
-//! [`OutputChoice`] parses the node's `--output` flag into one of them.
+//! The device and the virtual device share one timing path
+//! ([`driver`](self::driver)): each period is stamped with its playback
+//! instant from the device's own reports, fitted against the local clock by
+//! [`device_clock`](self::device_clock). [`OutputChoice`] parses the node's
+//! `--output` flag into one of them.
 
 mod clocked;
 mod device;
+mod device_clock;
+mod driver;
 
-pub use clocked::{Pacing, Recording, VirtualOutput, WavOutput, WavSamples};
+pub use clocked::{DeviceModel, Pacing, Recording, VirtualOutput, WavOutput, WavSamples};
 pub use device::{DeviceOutput, device_names};
+pub use driver::{OutputReport, OutputTiming};
+pub(crate) use driver::{OutputStats, PeriodDriver, PeriodTiming};
 
 use crate::engine::{Engine, OutputFormat};
 use crate::error::OutputError;
@@ -38,14 +47,25 @@ pub trait Output: Send {
 pub struct RunningOutput {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), OutputError>>>,
+    stats: Arc<OutputStats>,
 }
 
 impl RunningOutput {
-    pub(crate) fn new(stop: Arc<AtomicBool>, thread: JoinHandle<Result<(), OutputError>>) -> Self {
+    pub(crate) fn new(
+        stop: Arc<AtomicBool>,
+        thread: JoinHandle<Result<(), OutputError>>,
+        stats: Arc<OutputStats>,
+    ) -> Self {
         Self {
             stop,
             thread: Some(thread),
+            stats,
         }
+    }
+
+    /// What the output has seen so far: its timing, underruns, the device's rate.
+    pub fn report(&self) -> OutputReport {
+        self.stats.report()
     }
 
     /// Whether the output's thread is still running.

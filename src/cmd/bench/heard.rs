@@ -1,0 +1,623 @@
+//! `firefly bench heard`: sync as heard through a real sound server.
+//!
+//! Three `firefly up --output device` nodes on 127.0.0.1 play one click
+//! track, each through ALSA's `pulse` plugin into its own channel of one
+//! PulseAudio null sink (a private server: its own socket, no network
+//! listener, one `module-remap-sink` per node). The sink's monitor is
+//! recorded with `parec`; every click is located in every channel to a
+//! fraction of a sample by cross-correlation with the known click, and the
+//! spread between the nodes' clicks is what a listener would hear. The
+//! nodes' test clocks run at the same rate (`still`) or at +200, +50 and
+//! −200 ppm (`skewed`). It reports the spread (p50, p99, max), its drift
+//! (µs/s), the devices' underruns and the CPU of each node and of its
+//! output path (the device thread, the decoder, the control thread).
+//!
+//! The end-to-end test `heard` runs this with a short window; the figures
+//! in BENCHMARKS.md come from the long one.
+
+use super::sync::{cpu_seconds, cpu_seconds_in};
+use crate::cmd::local_swarm::{
+    Node, NodeSetup, get_json, music_dir, percentile_abs, post, start_node_with, wait_settled,
+};
+use anyhow::{Context, bail};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Nodes, one channel each.
+const NODES: usize = 3;
+/// The sink's rate.
+const SINK_RATE: u32 = 48_000;
+/// The track's rate (the nodes resample it to the device's).
+const TRACK_RATE: u32 = 44_100;
+/// A click every this many seconds.
+const CLICK_EVERY: f64 = 0.5;
+/// The click: a Hann-windowed chirp this long…
+const CLICK_SECONDS: f64 = 0.004;
+/// …from this frequency to the next.
+const CLICK_FROM_HZ: f64 = 1_000.0;
+const CLICK_TO_HZ: f64 = 6_000.0;
+
+/// Goals of the issue.
+const GOAL_SKEWED_P99_MICROS: f64 = 100.0;
+const GOAL_STILL_P99_MICROS: f64 = 50.0;
+const GOAL_DRIFT: f64 = 1.0;
+const GOAL_OUTPUT_CPU_PERCENT: f64 = 0.5;
+
+/// Arguments of `firefly bench heard`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Seconds recorded per case.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(5..=900))]
+    seconds: u32,
+    /// Seconds of playback before recording (the nodes settle).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=600))]
+    warmup: u32,
+    /// Which clocks: `still` (same rate), `skewed` (+200, +50, −200 ppm) or `both`.
+    #[arg(long, value_enum, default_value_t = Case::Both)]
+    case: Case,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Case {
+    Still,
+    Skewed,
+    Both,
+}
+
+impl Case {
+    fn rates(self) -> [f64; NODES] {
+        match self {
+            Self::Skewed => [200.0, 50.0, -200.0],
+            Self::Still | Self::Both => [0.0; NODES],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Still => "still",
+            Self::Skewed => "skewed",
+            Self::Both => "both",
+        }
+    }
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let cases = match args.case {
+        Case::Both => vec![Case::Still, Case::Skewed],
+        one => vec![one],
+    };
+    let mut reports = Vec::new();
+    for case in cases {
+        let root: PathBuf = std::env::temp_dir().join(format!(
+            "firefly-bench-heard-{}-{}",
+            std::process::id(),
+            case.name()
+        ));
+        std::fs::create_dir_all(&root)?;
+        let result = tokio::runtime::Runtime::new()?.block_on(bench(&root, &args, case));
+        let _ = std::fs::remove_dir_all(&root);
+        reports.push(result?);
+    }
+    let report = json!({ "seconds": args.seconds, "warmup": args.warmup, "cases": reports });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&reports);
+    }
+    Ok(())
+}
+
+/// A private PulseAudio server with one null sink and a remap sink per node;
+/// killed (and its folder left to the caller's cleanup) when dropped.
+pub(crate) struct SoundServer {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+    alsa_conf: PathBuf,
+}
+
+impl SoundServer {
+    /// Starts `pulseaudio` in `dir` with `channels` channels.
+    pub(crate) fn start(dir: &Path, channels: usize) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("home"))?;
+        std::fs::create_dir_all(dir.join("run"))?;
+        let socket = dir.join("run").join("native");
+        let map: Vec<String> = (0..channels).map(|c| format!("aux{c}")).collect();
+        let mut script = format!(
+            "load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
+             load-module module-null-sink sink_name=heard channels={channels} channel_map={} \
+             rate={SINK_RATE} format=float32le norewinds=1\n",
+            socket.display(),
+            map.join(",")
+        );
+        for c in 0..channels {
+            script.push_str(&format!(
+                "load-module module-remap-sink sink_name=ch{c} master=heard channels=1 \
+                 master_channel_map=aux{c} channel_map=mono remix=no\n"
+            ));
+        }
+        let pa = dir.join("server.pa");
+        std::fs::write(&pa, script)?;
+        let alsa_conf = dir.join("asound.conf");
+        std::fs::write(
+            &alsa_conf,
+            "pcm.!default { type pulse }\nctl.!default { type pulse }\n",
+        )?;
+        let child = Command::new("pulseaudio")
+            .args(["--system=false", "--daemonize=no", "-n", "-F"])
+            .arg(&pa)
+            .args(["--exit-idle-time=-1", "--log-target=stderr"])
+            // A sound server is given real-time priority where the system allows, as a desktop's is.
+            .args(["--realtime=yes", "--high-priority=yes"])
+            .env("HOME", dir.join("home"))
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start pulseaudio (is PulseAudio installed? .ci/setup installs it)")?;
+        let mut server = Self {
+            child,
+            dir: dir.to_path_buf(),
+            socket,
+            alsa_conf,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("pulseaudio exited at start ({status})");
+            }
+            let ready = Command::new("pactl")
+                .args(["list", "short", "sinks"])
+                .envs(server.env(None))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success()
+                        && String::from_utf8_lossy(&o.stdout)
+                            .contains(&format!("ch{}", channels.saturating_sub(1)))
+                });
+            if ready {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!("pulseaudio did not come up within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The environment that sends a client (ALSA's pulse plugin, `parec`)
+    /// to this server, into channel `channel`'s sink.
+    pub(crate) fn env(&self, channel: Option<usize>) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "PULSE_SERVER".to_string(),
+                format!("unix:{}", self.socket.display()),
+            ),
+            (
+                "ALSA_CONFIG_PATH".to_string(),
+                self.alsa_conf.display().to_string(),
+            ),
+            (
+                "HOME".to_string(),
+                self.dir.join("home").display().to_string(),
+            ),
+            (
+                "XDG_RUNTIME_DIR".to_string(),
+                self.dir.join("run").display().to_string(),
+            ),
+        ];
+        if let Some(c) = channel {
+            env.push(("PULSE_SINK".to_string(), format!("ch{c}")));
+        }
+        env
+    }
+
+    /// Starts recording the sink's monitor (every channel, named) into `path`
+    /// as raw 32-bit float frames.
+    pub(crate) fn record(&self, path: &Path, channels: usize) -> anyhow::Result<Child> {
+        let map: Vec<String> = (0..channels).map(|c| format!("aux{c}")).collect();
+        let file = std::fs::File::create(path)?;
+        Command::new("parec")
+            .args(["-d", "heard.monitor", "--raw", "--format=float32le"])
+            .arg(format!("--rate={SINK_RATE}"))
+            .arg(format!("--channels={channels}"))
+            .arg(format!("--channel-map={}", map.join(",")))
+            .envs(self.env(None))
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start parec")
+    }
+}
+
+impl Drop for SoundServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The click at time `t` seconds from its start (zero outside it).
+fn click(t: f64) -> f64 {
+    if !(0.0..CLICK_SECONDS).contains(&t) {
+        return 0.0;
+    }
+    let window = 0.5 - 0.5 * (std::f64::consts::TAU * t / CLICK_SECONDS).cos();
+    let sweep = (CLICK_TO_HZ - CLICK_FROM_HZ) / CLICK_SECONDS;
+    let phase = std::f64::consts::TAU * (CLICK_FROM_HZ * t + sweep * t * t / 2.0);
+    window * phase.sin()
+}
+
+/// Writes the click track: a click every [`CLICK_EVERY`] s for `seconds`.
+fn write_click_track(path: &Path, seconds: u32) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: TRACK_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    for n in 0..seconds * TRACK_RATE {
+        let t = f64::from(n) / f64::from(TRACK_RATE);
+        let s = (click(t % CLICK_EVERY) * 0.8 * f64::from(i16::MAX)) as i16;
+        w.write_sample(s)?;
+        w.write_sample(s)?;
+    }
+    w.finalize()?;
+    Ok(())
+}
+
+/// Where each click sounds in `signal` (sub-sample positions, in samples),
+/// found by cross-correlation with the click.
+fn locate_clicks(signal: &[f32]) -> Vec<f64> {
+    let template: Vec<f64> = (0..(CLICK_SECONDS * f64::from(SINK_RATE)).ceil() as usize)
+        .map(|k| click(k as f64 / f64::from(SINK_RATE)))
+        .collect();
+    let energy: f64 = template.iter().map(|x| x * x).sum();
+    let gap = (CLICK_EVERY * f64::from(SINK_RATE) / 2.0) as usize;
+    let reach = template.len();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < signal.len() {
+        if signal[i].abs() < 0.05 {
+            i += 1;
+            continue;
+        }
+        // A click starts within a click length before its first loud sample.
+        let from = i.saturating_sub(reach);
+        let to = (i + reach).min(signal.len().saturating_sub(reach));
+        let corr = |lag: usize| -> f64 {
+            template
+                .iter()
+                .zip(&signal[lag..lag + reach])
+                .map(|(a, &b)| a * f64::from(b))
+                .sum()
+        };
+        if to > from + 2 {
+            let (best, value) = (from..to)
+                .map(|lag| (lag, corr(lag)))
+                .fold((from, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            // Only a whole click (not one cut by the recording's edges), and a parabola through the peak.
+            if best > from && best + 1 < to && value > 0.3 * energy * 0.8 {
+                let (l, c, r) = (corr(best - 1), value, corr(best + 1));
+                let denom = l - 2.0 * c + r;
+                let shift = if denom < 0.0 {
+                    0.5 * (l - r) / denom
+                } else {
+                    0.0
+                };
+                found.push(best as f64 + shift.clamp(-0.5, 0.5));
+            }
+        }
+        i += gap;
+    }
+    found
+}
+
+/// What the recording shows: per click heard on every channel, the spread
+/// (µs) and time (s); and each channel's offset from channel 0 over time.
+struct Heard {
+    spreads: Vec<f64>,
+    /// (time s, offset of channel c from channel 0 µs) per channel 1…
+    offsets: Vec<Vec<(f64, f64)>>,
+    clicks: Vec<usize>,
+}
+
+fn analyse(raw: &[u8], channels: usize) -> Heard {
+    let samples: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let per_channel: Vec<Vec<f64>> = (0..channels)
+        .map(|c| {
+            let signal: Vec<f32> = samples.iter().skip(c).step_by(channels).copied().collect();
+            locate_clicks(&signal)
+        })
+        .collect();
+    let clicks = per_channel.iter().map(Vec::len).collect();
+    let micros = |samples: f64| samples * 1e6 / f64::from(SINK_RATE);
+    let tolerance = CLICK_EVERY * f64::from(SINK_RATE) / 4.0;
+    let mut spreads = Vec::new();
+    let mut offsets = vec![Vec::new(); channels.saturating_sub(1)];
+    for &t0 in per_channel.first().map(Vec::as_slice).unwrap_or_default() {
+        let matched: Option<Vec<f64>> = per_channel
+            .iter()
+            .map(|clicks| {
+                let i = clicks.partition_point(|&t| t < t0 - tolerance);
+                clicks
+                    .get(i)
+                    .copied()
+                    .filter(|t| (t - t0).abs() < tolerance)
+            })
+            .collect();
+        let Some(times) = matched else { continue };
+        let (lo, hi) = times
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        spreads.push(micros(hi - lo));
+        for (c, t) in times.iter().enumerate().skip(1) {
+            offsets[c - 1].push((t0 / f64::from(SINK_RATE), micros(t - t0)));
+        }
+    }
+    Heard {
+        spreads,
+        offsets,
+        clicks,
+    }
+}
+
+/// Least-squares slope of `points` (y per x).
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (sxx, sxy) = points.iter().fold((0.0, 0.0), |(sxx, sxy), (x, y)| {
+        (sxx + (x - mx) * (x - mx), sxy + (x - mx) * (y - my))
+    });
+    if sxx > 0.0 { sxy / sxx } else { 0.0 }
+}
+
+/// CPU seconds of the threads of `pid` that make up the output path.
+fn output_path_cpu(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|name| {
+                let name = name.trim();
+                name.starts_with("cpal_alsa_out")
+                    || name.starts_with("firefly-decode")
+                    || name.starts_with("firefly-device")
+            })
+        })
+        .filter_map(|task| cpu_seconds_in(&task.path().join("stat").display().to_string()))
+        .sum()
+}
+
+async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_json::Value> {
+    let server = SoundServer::start(&root.join("pulse"), NODES)?;
+    let track_seconds = args.warmup + args.seconds + 20;
+    let rates = case.rates();
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, ppm) in rates.iter().enumerate() {
+        let music = music_dir(root, i);
+        std::fs::create_dir_all(&music)?;
+        if i == 0 {
+            write_click_track(&music.join("clicks.wav"), track_seconds)?;
+        } else {
+            std::fs::copy(
+                music_dir(root, 0).join("clicks.wav"),
+                music.join("clicks.wav"),
+            )?;
+        }
+        let sign = if i % 2 == 0 { 1 } else { -1 };
+        let setup = NodeSetup {
+            output: "device".into(),
+            test_clock: format!("{},{ppm}", sign * 250_000 * i as i64),
+            env: server.env(Some(i)),
+        };
+        let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
+        nodes.push(start_node_with(root, i, &peers, &setup)?);
+    }
+    wait_settled(&nodes, Duration::from_secs(60)).await?;
+    let library = get_json(nodes[0].http, "/api/library").await?;
+    let track = library
+        .as_array()
+        .and_then(|tracks| tracks.first())
+        .and_then(|t| t["track"].as_str())
+        .context("the click track is not in the library")?
+        .to_string();
+    post(nodes[0].http, "/api/play", json!({ "track": track })).await?;
+    tokio::time::sleep(Duration::from_secs(u64::from(args.warmup) + 3)).await;
+    let underruns_before = underruns(&nodes).await;
+    let cpu_before: Vec<(f64, f64)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                cpu_seconds(n.pid()).unwrap_or(0.0),
+                output_path_cpu(n.pid()),
+            )
+        })
+        .collect();
+    let recording = root.join("monitor.raw");
+    let mut parec = server.record(&recording, NODES)?;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(u64::from(args.seconds))).await;
+    let _ = parec.kill();
+    let _ = parec.wait();
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu: Vec<(f64, f64)> = nodes
+        .iter()
+        .zip(&cpu_before)
+        .map(|(n, (all, path))| {
+            (
+                (cpu_seconds(n.pid()).unwrap_or(0.0) - all) / elapsed * 100.0,
+                (output_path_cpu(n.pid()) - path) / elapsed * 100.0,
+            )
+        })
+        .collect();
+    let underruns_after = underruns(&nodes).await;
+    let outputs: Vec<serde_json::Value> = {
+        let mut all = Vec::new();
+        for node in &nodes {
+            let state = get_json(node.http, "/api/state").await?;
+            all.push(state["output"].clone());
+        }
+        all
+    };
+    drop(nodes);
+    drop(server);
+    let raw = std::fs::read(&recording).context("no recording")?;
+    let heard = analyse(&raw, NODES);
+    if let Ok(dump) = std::env::var("FIREFLY_HEARD_DUMP") {
+        let lines: Vec<String> = heard.offsets[0]
+            .iter()
+            .zip(heard.offsets.get(1).map(Vec::as_slice).unwrap_or_default())
+            .map(|(a, b)| format!("{:.3} {:.1} {:.1}", a.0, a.1, b.1))
+            .collect();
+        let _ = std::fs::write(dump, lines.join("\n"));
+    }
+    if heard.spreads.len() < 4 {
+        bail!(
+            "too few clicks heard on every channel ({:?} per channel, {} bytes recorded)",
+            heard.clicks,
+            raw.len()
+        );
+    }
+    let drift = heard
+        .offsets
+        .iter()
+        .map(|points| slope(points))
+        .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
+    let underruns: Vec<u64> = underruns_after
+        .iter()
+        .zip(&underruns_before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let goal_p99 = if case == Case::Skewed {
+        GOAL_SKEWED_P99_MICROS
+    } else {
+        GOAL_STILL_P99_MICROS
+    };
+    Ok(json!({
+        "case": case.name(),
+        "clock_ppm": rates,
+        "seconds": args.seconds,
+        "clicks": heard.spreads.len(),
+        "clicks_per_channel": heard.clicks,
+        "spread_p50_us": percentile_abs(&heard.spreads, 50.0),
+        "spread_p99_us": percentile_abs(&heard.spreads, 99.0),
+        "spread_max_us": percentile_abs(&heard.spreads, 100.0),
+        "drift_us_per_s": drift,
+        "offsets_us": heard.offsets.iter().map(|points| {
+            let mean = points.iter().map(|p| p.1).sum::<f64>() / points.len().max(1) as f64;
+            json!({
+                "mean": mean,
+                "first": points.first().map(|p| p.1),
+                "last": points.last().map(|p| p.1),
+                "slope_us_per_s": slope(points),
+            })
+        }).collect::<Vec<_>>(),
+        "underruns": underruns,
+        "cpu_percent": cpu.iter().map(|c| c.0).collect::<Vec<_>>(),
+        "output_path_cpu_percent": cpu.iter().map(|c| c.1).collect::<Vec<_>>(),
+        "outputs": outputs,
+        "goals": {
+            "spread_p99_us": goal_p99,
+            "drift_us_per_s": GOAL_DRIFT,
+            "underruns": 0,
+            "output_path_cpu_percent": GOAL_OUTPUT_CPU_PERCENT,
+        },
+    }))
+}
+
+/// Each node's device underruns so far (from `/api/state`).
+async fn underruns(nodes: &[Node]) -> Vec<u64> {
+    let mut all = Vec::new();
+    for node in nodes {
+        let state = get_json(node.http, "/api/state").await.ok();
+        all.push(
+            state
+                .and_then(|s| s["output"]["underruns"].as_u64())
+                .unwrap_or(0),
+        );
+    }
+    all
+}
+
+fn print_table(reports: &[serde_json::Value]) {
+    println!(
+        "{:<8} {:>7} {:>10} {:>10} {:>10} {:>9} {:>10} {:>16}",
+        "case", "clicks", "p50 µs", "p99 µs", "max µs", "µs/s", "underruns", "output CPU %"
+    );
+    for r in reports {
+        let path: Vec<String> = r["output_path_cpu_percent"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| format!("{:.2}", v.as_f64().unwrap_or(0.0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<8} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>9.2} {:>10} {:>16}",
+            r["case"].as_str().unwrap_or(""),
+            r["clicks"],
+            r["spread_p50_us"].as_f64().unwrap_or(0.0),
+            r["spread_p99_us"].as_f64().unwrap_or(0.0),
+            r["spread_max_us"].as_f64().unwrap_or(0.0),
+            r["drift_us_per_s"].as_f64().unwrap_or(0.0),
+            r["underruns"],
+            path.join(" "),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recording made by hand: clicks placed at known fractional positions.
+    #[test]
+    fn clicks_are_located_to_a_fraction_of_a_sample() {
+        let rate = f64::from(SINK_RATE);
+        let starts = [
+            (1000.25, 1000.0),
+            (25_000.5, 25_000.9),
+            (49_000.0, 48_999.3),
+        ];
+        let mut raw = Vec::new();
+        for n in 0..60_000 {
+            for channel in 0..2 {
+                let mut s = 0.0;
+                for (a, b) in starts {
+                    let at = if channel == 0 { a } else { b };
+                    s += click((f64::from(n) - at) / rate) * 0.8;
+                }
+                raw.extend_from_slice(&(s as f32).to_le_bytes());
+            }
+        }
+        let heard = analyse(&raw, 2);
+        assert_eq!(heard.clicks, vec![3, 3]);
+        for (spread, (a, b)) in heard.spreads.iter().zip(starts) {
+            let want = (a - b).abs() * 1e6 / rate;
+            assert!((spread - want).abs() < 0.5, "{spread} vs {want}");
+        }
+    }
+}
