@@ -7,7 +7,6 @@
 
 mod adversary;
 mod commands;
-mod heard;
 mod jitter;
 mod join;
 mod netns;

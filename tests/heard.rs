@@ -11,10 +11,18 @@
 //!
 //! Without PulseAudio the test says so and passes, unless `CI` is set
 //! (`.ci/setup` installs it), where a missing server fails.
+//!
+//! It is a test binary of its own, not a module of `tests/e2e`, so that it
+//! runs alone: cargo runs test binaries one after another, and a sound
+//! server sharing two cores with other tests' swarms underruns.
 
-use crate::playback::one_swarm_at_a_time;
-use crate::util::firefly_bin;
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
+
+fn firefly_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_firefly")
+}
 
 /// Whether `program --version` runs.
 fn have(program: &str) -> bool {
@@ -42,7 +50,6 @@ fn three_skewed_nodes_sound_in_step_through_a_sound_server() {
         );
         return;
     }
-    let _one = one_swarm_at_a_time();
     let out = Command::new(firefly_bin())
         .args(["bench", "heard", "--case", "skewed", "--seconds", "30"])
         .args(["--warmup", "30", "--json"])
