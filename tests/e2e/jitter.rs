@@ -2,8 +2,8 @@
 //! skewed test clocks, every link through the fault proxy
 //! (`firefly-faultproxy`) with 20 ± 10 ms of jitter each way, as a busy
 //! Wi-Fi. Over a minute of playback the clock must never step and no player
-//! restart; the flash-measured inter-node offset stays within 1 ms (the
-//! benchmark carries the tighter goal).
+//! restart; the flash-measured inter-node offset stays within 5 ms (the
+//! issue asks 1 ms; the benchmark carries the tighter goal).
 //!
 //! Nodes reach each other only through the proxies: mDNS is off, each node
 //! dials the earlier ones at their proxy's address, and the test checks that
@@ -274,12 +274,14 @@ fn jittery_links_cause_no_clock_steps_and_no_player_restarts() {
     }
     assert_eq!(steps, [0, 0, 0], "the swarm clock stepped under jitter");
     assert_eq!(restarts, [0, 0, 0], "players restarted under jitter");
-    // The issue asks for ≤ 1 ms here; real nodes measure 4–5 ms today (the
-    // simulator ~1 ms), so this bound only catches a regression towards the
-    // 7–17 ms of before while the gap is worked on (see BENCHMARKS.md).
+    // The issue asks for ≤ 1 ms here. With the time exchange on long-lived
+    // streams real nodes measure 1–2 ms (a new stream per probe: 3.3–4.6 ms,
+    // the issue's first runs 7–17 ms); 5 ms leaves a loaded CI machine its
+    // margin and still catches a regression towards the figures of before
+    // (see BENCHMARKS.md).
     assert!(
-        worst <= 10_000.0,
-        "p99 inter-node offset {worst:.0} µs > 10 ms"
+        worst <= 5_000.0,
+        "p99 inter-node offset {worst:.0} µs > 5 ms"
     );
     drop(nodes);
     drop(proxies);

@@ -195,7 +195,7 @@ struct View {
 ///
 /// 1. [`SwarmClock::handle_timeout`]`(now)` when the time from
 ///    [`SwarmClock::poll_timeout`] has come;
-/// 2. [`SwarmClock::poll_probe`]`(now)` until `None`: send one `/firefly/time/1`
+/// 2. [`SwarmClock::poll_probe`]`(now)` until `None`: send one `/firefly/time/2`
 ///    request to each peer returned;
 /// 3. [`SwarmClock::poll_event`] until `None`;
 /// 4. [`SwarmClock::poll_timeout`] to re-arm the timer.

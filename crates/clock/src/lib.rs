@@ -5,7 +5,7 @@
 //! clock) and the network is the caller's business. It holds:
 //!
 //! - [`SwarmClock`]: per-peer offset/rate estimation from NTP-style exchanges
-//!   (`/firefly/time/1`) and the firefly coupling that pulls every node onto
+//!   (`/firefly/time/2`) and the firefly coupling that pulls every node onto
 //!   one timeline, `swarm = local × (1 + skew) + offset`. Its type doc says
 //!   how to drive it and which clock stamps each of `t1..t4`.
 //! - [`SlewController`]: turns a player's phase error into a playback rate
@@ -36,7 +36,7 @@
 //!   within [`Config::max_offset`] (a day) of each other; seed
 //!   [`Config::seed`] from the node's `PeerId` bytes so nodes pick different
 //!   random peers.
-//! - `/firefly/time/1`: request `t1`, response `(t2, t3)`. `t1` and `t4` are
+//! - `/firefly/time/2`: request `t1`, response `(t2, t3)`. `t1` and `t4` are
 //!   **this node's local** time (`now()` as the request leaves / the reply
 //!   arrives); `t2` and `t3` are **the peer's swarm** time
 //!   (`clock.to_swarm(now())` when the request arrives / the reply leaves;

@@ -12,7 +12,6 @@
 //! key, on pnet-wrapped TCP only. This module holds no protocol logic.
 
 use crate::config::Config;
-use crate::time_exchange::{MAX_TIME_MESSAGE_BYTES, TIME_PROTOCOL, TimeRequest, TimeResponse};
 use crate::transfer;
 use crate::wire::MAX_GOSSIP_BYTES;
 use libp2p::core::transport::upgrade::Version;
@@ -37,8 +36,6 @@ const MAX_CONNECTIONS: u32 = 512;
 /// Most incoming connections still in their handshake.
 const MAX_PENDING_INCOMING: u32 = 64;
 
-/// How long a time request may take before it is given up.
-const TIME_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a control request may take (a play waits for every node's prepare).
 const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -82,7 +79,7 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
-    pub(crate) time: request_response::cbor::Behaviour<TimeRequest, TimeResponse>,
+    pub(crate) time: libp2p_stream::Behaviour,
     pub(crate) control: request_response::Behaviour<crate::control::ControlCodec>,
     pub(crate) chunks: transfer::codec::ChunksBehaviour,
     pub(crate) manifests: transfer::codec::ManifestBehaviour,
@@ -126,14 +123,8 @@ impl Behaviour {
             identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
                 .with_agent_version(format!("firefly/{}", env!("CARGO_PKG_VERSION"))),
         );
-        let codec = request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_TIME_MESSAGE_BYTES)
-            .set_response_size_maximum(MAX_TIME_MESSAGE_BYTES);
-        let time = request_response::Behaviour::with_codec(
-            codec,
-            [(TIME_PROTOCOL, ProtocolSupport::Full)],
-            request_response::Config::default().with_request_timeout(TIME_REQUEST_TIMEOUT),
-        );
+        // The time exchange runs on long-lived streams (see `time_stream`).
+        let time = libp2p_stream::Behaviour::new();
         let control_codec = crate::control::ControlCodec::new(
             crate::control::MAX_CONTROL_BYTES,
             crate::control::MAX_CONTROL_BYTES,

@@ -17,11 +17,11 @@ use crate::event::{Event, Stats};
 use crate::membership::Membership;
 use crate::penalty::Penalties;
 use crate::status::NodeStatus;
-use crate::time_exchange::{PendingTime, clock_status};
+use crate::time_exchange::clock_status;
+use crate::time_stream::TimeStreams;
 use crate::transfer::service::Transfer;
 use firefly_clock::{LocalMicros, SwarmClock, SwarmMicros};
 use futures::StreamExt;
-use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
@@ -44,7 +44,7 @@ pub struct EventLoop {
     pub(crate) membership: Membership,
     pub(crate) transfer: Transfer,
     pub(crate) stats: Stats,
-    pub(crate) pending_time: HashMap<OutboundRequestId, PendingTime>,
+    pub(crate) time_streams: TimeStreams,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
     pub(crate) bootstrap: Vec<Bootstrap>,
     /// Peers mDNS lists on the LAN, with their addresses (at most
@@ -85,6 +85,7 @@ impl EventLoop {
     pub(crate) fn new(parts: Parts) -> Self {
         let now = (parts.now)();
         let clock = SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time);
+        let time_streams = TimeStreams::new(&parts.swarm.behaviour().time, parts.now.clone());
         Self {
             mapping: crate::ClockMapping::new(&clock, now),
             control: Default::default(),
@@ -100,7 +101,7 @@ impl EventLoop {
             membership: parts.membership,
             transfer: parts.transfer,
             stats: Stats::default(),
-            pending_time: HashMap::new(),
+            time_streams,
             pending_dials: HashMap::new(),
             bootstrap: parts.bootstrap,
             lan_peers: HashMap::new(),
@@ -126,6 +127,7 @@ impl EventLoop {
                     None => break,
                 },
                 Some(done) = self.transfer.next_done() => self.on_transfer_done(done),
+                event = self.time_streams.next() => self.on_time_stream_event(event),
                 () = tokio::time::sleep(wait) => self.handle_timeout(),
             }
             self.mapping.publish(&self.clock, (self.now)());
@@ -287,6 +289,7 @@ impl EventLoop {
             } => {
                 self.links.remove(&connection_id);
                 if num_established == 0 {
+                    self.time_streams.forget(&peer_id);
                     tracing::debug!(peer = %peer_id, "disconnected");
                     self.emit(Event::Disconnected { peer: peer_id });
                 }
@@ -334,7 +337,7 @@ impl EventLoop {
             }
             BehaviourEvent::RelayClient(event) => self.on_relay_client_event(event),
             BehaviourEvent::Dcutr(event) => self.on_dcutr_event(event),
-            BehaviourEvent::Time(event) => self.on_time_event(arrived, event),
+            BehaviourEvent::Time(()) => {}
             BehaviourEvent::Control(event) => self.on_control_event(event),
             BehaviourEvent::Chunks(event) => self.on_chunks_event(arrived, event),
             BehaviourEvent::Manifests(event) => self.on_manifest_event(event),

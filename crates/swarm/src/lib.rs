@@ -11,7 +11,7 @@
 //! TCP only in a private swarm, see [`swarm_key`]); a persistent ed25519
 //! identity ([`identity`]); identify and ping on every connection; mDNS and
 //! `--peer` discovery; membership from 1 s gossipsub heartbeats with a 5 s
-//! timeout ([`membership`]); the `/firefly/time/1` NTP-style exchange feeding
+//! timeout ([`membership`]); the `/firefly/time/2` NTP-style exchange feeding
 //! the node's [`firefly_clock::SwarmClock`], which the event loop owns
 //! ([`time_exchange`], [`Client::clock`]); a circuit-relay v2 client with
 //! DCUtR; and a separate
@@ -52,6 +52,7 @@ pub mod relay_server;
 mod status;
 pub mod swarm_key;
 pub mod time_exchange;
+pub mod time_stream;
 pub mod transfer;
 pub mod wire;
 

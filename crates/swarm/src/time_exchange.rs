@@ -1,35 +1,34 @@
-//! The time exchange `/firefly/time/1` and the swarm clock it feeds.
+//! The time exchange `/firefly/time/2` and the swarm clock it feeds.
 //!
 //! The event loop owns a [`SwarmClock`] keyed by [`PeerId`] and drives it as
 //! the clock crate's doc prescribes: members are added and removed as they
 //! join and leave, the peers [`SwarmClock::poll_probe`] names get a time
-//! request, and every reply becomes a [`Sample`] for
-//! [`SwarmClock::handle_sample`]. Stamps, as close to the wire as
-//! request-response lets us: the asker takes `t1` from its local clock as it
-//! sends; the answerer reads `t2` from its *swarm* clock at the instant the
-//! request reached its event loop and `t3` just before handing the response
-//! to the stack; the asker takes `t4` from its local clock at the instant the
-//! response reached the loop. Estimating offset and skew is the clock crate's
-//! job, not this module's.
+//! request on their long-lived stream ([`crate::time_stream`]), and every
+//! reply becomes a [`Sample`] for [`SwarmClock::handle_sample`]. Stamps, as
+//! close to the wire as the stream lets us: the asker's stream task takes
+//! `t1` from its local clock as it writes the request and `t4` as it reads
+//! the answer; the answerer's stream task takes `t2` (local) as it reads the
+//! request, and the event loop turns it into *swarm* time and stamps `t3` on
+//! its swarm clock just before handing the answer back to the task.
+//! Estimating offset and skew is the clock crate's job, not this module's.
 //!
 //! Beside `(t2, t3)` the answer carries the answerer's [`PeerView`]: its raw
-//! measurement of the asker's clock and its drift compensation. The request
-//! opens a stream and the answer rides it, so the two directions are not
-//! equally fast and each side would see the other ahead; the asker uses the
+//! measurement of the asker's clock and its drift compensation. The two
+//! directions are not equally fast (the answer waits on the answerer's event
+//! loop) and each side would see the other ahead; the asker uses the
 //! views to cancel that shared bias and to keep the swarm's common rate near
 //! its members' clocks (see [`SwarmClock::handle_peer_view`]). Nodes that
 //! send no view (older ones) are still understood: the fields default.
 
 use crate::event::Event;
 use crate::event_loop::EventLoop;
+use crate::time_stream::{ProbeReply, StreamEvent};
 use firefly_clock::{LocalMicros, PeerView, Sample, SwarmClock, SwarmMicros};
-use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 /// The protocol name.
-pub const TIME_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/time/1");
+pub const TIME_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/time/2");
 /// Largest time request or response accepted, in bytes (they are ~20).
 pub const MAX_TIME_MESSAGE_BYTES: u64 = 256;
 
@@ -179,15 +178,6 @@ pub struct ClockStatus {
     pub stats: firefly_clock::Stats,
 }
 
-/// A time request this node has in flight.
-#[derive(Debug)]
-pub(crate) struct PendingTime {
-    pub(crate) t1: LocalMicros,
-    pub(crate) reply: Option<oneshot::Sender<Result<TimeSample, crate::ClientError>>>,
-}
-
-pub(crate) type TimeEvent = request_response::Event<TimeRequest, TimeResponse>;
-
 /// Reads the clock's state for [`crate::Client::clock`].
 pub(crate) fn clock_status(clock: &SwarmClock<PeerId>, now: LocalMicros) -> ClockStatus {
     ClockStatus {
@@ -201,20 +191,18 @@ pub(crate) fn clock_status(clock: &SwarmClock<PeerId>, now: LocalMicros) -> Cloc
 }
 
 impl EventLoop {
-    /// Sends a time request to `peer`, stamping `t1` now.
-    pub(crate) fn request_time(
-        &mut self,
-        peer: PeerId,
-        reply: Option<oneshot::Sender<Result<TimeSample, crate::ClientError>>>,
-    ) -> OutboundRequestId {
-        let t1 = (self.now)();
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .time
-            .send_request(&peer, TimeRequest { t1: t1.as_micros() });
-        self.pending_time.insert(id, PendingTime { t1, reply });
-        id
+    /// Queues a probe of `peer` on its time stream; `t1` is stamped as the
+    /// request leaves.
+    pub(crate) fn request_time(&mut self, peer: PeerId, reply: ProbeReply) {
+        if let Err(reply) = self.time_streams.probe(peer, reply) {
+            self.stats.time_failures += 1;
+            tracing::debug!(%peer, "time probe dropped: the previous ones are still waiting");
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(crate::ClientError::Request(
+                    "time exchange busy".to_string(),
+                )));
+            }
+        }
     }
 
     /// Drains the clock in the order its doc gives: timeout, probes, events.
@@ -242,80 +230,61 @@ impl EventLoop {
         }
     }
 
-    /// Handles a time-exchange event that reached the loop at `arrived`.
-    pub(crate) fn on_time_event(&mut self, arrived: LocalMicros, event: TimeEvent) {
+    /// Handles what the time streams report.
+    pub(crate) fn on_time_stream_event(&mut self, event: StreamEvent) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { channel, .. } => {
-                    let t2 = self.clock.to_swarm(arrived).as_micros();
-                    let view = self.clock.view_for(&peer);
-                    let response = TimeResponse {
-                        t2,
-                        t3: self.clock.to_swarm((self.now)()).as_micros(),
-                        view: view.offset_micros,
-                        skew_ppm: view.skew * 1e6,
-                        unsynced: view.unsynced,
-                    };
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .time
-                        .send_response(channel, response)
-                        .is_err()
-                    {
-                        tracing::debug!(%peer, "time request abandoned before the response");
-                    }
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    let Some(pending) = self.pending_time.remove(&request_id) else {
-                        return;
-                    };
-                    let sample = Sample {
-                        t1: pending.t1,
-                        t2: SwarmMicros(response.t2),
-                        t3: SwarmMicros(response.t3),
-                        t4: arrived,
-                    };
-                    if let Err(err) = self.clock.handle_sample(arrived, &peer, sample) {
-                        tracing::debug!(%peer, %err, "time sample refused");
-                    }
-                    let view = PeerView {
-                        offset_micros: response.view,
-                        skew: response.skew_ppm * 1e-6,
-                        unsynced: response.unsynced,
-                    };
-                    if let Err(err) = self.clock.handle_peer_view(arrived, &peer, view) {
-                        tracing::debug!(%peer, %err, "peer's view of our clock refused");
-                    }
-                    if let Some(reply) = pending.reply {
-                        let _ = reply.send(Ok(TimeSample { peer, sample }));
-                    }
-                    self.drive_clock(arrived);
-                }
-            },
-            request_response::Event::OutboundFailure {
+            StreamEvent::Asked { peer, t2, answer } => {
+                let view = self.clock.view_for(&peer);
+                let response = TimeResponse {
+                    t2: self.clock.to_swarm(t2).as_micros(),
+                    t3: self.clock.to_swarm((self.now)()).as_micros(),
+                    view: view.offset_micros,
+                    skew_ppm: view.skew * 1e6,
+                    unsynced: view.unsynced,
+                };
+                let _ = answer.send(response);
+            }
+            StreamEvent::Answered {
                 peer,
-                request_id,
-                error,
-                ..
+                t1,
+                t4,
+                response,
+                reply,
             } => {
+                let sample = Sample {
+                    t1,
+                    t2: SwarmMicros(response.t2),
+                    t3: SwarmMicros(response.t3),
+                    t4,
+                };
+                let now = (self.now)();
+                if let Err(err) = self.clock.handle_sample(now, &peer, sample) {
+                    tracing::debug!(%peer, %err, "time sample refused");
+                }
+                let view = PeerView {
+                    offset_micros: response.view,
+                    skew: response.skew_ppm * 1e-6,
+                    unsynced: response.unsynced,
+                };
+                if let Err(err) = self.clock.handle_peer_view(now, &peer, view) {
+                    tracing::debug!(%peer, %err, "peer's view of our clock refused");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(TimeSample { peer, sample }));
+                }
+                self.drive_clock(now);
+            }
+            StreamEvent::Failed { peer, error, reply } => {
                 self.stats.time_failures += 1;
-                tracing::debug!(%peer, %error, "time request failed");
-                if let Some(PendingTime {
-                    reply: Some(reply), ..
-                }) = self.pending_time.remove(&request_id)
-                {
-                    let _ = reply.send(Err(crate::ClientError::Request(error.to_string())));
+                tracing::debug!(%peer, %error, "time probe failed");
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(crate::ClientError::Request(error)));
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            StreamEvent::InboundFailed { peer, error } => {
                 self.stats.time_failures += 1;
-                tracing::debug!(%peer, %error, "inbound time request failed");
+                tracing::debug!(%peer, %error, "time stream from a peer closed");
             }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
 }

@@ -15,7 +15,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PreSharedKey;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{StreamProtocol, Swarm, SwarmBuilder, gossipsub, noise, tcp, yamux};
+use libp2p::{Swarm, SwarmBuilder, gossipsub, noise, tcp, yamux};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,76 +257,97 @@ async fn garbage_heartbeats_are_rejected_counted_and_the_sender_banned() {
     assert!(wait_members(&a.client, &[b.peer_id()], Duration::from_secs(3)).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_time_requests_are_survived() {
-    let a = start(loopback_config("a")).await;
-    // Speaks /firefly/time/1 but sends a string instead of a TimeRequest.
-    let mut attacker = raw_swarm(|_| {
-        request_response::cbor::Behaviour::<String, String>::new(
-            [(
-                StreamProtocol::new("/firefly/time/1"),
-                ProtocolSupport::Full,
-            )],
-            request_response::Config::default().with_request_timeout(Duration::from_secs(3)),
-        )
-    });
-    attacker.dial(a.dial_addr()).unwrap();
-    let a_id = a.peer_id();
-    let outcome = within(Duration::from_secs(10), async {
+/// A raw libp2p node speaking only the time stream protocol, driven in the
+/// background; returns its id, its control and the driver task.
+fn raw_time_node(
+    dial: libp2p::Multiaddr,
+) -> (
+    libp2p::PeerId,
+    libp2p_stream::Control,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut node = raw_swarm(|_| libp2p_stream::Behaviour::new());
+    let id = *node.local_peer_id();
+    let control = node.behaviour().new_control();
+    node.dial(dial).unwrap();
+    let driver = tokio::spawn(async move {
         loop {
-            match attacker.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { .. } => {
-                    attacker
-                        .behaviour_mut()
-                        .send_request(&a_id, "x".repeat(10_000));
-                }
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
-                    return "refused";
-                }
-                SwarmEvent::Behaviour(request_response::Event::Message { .. }) => {
-                    return "answered";
-                }
-                _ => {}
-            }
+            node.select_next_some().await;
         }
-    })
-    .await;
-    // libp2p's request-response drops a request it cannot decode (it logs
-    // it, no event reaches the node), so the refusal is seen by the sender.
-    assert_eq!(outcome, "refused");
-    // Still serving well-formed requests.
+    });
+    (id, control, driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_time_frames_close_the_stream_and_are_survived() {
+    use firefly_swarm::time_exchange::{TIME_PROTOCOL, TimeRequest, TimeResponse};
+    use firefly_swarm::time_stream::{read_frame, write_frame};
+    use libp2p::futures::{AsyncReadExt, AsyncWriteExt};
+    let a = start(loopback_config("a")).await;
+    let a_id = a.peer_id();
+    let (_, mut control, driver) = raw_time_node(a.dial_addr());
+    // A well-formed request on a raw stream is answered.
+    let mut stream = within(
+        Duration::from_secs(10),
+        control.open_stream(a_id, TIME_PROTOCOL),
+    )
+    .await
+    .unwrap();
+    write_frame(&mut stream, &TimeRequest { t1: 1 })
+        .await
+        .unwrap();
+    let answer: TimeResponse = within(Duration::from_secs(5), read_frame(&mut stream))
+        .await
+        .unwrap();
+    assert!(answer.t3 >= answer.t2);
+    // Then garbage: a frame announcing 10 kB on the same stream, then a
+    // frame that is not CBOR on a new stream. Each closes its stream.
+    for (i, garbage) in [vec![0x27, 0x10, 1, 2, 3], vec![0, 3, 0xff, 0x00, 0x13]]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            stream = within(
+                Duration::from_secs(10),
+                control.open_stream(a_id, TIME_PROTOCOL),
+            )
+            .await
+            .unwrap();
+        }
+        stream.write_all(&garbage).await.unwrap();
+        stream.flush().await.unwrap();
+        let mut rest = Vec::new();
+        let read = within(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the stream must be closed without an answer: {read:?} {rest:?}"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            a.client.stats().await.unwrap().time_failures >= 2
+        })
+        .await
+    );
+    // Still serving well-formed exchanges.
     let b = start(loopback_config("b")).await;
     b.client.dial(a.dial_addr()).await.unwrap();
     assert!(b.client.time_sample(a_id).await.is_ok());
+    driver.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_answers_the_time_exchange_times_out() {
-    use firefly_swarm::time_exchange::{TimeRequest, TimeResponse};
+    use firefly_swarm::time_exchange::TIME_PROTOCOL;
     let a = start(loopback_config("a")).await;
-    // Takes time requests and never answers them.
-    let mut staller = raw_swarm(|_| {
-        request_response::cbor::Behaviour::<TimeRequest, TimeResponse>::new(
-            [(
-                StreamProtocol::new("/firefly/time/1"),
-                ProtocolSupport::Full,
-            )],
-            request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
-        )
-    });
-    let staller_id = *staller.local_peer_id();
-    staller.dial(a.dial_addr()).unwrap();
+    // Takes time streams and never answers on them.
+    let (staller_id, mut control, driver) = raw_time_node(a.dial_addr());
+    let mut incoming = control.accept(TIME_PROTOCOL).unwrap();
     let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
     let stall = tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message: request_response::Message::Request { channel, .. },
-                ..
-            }) = staller.select_next_some().await
-            {
-                // Keep the channel alive so the stream stays open, unanswered.
-                let _ = held_tx.send(channel);
-            }
+        while let Some(stream) = incoming.next().await {
+            // Keep the stream open, unanswered.
+            let _ = held_tx.send(stream);
         }
     });
     assert!(
@@ -347,6 +368,7 @@ async fn a_peer_that_never_answers_the_time_exchange_times_out() {
     assert!(held_rx.recv().await.is_some());
     assert!(a.client.stats().await.unwrap().time_failures >= 1);
     stall.abort();
+    driver.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,8 +194,8 @@ impl Scenario {
     /// 20 ± 10 ms of uniform jitter each way (a busy Wi-Fi), as the e2e test
     /// and `firefly bench sync --jitter-ms 20 --jitter-spread-ms 10` run them:
     /// one ordered connection per pair, so messages queue behind slow ones
-    /// and behind the link's other traffic, and each time message is
-    /// several segments (a negotiated stream per request).
+    /// and behind the link's other traffic; each time message is one
+    /// segment on the peer's long-lived time stream.
     /// Goal: spread p99 ≤ 200 µs, no steps.
     pub fn jitter() -> Self {
         Self {
@@ -207,10 +207,11 @@ impl Scenario {
             uniform_jitter_us: 10_000.0,
             loss: 0.0,
             ordered: true,
-            // A new negotiated stream per request: several segments each
-            // way, queued with the link's other traffic (measured through
-            // the proxy: real round trips never get near the 20 ms floor).
-            segments_per_message: 4,
+            // One segment each way on the peer's long-lived time stream
+            // (`/firefly/time/2`), queued with the link's other traffic. A
+            // new negotiated stream per request (`/firefly/time/1`) was 4:
+            // its real round trips never got near the 20 ms floor.
+            segments_per_message: 1,
             background_per_s: 20.0,
             join_at_s: None,
             crash_at_s: None,

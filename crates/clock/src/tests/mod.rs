@@ -608,7 +608,7 @@ fn a_late_joiner_never_pulls_the_swarm_at_any_probe_interval() {
 
 /// The fault proxy's 20 ± 10 ms of jitter each way on ordered links: no
 /// synced node ever steps, and the spread stays within what the players
-/// slew (the model predicts the real nodes' 4–7 ms p99 within 2×; the
+/// slew (the model predicts the real nodes within 2×; the
 /// issue's 200 µs goal is not met yet, see BENCHMARKS.md).
 #[test]
 fn jittery_and_stalling_links_never_step_a_synced_clock() {
