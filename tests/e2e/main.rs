@@ -7,6 +7,7 @@
 
 mod adversary;
 mod commands;
+mod faults;
 mod heard;
 mod jitter;
 mod join;
