@@ -4,12 +4,14 @@
 //! mDNS off), so a test can make a link lossy and jittery, cap its
 //! bandwidth, or cut it and heal it on demand.
 //!
-//! Shown here: playback holds in step with 10 % loss (a lost segment arrives
-//! one retransmission timeout late, as on TCP) and 20 ms jitter on every link,
-//! and the coordinator killed under that loss fails over within a few
-//! seconds; a partition made by the proxies heals into one session with one
-//! coordinator; a node killed with SIGKILL during a download resumes it
-//! after a restart and leaves no corrupt file.
+//! Shown here: the coordinator killed under 10 % loss (a lost segment
+//! arrives one retransmission timeout late, as on TCP) and 20 ms jitter on
+//! every link fails over within a few seconds; a partition made by the
+//! proxies heals into one session with one coordinator; a node killed with
+//! SIGKILL during a download resumes it after a restart (less than the track
+//! crosses the link again) and leaves no corrupt file. Playback in step
+//! within 1 ms under that loss and jitter is issue 14's goal and not met
+//! today; its test is ignored (run it with `-- --ignored`).
 
 use crate::playback::{
     Node, NodeSpec, free_port, http, one_swarm_at_a_time, p99, pairwise_offsets, recent_flashes,
@@ -57,7 +59,7 @@ impl Mesh {
                 let seed = (i * 16 + j) as u64;
                 let proxy = mesh
                     .runtime
-                    .block_on(FaultProxy::start(target, faults.clone(), seed))
+                    .block_on(FaultProxy::start(target, faults, seed))
                     .expect("start a fault proxy");
                 bootstrap.push(format!(
                     "/ip4/127.0.0.1/tcp/{}/p2p/{}",
@@ -175,10 +177,13 @@ fn lossy() -> Faults {
 }
 
 #[test]
-fn playback_holds_in_step_under_loss_and_jitter_and_the_coordinator_fails_over() {
+#[ignore = "fails on main today (issue 14's goal is not met): under 10 % loss and 20 ms \
+            jitter the swarm clock settles 5-50 ms apart and a node restarts playback after \
+            a clock step; run with `cargo test --test e2e faults:: -- --ignored`"]
+fn playback_holds_in_step_under_loss_and_jitter() {
     let _swarm = one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let mut mesh = Mesh::start(tmp.path(), 3, &[("sweep.wav", 30)], lossy());
+    let mesh = Mesh::start(tmp.path(), 3, &[("sweep.wav", 30)], lossy());
     let track = shared_track(&mesh, 2);
     play(&mesh.nodes[2], &track);
     let joined = wait_until(Duration::from_secs(25), || {
@@ -186,7 +191,14 @@ fn playback_holds_in_step_under_loss_and_jitter_and_the_coordinator_fails_over()
             .iter()
             .all(|n| !crate::playback::flashes(n).is_empty())
     });
-    assert!(joined, "not every node played through the lossy links");
+    assert!(
+        joined,
+        "not every node played through the lossy links: {:?}",
+        mesh.nodes
+            .iter()
+            .map(|n| (n.process.lines(), state(n)))
+            .collect::<Vec<_>>()
+    );
     // Settle, then the last 2.5 s of every node.
     std::thread::sleep(Duration::from_secs(5));
     let nodes: Vec<&Node> = mesh.nodes.iter().collect();
@@ -217,21 +229,30 @@ fn playback_holds_in_step_under_loss_and_jitter_and_the_coordinator_fails_over()
     );
     let worst = p99(all);
     eprintln!("10 % loss, 20 ms jitter: p99 inter-node offset {worst:.0} µs");
-    // Issue 14's goal is 1 ms (a benchmark figure). Today the clock settles
-    // a few ms off through these links (measured 5.7-8.6 ms, most of it
-    // from the jitter alone: a bias, steady over the window, not noise), so
-    // this asserts what holds: in step to well under the skews' 0.3-1 s
-    // and under the 20 ms at which two rooms start to sound apart.
-    // FIREFLY_FAULTS_SPREAD_US tightens it (e.g. 1000 for the goal).
+    // Issue 14's goal: 1 ms. FIREFLY_FAULTS_SPREAD_US loosens it to see
+    // how far off a run is.
     let bound = std::env::var("FIREFLY_FAULTS_SPREAD_US")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(15_000.0);
+        .unwrap_or(1_000.0);
     assert!(
         worst <= bound,
         "p99 inter-node offset {worst:.0} µs > {bound:.0} µs"
     );
+}
 
+#[test]
+fn the_coordinator_killed_under_loss_fails_over() {
+    let _swarm = one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut mesh = Mesh::start(tmp.path(), 3, &[("sweep.wav", 30)], lossy());
+    let track = shared_track(&mesh, 2);
+    play(&mesh.nodes[2], &track);
+    assert!(
+        wait_until(Duration::from_secs(15), || mesh.one_swarm(&[0, 1, 2])
+            && state(&mesh.nodes[0])["playback"]["state"] == "playing"),
+        "the nodes never held one playing session through the lossy links"
+    );
     // Kill the coordinator (SIGKILL) with the loss still on: a survivor
     // takes a command soon after.
     let coordinator = mesh.role(0).0.expect("a coordinator");
@@ -357,7 +378,7 @@ fn a_node_killed_during_a_download_resumes_it_with_no_corrupt_file() {
         wait_until(Duration::from_secs(15), || staged.exists()),
         "the download never started"
     );
-    std::thread::sleep(Duration::from_millis(2_500));
+    std::thread::sleep(Duration::from_millis(3_500));
     let node = mesh.nodes.pop().unwrap();
     assert!(
         !node
@@ -376,6 +397,9 @@ fn a_node_killed_during_a_download_resumes_it_with_no_corrupt_file() {
         music_files(&music)
     );
 
+    // What came through the link before the restart; the rest must be
+    // less than the whole track (a resumed download, not a new one).
+    let before = mesh.links[0].2.stats().bytes_downstream;
     let restarted = spawn_node(
         tmp.path(),
         &NodeSpec {
@@ -393,6 +417,17 @@ fn a_node_killed_during_a_download_resumes_it_with_no_corrupt_file() {
         done.is_some(),
         "the download never finished after the restart: {:?}",
         restarted.process.lines()
+    );
+    let after = mesh.links[0].2.stats().bytes_downstream - before;
+    eprintln!(
+        "after the restart {after} bytes came through the link ({} before) for a {}-byte track",
+        before,
+        source.len()
+    );
+    assert!(
+        after < source.len() as u64,
+        "the download started over: {after} bytes after the restart for a {}-byte track",
+        source.len()
     );
     let files = music_files(&music);
     assert_eq!(files.len(), 1, "one track file: {files:?}");
