@@ -617,8 +617,6 @@ fn gossip() -> impl Strategy<Value = Gossip> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
-
     /// Any sequence of bent library gossip and responses from a few peers
     /// never panics the catalog and keeps it within its caps.
     #[test]
