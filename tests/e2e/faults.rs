@@ -382,7 +382,7 @@ fn a_node_killed_during_a_download_resumes_it_with_no_corrupt_file() {
         wait_until(Duration::from_secs(15), || staged.exists()),
         "the download never started"
     );
-    std::thread::sleep(Duration::from_millis(3_500));
+    std::thread::sleep(Duration::from_millis(5_000));
     let node = mesh.nodes.pop().unwrap();
     assert!(
         !node
