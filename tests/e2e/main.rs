@@ -7,6 +7,7 @@
 
 mod adversary;
 mod commands;
+mod faults;
 mod jitter;
 mod join;
 mod netns;

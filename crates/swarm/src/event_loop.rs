@@ -12,7 +12,7 @@
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::{ClientError, Command};
 use crate::config::Now;
-use crate::discovery::{Bootstrap, RETRY_MICROS, RelaySlot, is_relayed};
+use crate::discovery::{Bootstrap, REDIAL_MICROS, RelaySlot, is_relayed};
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
 use crate::penalty::Penalties;
@@ -173,7 +173,7 @@ impl EventLoop {
         if now >= self.next_redial {
             self.redial_bootstrap_peers();
             self.redial_lan_peers();
-            self.next_redial = now + RETRY_MICROS;
+            self.next_redial = now + REDIAL_MICROS;
         }
         self.expire_members(now);
         self.transfer_timeout(now);

@@ -479,5 +479,53 @@ mod tests {
         fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
             let _ = Heartbeat::decode(&bytes);
         }
+
+        /// The heartbeat handler, fed what the decoder lets through from a
+        /// few peers with arbitrary names, uptimes, versions and role
+        /// claims at arbitrary spacing, never panics and keeps its table
+        /// consistent: members are the peers heard within the timeout, with
+        /// clean names and the latest accepted uptime.
+        #[test]
+        fn the_heartbeat_handler_survives_arbitrary_heartbeats(
+            steps in proptest::collection::vec(
+                (
+                    0usize..5,
+                    0i64..4_000_000,
+                    proptest::prelude::any::<u64>(),
+                    proptest::prelude::any::<String>(),
+                    proptest::prelude::any::<(u64, u64, bool)>(),
+                ),
+                1..60,
+            ),
+        ) {
+            let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+            let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+            let mut now = LocalMicros(1_000_000);
+            for (who, gap, uptime_ms, name, (version, term, claims)) in steps {
+                now = now + gap;
+                let mut status = NodeStatus { library_version: version, ..NodeStatus::default() };
+                status.roles.term = term;
+                if claims {
+                    status.roles.coordinator = Some(peers[who]);
+                }
+                let sent = Heartbeat { version: HEARTBEAT_VERSION, name, uptime_ms, status };
+                let Ok(bytes) = sent.encode() else { continue };
+                let Ok(heartbeat) = Heartbeat::decode(&bytes) else { continue };
+                let outcome = table.handle_heartbeat(now, peers[who], heartbeat.clone());
+                if matches!(outcome, HeartbeatOutcome::Joined(_) | HeartbeatOutcome::Refreshed) {
+                    let member = table.members().find(|m| m.peer == peers[who]).unwrap();
+                    proptest::prop_assert_eq!(member.uptime_ms, heartbeat.uptime_ms);
+                    proptest::prop_assert_eq!(member.last_seen, now);
+                }
+                let _ = table.handle_timeout(now);
+                proptest::prop_assert!(table.members().count() <= peers.len());
+                for member in table.members() {
+                    proptest::prop_assert!(now - member.last_seen <= 5_000_000);
+                    proptest::prop_assert!(!member.name.chars().any(char::is_control));
+                    proptest::prop_assert!(table.first_uptime.contains_key(&member.peer));
+                }
+                proptest::prop_assert_eq!(table.first_uptime.len(), table.members().count());
+            }
+        }
     }
 }
