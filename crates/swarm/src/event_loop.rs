@@ -12,7 +12,7 @@
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::{ClientError, Command};
 use crate::config::Now;
-use crate::discovery::{Bootstrap, REDIAL_MICROS, RelaySlot, is_relayed};
+use crate::discovery::{Bootstrap, LAN_REDIAL_MICROS, REDIAL_MICROS, RelaySlot, is_relayed};
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
 use crate::penalty::Penalties;
@@ -59,6 +59,8 @@ pub struct EventLoop {
     heartbeat_interval: i64,
     next_heartbeat: LocalMicros,
     next_redial: LocalMicros,
+    /// When LAN (mDNS) peers are next redialed; see [`LAN_REDIAL_MICROS`].
+    next_lan_redial: LocalMicros,
 }
 
 /// The parts of [`EventLoop`] that [`crate::new`] decides.
@@ -112,6 +114,7 @@ impl EventLoop {
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             next_heartbeat: now,
             next_redial: now,
+            next_lan_redial: now,
         }
     }
 
@@ -137,7 +140,10 @@ impl EventLoop {
 
     /// The earliest deadline of any part of the loop.
     fn poll_timeout(&self) -> LocalMicros {
-        let mut deadline = self.next_heartbeat.min(self.next_redial);
+        let mut deadline = self
+            .next_heartbeat
+            .min(self.next_redial)
+            .min(self.next_lan_redial);
         for at in [
             self.membership.poll_timeout(),
             self.clock.poll_timeout(),
@@ -172,8 +178,11 @@ impl EventLoop {
         }
         if now >= self.next_redial {
             self.redial_bootstrap_peers();
-            self.redial_lan_peers();
             self.next_redial = now + REDIAL_MICROS;
+        }
+        if now >= self.next_lan_redial {
+            self.redial_lan_peers();
+            self.next_lan_redial = now + LAN_REDIAL_MICROS;
         }
         self.expire_members(now);
         self.transfer_timeout(now);
