@@ -125,7 +125,13 @@ fn pause_resume_and_seek_are_click_free_and_land_where_asked() {
         (frame as i64 - (22_050 + 220)).abs() <= 2,
         "resumed at {frame}"
     );
-    // Seek to 4 s at 1.8 s swarm time.
+    // Seek to 4 s at 1.8 s swarm time, once the decoder has reached past
+    // 4 s (rendering here runs far faster than real time; on a loaded
+    // machine the decoder's thread may not have got there yet).
+    assert!(
+        d.player
+            .wait_ready(Duration::from_millis(3_500), Duration::from_secs(20))
+    );
     d.player
         .seek(4 * u64::from(RATE), SwarmMicros(1_800_000))
         .unwrap();
