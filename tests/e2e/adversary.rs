@@ -277,9 +277,28 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
     );
 
     // The banned member left membership: nothing of it stays in any catalog.
+    // The same tracks as before (the honest holders of a track may change
+    // meanwhile), and the departed member holds none of them.
+    let departed = second_id.to_string();
+    let tracks = |entries: &[Value]| {
+        let mut ids: Vec<String> = entries.iter().map(|e| e["track"].to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let held_by_departed = |entries: &[Value]| {
+        entries.iter().any(|e| {
+            e["holders"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|p| p.as_str() == Some(departed.as_str())))
+        })
+    };
     assert!(
         wait_until(Duration::from_secs(15), || {
-            catalog(a) == catalog_before && catalog(b).len() == catalog_before.len()
+            let (now_a, now_b) = (catalog(a), catalog(b));
+            tracks(&now_a) == tracks(&catalog_before)
+                && tracks(&now_b) == tracks(&catalog_before)
+                && !held_by_departed(&now_a)
+                && !held_by_departed(&now_b)
         }),
         "a departed member's tracks stayed: {} and {} entries instead of {}",
         catalog(a).len(),
