@@ -117,15 +117,7 @@ async fn drive(nodes: &[Node], audible: bool, seconds: u32) -> anyhow::Result<()
         if audible {
             // Device outputs know no true instants: the ears judge. Say how each device is timed.
             if started.elapsed() > Duration::from_secs(u64::from(seconds) + 2) {
-                current = (current + 1) % tracks.len();
-                let next = &tracks[current];
-                println!("track finished; playing {} everywhere", &next[..12]);
-                post(
-                    nodes[0].http,
-                    "/api/play",
-                    serde_json::json!({ "track": next }),
-                )
-                .await?;
+                current = play_next(nodes, &tracks, current).await?;
                 started = std::time::Instant::now();
             } else if started.elapsed().as_secs().is_multiple_of(5) {
                 print_outputs(nodes).await;
@@ -151,15 +143,7 @@ async fn drive(nodes: &[Node], audible: bool, seconds: u32) -> anyhow::Result<()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0));
         if started.elapsed() > Duration::from_secs(5) && now_us.saturating_sub(newest) > 1_500_000 {
-            current = (current + 1) % tracks.len();
-            let next = &tracks[current];
-            println!("track finished; playing {} everywhere", &next[..12]);
-            post(
-                nodes[0].http,
-                "/api/play",
-                serde_json::json!({ "track": next }),
-            )
-            .await?;
+            current = play_next(nodes, &tracks, current).await?;
             started = std::time::Instant::now();
             continue;
         }
@@ -202,4 +186,18 @@ async fn print_outputs(nodes: &[Node]) {
             output["underruns"].as_u64().unwrap_or(0)
         );
     }
+}
+
+/// Plays the track after `current` on every node; returns its index.
+async fn play_next(nodes: &[Node], tracks: &[String], current: usize) -> anyhow::Result<usize> {
+    let next = (current + 1) % tracks.len();
+    let track = &tracks[next];
+    println!("track finished; playing {} everywhere", &track[..12]);
+    post(
+        nodes[0].http,
+        "/api/play",
+        serde_json::json!({ "track": track }),
+    )
+    .await?;
+    Ok(next)
 }
