@@ -50,13 +50,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                // symphonia warns about every odd frame it meets while probing;
+                // symphonia logs about every odd frame it meets while probing, and
+                // an ERROR for every file it cannot read, which the scanner
+                // already reports as skipped, with the reason;
                 // libp2p's request-response and gossipsub warn once per dropped
                 // stream or invalid message, which a flooding peer controls (the
                 // swarm's own penalty log says it once a second, with a count).
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "warn,symphonia=error,libp2p_request_response=error,libp2p_gossipsub=error",
+                        "warn,symphonia=off,libp2p_request_response=error,libp2p_gossipsub=error",
                     )
                 }),
         )
