@@ -13,11 +13,20 @@ use std::process::ExitCode;
 
 /// Firefly: synchronized multi-room music over a peer-to-peer swarm.
 #[derive(Debug, Parser)]
-#[command(name = "firefly", version, about, propagate_version = true)]
+#[command(name = "firefly", version, about, propagate_version = true, after_help = GLOSSARY)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// What the figures in the demo, `status` and the web UI mean.
+const GLOSSARY: &str = "\
+Figures:
+  inter-node offset  how far apart two nodes sound the same frame of music (the demo's p50/p99/max)
+  offset             a peer's clock minus this node's, both read on the swarm timeline
+  sync error         how far this node's estimate of the swarm timeline may be off
+  playback error     how far this node's sound is from where the timeline says it should be
+  ppm                the swarm timeline's rate against this node's clock, which the node corrects for";
 
 #[derive(Debug, Subcommand)]
 enum Command {
