@@ -4,6 +4,7 @@
 //! module per subcommand under `cmd/`. Errors come back as `anyhow` chains and
 //! are printed on one line; nothing here panics on user input.
 
+mod api_client;
 mod cmd;
 mod data_dir;
 mod node;
@@ -15,6 +16,9 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "firefly", version, about, propagate_version = true)]
 struct Cli {
+    /// How to write logs on stderr (level from `RUST_LOG`).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,23 +49,19 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
+/// How logs (stderr) are written.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line (for a log collector).
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // symphonia warns about every odd frame it meets while probing;
-                // libp2p's request-response and gossipsub warn once per dropped
-                // stream or invalid message, which a flooding peer controls (the
-                // swarm's own penalty log says it once a second, with a count).
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(
-                        "warn,symphonia=error,libp2p_request_response=error,libp2p_gossipsub=error",
-                    )
-                }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -71,6 +71,26 @@ fn main() -> ExitCode {
             eprintln!("firefly: {}", one_line(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // symphonia warns about every odd frame it meets while probing;
+        // libp2p's request-response and gossipsub warn once per dropped
+        // stream or invalid message, which a flooding peer controls (the
+        // swarm's own penalty log says it once a second, with a count).
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "warn,symphonia=error,libp2p_request_response=error,libp2p_gossipsub=error",
+            )
+        });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
     }
 }
 

@@ -60,9 +60,14 @@ pub(crate) struct Args {
     /// Cap on the chunk bytes this node sends to peers, in bytes per second (default: no cap).
     #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1024..))]
     max_upload: Option<u64>,
+    /// What to print on stdout: sentences for people, or one JSON object a
+    /// line for programs (`docs/EVENTS.md`).
+    #[arg(long, value_name = "FORMAT", default_value = "human")]
+    events: crate::node::announce::EventFormat,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    crate::node::announce::set_format(args.events);
     let data_dir = crate::data_dir::resolve(args.data_dir)?;
     let music = match args.music {
         // A folder named on the command line must exist: creating it would

@@ -235,10 +235,10 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
     // heartbeat, got the member banned.
     let banned = a
         .process
-        .wait_line(&format!("banned: {rogue_id} "), Duration::from_secs(10));
+        .wait_event_where("banned", Duration::from_secs(10), |e| e["peer"] == rogue_id);
     assert_eq!(
-        banned.as_deref(),
-        Some("(role claim against the rule)"),
+        banned.as_ref().and_then(|e| e["reason"].as_str()),
+        Some("role claim against the rule"),
         "{:?}",
         a.process.lines()
     );
@@ -262,11 +262,14 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
     });
     let banned = a
         .process
-        .wait_line(&format!("banned: {second_id} "), Duration::from_secs(10));
+        .wait_event_where("banned", Duration::from_secs(10), |e| {
+            e["peer"] == second_id
+        });
     assert!(
         banned
-            .as_deref()
-            .is_some_and(|why| why.starts_with("(malformed")),
+            .as_ref()
+            .and_then(|e| e["reason"].as_str())
+            .is_some_and(|why| why.starts_with("malformed")),
         "malformed input did not get the peer banned: {banned:?} {:?}",
         a.process.lines()
     );
@@ -415,6 +418,7 @@ fn the_ui_event_stream_works_with_a_token() {
     let mut command = std::process::Command::new(crate::util::firefly_bin());
     command
         .args(["up", "--no-mdns", "--output", "null", "--name", "guarded"])
+        .args(["--events", "json"])
         .args(["--http", &http, "--token", token])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .arg("--data-dir")
@@ -424,11 +428,13 @@ fn the_ui_event_stream_works_with_a_token() {
         .env("RUST_LOG", "error");
     let node = crate::util::Running::spawn("guarded", command);
     let url = node
-        .wait_line("ui: ", Duration::from_secs(30))
-        .expect("the node prints the UI's address");
+        .wait_event("api", Duration::from_secs(30))
+        .expect("the node prints the UI's address")["ui"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(url, format!("http://{http}/#token={token}"));
-    node.wait_line("library: ", Duration::from_secs(30))
-        .unwrap();
+    node.wait_event("library", Duration::from_secs(30)).unwrap();
 
     let mut browser = crate::ui_cdp::Browser::start(binary, 1024, 768);
     let limit = Duration::from_secs(30);
@@ -465,6 +471,7 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
     let mut command = std::process::Command::new(crate::util::firefly_bin());
     command
         .args(["up", "--no-mdns", "--output", "null", "--name", "flooded"])
+        .args(["--events", "json"])
         .args(["--http", &http_addr.to_string()])
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .arg("--data-dir")
@@ -475,11 +482,11 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
         .env_remove("RUST_LOG")
         .stderr(std::fs::File::create(&stderr_path).unwrap());
     let node = crate::util::Running::spawn("flooded", command);
-    let peer_id = node
-        .wait_line("peer id: ", Duration::from_secs(20))
-        .unwrap();
-    node.wait_line("library: ", Duration::from_secs(30))
-        .unwrap();
+    let peer_id = node.wait_event("started", Duration::from_secs(20)).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.wait_event("library", Duration::from_secs(30)).unwrap();
     let node_peer: PeerId = peer_id.parse().unwrap();
     let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
 
