@@ -76,6 +76,9 @@ pub(crate) enum Command {
         peer: PeerId,
         reason: &'static str,
     },
+    Leave {
+        reply: Reply<()>,
+    },
 }
 
 /// One open connection to a peer.
@@ -122,6 +125,14 @@ impl Client {
     /// peer reached.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, ClientError> {
         self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Says goodbye: a heartbeat goes out at once, and every one after it,
+    /// telling members to drop this node now rather than after the member
+    /// timeout (so a coordinator's role moves on at once). For a clean stop:
+    /// keep the loop running a moment after this returns so it is sent.
+    pub async fn leave(&self) -> Result<(), ClientError> {
+        self.ask(|reply| Command::Leave { reply }).await
     }
 
     /// The current members (peers whose heartbeats arrive), by peer id.

@@ -458,6 +458,7 @@ fn heartbeat(raw: &mut RawSwarm, uptime_ms: u64) {
         name: "raw".into(),
         uptime_ms,
         status: firefly_swarm::NodeStatus::default(),
+        leaving: false,
     };
     let _ = raw.behaviour_mut().gossipsub.publish(
         libp2p::gossipsub::IdentTopic::new(firefly_swarm::membership::HEARTBEAT_TOPIC),
