@@ -6,6 +6,7 @@
 
 mod api_client;
 mod cmd;
+mod config;
 mod data_dir;
 mod node;
 
@@ -35,6 +36,10 @@ enum Command {
     Pause(cmd::play::NodeArgs),
     /// Resume playback on every node, in step.
     Resume(cmd::play::NodeArgs),
+    /// Check the sound device, mDNS, the ports, the clock, the data dir and the music folder.
+    Doctor(cmd::doctor::Args),
+    /// Write a commented default config file for `firefly up`.
+    Config(cmd::config::Args),
     /// Show a running node's peers and the swarm catalog.
     Status(cmd::status::Args),
     /// Scan music folders into the library (recursively; unchanged files are not re-read).
@@ -103,6 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => cmd::up::run(*args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::Config(args) => cmd::config::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Play(args) => cmd::play::play(args),
         Command::Pause(args) => cmd::play::simple(args, "/api/pause"),

@@ -70,6 +70,8 @@ pub(crate) struct NodeState {
     pub(crate) token: Option<String>,
     /// Host names the API answers to besides IP literals and `localhost`.
     pub(crate) http_hosts: std::sync::Arc<Vec<String>>,
+    /// API requests served, for `GET /metrics`.
+    pub(crate) api_requests: http::metrics::ApiRequests,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -166,6 +168,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         volume,
         token: token.clone(),
         http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
+        api_requests: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
@@ -183,12 +186,36 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    leave(&client).await;
+    announce(&NodeEvent::Stopping);
     server.abort();
+    log_task.abort();
+    let _ = server.await;
+    let _ = log_task.await;
     drop(client);
     // The loop ends once the last client is gone; the HTTP state held one.
     swarm_task.abort();
-    log_task.abort();
+    let _ = swarm_task.await;
+    // The library's last handles go with the runtime's tasks when `up`
+    // drops it; every write was committed (and synced) where it was made,
+    // so closing the database is all that is left.
+    drop(library);
     Ok(())
+}
+
+/// How long a goodbye may take to be said, and then to leave the host.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+const GOODBYE_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Says goodbye to the swarm, so members drop this node (and elect a new
+/// coordinator if it was one) at once instead of after the member timeout;
+/// then gives the event loop a moment to send it.
+async fn leave(client: &Client) {
+    match tokio::time::timeout(GOODBYE_TIMEOUT, client.leave()).await {
+        Ok(Ok(())) => tokio::time::sleep(GOODBYE_FLUSH).await,
+        Ok(Err(err)) => tracing::warn!(%err, "could not say goodbye to the swarm"),
+        Err(_) => tracing::warn!("saying goodbye to the swarm timed out"),
+    }
 }
 
 /// Scans the music folder and announces the library version in heartbeats.
