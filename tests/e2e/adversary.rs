@@ -17,8 +17,6 @@ use firefly_swarm::playback::{PLAYBACK_TOPIC, SESSION_VERSION};
 use firefly_swarm::transfer::wire::{LIBRARY_TOPIC, LibraryAnnounce, LibraryDelta, TrackSummary};
 use firefly_swarm::{PeerId, PlaybackState, RoleView, Session};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 /// What must not change: (coordinator, term, playback track, state).
@@ -335,28 +333,29 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
 }
 
 /// A request as a browser sends it after DNS rebinding (`Host` and `Origin`
-/// name the attacker's domain); returns the status.
-fn rebound(addr: std::net::SocketAddr, method: &str, path: &str, extra: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let body = r#"{"track":"00"}"#;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: evil.example:{}\r\nOrigin: http://evil.example:{}\r\n\
-         Connection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        addr.port(),
-        addr.port(),
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let head = String::from_utf8_lossy(&response);
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+/// name the attacker's domain), through the project's HTTP client; returns
+/// the status.
+fn rebound(addr: std::net::SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let url = format!("http://{addr}{path}");
+    let evil = format!("evil.example:{}", addr.port());
+    let origin = format!("http://{evil}");
+    let mut request = match method {
+        "GET" => agent.get(&url).force_send_body(),
+        _ => agent.post(&url),
+    }
+    .header("Host", &evil)
+    .header("Origin", &origin)
+    .header("Content-Type", "application/json");
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request.send(r#"{"track":"00"}"#);
+    response.map_or(0, |r| r.status().as_u16())
 }
 
 #[test]
@@ -373,20 +372,20 @@ fn a_dns_rebinding_request_is_refused() {
             extra: &[],
         },
     );
-    let ws = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let ws: &[(&str, &str)] = &[
+        ("Connection", "upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
     for (method, path, extra) in [
-        ("GET", "/api/state", ""),
-        ("POST", "/api/play", ""),
+        ("GET", "/api/state", &[][..]),
+        ("POST", "/api/play", &[][..]),
         ("GET", "/api/events", ws),
-        ("GET", "/", ""),
+        ("GET", "/", &[][..]),
     ] {
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!("Connection: upgrade\r\n{extra}")
-        };
         assert_eq!(
-            rebound(node.http, method, path, &extra),
+            rebound(node.http, method, path, extra),
             403,
             "{method} {path}"
         );
