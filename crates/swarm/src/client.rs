@@ -9,7 +9,7 @@ use crate::time_exchange::{ClockStatus, TimeSample};
 use crate::transfer::catalog::CatalogEntry;
 use crate::transfer::scheduler::Progress;
 use crate::transfer::service::TransferCommand;
-use crate::transfer::{TransferError, TransferStats};
+use crate::transfer::{PeerTraffic, TransferError, TransferStats};
 use firefly_library::TrackId;
 use libp2p::{Multiaddr, PeerId};
 use std::path::PathBuf;
@@ -272,6 +272,12 @@ impl Client {
     /// Counters of library sync and chunk transfer.
     pub async fn transfer_stats(&self) -> Result<TransferStats, ClientError> {
         self.ask(|reply| Command::Transfer(TransferCommand::Stats { reply }))
+            .await
+    }
+
+    /// Chunks moved with each member since it joined (for `/metrics`).
+    pub async fn transfer_traffic(&self) -> Result<Vec<(PeerId, PeerTraffic)>, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::Traffic { reply }))
             .await
     }
 }

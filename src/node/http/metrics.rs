@@ -14,6 +14,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use firefly_swarm::transfer::PeerTraffic;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -94,6 +95,24 @@ fn per_peer(
     registry.register(name, help, family);
 }
 
+fn per_peer_counter(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    traffic: &[(firefly_swarm::PeerId, PeerTraffic)],
+    pick: fn(&PeerTraffic) -> u64,
+) {
+    let family = Family::<PeerLabels, Counter>::default();
+    for (peer, t) in traffic {
+        family
+            .get_or_create(&PeerLabels {
+                peer: peer.to_string(),
+            })
+            .inc_by(pick(t));
+    }
+    registry.register(name, help, family);
+}
+
 fn flag(on: bool) -> f64 {
     if on { 1.0 } else { 0.0 }
 }
@@ -106,6 +125,7 @@ pub(crate) async fn metrics(State(state): State<NodeState>) -> Result<Response, 
     let stats = state.swarm.stats().await?;
     let transfer = state.swarm.transfer_stats().await?;
     let downloads = state.swarm.downloads().await?;
+    let traffic = state.swarm.transfer_traffic().await?;
     let me = state.swarm.peer_id();
     let output = state.audio.output_report();
     let latest_flash = state.audio.flashes.all().last().copied();
@@ -273,6 +293,27 @@ pub(crate) async fn metrics(State(state): State<NodeState>) -> Result<Response, 
         "firefly_chunks_corrupt",
         "Chunks received whose bytes did not match their id",
         transfer.chunks_corrupt,
+    );
+    per_peer_counter(
+        &mut r,
+        "firefly_peer_chunks_served",
+        "Chunks sent to the member since it joined",
+        &traffic,
+        |t| t.chunks_served,
+    );
+    per_peer_counter(
+        &mut r,
+        "firefly_peer_chunk_bytes_served",
+        "Chunk bytes sent to the member since it joined",
+        &traffic,
+        |t| t.bytes_served,
+    );
+    per_peer_counter(
+        &mut r,
+        "firefly_peer_chunks_received",
+        "Chunks received from the member and verified since it joined",
+        &traffic,
+        |t| t.chunks_received,
     );
     gauge(
         &mut r,
