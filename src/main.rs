@@ -4,7 +4,9 @@
 //! module per subcommand under `cmd/`. Errors come back as `anyhow` chains and
 //! are printed on one line; nothing here panics on user input.
 
+mod api_client;
 mod cmd;
+mod config;
 mod data_dir;
 mod node;
 
@@ -15,6 +17,9 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "firefly", version, about, propagate_version = true, after_help = GLOSSARY)]
 struct Cli {
+    /// How to write logs on stderr (level from `RUST_LOG`).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +45,10 @@ enum Command {
     Pause(cmd::play::NodeArgs),
     /// Resume playback on every node, in step.
     Resume(cmd::play::NodeArgs),
+    /// Check the sound device, mDNS, the ports, the clock, the data dir and the music folder.
+    Doctor(cmd::doctor::Args),
+    /// Write a commented default config file for `firefly up`.
+    Config(cmd::config::Args),
     /// Show a running node's peers and the swarm catalog.
     Status(cmd::status::Args),
     /// Scan music folders into the library (recursively; unchanged files are not re-read).
@@ -54,25 +63,19 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
+/// How logs (stderr) are written.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line (for a log collector).
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // symphonia logs about every odd frame it meets while probing, and
-                // an ERROR for every file it cannot read, which the scanner
-                // already reports as skipped, with the reason;
-                // libp2p's request-response and gossipsub warn once per dropped
-                // stream or invalid message, which a flooding peer controls (the
-                // swarm's own penalty log says it once a second, with a count).
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(
-                        "warn,symphonia=off,libp2p_request_response=error,libp2p_gossipsub=error",
-                    )
-                }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -85,6 +88,28 @@ fn main() -> ExitCode {
     }
 }
 
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // symphonia logs about every odd frame it meets while probing, and
+        // an ERROR for every file it cannot read, which the scanner
+        // already reports as skipped, with the reason;
+        // libp2p's request-response and gossipsub warn once per dropped
+        // stream or invalid message, which a flooding peer controls (the
+        // swarm's own penalty log says it once a second, with a count).
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "warn,symphonia=off,libp2p_request_response=error,libp2p_gossipsub=error",
+            )
+        });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Scan(args) => cmd::scan::run(args),
@@ -94,6 +119,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => cmd::up::run(*args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::Config(args) => cmd::config::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Play(args) => cmd::play::play(args),
         Command::Pause(args) => cmd::play::simple(args, "/api/pause"),

@@ -5,12 +5,14 @@
 //! killed node can be started again on the same data), a skewed test clock
 //! (`FIREFLY_TEST_CLOCK`, offsets up to ±1 s and rates up to ±200 ppm), a
 //! virtual output and a free HTTP port. The helpers here start nodes, read
-//! their API, and measure sync from outside the nodes' beliefs: the virtual
+//! their API (through the one HTTP client), read their `--events json`,
+//! and measure sync from outside the nodes' beliefs: the virtual
 //! outputs stamp every flash with the true instant it was heard, so the
 //! offset between two nodes is the difference of the true instants at which
 //! they sounded the same source position.
 
 use crate::cmd::status::request;
+use crate::node::announce::NodeEvent;
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -148,6 +150,8 @@ pub(crate) fn start_node_with(
             "--name",
             &format!("demo-{i}"),
             "--no-mdns",
+            "--events",
+            "json",
             "--output",
             &setup.output,
         ])
@@ -174,14 +178,14 @@ pub(crate) fn start_node_with(
     let mut peer = None;
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(line) => {
-                if let Some(id) = line.strip_prefix("peer id: ") {
-                    peer = Some(id.to_string());
+            Ok(line) => match serde_json::from_str::<NodeEvent>(&line) {
+                Ok(NodeEvent::Started { peer_id, .. }) => peer = Some(peer_id),
+                Ok(NodeEvent::Library { .. }) => break,
+                Ok(_) => {}
+                Err(err) => {
+                    bail!("node {i} printed an event this version cannot read ({err}): {line}")
                 }
-                if line.starts_with("library: ") {
-                    break;
-                }
-            }
+            },
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 bail!("node {i} exited during start-up")

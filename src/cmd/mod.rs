@@ -1,7 +1,9 @@
 //! One module per `firefly` subcommand: its clap arguments and its `run`.
 
 pub(crate) mod bench;
+pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod doctor;
 pub(crate) mod key;
 pub(crate) mod library;
 pub(crate) mod local_swarm;

@@ -2,13 +2,9 @@
 //! swarm catalog over its JSON API.
 
 use crate::node::http::StatusReport;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Largest status response read, in bytes.
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Arguments of `firefly status`.
 #[derive(Debug, clap::Args)]
@@ -77,8 +73,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A minimal HTTP/1.1 request with an optional JSON body and bearer token;
-/// a non-200 answer becomes an error carrying the API's `message`.
+/// `method path` on a node's API with an optional JSON body and bearer
+/// token; a non-2xx answer becomes an error carrying the API's `message`.
+/// The CLI's commands all go through here (and so through
+/// [`crate::api_client::call`], the one HTTP client).
 pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
@@ -86,40 +84,11 @@ pub(crate) async fn request(
     body: Option<&serde_json::Value>,
     token: Option<&str>,
 ) -> anyhow::Result<Vec<u8>> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| {
-            format!("no node answers on {addr}: is `firefly up` running (see its --http)?")
-        })?;
-    let body = body.map(ToString::to_string).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream
-        .take(MAX_RESPONSE_BYTES)
-        .read_to_end(&mut response)
-        .await
-        .context("reading the node's answer")?;
-    let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
-        bail!("the node's answer is not HTTP");
-    };
-    let head = String::from_utf8_lossy(&response[..split]);
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        let message = serde_json::from_slice::<serde_json::Value>(&response[split + 4..])
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string));
-        match message {
-            Some(message) => bail!("the node refused: {message}"),
-            None => bail!("the node answered {}", head.lines().next().unwrap_or("")),
-        }
-    }
-    Ok(response[split + 4..].to_vec())
+    let (method, path) = (method.to_string(), path.to_string());
+    let (body, token) = (body.cloned(), token.map(str::to_string));
+    tokio::task::spawn_blocking(move || {
+        crate::api_client::call(addr, &method, &path, body.as_ref(), token.as_deref())
+    })
+    .await
+    .context("the API call's task failed")?
 }

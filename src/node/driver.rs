@@ -24,6 +24,7 @@
 //!
 //! [`Control`] is the handle the HTTP API holds.
 
+use super::announce::{NodeEvent, Role, announce};
 use super::audio::Audio;
 use super::roles::{MemberView, Roles};
 use super::session::{self, Action, Decision};
@@ -261,13 +262,16 @@ impl Driver {
                 .await;
         }
         if let Some(view) = changed {
-            match view.coordinator {
-                Some(c) if c == self.client.peer_id() => {
-                    println!("role: coordinator (term {})", view.term);
-                }
-                Some(c) => println!("role: following {c} (term {})", view.term),
-                None => println!("role: no coordinator"),
-            }
+            let role = match view.coordinator {
+                Some(c) if c == self.client.peer_id() => Role::Coordinator,
+                Some(_) => Role::Following,
+                None => Role::None,
+            };
+            announce(&NodeEvent::Role {
+                role,
+                coordinator: view.coordinator.map(|c| c.to_string()),
+                term: view.term,
+            });
             let _ = self.roles_tx.send(view);
         }
         if self
@@ -573,7 +577,11 @@ impl Driver {
             && session.state == PlaybackState::Playing
         {
             let (position, at) = (session.position_micros, session.start);
-            println!("playback: joining {} after its download", track.to_hex());
+            announce(&NodeEvent::Joining {
+                track: track.to_hex(),
+                during_download: false,
+                why: "after its download".into(),
+            });
             self.play(track, position, at).await;
         }
     }
@@ -588,7 +596,10 @@ impl Driver {
             let input = match client.download(track).await {
                 Ok(_) => Input::Downloaded(track),
                 Err(err) => {
-                    println!("playback: cannot download {}: {err}", track.to_hex());
+                    announce(&NodeEvent::DownloadFailed {
+                        track: track.to_hex(),
+                        error: err.to_string(),
+                    });
                     // So that a later play fetches again.
                     Input::FetchFailed(track)
                 }
@@ -664,11 +675,14 @@ impl Driver {
         else {
             return;
         };
-        println!(
-            "playback: joining {} while it downloads ({:.1} MB/s, {ratio:.1}x playback)",
-            track.to_hex(),
-            rate / 1e6
-        );
+        announce(&NodeEvent::Joining {
+            track: track.to_hex(),
+            during_download: true,
+            why: format!(
+                "while it downloads ({:.1} MB/s, {ratio:.1}x playback)",
+                rate / 1e6
+            ),
+        });
         let source = PartialSource::new(self.library.clone(), &manifest);
         let hint = manifest.meta.extension.clone();
         if self
@@ -686,7 +700,11 @@ impl Driver {
             && session.state == PlaybackState::Playing
             && let Some(track) = session.track
         {
-            println!("playback: joining {} {why}", track.to_hex());
+            announce(&NodeEvent::Joining {
+                track: track.to_hex(),
+                during_download: false,
+                why: why.to_string(),
+            });
             self.play(track, session.position_micros, session.start)
                 .await;
         }
@@ -719,10 +737,9 @@ impl Driver {
                     return;
                 }
             }
-            println!(
-                "playback: downloading track {}; joining when it is here",
-                track.to_hex()
-            );
+            announce(&NodeEvent::AwaitingDownload {
+                track: track.to_hex(),
+            });
             // Whatever played before is no longer the session's sound.
             if let Some(player) = self.audio.player()
                 && let Err(err) = player.stop()

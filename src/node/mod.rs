@@ -6,6 +6,7 @@
 //! until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
 //! `Swarm` lives in the swarm crate's event loop.
 
+pub(crate) mod announce;
 pub(crate) mod api_token;
 pub(crate) mod audio;
 pub(crate) mod driver;
@@ -20,6 +21,7 @@ pub(crate) mod timeline;
 pub(crate) use audio::OutputArg;
 mod ui;
 
+use announce::{NodeEvent, announce};
 use anyhow::Context;
 use firefly_library::{Library, LibraryConfig};
 use firefly_swarm::transfer::TransferEvent;
@@ -68,6 +70,8 @@ pub(crate) struct NodeState {
     pub(crate) token: Option<String>,
     /// Host names the API answers to besides IP literals and `localhost`.
     pub(crate) http_hosts: std::sync::Arc<Vec<String>>,
+    /// API requests served, for `GET /metrics`.
+    pub(crate) api_requests: http::metrics::ApiRequests,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -84,7 +88,9 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         (None, true) => None,
         (None, false) => {
             let token = api_token::load_or_create(&options.data_dir)?;
-            println!("api token: {token} (send `Authorization: Bearer {token}`)");
+            announce(&NodeEvent::ApiToken {
+                token: token.clone(),
+            });
             Some(token)
         }
     };
@@ -118,7 +124,10 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         config.swarm_key(firefly_swarm::swarm_key::load(path)?);
     }
     let (client, events, event_loop) = firefly_swarm::new(config)?;
-    println!("peer id: {}", client.peer_id());
+    announce(&NodeEvent::Started {
+        peer_id: client.peer_id().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    });
     let swarm_task = tokio::spawn(event_loop.run());
     let timeline = std::sync::Arc::new(timeline::NodeTimeline::new(now.clone(), client.mapping()));
     let audio = match &options.output {
@@ -128,7 +137,9 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
             match audio::Audio::start(&default, timeline.clone(), options.latency_ms) {
                 Ok(audio) => audio,
                 Err(err) => {
-                    println!("output: no sound device ({err:#}); running without sound");
+                    announce(&NodeEvent::NoSoundDevice {
+                        reason: format!("{err:#}"),
+                    });
                     audio::Audio::start(&OutputArg::Null, timeline, options.latency_ms)?
                 }
             }
@@ -157,16 +168,16 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         volume,
         token: token.clone(),
         http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
+        api_requests: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
         .with_context(|| format!("cannot serve the API on {}", options.http))?;
     let bound = listener.local_addr()?;
-    println!("api: http://{bound}");
-    println!(
-        "ui: {}",
-        api_token::ui_url(bound, &options.http_hosts, token.as_deref())
-    );
+    announce(&NodeEvent::Api {
+        url: format!("http://{bound}"),
+        ui: api_token::ui_url(bound, &options.http_hosts, token.as_deref()),
+    });
     let server = tokio::spawn(http::serve(listener, state));
 
     scan(&library, &options.music, &client).await?;
@@ -175,12 +186,36 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    leave(&client).await;
+    announce(&NodeEvent::Stopping);
     server.abort();
+    log_task.abort();
+    let _ = server.await;
+    let _ = log_task.await;
     drop(client);
     // The loop ends once the last client is gone; the HTTP state held one.
     swarm_task.abort();
-    log_task.abort();
+    let _ = swarm_task.await;
+    // The library's last handles go with the runtime's tasks when `up`
+    // drops it; every write was committed (and synced) where it was made,
+    // so closing the database is all that is left.
+    drop(library);
     Ok(())
+}
+
+/// How long a goodbye may take to be said, and then to leave the host.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+const GOODBYE_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Says goodbye to the swarm, so members drop this node (and elect a new
+/// coordinator if it was one) at once instead of after the member timeout;
+/// then gives the event loop a moment to send it.
+async fn leave(client: &Client) {
+    match tokio::time::timeout(GOODBYE_TIMEOUT, client.leave()).await {
+        Ok(Ok(())) => tokio::time::sleep(GOODBYE_FLUSH).await,
+        Ok(Err(err)) => tracing::warn!(%err, "could not say goodbye to the swarm"),
+        Err(_) => tracing::warn!("saying goodbye to the swarm timed out"),
+    }
 }
 
 /// Scans the music folder and announces the library version in heartbeats.
@@ -197,7 +232,10 @@ async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> an
         tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "skipped");
     }
     let version = library.version().context("reading the library version")?;
-    println!("library: {} tracks, version {version}", report.tracks);
+    announce(&NodeEvent::Library {
+        tracks: report.tracks,
+        version,
+    });
     client
         .set_status(NodeStatus {
             library_version: version,
@@ -222,12 +260,27 @@ async fn log_events(
             continue;
         };
         match event {
-            Event::PeerJoined { peer, name } => println!("joined: {name} {peer}"),
-            Event::PeerLeft { peer, name } => println!("left: {name} {peer}"),
-            Event::Listening { addr } => println!("listening: {addr}"),
-            Event::RelayReserved { relay } => println!("relay: reserved a slot on {relay}"),
-            Event::DirectConnectionUpgraded { peer } => println!("direct: {peer}"),
-            Event::PeerBanned { peer, reason } => println!("banned: {peer} ({reason})"),
+            Event::PeerJoined { peer, name } => announce(&NodeEvent::Joined {
+                peer: peer.to_string(),
+                name,
+            }),
+            Event::PeerLeft { peer, name } => announce(&NodeEvent::Left {
+                peer: peer.to_string(),
+                name,
+            }),
+            Event::Listening { addr } => announce(&NodeEvent::Listening {
+                addr: addr.to_string(),
+            }),
+            Event::RelayReserved { relay } => announce(&NodeEvent::RelayReserved {
+                relay: relay.to_string(),
+            }),
+            Event::DirectConnectionUpgraded { peer } => announce(&NodeEvent::Direct {
+                peer: peer.to_string(),
+            }),
+            Event::PeerBanned { peer, reason } => announce(&NodeEvent::Banned {
+                peer: peer.to_string(),
+                reason: reason.to_string(),
+            }),
             other @ (Event::Session { .. }
             | Event::ControlRequest { .. }
             | Event::ClockSynced
@@ -235,10 +288,16 @@ async fn log_events(
                 control.swarm_event(other).await;
             }
             Event::Transfer(TransferEvent::DownloadCompleted { track, path }) => {
-                println!("downloaded: {track} -> {}", path.display());
+                announce(&NodeEvent::Downloaded {
+                    track: track.to_string(),
+                    path: path.display().to_string(),
+                });
             }
             Event::Transfer(TransferEvent::PeerPenalized { peer, reason }) => {
-                println!("penalized: {peer} ({reason:?})");
+                announce(&NodeEvent::Penalized {
+                    peer: peer.to_string(),
+                    reason: format!("{reason:?}"),
+                });
             }
             other => tracing::trace!(?other, "swarm event"),
         }

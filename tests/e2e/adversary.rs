@@ -17,8 +17,6 @@ use firefly_swarm::playback::{PLAYBACK_TOPIC, SESSION_VERSION};
 use firefly_swarm::transfer::wire::{LIBRARY_TOPIC, LibraryAnnounce, LibraryDelta, TrackSummary};
 use firefly_swarm::{PeerId, PlaybackState, RoleView, Session};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 /// What must not change: (coordinator, term, playback track, state).
@@ -235,10 +233,10 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
     // heartbeat, got the member banned.
     let banned = a
         .process
-        .wait_line(&format!("banned: {rogue_id} "), Duration::from_secs(10));
+        .wait_event_where("banned", Duration::from_secs(10), |e| e["peer"] == rogue_id);
     assert_eq!(
-        banned.as_deref(),
-        Some("(role claim against the rule)"),
+        banned.as_ref().and_then(|e| e["reason"].as_str()),
+        Some("role claim against the rule"),
         "{:?}",
         a.process.lines()
     );
@@ -262,11 +260,14 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
     });
     let banned = a
         .process
-        .wait_line(&format!("banned: {second_id} "), Duration::from_secs(10));
+        .wait_event_where("banned", Duration::from_secs(10), |e| {
+            e["peer"] == second_id
+        });
     assert!(
         banned
-            .as_deref()
-            .is_some_and(|why| why.starts_with("(malformed")),
+            .as_ref()
+            .and_then(|e| e["reason"].as_str())
+            .is_some_and(|why| why.starts_with("malformed")),
         "malformed input did not get the peer banned: {banned:?} {:?}",
         a.process.lines()
     );
@@ -332,28 +333,29 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
 }
 
 /// A request as a browser sends it after DNS rebinding (`Host` and `Origin`
-/// name the attacker's domain); returns the status.
-fn rebound(addr: std::net::SocketAddr, method: &str, path: &str, extra: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let body = r#"{"track":"00"}"#;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: evil.example:{}\r\nOrigin: http://evil.example:{}\r\n\
-         Connection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        addr.port(),
-        addr.port(),
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let head = String::from_utf8_lossy(&response);
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+/// name the attacker's domain), through the project's HTTP client; returns
+/// the status.
+fn rebound(addr: std::net::SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let url = format!("http://{addr}{path}");
+    let evil = format!("evil.example:{}", addr.port());
+    let origin = format!("http://{evil}");
+    let mut request = match method {
+        "GET" => agent.get(&url).force_send_body(),
+        _ => agent.post(&url),
+    }
+    .header("Host", &evil)
+    .header("Origin", &origin)
+    .header("Content-Type", "application/json");
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request.send(r#"{"track":"00"}"#);
+    response.map_or(0, |r| r.status().as_u16())
 }
 
 #[test]
@@ -370,20 +372,20 @@ fn a_dns_rebinding_request_is_refused() {
             extra: &[],
         },
     );
-    let ws = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let ws: &[(&str, &str)] = &[
+        ("Connection", "upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
     for (method, path, extra) in [
-        ("GET", "/api/state", ""),
-        ("POST", "/api/play", ""),
+        ("GET", "/api/state", &[][..]),
+        ("POST", "/api/play", &[][..]),
         ("GET", "/api/events", ws),
-        ("GET", "/", ""),
+        ("GET", "/", &[][..]),
     ] {
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!("Connection: upgrade\r\n{extra}")
-        };
         assert_eq!(
-            rebound(node.http, method, path, &extra),
+            rebound(node.http, method, path, extra),
             403,
             "{method} {path}"
         );
@@ -415,6 +417,7 @@ fn the_ui_event_stream_works_with_a_token() {
     let mut command = std::process::Command::new(crate::util::firefly_bin());
     command
         .args(["up", "--no-mdns", "--output", "null", "--name", "guarded"])
+        .args(["--events", "json"])
         .args(["--http", &http, "--token", token])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .arg("--data-dir")
@@ -424,11 +427,13 @@ fn the_ui_event_stream_works_with_a_token() {
         .env("RUST_LOG", "error");
     let node = crate::util::Running::spawn("guarded", command);
     let url = node
-        .wait_line("ui: ", Duration::from_secs(30))
-        .expect("the node prints the UI's address");
+        .wait_event("api", Duration::from_secs(30))
+        .expect("the node prints the UI's address")["ui"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(url, format!("http://{http}/#token={token}"));
-    node.wait_line("library: ", Duration::from_secs(30))
-        .unwrap();
+    node.wait_event("library", Duration::from_secs(30)).unwrap();
 
     let mut browser = crate::ui_cdp::Browser::start(binary, 1024, 768);
     let limit = Duration::from_secs(30);
@@ -465,6 +470,7 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
     let mut command = std::process::Command::new(crate::util::firefly_bin());
     command
         .args(["up", "--no-mdns", "--output", "null", "--name", "flooded"])
+        .args(["--events", "json"])
         .args(["--http", &http_addr.to_string()])
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .arg("--data-dir")
@@ -475,11 +481,11 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
         .env_remove("RUST_LOG")
         .stderr(std::fs::File::create(&stderr_path).unwrap());
     let node = crate::util::Running::spawn("flooded", command);
-    let peer_id = node
-        .wait_line("peer id: ", Duration::from_secs(20))
-        .unwrap();
-    node.wait_line("library: ", Duration::from_secs(30))
-        .unwrap();
+    let peer_id = node.wait_event("started", Duration::from_secs(20)).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.wait_event("library", Duration::from_secs(30)).unwrap();
     let node_peer: PeerId = peer_id.parse().unwrap();
     let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
 

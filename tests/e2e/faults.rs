@@ -385,11 +385,7 @@ fn a_node_killed_during_a_download_resumes_it_with_no_corrupt_file() {
     std::thread::sleep(Duration::from_millis(5_000));
     let node = mesh.nodes.pop().unwrap();
     assert!(
-        !node
-            .process
-            .lines()
-            .iter()
-            .any(|l| l.starts_with("downloaded: ")),
+        !node.process.has_event("downloaded"),
         "the download finished before the kill; slow the link down"
     );
     let (port, addr, dir) = (node.port, node.http, node.dir.clone());
@@ -416,7 +412,7 @@ fn a_node_killed_during_a_download_resumes_it_with_no_corrupt_file() {
     );
     let done = restarted
         .process
-        .wait_line("downloaded: ", Duration::from_secs(40));
+        .wait_event("downloaded", Duration::from_secs(40));
     assert!(
         done.is_some(),
         "the download never finished after the restart: {:?}",

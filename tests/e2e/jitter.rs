@@ -30,12 +30,14 @@ struct JitterNode {
 }
 
 impl JitterNode {
-    /// `playback: joining … after the swarm clock stepped` lines: restarts.
+    /// `joining` events after the swarm clock stepped: restarts.
     fn restarts(&self) -> usize {
         self.process
-            .lines()
+            .events()
             .iter()
-            .filter(|l| l.starts_with("playback: joining") && l.contains("stepped"))
+            .filter(|e| {
+                e["event"] == "joining" && e["why"].as_str().is_some_and(|w| w.contains("stepped"))
+            })
             .count()
     }
 
@@ -63,6 +65,7 @@ fn spawn(root: &Path, index: usize, port: u16, peers: &[String]) -> (JitterNode,
         .args(["up", "--data-dir", arg(&dir.join("data")), "--music"])
         .arg(&music)
         .args(["--name", &format!("n{index}"), "--no-mdns"])
+        .args(["--events", "json"])
         .args(["--output", "virtual"])
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .args(["--http", &http.to_string()])
@@ -78,10 +81,13 @@ fn spawn(root: &Path, index: usize, port: u16, peers: &[String]) -> (JitterNode,
     }
     let process = Running::spawn(&format!("n{index}"), command);
     let peer_id = process
-        .wait_line("peer id: ", Duration::from_secs(20))
-        .expect("the node prints its peer id");
+        .wait_event("started", Duration::from_secs(20))
+        .expect("the node prints its peer id")["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     process
-        .wait_line("library: ", Duration::from_secs(30))
+        .wait_event("library", Duration::from_secs(30))
         .expect("the node scans its music");
     (JitterNode { process, http, log }, peer_id)
 }

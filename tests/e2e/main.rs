@@ -7,15 +7,18 @@
 
 mod adversary;
 mod commands;
+mod doctor;
 mod faults;
 mod jitter;
 mod join;
 mod netns;
 mod node;
+mod packaging;
 mod partition;
 mod playback;
 mod rogue;
 mod scan;
+mod shutdown;
 mod streaming;
 mod ui;
 mod ui_cdp;

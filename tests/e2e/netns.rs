@@ -111,12 +111,14 @@ impl Net {
         }
     }
 
-    /// Runs `firefly ARGS` inside `ns`; killed when the `Net` is dropped.
+    /// Runs `firefly ARGS --events json` (`up` or `relay`) inside `ns`;
+    /// killed when the `Net` is dropped.
     pub(crate) fn run(&mut self, ns: &str, label: &str, args: &[&str]) -> usize {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", ns, firefly_bin()])
-            .args(args);
+            .args(args)
+            .args(["--events", "json"]);
         // FIREFLY_E2E_LOG=debug shows what the nodes do when a test fails.
         let level = std::env::var("FIREFLY_E2E_LOG").unwrap_or_else(|_| "warn".into());
         command.env("RUST_LOG", level);
@@ -128,14 +130,10 @@ impl Net {
         &self.procs[index]
     }
 
-    /// Asserts that process `index` prints `joined: <other> …` within `limit`.
+    /// Asserts that process `index` reports `other` joined within `limit`.
     fn assert_joined(&self, index: usize, other: &str, limit: Duration) {
         let running = self.proc(index);
-        let joined = running.wait_for(limit, |l| {
-            l.strip_prefix("joined: ")
-                .filter(|rest| rest.split_whitespace().next() == Some(other))
-                .map(|_| ())
-        });
+        let joined = running.wait_event_where("joined", limit, |e| e["name"] == other);
         assert!(
             joined.is_some(),
             "{} never saw {other}: {:?}",
@@ -317,11 +315,14 @@ fn two_unrouted_networks_meet_through_a_relay() {
     );
     let relay_id = net
         .proc(relay)
-        .wait_line("peer id: ", Duration::from_secs(15))
-        .expect("relay prints its peer id");
+        .wait_event("started", Duration::from_secs(15))
+        .expect("relay prints its peer id")["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         net.proc(relay)
-            .wait_line("listening: ", Duration::from_secs(15))
+            .wait_event("listening", Duration::from_secs(15))
             .is_some(),
         "the relay never listened"
     );
@@ -333,11 +334,14 @@ fn two_unrouted_networks_meet_through_a_relay() {
     let a = net.run(&a_ns, "alice", &args);
     let a_id = net
         .proc(a)
-        .wait_line("peer id: ", Duration::from_secs(15))
-        .expect("alice prints her peer id");
+        .wait_event("started", Duration::from_secs(15))
+        .expect("alice prints her peer id")["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         net.proc(a)
-            .wait_line("relay: reserved", Duration::from_secs(15))
+            .wait_event("relay_reserved", Duration::from_secs(15))
             .is_some(),
         "alice never reserved a relay slot: {:?}",
         net.proc(a).lines()
@@ -360,7 +364,7 @@ fn two_unrouted_networks_meet_through_a_relay() {
     );
     assert!(
         net.proc(relay)
-            .wait_line("circuit: ", Duration::from_secs(5))
+            .wait_event("circuit_opened", Duration::from_secs(5))
             .is_some(),
         "the relay carried no circuit: {:?}",
         net.proc(relay).lines()
@@ -402,10 +406,7 @@ fn a_node_with_the_wrong_swarm_key_never_joins() {
     // Give the stranger several mDNS rounds and heartbeats to get in.
     std::thread::sleep(Duration::from_secs(6));
     assert!(
-        !net.proc(procs[2])
-            .lines()
-            .iter()
-            .any(|l| l.starts_with("joined: ")),
+        !net.proc(procs[2]).has_event("joined"),
         "the stranger joined: {:?}",
         net.proc(procs[2]).lines()
     );

@@ -134,10 +134,13 @@ fn after_a_partition_heals_the_larger_side_wins_without_a_restart() {
         let index = net.run(&ns[i], name, &args);
         let peer = net
             .proc(index)
-            .wait_line("peer id: ", Duration::from_secs(20))
-            .expect("the node prints its peer id");
+            .wait_event("started", Duration::from_secs(20))
+            .expect("the node prints its peer id")["peer_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         net.proc(index)
-            .wait_line("library: ", Duration::from_secs(30))
+            .wait_event("library", Duration::from_secs(30))
             .expect("the node scans");
         addrs.push(format!("{listen}/p2p/{peer}"));
     }
@@ -249,12 +252,12 @@ fn after_a_partition_heals_the_larger_side_wins_without_a_restart() {
         "the majority's session (playing) won"
     );
     // The lone node was never restarted: same process, still running.
-    let lines = net.proc(coordinator).lines();
+    let events = net.proc(coordinator).events();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with(&format!("role: following {second}"))),
-        "the old coordinator never followed the new one: {lines:?}"
+        events.iter().any(|e| e["event"] == "role"
+            && e["role"] == "following"
+            && e["coordinator"].as_str() == Some(second.as_str())),
+        "the old coordinator never followed the new one: {events:?}"
     );
 
     // Again, isolating a follower this time: alone, it elects itself at a

@@ -8,8 +8,7 @@
 
 use crate::util::{Running, arg, firefly_bin};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -53,31 +52,14 @@ pub(crate) fn write_track(path: &Path, secs: u32) {
     w.finalize().unwrap();
 }
 
-/// One HTTP/1.1 request to a node's API; returns (status, JSON body).
+/// One request to a node's API; returns (status, JSON body).
 pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let json = serde_json::from_slice(&response[split + 4..]).unwrap_or(Value::Null);
-    (status, json)
+    crate::util::http(&format!("http://{addr}"), method, path, body)
 }
 
 /// A running `firefly up` with its addresses.
@@ -154,6 +136,8 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
             "--name",
             &format!("n{index}"),
             "--no-mdns",
+            "--events",
+            "json",
             "--output",
             "virtual",
         ])
@@ -171,10 +155,13 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
     }
     let process = Running::spawn(&format!("n{index}"), command);
     let peer_id = process
-        .wait_line("peer id: ", Duration::from_secs(20))
-        .expect("the node prints its peer id");
+        .wait_event("started", Duration::from_secs(20))
+        .expect("the node prints its peer id")["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     process
-        .wait_line("library: ", Duration::from_secs(30))
+        .wait_event("library", Duration::from_secs(30))
         .expect("the node scans its music");
     Node {
         process,
@@ -345,13 +332,10 @@ fn three_skewed_nodes_play_in_step_and_survive_the_coordinator_being_killed() {
     // The others download the track (all of it within the prepare, or
     // enough to start while the rest comes) and play; give them time to settle.
     let joined = wait_until(Duration::from_secs(15), || {
-        nodes.iter().all(|n| {
-            n.process
-                .lines()
-                .iter()
-                .any(|l| l.starts_with("downloaded: "))
-                || n.peer_id == nodes[0].peer_id
-        }) && nodes.iter().all(|n| !flashes(n).is_empty())
+        nodes
+            .iter()
+            .all(|n| n.process.has_event("downloaded") || n.peer_id == nodes[0].peer_id)
+            && nodes.iter().all(|n| !flashes(n).is_empty())
     });
     assert!(
         joined,

@@ -181,6 +181,7 @@ impl Rogue {
                             roles,
                             ..NodeStatus::default()
                         },
+                        leaving: false,
                     };
                     self.publish(HEARTBEAT_TOPIC, beat.encode().expect("encode"));
                 }

@@ -67,42 +67,32 @@ fn a_node_starts_a_long_track_before_its_download_finishes() {
     assert_eq!(status, 200, "{reply}");
 
     // It joins while downloading…
-    let joined = nodes[1].process.wait_for(Duration::from_secs(20), |l| {
-        l.starts_with("playback: joining")
-            .then(|| (l.to_string(), unix_now_micros()))
-    });
-    let (line, _) = joined.expect("the player never joined");
-    eprintln!("{line}");
-    assert!(
-        line.contains("while it downloads"),
-        "it joined only after the download: {line}"
+    let joined = nodes[1]
+        .process
+        .wait_event("joining", Duration::from_secs(20));
+    let joined = joined.expect("the player never joined");
+    eprintln!("{joined}");
+    assert_eq!(
+        joined["during_download"], true,
+        "it joined only after the download: {joined}"
     );
     // …and the download finishes later, under the playing track.
     let mut done_at = None;
     let finished = wait_until(Duration::from_secs(30), || {
-        if done_at.is_none()
-            && nodes[1]
-                .process
-                .lines()
-                .iter()
-                .any(|l| l.starts_with("downloaded: "))
-        {
+        if done_at.is_none() && nodes[1].process.has_event("downloaded") {
             done_at = Some(unix_now_micros());
         }
         done_at.is_some()
     });
     assert!(finished, "the download never finished");
     let done_at = done_at.unwrap();
-    let lines = nodes[1].process.lines();
-    let joined_at = lines
+    let events = nodes[1].process.events();
+    let joined_at = events.iter().position(|e| e["event"] == "joining").unwrap();
+    let downloaded_at = events
         .iter()
-        .position(|l| l.starts_with("playback: joining"))
+        .position(|e| e["event"] == "downloaded")
         .unwrap();
-    let downloaded_at = lines
-        .iter()
-        .position(|l| l.starts_with("downloaded: "))
-        .unwrap();
-    assert!(joined_at < downloaded_at, "{lines:?}");
+    assert!(joined_at < downloaded_at, "{events:?}");
 
     // Sound came out before the download finished, in step, with no gap.
     std::thread::sleep(Duration::from_millis(500));

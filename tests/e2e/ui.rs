@@ -71,7 +71,7 @@ fn start_node_with(
     }
     let mut command = Command::new(firefly_bin());
     command
-        .args(["up", "--no-mdns", "--name", name])
+        .args(["up", "--no-mdns", "--events", "json", "--name", name])
         .args(extra.iter().filter(|a| !a.starts_with("song:")))
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .arg("--data-dir")
@@ -88,10 +88,16 @@ fn start_node_with(
     let proc = Running::spawn(name, command);
     let limit = Duration::from_secs(30);
     let api = proc
-        .wait_line("api: ", limit)
-        .unwrap_or_else(|| panic!("{name} never served its API: {:?}", proc.lines()));
-    let peer_id = proc.wait_line("peer id: ", limit).unwrap();
-    proc.wait_line("library: ", limit)
+        .wait_event("api", limit)
+        .unwrap_or_else(|| panic!("{name} never served its API: {:?}", proc.lines()))["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer_id = proc.wait_event("started", limit).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    proc.wait_event("library", limit)
         .unwrap_or_else(|| panic!("{name} never scanned: {:?}", proc.lines()));
     Node { proc, api, peer_id }
 }
@@ -158,12 +164,15 @@ fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text(
     let a = start_node_with(tmp.path(), hostile, "tone.flac", None, &extra);
     let listen = a
         .proc
-        .wait_line("listening: ", Duration::from_secs(30))
-        .unwrap();
+        .wait_event("listening", Duration::from_secs(30))
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let dial = format!("{listen}/p2p/{}", a.peer_id);
     let b = start_node(tmp.path(), "kitchen \"&\" den", "tone.mp3", Some(&dial));
     b.proc
-        .wait_line("joined: ", Duration::from_secs(30))
+        .wait_event("joined", Duration::from_secs(30))
         .unwrap_or_else(|| panic!("the nodes never met: {:?}", b.proc.lines()));
 
     let page = load(browser, &a.api);
@@ -252,6 +261,8 @@ fn an_empty_library_says_what_to_do() {
         .args([
             "up",
             "--no-mdns",
+            "--events",
+            "json",
             "--http",
             "127.0.0.1:0",
             "--name",
@@ -265,9 +276,11 @@ fn an_empty_library_says_what_to_do() {
         .arg(&music)
         .env("RUST_LOG", "error");
     let node = Running::spawn("lonely", command);
-    let api = node.wait_line("api: ", Duration::from_secs(30)).unwrap();
-    node.wait_line("library: ", Duration::from_secs(30))
-        .unwrap();
+    let api = node.wait_event("api", Duration::from_secs(30)).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.wait_event("library", Duration::from_secs(30)).unwrap();
 
     let page = load(browser, &api);
     assert!(
@@ -332,8 +345,11 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
     let a = start_node_with(tmp.path(), "porch", "tone.flac", None, &virtual_out);
     let listen = a
         .proc
-        .wait_line("listening: ", Duration::from_secs(30))
-        .unwrap();
+        .wait_event("listening", Duration::from_secs(30))
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let dial = format!("{listen}/p2p/{}", a.peer_id);
     let b = start_node_with(
         tmp.path(),
@@ -343,7 +359,7 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
         &["--output", "virtual"],
     );
     b.proc
-        .wait_line("joined: ", Duration::from_secs(30))
+        .wait_event("joined", Duration::from_secs(30))
         .unwrap_or_else(|| panic!("the nodes never met: {:?}", b.proc.lines()));
 
     let mut browser = Browser::start(binary, 1280, 900);
@@ -509,21 +525,7 @@ fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
 
 /// `GET path` on a node's API (`api` is `http://host:port`); its JSON body.
 fn get_json(api: &str, path: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let host = api.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    serde_json::from_slice(&response[split + 4..]).unwrap_or(serde_json::Value::Null)
+    crate::util::http(api, "GET", path, None).1
 }
 
 fn json_true() -> serde_json::Value {
@@ -549,12 +551,15 @@ fn the_page_notes_a_peer_leaving_and_reconnects_when_its_node_restarts() {
     let a = start_node_with(tmp.path(), "hall", "tone.flac", None, &extra);
     let listen = a
         .proc
-        .wait_line("listening: ", Duration::from_secs(30))
-        .unwrap();
+        .wait_event("listening", Duration::from_secs(30))
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let dial = format!("{listen}/p2p/{}", a.peer_id);
     let b = start_node(tmp.path(), "shed", "tone.mp3", Some(&dial));
     b.proc
-        .wait_line("joined: ", Duration::from_secs(30))
+        .wait_event("joined", Duration::from_secs(30))
         .unwrap_or_else(|| panic!("the nodes never met: {:?}", b.proc.lines()));
 
     let mut browser = Browser::start(binary, 1280, 900);

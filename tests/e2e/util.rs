@@ -47,6 +47,35 @@ pub(crate) fn firefly_json(args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// One request to the API at `base` (`http://host:port`) through the
+/// project's one HTTP client crate; returns (status, JSON body or null).
+pub(crate) fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let response = match method {
+        "GET" => agent.get(&url).call(),
+        "POST" => agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.map(|b| b.to_string()).unwrap_or_default()),
+        other => panic!("unsupported method {other}"),
+    };
+    let mut response = response.unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+    let status = response.status().as_u16();
+    let bytes = response.body_mut().read_to_vec().unwrap_or_default();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
 /// A path as a `&str` argument.
 pub(crate) fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -92,6 +121,20 @@ impl Running {
         self.child.id()
     }
 
+    /// Waits up to `limit` for the process to exit; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every line printed so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
@@ -118,6 +161,40 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Every event printed so far, oldest first (the node runs with
+    /// `--events json`, `docs/EVENTS.md`; lines that are not JSON are skipped).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"].is_string())
+            .collect()
+    }
+
+    /// Whether an event of `kind` was printed.
+    pub fn has_event(&self, kind: &str) -> bool {
+        self.events().iter().any(|e| e["event"] == kind)
+    }
+
+    /// Waits up to `limit` for an event of `kind`; returns it.
+    pub fn wait_event(&self, kind: &str, limit: Duration) -> Option<serde_json::Value> {
+        self.wait_event_where(kind, limit, |_| true)
+    }
+
+    /// Waits up to `limit` for an event of `kind` that `accept` accepts.
+    pub fn wait_event_where(
+        &self,
+        kind: &str,
+        limit: Duration,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        self.wait_for(limit, |line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .filter(|e| e["event"] == kind && accept(e))
+        })
     }
 
     /// The label given at spawn, for messages.

@@ -9,7 +9,7 @@ use crate::time_exchange::{ClockStatus, TimeSample};
 use crate::transfer::catalog::CatalogEntry;
 use crate::transfer::scheduler::Progress;
 use crate::transfer::service::TransferCommand;
-use crate::transfer::{TransferError, TransferStats};
+use crate::transfer::{PeerTraffic, TransferError, TransferStats};
 use firefly_library::TrackId;
 use libp2p::{Multiaddr, PeerId};
 use std::path::PathBuf;
@@ -76,6 +76,9 @@ pub(crate) enum Command {
         peer: PeerId,
         reason: &'static str,
     },
+    Leave {
+        reply: Reply<()>,
+    },
 }
 
 /// One open connection to a peer.
@@ -122,6 +125,14 @@ impl Client {
     /// peer reached.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, ClientError> {
         self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Says goodbye: a heartbeat goes out at once, and every one after it,
+    /// telling members to drop this node now rather than after the member
+    /// timeout (so a coordinator's role moves on at once). For a clean stop:
+    /// keep the loop running a moment after this returns so it is sent.
+    pub async fn leave(&self) -> Result<(), ClientError> {
+        self.ask(|reply| Command::Leave { reply }).await
     }
 
     /// The current members (peers whose heartbeats arrive), by peer id.
@@ -261,6 +272,12 @@ impl Client {
     /// Counters of library sync and chunk transfer.
     pub async fn transfer_stats(&self) -> Result<TransferStats, ClientError> {
         self.ask(|reply| Command::Transfer(TransferCommand::Stats { reply }))
+            .await
+    }
+
+    /// Chunks moved with each member since it joined (for `/metrics`).
+    pub async fn transfer_traffic(&self) -> Result<Vec<(PeerId, PeerTraffic)>, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::Traffic { reply }))
             .await
     }
 }

@@ -57,6 +57,8 @@ pub struct EventLoop {
     pub(crate) penalties: Penalties,
     pub(crate) log_limiter: crate::penalty::LogLimiter,
     heartbeat_interval: i64,
+    /// Set by [`crate::Client::leave`]; every heartbeat from then on says so.
+    pub(crate) leaving: bool,
     next_heartbeat: LocalMicros,
     next_redial: LocalMicros,
     /// When LAN (mDNS) peers are next redialed; see [`LAN_REDIAL_MICROS`].
@@ -112,6 +114,7 @@ impl EventLoop {
             penalties: Penalties::default(),
             log_limiter: Default::default(),
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
+            leaving: false,
             next_heartbeat: now,
             next_redial: now,
             next_lan_redial: now,
@@ -237,6 +240,11 @@ impl EventLoop {
             }
             Command::Transfer(command) => self.on_transfer_command(command),
             Command::Penalize { peer, reason } => self.penalize((self.now)(), peer, reason),
+            Command::Leave { reply } => {
+                self.leaving = true;
+                self.publish_heartbeat((self.now)());
+                let _ = reply.send(());
+            }
         }
     }
 

@@ -3,7 +3,9 @@
 //! Every node publishes a [`Heartbeat`] on `firefly/heartbeat/1` every
 //! heartbeat period. `Membership` is the sans-IO table those heartbeats
 //! feed: a peer joins with its first valid heartbeat, stays while they keep
-//! arriving, and is expired after the member timeout of silence. It takes
+//! arriving, and is expired after the member timeout of silence, or at once
+//! when its heartbeat says it is leaving (a clean stop's goodbye, so the
+//! others re-elect a coordinator now instead of after the timeout). It takes
 //! `now` as a parameter and reads no clock, so it is tested without sockets.
 //! The event-loop glue at the bottom decodes gossip, feeds the table and turns
 //! its changes into [`Event`]s.
@@ -49,6 +51,10 @@ pub struct Heartbeat {
     pub uptime_ms: u64,
     /// Library version, role view, playback summary and load.
     pub status: NodeStatus,
+    /// The node is stopping: members drop it at once (a goodbye). Absent
+    /// (false) in older heartbeats.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 impl Heartbeat {
@@ -113,6 +119,10 @@ pub(crate) enum HeartbeatOutcome {
     Flood,
     /// The table is full; the new peer was not added.
     Full,
+    /// The member said goodbye and was removed (boxed, as for `Joined`).
+    Left(Box<Member>),
+    /// A goodbye from a peer that is not a member: nothing to do.
+    NotMember,
 }
 
 /// The sans-IO membership table.
@@ -153,6 +163,16 @@ impl Membership {
         peer: PeerId,
         heartbeat: Heartbeat,
     ) -> HeartbeatOutcome {
+        if heartbeat.leaving {
+            // Only the member itself can say this (gossip messages are
+            // signed by their author), and it is sent once per stop: no
+            // flood check, and no join.
+            self.first_uptime.remove(&peer);
+            return match self.members.remove(&peer) {
+                Some(member) => HeartbeatOutcome::Left(Box::new(member)),
+                None => HeartbeatOutcome::NotMember,
+            };
+        }
         if let Some(member) = self.members.get_mut(&peer) {
             if now - member.last_seen < self.min_gap {
                 // A backlog (a healed partition, a stalled link) arrives all
@@ -240,6 +260,7 @@ impl EventLoop {
                 playout: self.playout.clone(),
                 ..self.transfer.stamp_status(self.status.clone())
             },
+            leaving: self.leaving,
         };
         let bytes = match heartbeat.encode() {
             Ok(bytes) => bytes,
@@ -297,20 +318,31 @@ impl EventLoop {
                 self.penalize(now, source, "heartbeat flood");
                 MessageAcceptance::Ignore
             }
-            HeartbeatOutcome::Full => MessageAcceptance::Ignore,
+            HeartbeatOutcome::Full | HeartbeatOutcome::NotMember => MessageAcceptance::Ignore,
+            HeartbeatOutcome::Left(member) => {
+                tracing::info!(peer = %member.peer, name = %member.name, "member said goodbye");
+                self.on_member_gone(now, *member);
+                // Forwarded, so members without a direct link hear it too.
+                MessageAcceptance::Accept
+            }
         }
+    }
+
+    /// Forgets a member that left (expired or said goodbye) and tells the node.
+    fn on_member_gone(&mut self, now: LocalMicros, member: Member) {
+        self.clock.remove_peer(now, &member.peer);
+        self.on_member_left_transfer(now, member.peer);
+        self.emit(Event::PeerLeft {
+            peer: member.peer,
+            name: member.name,
+        });
     }
 
     /// Expires silent members and tells the node about each one.
     pub(crate) fn expire_members(&mut self, now: LocalMicros) {
         for member in self.membership.handle_timeout(now) {
             tracing::info!(peer = %member.peer, name = %member.name, "member left");
-            self.clock.remove_peer(now, &member.peer);
-            self.on_member_left_transfer(now, member.peer);
-            self.emit(Event::PeerLeft {
-                peer: member.peer,
-                name: member.name,
-            });
+            self.on_member_gone(now, member);
         }
     }
 }
@@ -327,6 +359,7 @@ mod tests {
             name: name.into(),
             uptime_ms: 1,
             status: NodeStatus::default(),
+            leaving: false,
         }
     }
 
@@ -351,6 +384,47 @@ mod tests {
         assert_eq!(gone[0].peer, peer);
         assert!(!table.is_member(&peer));
         assert_eq!(table.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_goodbye_removes_the_member_at_once() {
+        let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let t0 = LocalMicros(0);
+        table.handle_heartbeat(t0, peer, heartbeat("a"));
+        table.handle_heartbeat(t0, other, heartbeat("b"));
+        let goodbye = Heartbeat {
+            leaving: true,
+            ..heartbeat("a")
+        };
+        // Right after a heartbeat (no flood check), well before the timeout.
+        let HeartbeatOutcome::Left(member) =
+            table.handle_heartbeat(t0 + 1_000, peer, goodbye.clone())
+        else {
+            panic!("the goodbye did not remove the member");
+        };
+        assert_eq!(member.peer, peer);
+        assert!(!table.is_member(&peer));
+        assert!(table.is_member(&other));
+        // Said again (every heartbeat of a stopping node says it): nothing.
+        assert_eq!(
+            table.handle_heartbeat(t0 + 2_000, peer, goodbye.clone()),
+            HeartbeatOutcome::NotMember
+        );
+        assert!(!table.is_member(&peer));
+        // It reads back, and older heartbeats (without the field) do not leave.
+        let bytes = goodbye.encode().unwrap();
+        assert!(Heartbeat::decode(&bytes).unwrap().leaving);
+        assert!(
+            !Heartbeat::decode(&heartbeat("c").encode().unwrap())
+                .unwrap()
+                .leaving
+        );
+        // A node that comes back joins again.
+        assert!(matches!(
+            table.handle_heartbeat(t0 + 3_000, peer, heartbeat("a")),
+            HeartbeatOutcome::Joined(_)
+        ));
     }
 
     #[test]
@@ -508,7 +582,7 @@ mod tests {
                 if claims {
                     status.roles.coordinator = Some(peers[who]);
                 }
-                let sent = Heartbeat { version: HEARTBEAT_VERSION, name, uptime_ms, status };
+                let sent = Heartbeat { version: HEARTBEAT_VERSION, name, uptime_ms, status, leaving: false };
                 let Ok(bytes) = sent.encode() else { continue };
                 let Ok(heartbeat) = Heartbeat::decode(&bytes) else { continue };
                 let outcome = table.handle_heartbeat(now, peers[who], heartbeat.clone());

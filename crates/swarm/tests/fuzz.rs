@@ -272,6 +272,7 @@ fn heartbeat() -> Heartbeat {
         name: "alpha".into(),
         uptime_ms: 12_345,
         status,
+        leaving: false,
     }
 }
 

@@ -449,6 +449,7 @@ async fn control_requests_need_membership_and_a_member_flooding_them_is_banned()
                         name: "flooder".into(),
                         uptime_ms: started.elapsed().as_millis() as u64,
                         status: Default::default(),
+                        leaving: false,
                     };
                     let _ = raw.behaviour_mut().gossipsub.publish(
                         gossipsub::IdentTopic::new(HEARTBEAT_TOPIC),

@@ -258,6 +258,43 @@ async fn a_download_from_three_peers_survives_one_that_corrupts_bytes() {
         served_a > 0 && served_b > 0,
         "a served {served_a}, b served {served_b}"
     );
+    // Per member: each holder served d, and d took (at most) what it served.
+    let traffic = d.node.client.transfer_traffic().await.unwrap();
+    let from = |peer: PeerId| {
+        traffic
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map_or(0, |(_, t)| t.chunks_received)
+    };
+    let d_id = d.node.peer_id();
+    let mut to_d = Vec::new();
+    for holder in [&a, &b] {
+        let served = holder.node.client.transfer_traffic().await.unwrap();
+        to_d.push(
+            served
+                .iter()
+                .find(|(p, _)| *p == d_id)
+                .map_or(0, |(_, t)| t.chunks_served),
+        );
+    }
+    let (to_d_a, to_d_b) = (to_d[0], to_d[1]);
+    assert!(
+        to_d_a > 0 && to_d_b > 0,
+        "a served d {to_d_a}, b served d {to_d_b}"
+    );
+    // (A response that came after a retry elsewhere was served but not taken.)
+    for (holder, served) in [(a.node.peer_id(), to_d_a), (b.node.peer_id(), to_d_b)] {
+        let received = from(holder);
+        assert!(
+            received > 0 && received <= served,
+            "{traffic:?}: served {served}"
+        );
+    }
+    assert_eq!(
+        from(bad.node.peer_id()),
+        0,
+        "corrupt chunks are not counted as received"
+    );
     // The downloaded track is now in d's library and catalog.
     let listed = wait_until(Duration::from_secs(5), || async {
         d.catalog()
@@ -458,6 +495,7 @@ fn heartbeat(raw: &mut RawSwarm, uptime_ms: u64) {
         name: "raw".into(),
         uptime_ms,
         status: firefly_swarm::NodeStatus::default(),
+        leaving: false,
     };
     let _ = raw.behaviour_mut().gossipsub.publish(
         libp2p::gossipsub::IdentTopic::new(firefly_swarm::membership::HEARTBEAT_TOPIC),

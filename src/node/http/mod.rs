@@ -1,7 +1,8 @@
 //! The node's HTTP side, served with axum (documented in `docs/API.md`),
 //! cut by concern: [`guard`] (Host allowlist, origin and token), [`error`]
 //! (the one error type), [`status`], [`playback`] (state and commands),
-//! [`library`] (library and catalog) and [`stream`] (the live event stream).
+//! [`library`] (library and catalog), [`stream`] (the live event stream)
+//! and [`metrics`] (`GET /metrics` for Prometheus).
 //! The arrows run one way: this module assembles the routes; the parts use
 //! the error type and the node's handles, never each other in a circle.
 //!
@@ -13,6 +14,7 @@
 pub(crate) mod error;
 pub(crate) mod guard;
 pub(crate) mod library;
+pub(crate) mod metrics;
 pub(crate) mod playback;
 pub(crate) mod status;
 pub(crate) mod stream;
@@ -41,6 +43,7 @@ pub(crate) fn router(state: NodeState) -> Router {
         .route("/api/volume", post(playback::volume))
         .route("/api/flashes", get(stream::flashes))
         .route("/api/events", get(stream::events))
+        .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
@@ -49,6 +52,10 @@ pub(crate) fn router(state: NodeState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::host_guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

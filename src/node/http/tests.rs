@@ -67,6 +67,7 @@ async fn node(
         volume,
         token,
         http_hosts: Default::default(),
+        api_requests: Default::default(),
     }
 }
 
@@ -363,6 +364,167 @@ async fn status_reports_the_node_as_json() {
     assert!(report.members.is_empty());
     assert!(report.catalog.is_empty());
     assert!(report.clock.swarm_time_us > 0);
+}
+
+/// `GET /metrics` as text, parsed by a Prometheus text-format parser.
+async fn scrape_metrics(state: &NodeState) -> prometheus_parse::Scrape {
+    let response = router(state.clone())
+        .oneshot(get("/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let kind = response.headers()[axum::http::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The value of `name` (with `label = value`, when given) in `scrape`.
+fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_agree_with_the_state() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let null = crate::node::OutputArg::Null;
+    let virtual_out = crate::node::OutputArg::Play(firefly_player::OutputChoice::Virtual);
+    let a = node(dir_a.path(), "hall", &virtual_out, None).await;
+    let b = node(dir_b.path(), "porch", &null, None).await;
+    let listen = loop {
+        if let Some(addr) = a.swarm.listen_addrs().await.unwrap().into_iter().next() {
+            break addr;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    b.swarm
+        .dial(
+            format!("{listen}/p2p/{}", a.swarm.peer_id())
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let b_id = b.swarm.peer_id().to_string();
+    // Both members, a coordinator, and B's clock known to A.
+    wait_state(&a, |s| {
+        s["coordinator"].is_string()
+            && s["peers"].as_array().is_some_and(|p| {
+                p.len() == 1 && p[0]["clock_offset_us"].is_number() && p[0]["rtt_us"].is_number()
+            })
+    })
+    .await;
+    let scrape = scrape_metrics(&a).await;
+    let (_, state) = send(a.clone(), get("/api/state")).await;
+
+    assert_eq!(
+        sample(&scrape, "firefly_members", None),
+        Some(1.0),
+        "{state}"
+    );
+    assert_eq!(
+        sample(&scrape, "firefly_term", None),
+        state["term"].as_f64()
+    );
+    let me_coordinating = state["role"] == "coordinator";
+    assert_eq!(
+        sample(&scrape, "firefly_coordinator", None),
+        Some(if me_coordinating { 1.0 } else { 0.0 })
+    );
+    assert_eq!(
+        sample(&scrape, "firefly_clock_synced", None),
+        Some(if state["clock_synced"] == true {
+            1.0
+        } else {
+            0.0
+        })
+    );
+    // The offset moves between the two reads; it is the same estimate to
+    // within a few ms, and its sign and size match.
+    let offset = sample(
+        &scrape,
+        "firefly_peer_clock_offset_seconds",
+        Some(("peer", &b_id)),
+    )
+    .expect("no clock offset for the peer");
+    let state_offset = state["peers"][0]["clock_offset_us"].as_f64().unwrap() / 1e6;
+    assert!(
+        (offset - state_offset).abs() < 0.005,
+        "{offset} vs {state_offset}"
+    );
+    assert!(sample(&scrape, "firefly_peer_rtt_seconds", Some(("peer", &b_id))).is_some());
+    // A has a (virtual) output: its timing is there.
+    assert_eq!(sample(&scrape, "firefly_output_present", None), Some(1.0));
+    assert_eq!(
+        sample(&scrape, "firefly_output_underruns_total", None),
+        state["output"]["underruns"].as_f64()
+    );
+    assert_eq!(
+        sample(&scrape, "firefly_downloads_in_flight", None),
+        Some(0.0)
+    );
+    assert_eq!(sample(&scrape, "firefly_bans_total", None), Some(0.0));
+    // Requests are counted by route and status (these scrapes' own
+    // /api/state reads among them), and only by route template.
+    let served = sample(
+        &scrape,
+        "firefly_api_requests_total",
+        Some(("route", "/api/state")),
+    )
+    .unwrap_or(0.0);
+    assert!(served >= 1.0, "{served}");
+    let _ = send(a.clone(), get("/api/no/such/route")).await;
+    let later = scrape_metrics(&a).await;
+    assert_eq!(
+        sample(
+            &later,
+            "firefly_api_requests_total",
+            Some(("route", "unmatched"))
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_like_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef0123".to_string();
+    let state = state_with(dir.path(), Some(token.clone())).await;
+    let (status, _) = send(state.clone(), get("/metrics")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let with_token = Request::get("/metrics")
+        .header("Authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router(state.clone()).oneshot(with_token).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let rebound = Request::get("/metrics")
+        .header("Host", "evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _) = send(state, rebound).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

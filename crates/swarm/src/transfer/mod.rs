@@ -32,5 +32,6 @@ mod glue;
 pub(crate) mod service;
 
 pub use service::{
-    Fault, MAX_INBOUND_PER_PEER, TransferConfig, TransferError, TransferEvent, TransferStats,
+    Fault, MAX_INBOUND_PER_PEER, PeerTraffic, TransferConfig, TransferError, TransferEvent,
+    TransferStats,
 };

@@ -154,6 +154,21 @@ pub(crate) enum TransferCommand {
     Stats {
         reply: oneshot::Sender<TransferStats>,
     },
+    /// Chunks moved with each member.
+    Traffic {
+        reply: oneshot::Sender<Vec<(PeerId, PeerTraffic)>>,
+    },
+}
+
+/// Chunks moved between this node and one member since it joined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PeerTraffic {
+    /// Chunks this node sent to the member.
+    pub chunks_served: u64,
+    /// Chunk bytes this node sent to the member.
+    pub bytes_served: u64,
+    /// Chunks received from the member and verified.
+    pub chunks_received: u64,
 }
 
 /// Something the transfer protocols tell the node.
@@ -314,6 +329,9 @@ pub(crate) struct Transfer {
     held: BTreeMap<(LocalMicros, u64), HeldResponse>,
     held_seq: u64,
     stats: TransferStats,
+    /// Chunks moved with each member. Invariant: keys are members (an entry
+    /// goes when its member leaves), so it is bounded like the table.
+    traffic: HashMap<PeerId, PeerTraffic>,
     events: Vec<TransferEvent>,
     /// Peers that sent bad input since the last drain, with why: the event
     /// loop turns each into a strike (and repeated strikes into a ban).
@@ -360,6 +378,7 @@ impl Transfer {
             held: BTreeMap::new(),
             held_seq: 0,
             stats: TransferStats::default(),
+            traffic: HashMap::new(),
             events: Vec::new(),
             strikes: Vec::new(),
             done_tx,
@@ -488,6 +507,9 @@ impl Transfer {
             TransferCommand::Stats { reply } => {
                 let _ = reply.send(self.stats);
             }
+            TransferCommand::Traffic { reply } => {
+                let _ = reply.send(self.traffic.iter().map(|(p, t)| (*p, *t)).collect());
+            }
         }
     }
 
@@ -531,6 +553,7 @@ impl Transfer {
         peer: PeerId,
     ) {
         self.members.remove(&peer);
+        self.traffic.remove(&peer);
         self.catalog.remove_peer(&peer);
         self.inbound.remove(&peer);
         let tracks: Vec<TrackId> = self.downloads.keys().copied().collect();
@@ -765,6 +788,11 @@ impl Transfer {
             } => {
                 self.stats.chunks_served += chunks;
                 self.stats.bytes_served += payload;
+                if self.members.contains(&peer) {
+                    let traffic = self.traffic.entry(peer).or_default();
+                    traffic.chunks_served += chunks;
+                    traffic.bytes_served += payload;
+                }
                 let at = self.limiter.reserve(now, payload);
                 if at <= now {
                     self.send_chunks_response(io, peer, channel, response);
@@ -1288,7 +1316,12 @@ impl Transfer {
     ) {
         for (_, outcome) in outcomes {
             match outcome {
-                ChunkOutcome::Verified => self.stats.chunks_received += 1,
+                ChunkOutcome::Verified => {
+                    self.stats.chunks_received += 1;
+                    if self.members.contains(&peer) {
+                        self.traffic.entry(peer).or_default().chunks_received += 1;
+                    }
+                }
                 ChunkOutcome::Corrupt => self.stats.chunks_corrupt += 1,
                 ChunkOutcome::Missing => {}
             }
