@@ -109,8 +109,12 @@ mod tests {
             track: track.into(),
             title: title.into(),
             artist: artist.map(Into::into),
+            album: None,
+            number: None,
+            duration_ms: None,
             size: 1,
             holders: vec![],
+            cover: false,
         }
     }
 

@@ -112,7 +112,7 @@ pub(crate) async fn request(
     };
     let head = String::from_utf8_lossy(&response[..split]);
     let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
+    if !(status.len() == 3 && status.starts_with('2')) {
         let message = serde_json::from_slice::<serde_json::Value>(&response[split + 4..])
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string));

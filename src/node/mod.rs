@@ -1,9 +1,9 @@
 //! A running Firefly node: the glue between the swarm, the library and the
 //! HTTP API.
 //!
-//! [`run`] opens the node's identity and library, scans the music folder,
-//! starts the swarm's event loop, serves the JSON API and logs membership
-//! until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
+//! [`run`] opens the node's identity and library, starts the swarm's event
+//! loop, serves the JSON API, scans and then watches the music folder
+//! ([`indexer`], [`watcher`]) and logs membership until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
 //! `Swarm` lives in the swarm crate's event loop.
 
 pub(crate) mod api_token;
@@ -11,11 +11,14 @@ pub(crate) mod audio;
 pub(crate) mod driver;
 pub(crate) mod events;
 pub(crate) mod http;
+pub(crate) mod indexer;
 pub(crate) mod roles;
 pub(crate) mod session;
+pub(crate) mod settle;
 pub(crate) mod stream;
 pub(crate) mod test_clock;
 pub(crate) mod timeline;
+mod watcher;
 
 pub(crate) use audio::OutputArg;
 mod ui;
@@ -68,6 +71,8 @@ pub(crate) struct NodeState {
     pub(crate) token: Option<String>,
     /// Host names the API answers to besides IP literals and `localhost`.
     pub(crate) http_hosts: std::sync::Arc<Vec<String>>,
+    /// Scans of the music folder, and what they changed.
+    pub(crate) indexer: indexer::Indexer,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -92,6 +97,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let mut library_config = LibraryConfig::new(&options.data_dir);
     library_config.music_dir(&options.music);
     let library = Library::open(&library_config).context("opening the library")?;
+    // Opening created it if it was missing; scans and the watcher use the
+    // canonical path, as the library stores paths.
+    let music = options
+        .music
+        .canonicalize()
+        .with_context(|| format!("cannot open music folder {}", options.music.display()))?;
 
     let now = test_clock::local_clock(options.test_clock);
     if let Some(skew) = options.test_clock {
@@ -142,6 +153,8 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         volume: volume.clone(),
     };
     let log_task = tokio::spawn(log_events(events, control.clone(), volumes));
+    let indexer = indexer::Indexer::new(library.clone(), music.clone(), client.clone());
+    tokio::spawn(feed_library_events(indexer.subscribe()));
     tokio::spawn(events::report_playout(
         client.clone(),
         audio.clone(),
@@ -157,6 +170,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         volume,
         token: token.clone(),
         http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
+        indexer: indexer.clone(),
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
@@ -169,7 +183,16 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     );
     let server = tokio::spawn(http::serve(listener, state));
 
-    scan(&library, &options.music, &client).await?;
+    // Watching starts first, so nothing that changes during the scan is missed.
+    let ignore = vec![
+        options.data_dir.join(firefly_library::DATABASE_FILE),
+        options.data_dir.join(firefly_library::STAGING_DIR),
+    ]
+    .into_iter()
+    .map(|p| p.canonicalize().unwrap_or(p))
+    .collect();
+    watcher::spawn(indexer.clone(), ignore);
+    scan(&indexer, &client).await?;
     // Peers learn of the scanned tracks (and can download them) from this.
     client.library_changed().await?;
 
@@ -184,19 +207,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
 }
 
 /// Scans the music folder and announces the library version in heartbeats.
-async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> anyhow::Result<()> {
-    std::fs::create_dir_all(music)
-        .with_context(|| format!("cannot create music folder {}", music.display()))?;
-    let scanning = library.clone();
-    let roots = vec![music.to_path_buf()];
-    let report = tokio::task::spawn_blocking(move || scanning.scan(&roots, &mut ()))
-        .await
-        .context("the scan task failed")?
-        .context("scanning the music folder")?;
-    for skipped in &report.skipped {
-        tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "skipped");
-    }
-    let version = library.version().context("reading the library version")?;
+async fn scan(indexer: &indexer::Indexer, client: &Client) -> anyhow::Result<()> {
+    let report = indexer.scan_all().await?;
+    let version = indexer
+        .library()
+        .version()
+        .context("reading the library version")?;
     println!("library: {} tracks, version {version}", report.tracks);
     client
         .set_status(NodeStatus {
@@ -204,9 +220,24 @@ async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> an
             ..NodeStatus::default()
         })
         .await?;
-    // Peers learn the change from the library gossip (and the version from heartbeats).
-    client.library_changed().await?;
     Ok(())
+}
+
+/// Hands library changes to the parts of the node they concern. A track
+/// that left the library is the player's business (a queued or playing
+/// track that is gone); the playback driver takes it from here.
+async fn feed_library_events(mut events: tokio::sync::broadcast::Receiver<indexer::LibraryEvent>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(indexer::LibraryEvent::TrackRemoved(track)) => {
+                tracing::debug!(track = %track.to_hex(), "track removed from the library");
+            }
+            Ok(indexer::LibraryEvent::TrackAdded(_)) => {}
+            Err(RecvError::Lagged(n)) => tracing::warn!(n, "library events missed"),
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// Prints membership changes, one line each, for the person running the node.

@@ -21,6 +21,8 @@ pub(crate) enum ApiError {
     CrossOrigin,
     /// A `Host` that does not name this node: DNS rebinding (403).
     ForbiddenHost,
+    /// The thing asked for does not exist here (404).
+    NotFound(String),
     /// The command is not valid now (409).
     Refused(String),
     /// No coordinator answered (503).
@@ -49,6 +51,7 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "this node does not answer to that host name (see `firefly up --http-host`)".into(),
             ),
+            ApiError::NotFound(message) => plain(StatusCode::NOT_FOUND, message),
             ApiError::Refused(message) => plain(StatusCode::CONFLICT, message),
             ApiError::Unavailable(message) => plain(StatusCode::SERVICE_UNAVAILABLE, message),
             ApiError::Internal(err) => {

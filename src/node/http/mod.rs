@@ -32,6 +32,8 @@ pub(crate) fn router(state: NodeState) -> Router {
         .route("/api/state", get(playback::state))
         .route("/api/library", get(library::library))
         .route("/api/catalog", get(library::catalog))
+        .route("/api/scan", post(library::scan))
+        .route("/api/cover/{track}", get(library::cover))
         .route("/api/play", post(playback::play))
         .route("/api/pause", post(playback::pause))
         .route("/api/resume", post(playback::resume))

@@ -58,7 +58,10 @@ async fn node(
         audio.clone(),
         volume.clone(),
     ));
+    let music = library.music_dir().canonicalize().unwrap();
+    let indexer = crate::node::indexer::Indexer::new(library.clone(), music, client.clone());
     NodeState {
+        indexer,
         swarm: client,
         library,
         name: name.into(),
@@ -373,4 +376,56 @@ async fn unknown_paths_are_not_found() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn scan_reads_the_music_folder_and_refuses_paths_outside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let music = state.indexer.music().to_path_buf();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    std::fs::copy(fixtures.join("tone.flac"), music.join("tone.flac")).unwrap();
+    std::fs::write(music.join("noise.mp3"), [0x33u8; 5000]).unwrap();
+
+    let (status, report) = send(state.clone(), post("/api/scan", "")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["tracks"], 1, "{report}");
+    assert_eq!(report["files_seen"], 2, "{report}");
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 1, "{report}");
+
+    // The catalog entry carries what browsing needs.
+    let (_, catalog) = send(state.clone(), get("/api/catalog")).await;
+    let entry = &catalog[0];
+    assert!(entry["album"].is_string(), "{catalog}");
+    assert!(entry["duration_ms"].as_u64().unwrap() > 0, "{catalog}");
+    assert_eq!(entry["cover"], false, "{catalog}");
+    let track = entry["track"].as_str().unwrap().to_string();
+
+    // Removed: named by path, it leaves the library.
+    std::fs::remove_file(music.join("tone.flac")).unwrap();
+    let body = serde_json::json!({ "paths": [music.join("tone.flac")] }).to_string();
+    let (status, report) = send(state.clone(), post("/api/scan", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["files_removed"], 1, "{report}");
+    let (_, catalog) = send(state.clone(), get("/api/catalog")).await;
+    assert_eq!(catalog, serde_json::json!([]));
+
+    for body in [
+        r#"{"paths": ["/etc"]}"#.to_string(),
+        serde_json::json!({ "paths": [music.join("../../etc")] }).to_string(),
+        r#"{"paths": ["relative"]}"#.to_string(),
+        r#"{"path": []}"#.to_string(),
+        "[1, 2".to_string(),
+    ] {
+        let (status, reply) = send(state.clone(), post("/api/scan", &body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert!(reply["message"].is_string(), "{body}: {reply}");
+    }
+
+    // Covers: a malformed id is a 400, a track without one a 404.
+    let (status, _) = send(state.clone(), get("/api/cover/xyz")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, reply) = send(state, get(&format!("/api/cover/{track}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+    assert!(reply["message"].is_string());
 }
