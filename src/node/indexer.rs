@@ -114,14 +114,14 @@ impl Indexer {
             Changes::Delta { added, removed, .. } => {
                 for manifest in added {
                     println!(
-                        "library: added {} {}",
+                        "added: {} {}",
                         manifest.track.to_hex(),
                         firefly_library::display_text(&manifest.meta.title)
                     );
                     let _ = self.events.send(LibraryEvent::TrackAdded(manifest.track));
                 }
                 for track in removed {
-                    println!("library: removed {}", track.to_hex());
+                    println!("removed: {}", track.to_hex());
                     let _ = self.events.send(LibraryEvent::TrackRemoved(*track));
                 }
             }

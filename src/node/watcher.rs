@@ -179,7 +179,7 @@ impl Watch {
     fn lose_root(&mut self) {
         if self.watcher.take().is_some() {
             println!(
-                "library: the music folder {} is gone; its tracks leave the library until it is back",
+                "music: the folder {} is gone; its tracks leave the library until it is back",
                 self.root.display()
             );
         }
@@ -194,7 +194,7 @@ impl Watch {
             return;
         }
         println!(
-            "library: the music folder {} is back; rescanning it",
+            "music: the folder {} is back; rescanning it",
             self.root.display()
         );
         self.settle.clear();

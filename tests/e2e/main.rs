@@ -10,6 +10,7 @@ mod commands;
 mod faults;
 mod jitter;
 mod join;
+mod library_watch;
 mod netns;
 mod node;
 mod partition;
