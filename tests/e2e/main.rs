@@ -20,4 +20,5 @@ mod scan;
 mod streaming;
 mod ui;
 mod ui_cdp;
+mod ui_library;
 mod util;
