@@ -26,7 +26,7 @@ mod ui;
 use anyhow::Context;
 use firefly_library::{Library, LibraryConfig};
 use firefly_swarm::transfer::TransferEvent;
-use firefly_swarm::{Client, Event, Multiaddr, NodeStatus};
+use firefly_swarm::{Client, ControlRequest, Event, Multiaddr, NodeStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::sync::mpsc;
@@ -154,7 +154,11 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     };
     let log_task = tokio::spawn(log_events(events, control.clone(), volumes));
     let indexer = indexer::Indexer::new(library.clone(), music.clone(), client.clone());
-    tokio::spawn(feed_library_events(indexer.subscribe()));
+    tokio::spawn(feed_library_events(
+        indexer.subscribe(),
+        control.clone(),
+        client.clone(),
+    ));
     tokio::spawn(events::report_playout(
         client.clone(),
         audio.clone(),
@@ -223,20 +227,47 @@ async fn scan(indexer: &indexer::Indexer, client: &Client) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Hands library changes to the parts of the node they concern. A track
-/// that left the library is the player's business (a queued or playing
-/// track that is gone); the playback driver takes it from here.
-async fn feed_library_events(mut events: tokio::sync::broadcast::Receiver<indexer::LibraryEvent>) {
+/// Hands library changes to the parts of the node they concern: a track
+/// that left this node's library, that the session plays or queues and
+/// that no other member holds, is gone for the swarm — the coordinator is
+/// told ([`ControlRequest::TrackGone`]) so it leaves the queue and playback
+/// moves on.
+async fn feed_library_events(
+    mut events: tokio::sync::broadcast::Receiver<indexer::LibraryEvent>,
+    control: driver::Control,
+    client: Client,
+) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
-        match events.recv().await {
-            Ok(indexer::LibraryEvent::TrackRemoved(track)) => {
-                tracing::debug!(track = %track.to_hex(), "track removed from the library");
+        let track = match events.recv().await {
+            Ok(indexer::LibraryEvent::TrackRemoved(track)) => track,
+            Ok(indexer::LibraryEvent::TrackAdded(_)) => continue,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(n, "library events missed");
+                continue;
             }
-            Ok(indexer::LibraryEvent::TrackAdded(_)) => {}
-            Err(RecvError::Lagged(n)) => tracing::warn!(n, "library events missed"),
             Err(RecvError::Closed) => return,
+        };
+        let session = control.session();
+        if session.track != Some(track) && !session.queue.contains(&track) {
+            continue;
         }
+        let me = client.peer_id();
+        let held_elsewhere = client.catalog().await.is_ok_and(|catalog| {
+            catalog
+                .iter()
+                .any(|e| e.summary.track == track && e.holders.iter().any(|h| *h != me))
+        });
+        if held_elsewhere {
+            continue;
+        }
+        let control = control.clone();
+        // Off this loop: the command may wait for a coordinator.
+        tokio::spawn(async move {
+            if let Err(err) = control.command(ControlRequest::TrackGone { track }).await {
+                tracing::warn!(%err, track = %track.to_hex(), "the session kept a track that is gone");
+            }
+        });
     }
 }
 

@@ -189,6 +189,16 @@ pub(crate) enum Command {
     },
     Stop,
     Volume(f32),
+    /// Play `track` from `frame` once the current track ends, on the very
+    /// next output frame (gapless) when that is within half the step
+    /// threshold of `at`; else as a play anchored at `at`.
+    Follow {
+        track: Box<Track>,
+        frame: u64,
+        at: SwarmMicros,
+    },
+    /// Forget the track queued by [`Command::Follow`].
+    Unfollow,
 }
 
 enum Phase {
@@ -226,6 +236,9 @@ struct Current {
     anchor_at: SwarmMicros,
     phase: Phase,
     fade_in: bool,
+    /// Started right after the previous track's last frame: the first
+    /// frame goes on the next output frame when that is close to the anchor.
+    contiguous: bool,
     /// Index of the next source frame to feed the resampler (negative: silence before the track).
     next_input: i64,
     /// Source position of the last frame the resampler produced.
@@ -250,6 +263,7 @@ impl Current {
             anchor_at: at,
             phase: Phase::Waiting,
             fade_in: frame > 0,
+            contiguous: false,
             next_input: 0,
             index: 0.0,
             fifo: VecDeque::new(),
@@ -348,6 +362,8 @@ pub struct Engine {
     commands: Receiver<Command>,
     events: SyncSender<PlayerEvent>,
     current: Option<Current>,
+    /// The track that follows the current one ([`Command::Follow`]).
+    following: Option<(Box<Track>, u64, SwarmMicros)>,
     volume: f32,
     volume_target: f32,
     output_frames: u64,
@@ -383,6 +399,7 @@ impl Engine {
             commands,
             events,
             current: None,
+            following: None,
             volume: 1.0,
             volume_target: 1.0,
             output_frames: 0,
@@ -467,9 +484,27 @@ impl Engine {
                 true_instant,
                 output_frame: self.output_frames,
             };
-            self.render_track(&mut cur, &stamp, &mut out[..frames * ch]);
+            let ended = self.render_track(&mut cur, &stamp, &mut out[..frames * ch]);
             if !matches!(cur.phase, Phase::Finished) {
                 self.current = Some(cur);
+            } else if let (Some(k), Some((track, frame, at))) = (ended, self.following.take()) {
+                // Gapless: the follow-on goes on the output frame right
+                // after the last one of the track that ended.
+                let mut next = Current::new(track, frame, at);
+                next.contiguous = true;
+                let offset = self.format.frames_to_micros(k as f64).round() as i64;
+                let rest = Stamp {
+                    t0: t0 + offset,
+                    local: local + offset,
+                    true_instant: true_instant.map(|t| {
+                        t + Duration::from_secs_f64(k as f64 / f64::from(self.format.sample_rate))
+                    }),
+                    output_frame: self.output_frames + k as u64,
+                };
+                self.render_track(&mut next, &rest, &mut out[k * ch..frames * ch]);
+                if !matches!(next.phase, Phase::Finished) {
+                    self.current = Some(next);
+                }
             }
         }
         self.apply_volume(&mut out[..frames * ch]);
@@ -501,12 +536,24 @@ impl Engine {
             let fade = self.fade_frames();
             let audible = |cur: &Current| matches!(cur.phase, Phase::Playing) && cur.gain > 0.0;
             match command {
-                Command::Play { track, frame, at } => match self.current.as_mut() {
-                    Some(cur) if audible(cur) => {
-                        cur.fade_out(AfterFade::Replace { track, frame, at }, fade);
+                Command::Play { track, frame, at } => {
+                    self.following = None;
+                    match self.current.as_mut() {
+                        Some(cur) if audible(cur) => {
+                            cur.fade_out(AfterFade::Replace { track, frame, at }, fade);
+                        }
+                        _ => self.current = Some(Current::new(track, frame, at)),
                     }
-                    _ => self.current = Some(Current::new(track, frame, at)),
-                },
+                }
+                Command::Follow { track, frame, at } => {
+                    if self.current.is_some() {
+                        self.following = Some((track, frame, at));
+                    } else {
+                        // Nothing to follow (it ended already): play at the anchor.
+                        self.current = Some(Current::new(track, frame, at));
+                    }
+                }
+                Command::Unfollow => self.following = None,
                 Command::Pause => {
                     if let Some(cur) = self.current.as_mut() {
                         match cur.phase {
@@ -555,6 +602,7 @@ impl Engine {
                     }
                 }
                 Command::Stop => {
+                    self.following = None;
                     if let Some(cur) = self.current.as_mut()
                         && audible(cur)
                     {
@@ -585,7 +633,9 @@ impl Engine {
         }
     }
 
-    fn render_track(&mut self, cur: &mut Current, stamp: &Stamp, out: &mut [f32]) {
+    /// Renders `cur` into `out`; the frame index at which it played to its
+    /// end, if it did.
+    fn render_track(&mut self, cur: &mut Current, stamp: &Stamp, out: &mut [f32]) -> Option<usize> {
         let ch = usize::from(self.format.channels);
         let frames = out.len() / ch;
         let ro = f64::from(self.format.sample_rate);
@@ -605,26 +655,31 @@ impl Engine {
         // Each pass handles one phase; a transition mid-period continues at frame `k`.
         for _ in 0..8 {
             if k >= frames {
-                return;
+                return None;
             }
             let tk = stamp.t0 + self.format.frames_to_micros(k as f64).round() as i64;
             match cur.phase {
-                Phase::Paused { .. } | Phase::Finished => return,
+                Phase::Paused { .. } | Phase::Finished => return None,
                 Phase::Underrun => {
                     let (buffered, ended) = cur.track.feed.buffered();
                     let needed = self.config.recover_buffer.as_secs_f64() * cur.source_rate();
                     if !ended && (buffered as f64) < needed {
-                        return;
+                        return None;
                     }
                     cur.fade_in = true;
                     cur.phase = Phase::Waiting;
                 }
                 Phase::Waiting => {
                     let offset = (cur.anchor_at - stamp.t0) as f64 * ro / 1e6;
-                    if offset >= frames as f64 - 0.5 {
-                        return;
+                    let tolerance = self.config.step_threshold.as_secs_f64() * ro / 2.0;
+                    let contiguous = std::mem::take(&mut cur.contiguous)
+                        && (offset - k as f64).abs() <= tolerance;
+                    if offset >= frames as f64 - 0.5 && !contiguous {
+                        return None;
                     }
-                    let (start_k, frame) = if offset >= k as f64 - 0.5 {
+                    let (start_k, frame) = if contiguous {
+                        (k, cur.anchor_frame)
+                    } else if offset >= k as f64 - 0.5 {
                         (offset.round().max(0.0) as usize, cur.anchor_frame)
                     } else {
                         // Late (joining mid-track, or after an underrun): start where the timeline is now.
@@ -674,22 +729,23 @@ impl Engine {
                         }));
                     }
                     match self.emit(cur, &mut out[k * ch..]) {
-                        Emitted::Full => return,
+                        Emitted::Full => return None,
                         Emitted::Transition(done) => k += done,
                         Emitted::Underrun(done) => {
                             let swarm = stamp.t0
                                 + self.format.frames_to_micros((k + done) as f64).round() as i64;
                             self.send(PlayerEvent::Underrun { track, swarm });
-                            return;
+                            return None;
                         }
-                        Emitted::Finished => {
+                        Emitted::Finished(done) => {
                             self.send(PlayerEvent::Finished { track });
-                            return;
+                            return Some(k + done);
                         }
                     }
                 }
             }
         }
+        None
     }
 
     fn rate_for(&mut self, at: LocalMicros, error_micros: Option<f64>) -> f64 {
@@ -728,7 +784,7 @@ impl Engine {
             };
             if cur.end_frame.is_some_and(|end| pos >= end) {
                 cur.phase = Phase::Finished;
-                return Emitted::Finished;
+                return Emitted::Finished(i);
             }
             if i >= hold_until {
                 cur.gain = (cur.gain + cur.gain_step).clamp(0.0, 1.0);
@@ -814,8 +870,8 @@ enum Emitted {
     Transition(usize),
     /// Decoded audio ran out after this many frames.
     Underrun(usize),
-    /// The track ended.
-    Finished,
+    /// The track ended after this many frames.
+    Finished(usize),
 }
 
 /// Where a period sits in time.

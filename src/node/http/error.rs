@@ -63,6 +63,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer to a refused command: 503 when no coordinator could take
+    /// it (try again), 400 when the request itself was out of bounds, else
+    /// 409 (not valid now).
+    pub(crate) fn from_refusal(refusal: firefly_swarm::Refusal) -> Self {
+        use firefly_swarm::Refusal;
+        match refusal {
+            Refusal::NotCoordinator | Refusal::Busy | Refusal::TooMany => {
+                ApiError::Unavailable(refusal.to_string())
+            }
+            Refusal::Invalid(_) | Refusal::QueueFull { .. } | Refusal::NoSuchEntry { .. } => {
+                ApiError::BadRequest(refusal.to_string())
+            }
+            other => ApiError::Refused(other.to_string()),
+        }
+    }
+}
+
 impl<E: Into<anyhow::Error>> From<E> for ApiError {
     fn from(err: E) -> Self {
         ApiError::Internal(err.into())
