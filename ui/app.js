@@ -582,6 +582,12 @@ async function command(path, body, method = "POST") {
   }
 }
 
+/** Nothing played yet but tracks are queued: the first one plays and leaves the queue. */
+async function playQueueHead(track) {
+  await command("/api/play", { track });
+  if (model.state?.playback?.track === track) command("/api/queue/0", undefined, "DELETE");
+}
+
 let seeking = false;
 function wireControls() {
   $("filter").addEventListener("input", () => render());
@@ -590,7 +596,7 @@ function wireControls() {
     if (playback?.state === "playing") command("/api/pause");
     else if (playback?.state === "paused") command("/api/resume");
     else if (playback?.track) command("/api/play", { track: playback.track });
-    else command("/api/next");
+    else if (playback?.queue?.length) playQueueHead(playback.queue[0]);
   });
   $("next").addEventListener("click", () => command("/api/next"));
   $("prev").addEventListener("click", () => command("/api/prev"));

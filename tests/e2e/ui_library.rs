@@ -336,3 +336,148 @@ fn browsing_by_artist_and_album_shows_covers_as_text_safe_markup_and_plays_and_q
     let console = browser.console();
     assert!(console.is_empty(), "console output: {console:#?}");
 }
+
+/// The playing track's position in ms as the node reports it.
+fn position(addr: SocketAddr) -> u64 {
+    playback(addr)["position_ms"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn every_transport_and_queue_control_changes_the_nodes_state() {
+    if chromium().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, mut browser, page, _) = open(tmp.path());
+    let ids = ids(node.http);
+    let hours: Vec<&str> = ["Hour One", "Hour Two", "Hour Three"]
+        .iter()
+        .map(|t| ids[*t].as_str())
+        .collect();
+    let addr = node.http;
+
+    // Play an album: its first track, the rest queued in album order.
+    browser.click(&page, ".album[data-album=\"Long Evenings\"] .play-album");
+    wait_playback(addr, "play album", |p| {
+        p["state"] == "playing" && p["track"] == hours[0] && p["queue"] == json!(hours[1..])
+    });
+    let ui_state = "document.getElementById('now').dataset.state";
+    assert_eq!(
+        browser.wait(&page, &format!("{ui_state} === 'playing'"), LIMIT),
+        json_true()
+    );
+
+    // Pause and resume with the one toggle, which follows the state.
+    browser.click(&page, "#toggle");
+    wait_playback(addr, "pause", |p| p["state"] == "paused");
+    let says = |text: &str| format!("document.getElementById('toggle').textContent === '{text}'");
+    assert_eq!(browser.wait(&page, &says("Resume"), LIMIT), json_true());
+    browser.click(&page, "#toggle");
+    wait_playback(addr, "resume", |p| p["state"] == "playing");
+    assert_eq!(browser.wait(&page, &says("Pause"), LIMIT), json_true());
+
+    // Next, then previous (within 3 s of the start: the track before).
+    browser.click(&page, "#next");
+    wait_playback(addr, "next", |p| p["track"] == hours[1]);
+    browser.click(&page, "#prev");
+    wait_playback(addr, "prev", |p| p["track"] == hours[0]);
+
+    // Seek: a click in the middle of the position bar, half of the 20 s.
+    let ready = "!document.getElementById('seek').disabled";
+    assert_eq!(browser.wait(&page, ready, LIMIT), json_true());
+    browser.click(&page, "#seek");
+    assert!(
+        wait_until(LIMIT, || (9_000..13_000).contains(&position(addr))),
+        "seek: position {} ms",
+        position(addr)
+    );
+
+    // Shuffle on and off; repeat off → all → one → off.
+    browser.click(&page, "#shuffle");
+    wait_playback(addr, "shuffle on", |p| p["shuffle"] == true);
+    let pressed = "document.getElementById('shuffle').getAttribute('aria-pressed') === 'true'";
+    assert_eq!(browser.wait(&page, pressed, LIMIT), json_true());
+    browser.click(&page, "#shuffle");
+    wait_playback(addr, "shuffle off", |p| p["shuffle"] == false);
+    for mode in ["all", "one", "off"] {
+        browser.click(&page, "#repeat");
+        wait_playback(addr, &format!("repeat {mode}"), |p| p["repeat"] == mode);
+        let shown = format!("document.getElementById('repeat').dataset.mode === '{mode}'");
+        assert_eq!(browser.wait(&page, &shown, LIMIT), json_true(), "{mode}");
+    }
+
+    // The queue panel: move down, remove, clear.
+    let queue = |addr| -> Vec<Value> {
+        playback(addr)["queue"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let before = queue(addr);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let rows = format!(
+        "document.querySelectorAll('#queue li').length === {}",
+        before.len()
+    );
+    assert_eq!(browser.wait(&page, &rows, LIMIT), json_true());
+    browser.click(&page, "#queue li[data-index=\"0\"] .down");
+    let swapped = vec![before[1].clone(), before[0].clone()];
+    assert!(
+        wait_until(LIMIT, || queue(addr) == swapped),
+        "move: {:?}",
+        queue(addr)
+    );
+    let first = format!(
+        "document.querySelector('#queue li[data-index=\"0\"]')?.dataset.track === {}",
+        swapped[0]
+    );
+    assert_eq!(browser.wait(&page, &first, LIMIT), json_true());
+    browser.click(&page, "#queue li[data-index=\"0\"] .remove");
+    assert!(
+        wait_until(LIMIT, || queue(addr) == vec![swapped[1].clone()]),
+        "remove: {:?}",
+        queue(addr)
+    );
+    browser.click(&page, "#tracks .track .queue-add");
+    assert!(wait_until(LIMIT, || queue(addr).len() == 2), "queue add");
+    browser.click(&page, "#queue-clear");
+    assert!(
+        wait_until(LIMIT, || queue(addr).is_empty()),
+        "clear: {:?}",
+        queue(addr)
+    );
+    assert_eq!(
+        browser.wait(
+            &page,
+            "!document.getElementById('queue-empty').hidden",
+            LIMIT
+        ),
+        json_true()
+    );
+
+    // Play an artist: one of its tracks plays, with the tags' cover shown.
+    browser.click(&page, ".artist[data-artist=\"The Lanterns\"] .play-artist");
+    let lanterns = [ids["Signal Fire"].clone(), ids[HOSTILE].clone()];
+    wait_playback(addr, "play artist", |p| {
+        p["state"] == "playing" && lanterns.iter().any(|t| p["track"] == t.as_str())
+    });
+    assert_eq!(
+        browser.wait(
+            &page,
+            "document.querySelector('#now-art img')?.naturalWidth === 1",
+            LIMIT
+        ),
+        json_true(),
+        "the playing track's cover"
+    );
+
+    // Stop.
+    browser.click(&page, "#stop");
+    wait_playback(addr, "stop", |p| p["state"] == "stopped");
+    assert_eq!(
+        browser.wait(&page, &format!("{ui_state} === 'stopped'"), LIMIT),
+        json_true()
+    );
+    let console = browser.console();
+    assert!(console.is_empty(), "console output: {console:#?}");
+}
