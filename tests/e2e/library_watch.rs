@@ -242,3 +242,46 @@ fn bad_files_and_a_removed_music_folder_are_survived_and_scan_asks_the_node() {
 fn arg_str(path: &std::path::Path) -> &str {
     path.to_str().unwrap()
 }
+
+#[test]
+fn a_playing_track_whose_file_is_deleted_gives_way_to_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = spawn_node(
+        tmp.path(),
+        &NodeSpec {
+            index: 0,
+            tracks: &[("a.wav", 20), ("b.wav", 21)],
+            bootstrap: &[],
+            reuse: None,
+            extra: &[],
+        },
+    );
+    let music = node.dir.join("music");
+    let a = id_of(&std::fs::read(music.join("a.wav")).unwrap());
+    let b = id_of(&std::fs::read(music.join("b.wav")).unwrap());
+    let (status, answer) = http(node.http, "POST", "/api/play", Some(json!({ "track": a })));
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = http(
+        node.http,
+        "POST",
+        "/api/queue",
+        Some(json!({ "tracks": [b] })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let playback = || http(node.http, "GET", "/api/state", None).1["playback"].clone();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let p = playback();
+        p["state"] == "playing" && p["track"] == a.as_str()
+    }));
+
+    // The file goes while it plays: the session moves on to the next track.
+    std::fs::remove_file(music.join("a.wav")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let p = playback();
+            p["state"] == "playing" && p["track"] == b.as_str() && p["queue"] == json!([])
+        }),
+        "playback after the file went: {}",
+        playback()
+    );
+}
