@@ -14,6 +14,7 @@ mod netns;
 mod node;
 mod partition;
 mod playback;
+mod queue;
 mod rogue;
 mod scan;
 mod streaming;
