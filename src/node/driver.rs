@@ -638,7 +638,7 @@ impl Driver {
         }
         let action = session::plan(self.applied.as_ref(), &new);
         self.applied = Some(new.clone());
-        let _ = self.session_tx.send(new);
+        let _ = self.session_tx.send(new.clone());
         let Some(action) = action else {
             return;
         };
@@ -656,9 +656,10 @@ impl Driver {
                     self.play(track, 0, at).await;
                 }
             }
+            // Silent at the session's instant on every node, on the same frame.
             Action::Pause => {
                 if let Some(player) = self.audio.player()
-                    && let Err(err) = player.pause()
+                    && let Err(err) = player.pause_at(SwarmMicros(new.start))
                 {
                     tracing::warn!(%err, "cannot pause");
                 }
@@ -666,7 +667,7 @@ impl Driver {
             Action::Stop => {
                 self.following = None;
                 if let Some(player) = self.audio.player()
-                    && let Err(err) = player.stop()
+                    && let Err(err) = player.stop_at(SwarmMicros(new.start))
                 {
                     tracing::warn!(%err, "cannot stop");
                 }

@@ -15,6 +15,7 @@ mod netns;
 mod node;
 mod partition;
 mod playback;
+mod queue;
 mod rogue;
 mod scan;
 mod streaming;

@@ -180,6 +180,14 @@ pub(crate) enum Command {
         at: SwarmMicros,
     },
     Pause,
+    /// Pause so that the fade-out ends at `at`.
+    PauseAt {
+        at: SwarmMicros,
+    },
+    /// Stop so that the fade-out ends at `at`.
+    StopAt {
+        at: SwarmMicros,
+    },
     Resume {
         at: SwarmMicros,
     },
@@ -236,6 +244,10 @@ struct Current {
     anchor_at: SwarmMicros,
     phase: Phase,
     fade_in: bool,
+    /// A fade-out scheduled to end at this swarm instant, and what follows
+    /// it (pause, stop, the next play): every node goes silent on the same
+    /// frame.
+    pending: Option<(SwarmMicros, AfterFade)>,
     /// Started right after the previous track's last frame: the first
     /// frame goes on the next output frame when that is close to the anchor.
     contiguous: bool,
@@ -264,6 +276,7 @@ impl Current {
             phase: Phase::Waiting,
             fade_in: frame > 0,
             contiguous: false,
+            pending: None,
             next_input: 0,
             index: 0.0,
             fifo: VecDeque::new(),
@@ -539,6 +552,11 @@ impl Engine {
                 Command::Play { track, frame, at } => {
                     self.following = None;
                     match self.current.as_mut() {
+                        // The sound changes at `at`: fade out so that it ends then.
+                        Some(cur) if audible(cur) && cur.after_fade.is_none() => {
+                            cur.pending = Some((at, AfterFade::Replace { track, frame, at }));
+                        }
+                        // Already fading out (a pause): the play replaces what follows.
                         Some(cur) if audible(cur) => {
                             cur.fade_out(AfterFade::Replace { track, frame, at }, fade);
                         }
@@ -554,25 +572,23 @@ impl Engine {
                     }
                 }
                 Command::Unfollow => self.following = None,
-                Command::Pause => {
+                Command::PauseAt { at } => {
                     if let Some(cur) = self.current.as_mut() {
-                        match cur.phase {
-                            Phase::Playing if cur.gain > 0.0 => {
-                                cur.fade_out(AfterFade::Pause, fade)
-                            }
-                            Phase::Playing | Phase::Underrun => {
-                                let frame = cur.next_position().round().max(0.0) as u64;
-                                cur.phase = Phase::Paused { frame };
-                            }
-                            Phase::Waiting => {
-                                cur.phase = Phase::Paused {
-                                    frame: cur.anchor_frame,
-                                };
-                            }
-                            Phase::Paused { .. } | Phase::Finished => {}
+                        if audible(cur) {
+                            cur.pending = Some((at, AfterFade::Pause));
+                        } else {
+                            self.pause_now();
                         }
                     }
                 }
+                Command::StopAt { at } => {
+                    self.following = None;
+                    match self.current.as_mut() {
+                        Some(cur) if audible(cur) => cur.pending = Some((at, AfterFade::Stop)),
+                        _ => self.current = None,
+                    }
+                }
+                Command::Pause => self.pause_now(),
                 Command::Resume { at } => {
                     if let Some(cur) = self.current.as_mut()
                         && let Phase::Paused { frame } = cur.phase
@@ -612,6 +628,27 @@ impl Engine {
                     }
                 }
                 Command::Volume(v) => self.volume_target = v,
+            }
+        }
+    }
+
+    /// Pauses now: a fade-out when audible, else at once.
+    fn pause_now(&mut self) {
+        let fade = self.fade_frames();
+        if let Some(cur) = self.current.as_mut() {
+            cur.pending = None;
+            match cur.phase {
+                Phase::Playing if cur.gain > 0.0 => cur.fade_out(AfterFade::Pause, fade),
+                Phase::Playing | Phase::Underrun => {
+                    let frame = cur.next_position().round().max(0.0) as u64;
+                    cur.phase = Phase::Paused { frame };
+                }
+                Phase::Waiting => {
+                    cur.phase = Phase::Paused {
+                        frame: cur.anchor_frame,
+                    };
+                }
+                Phase::Paused { .. } | Phase::Finished => {}
             }
         }
     }
@@ -692,7 +729,8 @@ impl Engine {
                     k = start_k;
                     let swarm = stamp.t0 + self.format.frames_to_micros(k as f64).round() as i64;
                     self.send(PlayerEvent::Started {
-                        track,
+                        // The track may have changed in this period (a replace).
+                        track: cur.track.id,
                         frame,
                         swarm,
                     });
@@ -700,6 +738,7 @@ impl Engine {
                 Phase::Playing => {
                     if !flashed {
                         flashed = true;
+                        let track = cur.track.id;
                         let position = cur.next_position();
                         let error = position - cur.expected_at(tk);
                         let threshold =
@@ -728,7 +767,24 @@ impl Engine {
                                 .map(|t| t + Duration::from_secs_f64(k as f64 / ro)),
                         }));
                     }
-                    match self.emit(cur, &mut out[k * ch..]) {
+                    // A fade scheduled to end within this period starts
+                    // on its frame: emit up to there first.
+                    let mut limit = frames;
+                    if cur.after_fade.is_none()
+                        && let Some((at, _)) = &cur.pending
+                    {
+                        let fade = f64::from(self.fade_frames());
+                        let start = ((*at - stamp.t0) as f64 * ro / 1e6 - fade).round();
+                        if start <= k as f64 {
+                            if let Some((_, then)) = cur.pending.take() {
+                                cur.fade_out(then, self.fade_frames());
+                            }
+                        } else if start < frames as f64 {
+                            limit = start as usize;
+                        }
+                    }
+                    match self.emit(cur, &mut out[k * ch..limit * ch]) {
+                        Emitted::Full if limit < frames => k = limit,
                         Emitted::Full => return None,
                         Emitted::Transition(done) => k += done,
                         Emitted::Underrun(done) => {

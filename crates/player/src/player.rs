@@ -119,7 +119,8 @@ impl Player {
     /// Plays `track` so that its frame `start_frame` sounds at swarm instant
     /// `at` (silence until then). If `at` has passed, playback joins in step:
     /// it starts at frame `start_frame + (now − at) × rate`. A track already
-    /// playing fades out first. Returns the track's number (see [`PlayerEvent`]).
+    /// playing plays on until `at`, fading out so that the new one starts
+    /// then (at once if `at` has passed). Returns the track's number (see [`PlayerEvent`]).
     pub fn play(
         &mut self,
         track: Decoder,
@@ -231,6 +232,19 @@ impl Player {
     /// Fades out and holds the position.
     pub fn pause(&self) -> Result<(), PlayError> {
         self.send(Command::Pause)
+    }
+
+    /// Pauses so that the fade-out ends at swarm instant `at` (at once if
+    /// `at` has passed): every node pausing at the same `at` goes silent on
+    /// the same frame. The position held is where the fade ended.
+    pub fn pause_at(&self, at: SwarmMicros) -> Result<(), PlayError> {
+        self.send(Command::PauseAt { at })
+    }
+
+    /// Stops so that the fade-out ends at swarm instant `at` (at once if
+    /// `at` has passed), forgetting any track queued to follow.
+    pub fn stop_at(&self, at: SwarmMicros) -> Result<(), PlayError> {
+        self.send(Command::StopAt { at })
     }
 
     /// Continues from the paused position at swarm instant `at`.

@@ -635,3 +635,59 @@ fn a_follow_far_from_the_end_waits_for_its_instant_and_play_or_stop_cancels_it()
     d.run_for(2.5);
     assert!(d.out[(len_a + 10) * 2..].iter().all(|s| *s == 0.0));
 }
+
+#[test]
+fn a_pause_or_a_new_play_takes_effect_on_the_frame_of_its_instant() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((pa, a), (pb, b)) = two_tracks(dir.path());
+    let frame_of = |micros: i64| (micros as f64 * f64::from(RATE) / 1e6).round() as usize;
+    // Paused at 1.2 s, sent 0.5 s ahead: sound until then, fading over the
+    // last 5 ms, and silence from that very frame.
+    let mut d = Driven::new(PlayerConfig::default());
+    d.play_file(&pa, 0, SwarmMicros(0));
+    d.run_for(0.7);
+    d.player.pause_at(SwarmMicros(1_200_000)).unwrap();
+    d.run_for(1.0);
+    let silent_from = d.out.chunks_exact(2).rposition(|f| f[0] != 0.0).unwrap() + 1;
+    assert!(
+        (silent_from as i64 - frame_of(1_200_000) as i64).abs() <= 1,
+        "silent from frame {silent_from}, the pause was for {}",
+        frame_of(1_200_000)
+    );
+    let before_fade = frame_of(1_200_000) - 5 * RATE as usize / 1000 - 2;
+    assert!(max_diff(&d.out, 200, &a, 200, before_fade - 200) < 0.01);
+    // A new play while one plays: the first plays on until the new one's
+    // instant (fading out just before), the new one starts on its frame.
+    let mut d = Driven::new(PlayerConfig::default());
+    d.play_file(&pa, 0, SwarmMicros(0));
+    d.run_for(0.5);
+    d.player
+        .play(
+            Decoder::open_file(&pb, 2).unwrap(),
+            0,
+            SwarmMicros(1_000_000),
+        )
+        .unwrap();
+    d.run_for(1.5);
+    let switch = frame_of(1_000_000);
+    let fade = 5 * RATE as usize / 1000 + 2;
+    assert!(
+        max_diff(&d.out, 200, &a, 200, switch - fade - 200) < 0.01,
+        "a cut short"
+    );
+    // (After b's own 5 ms fade-in.)
+    assert!(
+        max_diff(&d.out, switch + 300, &b, 300, 20_000) < 0.01,
+        "b not from its instant"
+    );
+    let started: Vec<(u64, u64)> = d
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            PlayerEvent::Started { track, frame, .. } => Some((*track, *frame)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 2);
+    assert!(started[1].0 == 2 && started[1].1 <= 1, "{started:?}");
+}
