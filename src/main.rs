@@ -49,6 +49,22 @@ enum Command {
     Doctor(cmd::doctor::Args),
     /// Write a commented default config file for `firefly up`.
     Config(cmd::config::Args),
+    /// Skip to the next track in the queue.
+    Next(cmd::play::NodeArgs),
+    /// Go back to the previous track (or the start of this one).
+    Prev(cmd::play::NodeArgs),
+    /// Stop playback on every node (the queue stays).
+    Stop(cmd::play::NodeArgs),
+    /// Jump to a position in the current track (seconds, or minutes:seconds).
+    Seek(cmd::transport::SeekArgs),
+    /// Show or change the queue: add, rm, mv, clear, show.
+    Queue(cmd::transport::QueueArgs),
+    /// Set a node's volume.
+    Volume(cmd::transport::VolumeArgs),
+    /// Shuffle the queue (on) or stop shuffling (off).
+    Shuffle(cmd::transport::ShuffleArgs),
+    /// Set the repeat mode: off, one or all.
+    Repeat(cmd::transport::RepeatArgs),
     /// Show a running node's peers and the swarm catalog.
     Status(cmd::status::Args),
     /// Scan music folders into the library (recursively; unchanged files are not re-read).
@@ -125,6 +141,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Play(args) => cmd::play::play(args),
         Command::Pause(args) => cmd::play::simple(args, "/api/pause"),
         Command::Resume(args) => cmd::play::simple(args, "/api/resume"),
+        Command::Next(args) => cmd::transport::simple(args, "/api/next"),
+        Command::Prev(args) => cmd::transport::simple(args, "/api/prev"),
+        Command::Stop(args) => cmd::transport::simple(args, "/api/stop"),
+        Command::Seek(args) => cmd::transport::seek(args),
+        Command::Queue(args) => cmd::transport::queue(args),
+        Command::Volume(args) => cmd::transport::volume(args),
+        Command::Shuffle(args) => cmd::transport::shuffle(args),
+        Command::Repeat(args) => cmd::transport::repeat(args),
     }
 }
 

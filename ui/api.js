@@ -83,6 +83,25 @@ export function post(path, body = {}) {
   return request("POST", path, body);
 }
 
+/** `DELETE path`; resolves to the node's answer. */
+export function del(path) {
+  return request("DELETE", path);
+}
+
+/**
+ * `GET path` as a Blob (a picture), sent with the token like every request
+ * (an `<img>` could not send it); `null` on 404.
+ */
+export async function getBlob(path) {
+  const headers = {};
+  const auth = token();
+  if (auth) headers.Authorization = `Bearer ${auth}`;
+  const response = await fetch(path, { headers });
+  if (response.status === 404) return null;
+  if (!response.ok) throw new ApiError(response.status, `HTTP ${response.status}`);
+  return response.blob();
+}
+
 /**
  * A WebSocket to `/api/events` that reconnects with exponential backoff
  * (0.5 s doubling to 15 s) while the page is open. `onMessage` gets each

@@ -1,11 +1,14 @@
-// The Firefly web UI: swarm, library, now playing and the fireflies.
+// The Firefly web UI: swarm, library (by artist and album, with covers),
+// now playing with its transport and queue, and the fireflies.
 //
 // It polls the node it was served by (`/api/status` always; `/api/state`,
 // `/api/library` and `/api/catalog` where the node serves them) and listens to `/api/events`
 // for live state and flashes. Panels whose data the node does not serve are
 // hidden. Names from the network are only ever rendered as text.
 
-import { ApiError, connectEvents, getOptional, post } from "./api.js";
+import { ApiError, connectEvents, del, getOptional, post } from "./api.js";
+import { renderBrowse } from "./browse.js";
+import { showCover } from "./covers.js";
 import { assignHues, clock, el, hue, micros, replace, shortId } from "./dom.js";
 import { Fireflies } from "./fireflies.js";
 
@@ -308,10 +311,10 @@ function figure(label, value) {
 
 function renderLibrary(names) {
   const all = tracks();
-  const query = $("filter").value.trim().toLowerCase();
-  const shown = query
+  const q = query();
+  const shown = q
     ? all.filter((t) =>
-        [t.title, t.artist, t.album].some((f) => typeof f === "string" && f.toLowerCase().includes(query)),
+        [t.title, t.artist, t.album].some((f) => typeof f === "string" && f.toLowerCase().includes(q)),
       )
     : all;
   shown.sort((a, b) => String(a.title).localeCompare(String(b.title)));
@@ -321,6 +324,7 @@ function renderLibrary(names) {
   $("filter").hidden = all.length === 0;
   const canPlay = model.serves.state === true;
   const current = model.state?.playback?.track;
+  renderBrowseView(shown, canPlay, current ?? null);
   replace(
     $("tracks"),
     shown.map((t) => {
@@ -351,6 +355,34 @@ function renderLibrary(names) {
       ]);
     }),
   );
+}
+
+/** What the browse view last showed, so it is rebuilt only when that changes. */
+let browsed = "";
+
+function renderBrowseView(shown, canPlay, current) {
+  const key = JSON.stringify([canPlay, current, shown.map((t) => [t.track, t.title, t.artist, t.album, t.number, t.duration_ms, t.cover])]);
+  if (key === browsed) return;
+  browsed = key;
+  const artists = renderBrowse($("artists"), shown, {
+    canPlay,
+    current,
+    actions: {
+      playArtist: (artist) => command("/api/play", { artist }),
+      playAlbum: (album, artist) => command("/api/play", artist === null ? { album } : { album, artist }),
+      playTrack: (track) => command("/api/play", { track }),
+      queue: (tracks) => command("/api/queue", { tracks }),
+    },
+  });
+  const albums = artists.reduce((n, a) => n + a.albums.filter((al) => al.name !== null).length, 0);
+  $("browse-count").textContent = artists.length
+    ? `${artists.length} artist${artists.length === 1 ? "" : "s"}, ${albums} album${albums === 1 ? "" : "s"}`
+    : "";
+  $("browse").hidden = shown.length === 0 && !query();
+}
+
+function query() {
+  return $("filter").value.trim().toLowerCase();
 }
 
 /**
@@ -449,24 +481,82 @@ function renderNow() {
       ? "not in this node’s library yet"
       : "Pick a track in the library.";
   section.dataset.state = playback.state;
+  showCover($("now-art"), playback.track, track?.cover === true);
+  const queue = Array.isArray(playback.queue) ? playback.queue : [];
   const toggle = $("toggle");
-  toggle.disabled = !playback.track;
+  toggle.disabled = !playback.track && queue.length === 0;
   toggle.textContent = playback.state === "playing" ? "Pause" : playback.state === "paused" ? "Resume" : "Play";
-  $("next").disabled = (playback.queue ?? []).length === 0 && !playback.track;
-  const duration = track?.duration_ms ?? null;
+  toggle.dataset.action = playback.state === "playing" ? "pause" : playback.state === "paused" ? "resume" : "play";
+  $("next").disabled = queue.length === 0 && !playback.track;
+  $("prev").disabled = !playback.track && queue.length === 0;
+  $("stop").disabled = playback.state === "stopped" || !playback.track;
+  const shuffle = $("shuffle");
+  const shuffled = playback.shuffle === true;
+  shuffle.setAttribute("aria-pressed", String(shuffled));
+  shuffle.textContent = shuffled ? "Shuffle: on" : "Shuffle: off";
+  shuffle.hidden = typeof playback.shuffle !== "boolean";
+  const repeat = $("repeat");
+  const mode = ["off", "one", "all"].includes(playback.repeat) ? playback.repeat : "off";
+  repeat.dataset.mode = mode;
+  repeat.textContent = `Repeat: ${mode}`;
+  repeat.setAttribute("aria-label", `Repeat: ${mode}`);
+  repeat.hidden = typeof playback.repeat !== "string";
+  const duration = typeof playback.duration_ms === "number" ? playback.duration_ms : (track?.duration_ms ?? null);
   $("now-dur").textContent = clock(duration);
   const seek = $("seek");
   seek.disabled = !playback.track || !duration;
+  seek.dataset.duration = duration ? String(duration) : "";
   if (!seeking) {
     const pos = positionMs();
     $("now-pos").textContent = playback.track ? clock(duration ? Math.min(pos, duration) : pos) : "–";
     seek.value = duration ? String(Math.round((Math.min(pos, duration) / duration) * 1000)) : "0";
   }
-  const queue = playback.queue ?? [];
+  renderQueue(queue);
+}
+
+/** What the queue panel last showed, so its buttons are not replaced under a click. */
+let queued = "";
+
+/** The queue with each entry's title and its move and remove buttons. */
+function renderQueue(queue) {
   $("queue-empty").hidden = queue.length > 0;
+  $("queue-clear").hidden = queue.length === 0;
+  const titles = queue.map((id) => trackById(id)?.title ?? shortId(id));
+  const key = JSON.stringify([queue, titles]);
+  if (key === queued) return;
+  queued = key;
   replace(
     $("queue"),
-    queue.map((id) => el("li", { text: trackById(id)?.title ?? shortId(id) })),
+    queue.map((id, i) =>
+      el("li", { class: "queued", "data-track": id, "data-index": String(i) }, [
+        el("span", { class: "title", text: titles[i], title: titles[i] }),
+        el("span", { class: "actions" }, [
+          el("button", {
+            type: "button",
+            class: "small up",
+            text: "↑",
+            "aria-label": `Move ${titles[i]} up`,
+            disabled: i === 0,
+            onclick: () => command("/api/queue/move", { from: i, to: i - 1 }),
+          }),
+          el("button", {
+            type: "button",
+            class: "small down",
+            text: "↓",
+            "aria-label": `Move ${titles[i]} down`,
+            disabled: i === queue.length - 1,
+            onclick: () => command("/api/queue/move", { from: i, to: i + 1 }),
+          }),
+          el("button", {
+            type: "button",
+            class: "small remove",
+            text: "✕",
+            "aria-label": `Remove ${titles[i]} from the queue`,
+            onclick: () => command(`/api/queue/${i}`, undefined, "DELETE"),
+          }),
+        ]),
+      ]),
+    ),
   );
 }
 
@@ -481,9 +571,9 @@ function notice(text) {
   noticeTimer = setTimeout(() => (box.hidden = true), 6000);
 }
 
-async function command(path, body) {
+async function command(path, body, method = "POST") {
   try {
-    const playback = await post(path, body);
+    const playback = method === "DELETE" ? await del(path) : await post(path, body);
     if (playback && model.state && typeof playback.state === "string") adoptPlayback(playback);
     render();
     refresh();
@@ -492,23 +582,43 @@ async function command(path, body) {
   }
 }
 
+/** Nothing played yet but tracks are queued: the first one plays and leaves the queue. */
+async function playQueueHead(track) {
+  await command("/api/play", { track });
+  if (model.state?.playback?.track === track) command("/api/queue/0", undefined, "DELETE");
+}
+
 let seeking = false;
 function wireControls() {
   $("filter").addEventListener("input", () => render());
   $("toggle").addEventListener("click", () => {
-    const state = model.state?.playback?.state;
-    command(state === "playing" ? "/api/pause" : "/api/resume");
+    const playback = model.state?.playback;
+    if (playback?.state === "playing") command("/api/pause");
+    else if (playback?.state === "paused") command("/api/resume");
+    else if (playback?.track) command("/api/play", { track: playback.track });
+    else if (playback?.queue?.length) playQueueHead(playback.queue[0]);
   });
   $("next").addEventListener("click", () => command("/api/next"));
+  $("prev").addEventListener("click", () => command("/api/prev"));
+  $("stop").addEventListener("click", () => command("/api/stop"));
+  $("shuffle").addEventListener("click", () =>
+    command("/api/shuffle", { on: model.state?.playback?.shuffle !== true }),
+  );
+  $("repeat").addEventListener("click", () => {
+    const order = ["off", "all", "one"];
+    const mode = model.state?.playback?.repeat;
+    command("/api/repeat", { mode: order[(order.indexOf(mode) + 1) % order.length] });
+  });
+  $("queue-clear").addEventListener("click", () => command("/api/queue", undefined, "DELETE"));
   const seek = $("seek");
   seek.addEventListener("input", () => {
     seeking = true;
-    const duration = trackById(model.state?.playback?.track)?.duration_ms ?? 0;
+    const duration = Number(seek.dataset.duration) || 0;
     $("now-pos").textContent = clock((Number(seek.value) / 1000) * duration);
   });
   seek.addEventListener("change", () => {
     seeking = false;
-    const duration = trackById(model.state?.playback?.track)?.duration_ms ?? 0;
+    const duration = Number(seek.dataset.duration) || 0;
     command("/api/seek", { position_ms: Math.round((Number(seek.value) / 1000) * duration) });
   });
 }

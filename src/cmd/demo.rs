@@ -4,7 +4,8 @@
 //! others must download what they play), starts N `firefly up` child
 //! processes on 127.0.0.1 with deliberately skewed test clocks
 //! (`FIREFLY_TEST_CLOCK`), waits until they share a timeline and a
-//! coordinator, plays every node's track in turn and prints the API
+//! coordinator, queues every node's track (repeat all: the swarm plays
+//! them in turn, gaplessly, over and over) and prints the API
 //! addresses. Where this machine has a sound device, every node plays into
 //! the default one and the sound card mixes them: in step, they sound as
 //! one; every few seconds it prints how each node's device is timed. Where
@@ -80,10 +81,10 @@ fn demo(root: &Path, args: &Args) -> anyhow::Result<()> {
         );
         nodes.push(node);
     }
-    tokio::runtime::Runtime::new()?.block_on(drive(&nodes, audible, args.seconds))
+    tokio::runtime::Runtime::new()?.block_on(drive(&nodes, audible))
 }
 
-async fn drive(nodes: &[Node], audible: bool, seconds: u32) -> anyhow::Result<()> {
+async fn drive(nodes: &[Node], audible: bool) -> anyhow::Result<()> {
     println!("waiting for the nodes to share one timeline and a coordinator…");
     wait_settled(nodes, Duration::from_secs(60)).await?;
     // Every node's track in turn, from the first node's API, starting with
@@ -99,15 +100,27 @@ async fn drive(nodes: &[Node], audible: bool, seconds: u32) -> anyhow::Result<()
             }
         }
     }
-    let mut current = 0;
-    let first = tracks.first().context("the last node has no track")?;
+    let (first, rest) = tracks.split_first().context("the last node has no track")?;
     post(
         nodes[0].http,
         "/api/play",
         serde_json::json!({ "track": first }),
     )
     .await?;
-    let mut started = std::time::Instant::now();
+    // The nodes play the rest in turn, gaplessly, over and over.
+    post(
+        nodes[0].http,
+        "/api/queue",
+        serde_json::json!({ "tracks": rest }),
+    )
+    .await?;
+    post(
+        nodes[0].http,
+        "/api/repeat",
+        serde_json::json!({ "mode": "all" }),
+    )
+    .await?;
+    let started = std::time::Instant::now();
     if !audible {
         println!(
             "sync: every second, how far apart the nodes sound the same frame of music \
@@ -127,17 +140,13 @@ async fn drive(nodes: &[Node], audible: bool, seconds: u32) -> anyhow::Result<()
         }
         if audible {
             // Device outputs know no true instants: the ears judge. Say how each device is timed.
-            if started.elapsed() > Duration::from_secs(u64::from(seconds) + 2) {
-                current = play_next(nodes, &tracks, current).await?;
-                started = std::time::Instant::now();
-            } else if started.elapsed().as_secs().is_multiple_of(5) {
+            if started.elapsed().as_secs().is_multiple_of(5) {
                 print_outputs(nodes).await;
             }
             continue;
         }
         // The last second of each node's current track: live figures, not history.
         let mut seen = Vec::new();
-        let mut newest = i64::MIN;
         for node in nodes {
             let all = flashes(node).await.unwrap_or_default();
             let last = all.iter().map(|f| f.track).max();
@@ -146,17 +155,7 @@ async fn drive(nodes: &[Node], audible: bool, seconds: u32) -> anyhow::Result<()
                 .filter(|f| Some(f.track) == last)
                 .map(|f| (f.position, f.true_us))
                 .collect();
-            newest = newest.max(mine.last().map_or(i64::MIN, |f| f.1));
             seen.push(mine[mine.len().saturating_sub(100)..].to_vec());
-        }
-        // The track ended (no flash for over a second): on to the next one.
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0));
-        if started.elapsed() > Duration::from_secs(5) && now_us.saturating_sub(newest) > 1_500_000 {
-            current = play_next(nodes, &tracks, current).await?;
-            started = std::time::Instant::now();
-            continue;
         }
         let mut all: Vec<f64> = Vec::new();
         let mut playing = 0;
@@ -197,18 +196,4 @@ async fn print_outputs(nodes: &[Node]) {
             output["underruns"].as_u64().unwrap_or(0)
         );
     }
-}
-
-/// Plays the track after `current` on every node; returns its index.
-async fn play_next(nodes: &[Node], tracks: &[String], current: usize) -> anyhow::Result<usize> {
-    let next = (current + 1) % tracks.len();
-    let track = &tracks[next];
-    println!("track finished; playing {} everywhere", &track[..12]);
-    post(
-        nodes[0].http,
-        "/api/play",
-        serde_json::json!({ "track": track }),
-    )
-    .await?;
-    Ok(next)
 }

@@ -11,4 +11,5 @@ pub(crate) mod play;
 pub(crate) mod relay;
 pub(crate) mod scan;
 pub(crate) mod status;
+pub(crate) mod transport;
 pub(crate) mod up;

@@ -15,10 +15,13 @@ use std::net::SocketAddr;
 pub(crate) struct NodeArgs {
     /// Where the node serves its API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// The node's API token (needed when it is bound to a non-loopback address).
     #[arg(long, env = "FIREFLY_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
+    /// Print the node's JSON answer instead of a line of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Arguments of `firefly play`.
@@ -35,7 +38,7 @@ pub(crate) struct PlayArgs {
 
 /// The catalog entries `query` names: an exact id-prefix match wins, else
 /// every entry whose title or artist contains all of the query's words.
-fn find<'a>(catalog: &'a [CatalogEntry], query: &str) -> Vec<&'a CatalogEntry> {
+pub(crate) fn find<'a>(catalog: &'a [CatalogEntry], query: &str) -> Vec<&'a CatalogEntry> {
     let q = query.trim().to_lowercase();
     if q.len() >= 4 && q.chars().all(|c| c.is_ascii_hexdigit()) {
         let by_id: Vec<_> = catalog.iter().filter(|e| e.track.starts_with(&q)).collect();
@@ -53,7 +56,7 @@ fn find<'a>(catalog: &'a [CatalogEntry], query: &str) -> Vec<&'a CatalogEntry> {
 }
 
 pub(crate) fn play(args: PlayArgs) -> anyhow::Result<()> {
-    let NodeArgs { http, token } = &args.node;
+    let NodeArgs { http, token, json } = &args.node;
     tokio::runtime::Runtime::new()?.block_on(async {
         let body = request(*http, "GET", "/api/catalog", None, token.as_deref()).await?;
         let catalog: Vec<CatalogEntry> = serde_json::from_slice(&body)
@@ -80,8 +83,12 @@ pub(crate) fn play(args: PlayArgs) -> anyhow::Result<()> {
             }
         };
         let command = serde_json::json!({ "track": entry.track, "position_ms": args.at * 1000 });
-        request(*http, "POST", "/api/play", Some(&command), token.as_deref()).await?;
-        println!("playing {} ({})", entry.title, entry.track);
+        let answer = request(*http, "POST", "/api/play", Some(&command), token.as_deref()).await?;
+        if *json {
+            println!("{}", String::from_utf8_lossy(&answer));
+        } else {
+            println!("playing {} ({})", entry.title, entry.track);
+        }
         Ok(())
     })
 }
@@ -91,11 +98,15 @@ pub(crate) fn simple(args: NodeArgs, path: &str) -> anyhow::Result<()> {
         let body = request(args.http, "POST", path, None, args.token.as_deref()).await?;
         let playback: serde_json::Value =
             serde_json::from_slice(&body).context("the node's answer is not JSON")?;
-        println!(
-            "{} at {} ms",
-            playback["state"].as_str().unwrap_or("?"),
-            playback["position_ms"].as_u64().unwrap_or(0)
-        );
+        if args.json {
+            println!("{playback}");
+        } else {
+            println!(
+                "{} at {} ms",
+                playback["state"].as_str().unwrap_or("?"),
+                playback["position_ms"].as_u64().unwrap_or(0)
+            );
+        }
         Ok(())
     })
 }
@@ -109,8 +120,12 @@ mod tests {
             track: track.into(),
             title: title.into(),
             artist: artist.map(Into::into),
+            album: None,
+            number: None,
+            duration_ms: None,
             size: 1,
             holders: vec![],
+            cover: false,
         }
     }
 

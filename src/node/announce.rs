@@ -77,6 +77,27 @@ pub(crate) enum NodeEvent {
         /// The library version.
         version: u64,
     },
+    /// A track entered this node's library after start-up (the music
+    /// folder's watcher or `POST /api/scan`).
+    TrackAdded {
+        /// Its track id.
+        track: String,
+        /// Its title (cleaned of control characters).
+        title: String,
+    },
+    /// A track left this node's library (its file was removed or changed).
+    TrackRemoved {
+        /// Its track id.
+        track: String,
+    },
+    /// The music folder disappeared (its tracks leave the library until it
+    /// is back) or came back (it is rescanned).
+    MusicFolder {
+        /// The folder.
+        path: String,
+        /// Whether it is there now.
+        present: bool,
+    },
     /// A member joined the swarm.
     Joined {
         /// Its peer id.
@@ -192,6 +213,18 @@ impl NodeEvent {
             Self::Library { tracks, version } => {
                 format!("library: {tracks} tracks, version {version}")
             }
+            Self::TrackAdded { track, title } => format!("added: {track} {title}"),
+            Self::TrackRemoved { track } => format!("removed: {track}"),
+            Self::MusicFolder {
+                path,
+                present: false,
+            } => format!(
+                "music: the folder {path} is gone; its tracks leave the library until it is back"
+            ),
+            Self::MusicFolder {
+                path,
+                present: true,
+            } => format!("music: the folder {path} is back; rescanning it"),
             Self::Joined { peer, name } => format!("joined: {name} {peer}"),
             Self::Left { peer, name } => format!("left: {name} {peer}"),
             Self::Role {

@@ -33,7 +33,7 @@ use firefly_library::{Library, TrackId};
 use firefly_player::Decoder;
 use firefly_swarm::{
     Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, PlaybackState,
-    PlaybackSummary, RoleView, Session, SwarmMicros,
+    PlaybackSummary, Refusal, RoleView, Session, SwarmMicros,
 };
 use std::collections::HashSet;
 use std::time::Duration;
@@ -58,15 +58,13 @@ const PREPARED_MAX_POSITION: u64 = 1_000_000;
 const RETRY_PLAY: Duration = Duration::from_secs(1);
 /// How long a command waits for a coordinator (covers a failover).
 const FORWARD_PATIENCE: Duration = Duration::from_millis(4500);
-/// The refusal a non-coordinator gives, so senders retry elsewhere.
-const NOT_COORDINATOR: &str = "not the coordinator";
 
 /// Why a playback command failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum CommandFailed {
     /// The command is not valid now (nothing playing, unknown track…).
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(Refusal),
     /// No coordinator could be reached in time.
     #[error("no coordinator answered: {0}")]
     Unavailable(String),
@@ -170,6 +168,9 @@ struct Driver {
     /// When to try the applied session's track again after its download
     /// failed (e.g. the session arrived before the scan or the catalog did).
     retry_at: Option<tokio::time::Instant>,
+    /// What the player has queued to follow the current track: (its first
+    /// frame's swarm instant, the track).
+    following: Option<(i64, TrackId)>,
 }
 
 /// Starts the driver; returns its handle.
@@ -194,6 +195,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         streaming: None,
         deferred: false,
         retry_at: None,
+        following: None,
         prepared: std::collections::HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
@@ -209,8 +211,17 @@ impl Driver {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Only the coordinator moves the queue on.
+            let boundary = self
+                .roles
+                .is_coordinator()
+                .then(|| self.until_boundary())
+                .flatten();
             tokio::select! {
                 _ = tick.tick() => self.on_tick().await,
+                () = tokio::time::sleep(boundary.unwrap_or(TICK)), if boundary.is_some() => {
+                    self.on_boundary().await;
+                }
                 input = inputs.recv() => match input {
                     None => break,
                     Some(Input::Local { request, reply }) => self.on_local(request, reply).await,
@@ -299,15 +310,14 @@ impl Driver {
                     .seq
                     .saturating_add(1)
                     .min(firefly_swarm::MAX_COUNTER);
-                self.applied_from = Some(self.client.peer_id());
-                self.apply(carried.clone()).await;
-                let _ = self.client.publish_session(carried).await;
+                self.publish(carried).await;
             } else if self.ticks.is_multiple_of(REPUBLISH_TICKS)
                 && let Some(session) = self.applied.clone()
             {
                 let _ = self.client.publish_session(session).await;
             }
         }
+        self.queue_follow().await;
         self.report_status().await;
     }
 
@@ -402,9 +412,7 @@ impl Driver {
                                 .penalize(peer, "prepare from a non-coordinator")
                                 .await;
                         }
-                        ControlResponse::Refused {
-                            reason: NOT_COORDINATOR.into(),
-                        }
+                        ControlResponse::Refused(Refusal::NotCoordinator)
                     }
                     ControlRequest::Prepare { track, .. } => {
                         let has_track = self.path_of(track).await.is_some();
@@ -421,14 +429,16 @@ impl Driver {
                     request if self.roles.is_coordinator() => {
                         match self.coordinate(request).await {
                             Ok(session) => ControlResponse::Session(Box::new(session)),
-                            Err(err) => ControlResponse::Refused {
-                                reason: err.to_string(),
-                            },
+                            Err(CommandFailed::Refused(refusal)) => {
+                                ControlResponse::Refused(refusal)
+                            }
+                            // Not on the coordinator's own path; say so rather than drop it.
+                            Err(CommandFailed::Unavailable(_)) => {
+                                ControlResponse::Refused(Refusal::Busy)
+                            }
                         }
                     }
-                    _ => ControlResponse::Refused {
-                        reason: NOT_COORDINATOR.into(),
-                    },
+                    _ => ControlResponse::Refused(Refusal::NotCoordinator),
                 };
                 tracing::debug!(%peer, ?response, "control request answered");
                 let _ = self.client.respond_control(key, response).await;
@@ -441,41 +451,137 @@ impl Driver {
     async fn coordinate(&mut self, request: ControlRequest) -> Result<Session, CommandFailed> {
         let term = self.roles.view().term;
         let current = self.current();
-        let decision = session::decide(&current, term, &request, self.swarm_now())
-            .map_err(|err| CommandFailed::Refused(err.to_string()))?;
-        let next = match decision {
+        let seed = rand::random::<u64>();
+        let decision = session::decide(&current, term, &request, self.swarm_now(), seed)
+            .map_err(CommandFailed::Refused)?;
+        let mut next = match decision {
             Decision::Publish(next) => next,
-            Decision::Prepare {
-                track,
-                position_micros,
-                queue,
-            } => {
-                self.check_position(track, position_micros).await?;
+            Decision::Prepare(prepared) => {
+                let Some(track) = prepared.track else {
+                    return Err(CommandFailed::Refused(Refusal::NothingPlaying));
+                };
+                self.check_position(track, prepared.position_micros).await?;
                 let holders = self.prepare(term, track).await;
                 if holders == 0 {
-                    return Err(CommandFailed::Refused(format!(
-                        "no node holds track {}",
-                        track.to_hex()
-                    )));
+                    return Err(CommandFailed::Refused(Refusal::NoHolder(track)));
                 }
-                session::start(
-                    &current,
-                    term,
-                    track,
-                    position_micros,
-                    queue,
-                    self.swarm_now(),
-                )
+                session::start(prepared, self.swarm_now())
             }
         };
+        self.fill_length(&mut next).await;
+        self.publish(next.clone()).await;
+        Ok(next)
+    }
+
+    /// Applies and gossips `next`, this node's own session as coordinator.
+    async fn publish(&mut self, next: Session) {
         self.applied_from = Some(self.client.peer_id());
         self.apply(next.clone()).await;
-        let _ = self.client.publish_session(next.clone()).await;
-        Ok(next)
+        let _ = self.client.publish_session(next).await;
+    }
+
+    /// Fills in the length of `session`'s track when it is not known yet.
+    async fn fill_length(&self, session: &mut Session) {
+        if session.duration_micros.is_none()
+            && let Some(track) = session.track
+        {
+            session.duration_micros = self.length_of(track).await;
+        }
+    }
+
+    /// The exact length of `track`, µs: from its decoder's frame count when
+    /// this node holds it (the schedule of the next track is exact to the
+    /// µs then), else from its manifest (to the ms).
+    async fn length_of(&self, track: TrackId) -> Option<u64> {
+        let path = self.path_of(track).await;
+        let library = self.library.clone();
+        tokio::task::spawn_blocking(move || {
+            let exact = path.and_then(|path| {
+                let decoder = Decoder::open_file(&path, 2).ok()?;
+                let info = decoder.info();
+                let frames = info.frames?;
+                let rate = u128::from(info.sample_rate).max(1);
+                u64::try_from((u128::from(frames) * 1_000_000 + rate / 2) / rate).ok()
+            });
+            exact.or_else(|| {
+                let manifest = library.manifest(track).ok()??;
+                manifest.meta.duration_ms.map(|ms| ms.saturating_mul(1000))
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// As coordinator, once the current track has reached its end: start
+    /// its successor at that very instant (or stop at the end of the queue).
+    async fn on_boundary(&mut self) {
+        if !self.roles.is_coordinator() {
+            return;
+        }
+        let term = self.roles.view().term;
+        let Some(mut next) = session::advance(&self.current(), term, self.swarm_now()) else {
+            return;
+        };
+        self.fill_length(&mut next).await;
+        tracing::info!(track = ?next.track, at = next.start, "track ended; the queue moves on");
+        self.publish(next).await;
+    }
+
+    /// How long until the applied session's track ends, if it plays.
+    fn until_boundary(&self) -> Option<Duration> {
+        let ends = self.applied.as_ref()?.ends_at()?;
+        let left = ends.saturating_sub(self.swarm_now()).max(0);
+        Some(Duration::from_micros(u64::try_from(left).unwrap_or(0)))
+    }
+
+    /// Queues, in the player, the track that follows the applied one at the
+    /// instant the applied one ends, so that it plays on without a gap; or
+    /// cancels what was queued when the session no longer calls for it.
+    async fn queue_follow(&mut self) {
+        let want = self
+            .applied
+            .as_ref()
+            .and_then(|s| Some((s.ends_at()?, s.successor()?)));
+        if want == self.following {
+            return;
+        }
+        let Some((at, track)) = want else {
+            self.following = None;
+            if let Some(player) = self.audio.player()
+                && let Err(err) = player.unfollow()
+            {
+                tracing::warn!(%err, "cannot unqueue the next track");
+            }
+            return;
+        };
+        let Some(path) = self.path_of(track).await else {
+            // Fetched now, queued once here (`on_downloaded`, or the tick).
+            self.fetch(track);
+            return;
+        };
+        let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
+            return;
+        };
+        let opened = tokio::task::spawn_blocking(move || Decoder::open_file(&path, channels)).await;
+        let Ok(Ok(decoder)) = opened else {
+            tracing::warn!(track = %track.to_hex(), "cannot open the next track");
+            return;
+        };
+        let Some(mut player) = self.audio.player() else {
+            return;
+        };
+        match player.follow(decoder, 0, SwarmMicros(at)) {
+            Ok(_) => self.following = Some((at, track)),
+            Err(err) => tracing::warn!(%err, "cannot queue the next track"),
+        }
     }
 
     /// Refuses a start position past the end of a track this node knows.
     async fn check_position(&self, track: TrackId, position: u64) -> Result<(), CommandFailed> {
+        if position == 0 {
+            return Ok(());
+        }
         let library = self.library.clone();
         let manifest = tokio::task::spawn_blocking(move || library.manifest(track))
             .await
@@ -485,10 +591,10 @@ impl Driver {
         if let Some(duration_ms) = manifest.and_then(|m| m.meta.duration_ms)
             && position / 1000 > duration_ms
         {
-            return Err(CommandFailed::Refused(format!(
-                "position {} ms is past the end of the track ({duration_ms} ms)",
-                position / 1000
-            )));
+            return Err(CommandFailed::Refused(Refusal::PastTheEnd {
+                position_ms: position / 1000,
+                duration_ms,
+            }));
         }
         Ok(())
     }
@@ -536,7 +642,7 @@ impl Driver {
         }
         let action = session::plan(self.applied.as_ref(), &new);
         self.applied = Some(new.clone());
-        let _ = self.session_tx.send(new);
+        let _ = self.session_tx.send(new.clone());
         let Some(action) = action else {
             return;
         };
@@ -547,26 +653,37 @@ impl Driver {
                 position_micros,
                 at,
             } => self.play(track, position_micros, at).await,
+            Action::Follow { track, at } => {
+                if self.following.take() == Some((at, track)) {
+                    // Queued in the player already: it plays on by itself.
+                } else {
+                    self.play(track, 0, at).await;
+                }
+            }
+            // Silent at the session's instant on every node, on the same frame.
             Action::Pause => {
                 if let Some(player) = self.audio.player()
-                    && let Err(err) = player.pause()
+                    && let Err(err) = player.pause_at(SwarmMicros(new.start))
                 {
                     tracing::warn!(%err, "cannot pause");
                 }
             }
             Action::Stop => {
+                self.following = None;
                 if let Some(player) = self.audio.player()
-                    && let Err(err) = player.stop()
+                    && let Err(err) = player.stop_at(SwarmMicros(new.start))
                 {
                     tracing::warn!(%err, "cannot stop");
                 }
             }
         }
+        self.queue_follow().await;
     }
 
     /// A track finished downloading: join the session if it still plays it.
     async fn on_downloaded(&mut self, track: TrackId) {
         self.fetching.remove(&track);
+        self.queue_follow().await;
         if self.streaming == Some(track) {
             // Already playing it from the download; the file serves the next play.
             self.streaming = None;
@@ -794,7 +911,7 @@ impl Driver {
     /// Opens `source` and plays it so that `position_micros` sounds at
     /// swarm instant `at`; whether the player took it.
     async fn start(
-        &self,
+        &mut self,
         source: Box<dyn firefly_player::MediaSource>,
         hint: Option<String>,
         position_micros: u64,
@@ -822,6 +939,8 @@ impl Driver {
         let Some(mut player) = self.audio.player() else {
             return false;
         };
+        // A play replaces what was queued to follow.
+        self.following = None;
         match player.play(decoder, frame, SwarmMicros(at)) {
             Ok(_) => true,
             Err(err) => {
@@ -904,8 +1023,11 @@ async fn forward(
                     let _ = reply.send(Ok(*session));
                     return;
                 }
-                Ok(ControlResponse::Refused { reason }) if reason != NOT_COORDINATOR => {
-                    let _ = reply.send(Err(CommandFailed::Refused(reason)));
+                Ok(ControlResponse::Refused(Refusal::NotCoordinator)) => {
+                    last = format!("{c} is no longer the coordinator");
+                }
+                Ok(ControlResponse::Refused(refusal)) => {
+                    let _ = reply.send(Err(CommandFailed::Refused(refusal)));
                     return;
                 }
                 Ok(other) => last = format!("unexpected answer {other:?}"),

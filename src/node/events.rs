@@ -28,6 +28,7 @@ use super::audio::Audio;
 use firefly_player::{Flash, PlayerEvent};
 use firefly_swarm::{
     Client, ControlRequest, ControlResponse, Event, MAX_PLAYOUT_FLASHES, Playout, PlayoutFlash,
+    Refusal,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -209,9 +210,7 @@ impl VolumeService {
             Ok(()) => ControlResponse::Volume {
                 volume_permille: self.volume.permille(),
             },
-            Err(err) => ControlResponse::Refused {
-                reason: err.to_string(),
-            },
+            Err(err) => ControlResponse::Refused(Refusal::NoOutput(err.to_string())),
         };
         let _ = self.client.respond_control(key, response).await;
         None

@@ -1,9 +1,9 @@
 //! A running Firefly node: the glue between the swarm, the library and the
 //! HTTP API.
 //!
-//! [`run`] opens the node's identity and library, scans the music folder,
-//! starts the swarm's event loop, serves the JSON API and logs membership
-//! until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
+//! [`run`] opens the node's identity and library, starts the swarm's event
+//! loop, serves the JSON API, scans and then watches the music folder
+//! ([`indexer`], [`watcher`]) and logs membership until Ctrl-C or SIGTERM. It holds handles only ([`NodeState`]); the libp2p
 //! `Swarm` lives in the swarm crate's event loop.
 
 pub(crate) mod announce;
@@ -12,11 +12,14 @@ pub(crate) mod audio;
 pub(crate) mod driver;
 pub(crate) mod events;
 pub(crate) mod http;
+pub(crate) mod indexer;
 pub(crate) mod roles;
 pub(crate) mod session;
+pub(crate) mod settle;
 pub(crate) mod stream;
 pub(crate) mod test_clock;
 pub(crate) mod timeline;
+mod watcher;
 
 pub(crate) use audio::OutputArg;
 mod ui;
@@ -25,7 +28,7 @@ use announce::{NodeEvent, announce};
 use anyhow::Context;
 use firefly_library::{Library, LibraryConfig};
 use firefly_swarm::transfer::TransferEvent;
-use firefly_swarm::{Client, Event, Multiaddr, NodeStatus};
+use firefly_swarm::{Client, ControlRequest, Event, Multiaddr, NodeStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::sync::mpsc;
@@ -72,6 +75,8 @@ pub(crate) struct NodeState {
     pub(crate) http_hosts: std::sync::Arc<Vec<String>>,
     /// API requests served, for `GET /metrics`.
     pub(crate) api_requests: http::metrics::ApiRequests,
+    /// Scans of the music folder, and what they changed.
+    pub(crate) indexer: indexer::Indexer,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -98,6 +103,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let mut library_config = LibraryConfig::new(&options.data_dir);
     library_config.music_dir(&options.music);
     let library = Library::open(&library_config).context("opening the library")?;
+    // Opening created it if it was missing; scans and the watcher use the
+    // canonical path, as the library stores paths.
+    let music = options
+        .music
+        .canonicalize()
+        .with_context(|| format!("cannot open music folder {}", options.music.display()))?;
 
     let now = test_clock::local_clock(options.test_clock);
     if let Some(skew) = options.test_clock {
@@ -153,6 +164,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         volume: volume.clone(),
     };
     let log_task = tokio::spawn(log_events(events, control.clone(), volumes));
+    let indexer = indexer::Indexer::new(library.clone(), music.clone(), client.clone());
+    tokio::spawn(feed_library_events(
+        indexer.subscribe(),
+        control.clone(),
+        client.clone(),
+    ));
     tokio::spawn(events::report_playout(
         client.clone(),
         audio.clone(),
@@ -169,6 +186,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         token: token.clone(),
         http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
         api_requests: Default::default(),
+        indexer: indexer.clone(),
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
@@ -180,7 +198,16 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     });
     let server = tokio::spawn(http::serve(listener, state));
 
-    scan(&library, &options.music, &client).await?;
+    // Watching starts first, so nothing that changes during the scan is missed.
+    let ignore = vec![
+        options.data_dir.join(firefly_library::DATABASE_FILE),
+        options.data_dir.join(firefly_library::STAGING_DIR),
+    ]
+    .into_iter()
+    .map(|p| p.canonicalize().unwrap_or(p))
+    .collect();
+    watcher::spawn(indexer.clone(), ignore);
+    scan(&indexer, &client).await?;
     // Peers learn of the scanned tracks (and can download them) from this.
     client.library_changed().await?;
 
@@ -219,19 +246,12 @@ async fn leave(client: &Client) {
 }
 
 /// Scans the music folder and announces the library version in heartbeats.
-async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> anyhow::Result<()> {
-    std::fs::create_dir_all(music)
-        .with_context(|| format!("cannot create music folder {}", music.display()))?;
-    let scanning = library.clone();
-    let roots = vec![music.to_path_buf()];
-    let report = tokio::task::spawn_blocking(move || scanning.scan(&roots, &mut ()))
-        .await
-        .context("the scan task failed")?
-        .context("scanning the music folder")?;
-    for skipped in &report.skipped {
-        tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "skipped");
-    }
-    let version = library.version().context("reading the library version")?;
+async fn scan(indexer: &indexer::Indexer, client: &Client) -> anyhow::Result<()> {
+    let report = indexer.scan_all().await?;
+    let version = indexer
+        .library()
+        .version()
+        .context("reading the library version")?;
     announce(&NodeEvent::Library {
         tracks: report.tracks,
         version,
@@ -242,9 +262,51 @@ async fn scan(library: &Library, music: &std::path::Path, client: &Client) -> an
             ..NodeStatus::default()
         })
         .await?;
-    // Peers learn the change from the library gossip (and the version from heartbeats).
-    client.library_changed().await?;
     Ok(())
+}
+
+/// Hands library changes to the parts of the node they concern: a track
+/// that left this node's library, that the session plays or queues and
+/// that no other member holds, is gone for the swarm — the coordinator is
+/// told ([`ControlRequest::TrackGone`]) so it leaves the queue and playback
+/// moves on.
+async fn feed_library_events(
+    mut events: tokio::sync::broadcast::Receiver<indexer::LibraryEvent>,
+    control: driver::Control,
+    client: Client,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let track = match events.recv().await {
+            Ok(indexer::LibraryEvent::TrackRemoved(track)) => track,
+            Ok(indexer::LibraryEvent::TrackAdded(_)) => continue,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(n, "library events missed");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let session = control.session();
+        if session.track != Some(track) && !session.queue.contains(&track) {
+            continue;
+        }
+        let me = client.peer_id();
+        let held_elsewhere = client.catalog().await.is_ok_and(|catalog| {
+            catalog
+                .iter()
+                .any(|e| e.summary.track == track && e.holders.iter().any(|h| *h != me))
+        });
+        if held_elsewhere {
+            continue;
+        }
+        let control = control.clone();
+        // Off this loop: the command may wait for a coordinator.
+        tokio::spawn(async move {
+            if let Err(err) = control.command(ControlRequest::TrackGone { track }).await {
+                tracing::warn!(%err, track = %track.to_hex(), "the session kept a track that is gone");
+            }
+        });
+    }
 }
 
 /// Prints membership changes, one line each, for the person running the node.

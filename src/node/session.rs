@@ -5,59 +5,49 @@
 //! - the coordinator's: [`decide`] turns a command ([`ControlRequest`]) and
 //!   the current [`Session`] into a [`Decision`] — publish a new session
 //!   anchored far enough ahead ([`LEAD_MICROS`]) to reach every node, or first
-//!   *prepare* a new track on every node and [`start`] it once they answered;
+//!   *prepare* a new track on every node and [`start`] it once they answered.
+//!   [`advance`] is the input "the current track ends at its scheduled
+//!   instant": the successor starts exactly then (gapless), or, at the end
+//!   of the queue, playback stops. The queue, the history (for "previous"),
+//!   shuffle and repeat live in the session, so every node shows them and a
+//!   new coordinator carries them on.
 //! - every node's: [`plan`] compares the session it last applied with a newer
 //!   one and says what its player must do ([`Action`]). A session that moves
 //!   nothing audible (a failover re-publishing the same anchor under a new
-//!   term) plans nothing, so the music has no gap. A node that joins late
-//!   plays the same anchor and the player starts it at the current position.
+//!   term) plans nothing, so the music has no gap; the successor starting at
+//!   the instant its predecessor ends is [`Action::Follow`], which a node
+//!   already queued in its player and so leaves alone.
+//!
+//! Invariants every session made here keeps (checked by the property
+//! tests): its `(term, seq)` only grows; the queue stays within
+//! [`MAX_QUEUE`] and the history within [`MAX_HISTORY`]; playing or paused
+//! means a track; and it passes the wire's checks ([`Session::decode`]).
 //!
 //! What it is not: networking or audio; `driver` does both.
 
 use firefly_library::TrackId;
-use firefly_swarm::playback::SESSION_VERSION;
-use firefly_swarm::{ControlRequest, MAX_COUNTER, PlaybackState, Session};
+use firefly_swarm::playback::{MAX_HISTORY, MAX_QUEUE, SESSION_VERSION};
+use firefly_swarm::{ControlRequest, MAX_COUNTER, PlaybackState, Refusal, RepeatMode, Session};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
 
 /// How far ahead of "now" a change is anchored, µs: enough for gossip to
-/// reach every node and for its player to have audio decoded.
+/// reach every node and for its player to have audio decoded (measured:
+/// the session reaches a follower in a few ms on a LAN; decoding a seek
+/// takes a few ms more), and inside the issue's 150 ms from command to sound.
 pub(crate) const LEAD_MICROS: i64 = 100_000;
+
+/// "Previous" past this far into a track restarts it instead, µs.
+pub(crate) const PREV_RESTARTS_AFTER_MICROS: u64 = 3_000_000;
 
 /// What the coordinator does with a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
     /// Publish this session (and apply it).
     Publish(Session),
-    /// Prepare `track` on every node, then [`start`] it at `position_micros`
-    /// with this queue.
-    Prepare {
-        /// The track.
-        track: TrackId,
-        /// Where to start, µs.
-        position_micros: u64,
-        /// The queue after the track starts.
-        queue: Vec<TrackId>,
-    },
-}
-
-/// Why the coordinator refused a command.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub(crate) enum CommandError {
-    /// Pause, resume or seek with nothing loaded.
-    #[error("nothing is playing")]
-    NothingPlaying,
-    /// Next with an empty queue.
-    #[error("the queue is empty")]
-    EmptyQueue,
-    /// The queue would grow past its bound.
-    #[error("the queue is full ({max} tracks)")]
-    QueueFull {
-        /// The bound.
-        max: usize,
-    },
-    /// A prepare sent to the coordinator as if it were a command.
-    #[error("not a playback command")]
-    NotACommand,
+    /// Prepare the session's track on every node, then [`start`] this
+    /// session (its `start` is set then).
+    Prepare(Session),
 }
 
 /// The change counter after `seq`: one step, never past [`MAX_COUNTER`]
@@ -66,105 +56,306 @@ pub(crate) fn next_seq(seq: u64) -> u64 {
     seq.saturating_add(1).min(MAX_COUNTER)
 }
 
+/// `current`'s successor in `term`, otherwise unchanged.
+fn successor_of(current: &Session, term: u64) -> Session {
+    Session {
+        version: SESSION_VERSION,
+        term: term.max(current.term),
+        seq: next_seq(current.seq),
+        ..current.clone()
+    }
+}
+
+/// Appends `track` to `history`, dropping the oldest past [`MAX_HISTORY`].
+fn remember(history: &mut Vec<TrackId>, track: Option<TrackId>) {
+    if let Some(track) = track {
+        history.push(track);
+        if history.len() > MAX_HISTORY {
+            history.remove(0);
+        }
+    }
+}
+
+/// `next` switched to `track` playing from `position_micros` (its length
+/// unknown until the driver fills it in); the track it leaves goes to the
+/// history.
+fn switch_to(next: &mut Session, track: TrackId, position_micros: u64, state: PlaybackState) {
+    if next.track != Some(track) {
+        remember(&mut next.history, next.track);
+        next.duration_micros = None;
+    }
+    next.track = Some(track);
+    next.position_micros = position_micros;
+    next.state = state;
+}
+
 /// Decides what command `request` does to `current` at swarm instant `now`.
-/// The returned session (if any) is `current`'s successor in `term`.
+/// The returned session is `current`'s successor in `term`. `seed` drives
+/// the shuffle.
 pub(crate) fn decide(
     current: &Session,
     term: u64,
     request: &ControlRequest,
     now: i64,
-) -> Result<Decision, CommandError> {
+    seed: u64,
+) -> Result<Decision, Refusal> {
     let at = now.saturating_add(LEAD_MICROS);
-    let next = |state, position_micros, start| Session {
-        version: SESSION_VERSION,
-        term: term.max(current.term),
-        seq: next_seq(current.seq),
-        queue: current.queue.clone(),
-        track: current.track,
-        state,
-        start,
-        position_micros,
+    let mut next = successor_of(current, term);
+    let full = || Refusal::QueueFull {
+        max: MAX_QUEUE as u32,
     };
     match request {
         ControlRequest::Play {
             track,
             position_micros,
-        } => Ok(Decision::Prepare {
-            track: *track,
-            position_micros: *position_micros,
-            queue: current.queue.clone(),
-        }),
-        ControlRequest::Next => match current.queue.split_first() {
-            Some((track, rest)) => Ok(Decision::Prepare {
-                track: *track,
-                position_micros: 0,
-                queue: rest.to_vec(),
-            }),
-            None => Err(CommandError::EmptyQueue),
-        },
-        ControlRequest::Queue { tracks } => {
-            let max = firefly_swarm::playback::MAX_QUEUE;
-            if current.queue.len() + tracks.len() > max {
-                return Err(CommandError::QueueFull { max });
-            }
-            let mut session = next(current.state, current.position_micros, current.start);
-            session.queue.extend_from_slice(tracks);
-            Ok(Decision::Publish(session))
+        } => {
+            switch_to(&mut next, *track, *position_micros, PlaybackState::Playing);
+            Ok(Decision::Prepare(next))
         }
-        _ if current.track.is_none() => match request {
-            ControlRequest::Prepare { .. } => Err(CommandError::NotACommand),
-            _ => Err(CommandError::NothingPlaying),
-        },
-        ControlRequest::Pause => {
-            if current.state == PlaybackState::Paused {
+        ControlRequest::PlayAll { tracks } => {
+            let Some((first, rest)) = tracks.split_first() else {
+                return Err(Refusal::Invalid("no tracks to play".into()));
+            };
+            if rest.len() > MAX_QUEUE {
+                return Err(full());
+            }
+            switch_to(&mut next, *first, 0, PlaybackState::Playing);
+            next.queue = rest.to_vec();
+            if next.shuffle {
+                shuffle(&mut next.queue, seed);
+            }
+            Ok(Decision::Prepare(next))
+        }
+        ControlRequest::Next => {
+            let Some(track) = current.track else {
+                return Err(Refusal::NothingPlaying);
+            };
+            match next.queue.first().copied() {
+                Some(head) => {
+                    next.queue.remove(0);
+                    if current.repeat == RepeatMode::All {
+                        next.queue.push(track);
+                    }
+                    switch_to(&mut next, head, 0, PlaybackState::Playing);
+                    Ok(Decision::Prepare(next))
+                }
+                // Nothing queued: under a repeat the track plays again.
+                None if current.repeat != RepeatMode::Off => {
+                    Ok(Decision::Publish(restart(next, at)))
+                }
+                None => Err(Refusal::EmptyQueue),
+            }
+        }
+        ControlRequest::Prev => {
+            if current.track.is_none() {
+                return Err(Refusal::NothingPlaying);
+            }
+            let restart_it =
+                current.position_at(now) > PREV_RESTARTS_AFTER_MICROS || current.history.is_empty();
+            match next.history.pop() {
+                Some(previous) if !restart_it => {
+                    next.queue.insert(0, next.track.unwrap_or(previous));
+                    next.queue.truncate(MAX_QUEUE);
+                    next.track = Some(previous);
+                    next.position_micros = 0;
+                    next.duration_micros = None;
+                    next.state = PlaybackState::Playing;
+                    Ok(Decision::Prepare(next))
+                }
+                _ => Ok(Decision::Publish(restart(successor_of(current, term), at))),
+            }
+        }
+        ControlRequest::Stop => {
+            if current.track.is_none() {
+                return Err(Refusal::NothingPlaying);
+            }
+            if current.state == PlaybackState::Stopped {
                 return Ok(Decision::Publish(current.clone()));
             }
-            Ok(Decision::Publish(next(
-                PlaybackState::Paused,
-                current.position_at(at),
-                at,
-            )))
+            next.state = PlaybackState::Stopped;
+            next.position_micros = 0;
+            next.start = at;
+            Ok(Decision::Publish(next))
+        }
+        ControlRequest::Shuffle { on } => {
+            if *on && !current.shuffle {
+                shuffle(&mut next.queue, seed);
+            }
+            next.shuffle = *on;
+            Ok(Decision::Publish(next))
+        }
+        ControlRequest::Repeat { mode } => {
+            next.repeat = *mode;
+            Ok(Decision::Publish(next))
+        }
+        ControlRequest::Queue { tracks } => insert(next, tracks, None),
+        ControlRequest::QueueInsert { tracks, at } => insert(next, tracks, *at),
+        ControlRequest::QueueRemove { index } => {
+            let i = entry(&next.queue, *index)?;
+            next.queue.remove(i);
+            Ok(Decision::Publish(next))
+        }
+        ControlRequest::QueueMove { from, to } => {
+            let from = entry(&next.queue, *from)?;
+            let to = entry(&next.queue, *to)?;
+            let track = next.queue.remove(from);
+            next.queue.insert(to, track);
+            Ok(Decision::Publish(next))
+        }
+        ControlRequest::QueueClear => {
+            next.queue.clear();
+            Ok(Decision::Publish(next))
+        }
+        ControlRequest::TrackGone { track } => {
+            next.queue.retain(|t| t != track);
+            next.history.retain(|t| t != track);
+            if current.track != Some(*track) {
+                return Ok(Decision::Publish(next));
+            }
+            // The current track left: on to the next one, as at its end,
+            // but never the same track again.
+            let state = current.state;
+            let Some(head) = next.queue.first().copied() else {
+                next.track = None;
+                next.duration_micros = None;
+                next.state = PlaybackState::Stopped;
+                next.position_micros = 0;
+                next.start = at;
+                return Ok(Decision::Publish(next));
+            };
+            next.queue.remove(0);
+            next.track = Some(head);
+            next.duration_micros = None;
+            next.position_micros = 0;
+            if state == PlaybackState::Playing {
+                Ok(Decision::Prepare(next))
+            } else {
+                next.state = PlaybackState::Paused;
+                next.start = at;
+                Ok(Decision::Publish(next))
+            }
+        }
+        ControlRequest::Prepare { .. } | ControlRequest::Volume { .. } => Err(Refusal::NotACommand),
+        _ if current.track.is_none() => Err(Refusal::NothingPlaying),
+        ControlRequest::Pause => {
+            if current.state != PlaybackState::Playing {
+                return Ok(Decision::Publish(current.clone()));
+            }
+            next.state = PlaybackState::Paused;
+            next.position_micros = current.position_at(at);
+            next.start = at;
+            Ok(Decision::Publish(next))
         }
         ControlRequest::Resume => {
             if current.state == PlaybackState::Playing {
                 return Ok(Decision::Publish(current.clone()));
             }
-            Ok(Decision::Publish(next(
-                PlaybackState::Playing,
-                current.position_micros,
-                at,
-            )))
+            next.state = PlaybackState::Playing;
+            next.start = at;
+            Ok(Decision::Publish(next))
         }
         ControlRequest::Seek { position_micros } => {
-            let state = match current.state {
-                PlaybackState::Stopped => PlaybackState::Playing,
-                other => other,
-            };
-            Ok(Decision::Publish(next(state, *position_micros, at)))
+            if let Some(duration) = current.duration_micros
+                && *position_micros > duration
+            {
+                return Err(Refusal::PastTheEnd {
+                    position_ms: position_micros / 1000,
+                    duration_ms: duration / 1000,
+                });
+            }
+            if next.state == PlaybackState::Stopped {
+                next.state = PlaybackState::Playing;
+            }
+            next.position_micros = *position_micros;
+            next.start = at;
+            Ok(Decision::Publish(next))
         }
-        _ => Err(CommandError::NotACommand),
+        _ => Err(Refusal::NotACommand),
     }
 }
 
-/// The session that starts a prepared track at swarm instant `now` + lead.
-pub(crate) fn start(
-    current: &Session,
-    term: u64,
-    track: TrackId,
-    position_micros: u64,
-    queue: Vec<TrackId>,
-    now: i64,
-) -> Session {
-    Session {
-        version: SESSION_VERSION,
-        term: term.max(current.term),
-        seq: next_seq(current.seq),
-        queue,
-        track: Some(track),
-        state: PlaybackState::Playing,
-        start: now.saturating_add(LEAD_MICROS),
-        position_micros,
+/// `next` playing its track again from the start at `at`.
+fn restart(mut next: Session, at: i64) -> Session {
+    next.state = PlaybackState::Playing;
+    next.position_micros = 0;
+    next.start = at;
+    next
+}
+
+/// The queue index `index` names, if it is in the queue.
+fn entry(queue: &[TrackId], index: u32) -> Result<usize, Refusal> {
+    let len = queue.len();
+    usize::try_from(index)
+        .ok()
+        .filter(|i| *i < len)
+        .ok_or(Refusal::NoSuchEntry {
+            index,
+            len: len as u32,
+        })
+}
+
+/// `next` with `tracks` inserted into its queue at `at` (none: appended).
+fn insert(mut next: Session, tracks: &[TrackId], at: Option<u32>) -> Result<Decision, Refusal> {
+    if next.queue.len().saturating_add(tracks.len()) > MAX_QUEUE {
+        return Err(Refusal::QueueFull {
+            max: MAX_QUEUE as u32,
+        });
     }
+    let len = next.queue.len();
+    let at = at.map_or(len, |at| usize::try_from(at).unwrap_or(len).min(len));
+    next.queue.splice(at..at, tracks.iter().copied());
+    Ok(Decision::Publish(next))
+}
+
+/// Shuffles `queue` in place, reproducibly from `seed`.
+fn shuffle(queue: &mut [TrackId], seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    queue.shuffle(&mut rng);
+}
+
+/// The session that starts a prepared session at swarm instant `now` + lead.
+pub(crate) fn start(mut prepared: Session, now: i64) -> Session {
+    prepared.start = now.saturating_add(LEAD_MICROS);
+    prepared
+}
+
+/// What the end of the current track does, once `now` has reached it: the
+/// successor starts at the very instant the track ends (gapless), or at the
+/// end of the queue playback stops. `None` while the track still plays, or
+/// when its end is unknown.
+pub(crate) fn advance(current: &Session, term: u64, now: i64) -> Option<Session> {
+    let ends_at = current.ends_at()?;
+    if now < ends_at {
+        return None;
+    }
+    let mut next = successor_of(current, term);
+    next.start = ends_at;
+    next.position_micros = 0;
+    match (current.repeat, current.successor()) {
+        (_, None) => {
+            remember(&mut next.history, current.track);
+            next.track = None;
+            next.duration_micros = None;
+            next.state = PlaybackState::Stopped;
+        }
+        (RepeatMode::One, Some(_)) => {}
+        (repeat, Some(track)) => {
+            if !next.queue.is_empty() {
+                next.queue.remove(0);
+                if repeat == RepeatMode::All
+                    && let Some(finished) = current.track
+                {
+                    next.queue.push(finished);
+                }
+            }
+            if Some(track) != current.track {
+                next.duration_micros = None;
+            }
+            remember(&mut next.history, current.track);
+            next.track = Some(track);
+        }
+    }
+    Some(next)
 }
 
 /// What a node's player must do for a new session.
@@ -178,6 +369,14 @@ pub(crate) enum Action {
         /// The anchor position, µs.
         position_micros: u64,
         /// The anchor instant, swarm µs.
+        at: i64,
+    },
+    /// `track` follows the applied one from its first frame at `at`, the
+    /// instant the applied one ends: a player that queued it plays on.
+    Follow {
+        /// The track.
+        track: TrackId,
+        /// Its first frame's instant, swarm µs.
         at: i64,
     },
     /// Pause.
@@ -200,6 +399,18 @@ pub(crate) fn plan(applied: Option<&Session>, new: &Session) -> Option<Action> {
         if same_sound {
             return None;
         }
+        if new.state == PlaybackState::Playing
+            && new.position_micros == 0
+            && old.ends_at() == Some(new.start)
+            && new.track.is_some()
+            && old.successor() == new.track
+            && let Some(track) = new.track
+        {
+            return Some(Action::Follow {
+                track,
+                at: new.start,
+            });
+        }
     }
     match (new.state, new.track) {
         (PlaybackState::Playing, Some(track)) => Some(Action::Play {
@@ -215,177 +426,4 @@ pub(crate) fn plan(applied: Option<&Session>, new: &Session) -> Option<Action> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    const T1: TrackId = TrackId([1; 32]);
-    const T2: TrackId = TrackId([2; 32]);
-
-    fn playing_at(start: i64, position: u64) -> Session {
-        Session {
-            version: SESSION_VERSION,
-            term: 1,
-            seq: 3,
-            queue: vec![T2],
-            track: Some(T1),
-            state: PlaybackState::Playing,
-            start,
-            position_micros: position,
-        }
-    }
-
-    #[test]
-    fn play_prepares_then_starts_far_enough_ahead() {
-        let idle = Session::default();
-        let request = ControlRequest::Play {
-            track: T1,
-            position_micros: 5_000,
-        };
-        let decision = decide(&idle, 2, &request, 1_000_000).unwrap();
-        let Decision::Prepare {
-            track,
-            position_micros,
-            queue,
-        } = decision
-        else {
-            panic!("{decision:?}")
-        };
-        let session = start(&idle, 2, track, position_micros, queue, 1_100_000);
-        assert_eq!(session.start, 1_100_000 + LEAD_MICROS);
-        assert_eq!((session.term, session.seq), (2, 1));
-        assert_eq!(
-            plan(None, &session),
-            Some(Action::Play {
-                track: T1,
-                position_micros: 5_000,
-                at: 1_100_000 + LEAD_MICROS
-            })
-        );
-    }
-
-    #[test]
-    fn pause_holds_the_position_at_the_anchor_and_resume_continues_from_it() {
-        let s = playing_at(0, 1_000_000);
-        let Decision::Publish(paused) = decide(&s, 1, &ControlRequest::Pause, 2_000_000).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(paused.state, PlaybackState::Paused);
-        assert_eq!(
-            paused.position_micros,
-            1_000_000 + 2_000_000 + LEAD_MICROS as u64
-        );
-        assert_eq!(plan(Some(&s), &paused), Some(Action::Pause));
-        let Decision::Publish(resumed) =
-            decide(&paused, 1, &ControlRequest::Resume, 9_000_000).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(
-            plan(Some(&paused), &resumed),
-            Some(Action::Play {
-                track: T1,
-                position_micros: paused.position_micros,
-                at: 9_000_000 + LEAD_MICROS
-            })
-        );
-    }
-
-    #[test]
-    fn seek_next_and_queue() {
-        let s = playing_at(0, 0);
-        let Decision::Publish(sought) = decide(
-            &s,
-            1,
-            &ControlRequest::Seek {
-                position_micros: 42,
-            },
-            100,
-        )
-        .unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            (sought.position_micros, sought.start),
-            (42, 100 + LEAD_MICROS)
-        );
-        assert_eq!(
-            decide(&s, 1, &ControlRequest::Next, 0),
-            Ok(Decision::Prepare {
-                track: T2,
-                position_micros: 0,
-                queue: vec![]
-            })
-        );
-        let empty = Session {
-            queue: vec![],
-            ..s.clone()
-        };
-        assert_eq!(
-            decide(&empty, 1, &ControlRequest::Next, 0),
-            Err(CommandError::EmptyQueue)
-        );
-        let Decision::Publish(queued) =
-            decide(&s, 1, &ControlRequest::Queue { tracks: vec![T1] }, 0).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(queued.queue, vec![T2, T1]);
-        assert_eq!(plan(Some(&s), &queued), None, "queueing changes no sound");
-    }
-
-    #[test]
-    fn counters_saturate_instead_of_wrapping() {
-        let s = Session {
-            seq: u64::MAX,
-            ..playing_at(0, 0)
-        };
-        let Decision::Publish(paused) = decide(&s, 1, &ControlRequest::Pause, 10).unwrap() else {
-            panic!()
-        };
-        assert_eq!(paused.seq, MAX_COUNTER);
-        assert_eq!(next_seq(MAX_COUNTER - 1), MAX_COUNTER);
-    }
-
-    #[test]
-    fn commands_without_a_track_are_refused() {
-        let idle = Session::default();
-        for request in [
-            ControlRequest::Pause,
-            ControlRequest::Resume,
-            ControlRequest::Seek { position_micros: 1 },
-        ] {
-            assert_eq!(
-                decide(&idle, 1, &request, 0),
-                Err(CommandError::NothingPlaying)
-            );
-        }
-    }
-
-    #[test]
-    fn a_failover_republishing_the_same_anchor_does_not_interrupt() {
-        let s = playing_at(5_000, 0);
-        let carried = Session {
-            term: 2,
-            seq: s.seq + 1,
-            ..s.clone()
-        };
-        assert_eq!(plan(Some(&s), &carried), None);
-        // Older sessions are ignored, whatever they say.
-        let stale = Session {
-            seq: 1,
-            state: PlaybackState::Stopped,
-            ..s.clone()
-        };
-        assert_eq!(plan(Some(&s), &stale), None);
-        // A late joiner plays the same anchor (the player starts mid-track).
-        assert_eq!(
-            plan(None, &s),
-            Some(Action::Play {
-                track: T1,
-                position_micros: 0,
-                at: 5_000
-            })
-        );
-    }
-}
+mod tests;

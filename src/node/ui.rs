@@ -53,6 +53,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../ui/dom.js"),
     },
     Asset {
+        name: "browse.js",
+        content_type: JS,
+        body: include_str!("../../ui/browse.js"),
+    },
+    Asset {
+        name: "covers.js",
+        content_type: JS,
+        body: include_str!("../../ui/covers.js"),
+    },
+    Asset {
         name: "fireflies.js",
         content_type: JS,
         body: include_str!("../../ui/fireflies.js"),
@@ -98,9 +108,10 @@ fn serve(name: &str) -> Response {
 
 /// The page may load only its own files and talk only to its own node: no
 /// inline scripts, no other hosts (the nodes may have no internet, and a
-/// name that slipped into markup still could not run).
+/// name that slipped into markup still could not run). Cover pictures are
+/// fetched with the token and shown from `blob:` URLs.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      frame-ancestors 'none'";
 
 #[cfg(test)]

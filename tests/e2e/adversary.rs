@@ -83,6 +83,7 @@ fn session(term: u64, seq: u64, track: TrackId) -> Session {
         state: PlaybackState::Playing,
         start: 0,
         position_micros: 0,
+        ..Session::default()
     }
 }
 
@@ -215,7 +216,7 @@ fn a_rogue_peer_takes_nothing_over_and_is_banned() {
     assert!(
         matches!(
             rogue.control_answers.first(),
-            Some(Ok(firefly_swarm::ControlResponse::Refused { .. }))
+            Some(Ok(firefly_swarm::ControlResponse::Refused(_)))
         ),
         "{:?}",
         rogue.control_answers

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The browser binary, or `None` (after saying why) when the test cannot run.
-fn chromium() -> Option<&'static str> {
+pub(crate) fn chromium() -> Option<&'static str> {
     let found = Command::new("chromium")
         .arg("--version")
         .output()
@@ -528,7 +528,7 @@ fn get_json(api: &str, path: &str) -> serde_json::Value {
     crate::util::http(api, "GET", path, None).1
 }
 
-fn json_true() -> serde_json::Value {
+pub(crate) fn json_true() -> serde_json::Value {
     serde_json::Value::Bool(true)
 }
 

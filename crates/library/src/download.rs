@@ -495,7 +495,7 @@ impl Library {
                 };
                 let given = &record.manifest.meta;
                 let meta = match probe::probe_file_as(&staging, &given.extension, &given.title) {
-                    Ok(meta) => meta,
+                    Ok((meta, _)) => meta,
                     Err(e) => {
                         drop(_guard);
                         self.cancel_download(track)?;
@@ -595,10 +595,15 @@ impl Library {
             track: Some(track),
             skipped: None,
         };
+        // The picture is read from the placed file: a crash between the
+        // phases keeps only the probed tags in the download record.
+        let cover = probe::probe_file_as(&path, &manifest.meta.extension, &manifest.meta.title)
+            .ok()
+            .and_then(|(_, cover)| cover);
         let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
         {
             let mut tables = IndexTables::open(&txn)?;
-            tables.link_file(&path, &record, Some(&manifest))?;
+            tables.link_file(&path, &record, Some(&manifest), cover.as_ref())?;
             tables.finish()?;
         }
         remove_record(&txn, track)?;

@@ -17,6 +17,7 @@
 //! [`Library`] method blocks, so async callers use `spawn_blocking`.
 
 mod chunking;
+mod cover;
 mod delta;
 mod download;
 mod error;
@@ -32,6 +33,7 @@ mod tables;
 pub use chunking::{
     AVG_CHUNK_LEN, Digest, DigestError, MIN_CHUNK_LEN, digest, plan_cuts, shared_bytes,
 };
+pub use cover::{Cover, MAX_COVER_BYTES};
 pub use delta::{Changes, LOG_KEEP, LogOp, net_changes};
 pub use download::{Accepted, BatchAccepted, DownloadPlan, DownloadStatus};
 pub use error::{DownloadError, Error, OpenError, ReadChunkError, ScanError, StoreError};

@@ -10,6 +10,7 @@
 //!
 //! What it isn't: a decoder for playback (that is `firefly-player`).
 
+use crate::cover::{Cover, CoverPick, MAX_COVER_BYTES};
 use crate::manifest::{MAX_TEXT_LEN, TrackMeta};
 use std::fs::File;
 use std::path::Path;
@@ -17,7 +18,7 @@ use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo};
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
-use symphonia::core::meta::{MetadataOptions, MetadataRevision, StandardTagKey};
+use symphonia::core::meta::{Limit, MetadataOptions, MetadataRevision, StandardTagKey};
 use symphonia::core::probe::Hint;
 
 /// Extensions of the formats Firefly plays. A file with one of these that
@@ -68,6 +69,12 @@ pub fn has_audio_extension(path: &Path) -> bool {
 /// not a playable track. Never panics: a panicking decoder is caught and
 /// reported as [`ProbeError::DecoderPanic`].
 pub fn probe_file(path: &Path) -> Result<TrackMeta, ProbeError> {
+    probe_with_cover(path).map(|(meta, _)| meta)
+}
+
+/// Like [`probe_file`], with the embedded cover picture when the tags hold
+/// one Firefly keeps (see `cover`).
+pub(crate) fn probe_with_cover(path: &Path) -> Result<(TrackMeta, Option<Cover>), ProbeError> {
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
@@ -83,7 +90,7 @@ pub(crate) fn probe_file_as(
     path: &Path,
     extension: &str,
     fallback_title: &str,
-) -> Result<TrackMeta, ProbeError> {
+) -> Result<(TrackMeta, Option<Cover>), ProbeError> {
     let extension = Some(extension.to_ascii_lowercase()).filter(|e| !e.is_empty());
     probe_guarded(path, extension, fallback_title)
 }
@@ -92,7 +99,7 @@ fn probe_guarded(
     path: &Path,
     extension: Option<String>,
     fallback_title: &str,
-) -> Result<TrackMeta, ProbeError> {
+) -> Result<(TrackMeta, Option<Cover>), ProbeError> {
     let file = File::open(path).map_err(|e| ProbeError::Io(e.to_string()))?;
     // symphonia is third-party code fed untrusted bytes: a panic in it must
     // cost this one file, not the scan.
@@ -106,7 +113,7 @@ fn probe_open(
     file: File,
     extension: Option<String>,
     fallback_title: &str,
-) -> Result<TrackMeta, ProbeError> {
+) -> Result<(TrackMeta, Option<Cover>), ProbeError> {
     let mut hint = Hint::new();
     if let Some(ext) = &extension {
         hint.with_extension(ext);
@@ -117,7 +124,12 @@ fn probe_open(
             &hint,
             mss,
             &FormatOptions::default(),
-            &MetadataOptions::default(),
+            &MetadataOptions {
+                // Larger pictures are not kept: readers that honour the
+                // limit need not even load them.
+                limit_visual_bytes: Limit::Maximum(MAX_COVER_BYTES),
+                ..MetadataOptions::default()
+            },
         )
         .map_err(|e| match e {
             // The probe ran off the end looking for a container.
@@ -126,11 +138,14 @@ fn probe_open(
         })?;
 
     let mut tags = Tags::default();
+    let mut cover = CoverPick::default();
     if let Some(rev) = probed.metadata.get().as_ref().and_then(|m| m.current()) {
         tags.absorb(rev);
+        cover.absorb(rev);
     }
     if let Some(rev) = probed.format.metadata().current() {
         tags.absorb(rev);
+        cover.absorb(rev);
     }
 
     let format = &mut probed.format;
@@ -209,7 +224,7 @@ fn probe_open(
         Some(ext) if fits_codec(&ext, &codec) => ext,
         _ => default_extension(&codec).to_owned(),
     };
-    Ok(TrackMeta {
+    let meta = TrackMeta {
         title: bounded(title),
         artist: tags.artist.map(bounded),
         album: tags.album.map(bounded),
@@ -219,7 +234,8 @@ fn probe_open(
         sample_rate,
         channels,
         extension,
-    })
+    };
+    Ok((meta, cover.into_cover()))
 }
 
 /// Reads packets of `track_id` until one decodes; gives up after a few.

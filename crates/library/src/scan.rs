@@ -12,6 +12,7 @@
 //! [`ScanReport::skipped`], never as an error of the whole scan.
 
 use crate::chunking::{self, DigestError};
+use crate::cover::Cover;
 use crate::error::{ScanError, StoreError};
 use crate::id::ChunkId;
 use crate::manifest::Manifest;
@@ -30,6 +31,9 @@ use std::time::Instant;
 const BATCH_FILES: usize = 1024;
 /// Bytes read per transaction (bounds what a crash mid-scan throws away).
 const BATCH_BYTES: u64 = 512 * 1024 * 1024;
+/// Cover picture bytes held per transaction (each is at most
+/// [`crate::MAX_COVER_BYTES`]).
+const BATCH_COVER_BYTES: usize = 32 * 1024 * 1024;
 /// Most worker threads a scan uses.
 const MAX_WORKERS: usize = 4;
 
@@ -97,7 +101,8 @@ struct Found {
 
 /// What a worker made of one file.
 enum Outcome {
-    Track(Manifest),
+    /// Boxed: a manifest is large beside the other variants.
+    Track(Box<(Manifest, Option<Cover>)>),
     Skip(String),
     /// Not audio and not named like audio: left out silently.
     Ignore,
@@ -137,23 +142,86 @@ impl Library {
         for root in &roots_canon {
             self.walk(root, staging.as_deref(), &mut found, &mut report, observer);
         }
+        let known = self.known_under(&roots_canon)?;
+        self.reconcile(found, known, report, observer, started)
+    }
+
+    /// Brings the library up to date with `paths` only (files or folders,
+    /// absolute, as a watcher of the music folder reports them): a folder is
+    /// walked like a scan root, a file is read if it is new or changed, and
+    /// what the library knew at or under a path that is gone leaves it.
+    /// Nothing outside `paths` is looked at.
+    pub fn scan_paths(
+        &self,
+        paths: &[PathBuf],
+        observer: &mut dyn ScanObserver,
+    ) -> Result<ScanReport, ScanError> {
+        // See `scan` on the lock.
+        let _scanning = self
+            .inner
+            .scan_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = Instant::now();
+        let mut report = ScanReport::default();
+        let staging = self.inner.staging_dir.canonicalize().ok();
+        let mut found = Vec::new();
+        let mut compared = Vec::new();
+        for path in paths {
+            if staging.as_deref().is_some_and(|s| path.starts_with(s)) {
+                continue;
+            }
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => {
+                    self.walk(path, staging.as_deref(), &mut found, &mut report, observer);
+                }
+                Ok(meta) if meta.is_file() => found.push(Found {
+                    path: path.clone(),
+                    size: meta.len(),
+                    mtime_ns: mtime_ns(&meta),
+                }),
+                // Sockets, pipes: not files; what was here before is gone.
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    skip(&mut report, observer, path, format!("cannot stat: {e}"));
+                    continue;
+                }
+            }
+            compared.push(path.clone());
+        }
+        let known = self.known_under(&compared)?;
+        self.reconcile(found, known, report, observer, started)
+    }
+
+    /// The file records at or under `roots`.
+    fn known_under(&self, roots: &[PathBuf]) -> Result<HashMap<PathBuf, FileRecord>, ScanError> {
+        let mut known = HashMap::new();
+        let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
+        let tables = IndexTables::open(&txn)?;
+        for root in roots {
+            known.extend(tables.files_under(root)?);
+        }
+        drop(tables);
+        txn.abort().map_err(StoreError::from)?;
+        Ok(known)
+    }
+
+    /// Reads the new and changed files of `found`, takes the others as
+    /// unchanged, and unlinks the `known` files that were not found.
+    fn reconcile(
+        &self,
+        mut found: Vec<Found>,
+        known: HashMap<PathBuf, FileRecord>,
+        mut report: ScanReport,
+        observer: &mut dyn ScanObserver,
+        started: Instant,
+    ) -> Result<ScanReport, ScanError> {
         // Overlapping roots (or a symlink to a folder inside a root) can
         // show one path twice.
         found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         found.dedup_by(|a, b| a.path == b.path);
         report.files_seen = found.len() as u64;
-
-        // Known files under the roots, to tell unchanged from new and gone.
-        let mut known: HashMap<PathBuf, FileRecord> = HashMap::new();
-        {
-            let txn = self.inner.db.begin_write().map_err(StoreError::from)?;
-            let tables = IndexTables::open(&txn)?;
-            for root in &roots_canon {
-                known.extend(tables.files_under(root)?);
-            }
-            drop(tables);
-            txn.abort().map_err(StoreError::from)?;
-        }
 
         let mut to_read = Vec::new();
         let mut unchanged_tracks = Vec::new();
@@ -320,12 +388,14 @@ impl Library {
             drop(tx);
             let mut batch: Vec<(usize, Outcome)> = Vec::new();
             let mut batch_bytes = 0u64;
+            let mut batch_cover_bytes = 0usize;
             let mut result = Ok(());
             for (i, outcome) in rx.iter() {
                 let f = files[i];
                 observer.file_done(&f.path, f.size);
                 match &outcome {
-                    Outcome::Track(m) => {
+                    Outcome::Track(found) => {
+                        let m = &found.0;
                         report.tracks += 1;
                         report.bytes += m.size;
                         count(m);
@@ -335,8 +405,16 @@ impl Library {
                 }
                 report.files_read += 1;
                 batch_bytes += f.size;
+                if let Outcome::Track(found) = &outcome
+                    && let Some(cover) = &found.1
+                {
+                    batch_cover_bytes += cover.bytes.len();
+                }
                 batch.push((i, outcome));
-                if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                if batch.len() >= BATCH_FILES
+                    || batch_bytes >= BATCH_BYTES
+                    || batch_cover_bytes >= BATCH_COVER_BYTES
+                {
                     if let Err(e) = self.write_batch(files, &batch) {
                         // Stop the workers: they see the closed channel.
                         result = Err(e);
@@ -344,6 +422,7 @@ impl Library {
                     }
                     batch.clear();
                     batch_bytes = 0;
+                    batch_cover_bytes = 0;
                 }
             }
             if result.is_ok() && !batch.is_empty() {
@@ -360,10 +439,10 @@ impl Library {
         let mut tables = IndexTables::open(&txn)?;
         for (i, outcome) in batch {
             let f = files[*i];
-            let (manifest, skipped) = match outcome {
-                Outcome::Track(m) => (Some(m), None),
-                Outcome::Skip(reason) => (None, Some(reason.clone())),
-                Outcome::Ignore => (None, None),
+            let (manifest, cover, skipped) = match outcome {
+                Outcome::Track(found) => (Some(&found.0), found.1.as_ref(), None),
+                Outcome::Skip(reason) => (None, None, Some(reason.clone())),
+                Outcome::Ignore => (None, None, None),
             };
             let record = FileRecord {
                 size: manifest.map(|m| m.size).unwrap_or(f.size),
@@ -371,7 +450,7 @@ impl Library {
                 track: manifest.map(|m| m.track),
                 skipped,
             };
-            tables.link_file(&f.path, &record, manifest)?;
+            tables.link_file(&f.path, &record, manifest, cover)?;
         }
         tables.finish()?;
         txn.commit().map_err(StoreError::from)?;
@@ -403,8 +482,8 @@ fn read_one(path: &Path, size: u64, buf: &mut Vec<u8>) -> Outcome {
             Outcome::Ignore
         };
     }
-    let meta = match probe::probe_file(path) {
-        Ok(meta) => meta,
+    let (meta, cover) = match probe::probe_with_cover(path) {
+        Ok(probed) => probed,
         Err(ProbeError::Io(e)) => return Outcome::Skip(format!("unreadable: {e}")),
         Err(e) if named_audio => return Outcome::Skip(e.to_string()),
         Err(_) => return Outcome::Ignore,
@@ -415,12 +494,15 @@ fn read_one(path: &Path, size: u64, buf: &mut Vec<u8>) -> Outcome {
     };
     match chunking::digest_with(file, buf) {
         Ok(d) if d.size == 0 => Outcome::Skip("empty file".to_owned()),
-        Ok(d) => Outcome::Track(Manifest {
-            track: d.track,
-            size: d.size,
-            chunks: d.chunks,
-            meta,
-        }),
+        Ok(d) => Outcome::Track(Box::new((
+            Manifest {
+                track: d.track,
+                size: d.size,
+                chunks: d.chunks,
+                meta,
+            },
+            cover,
+        ))),
         Err(DigestError::Io(e)) => Outcome::Skip(format!("unreadable: {e}")),
         Err(e) => Outcome::Skip(e.to_string()),
     }

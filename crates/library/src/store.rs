@@ -7,6 +7,7 @@
 //! chunk locations and appends to the version log, so the invariants listed
 //! in the `tables` module are kept in one spot.
 
+use crate::cover::Cover;
 use crate::delta::{self, Answer, Changes, LogOp, net_changes};
 use crate::download::DownloadPlan;
 use crate::error::{OpenError, ReadChunkError, StoreError};
@@ -14,14 +15,15 @@ use crate::id::{ChunkId, TrackId};
 use crate::manifest::Manifest;
 use crate::prefix::VerifiedPrefix;
 use crate::tables::{
-    self, CHUNK_LOCATIONS, DOWNLOAD_CHUNKS, DOWNLOADS, FILES, FLOOR, FileRecord, LOG, LogEntry,
-    META, SETTINGS, TRACK_FILES, TRACKS, VERSION, decode, encode, path_bytes, path_from_bytes,
+    self, CHUNK_LOCATIONS, COVER_TRACKS, COVERS, DOWNLOAD_CHUNKS, DOWNLOADS, FILES, FLOOR,
+    FileRecord, LOG, LogEntry, META, SETTINGS, TRACK_COVERS, TRACK_FILES, TRACKS, VERSION, decode,
+    encode, path_bytes, path_from_bytes,
 };
 use redb::{
     Database, MultimapTable, ReadableDatabase, ReadableMultimapTable, ReadableTable, Table,
     WriteTransaction,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -185,8 +187,36 @@ impl Library {
         txn.open_table(SETTINGS)?;
         txn.open_table(DOWNLOADS)?;
         txn.open_table(DOWNLOAD_CHUNKS)?;
+        txn.open_table(COVERS)?;
+        txn.open_table(TRACK_COVERS)?;
+        txn.open_multimap_table(COVER_TRACKS)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// The cover picture of `track`, if the library holds the track and
+    /// its tags had one (see [`Cover`]).
+    pub fn cover(&self, track: TrackId) -> Result<Option<Cover>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let track_covers = txn.open_table(TRACK_COVERS)?;
+        let Some(hash) = track_covers.get(track.as_bytes())?.map(|v| *v.value()) else {
+            return Ok(None);
+        };
+        let covers = txn.open_table(COVERS)?;
+        Ok(covers
+            .get(&hash)?
+            .and_then(|v| Cover::from_bytes(v.value().to_vec())))
+    }
+
+    /// The tracks of this library that have a cover picture.
+    pub fn tracks_with_cover(&self) -> Result<HashSet<TrackId>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let track_covers = txn.open_table(TRACK_COVERS)?;
+        let mut out = HashSet::new();
+        for row in track_covers.iter()? {
+            out.insert(TrackId(*row?.0.value()));
+        }
+        Ok(out)
     }
 
     /// Every track with the files that hold it, ordered by track id.
@@ -468,6 +498,9 @@ pub(crate) struct IndexTables<'t> {
     locations: MultimapTable<'t, &'static [u8; 32], (&'static [u8], u64, u32)>,
     log: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
+    covers: Table<'t, &'static [u8; 32], &'static [u8]>,
+    track_covers: Table<'t, &'static [u8; 32], &'static [u8; 32]>,
+    cover_tracks: MultimapTable<'t, &'static [u8; 32], &'static [u8; 32]>,
     version: u64,
 }
 
@@ -483,6 +516,9 @@ impl<'t> IndexTables<'t> {
             locations: txn.open_multimap_table(CHUNK_LOCATIONS)?,
             log: txn.open_table(LOG)?,
             meta,
+            covers: txn.open_table(COVERS)?,
+            track_covers: txn.open_table(TRACK_COVERS)?,
+            cover_tracks: txn.open_multimap_table(COVER_TRACKS)?,
             version,
         })
     }
@@ -497,7 +533,23 @@ impl<'t> IndexTables<'t> {
 
     /// Records `path` as holding `manifest`'s track (or, with `None`, as a
     /// file that is not a track), replacing whatever it held before.
+    /// `cover` is the picture in the file's tags; a track that has none yet
+    /// takes it (invariant 5).
     pub(crate) fn link_file(
+        &mut self,
+        path: &Path,
+        record: &FileRecord,
+        manifest: Option<&Manifest>,
+        cover: Option<&Cover>,
+    ) -> Result<(), StoreError> {
+        self.link_file_only(path, record, manifest)?;
+        if let (Some(m), Some(cover)) = (manifest, cover) {
+            self.set_cover(m.track, cover)?;
+        }
+        Ok(())
+    }
+
+    fn link_file_only(
         &mut self,
         path: &Path,
         record: &FileRecord,
@@ -558,9 +610,39 @@ impl<'t> IndexTables<'t> {
         self.track_files.remove(track.as_bytes(), key)?;
         if self.track_files.get(track.as_bytes())?.next().is_none() {
             self.tracks.remove(track.as_bytes())?;
+            self.drop_cover(track)?;
             if manifest.is_some() {
                 self.append_log(track, LogOp::Removed)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Gives `track` (in [`TRACKS`]) `cover` unless it has one (invariant 5).
+    fn set_cover(&mut self, track: TrackId, cover: &Cover) -> Result<(), StoreError> {
+        let id = track.as_bytes();
+        if self.tracks.get(id)?.is_none() || self.track_covers.get(id)?.is_some() {
+            return Ok(());
+        }
+        let hash = cover.hash();
+        if self.covers.get(&hash)?.is_none() {
+            self.covers.insert(&hash, cover.bytes.as_slice())?;
+        }
+        self.track_covers.insert(id, &hash)?;
+        self.cover_tracks.insert(&hash, id)?;
+        Ok(())
+    }
+
+    /// Forgets `track`'s cover, and the picture when no track shows it any
+    /// more (invariant 5).
+    fn drop_cover(&mut self, track: TrackId) -> Result<(), StoreError> {
+        let id = track.as_bytes();
+        let Some(hash) = self.track_covers.remove(id)?.map(|v| *v.value()) else {
+            return Ok(());
+        };
+        self.cover_tracks.remove(&hash, id)?;
+        if self.cover_tracks.get(&hash)?.next().is_none() {
+            self.covers.remove(&hash)?;
         }
         Ok(())
     }
@@ -644,14 +726,16 @@ mod tests {
             skipped: None,
         };
         tables
-            .link_file(Path::new("/keep"), &record(&keep), Some(&keep))
+            .link_file(Path::new("/keep"), &record(&keep), Some(&keep), None)
             .unwrap();
         // Enough add/remove pairs to push the first entries out of the log.
         let cycles = u32::try_from(delta::LOG_KEEP).unwrap() / 2 + 10;
         for n in 0..cycles {
             let m = manifest(n);
             let path = PathBuf::from(format!("/t{n}"));
-            tables.link_file(&path, &record(&m), Some(&m)).unwrap();
+            tables
+                .link_file(&path, &record(&m), Some(&m), None)
+                .unwrap();
             tables.unlink_file(&path).unwrap();
         }
         tables.finish().unwrap();

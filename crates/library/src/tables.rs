@@ -14,6 +14,9 @@
 //!    when the log is empty); [`LOG`] holds every version in `floor+1..=version`.
 //! 4. A chunk is in [`DOWNLOAD_CHUNKS`] only after its bytes were written at
 //!    all its offsets in the staging file and synced.
+//! 5. A track is in [`TRACK_COVERS`] (with cover hash `c`) only while it is in
+//!    [`TRACKS`], and then `(c, track)` is in [`COVER_TRACKS`]; a picture is
+//!    in [`COVERS`] iff [`COVER_TRACKS`] has a value under its hash.
 //!
 //! Every change that touches several tables happens in one write transaction.
 
@@ -46,6 +49,16 @@ pub(crate) const DOWNLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition:
 /// Chunks of a download already in its staging file: (track, chunk) → ().
 pub(crate) const DOWNLOAD_CHUNKS: TableDefinition<(&[u8; 32], &[u8; 32]), ()> =
     TableDefinition::new("download_chunks");
+
+/// Cover pictures by content: BLAKE3 of the bytes → the bytes (at most
+/// [`crate::MAX_COVER_BYTES`]).
+pub(crate) const COVERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("covers");
+/// Each track's cover: track id → cover hash.
+pub(crate) const TRACK_COVERS: TableDefinition<&[u8; 32], &[u8; 32]> =
+    TableDefinition::new("track_covers");
+/// Which tracks show a cover: cover hash → track ids.
+pub(crate) const COVER_TRACKS: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
+    MultimapTableDefinition::new("cover_tracks");
 
 /// [`META`] key of the library version.
 pub(crate) const VERSION: &str = "version";

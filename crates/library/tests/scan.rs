@@ -466,3 +466,100 @@ fn overlapping_roots_count_each_file_once() {
     );
     assert_eq!(lib.tracks().unwrap().len(), 2);
 }
+
+#[test]
+fn scan_paths_follows_files_and_folders_added_changed_and_removed() {
+    let s = Scratch::new();
+    let songs = s.songs();
+    copy_fixtures(&songs, &["tone.flac", "tone.ogg"]);
+    let lib = s.open();
+    scan(&lib, &songs);
+    let songs = songs.canonicalize().unwrap();
+    let version = lib.version().unwrap();
+
+    // A new file: only it is read.
+    copy_fixtures(&songs, &["tone.mp3"]);
+    let report = lib.scan_paths(&[songs.join("tone.mp3")], &mut ()).unwrap();
+    assert_eq!(
+        (report.files_seen, report.files_read, report.tracks),
+        (1, 1, 1)
+    );
+    assert_eq!(lib.tracks().unwrap().len(), 3);
+
+    // A removed file leaves; the others stay.
+    let ogg = lib.tracks().unwrap();
+    let ogg = by_file(&ogg)["tone.ogg"].track;
+    std::fs::remove_file(songs.join("tone.ogg")).unwrap();
+    let report = lib.scan_paths(&[songs.join("tone.ogg")], &mut ()).unwrap();
+    assert_eq!(report.files_removed, 1);
+    assert_eq!(lib.tracks().unwrap().len(), 2);
+    match lib.changes_since(version).unwrap() {
+        Changes::Delta { added, removed, .. } => {
+            assert_eq!(added.len(), 1);
+            assert_eq!(removed, vec![ogg]);
+        }
+        full => panic!("expected a delta, got {full:?}"),
+    }
+
+    // A folder that appears is walked; when it goes, its tracks go.
+    let album = songs.join("album");
+    copy_fixtures(&album, &["reference.wav", "tone.m4a"]);
+    let report = lib
+        .scan_paths(std::slice::from_ref(&album), &mut ())
+        .unwrap();
+    assert_eq!(report.tracks, 2);
+    assert_eq!(lib.tracks().unwrap().len(), 4);
+    std::fs::remove_dir_all(&album).unwrap();
+    let report = lib.scan_paths(&[album], &mut ()).unwrap();
+    assert_eq!(report.files_removed, 2);
+    assert_eq!(lib.tracks().unwrap().len(), 2);
+
+    // A changed file is read again; an unchanged one is not.
+    let report = lib.scan_paths(&[songs.join("tone.flac")], &mut ()).unwrap();
+    assert_eq!((report.files_read, report.files_unchanged), (0, 1));
+}
+
+#[test]
+fn an_embedded_cover_is_kept_once_and_leaves_with_its_last_track() {
+    let s = Scratch::new();
+    let songs = s.songs();
+    std::fs::create_dir_all(&songs).unwrap();
+    let png = common::tiny_png([200, 120, 20]);
+    let one = common::tagged_mp3("One", "Night Meadow", Some(&png));
+    let two = common::tagged_mp3("Two", "Night Meadow", Some(&png));
+    // Markup declared as a PNG is not a picture.
+    let fake = common::tagged_mp3("Three", "Night Meadow", Some(b"<svg onload=alert(1)>"));
+    std::fs::write(songs.join("one.mp3"), &one).unwrap();
+    std::fs::write(songs.join("two.mp3"), &two).unwrap();
+    std::fs::write(songs.join("three.mp3"), &fake).unwrap();
+    let lib = s.open();
+    let report = scan(&lib, &songs);
+    assert_eq!(report.tracks, 3, "{:?}", report.skipped);
+    let tracks = by_file(&lib.tracks().unwrap());
+    let (one, two, three) = (
+        tracks["one.mp3"].track,
+        tracks["two.mp3"].track,
+        tracks["three.mp3"].track,
+    );
+    assert_eq!(
+        tracks["one.mp3"].meta.album.as_deref(),
+        Some("Night Meadow")
+    );
+    let cover = lib.cover(one).unwrap().expect("one.mp3 has a cover");
+    assert_eq!(cover.media_type, "image/png");
+    assert_eq!(cover.bytes, png);
+    assert_eq!(lib.cover(two).unwrap(), Some(cover.clone()));
+    assert_eq!(lib.cover(three).unwrap(), None);
+    let with: std::collections::HashSet<_> = [one, two].into_iter().collect();
+    assert_eq!(lib.tracks_with_cover().unwrap(), with);
+
+    // The picture stays while a track shows it, and goes with the last one.
+    let songs = songs.canonicalize().unwrap();
+    std::fs::remove_file(songs.join("one.mp3")).unwrap();
+    lib.scan_paths(&[songs.join("one.mp3")], &mut ()).unwrap();
+    assert_eq!(lib.cover(one).unwrap(), None);
+    assert_eq!(lib.cover(two).unwrap(), Some(cover));
+    std::fs::remove_file(songs.join("two.mp3")).unwrap();
+    lib.scan_paths(&[songs.join("two.mp3")], &mut ()).unwrap();
+    assert!(lib.tracks_with_cover().unwrap().is_empty());
+}

@@ -180,6 +180,14 @@ pub(crate) enum Command {
         at: SwarmMicros,
     },
     Pause,
+    /// Pause so that the fade-out ends at `at`.
+    PauseAt {
+        at: SwarmMicros,
+    },
+    /// Stop so that the fade-out ends at `at`.
+    StopAt {
+        at: SwarmMicros,
+    },
     Resume {
         at: SwarmMicros,
     },
@@ -189,6 +197,16 @@ pub(crate) enum Command {
     },
     Stop,
     Volume(f32),
+    /// Play `track` from `frame` once the current track ends, on the very
+    /// next output frame (gapless) when that is within half the step
+    /// threshold of `at`; else as a play anchored at `at`.
+    Follow {
+        track: Box<Track>,
+        frame: u64,
+        at: SwarmMicros,
+    },
+    /// Forget the track queued by [`Command::Follow`].
+    Unfollow,
 }
 
 enum Phase {
@@ -226,6 +244,13 @@ struct Current {
     anchor_at: SwarmMicros,
     phase: Phase,
     fade_in: bool,
+    /// A fade-out scheduled to end at this swarm instant, and what follows
+    /// it (pause, stop, the next play): every node goes silent on the same
+    /// frame.
+    pending: Option<(SwarmMicros, AfterFade)>,
+    /// Started right after the previous track's last frame: the first
+    /// frame goes on the next output frame when that is close to the anchor.
+    contiguous: bool,
     /// Index of the next source frame to feed the resampler (negative: silence before the track).
     next_input: i64,
     /// Source position of the last frame the resampler produced.
@@ -250,6 +275,8 @@ impl Current {
             anchor_at: at,
             phase: Phase::Waiting,
             fade_in: frame > 0,
+            contiguous: false,
+            pending: None,
             next_input: 0,
             index: 0.0,
             fifo: VecDeque::new(),
@@ -348,6 +375,8 @@ pub struct Engine {
     commands: Receiver<Command>,
     events: SyncSender<PlayerEvent>,
     current: Option<Current>,
+    /// The track that follows the current one ([`Command::Follow`]).
+    following: Option<(Box<Track>, u64, SwarmMicros)>,
     volume: f32,
     volume_target: f32,
     output_frames: u64,
@@ -383,6 +412,7 @@ impl Engine {
             commands,
             events,
             current: None,
+            following: None,
             volume: 1.0,
             volume_target: 1.0,
             output_frames: 0,
@@ -467,9 +497,27 @@ impl Engine {
                 true_instant,
                 output_frame: self.output_frames,
             };
-            self.render_track(&mut cur, &stamp, &mut out[..frames * ch]);
+            let ended = self.render_track(&mut cur, &stamp, &mut out[..frames * ch]);
             if !matches!(cur.phase, Phase::Finished) {
                 self.current = Some(cur);
+            } else if let (Some(k), Some((track, frame, at))) = (ended, self.following.take()) {
+                // Gapless: the follow-on goes on the output frame right
+                // after the last one of the track that ended.
+                let mut next = Current::new(track, frame, at);
+                next.contiguous = true;
+                let offset = self.format.frames_to_micros(k as f64).round() as i64;
+                let rest = Stamp {
+                    t0: t0 + offset,
+                    local: local + offset,
+                    true_instant: true_instant.map(|t| {
+                        t + Duration::from_secs_f64(k as f64 / f64::from(self.format.sample_rate))
+                    }),
+                    output_frame: self.output_frames + k as u64,
+                };
+                self.render_track(&mut next, &rest, &mut out[k * ch..frames * ch]);
+                if !matches!(next.phase, Phase::Finished) {
+                    self.current = Some(next);
+                }
             }
         }
         self.apply_volume(&mut out[..frames * ch]);
@@ -501,31 +549,46 @@ impl Engine {
             let fade = self.fade_frames();
             let audible = |cur: &Current| matches!(cur.phase, Phase::Playing) && cur.gain > 0.0;
             match command {
-                Command::Play { track, frame, at } => match self.current.as_mut() {
-                    Some(cur) if audible(cur) => {
-                        cur.fade_out(AfterFade::Replace { track, frame, at }, fade);
+                Command::Play { track, frame, at } => {
+                    self.following = None;
+                    match self.current.as_mut() {
+                        // The sound changes at `at`: fade out so that it ends then.
+                        Some(cur) if audible(cur) && cur.after_fade.is_none() => {
+                            cur.pending = Some((at, AfterFade::Replace { track, frame, at }));
+                        }
+                        // Already fading out (a pause): the play replaces what follows.
+                        Some(cur) if audible(cur) => {
+                            cur.fade_out(AfterFade::Replace { track, frame, at }, fade);
+                        }
+                        _ => self.current = Some(Current::new(track, frame, at)),
                     }
-                    _ => self.current = Some(Current::new(track, frame, at)),
-                },
-                Command::Pause => {
+                }
+                Command::Follow { track, frame, at } => {
+                    if self.current.is_some() {
+                        self.following = Some((track, frame, at));
+                    } else {
+                        // Nothing to follow (it ended already): play at the anchor.
+                        self.current = Some(Current::new(track, frame, at));
+                    }
+                }
+                Command::Unfollow => self.following = None,
+                Command::PauseAt { at } => {
                     if let Some(cur) = self.current.as_mut() {
-                        match cur.phase {
-                            Phase::Playing if cur.gain > 0.0 => {
-                                cur.fade_out(AfterFade::Pause, fade)
-                            }
-                            Phase::Playing | Phase::Underrun => {
-                                let frame = cur.next_position().round().max(0.0) as u64;
-                                cur.phase = Phase::Paused { frame };
-                            }
-                            Phase::Waiting => {
-                                cur.phase = Phase::Paused {
-                                    frame: cur.anchor_frame,
-                                };
-                            }
-                            Phase::Paused { .. } | Phase::Finished => {}
+                        if audible(cur) {
+                            cur.pending = Some((at, AfterFade::Pause));
+                        } else {
+                            self.pause_now();
                         }
                     }
                 }
+                Command::StopAt { at } => {
+                    self.following = None;
+                    match self.current.as_mut() {
+                        Some(cur) if audible(cur) => cur.pending = Some((at, AfterFade::Stop)),
+                        _ => self.current = None,
+                    }
+                }
+                Command::Pause => self.pause_now(),
                 Command::Resume { at } => {
                     if let Some(cur) = self.current.as_mut()
                         && let Phase::Paused { frame } = cur.phase
@@ -555,6 +618,7 @@ impl Engine {
                     }
                 }
                 Command::Stop => {
+                    self.following = None;
                     if let Some(cur) = self.current.as_mut()
                         && audible(cur)
                     {
@@ -564,6 +628,27 @@ impl Engine {
                     }
                 }
                 Command::Volume(v) => self.volume_target = v,
+            }
+        }
+    }
+
+    /// Pauses now: a fade-out when audible, else at once.
+    fn pause_now(&mut self) {
+        let fade = self.fade_frames();
+        if let Some(cur) = self.current.as_mut() {
+            cur.pending = None;
+            match cur.phase {
+                Phase::Playing if cur.gain > 0.0 => cur.fade_out(AfterFade::Pause, fade),
+                Phase::Playing | Phase::Underrun => {
+                    let frame = cur.next_position().round().max(0.0) as u64;
+                    cur.phase = Phase::Paused { frame };
+                }
+                Phase::Waiting => {
+                    cur.phase = Phase::Paused {
+                        frame: cur.anchor_frame,
+                    };
+                }
+                Phase::Paused { .. } | Phase::Finished => {}
             }
         }
     }
@@ -585,7 +670,9 @@ impl Engine {
         }
     }
 
-    fn render_track(&mut self, cur: &mut Current, stamp: &Stamp, out: &mut [f32]) {
+    /// Renders `cur` into `out`; the frame index at which it played to its
+    /// end, if it did.
+    fn render_track(&mut self, cur: &mut Current, stamp: &Stamp, out: &mut [f32]) -> Option<usize> {
         let ch = usize::from(self.format.channels);
         let frames = out.len() / ch;
         let ro = f64::from(self.format.sample_rate);
@@ -605,26 +692,31 @@ impl Engine {
         // Each pass handles one phase; a transition mid-period continues at frame `k`.
         for _ in 0..8 {
             if k >= frames {
-                return;
+                return None;
             }
             let tk = stamp.t0 + self.format.frames_to_micros(k as f64).round() as i64;
             match cur.phase {
-                Phase::Paused { .. } | Phase::Finished => return,
+                Phase::Paused { .. } | Phase::Finished => return None,
                 Phase::Underrun => {
                     let (buffered, ended) = cur.track.feed.buffered();
                     let needed = self.config.recover_buffer.as_secs_f64() * cur.source_rate();
                     if !ended && (buffered as f64) < needed {
-                        return;
+                        return None;
                     }
                     cur.fade_in = true;
                     cur.phase = Phase::Waiting;
                 }
                 Phase::Waiting => {
                     let offset = (cur.anchor_at - stamp.t0) as f64 * ro / 1e6;
-                    if offset >= frames as f64 - 0.5 {
-                        return;
+                    let tolerance = self.config.step_threshold.as_secs_f64() * ro / 2.0;
+                    let contiguous = std::mem::take(&mut cur.contiguous)
+                        && (offset - k as f64).abs() <= tolerance;
+                    if offset >= frames as f64 - 0.5 && !contiguous {
+                        return None;
                     }
-                    let (start_k, frame) = if offset >= k as f64 - 0.5 {
+                    let (start_k, frame) = if contiguous {
+                        (k, cur.anchor_frame)
+                    } else if offset >= k as f64 - 0.5 {
                         (offset.round().max(0.0) as usize, cur.anchor_frame)
                     } else {
                         // Late (joining mid-track, or after an underrun): start where the timeline is now.
@@ -637,7 +729,8 @@ impl Engine {
                     k = start_k;
                     let swarm = stamp.t0 + self.format.frames_to_micros(k as f64).round() as i64;
                     self.send(PlayerEvent::Started {
-                        track,
+                        // The track may have changed in this period (a replace).
+                        track: cur.track.id,
                         frame,
                         swarm,
                     });
@@ -645,6 +738,7 @@ impl Engine {
                 Phase::Playing => {
                     if !flashed {
                         flashed = true;
+                        let track = cur.track.id;
                         let position = cur.next_position();
                         let error = position - cur.expected_at(tk);
                         let threshold =
@@ -673,23 +767,41 @@ impl Engine {
                                 .map(|t| t + Duration::from_secs_f64(k as f64 / ro)),
                         }));
                     }
-                    match self.emit(cur, &mut out[k * ch..]) {
-                        Emitted::Full => return,
+                    // A fade scheduled to end within this period starts
+                    // on its frame: emit up to there first.
+                    let mut limit = frames;
+                    if cur.after_fade.is_none()
+                        && let Some((at, _)) = &cur.pending
+                    {
+                        let fade = f64::from(self.fade_frames());
+                        let start = ((*at - stamp.t0) as f64 * ro / 1e6 - fade).round();
+                        if start <= k as f64 {
+                            if let Some((_, then)) = cur.pending.take() {
+                                cur.fade_out(then, self.fade_frames());
+                            }
+                        } else if start < frames as f64 {
+                            limit = start as usize;
+                        }
+                    }
+                    match self.emit(cur, &mut out[k * ch..limit * ch]) {
+                        Emitted::Full if limit < frames => k = limit,
+                        Emitted::Full => return None,
                         Emitted::Transition(done) => k += done,
                         Emitted::Underrun(done) => {
                             let swarm = stamp.t0
                                 + self.format.frames_to_micros((k + done) as f64).round() as i64;
                             self.send(PlayerEvent::Underrun { track, swarm });
-                            return;
+                            return None;
                         }
-                        Emitted::Finished => {
+                        Emitted::Finished(done) => {
                             self.send(PlayerEvent::Finished { track });
-                            return;
+                            return Some(k + done);
                         }
                     }
                 }
             }
         }
+        None
     }
 
     fn rate_for(&mut self, at: LocalMicros, error_micros: Option<f64>) -> f64 {
@@ -728,7 +840,7 @@ impl Engine {
             };
             if cur.end_frame.is_some_and(|end| pos >= end) {
                 cur.phase = Phase::Finished;
-                return Emitted::Finished;
+                return Emitted::Finished(i);
             }
             if i >= hold_until {
                 cur.gain = (cur.gain + cur.gain_step).clamp(0.0, 1.0);
@@ -814,8 +926,8 @@ enum Emitted {
     Transition(usize),
     /// Decoded audio ran out after this many frames.
     Underrun(usize),
-    /// The track ended.
-    Finished,
+    /// The track ended after this many frames.
+    Finished(usize),
 }
 
 /// Where a period sits in time.

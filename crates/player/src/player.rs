@@ -119,13 +119,61 @@ impl Player {
     /// Plays `track` so that its frame `start_frame` sounds at swarm instant
     /// `at` (silence until then). If `at` has passed, playback joins in step:
     /// it starts at frame `start_frame + (now − at) × rate`. A track already
-    /// playing fades out first. Returns the track's number (see [`PlayerEvent`]).
+    /// playing plays on until `at`, fading out so that the new one starts
+    /// then (at once if `at` has passed). Returns the track's number (see [`PlayerEvent`]).
     pub fn play(
         &mut self,
         track: Decoder,
         start_frame: u64,
         at: SwarmMicros,
     ) -> Result<u64, PlayError> {
+        let track = self.track(track, start_frame, true)?;
+        let id = track.id;
+        self.send(Command::Play {
+            track,
+            frame: start_frame,
+            at,
+        })?;
+        Ok(id)
+    }
+
+    /// Queues `track` to follow the current one: when the current track
+    /// plays to its end, `start_frame` goes on the very next output frame,
+    /// with no gap and no overlap, provided that is near the swarm instant
+    /// `at` the schedule gives it (the current track's end); otherwise it
+    /// starts at `at` as [`Player::play`] would. With nothing playing it is
+    /// a play. A later `play`, `stop` or `follow` replaces it; decoding
+    /// starts now, so the boundary finds audio ready. Returns the track's
+    /// number.
+    pub fn follow(
+        &mut self,
+        track: Decoder,
+        start_frame: u64,
+        at: SwarmMicros,
+    ) -> Result<u64, PlayError> {
+        let track = self.track(track, start_frame, false)?;
+        let id = track.id;
+        self.send(Command::Follow {
+            track,
+            frame: start_frame,
+            at,
+        })?;
+        Ok(id)
+    }
+
+    /// Forgets the track queued by [`Player::follow`].
+    pub fn unfollow(&self) -> Result<(), PlayError> {
+        self.send(Command::Unfollow)
+    }
+
+    /// Starts decoding `track` from `start_frame` for the engine; `probe`:
+    /// [`Player::readiness`] reports on it.
+    fn track(
+        &mut self,
+        track: Decoder,
+        start_frame: u64,
+        probe: bool,
+    ) -> Result<Box<Track>, PlayError> {
         if track.out_channels() != usize::from(self.format.channels) {
             return Err(PlayError::ChannelMismatch {
                 track: track.out_channels(),
@@ -143,18 +191,15 @@ impl Player {
         let feed = Feed::spawn(track, start_frame).map_err(PlayError::Thread)?;
         self.next_track += 1;
         let id = self.next_track;
-        self.last = Some((id, source_rate, feed.probe()));
-        self.send(Command::Play {
-            track: Box::new(Track {
-                id,
-                feed,
-                source_rate,
-                resampler,
-            }),
-            frame: start_frame,
-            at,
-        })?;
-        Ok(id)
+        if probe {
+            self.last = Some((id, source_rate, feed.probe()));
+        }
+        Ok(Box::new(Track {
+            id,
+            feed,
+            source_rate,
+            resampler,
+        }))
     }
 
     /// How far the last track given to [`Player::play`] is decoded ahead: what a
@@ -187,6 +232,19 @@ impl Player {
     /// Fades out and holds the position.
     pub fn pause(&self) -> Result<(), PlayError> {
         self.send(Command::Pause)
+    }
+
+    /// Pauses so that the fade-out ends at swarm instant `at` (at once if
+    /// `at` has passed): every node pausing at the same `at` goes silent on
+    /// the same frame. The position held is where the fade ended.
+    pub fn pause_at(&self, at: SwarmMicros) -> Result<(), PlayError> {
+        self.send(Command::PauseAt { at })
+    }
+
+    /// Stops so that the fade-out ends at swarm instant `at` (at once if
+    /// `at` has passed), forgetting any track queued to follow.
+    pub fn stop_at(&self, at: SwarmMicros) -> Result<(), PlayError> {
+        self.send(Command::StopAt { at })
     }
 
     /// Continues from the paused position at swarm instant `at`.

@@ -17,7 +17,7 @@ use crate::client::ClientError;
 use crate::event::Event;
 use crate::event_loop::EventLoop;
 use crate::inbound::{CheckedCbor, Inbound};
-use crate::playback::{MAX_QUEUE, Session};
+use crate::playback::{MAX_QUEUE, RepeatMode, Session};
 use crate::status::MAX_VOLUME_PERMILLE;
 use firefly_library::TrackId;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -67,6 +67,54 @@ pub enum ControlRequest {
         /// The tracks (at most [`MAX_QUEUE`] in all).
         tracks: Vec<TrackId>,
     },
+    /// Go back: to the start of the track, or to the previous one when
+    /// the track has only just started.
+    Prev,
+    /// Stop playback (the track and queue stay).
+    Stop,
+    /// Play the first of `tracks`; the rest replace the queue (an album,
+    /// an artist).
+    PlayAll {
+        /// The tracks, in play order (at most [`MAX_QUEUE`] + 1).
+        tracks: Vec<TrackId>,
+    },
+    /// Turn shuffle on (the queue is shuffled once) or off.
+    Shuffle {
+        /// Whether shuffle is on.
+        on: bool,
+    },
+    /// Set the repeat mode.
+    Repeat {
+        /// The mode.
+        mode: RepeatMode,
+    },
+    /// Insert tracks into the queue at `at` (none: append).
+    QueueInsert {
+        /// The tracks (at most [`MAX_QUEUE`] in all).
+        tracks: Vec<TrackId>,
+        /// Where in the queue, 0 first; `None` or past the end appends.
+        at: Option<u32>,
+    },
+    /// Remove the queue entry at `index`.
+    QueueRemove {
+        /// The index, 0 first.
+        index: u32,
+    },
+    /// Move the queue entry at `from` to `to`.
+    QueueMove {
+        /// Its index now.
+        from: u32,
+        /// Its index after the move.
+        to: u32,
+    },
+    /// Empty the queue.
+    QueueClear,
+    /// Drop `track` from the queue, and stop or move on if it plays (it
+    /// left the library).
+    TrackGone {
+        /// The track.
+        track: TrackId,
+    },
     /// Coordinator → node: get ready to play `track` in `term`.
     Prepare {
         /// The coordinator's term.
@@ -86,9 +134,18 @@ impl ControlRequest {
     /// Checks bounds a well-formed request may still break.
     pub fn check(&self) -> Result<(), String> {
         match self {
-            Self::Queue { tracks } if tracks.len() > MAX_QUEUE => Err(format!(
-                "a queue of {} tracks is longer than {MAX_QUEUE}",
-                tracks.len()
+            Self::Queue { tracks } | Self::QueueInsert { tracks, .. }
+                if tracks.len() > MAX_QUEUE =>
+            {
+                Err(format!(
+                    "a queue of {} tracks is longer than {MAX_QUEUE}",
+                    tracks.len()
+                ))
+            }
+            Self::PlayAll { tracks } if tracks.len() > MAX_QUEUE + 1 => Err(format!(
+                "{} tracks are more than {} to play at once",
+                tracks.len(),
+                MAX_QUEUE + 1
             )),
             Self::Volume { volume_permille } if *volume_permille > MAX_VOLUME_PERMILLE => Err(
                 format!("a volume of {volume_permille} thousandths is above {MAX_VOLUME_PERMILLE}"),
@@ -114,15 +171,70 @@ pub enum ControlResponse {
         /// In thousandths.
         volume_permille: u16,
     },
-    /// The request was refused, and why (e.g. "not the coordinator").
-    Refused {
-        /// The reason, for the user.
-        reason: String,
-    },
+    /// The request was refused, and why.
+    Refused(Refusal),
 }
 
-/// The refusal a peer that is not (yet) a member gets.
-pub const NOT_A_MEMBER: &str = "not a member of this swarm";
+/// Why a node refused a control request: a kind the sender can act on (a
+/// command refused with [`Refusal::NotCoordinator`] is retried elsewhere),
+/// with a message for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The receiver is not the coordinator (commands go there).
+    #[error("not the coordinator")]
+    NotCoordinator,
+    /// The sender is not (yet) a member of the swarm.
+    #[error("not a member of this swarm")]
+    NotAMember,
+    /// The sender has too many requests under way.
+    #[error("too many requests at once")]
+    TooMany,
+    /// The receiver has too many requests under way.
+    #[error("the node is busy")]
+    Busy,
+    /// The request breaks a bound ([`ControlRequest::check`]).
+    #[error("{0}")]
+    Invalid(String),
+    /// Pause, resume, seek or stop with nothing loaded.
+    #[error("nothing is playing")]
+    NothingPlaying,
+    /// Next with nothing after the current track.
+    #[error("the queue is empty")]
+    EmptyQueue,
+    /// The queue would grow past its bound.
+    #[error("the queue is full ({max} tracks)")]
+    QueueFull {
+        /// The bound.
+        max: u32,
+    },
+    /// A queue index past the end of the queue.
+    #[error("no queue entry {index} (the queue has {len})")]
+    NoSuchEntry {
+        /// The index asked for.
+        index: u32,
+        /// The queue's length.
+        len: u32,
+    },
+    /// No alive node holds the track.
+    #[error("no node holds track {0}")]
+    NoHolder(TrackId),
+    /// A start position past the end of the track.
+    #[error("position {position_ms} ms is past the end of the track ({duration_ms} ms)")]
+    PastTheEnd {
+        /// The position asked for.
+        position_ms: u64,
+        /// The track's duration.
+        duration_ms: u64,
+    },
+    /// A request that is not a command sent as one (a prepare to the
+    /// coordinator, say).
+    #[error("not a playback command")]
+    NotACommand,
+    /// The receiver has no audio output (volume).
+    #[error("{0}")]
+    NoOutput(String),
+}
 
 /// Names an inbound request until the node answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,23 +353,23 @@ impl EventLoop {
         request: ControlRequest,
         channel: ResponseChannel<ControlResponse>,
     ) {
-        let refuse = |this: &mut Self, channel, reason: String| {
+        let refuse = |this: &mut Self, channel, refusal: Refusal| {
             let _ = this
                 .swarm
                 .behaviour_mut()
                 .control
-                .send_response(channel, ControlResponse::Refused { reason });
+                .send_response(channel, ControlResponse::Refused(refusal));
         };
         if let Err(reason) = request.check() {
             self.stats.gossip_rejected += 1;
             let now = (self.now)();
             self.penalize(now, peer, "invalid control request");
-            refuse(self, channel, reason);
+            refuse(self, channel, Refusal::Invalid(reason));
             return;
         }
         if !self.membership.is_member(&peer) {
             // Commands, prepares and volumes come from members only.
-            refuse(self, channel, NOT_A_MEMBER.into());
+            refuse(self, channel, Refusal::NotAMember);
             return;
         }
         let parked = &mut self.control.inbound;
@@ -270,11 +382,11 @@ impl EventLoop {
             // under way at a time: this is a flood.
             let now = (self.now)();
             self.penalize(now, peer, "too many control requests at once");
-            refuse(self, channel, "too many requests at once".into());
+            refuse(self, channel, Refusal::TooMany);
             return;
         }
         if parked.len() >= MAX_PARKED {
-            refuse(self, channel, "the node is busy".into());
+            refuse(self, channel, Refusal::Busy);
             return;
         }
         let key = RequestKey(self.control.next_key);

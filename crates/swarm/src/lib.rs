@@ -59,14 +59,14 @@ pub mod wire;
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
 pub use client::{Client, ClientError, Link};
 pub use config::{Config, Now, monotonic_now};
-pub use control::{ControlRequest, ControlResponse, RequestKey};
+pub use control::{ControlRequest, ControlResponse, Refusal, RequestKey};
 pub use event::{Event, Stats};
 pub use event_loop::EventLoop;
 pub use firefly_clock::{LocalMicros, SwarmMicros};
 pub use libp2p::{Multiaddr, PeerId};
 pub use mapping::{ClockMapping, Mapping};
 pub use membership::Member;
-pub use playback::Session;
+pub use playback::{RepeatMode, Session};
 pub use status::{
     Load, MAX_COUNTER, MAX_NAME_LEN, MAX_PLAYOUT_FLASHES, MAX_VOLUME_PERMILLE, NodeStatus,
     PlaybackState, PlaybackSummary, Playout, PlayoutFlash, RoleView,

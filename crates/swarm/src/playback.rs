@@ -24,6 +24,21 @@ pub const PLAYBACK_TOPIC: &str = "firefly/playback/1";
 pub const SESSION_VERSION: u16 = 1;
 /// Longest queue a session may carry.
 pub const MAX_QUEUE: usize = 512;
+/// Most tracks a session remembers having played (for "previous").
+pub const MAX_HISTORY: usize = 64;
+
+/// What happens at the end of a track.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepeatMode {
+    /// The queue plays once; its end stops playback.
+    #[default]
+    Off,
+    /// The current track plays again and again.
+    One,
+    /// A finished track goes to the back of the queue.
+    All,
+}
 
 /// The coordinator's authoritative playback session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +60,21 @@ pub struct Session {
     pub start: i64,
     /// Position in the track at `start`, µs (for a pause: where it holds).
     pub position_micros: u64,
+    /// The current track's length, µs, if known: while it plays, the
+    /// successor ([`Session::successor`]) starts at `start` + this −
+    /// `position_micros`, gaplessly.
+    #[serde(default)]
+    pub duration_micros: Option<u64>,
+    /// Whether shuffle is on (the queue was shuffled when it was turned on).
+    #[serde(default)]
+    pub shuffle: bool,
+    /// What happens at the end of a track.
+    #[serde(default)]
+    pub repeat: RepeatMode,
+    /// Tracks played before the current one, the latest last (at most
+    /// [`MAX_HISTORY`]).
+    #[serde(default)]
+    pub history: Vec<TrackId>,
 }
 
 impl Session {
@@ -56,6 +86,35 @@ impl Session {
                 .saturating_add(u64::try_from(at - self.start).unwrap_or(0)),
             _ => self.position_micros,
         }
+    }
+
+    /// The track that follows the current one when it ends: itself under
+    /// [`RepeatMode::One`], else the queue's head, else (under
+    /// [`RepeatMode::All`]) itself again.
+    pub fn successor(&self) -> Option<TrackId> {
+        let track = self.track?;
+        match self.repeat {
+            RepeatMode::One => Some(track),
+            RepeatMode::All => Some(self.queue.first().copied().unwrap_or(track)),
+            RepeatMode::Off => self.queue.first().copied(),
+        }
+    }
+
+    /// The swarm instant the current track ends, while it plays and its
+    /// length is known.
+    pub fn ends_at(&self) -> Option<i64> {
+        if self.state != PlaybackState::Playing {
+            return None;
+        }
+        // A track of no length has no end to schedule from.
+        let left = self
+            .duration_micros
+            .filter(|d| *d > 0)?
+            .saturating_sub(self.position_micros);
+        Some(
+            self.start
+                .saturating_add(i64::try_from(left).unwrap_or(i64::MAX)),
+        )
     }
 
     /// Whether `self` is newer than `other` (term first, then change counter).
@@ -72,6 +131,12 @@ impl Session {
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         let session: Session = wire::decode(bytes, MAX_GOSSIP_BYTES)?;
         wire::check_version(session.version, SESSION_VERSION)?;
+        if session.history.len() > MAX_HISTORY {
+            return Err(WireError::Invalid(format!(
+                "history of {} tracks is longer than {MAX_HISTORY}",
+                session.history.len()
+            )));
+        }
         if session.queue.len() > MAX_QUEUE {
             return Err(WireError::Invalid(format!(
                 "queue of {} tracks is longer than {MAX_QUEUE}",
@@ -154,6 +219,7 @@ mod tests {
             state: PlaybackState::Playing,
             start: 1_000_000,
             position_micros: 3_000_000,
+            ..Session::default()
         }
     }
 

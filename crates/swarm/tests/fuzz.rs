@@ -286,6 +286,7 @@ fn session() -> Session {
         state: PlaybackState::Playing,
         start: 1_700_000_000_000_000,
         position_micros: 1_000_000,
+        ..Session::default()
     }
 }
 
@@ -457,8 +458,18 @@ fn seeds() -> Vec<Value> {
             volume_permille: 800,
         }),
         tree(&ControlResponse::Session(Box::new(session()))),
-        tree(&ControlResponse::Refused {
-            reason: "not the coordinator".into(),
+        tree(&ControlResponse::Refused(
+            firefly_swarm::Refusal::NotCoordinator,
+        )),
+        tree(&ControlResponse::Refused(firefly_swarm::Refusal::Invalid(
+            "too long".into(),
+        ))),
+        tree(&ControlRequest::QueueInsert {
+            tracks: vec![TrackId([1; 32]); 2],
+            at: Some(1),
+        }),
+        tree(&ControlRequest::Repeat {
+            mode: firefly_swarm::RepeatMode::All,
         }),
         tree(&TimeRequest { t1: 1_000 }),
         // A map, not a struct literal: the answer grows optional fields.

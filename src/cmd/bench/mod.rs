@@ -3,6 +3,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod heard;
+pub(crate) mod library;
 pub(crate) mod scan;
 pub(crate) mod sync;
 pub(crate) mod transfer;
@@ -26,6 +27,8 @@ enum Which {
     Heard(heard::Args),
     /// Chunk transfer against a plain TCP copy, capped multi-holder speedup, library convergence.
     Transfer(transfer::Args),
+    /// A file copied into a music folder → every node's catalog, watcher against an explicit scan.
+    Library(library::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -35,5 +38,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Transfer(args) => transfer::run(args),
         Which::Sync(args) => sync::run(args),
         Which::Heard(args) => heard::run(args),
+        Which::Library(args) => library::run(args),
     }
 }

@@ -21,6 +21,8 @@ pub(crate) enum ApiError {
     CrossOrigin,
     /// A `Host` that does not name this node: DNS rebinding (403).
     ForbiddenHost,
+    /// The thing asked for does not exist here (404).
+    NotFound(String),
     /// The command is not valid now (409).
     Refused(String),
     /// No coordinator answered (503).
@@ -49,6 +51,7 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "this node does not answer to that host name (see `firefly up --http-host`)".into(),
             ),
+            ApiError::NotFound(message) => plain(StatusCode::NOT_FOUND, message),
             ApiError::Refused(message) => plain(StatusCode::CONFLICT, message),
             ApiError::Unavailable(message) => plain(StatusCode::SERVICE_UNAVAILABLE, message),
             ApiError::Internal(err) => {
@@ -56,6 +59,24 @@ impl IntoResponse for ApiError {
                 let body = serde_json::json!({ "message": "internal error" });
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
             }
+        }
+    }
+}
+
+impl ApiError {
+    /// The answer to a refused command: 503 when no coordinator could take
+    /// it (try again), 400 when the request itself was out of bounds, else
+    /// 409 (not valid now).
+    pub(crate) fn from_refusal(refusal: firefly_swarm::Refusal) -> Self {
+        use firefly_swarm::Refusal;
+        match refusal {
+            Refusal::NotCoordinator | Refusal::Busy | Refusal::TooMany => {
+                ApiError::Unavailable(refusal.to_string())
+            }
+            Refusal::Invalid(_) | Refusal::QueueFull { .. } | Refusal::NoSuchEntry { .. } => {
+                ApiError::BadRequest(refusal.to_string())
+            }
+            other => ApiError::Refused(other.to_string()),
         }
     }
 }

@@ -1,12 +1,18 @@
-//! `GET /api/library` (this node's tracks and its downloads) and
-//! `GET /api/catalog` (every track in the swarm, with its holders).
+//! `GET /api/library` (this node's tracks and its downloads),
+//! `GET /api/catalog` (every track in the swarm, with its holders),
+//! `POST /api/scan` (rescan the music folder) and `GET /api/cover/{track}`
+//! (a track's cover picture).
 
 use super::error::ApiError;
 use crate::node::NodeState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use firefly_library::{TrackId, display_text};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// One track in `GET /api/library`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,18 +83,17 @@ pub(crate) async fn catalog(
 ) -> Result<Json<Vec<super::status::CatalogEntry>>, ApiError> {
     let me = state.swarm.peer_id();
     let library = state.library.clone();
-    let local = tokio::task::spawn_blocking(move || library.tracks()).await??;
+    let (local, covers) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((library.tracks()?, library.tracks_with_cover()?))
+    })
+    .await??;
     let mut entries: std::collections::BTreeMap<TrackId, super::status::CatalogEntry> = local
         .into_iter()
         .map(|t| {
             let m = t.manifest;
-            let entry = super::status::CatalogEntry {
-                track: m.track.to_hex(),
-                title: display_text(&m.meta.title),
-                artist: m.meta.artist.as_deref().map(display_text),
-                size: m.size,
-                holders: vec![me.to_string()],
-            };
+            let mut entry = super::status::CatalogEntry::of(m.track, m.size, &m.meta);
+            entry.holders = vec![me.to_string()];
+            entry.cover = covers.contains(&m.track);
             (m.track, entry)
         })
         .collect();
@@ -96,13 +101,7 @@ pub(crate) async fn catalog(
         let s = &remote.summary;
         let entry = entries
             .entry(s.track)
-            .or_insert_with(|| super::status::CatalogEntry {
-                track: s.track.to_hex(),
-                title: display_text(&s.meta.title),
-                artist: s.meta.artist.as_deref().map(display_text),
-                size: s.size,
-                holders: Vec::new(),
-            });
+            .or_insert_with(|| super::status::CatalogEntry::of(s.track, s.size, &s.meta));
         // The swarm's catalog lists this node too: name each holder once.
         for holder in remote.holders.iter().map(ToString::to_string) {
             if !entry.holders.contains(&holder) {
@@ -111,4 +110,121 @@ pub(crate) async fn catalog(
         }
     }
     Ok(Json(entries.into_values().collect()))
+}
+
+/// How long `POST /api/scan` waits for the scan before answering that it
+/// is still running (inside the API's 10 s request timeout).
+const SCAN_PATIENCE: Duration = Duration::from_secs(8);
+
+/// `POST /api/scan`: which part of the music folder to rescan.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScanBody {
+    /// Files or folders inside the music folder; none: all of it.
+    #[serde(default)]
+    paths: Vec<PathBuf>,
+}
+
+/// Most paths one `POST /api/scan` may name.
+const MAX_SCAN_PATHS: usize = 1024;
+
+/// `POST /api/scan`: rescans the music folder (or the named paths in it)
+/// and answers the scan's figures; a scan that takes longer than
+/// [`SCAN_PATIENCE`] goes on, and the answer (202) says so.
+pub(crate) async fn scan(
+    State(state): State<NodeState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // No body (or an empty one) scans the whole folder.
+    let body: ScanBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ScanBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| ApiError::BadRequest(format!("bad scan request: {err}")))?
+    };
+    if body.paths.len() > MAX_SCAN_PATHS {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_SCAN_PATHS} paths per scan"
+        )));
+    }
+    let music = state.indexer.music().to_path_buf();
+    let mut paths = Vec::with_capacity(body.paths.len());
+    for path in body.paths {
+        // Canonical where it exists (a removed file is named as it was).
+        let canon = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if !canon.is_absolute()
+            || !canon.starts_with(&music)
+            || canon
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{} is not inside this node's music folder {} (a running node scans only its \
+                 music folder; stop it to scan other folders into its database)",
+                path.display(),
+                music.display()
+            )));
+        }
+        paths.push(canon);
+    }
+    let indexer = state.indexer.clone();
+    let scanning = tokio::spawn(async move {
+        if paths.is_empty() {
+            indexer.scan_all().await
+        } else {
+            indexer.scan_paths(paths).await
+        }
+    });
+    match tokio::time::timeout(SCAN_PATIENCE, scanning).await {
+        Ok(done) => {
+            let report = done??;
+            Ok(Json(crate::cmd::scan::report_json(&report)).into_response())
+        }
+        Err(_) => {
+            let body = serde_json::json!({
+                "running": true,
+                "message": "the scan goes on in the node; its tracks join the library as it finds them",
+            });
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+    }
+}
+
+/// `GET /api/cover/{track}`: the picture in the track's tags, with its
+/// media type; 404 when this node does not hold the track or it has none.
+pub(crate) async fn cover(
+    State(state): State<NodeState>,
+    Path(track): Path<String>,
+) -> Result<Response, ApiError> {
+    let track: TrackId = track.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "track must be a 64-digit hex track id, not {track:?}"
+        ))
+    })?;
+    let library = state.library.clone();
+    let Some(cover) = tokio::task::spawn_blocking(move || library.cover(track)).await?? else {
+        return Err(ApiError::NotFound(format!(
+            "no cover for track {} on this node",
+            track.to_hex()
+        )));
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(cover.media_type),
+            ),
+            // The picture of a track id never changes: its bytes are the id's.
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=86400, immutable"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        cover.bytes,
+    )
+        .into_response())
 }

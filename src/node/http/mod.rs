@@ -24,7 +24,7 @@ pub(crate) use status::{CatalogEntry, StatusReport};
 use super::NodeState;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::time::Duration;
 
 /// Every API route (under the guard) and the UI's.
@@ -34,12 +34,23 @@ pub(crate) fn router(state: NodeState) -> Router {
         .route("/api/state", get(playback::state))
         .route("/api/library", get(library::library))
         .route("/api/catalog", get(library::catalog))
+        .route("/api/scan", post(library::scan))
+        .route("/api/cover/{track}", get(library::cover))
         .route("/api/play", post(playback::play))
         .route("/api/pause", post(playback::pause))
         .route("/api/resume", post(playback::resume))
         .route("/api/seek", post(playback::seek))
         .route("/api/next", post(playback::next))
-        .route("/api/queue", post(playback::queue))
+        .route("/api/prev", post(playback::prev))
+        .route("/api/stop", post(playback::stop))
+        .route("/api/shuffle", post(playback::shuffle))
+        .route("/api/repeat", post(playback::repeat))
+        .route(
+            "/api/queue",
+            post(playback::queue).delete(playback::queue_clear),
+        )
+        .route("/api/queue/move", post(playback::queue_move))
+        .route("/api/queue/{index}", delete(playback::queue_remove))
         .route("/api/volume", post(playback::volume))
         .route("/api/flashes", get(stream::flashes))
         .route("/api/events", get(stream::events))

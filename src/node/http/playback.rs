@@ -1,6 +1,7 @@
 //! The playback part of the API: `GET /api/state` and the commands
-//! (`POST /api/play|pause|resume|seek|next|queue|volume`), which go through
-//! the playback driver to the coordinator.
+//! (`POST /api/play|pause|resume|seek|next|prev|stop|shuffle|repeat|volume`,
+//! the queue's `POST|DELETE /api/queue…`), which go through the playback
+//! driver to the coordinator (volume excepted: it is per node).
 
 use super::error::{ApiError, ApiJson};
 use super::status::shown_names;
@@ -9,7 +10,7 @@ use crate::node::driver::{CommandFailed, position_ms};
 use axum::Json;
 use axum::extract::State;
 use firefly_library::TrackId;
-use firefly_swarm::{ControlRequest, ControlResponse, PlaybackState, Session};
+use firefly_swarm::{ControlRequest, ControlResponse, PlaybackState, RepeatMode, Session};
 use serde::{Deserialize, Serialize};
 
 /// The playback part of `GET /api/state` and of command answers.
@@ -18,18 +19,29 @@ pub(crate) struct PlaybackReport {
     pub(crate) state: PlaybackState,
     pub(crate) track: Option<String>,
     pub(crate) position_ms: u64,
+    /// The current track's length, if known.
+    pub(crate) duration_ms: Option<u64>,
+    /// Track ids to play after the current one.
     pub(crate) queue: Vec<String>,
+    pub(crate) shuffle: bool,
+    pub(crate) repeat: RepeatMode,
     pub(crate) term: u64,
     pub(crate) seq: u64,
 }
 
 impl PlaybackReport {
     pub(crate) fn of(session: &Session, swarm_now: i64) -> Self {
+        let duration_ms = session.duration_micros.map(|d| d / 1000);
+        let position_ms = position_ms(session, swarm_now);
         Self {
             state: session.state,
             track: session.track.map(|t| t.to_hex()),
-            position_ms: position_ms(session, swarm_now),
+            // Between a track's end and the next session, not past it.
+            position_ms: duration_ms.map_or(position_ms, |d| position_ms.min(d)),
+            duration_ms,
             queue: session.queue.iter().map(TrackId::to_hex).collect(),
+            shuffle: session.shuffle,
+            repeat: session.repeat,
             term: session.term,
             seq: session.seq,
         }
@@ -177,35 +189,105 @@ async fn command(
         .command(request)
         .await
         .map_err(|err| match err {
-            CommandFailed::Refused(message) => ApiError::Refused(message),
+            CommandFailed::Refused(refusal) => ApiError::from_refusal(refusal),
             CommandFailed::Unavailable(message) => ApiError::Unavailable(message),
         })?;
     let swarm_now = state.audio.timeline.swarm_now().as_micros();
     Ok(Json(PlaybackReport::of(&session, swarm_now)))
 }
 
-/// `POST /api/play`.
+/// `POST /api/play`: a track (from `position_ms`), or an album or an
+/// artist's tracks.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlayBody {
-    track: String,
+    track: Option<String>,
     position_ms: Option<u64>,
+    album: Option<String>,
+    artist: Option<String>,
 }
 
 pub(crate) async fn play(
     State(state): State<NodeState>,
     ApiJson(body): ApiJson<PlayBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
-    let track = track_id(&body.track)?;
-    let position_micros = position_micros(body.position_ms.unwrap_or(0))?;
-    command(
-        &state,
-        ControlRequest::Play {
-            track,
-            position_micros,
-        },
-    )
-    .await
+    match (&body.track, &body.album, &body.artist) {
+        (Some(track), None, None) => {
+            let track = track_id(track)?;
+            let position_micros = position_micros(body.position_ms.unwrap_or(0))?;
+            command(
+                &state,
+                ControlRequest::Play {
+                    track,
+                    position_micros,
+                },
+            )
+            .await
+        }
+        (None, album, artist) if album.is_some() || artist.is_some() => {
+            if body.position_ms.is_some() {
+                return Err(ApiError::BadRequest(
+                    "position_ms goes with track, not with album or artist".into(),
+                ));
+            }
+            let tracks = albums::tracks_of(&state, album.as_deref(), artist.as_deref()).await?;
+            if tracks.is_empty() {
+                return Err(ApiError::BadRequest(format!(
+                    "no track in the swarm's catalog has {}",
+                    albums::describe(album.as_deref(), artist.as_deref())
+                )));
+            }
+            if tracks.len() > firefly_swarm::playback::MAX_QUEUE + 1 {
+                return Err(ApiError::BadRequest(format!(
+                    "{} has {} tracks; at most {} play at once",
+                    albums::describe(album.as_deref(), artist.as_deref()),
+                    tracks.len(),
+                    firefly_swarm::playback::MAX_QUEUE + 1
+                )));
+            }
+            command(&state, ControlRequest::PlayAll { tracks }).await
+        }
+        _ => Err(ApiError::BadRequest(
+            "give a track (and optionally position_ms), or an album (and optionally its artist), or an artist"
+                .into(),
+        )),
+    }
+}
+
+pub(crate) async fn prev(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::Prev).await
+}
+
+pub(crate) async fn stop(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::Stop).await
+}
+
+/// `POST /api/shuffle`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShuffleBody {
+    on: bool,
+}
+
+pub(crate) async fn shuffle(
+    State(state): State<NodeState>,
+    ApiJson(body): ApiJson<ShuffleBody>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::Shuffle { on: body.on }).await
+}
+
+/// `POST /api/repeat`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RepeatBody {
+    mode: RepeatMode,
+}
+
+pub(crate) async fn repeat(
+    State(state): State<NodeState>,
+    ApiJson(body): ApiJson<RepeatBody>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::Repeat { mode: body.mode }).await
 }
 
 pub(crate) async fn pause(
@@ -244,6 +326,8 @@ pub(crate) async fn seek(
 #[serde(deny_unknown_fields)]
 pub(crate) struct QueueBody {
     tracks: Vec<String>,
+    /// Where to insert them (0 first); default: appended.
+    at: Option<u32>,
 }
 
 pub(crate) async fn queue(
@@ -261,7 +345,57 @@ pub(crate) async fn queue(
         .iter()
         .map(|t| track_id(t))
         .collect::<Result<Vec<_>, _>>()?;
-    command(&state, ControlRequest::Queue { tracks }).await
+    command(
+        &state,
+        ControlRequest::QueueInsert {
+            tracks,
+            at: body.at,
+        },
+    )
+    .await
+}
+
+/// `DELETE /api/queue/{index}`.
+pub(crate) async fn queue_remove(
+    State(state): State<NodeState>,
+    axum::extract::Path(index): axum::extract::Path<String>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    let index = index.parse::<u32>().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "a queue index is a number from 0, not {:?}",
+            index.chars().take(40).collect::<String>()
+        ))
+    })?;
+    command(&state, ControlRequest::QueueRemove { index }).await
+}
+
+/// `POST /api/queue/move`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MoveBody {
+    from: u32,
+    to: u32,
+}
+
+pub(crate) async fn queue_move(
+    State(state): State<NodeState>,
+    ApiJson(body): ApiJson<MoveBody>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command(
+        &state,
+        ControlRequest::QueueMove {
+            from: body.from,
+            to: body.to,
+        },
+    )
+    .await
+}
+
+/// `DELETE /api/queue`.
+pub(crate) async fn queue_clear(
+    State(state): State<NodeState>,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command(&state, ControlRequest::QueueClear).await
 }
 
 /// `POST /api/volume`.
@@ -339,7 +473,7 @@ pub(crate) async fn volume(
             node: target.to_string(),
             volume: f32::from(volume_permille) / 1000.0,
         })),
-        Ok(Ok(ControlResponse::Refused { reason })) => Err(ApiError::Refused(reason)),
+        Ok(Ok(ControlResponse::Refused(refusal))) => Err(ApiError::from_refusal(refusal)),
         Ok(Ok(other)) => Err(ApiError::Unavailable(format!(
             "{target} answered the volume request with {other:?}"
         ))),
@@ -350,5 +484,63 @@ pub(crate) async fn volume(
             "{target} did not answer within {} s",
             VOLUME_PATIENCE.as_secs()
         ))),
+    }
+}
+
+/// Albums and artists: the catalog's tracks they name, in play order.
+mod albums {
+    use super::super::error::ApiError;
+    use crate::node::NodeState;
+    use firefly_library::{TrackId, TrackMeta};
+    use std::collections::BTreeMap;
+
+    /// "album X by Y", "artist Y", for messages.
+    pub(super) fn describe(album: Option<&str>, artist: Option<&str>) -> String {
+        match (album, artist) {
+            (Some(album), Some(artist)) => format!("the album {album:?} by {artist:?}"),
+            (Some(album), None) => format!("the album {album:?}"),
+            (None, Some(artist)) => format!("the artist {artist:?}"),
+            (None, None) => "nothing".into(),
+        }
+    }
+
+    /// Whether a tag names what was asked (ignoring case and outer spaces).
+    fn names(tag: Option<&str>, asked: &str) -> bool {
+        tag.is_some_and(|t| t.trim().to_lowercase() == asked.trim().to_lowercase())
+    }
+
+    /// The tracks of the swarm (this node's and its peers') whose tags match
+    /// `album` and `artist`, by album, track number, then title.
+    pub(super) async fn tracks_of(
+        state: &NodeState,
+        album: Option<&str>,
+        artist: Option<&str>,
+    ) -> Result<Vec<TrackId>, ApiError> {
+        let library = state.library.clone();
+        let local = tokio::task::spawn_blocking(move || library.tracks()).await??;
+        let mut metas: BTreeMap<TrackId, TrackMeta> = local
+            .into_iter()
+            .map(|t| (t.manifest.track, t.manifest.meta))
+            .collect();
+        for remote in state.swarm.catalog().await? {
+            metas
+                .entry(remote.summary.track)
+                .or_insert_with(|| remote.summary.meta.clone());
+        }
+        let mut found: Vec<(TrackId, TrackMeta)> = metas
+            .into_iter()
+            .filter(|(_, m)| {
+                album.is_none_or(|a| names(m.album.as_deref(), a))
+                    && artist.is_none_or(|a| names(m.artist.as_deref(), a))
+            })
+            .collect();
+        found.sort_by(|(_, a), (_, b)| {
+            (&a.album, a.track.unwrap_or(u32::MAX), &a.title).cmp(&(
+                &b.album,
+                b.track.unwrap_or(u32::MAX),
+                &b.title,
+            ))
+        });
+        Ok(found.into_iter().map(|(t, _)| t).collect())
     }
 }

@@ -5,7 +5,7 @@ use super::error::ApiError;
 use crate::node::NodeState;
 use axum::Json;
 use axum::extract::State;
-use firefly_library::display_text;
+use firefly_library::{TrackMeta, display_text};
 use serde::{Deserialize, Serialize};
 
 /// What `GET /api/status` returns.
@@ -46,8 +46,37 @@ pub(crate) struct CatalogEntry {
     pub(crate) track: String,
     pub(crate) title: String,
     pub(crate) artist: Option<String>,
+    /// Absent from older nodes' answers.
+    #[serde(default)]
+    pub(crate) album: Option<String>,
+    /// Track number within the album, if tagged.
+    #[serde(default)]
+    pub(crate) number: Option<u32>,
+    #[serde(default)]
+    pub(crate) duration_ms: Option<u64>,
     pub(crate) size: u64,
     pub(crate) holders: Vec<String>,
+    /// Whether this node serves a cover picture for the track
+    /// (`GET /api/cover/{track}`).
+    #[serde(default)]
+    pub(crate) cover: bool,
+}
+
+impl CatalogEntry {
+    /// The entry of a track with no holders and no cover yet.
+    pub(crate) fn of(track: firefly_library::TrackId, size: u64, meta: &TrackMeta) -> Self {
+        Self {
+            track: track.to_hex(),
+            title: display_text(&meta.title),
+            artist: meta.artist.as_deref().map(display_text),
+            album: meta.album.as_deref().map(display_text),
+            number: meta.track,
+            duration_ms: meta.duration_ms,
+            size,
+            holders: Vec::new(),
+            cover: false,
+        }
+    }
 }
 
 /// The names to show for `members`, in their order: each member's name, or,
@@ -83,7 +112,10 @@ pub(crate) async fn status(State(state): State<NodeState>) -> Result<Json<Status
     let listen = state.swarm.listen_addrs().await?;
     let clock = state.swarm.clock().await?;
     let library = state.library.clone();
-    let version = tokio::task::spawn_blocking(move || library.version()).await??;
+    let (version, covers) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((library.version()?, library.tracks_with_cover()?))
+    })
+    .await??;
     let me = state.swarm.peer_id().to_string();
     // The union of every member's library, this node's included.
     let catalog = state
@@ -91,17 +123,12 @@ pub(crate) async fn status(State(state): State<NodeState>) -> Result<Json<Status
         .catalog()
         .await?
         .into_iter()
-        .map(|entry| CatalogEntry {
-            track: entry.summary.track.to_hex(),
-            title: firefly_library::display_text(&entry.summary.meta.title),
-            artist: entry
-                .summary
-                .meta
-                .artist
-                .as_deref()
-                .map(firefly_library::display_text),
-            size: entry.summary.size,
-            holders: entry.holders.iter().map(ToString::to_string).collect(),
+        .map(|entry| {
+            let s = &entry.summary;
+            let mut shown = CatalogEntry::of(s.track, s.size, &s.meta);
+            shown.holders = entry.holders.iter().map(ToString::to_string).collect();
+            shown.cover = covers.contains(&s.track);
+            shown
         })
         .collect();
     Ok(Json(StatusReport {

@@ -58,7 +58,10 @@ async fn node(
         audio.clone(),
         volume.clone(),
     ));
+    let music = library.music_dir().canonicalize().unwrap();
+    let indexer = crate::node::indexer::Indexer::new(library.clone(), music, client.clone());
     NodeState {
+        indexer,
         swarm: client,
         library,
         name: name.into(),
@@ -535,4 +538,142 @@ async fn unknown_paths_are_not_found() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn scan_reads_the_music_folder_and_refuses_paths_outside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let music = state.indexer.music().to_path_buf();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    std::fs::copy(fixtures.join("tone.flac"), music.join("tone.flac")).unwrap();
+    std::fs::write(music.join("noise.mp3"), [0x33u8; 5000]).unwrap();
+
+    let (status, report) = send(state.clone(), post("/api/scan", "")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["tracks"], 1, "{report}");
+    assert_eq!(report["files_seen"], 2, "{report}");
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 1, "{report}");
+
+    // The catalog entry carries what browsing needs.
+    let (_, catalog) = send(state.clone(), get("/api/catalog")).await;
+    let entry = &catalog[0];
+    assert!(entry["album"].is_string(), "{catalog}");
+    assert!(entry["duration_ms"].as_u64().unwrap() > 0, "{catalog}");
+    assert_eq!(entry["cover"], false, "{catalog}");
+    let track = entry["track"].as_str().unwrap().to_string();
+
+    // Removed: named by path, it leaves the library.
+    std::fs::remove_file(music.join("tone.flac")).unwrap();
+    let body = serde_json::json!({ "paths": [music.join("tone.flac")] }).to_string();
+    let (status, report) = send(state.clone(), post("/api/scan", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["files_removed"], 1, "{report}");
+    let (_, catalog) = send(state.clone(), get("/api/catalog")).await;
+    assert_eq!(catalog, serde_json::json!([]));
+
+    for body in [
+        r#"{"paths": ["/etc"]}"#.to_string(),
+        serde_json::json!({ "paths": [music.join("../../etc")] }).to_string(),
+        r#"{"paths": ["relative"]}"#.to_string(),
+        r#"{"path": []}"#.to_string(),
+        "[1, 2".to_string(),
+    ] {
+        let (status, reply) = send(state.clone(), post("/api/scan", &body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert!(reply["message"].is_string(), "{body}: {reply}");
+    }
+
+    // Covers: a malformed id is a 400, a track without one a 404.
+    let (status, _) = send(state.clone(), get("/api/cover/xyz")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, reply) = send(state, get(&format!("/api/cover/{track}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+    assert!(reply["message"].is_string());
+}
+
+/// The API routes (method, path) `router`'s source declares.
+fn routes_in_source() -> std::collections::BTreeSet<(String, String)> {
+    let source = include_str!("mod.rs");
+    let mut routes = std::collections::BTreeSet::new();
+    for call in source.split(".route(").skip(1) {
+        let Some(path) = call.split('"').nth(1) else {
+            continue;
+        };
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        // The handlers: up to the next builder call that is not a route.
+        let handlers = call.split(".layer(").next().unwrap_or(call);
+        for method in ["get", "post", "delete", "put", "patch"] {
+            let called = handlers
+                .match_indices(&format!("{method}("))
+                .any(|(i, _)| i == 0 || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric());
+            if called {
+                routes.insert((method.to_uppercase(), path.to_string()));
+            }
+        }
+    }
+    routes
+}
+
+/// The routes docs/API.md's headings name (`` ## `POST /api/x`, … ``).
+fn routes_in_docs() -> std::collections::BTreeSet<(String, String)> {
+    let docs = include_str!("../../../docs/API.md");
+    let mut routes = std::collections::BTreeSet::new();
+    for heading in docs.lines().filter(|l| l.starts_with("## ")) {
+        for (i, span) in heading.split('`').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            if let Some((method, path)) = span.split_once(' ')
+                && path.starts_with("/api/")
+                && method.chars().all(|c| c.is_ascii_uppercase())
+            {
+                routes.insert((method.to_string(), path.to_string()));
+            }
+        }
+    }
+    routes
+}
+
+/// docs/API.md lists exactly the routes the router serves, and the router
+/// really answers each (and refuses the methods it does not list).
+#[tokio::test]
+async fn the_api_doc_lists_exactly_the_routes_served() {
+    let source = routes_in_source();
+    let docs = routes_in_docs();
+    assert!(
+        source.len() >= 15,
+        "too few routes found in the source: {source:?}"
+    );
+    let undocumented: Vec<_> = source.difference(&docs).collect();
+    let unserved: Vec<_> = docs.difference(&source).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "routes not in docs/API.md: {undocumented:?}; documented but not served: {unserved:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = state(dir.path()).await;
+    // Commands answer at once on a coordinator (elsewhere they wait for one).
+    wait_state(&node, |s| s["role"] == "coordinator").await;
+    let app = router(node);
+    let paths: std::collections::BTreeSet<&String> = source.iter().map(|(_, p)| p).collect();
+    for path in paths {
+        let concrete = path.replace("{index}", "0");
+        for method in ["GET", "POST", "DELETE", "PUT"] {
+            let listed = source.contains(&(method.to_string(), path.clone()));
+            // A WebSocket route answers a plain GET with a 4xx, not a 404/405.
+            let request = Request::builder()
+                .method(method)
+                .uri(&concrete)
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap();
+            let status = app.clone().oneshot(request).await.unwrap().status();
+            let routed = status != axum::http::StatusCode::NOT_FOUND
+                && status != axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            assert_eq!(routed, listed, "{method} {concrete}: {status}");
+        }
+    }
 }

@@ -97,6 +97,19 @@ pub(crate) fn id3_tag(
     track: u32,
     comment_len: usize,
 ) -> Vec<u8> {
+    id3_tag_with_picture(title, artist, album, track, comment_len, None)
+}
+
+/// [`id3_tag`] with an `APIC` front-cover frame holding `picture`
+/// (declared as `image/png`, whatever it is).
+pub(crate) fn id3_tag_with_picture(
+    title: &str,
+    artist: &str,
+    album: &str,
+    track: u32,
+    comment_len: usize,
+    picture: Option<&[u8]>,
+) -> Vec<u8> {
     fn frame(id: &[u8; 4], body: &[u8]) -> Vec<u8> {
         let mut f = id.to_vec();
         f.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
@@ -118,6 +131,14 @@ pub(crate) fn id3_tag(
         let mut comm = vec![0u8, b'e', b'n', b'g', 0];
         comm.extend(std::iter::repeat_n(b'x', comment_len));
         body.extend(frame(b"COMM", &comm));
+    }
+    if let Some(picture) = picture {
+        let mut apic = vec![0u8];
+        apic.extend_from_slice(b"image/png\0");
+        apic.push(3); // front cover
+        apic.push(0); // empty description
+        apic.extend_from_slice(picture);
+        body.extend(frame(b"APIC", &apic));
     }
     let size = body.len();
     let mut tag = b"ID3\x03\x00\x00".to_vec();
@@ -157,5 +178,52 @@ pub(crate) fn long_mp3_stream(target: usize, seed: u64) -> Vec<u8> {
             .wrapping_add(1442695040888963407);
         start = ((state >> 33) as usize) % (audio.len() - 8);
     }
+    out
+}
+
+/// `tone.mp3`'s audio under a new ID3 tag (with `picture` as its cover).
+pub(crate) fn tagged_mp3(title: &str, album: &str, picture: Option<&[u8]>) -> Vec<u8> {
+    let mp3 = std::fs::read(fixtures().join("tone.mp3")).unwrap();
+    let mut out = id3_tag_with_picture(title, "The Lanterns", album, 1, 0, picture);
+    out.extend_from_slice(&mp3[id3_len(&mp3)..]);
+    out
+}
+
+/// A valid 1×1 PNG of the given colour (real CRCs and zlib stream).
+pub(crate) fn tiny_png(rgb: [u8; 3]) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+    }
+    let raw = [0u8, rgb[0], rgb[1], rgb[2]];
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in &raw {
+        a = (a + u32::from(x)) % 65521;
+        b = (b + a) % 65521;
+    }
+    let mut zlib = vec![0x78, 0x01, 0x01, 4, 0, !4u8, 0xFF];
+    zlib.extend_from_slice(&raw);
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IDAT", &zlib);
+    chunk(&mut out, b"IEND", &[]);
     out
 }

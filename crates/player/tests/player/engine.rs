@@ -546,3 +546,148 @@ fn pause_during_an_underrun_resumes_where_the_sound_stopped() {
     // resampler's look-ahead.
     assert!((24_000..=26_000).contains(&frame), "resumed at {frame}");
 }
+
+/// Two tracks of odd lengths in a temp dir, and their samples.
+fn two_tracks(
+    dir: &Path,
+) -> (
+    (std::path::PathBuf, Vec<f32>),
+    (std::path::PathBuf, Vec<f32>),
+) {
+    let a = music(66_151, RATE);
+    let b: Vec<f32> = music(70_003, RATE).iter().map(|s| -s * 0.8).collect();
+    let (pa, pb) = (dir.join("a.wav"), dir.join("b.wav"));
+    write_wav(&pa, &a, RATE, 2);
+    write_wav(&pb, &b, RATE, 2);
+    ((pa, a), (pb, b))
+}
+
+#[test]
+fn a_followed_track_starts_on_the_frame_after_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((pa, a), (pb, b)) = two_tracks(dir.path());
+    let mut d = Driven::new(PlayerConfig::default());
+    let at = 123_456;
+    d.play_file(&pa, 0, SwarmMicros(at));
+    // The schedule's instant for B: A's start plus A's exact length.
+    let len_a = a.len() / 2;
+    let b_at = at + (len_a as f64 * 1e6 / f64::from(RATE)).round() as i64;
+    d.player
+        .follow(Decoder::open_file(&pb, 2).unwrap(), 0, SwarmMicros(b_at))
+        .unwrap();
+    d.run_for(4.0);
+    let first = first_sound(&d.out);
+    // Output from A's first frame on is A then B, frame for frame: no gap,
+    // no overlap (what a WAV of the node's output compared with the
+    // concatenated sources shows).
+    let joined: Vec<f32> = a.iter().chain(b.iter()).copied().collect();
+    let frames = joined.len() / 2;
+    assert!(d.out.len() / 2 >= first + frames);
+    let worst = max_diff(&d.out, first + 200, &joined, 200, frames - 400);
+    assert!(worst < 0.01, "output differs from A+B by up to {worst}");
+    // Silence after B.
+    let last = d.out.chunks_exact(2).rposition(|f| f[0] != 0.0).unwrap();
+    assert!(last < first + frames, "sound after the end: {last}");
+    let started: Vec<u64> = d
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            PlayerEvent::Started { track, .. } => Some(*track),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 2, "{started:?}");
+}
+
+#[test]
+fn a_follow_far_from_the_end_waits_for_its_instant_and_play_or_stop_cancels_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((pa, a), (pb, _)) = two_tracks(dir.path());
+    let len_a = a.len() / 2;
+    // Scheduled half a second after A's end: half a second of silence.
+    let mut d = Driven::new(PlayerConfig::default());
+    d.play_file(&pa, 0, SwarmMicros(0));
+    let end = (len_a as f64 * 1e6 / f64::from(RATE)).round() as i64;
+    d.player
+        .follow(
+            Decoder::open_file(&pb, 2).unwrap(),
+            0,
+            SwarmMicros(end + 500_000),
+        )
+        .unwrap();
+    d.run_for(3.0);
+    let silent = d.out[len_a * 2 + 200..(len_a + RATE as usize / 2) * 2 - 200]
+        .iter()
+        .all(|s| *s == 0.0);
+    assert!(silent, "the follow-on did not wait for its instant");
+    let after = &d.out[(len_a + RATE as usize / 2 + 10) * 2..];
+    assert!(
+        after.iter().any(|s| *s != 0.0),
+        "the follow-on never started"
+    );
+    // A stop forgets the follow-on: silence after A.
+    let mut d = Driven::new(PlayerConfig::default());
+    d.play_file(&pa, 0, SwarmMicros(0));
+    d.player
+        .follow(Decoder::open_file(&pb, 2).unwrap(), 0, SwarmMicros(end))
+        .unwrap();
+    d.player.unfollow().unwrap();
+    d.run_for(2.5);
+    assert!(d.out[(len_a + 10) * 2..].iter().all(|s| *s == 0.0));
+}
+
+#[test]
+fn a_pause_or_a_new_play_takes_effect_on_the_frame_of_its_instant() {
+    let dir = tempfile::tempdir().unwrap();
+    let ((pa, a), (pb, b)) = two_tracks(dir.path());
+    let frame_of = |micros: i64| (micros as f64 * f64::from(RATE) / 1e6).round() as usize;
+    // Paused at 1.2 s, sent 0.5 s ahead: sound until then, fading over the
+    // last 5 ms, and silence from that very frame.
+    let mut d = Driven::new(PlayerConfig::default());
+    d.play_file(&pa, 0, SwarmMicros(0));
+    d.run_for(0.7);
+    d.player.pause_at(SwarmMicros(1_200_000)).unwrap();
+    d.run_for(1.0);
+    let silent_from = d.out.chunks_exact(2).rposition(|f| f[0] != 0.0).unwrap() + 1;
+    assert!(
+        (silent_from as i64 - frame_of(1_200_000) as i64).abs() <= 1,
+        "silent from frame {silent_from}, the pause was for {}",
+        frame_of(1_200_000)
+    );
+    let before_fade = frame_of(1_200_000) - 5 * RATE as usize / 1000 - 2;
+    assert!(max_diff(&d.out, 200, &a, 200, before_fade - 200) < 0.01);
+    // A new play while one plays: the first plays on until the new one's
+    // instant (fading out just before), the new one starts on its frame.
+    let mut d = Driven::new(PlayerConfig::default());
+    d.play_file(&pa, 0, SwarmMicros(0));
+    d.run_for(0.5);
+    d.player
+        .play(
+            Decoder::open_file(&pb, 2).unwrap(),
+            0,
+            SwarmMicros(1_000_000),
+        )
+        .unwrap();
+    d.run_for(1.5);
+    let switch = frame_of(1_000_000);
+    let fade = 5 * RATE as usize / 1000 + 2;
+    assert!(
+        max_diff(&d.out, 200, &a, 200, switch - fade - 200) < 0.01,
+        "a cut short"
+    );
+    // (After b's own 5 ms fade-in.)
+    assert!(
+        max_diff(&d.out, switch + 300, &b, 300, 20_000) < 0.01,
+        "b not from its instant"
+    );
+    let started: Vec<(u64, u64)> = d
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            PlayerEvent::Started { track, frame, .. } => Some((*track, *frame)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 2);
+    assert!(started[1].0 == 2 && started[1].1 <= 1, "{started:?}");
+}

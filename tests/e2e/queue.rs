@@ -1,0 +1,150 @@
+//! The queue plays on by itself: two queued tracks play back to back on
+//! every node with no gap and no overlap (the second track's first frame
+//! sounds on the output frame right after the first track's last), every
+//! node switching at the same true instant; the end of the queue is
+//! "stopped". Measured from the virtual outputs' true instants.
+
+use crate::playback::{Node, RATE, http, start_swarm, wait_until};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A node's flashes grouped by player track, in play order:
+/// (track number, [(position, true µs)]).
+fn flashes_by_track(node: &Node) -> Vec<(u64, Vec<(f64, i64)>)> {
+    let (_, body) = http(node.http, "GET", "/api/flashes", None);
+    let mut tracks: Vec<(u64, Vec<(f64, i64)>)> = Vec::new();
+    for f in body.as_array().unwrap() {
+        let (Some(track), Some(position), Some(true_us)) = (
+            f["track"].as_u64(),
+            f["position"].as_f64(),
+            f["true_unix_us"].as_i64(),
+        ) else {
+            continue;
+        };
+        match tracks.iter_mut().find(|(t, _)| *t == track) {
+            Some((_, list)) => list.push((position, true_us)),
+            None => tracks.push((track, vec![(position, true_us)])),
+        }
+    }
+    tracks.sort_by_key(|(t, _)| *t);
+    tracks
+}
+
+/// The true instant (µs) source frame `frame` sounds, extrapolated from
+/// the two flashes `pair` at the rate they show (the player resamples
+/// onto its swarm clock: a few hundred ppm from the nominal rate).
+fn instant_of(pair: &[(f64, i64)], frame: f64) -> f64 {
+    let [(p1, t1), (p2, t2)] = pair else {
+        panic!("two flashes needed, got {pair:?}")
+    };
+    let micros_per_frame = (t2 - t1) as f64 / (p2 - p1);
+    *t2 as f64 + (frame - p2) * micros_per_frame
+}
+
+fn library_ids(node: &Node) -> Vec<(String, u64)> {
+    let (_, library) = http(node.http, "GET", "/api/library", None);
+    library
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["track"].as_str().unwrap().to_string(),
+                t["duration_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn playback(node: &Node) -> Value {
+    http(node.http, "GET", "/api/state", None).1["playback"].clone()
+}
+
+#[test]
+fn two_queued_tracks_play_back_to_back_with_no_gap_on_every_node() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = start_swarm(tmp.path(), 3, &[("a.wav", 3), ("b.wav", 2)], 3);
+    let tracks = library_ids(&nodes[0]);
+    let a = tracks.iter().find(|t| t.1 == 3_000).unwrap().0.clone();
+    let b = tracks.iter().find(|t| t.1 == 2_000).unwrap().0.clone();
+
+    let (status, reply) = http(
+        nodes[1].http,
+        "POST",
+        "/api/play",
+        Some(json!({ "track": a })),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["duration_ms"], 3_000, "{reply}");
+    let (status, reply) = http(
+        nodes[2].http,
+        "POST",
+        "/api/queue",
+        Some(json!({ "tracks": [b] })),
+    );
+    assert_eq!(status, 200, "{reply}");
+
+    // b follows a everywhere, and the end of the queue stops playback.
+    let moved_on = wait_until(Duration::from_secs(8), || {
+        nodes.iter().all(|n| playback(n)["track"] == b.as_str())
+    });
+    assert!(moved_on, "not every node moved on to the queued track");
+    let stopped = wait_until(Duration::from_secs(6), || {
+        nodes.iter().all(|n| {
+            let p = playback(n);
+            p["state"] == "stopped" && p["track"].is_null() && p["queue"] == json!([])
+        })
+    });
+    assert!(
+        stopped,
+        "the end of the queue is not 'stopped': {}",
+        playback(&nodes[0])
+    );
+
+    let len_a = 3.0 * f64::from(RATE);
+    let mut starts = Vec::new();
+    for node in &nodes {
+        let played = flashes_by_track(node);
+        assert!(
+            played.len() >= 2,
+            "{} played {} tracks",
+            node.process.label(),
+            played.len()
+        );
+        let (first, second) = (&played[played.len() - 2].1, &played[played.len() - 1].1);
+        // The last frame of a and the first of b, one frame apart.
+        assert!(first.len() >= 2 && second.len() >= 2);
+        let a_ends = instant_of(&first[first.len() - 2..], len_a);
+        let b_starts = instant_of(&second[..2], 0.0);
+        let gap_frames = (b_starts - a_ends) * f64::from(RATE) / 1e6;
+        eprintln!(
+            "{}: b starts {gap_frames:.3} frames after a's end",
+            node.process.label()
+        );
+        // a's last frame sounds on an output frame at most one frame
+        // before a's end (the resampler's phase); b's first takes the next
+        // output frame: 0 to 1 frame after a's end, with a little
+        // measuring slack. A missing output frame (a gap) or a doubled one
+        // (an overlap) is one more or one less.
+        assert!(
+            (-0.1..=1.1).contains(&gap_frames),
+            "{}: {gap_frames:.2} frames of gap (negative: overlap) between the tracks",
+            node.process.label()
+        );
+        // And b played to its end without a hole.
+        let last = second.last().unwrap().0;
+        assert!(
+            last > 2.0 * f64::from(RATE) - 1000.0,
+            "b stopped at frame {last}"
+        );
+        starts.push(b_starts);
+    }
+    let spread = starts.iter().copied().fold(f64::MIN, f64::max)
+        - starts.iter().copied().fold(f64::MAX, f64::min);
+    eprintln!("b's first frame: spread across nodes {spread:.0} µs");
+    assert!(
+        spread <= 1_000.0,
+        "b started {spread:.0} µs apart across nodes"
+    );
+}
