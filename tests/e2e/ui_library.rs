@@ -10,7 +10,6 @@ use crate::ui::{chromium, json_true};
 use crate::ui_cdp::{Browser, Page};
 use crate::util::fixtures;
 use serde_json::{Value, json};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
