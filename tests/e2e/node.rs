@@ -92,3 +92,49 @@ fn status_without_a_node_says_what_to_do() {
     std::thread::sleep(Duration::from_millis(10));
     fails_with(&["status", "--http", &addr], "is `firefly up` running");
 }
+
+#[test]
+fn up_takes_its_settings_from_the_config_file_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("music")).unwrap();
+    let port = crate::playback::free_port();
+    let config = tmp.path().join("config.toml");
+    // Relative paths are the file's folder's; the events format comes from the file.
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"from-file\"\nhttp = \"127.0.0.1:{port}\"\nmdns = false\n\
+             events = \"json\"\noutput = \"null\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n\
+             data_dir = \"data\"\nmusic = \"music\"\n"
+        ),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(crate::util::firefly_bin());
+    command
+        .args(["up", "--name", "from-flag", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error");
+    let node = crate::util::Running::spawn("configured", command);
+    node.wait_event("library", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no JSON events: {:?}", node.lines()));
+    let (status, report) = crate::util::http(
+        &format!("http://127.0.0.1:{port}"),
+        "GET",
+        "/api/status",
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        report["name"], "from-flag",
+        "the flag did not win: {report}"
+    );
+    assert!(tmp.path().join("data").join("identity.key").is_file());
+    drop(node);
+
+    // A misspelt key stops the node with the file, the line and the key.
+    std::fs::write(&config, "name = \"x\"\n\nlatency = 20\n").unwrap();
+    fails_with(
+        &["up", "--config", config.to_str().unwrap()],
+        "line 3, key `latency`: unknown field `latency`",
+    );
+}
