@@ -25,6 +25,7 @@
 //! [`Control`] is the handle the HTTP API holds.
 
 use super::audio::Audio;
+use super::persist;
 use super::roles::{MemberView, Roles};
 use super::session::{self, Action, Decision};
 use super::stream::{self, Headroom, PartialSource};
@@ -170,6 +171,8 @@ struct Driver {
     /// What the player has queued to follow the current track: (its first
     /// frame's swarm instant, the track).
     following: Option<(i64, TrackId)>,
+    /// The snapshot of the session stored last ([`persist`]).
+    saved: Option<Session>,
 }
 
 /// Starts the driver; returns its handle.
@@ -195,6 +198,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         deferred: false,
         retry_at: None,
         following: None,
+        saved: None,
         prepared: std::collections::HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
@@ -207,6 +211,23 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
 
 impl Driver {
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        // The session stored before a restart: paused where it was, carried
+        // on under a new term if this node coordinates.
+        let library = self.library.clone();
+        if let Ok(Some(restored)) =
+            tokio::task::spawn_blocking(move || persist::saved_session(&library)).await
+        {
+            println!(
+                "playback: restored the session ({:?}, track {}, at {} ms, {} queued)",
+                restored.state,
+                restored.track.map_or_else(|| "none".into(), |t| t.to_hex()),
+                restored.position_micros / 1000,
+                restored.queue.len()
+            );
+            self.saved = Some(restored.clone());
+            let _ = self.session_tx.send(restored.clone());
+            self.applied = Some(restored);
+        }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -314,7 +335,27 @@ impl Driver {
             }
         }
         self.queue_follow().await;
+        if self.ticks.is_multiple_of(2) {
+            self.save_session().await;
+        }
         self.report_status().await;
+    }
+
+    /// Stores a snapshot of the applied session when it differs from the
+    /// one stored last (while playing: every other tick, as the position
+    /// moves on).
+    async fn save_session(&mut self) {
+        let Some(applied) = &self.applied else {
+            return;
+        };
+        let snapshot = persist::snapshot(applied, self.swarm_now());
+        if self.saved.as_ref() == Some(&snapshot) {
+            return;
+        }
+        self.saved = Some(snapshot.clone());
+        let library = self.library.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || persist::save_session(&library, &snapshot)).await;
     }
 
     async fn report_status(&self) {
@@ -639,6 +680,7 @@ impl Driver {
         let action = session::plan(self.applied.as_ref(), &new);
         self.applied = Some(new.clone());
         let _ = self.session_tx.send(new.clone());
+        self.save_session().await;
         let Some(action) = action else {
             return;
         };
