@@ -49,14 +49,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "OUTPUT")]
     output: Option<crate::node::OutputArg>,
     /// Output latency to compensate on top of what the device reports, ms
-    /// (what no device reports: a Bluetooth speaker, an external DSP; may be negative).
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    latency_ms: i64,
+    /// (what no device reports: a Bluetooth speaker, an external DSP; may be
+    /// negative). Kept for later starts; default: the last one given, else 0.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    latency_ms: Option<i64>,
     /// Cap on the chunk bytes this node sends to peers, in bytes per second (default: no cap).
     #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1024..))]
     max_upload: Option<u64>,
