@@ -70,9 +70,12 @@ fn main() -> ExitCode {
                 // libp2p's request-response and gossipsub warn once per dropped
                 // stream or invalid message, which a flooding peer controls (the
                 // swarm's own penalty log says it once a second, with a count).
+                // Its probe logs an error for every file that is not audio;
+                // the node's own (rate-limited) "skipped" line says why.
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "warn,symphonia=error,libp2p_request_response=error,libp2p_gossipsub=error",
+                        "warn,symphonia=error,symphonia_core::probe=off,\
+                         libp2p_request_response=error,libp2p_gossipsub=error",
                     )
                 }),
         )
