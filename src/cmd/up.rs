@@ -62,7 +62,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "OUTPUT")]
     output: Option<OutputArg>,
     /// Output latency to compensate on top of what the device reports, ms
-    /// (what no device reports: a Bluetooth speaker, an external DSP; may be negative) [default: 0].
+    /// (what no device reports: a Bluetooth speaker, an external DSP; may be
+    /// negative). Kept for later starts; default: the last one given, else 0.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     latency_ms: Option<i64>,
     /// Cap on the chunk bytes this node sends to peers, in bytes per second (default: no cap).
@@ -89,7 +90,8 @@ pub(crate) struct Settings {
     http: SocketAddr,
     mdns: bool,
     output: Option<OutputArg>,
-    latency_ms: i64,
+    /// `None`: the trim the node stored last time (else 0).
+    latency_ms: Option<i64>,
     max_upload: Option<u64>,
     events: EventFormat,
 }
@@ -115,7 +117,7 @@ impl Settings {
             }),
             mdns: !args.no_mdns && file.mdns.unwrap_or(true),
             output: args.output.or(file.output),
-            latency_ms: args.latency_ms.or(file.latency_ms).unwrap_or(0),
+            latency_ms: args.latency_ms.or(file.latency_ms),
             max_upload: args.max_upload.or(file.max_upload),
             events: args.events.or(file.events).unwrap_or_default(),
         }
@@ -220,7 +222,7 @@ mod tests {
         let s = Settings::merge(flags(&[]), UpConfig::default());
         assert_eq!(s.http, DEFAULT_HTTP.parse().unwrap());
         assert!(s.mdns);
-        assert_eq!(s.latency_ms, 0);
+        assert_eq!(s.latency_ms, None);
         assert_eq!(s.events, EventFormat::Human);
         assert!(s.listen.is_empty() && s.peer.is_empty() && s.output.is_none());
     }
@@ -235,7 +237,7 @@ mod tests {
         assert_eq!(s.name.as_deref(), Some("attic"));
         assert_eq!(s.http, "127.0.0.1:9999".parse().unwrap());
         assert!(!s.mdns);
-        assert_eq!(s.latency_ms, 25);
+        assert_eq!(s.latency_ms, Some(25));
         assert_eq!(s.peer.len(), 1);
         assert_eq!(s.events, EventFormat::Json);
         assert_eq!(s.output, Some(OutputArg::Null));
@@ -268,7 +270,7 @@ mod tests {
         );
         assert_eq!(s.name.as_deref(), Some("porch"));
         assert_eq!(s.http, "127.0.0.1:7000".parse().unwrap());
-        assert_eq!(s.latency_ms, -5);
+        assert_eq!(s.latency_ms, Some(-5));
         // A list flag replaces the file's list rather than adding to it.
         assert_eq!(s.peer, vec!["/ip4/127.0.0.1/tcp/3".parse().unwrap()]);
         assert_eq!(s.events, EventFormat::Human);

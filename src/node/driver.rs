@@ -7,8 +7,12 @@
 //! the local API's commands:
 //!
 //! - as coordinator it decides ([`session::decide`]), prepares new tracks on
-//!   every alive member over `/firefly/control/1`, then publishes the session
-//!   and applies it;
+//!   every alive member over `/firefly/control/1` in a task that reports
+//!   back ([`Input::PrepareDone`]; the loop goes on meanwhile), then decides
+//!   again on the session as it is by then, publishes it and applies it. At
+//!   the end of a track it starts the successor at that very instant
+//!   ([`session::advance`]), and every node queues the successor in its
+//!   player beforehand so that it follows without a gap;
 //! - otherwise it forwards commands to the coordinator (off the loop, with
 //!   retries through a failover) and answers prepares. A node that lacks
 //!   the track starts downloading it from the peers that hold it (the
@@ -26,6 +30,7 @@
 
 use super::announce::{NodeEvent, Role, announce};
 use super::audio::Audio;
+use super::persist;
 use super::roles::{MemberView, Roles};
 use super::session::{self, Action, Decision};
 use super::stream::{self, Headroom, PartialSource};
@@ -89,6 +94,14 @@ enum Input {
         track: TrackId,
         rate: f64,
         ratio: f64,
+    },
+    /// The members were asked to prepare `track` for `request` (or the
+    /// start position was refused).
+    PrepareDone {
+        request: ControlRequest,
+        track: TrackId,
+        result: Result<(), CommandFailed>,
+        reply: Reply,
     },
     /// A track still downloading can be played safely from now on
     /// ([`stream::Headroom`]), at `rate` bytes/s, `ratio` times playback.
@@ -171,6 +184,8 @@ struct Driver {
     /// What the player has queued to follow the current track: (its first
     /// frame's swarm instant, the track).
     following: Option<(i64, TrackId)>,
+    /// The snapshot of the session stored last ([`persist`]).
+    saved: Option<Session>,
 }
 
 /// Starts the driver; returns its handle.
@@ -196,6 +211,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         deferred: false,
         retry_at: None,
         following: None,
+        saved: None,
         prepared: std::collections::HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
@@ -208,6 +224,23 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
 
 impl Driver {
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        // The session stored before a restart: paused where it was, carried
+        // on under a new term if this node coordinates.
+        let library = self.library.clone();
+        if let Ok(Some(restored)) =
+            tokio::task::spawn_blocking(move || persist::saved_session(&library)).await
+        {
+            println!(
+                "playback: restored the session ({:?}, track {}, at {} ms, {} queued)",
+                restored.state,
+                restored.track.map_or_else(|| "none".into(), |t| t.to_hex()),
+                restored.position_micros / 1000,
+                restored.queue.len()
+            );
+            self.saved = Some(restored.clone());
+            let _ = self.session_tx.send(restored.clone());
+            self.applied = Some(restored);
+        }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -243,6 +276,9 @@ impl Driver {
                     }
                     Some(Input::Streamable { track, rate, ratio }) => {
                         self.on_streamable(track, rate, ratio).await;
+                    }
+                    Some(Input::PrepareDone { request, track, result, reply }) => {
+                        self.on_prepare_done(request, track, result, reply).await;
                     }
                 },
             }
@@ -318,7 +354,27 @@ impl Driver {
             }
         }
         self.queue_follow().await;
+        if self.ticks.is_multiple_of(2) {
+            self.save_session().await;
+        }
         self.report_status().await;
+    }
+
+    /// Stores a snapshot of the applied session when it differs from the
+    /// one stored last (while playing: every other tick, as the position
+    /// moves on).
+    async fn save_session(&mut self) {
+        let Some(applied) = &self.applied else {
+            return;
+        };
+        let snapshot = persist::snapshot(applied, self.swarm_now());
+        if self.saved.as_ref() == Some(&snapshot) {
+            return;
+        }
+        self.saved = Some(snapshot.clone());
+        let library = self.library.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || persist::save_session(&library, &snapshot)).await;
     }
 
     async fn report_status(&self) {
@@ -348,7 +404,7 @@ impl Driver {
         reply: oneshot::Sender<Result<Session, CommandFailed>>,
     ) {
         if self.roles.is_coordinator() {
-            let _ = reply.send(self.coordinate(request).await);
+            self.coordinate(request, Reply::Local(reply)).await;
             return;
         }
         let client = self.client.clone();
@@ -427,16 +483,9 @@ impl Driver {
                         ControlResponse::Ready { has_track }
                     }
                     request if self.roles.is_coordinator() => {
-                        match self.coordinate(request).await {
-                            Ok(session) => ControlResponse::Session(Box::new(session)),
-                            Err(CommandFailed::Refused(refusal)) => {
-                                ControlResponse::Refused(refusal)
-                            }
-                            // Not on the coordinator's own path; say so rather than drop it.
-                            Err(CommandFailed::Unavailable(_)) => {
-                                ControlResponse::Refused(Refusal::Busy)
-                            }
-                        }
+                        // Answered by `coordinate`, now or once the prepare is done.
+                        self.coordinate(request, Reply::Remote(key)).await;
+                        return;
                     }
                     _ => ControlResponse::Refused(Refusal::NotCoordinator),
                 };
@@ -447,30 +496,96 @@ impl Driver {
         }
     }
 
-    /// Carries out a command as coordinator.
-    async fn coordinate(&mut self, request: ControlRequest) -> Result<Session, CommandFailed> {
+    /// Carries out a command as coordinator. A new track is first prepared
+    /// on every member, off the loop ([`Input::PrepareDone`] comes back):
+    /// ticks and other commands go on meanwhile.
+    async fn coordinate(&mut self, request: ControlRequest, reply: Reply) {
         let term = self.roles.view().term;
-        let current = self.current();
         let seed = rand::random::<u64>();
-        let decision = session::decide(&current, term, &request, self.swarm_now(), seed)
-            .map_err(CommandFailed::Refused)?;
-        let mut next = match decision {
-            Decision::Publish(next) => next,
-            Decision::Prepare(prepared) => {
+        let decision = session::decide(&self.current(), term, &request, self.swarm_now(), seed);
+        match decision {
+            Err(refusal) => {
+                reply
+                    .send(&self.client, Err(CommandFailed::Refused(refusal)))
+                    .await
+            }
+            Ok(Decision::Publish(mut next)) => {
+                self.fill_length(&mut next).await;
+                self.publish(next.clone()).await;
+                reply.send(&self.client, Ok(next)).await;
+            }
+            Ok(Decision::Prepare(prepared)) => {
                 let Some(track) = prepared.track else {
-                    return Err(CommandFailed::Refused(Refusal::NothingPlaying));
+                    let refused = Err(CommandFailed::Refused(Refusal::NothingPlaying));
+                    reply.send(&self.client, refused).await;
+                    return;
                 };
-                self.check_position(track, prepared.position_micros).await?;
-                let holders = self.prepare(term, track).await;
-                if holders == 0 {
-                    return Err(CommandFailed::Refused(Refusal::NoHolder(track)));
-                }
-                session::start(prepared, self.swarm_now())
+                let (client, library) = (self.client.clone(), self.library.clone());
+                let inputs = self.inputs.clone();
+                let position = prepared.position_micros;
+                tokio::spawn(async move {
+                    let mut result = check_position(&library, track, position).await;
+                    if result.is_ok()
+                        && prepare_everywhere(&client, &library, term, track).await == 0
+                    {
+                        result = Err(CommandFailed::Refused(Refusal::NoHolder(track)));
+                    }
+                    let done = Input::PrepareDone {
+                        request,
+                        track,
+                        result,
+                        reply,
+                    };
+                    let _ = inputs.send(done).await;
+                });
+            }
+        }
+    }
+
+    /// A prepare is done: start the track, deciding again on the session as
+    /// it is now (another command or the end of a track may have come
+    /// meanwhile).
+    async fn on_prepare_done(
+        &mut self,
+        request: ControlRequest,
+        track: TrackId,
+        result: Result<(), CommandFailed>,
+        reply: Reply,
+    ) {
+        if let Err(err) = result {
+            reply.send(&self.client, Err(err)).await;
+            return;
+        }
+        if !self.roles.is_coordinator() {
+            let refused = Err(CommandFailed::Refused(Refusal::NotCoordinator));
+            reply.send(&self.client, refused).await;
+            return;
+        }
+        let term = self.roles.view().term;
+        let seed = rand::random::<u64>();
+        let now = self.swarm_now();
+        let mut next = match session::decide(&self.current(), term, &request, now, seed) {
+            Ok(Decision::Prepare(again)) if again.track == Some(track) => {
+                session::start(again, now)
+            }
+            Ok(Decision::Publish(next)) => next,
+            // The session moved on to another track meanwhile.
+            Ok(Decision::Prepare(_)) => {
+                reply
+                    .send(&self.client, Err(CommandFailed::Refused(Refusal::Busy)))
+                    .await;
+                return;
+            }
+            Err(refusal) => {
+                reply
+                    .send(&self.client, Err(CommandFailed::Refused(refusal)))
+                    .await;
+                return;
             }
         };
         self.fill_length(&mut next).await;
         self.publish(next.clone()).await;
-        Ok(next)
+        reply.send(&self.client, Ok(next)).await;
     }
 
     /// Applies and gossips `next`, this node's own session as coordinator.
@@ -577,50 +692,6 @@ impl Driver {
         }
     }
 
-    /// Refuses a start position past the end of a track this node knows.
-    async fn check_position(&self, track: TrackId, position: u64) -> Result<(), CommandFailed> {
-        if position == 0 {
-            return Ok(());
-        }
-        let library = self.library.clone();
-        let manifest = tokio::task::spawn_blocking(move || library.manifest(track))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-        if let Some(duration_ms) = manifest.and_then(|m| m.meta.duration_ms)
-            && position / 1000 > duration_ms
-        {
-            return Err(CommandFailed::Refused(Refusal::PastTheEnd {
-                position_ms: position / 1000,
-                duration_ms,
-            }));
-        }
-        Ok(())
-    }
-
-    /// Asks every alive member to prepare `track`; returns how many hold it
-    /// (this node included). Late or failing members join late.
-    async fn prepare(&self, term: u64, track: TrackId) -> usize {
-        let members = self.client.members().await.unwrap_or_default();
-        let asks = members.into_iter().map(|member| {
-            let client = self.client.clone();
-            async move {
-                let ask = client.control(member.peer, ControlRequest::Prepare { term, track });
-                match tokio::time::timeout(PREPARE_TIMEOUT, ask).await {
-                    Ok(Ok(ControlResponse::Ready { has_track })) => has_track,
-                    other => {
-                        tracing::info!(peer = %member.peer, ?other, "no ready from a member; it joins late");
-                        false
-                    }
-                }
-            }
-        });
-        let ready = futures::future::join_all(asks).await;
-        let mine = usize::from(self.path_of(track).await.is_some());
-        mine + ready.into_iter().filter(|has| *has).count()
-    }
-
     /// The file holding `track` on this node, if any.
     async fn path_of(&self, track: TrackId) -> Option<std::path::PathBuf> {
         let library = self.library.clone();
@@ -643,6 +714,7 @@ impl Driver {
         let action = session::plan(self.applied.as_ref(), &new);
         self.applied = Some(new.clone());
         let _ = self.session_tx.send(new.clone());
+        self.save_session().await;
         let Some(action) = action else {
             return;
         };
@@ -1038,6 +1110,92 @@ async fn forward(
         let _ = tokio::time::timeout(Duration::from_millis(200), roles.changed()).await;
     }
     let _ = reply.send(Err(CommandFailed::Unavailable(last)));
+}
+
+/// Refuses a start position past the end of a track this node knows.
+async fn check_position(
+    library: &Library,
+    track: TrackId,
+    position: u64,
+) -> Result<(), CommandFailed> {
+    if position == 0 {
+        return Ok(());
+    }
+    let library = library.clone();
+    let manifest = tokio::task::spawn_blocking(move || library.manifest(track))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    if let Some(duration_ms) = manifest.and_then(|m| m.meta.duration_ms)
+        && position / 1000 > duration_ms
+    {
+        return Err(CommandFailed::Refused(Refusal::PastTheEnd {
+            position_ms: position / 1000,
+            duration_ms,
+        }));
+    }
+    Ok(())
+}
+
+/// Asks every alive member to prepare `track`; returns how many hold it
+/// (this node included). Late or failing members join late.
+async fn prepare_everywhere(
+    client: &Client,
+    library: &Library,
+    term: u64,
+    track: TrackId,
+) -> usize {
+    let members = client.members().await.unwrap_or_default();
+    let asks = members.into_iter().map(|member| {
+        let client = client.clone();
+        async move {
+            let ask = client.control(member.peer, ControlRequest::Prepare { term, track });
+            match tokio::time::timeout(PREPARE_TIMEOUT, ask).await {
+                Ok(Ok(ControlResponse::Ready { has_track })) => has_track,
+                other => {
+                    tracing::info!(peer = %member.peer, ?other, "no ready from a member; it joins late");
+                    false
+                }
+            }
+        }
+    });
+    let ready = futures::future::join_all(asks).await;
+    let reading = library.clone();
+    let mine = tokio::task::spawn_blocking(move || {
+        reading
+            .track_paths(track)
+            .is_ok_and(|paths| paths.iter().any(|p| p.is_file()))
+    })
+    .await
+    .unwrap_or(false);
+    usize::from(mine) + ready.into_iter().filter(|has| *has).count()
+}
+
+/// Where a command's answer goes: the local API, or a peer that sent it.
+enum Reply {
+    Local(oneshot::Sender<Result<Session, CommandFailed>>),
+    Remote(firefly_swarm::RequestKey),
+}
+
+impl Reply {
+    async fn send(self, client: &Client, result: Result<Session, CommandFailed>) {
+        match self {
+            Reply::Local(reply) => {
+                let _ = reply.send(result);
+            }
+            Reply::Remote(key) => {
+                let response = match result {
+                    Ok(session) => ControlResponse::Session(Box::new(session)),
+                    Err(CommandFailed::Refused(refusal)) => ControlResponse::Refused(refusal),
+                    // Not on the coordinator's own path; say so rather than drop it.
+                    Err(CommandFailed::Unavailable(_)) => ControlResponse::Refused(Refusal::Busy),
+                };
+                tracing::debug!(?response, "control request answered");
+                let _ = client.respond_control(key, response).await;
+            }
+        }
+    }
 }
 
 /// The playback state a session shows the API: position now, in ms.

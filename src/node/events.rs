@@ -154,7 +154,8 @@ impl Volume {
         self.0.load(Ordering::Relaxed) as f32 / 1000.0
     }
 
-    fn permille(&self) -> u16 {
+    /// The volume in thousandths.
+    pub(crate) fn permille(&self) -> u16 {
         u16::try_from(self.0.load(Ordering::Relaxed)).unwrap_or(u16::MAX)
     }
 

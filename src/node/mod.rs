@@ -13,6 +13,7 @@ pub(crate) mod driver;
 pub(crate) mod events;
 pub(crate) mod http;
 pub(crate) mod indexer;
+pub(crate) mod persist;
 pub(crate) mod roles;
 pub(crate) mod session;
 pub(crate) mod settle;
@@ -47,7 +48,7 @@ pub(crate) struct NodeOptions {
     pub(crate) mdns: bool,
     /// `--output`; `None` means the default device, or no sound if there is none.
     pub(crate) output: Option<OutputArg>,
-    pub(crate) latency_ms: i64,
+    pub(crate) latency_ms: Option<i64>,
     /// `FIREFLY_TEST_CLOCK`, read once by the caller.
     pub(crate) test_clock: Option<test_clock::TestClock>,
     /// `--token`: required of API clients when `http` is not loopback.
@@ -141,23 +142,38 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     });
     let swarm_task = tokio::spawn(event_loop.run());
     let timeline = std::sync::Arc::new(timeline::NodeTimeline::new(now.clone(), client.mapping()));
+    // The latency trim given now is kept; without one, the last one given.
+    let latency_ms = {
+        let library = library.clone();
+        let given = options.latency_ms;
+        tokio::task::spawn_blocking(move || match given {
+            Some(ms) => {
+                persist::save_latency(&library, ms);
+                ms
+            }
+            None => persist::saved_latency(&library).unwrap_or(0),
+        })
+        .await?
+    };
     let audio = match &options.output {
-        Some(output) => audio::Audio::start(output, timeline, options.latency_ms)?,
+        Some(output) => audio::Audio::start(output, timeline, latency_ms)?,
         None => {
             let default = OutputArg::Play(firefly_player::OutputChoice::DefaultDevice);
-            match audio::Audio::start(&default, timeline.clone(), options.latency_ms) {
+            match audio::Audio::start(&default, timeline.clone(), latency_ms) {
                 Ok(audio) => audio,
                 Err(err) => {
                     announce(&NodeEvent::NoSoundDevice {
                         reason: format!("{err:#}"),
                     });
-                    audio::Audio::start(&OutputArg::Null, timeline, options.latency_ms)?
+                    audio::Audio::start(&OutputArg::Null, timeline, latency_ms)?
                 }
             }
         }
     };
     let control = driver::spawn(client.clone(), library.clone(), audio.clone(), now);
     let volume = events::Volume::default();
+    restore_volume(&library, &audio, &volume).await;
+    tokio::spawn(keep_volume(library.clone(), volume.clone()));
     let volumes = events::VolumeService {
         client: client.clone(),
         audio: audio.clone(),
@@ -391,5 +407,35 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// Sets the player to the volume stored before a restart, if any.
+async fn restore_volume(library: &Library, audio: &audio::Audio, volume: &events::Volume) {
+    let library = library.clone();
+    let saved = tokio::task::spawn_blocking(move || persist::saved_volume(&library))
+        .await
+        .ok()
+        .flatten();
+    if let Some(permille) = saved
+        && audio.player().is_some()
+        && let Err(err) = volume.set(audio, f32::from(permille) / 1000.0)
+    {
+        tracing::warn!(%err, "cannot restore the volume");
+    }
+}
+
+/// Stores this node's volume whenever it changes (checked every second).
+async fn keep_volume(library: Library, volume: events::Volume) {
+    let mut stored = volume.permille();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = volume.permille();
+        if now != stored {
+            stored = now;
+            let library = library.clone();
+            let _ = tokio::task::spawn_blocking(move || persist::save_volume(&library, now)).await;
+        }
     }
 }

@@ -2,9 +2,13 @@
 //! every node with no gap and no overlap (the second track's first frame
 //! sounds on the output frame right after the first track's last), every
 //! node switching at the same true instant; the end of the queue is
-//! "stopped". Measured from the virtual outputs' true instants.
+//! "stopped". Measured from the virtual outputs' true instants. And the
+//! session survives the whole swarm being killed: after a restart the
+//! nodes show it paused where it stopped, and `resume` continues there.
 
-use crate::playback::{Node, RATE, http, start_swarm, wait_until};
+use crate::playback::{
+    Node, NodeSpec, RATE, flashes, http, spawn_node, start_swarm, wait_settled, wait_until,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -147,4 +151,84 @@ fn two_queued_tracks_play_back_to_back_with_no_gap_on_every_node() {
         spread <= 1_000.0,
         "b started {spread:.0} µs apart across nodes"
     );
+}
+
+#[test]
+fn a_swarm_killed_and_restarted_resumes_the_track_where_it_stopped() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = start_swarm(tmp.path(), 2, &[("a.wav", 30)], 2);
+    let a = library_ids(&nodes[0])[0].0.clone();
+    let (status, reply) = http(
+        nodes[0].http,
+        "POST",
+        "/api/play",
+        Some(json!({ "track": a })),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let playing = wait_until(Duration::from_secs(5), || {
+        nodes.iter().all(|n| flashes(n).len() > 100)
+    });
+    assert!(playing, "the nodes never played");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Where the music was when the whole swarm died (SIGKILL).
+    let reused: Vec<_> = nodes.iter().map(|n| (n.port, n.http)).collect();
+    let stopped_at: f64 = nodes
+        .iter()
+        .map(|n| flashes(n).last().unwrap().0 / f64::from(RATE))
+        .fold(0.0, f64::max);
+    drop(nodes);
+
+    let mut nodes: Vec<Node> = Vec::new();
+    for (index, reuse) in reused.into_iter().enumerate() {
+        let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        nodes.push(spawn_node(
+            tmp.path(),
+            &NodeSpec {
+                index,
+                tracks: &[("a.wav", 30)],
+                bootstrap: &bootstrap,
+                reuse: Some(reuse),
+                extra: &[],
+            },
+        ));
+    }
+    assert!(
+        wait_settled(&nodes, Duration::from_secs(30)),
+        "the restarted nodes never settled"
+    );
+    // Every node shows the session paused where it stopped (saved every half second).
+    let restored = wait_until(Duration::from_secs(5), || {
+        nodes.iter().all(|n| {
+            let p = playback(n);
+            p["state"] == "paused" && p["track"] == a.as_str()
+        })
+    });
+    assert!(restored, "not restored: {}", playback(&nodes[1]));
+    for node in &nodes {
+        let at = playback(node)["position_ms"].as_u64().unwrap() as f64 / 1000.0;
+        eprintln!(
+            "{}: restored at {at:.2} s, stopped at {stopped_at:.2} s",
+            node.process.label()
+        );
+        assert!(
+            (at - stopped_at).abs() <= 1.0,
+            "restored at {at:.2} s, stopped at {stopped_at:.2} s"
+        );
+    }
+    let (status, reply) = http(nodes[1].http, "POST", "/api/resume", None);
+    assert_eq!(status, 200, "{reply}");
+    let resumed = wait_until(Duration::from_secs(5), || {
+        nodes.iter().all(|n| !flashes(n).is_empty())
+    });
+    assert!(resumed, "the nodes never resumed");
+    for node in &nodes {
+        let first = flashes(node)[0].0 / f64::from(RATE);
+        eprintln!("{}: resumed at {first:.2} s", node.process.label());
+        assert!(
+            (first - stopped_at).abs() <= 1.0,
+            "{} resumed at {first:.2} s; it stopped at {stopped_at:.2} s",
+            node.process.label()
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! Firefly's content-addressed music library.
 //!
 //! The catalog of every track a node holds, chunk by chunk: scanning folders
-//! and probing audio files ([`Library::scan`]), cutting them into
+//! and probing audio files ([`Library::scan`], or just the paths a folder
+//! watcher saw change: [`Library::scan_paths`]), keeping the cover picture
+//! of their tags ([`Library::cover`]), cutting them into
 //! content-defined chunks with BLAKE3 ids, the redb store of manifests, chunk
 //! locations and scanned files, the version log that gives peers deltas
 //! ([`Library::changes_since`]), serving verified chunks

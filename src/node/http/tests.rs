@@ -677,3 +677,78 @@ async fn the_api_doc_lists_exactly_the_routes_served() {
         }
     }
 }
+
+/// The queue is bounded with a clear error past the bound; queue edits with
+/// indices past the end, unknown albums and unknown repeat modes get a 4xx
+/// with a message; the playback JSON carries shuffle, repeat and the queue.
+#[tokio::test]
+async fn queue_commands_are_bounded_and_bad_ones_get_a_clear_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    wait_state(&state, |s| s["role"] == "coordinator").await;
+    let ids = |from: usize, n: usize| {
+        let tracks: Vec<String> = (from..from + n).map(|i| format!("\"{i:064x}\"")).collect();
+        format!("{{\"tracks\": [{}]}}", tracks.join(","))
+    };
+    let (status, reply) = send(state.clone(), post("/api/queue", &ids(0, 300))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (status, reply) = send(state.clone(), post("/api/queue", &ids(300, 212))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["queue"].as_array().unwrap().len(), 512);
+    assert_eq!(
+        (reply["shuffle"].clone(), reply["repeat"].clone()),
+        (false.into(), "off".into())
+    );
+    assert!(reply["duration_ms"].is_null(), "{reply}");
+    let (status, reply) = send(state.clone(), post("/api/queue", &ids(900, 1))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("512"),
+        "{reply}"
+    );
+    // Insert at the front, move, remove.
+    let (status, reply) = send(
+        state.clone(),
+        post("/api/queue/move", r#"{"from": 511, "to": 0}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["queue"][0], format!("{:064x}", 511));
+    let delete = |path: &str| Request::delete(path).body(Body::empty()).unwrap();
+    let (status, reply) = send(state.clone(), delete("/api/queue/0")).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["queue"].as_array().unwrap().len(), 511);
+    for request in [
+        post("/api/queue/move", r#"{"from": 600, "to": 0}"#),
+        delete("/api/queue/511"),
+        delete("/api/queue/first"),
+        post("/api/repeat", r#"{"mode": "sometimes"}"#),
+        post("/api/shuffle", r#"{"on": "yes"}"#),
+        post("/api/play", r#"{"album": "No Such Album"}"#),
+        post("/api/play", r#"{"track": "00", "album": "Both"}"#),
+    ] {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (status, reply) = send(state.clone(), request).await;
+        assert!(status.is_client_error(), "{what}: {status} {reply}");
+        assert!(reply["message"].is_string(), "{what}: {reply}");
+    }
+    let (status, reply) = send(state.clone(), post("/api/repeat", r#"{"mode": "all"}"#)).await;
+    assert_eq!(
+        (status, reply["repeat"].clone()),
+        (StatusCode::OK, "all".into())
+    );
+    let (status, reply) = send(state.clone(), post("/api/shuffle", r#"{"on": true}"#)).await;
+    assert_eq!(
+        (status, reply["shuffle"].clone()),
+        (StatusCode::OK, true.into())
+    );
+    let (status, reply) = send(state.clone(), delete("/api/queue")).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["queue"], serde_json::json!([]));
+    // With nothing playing, the transport commands are refused (409).
+    for path in ["/api/next", "/api/prev", "/api/stop", "/api/pause"] {
+        let request = Request::post(path).body(Body::empty()).unwrap();
+        let (status, reply) = send(state.clone(), request).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {reply}");
+    }
+}

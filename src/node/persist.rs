@@ -1,0 +1,132 @@
+//! What a node keeps across restarts, in the library's `SETTINGS` table:
+//! the playback session (queue, track, position, paused or playing,
+//! shuffle, repeat, history), this node's volume and its latency trim.
+//!
+//! The session is stored as a *snapshot*: paused at the position it had
+//! reached, with no term or change counter, so that after the whole swarm
+//! restarts, whichever node coordinates carries it on under its new term
+//! and `resume` continues where the music stopped. The driver saves one
+//! every half second while playing (so a kill loses at most that much) and
+//! on every change. It is stored in the session's own wire encoding and
+//! checked like a peer's on the way back in (a damaged setting is ignored).
+
+use firefly_library::Library;
+use firefly_swarm::{PlaybackState, Session};
+
+const SESSION: &str = "playback/session";
+const VOLUME: &str = "playback/volume-permille";
+const LATENCY: &str = "playback/latency-ms";
+
+/// `session` as it should come back after a restart at swarm instant `now`:
+/// paused where it is then, with no term or change counter.
+pub(crate) fn snapshot(session: &Session, now: i64) -> Session {
+    let mut saved = session.clone();
+    saved.position_micros = session.position_at(now);
+    if saved.state == PlaybackState::Playing {
+        saved.state = PlaybackState::Paused;
+    }
+    saved.start = 0;
+    saved.term = 0;
+    saved.seq = 0;
+    saved
+}
+
+/// Stores a snapshot (blocking: a durable redb commit).
+pub(crate) fn save_session(library: &Library, snapshot: &Session) {
+    let stored = snapshot
+        .encode()
+        .map_err(|err| err.to_string())
+        .and_then(|bytes| {
+            library
+                .put_setting(SESSION, &bytes)
+                .map_err(|err| err.to_string())
+        });
+    if let Err(err) = stored {
+        tracing::warn!(%err, "cannot store the playback session");
+    }
+}
+
+/// The snapshot stored last, if any and readable (blocking).
+pub(crate) fn saved_session(library: &Library) -> Option<Session> {
+    let bytes = library.get_setting(SESSION).ok()??;
+    match Session::decode(&bytes) {
+        Ok(session) => Some(session),
+        Err(err) => {
+            tracing::warn!(%err, "the stored playback session is unreadable; starting without it");
+            None
+        }
+    }
+}
+
+/// Stores this node's volume, in thousandths (blocking).
+pub(crate) fn save_volume(library: &Library, permille: u16) {
+    if let Err(err) = library.put_setting(VOLUME, &permille.to_le_bytes()) {
+        tracing::warn!(%err, "cannot store the volume");
+    }
+}
+
+/// The volume stored last, in thousandths (blocking).
+pub(crate) fn saved_volume(library: &Library) -> Option<u16> {
+    let bytes = library.get_setting(VOLUME).ok()??;
+    Some(u16::from_le_bytes(bytes.try_into().ok()?))
+        .filter(|v| *v <= firefly_swarm::MAX_VOLUME_PERMILLE)
+}
+
+/// Stores this node's latency trim, ms (blocking).
+pub(crate) fn save_latency(library: &Library, ms: i64) {
+    if let Err(err) = library.put_setting(LATENCY, &ms.to_le_bytes()) {
+        tracing::warn!(%err, "cannot store the latency");
+    }
+}
+
+/// The latency trim stored last, ms (blocking).
+pub(crate) fn saved_latency(library: &Library) -> Option<i64> {
+    let bytes = library.get_setting(LATENCY).ok()??;
+    Some(i64::from_le_bytes(bytes.try_into().ok()?)).filter(|ms| ms.abs() <= 10_000)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use firefly_library::{LibraryConfig, TrackId};
+
+    #[test]
+    fn a_session_volume_and_latency_survive_a_reopen_and_damage_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let playing = Session {
+            version: firefly_swarm::playback::SESSION_VERSION,
+            term: 4,
+            seq: 9,
+            queue: vec![TrackId([2; 32])],
+            track: Some(TrackId([1; 32])),
+            state: PlaybackState::Playing,
+            start: 1_000_000,
+            position_micros: 2_000_000,
+            duration_micros: Some(30_000_000),
+            shuffle: true,
+            ..Session::default()
+        };
+        {
+            let library = Library::open(&LibraryConfig::new(dir.path())).unwrap();
+            save_session(&library, &snapshot(&playing, 4_500_000));
+            save_volume(&library, 400);
+            save_latency(&library, -25);
+        }
+        let library = Library::open(&LibraryConfig::new(dir.path())).unwrap();
+        let back = saved_session(&library).unwrap();
+        assert_eq!(back.state, PlaybackState::Paused);
+        assert_eq!(back.position_micros, 5_500_000);
+        assert_eq!((back.term, back.seq), (0, 0));
+        assert_eq!(
+            (back.queue, back.track, back.shuffle),
+            (playing.queue, playing.track, true)
+        );
+        assert_eq!(saved_volume(&library), Some(400));
+        assert_eq!(saved_latency(&library), Some(-25));
+        library.put_setting(SESSION, b"\xffnot a session").unwrap();
+        library.put_setting(VOLUME, b"\x01").unwrap();
+        assert_eq!(saved_session(&library), None);
+        assert_eq!(saved_volume(&library), None);
+    }
+}
