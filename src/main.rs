@@ -13,11 +13,20 @@ use std::process::ExitCode;
 
 /// Firefly: synchronized multi-room music over a peer-to-peer swarm.
 #[derive(Debug, Parser)]
-#[command(name = "firefly", version, about, propagate_version = true)]
+#[command(name = "firefly", version, about, propagate_version = true, after_help = GLOSSARY)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// What the figures in the demo, `status` and the web UI mean.
+const GLOSSARY: &str = "\
+Figures:
+  inter-node offset  how far apart two nodes sound the same frame of music (the demo's p50/p99/max)
+  offset             a peer's clock minus this node's, both read on the swarm timeline
+  sync error         how far this node's estimate of the swarm timeline may be off
+  playback error     how far this node's sound is from where the timeline says it should be
+  ppm                the swarm timeline's rate against this node's clock, which the node corrects for";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -66,13 +75,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                // symphonia warns about every odd frame it meets while probing;
+                // symphonia logs about every odd frame it meets while probing, and
+                // an ERROR for every file it cannot read, which the scanner
+                // already reports as skipped, with the reason;
                 // libp2p's request-response and gossipsub warn once per dropped
                 // stream or invalid message, which a flooding peer controls (the
                 // swarm's own penalty log says it once a second, with a count).
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "warn,symphonia=error,libp2p_request_response=error,libp2p_gossipsub=error",
+                        "warn,symphonia=off,libp2p_request_response=error,libp2p_gossipsub=error",
                     )
                 }),
         )

@@ -54,8 +54,13 @@ fn demo(root: &Path, args: &Args) -> anyhow::Result<()> {
             true
         }
         Err(err) => {
+            // The device error lists every `--output` choice; here one reason is enough.
+            let reason = match &err {
+                firefly_player::OutputError::Device { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
             println!(
-                "no usable sound device here ({err}): the nodes play on silent virtual outputs"
+                "no usable sound device here ({reason}): the nodes play on silent virtual outputs"
             );
             false
         }
@@ -116,6 +121,12 @@ async fn drive(nodes: &[Node], audible: bool) -> anyhow::Result<()> {
     )
     .await?;
     let started = std::time::Instant::now();
+    if !audible {
+        println!(
+            "sync: every second, how far apart the nodes sound the same frame of music \
+             (p50, p99, max of every pair, measured from each node's true instants)"
+        );
+    }
     println!(
         "playing {} everywhere; web UI / API at http://{} — Ctrl-C to stop",
         &first[..12],

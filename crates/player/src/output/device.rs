@@ -43,6 +43,10 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// The names of the output devices on this machine (ALSA PCM names on Linux).
 pub fn device_names() -> Vec<String> {
+    super::alsa_messages::quietly(list_device_names)
+}
+
+fn list_device_names() -> Vec<String> {
     let host = cpal::default_host();
     match host.output_devices() {
         Ok(devices) => devices
@@ -74,6 +78,10 @@ fn device_error(device: &str, reason: impl std::fmt::Display) -> OutputError {
 }
 
 fn find_device(name: Option<&str>) -> Result<cpal::Device, OutputError> {
+    super::alsa_messages::quietly(|| look_up_device(name))
+}
+
+fn look_up_device(name: Option<&str>) -> Result<cpal::Device, OutputError> {
     let host = cpal::default_host();
     match name {
         None => host
@@ -110,8 +118,7 @@ impl DeviceOutput {
     pub fn open(name: Option<&str>) -> Result<Self, OutputError> {
         let label = name.unwrap_or("default");
         let device = find_device(name)?;
-        let config = device
-            .default_output_config()
+        let config = super::alsa_messages::quietly(|| device.default_output_config())
             .map_err(|e| device_error(label, e))?;
         let format = OutputFormat::new(config.sample_rate(), config.channels(), PERIOD);
         if !(crate::MIN_SAMPLE_RATE..=crate::MAX_SAMPLE_RATE).contains(&format.sample_rate)
@@ -137,16 +144,17 @@ impl DeviceOutput {
             sample_rate: output.format.sample_rate,
             buffer_size: cpal::BufferSize::Default,
         };
-        device
-            .build_output_stream_raw(
+        super::alsa_messages::quietly(|| {
+            device.build_output_stream_raw(
                 config,
                 output.sample_format,
                 |_: &mut cpal::Data, _: &cpal::OutputCallbackInfo| {},
                 |_| {},
                 None,
             )
-            .map(drop)
-            .map_err(|e| device_error(&label, e))
+        })
+        .map(drop)
+        .map_err(|e| device_error(&label, e))
     }
 
     /// Uses `sample_rate` and `channels` instead of the device's defaults.
@@ -299,12 +307,13 @@ fn open_stream(
             format!("unsupported sample format {other:?}"),
         )),
     };
-    let stream = match build_any(&config) {
+    let stream = match super::alsa_messages::quietly(|| build_any(&config)) {
         Ok(stream) => stream,
         Err(err) if err.kind() == cpal::ErrorKind::UnsupportedConfig => {
             // The device's own period, then.
             config.buffer_size = cpal::BufferSize::Default;
-            build_any(&config).map_err(|e| device_error(&label, e))?
+            super::alsa_messages::quietly(|| build_any(&config))
+                .map_err(|e| device_error(&label, e))?
         }
         Err(err) => return Err(device_error(&label, err)),
     };

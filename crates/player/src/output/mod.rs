@@ -16,6 +16,7 @@
 //! [`device_clock`](self::device_clock). [`OutputChoice`] parses the node's
 //! `--output` flag into one of them.
 
+mod alsa_messages;
 mod clocked;
 mod device;
 mod device_clock;
