@@ -14,13 +14,18 @@ use std::net::SocketAddr;
 #[derive(Debug, clap::Args)]
 pub(crate) struct NodeArgs {
     /// Where the node serves its API.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8081",
+        global = true
+    )]
     pub(crate) http: SocketAddr,
     /// The node's API token (needed when it is bound to a non-loopback address).
-    #[arg(long, env = "FIREFLY_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "FIREFLY_TOKEN", hide_env_values = true, global = true)]
     pub(crate) token: Option<String>,
     /// Print the node's JSON answer instead of a line of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) json: bool,
 }
 

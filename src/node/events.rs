@@ -164,9 +164,7 @@ impl Volume {
         let Some(player) = audio.player() else {
             return Err(VolumeError::NoOutput);
         };
-        player
-            .set_volume(volume)
-            .map_err(|err| VolumeError::Player(err.to_string()))?;
+        player.set_volume(volume).map_err(VolumeError::Player)?;
         // In range (the player checked it): fits in u32 thousandths.
         self.0
             .store((volume * 1000.0).round() as u32, Ordering::Relaxed);
@@ -175,14 +173,14 @@ impl Volume {
 }
 
 /// Why a volume could not be set.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum VolumeError {
     /// The node plays nothing (`--output null`).
     #[error("this node has no output (--output null)")]
     NoOutput,
-    /// The player refused it.
-    #[error("the player refused the volume: {0}")]
-    Player(String),
+    /// The player refused it (its error kept, not flattened to text).
+    #[error("the player refused the volume")]
+    Player(#[source] firefly_player::PlayError),
 }
 
 /// Answers peers' `/firefly/control/1` volume requests with this node's player.

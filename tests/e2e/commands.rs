@@ -203,6 +203,14 @@ fn seek_queue_and_next_keep_every_node_in_step() {
             .is_some_and(|m| m.contains("queue")),
         "{reply}"
     );
+    // Previous, early in b: back to a from its start everywhere, b queued next.
+    let sent = swarm_now(&nodes[1]);
+    let (status, reply) = http(nodes[1].http, "POST", "/api/prev", None);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["queue"], json!([b]), "{reply}");
+    // Past the anchor, so that every node's latest flashes are the new ones.
+    std::thread::sleep(Duration::from_millis(300));
+    check_new_position(&nodes, &a, 0, sent, "prev");
 }
 
 #[test]

@@ -81,13 +81,16 @@ fn two_queued_tracks_play_back_to_back_with_no_gap_on_every_node() {
     );
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["duration_ms"], 3_000, "{reply}");
-    let (status, reply) = http(
-        nodes[2].http,
-        "POST",
-        "/api/queue",
-        Some(json!({ "tracks": [b] })),
-    );
-    assert_eq!(status, 200, "{reply}");
+    // Queued through the CLI client, by a track id prefix.
+    let queued = crate::util::firefly_json(&[
+        "queue",
+        "add",
+        &b[..16],
+        "--http",
+        &nodes[2].http.to_string(),
+        "--json",
+    ]);
+    assert_eq!(queued["queue"], json!([b]), "{queued}");
 
     // b follows a everywhere, and the end of the queue stops playback.
     let moved_on = wait_until(Duration::from_secs(8), || {
@@ -104,6 +107,19 @@ fn two_queued_tracks_play_back_to_back_with_no_gap_on_every_node() {
         stopped,
         "the end of the queue is not 'stopped': {}",
         playback(&nodes[0])
+    );
+    // The other CLI commands answer with the playback, or a clear error.
+    let http0 = nodes[0].http.to_string();
+    let repeat = crate::util::firefly_json(&["repeat", "all", "--http", &http0, "--json"]);
+    assert_eq!(repeat["repeat"], "all", "{repeat}");
+    let shuffle = crate::util::firefly_json(&["shuffle", "on", "--http", &http0, "--json"]);
+    assert_eq!(shuffle["shuffle"], true, "{shuffle}");
+    let out = crate::util::firefly(&["next", "--http", &http0]);
+    assert!(!out.status.success(), "next with nothing playing succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing is playing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let len_a = 3.0 * f64::from(RATE);
