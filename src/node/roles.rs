@@ -28,7 +28,10 @@
 //!    node's own or a supported candidate's (support of two or more); a
 //!    follower takes its coordinator's term, an election goes one above the
 //!    highest legitimate term, and a coordinator that wins a merge goes one
-//!    above the side it absorbed. A claimed term more than one step above the
+//!    above the side it absorbed — whether that side still claims the role
+//!    or already follows it at its own higher term (its claim may never have
+//!    arrived), so every member ends on one term. A claimed term more than
+//!    one step above the
 //!    highest legitimate term is never adopted, and a member claiming the role
 //!    for itself at such a term breaks the rule: it is reported
 //!    ([`Roles::poll_offender`], once per heartbeat) for the node to penalize.
@@ -202,15 +205,20 @@ impl Roles {
         }
         match chosen {
             Some(c) if c == self.me => {
-                // Won a merge: sessions must outrank those of the side absorbed.
-                let absorbed = candidates
+                // Won a merge: sessions must outrank those of the side
+                // absorbed, which may still claim the role or already follow
+                // this node at its own (higher) term.
+                let rival = candidates
                     .iter()
                     .filter(|(other, t)| *other != self.me && *t <= ceiling)
                     .map(|(_, t)| *t)
-                    .max();
-                if let Some(t) = absorbed
-                    && t >= self.term
-                {
+                    .filter(|t| *t >= self.term);
+                let follower = alive
+                    .iter()
+                    .filter(|m| m.view.coordinator == Some(self.me))
+                    .map(|m| m.view.term)
+                    .filter(|t| *t > self.term && *t <= ceiling);
+                if let Some(t) = rival.chain(follower).max() {
                     self.term = t.saturating_add(1).min(MAX_COUNTER);
                 }
                 self.coordinator = Some(c);
@@ -395,6 +403,57 @@ mod tests {
         roles.handle_members(LocalMicros(t), &healed);
         assert_eq!(roles.view(), view(x, 3));
         assert_eq!(roles.poll_offender(), None);
+    }
+
+    #[test]
+    fn a_coordinator_whose_absorbed_follower_holds_a_higher_term_goes_above_it() {
+        // Issue 14's second heal: a follower cut off alone elected itself one
+        // term up while the majority stayed where it was; its claim was lost
+        // in the heal and the first heartbeat the coordinator heard from it
+        // already followed the coordinator, at that higher term. The terms
+        // must still agree.
+        let ids = peers(3);
+        let (coord, other, lone) = (ids[0], ids[1], ids[2]);
+        let mut roles = Roles::new(coord, LocalMicros(0));
+        let mut t = 3 * S;
+        let before = [
+            member(other, S, t, RoleView::default()),
+            member(lone, S, t, RoleView::default()),
+        ];
+        roles.handle_members(LocalMicros(t), &before);
+        assert_eq!(roles.view(), view(coord, 1));
+        t += S;
+        let following = [
+            member(other, S, t, view(coord, 1)),
+            member(lone, S, t, view(coord, 1)),
+        ];
+        assert_eq!(roles.handle_members(LocalMicros(t), &following), None);
+        // Partition: `lone` falls silent and elects itself at 2 (unseen here).
+        t += 4 * S;
+        let split = [
+            member(other, S, t, view(coord, 1)),
+            member(lone, S, t - 4 * S, view(coord, 1)),
+        ];
+        assert_eq!(roles.handle_members(LocalMicros(t), &split), None);
+        // Heal: the first heartbeat heard from `lone` already follows back.
+        t += S;
+        let healed = [
+            member(other, S, t, view(coord, 1)),
+            member(lone, S, t, view(coord, 2)),
+        ];
+        assert_eq!(
+            roles.handle_members(LocalMicros(t), &healed),
+            Some(view(coord, 3))
+        );
+        assert_eq!(roles.poll_offender(), None, "an honest heal is no offence");
+        // Once everyone follows at 3, the term stays there.
+        t += S;
+        let agreed = [
+            member(other, S, t, view(coord, 3)),
+            member(lone, S, t, view(coord, 3)),
+        ];
+        assert_eq!(roles.handle_members(LocalMicros(t), &agreed), None);
+        assert_eq!(roles.view(), view(coord, 3));
     }
 
     #[test]

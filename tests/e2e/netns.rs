@@ -119,9 +119,15 @@ impl Net {
             .args(["netns", "exec", ns, firefly_bin()])
             .args(args)
             .args(["--events", "json"]);
-        // FIREFLY_E2E_LOG=debug shows what the nodes do when a test fails.
+        // FIREFLY_E2E_LOG=debug shows what the nodes do when a test fails;
+        // FIREFLY_E2E_LOG_DIR=DIR writes each node's log to DIR/<label>.log.
         let level = std::env::var("FIREFLY_E2E_LOG").unwrap_or_else(|_| "warn".into());
         command.env("RUST_LOG", level);
+        if let Ok(dir) = std::env::var("FIREFLY_E2E_LOG_DIR") {
+            let file = std::fs::File::create(format!("{dir}/{label}.log"))
+                .expect("FIREFLY_E2E_LOG_DIR is a writable directory");
+            command.stderr(file);
+        }
         self.procs.push(Running::spawn(label, command));
         self.procs.len() - 1
     }

@@ -26,6 +26,12 @@ pub(crate) const RETRY_MICROS: i64 = 5_000_000;
 /// (issue 14); a refused dial to a known address costs little and logs
 /// nothing above debug. LAN peers wait longer: [`LAN_REDIAL_MICROS`].
 pub(crate) const REDIAL_MICROS: i64 = 1_000_000;
+/// How long a bootstrap dial may stay unanswered before the next redial
+/// goes out beside it. During a partition a dial hangs (its SYN is
+/// retransmitted 1, 3, 7 s after it started, until the 10 s connection
+/// timeout); a new dial each period puts a fresh SYN on the wire soon after
+/// the heal instead.
+pub(crate) const STALE_DIAL_MICROS: i64 = 1_500_000;
 /// How long to wait before redialing a LAN (mDNS) peer that is not
 /// connected (mDNS itself rediscovers peers on the LAN as well).
 pub(crate) const LAN_REDIAL_MICROS: i64 = 5_000_000;
@@ -63,8 +69,8 @@ pub(crate) struct Bootstrap {
     pub(crate) addr: Multiaddr,
     /// Who answered at this address, once known (or named by `/p2p/`).
     pub(crate) peer: Option<PeerId>,
-    /// The dial in flight, if any.
-    pub(crate) dialing: Option<ConnectionId>,
+    /// The latest dial in flight and when it started, if any.
+    pub(crate) dialing: Option<(ConnectionId, LocalMicros)>,
 }
 
 /// This node's slot on its relay (`--relay`).
@@ -82,13 +88,17 @@ pub(crate) struct RelaySlot {
 
 impl EventLoop {
     /// Dials every `--peer` address that is not connected and not being
-    /// dialed. A circuit address is dialed only once the node is connected
+    /// dialed (a dial unanswered for [`STALE_DIAL_MICROS`] does not count).
+    /// A circuit address is dialed only once the node is connected
     /// to its relay (dialing both at once races inside the relay client);
     /// until then the relay itself is dialed.
-    pub(crate) fn redial_bootstrap_peers(&mut self) {
+    pub(crate) fn redial_bootstrap_peers(&mut self, now: LocalMicros) {
         for index in 0..self.bootstrap.len() {
             let entry = &self.bootstrap[index];
-            if entry.dialing.is_some() || entry.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+            let pending = entry
+                .dialing
+                .is_some_and(|(_, since)| now - since < STALE_DIAL_MICROS);
+            if pending || entry.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
                 continue;
             }
             if let Some((relay_addr, relay)) = relay_of(&entry.addr)
@@ -106,7 +116,7 @@ impl EventLoop {
             let opts = DialOpts::from(entry.addr.clone());
             let id = opts.connection_id();
             match self.swarm.dial(opts) {
-                Ok(()) => self.bootstrap[index].dialing = Some(id),
+                Ok(()) => self.bootstrap[index].dialing = Some((id, now)),
                 Err(err) => {
                     tracing::debug!(addr = %self.bootstrap[index].addr, %err, "cannot dial peer")
                 }
@@ -124,14 +134,14 @@ impl EventLoop {
             entry.dialing.is_none() && relay_of(&entry.addr).is_some_and(|(_, relay)| relay == peer)
         });
         if waiting {
-            self.redial_bootstrap_peers();
+            self.redial_bootstrap_peers(now);
         }
     }
 
     /// Notes the outcome of a dial that may be a bootstrap dial.
     pub(crate) fn on_dial_outcome(&mut self, connection: ConnectionId, peer: Option<PeerId>) {
         for entry in &mut self.bootstrap {
-            if entry.dialing == Some(connection) {
+            if entry.dialing.is_some_and(|(id, _)| id == connection) {
                 entry.dialing = None;
                 if peer.is_some() {
                     entry.peer = peer;

@@ -60,6 +60,8 @@ pub struct EventLoop {
     /// Set by [`crate::Client::leave`]; every heartbeat from then on says so.
     pub(crate) leaving: bool,
     next_heartbeat: LocalMicros,
+    /// When the latest heartbeat went out.
+    last_heartbeat: LocalMicros,
     next_redial: LocalMicros,
     /// When LAN (mDNS) peers are next redialed; see [`LAN_REDIAL_MICROS`].
     next_lan_redial: LocalMicros,
@@ -116,6 +118,7 @@ impl EventLoop {
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             leaving: false,
             next_heartbeat: now,
+            last_heartbeat: now,
             next_redial: now,
             next_lan_redial: now,
         }
@@ -177,10 +180,11 @@ impl EventLoop {
         let now = (self.now)();
         if now >= self.next_heartbeat {
             self.publish_heartbeat(now);
+            self.last_heartbeat = now;
             self.next_heartbeat = (self.next_heartbeat + self.heartbeat_interval).max(now);
         }
         if now >= self.next_redial {
-            self.redial_bootstrap_peers();
+            self.redial_bootstrap_peers(now);
             self.next_redial = now + REDIAL_MICROS;
         }
         if now >= self.next_lan_redial {
@@ -217,7 +221,17 @@ impl EventLoop {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
-            Command::SetStatus { status } => self.status = status,
+            Command::SetStatus { status } => {
+                if status.roles != self.status.roles {
+                    // A new role view travels at once (a heal settles in a
+                    // few hops of it), yet a third of a period after the
+                    // previous heartbeat, so receivers never see it as a
+                    // flood (membership drops those under a quarter).
+                    let soon = self.last_heartbeat + self.heartbeat_interval / 3;
+                    self.next_heartbeat = self.next_heartbeat.min(soon);
+                }
+                self.status = status;
+            }
             Command::SetPlayout { playout } => self.playout = playout,
             Command::Links { reply } => {
                 let _ = reply.send(self.links.values().copied().collect());

@@ -15,7 +15,15 @@
 //! the player's report to [`crate::MAX_PLAYOUT_FLASHES`] flashes in time
 //! order and a volume of at most [`crate::MAX_VOLUME_PERMILLE`],
 //! the table holds at most [`MAX_MEMBERS`] peers, and a member that
-//! heartbeats faster than a quarter period is ignored (gossip flood).
+//! heartbeats faster than a quarter period is ignored (gossip flood) unless
+//! the heartbeats are a backlog (see [`Membership::handle_heartbeat`]).
+//!
+//! A member silent for [`STALL_PERIODS`] heartbeat periods while still
+//! connected is reported once ([`Membership::poll_stalled`]) so that the
+//! node closes its connections: a TCP connection that outlives a partition
+//! sits in retransmission backoff (the gap doubles each time, 6 s and more
+//! after a few seconds cut off), so after the heal nothing would cross it
+//! for seconds; a fresh dial crosses at once.
 
 use crate::event::Event;
 use crate::event_loop::EventLoop;
@@ -34,10 +42,14 @@ pub const HEARTBEAT_TOPIC: &str = "firefly/heartbeat/1";
 pub const HEARTBEAT_VERSION: u16 = 1;
 /// Most members one node keeps track of; heartbeats from further peers are ignored.
 pub const MAX_MEMBERS: usize = 1024;
-/// How far a member's uptime may run ahead of this node's clock since it
-/// joined before its quick heartbeats count as a flood rather than a
-/// backlog, ms.
-const BACKLOG_SLACK_MS: u64 = 5_000;
+/// How much earlier than its earliest estimated start a member's quick
+/// heartbeat may claim to have started (its uptime running ahead of this
+/// node's clock) before it counts as a flood rather than a backlog, µs.
+const BACKLOG_SLACK_MICROS: i64 = 5_000_000;
+/// Heartbeat periods of silence after which a member's connection is taken
+/// to be stalled (three missed heartbeats; roles give up on a member after
+/// 2.5 periods, membership after 5).
+pub const STALL_PERIODS: i64 = 3;
 
 /// One node's periodic "I am alive" message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,11 +145,18 @@ pub(crate) enum HeartbeatOutcome {
 #[derive(Debug)]
 pub(crate) struct Membership {
     members: BTreeMap<PeerId, Member>,
-    /// Each member's uptime in its first heartbeat (for telling a backlog
-    /// from a flood). Invariant: the same keys as `members`.
-    first_uptime: BTreeMap<PeerId, u64>,
+    /// Each member's earliest estimated start on this node's clock (arrival
+    /// minus uptime, over its heartbeats that were not quick), for telling a
+    /// backlog from a flood: a delayed heartbeat only makes the estimate
+    /// later, so the earliest one is the least delayed. Invariant: the same
+    /// keys as `members`.
+    started: BTreeMap<PeerId, LocalMicros>,
+    /// Members reported stalled and not heard from since. Invariant: a
+    /// subset of the keys of `members`.
+    stalled: std::collections::BTreeSet<PeerId>,
     timeout: i64,
     min_gap: i64,
+    stall: i64,
 }
 
 fn micros(duration: Duration) -> i64 {
@@ -150,13 +169,26 @@ impl Membership {
     pub(crate) fn new(timeout: Duration, heartbeat_interval: Duration) -> Self {
         Self {
             members: BTreeMap::new(),
-            first_uptime: BTreeMap::new(),
+            started: BTreeMap::new(),
+            stalled: std::collections::BTreeSet::new(),
             timeout: micros(timeout),
             min_gap: micros(heartbeat_interval) / 4,
+            stall: micros(heartbeat_interval).saturating_mul(STALL_PERIODS),
         }
     }
 
     /// Feeds a valid heartbeat from `peer` received at `now`.
+    ///
+    /// A heartbeat less than a quarter period after the previous one is a
+    /// flood unless it belongs to a backlog (a healed partition, a stalled
+    /// link), which arrives all at once but was sent in time: the sender's
+    /// uptime moved on by a quarter period or more since its previous
+    /// heartbeat, and it claims no earlier start than the member's earliest
+    /// estimated start (less [`BACKLOG_SLACK_MICROS`]), that is, its uptime does
+    /// not run ahead of this node's clock. The estimate is anchored on the
+    /// least delayed heartbeat, not the first: a member that (re)joined with
+    /// the first heartbeat of a backlog would otherwise have the rest of that
+    /// backlog, and every later one, taken for a flood.
     pub(crate) fn handle_heartbeat(
         &mut self,
         now: LocalMicros,
@@ -167,29 +199,31 @@ impl Membership {
             // Only the member itself can say this (gossip messages are
             // signed by their author), and it is sent once per stop: no
             // flood check, and no join.
-            self.first_uptime.remove(&peer);
+            self.started.remove(&peer);
+            self.stalled.remove(&peer);
             return match self.members.remove(&peer) {
                 Some(member) => HeartbeatOutcome::Left(Box::new(member)),
                 None => HeartbeatOutcome::NotMember,
             };
         }
+        let uptime = i64::try_from(heartbeat.uptime_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let claimed_start = LocalMicros(now.as_micros().saturating_sub(uptime));
         if let Some(member) = self.members.get_mut(&peer) {
+            let started = self.started.entry(peer).or_insert(claimed_start);
             if now - member.last_seen < self.min_gap {
-                // A backlog (a healed partition, a stalled link) arrives all
-                // at once but was sent in time: the sender's uptime moved on
-                // by a period between its heartbeats, and in all no faster
-                // than this node's own clock since it joined. A flood fails
-                // one test or the other.
                 let min_gap_ms = u64::try_from(self.min_gap / 1000).unwrap_or(0);
                 let spaced = heartbeat.uptime_ms >= member.uptime_ms.saturating_add(min_gap_ms);
-                let since_join_ms = u64::try_from((now - member.joined_at) / 1000).unwrap_or(0);
-                let first = self.first_uptime.get(&peer).copied().unwrap_or(0);
-                let in_time = heartbeat.uptime_ms.saturating_sub(first)
-                    <= since_join_ms.saturating_add(BACKLOG_SLACK_MS);
+                let in_time = claimed_start - *started >= -BACKLOG_SLACK_MICROS;
                 if !(spaced && in_time) {
                     return HeartbeatOutcome::Flood;
                 }
+            } else if claimed_start < *started {
+                // Not quick, so at most four a period: may move the anchor.
+                *started = claimed_start;
             }
+            self.stalled.remove(&peer);
             member.name = heartbeat.name;
             member.uptime_ms = heartbeat.uptime_ms;
             member.status = heartbeat.status;
@@ -208,7 +242,7 @@ impl Membership {
             last_seen: now,
         };
         self.members.insert(peer, member.clone());
-        self.first_uptime.insert(peer, member.uptime_ms);
+        self.started.insert(peer, claimed_start);
         HeartbeatOutcome::Joined(Box::new(member))
     }
 
@@ -222,7 +256,8 @@ impl Membership {
             .map(|m| m.peer)
             .collect();
         for peer in &expired {
-            self.first_uptime.remove(peer);
+            self.started.remove(peer);
+            self.stalled.remove(peer);
         }
         expired
             .iter()
@@ -230,12 +265,32 @@ impl Membership {
             .collect()
     }
 
-    /// When the next member would expire, if there is any member.
+    /// When the next member would expire or stall, if there is any member.
     pub(crate) fn poll_timeout(&self) -> Option<LocalMicros> {
-        self.members
+        let expiry = self
+            .members
             .values()
-            .map(|m| m.last_seen + self.timeout + 1)
-            .min()
+            .map(|m| m.last_seen + self.timeout + 1);
+        let stall = self
+            .members
+            .values()
+            .filter(|m| !self.stalled.contains(&m.peer))
+            .map(|m| m.last_seen + self.stall + 1);
+        expiry.chain(stall).min()
+    }
+
+    /// The members silent for [`STALL_PERIODS`] heartbeat periods at `now`
+    /// and not reported since they were last heard; each is reported once
+    /// per silence.
+    pub(crate) fn poll_stalled(&mut self, now: LocalMicros) -> Vec<PeerId> {
+        let stalled: Vec<PeerId> = self
+            .members
+            .values()
+            .filter(|m| now - m.last_seen > self.stall && !self.stalled.contains(&m.peer))
+            .map(|m| m.peer)
+            .collect();
+        self.stalled.extend(stalled.iter().copied());
+        stalled
     }
 
     /// The current members, ordered by peer id.
@@ -338,8 +393,16 @@ impl EventLoop {
         });
     }
 
-    /// Expires silent members and tells the node about each one.
+    /// Expires silent members and tells the node about each one; closes the
+    /// connections of members that went silent while connected (see the
+    /// module doc), so the redial opens fresh ones.
     pub(crate) fn expire_members(&mut self, now: LocalMicros) {
+        for peer in self.membership.poll_stalled(now) {
+            if self.swarm.is_connected(&peer) {
+                tracing::info!(%peer, "member silent while connected; closing its connections");
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
         for member in self.membership.handle_timeout(now) {
             tracing::info!(peer = %member.peer, name = %member.name, "member left");
             self.on_member_gone(now, member);
@@ -376,7 +439,9 @@ mod tests {
             table.handle_heartbeat(t0 + 1_000_000, peer, heartbeat("a")),
             HeartbeatOutcome::Refreshed
         );
-        // Silent from t0+1s: still there at t0+6s, gone just after.
+        // Silent from t0+1s: stalled after t0+4s, still there at t0+6s,
+        // gone just after.
+        assert_eq!(table.poll_stalled(t0 + 4_000_001), vec![peer]);
         assert!(table.handle_timeout(t0 + 6_000_000).is_empty());
         assert_eq!(table.poll_timeout(), Some(t0 + 6_000_001));
         let gone = table.handle_timeout(t0 + 6_000_001);
@@ -461,6 +526,77 @@ mod tests {
             table.handle_heartbeat(healed, peer, beat(60_000)),
             HeartbeatOutcome::Flood
         );
+    }
+
+    #[test]
+    fn a_member_that_rejoined_from_a_backlog_is_not_taken_for_a_flood_later() {
+        // Issue 14's second heal: the member rejoined with the *first*
+        // heartbeat of a 7 s backlog (sender's uptime = real time here), so
+        // an anchor on that first heartbeat lagged 7 s behind for good, and
+        // the next, shorter backlog was taken for a flood and penalized.
+        let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+        let peer = PeerId::random();
+        let s = 1_000_000;
+        let beat = |uptime_ms| Heartbeat {
+            uptime_ms,
+            ..heartbeat("a")
+        };
+        let rejoined = LocalMicros(20 * s);
+        for uptime in (13..=18).map(|k| k * 1_000) {
+            let outcome = table.handle_heartbeat(rejoined, peer, beat(uptime));
+            assert!(
+                matches!(
+                    outcome,
+                    HeartbeatOutcome::Joined(_) | HeartbeatOutcome::Refreshed
+                ),
+                "{uptime}: {outcome:?}"
+            );
+        }
+        // Back in step: the anchor moves to these timely heartbeats.
+        for k in 21..=25 {
+            let at = LocalMicros(k * s);
+            let uptime = u64::try_from(k).unwrap() * 1_000;
+            assert_eq!(
+                table.handle_heartbeat(at, peer, beat(uptime)),
+                HeartbeatOutcome::Refreshed
+            );
+        }
+        // Cut off again for 4 s (not long enough to expire): that backlog
+        // is honest too.
+        let healed = LocalMicros(29 * s);
+        for uptime in (26..=29).map(|k| k * 1_000) {
+            assert_eq!(
+                table.handle_heartbeat(healed, peer, beat(uptime)),
+                HeartbeatOutcome::Refreshed,
+                "{uptime}"
+            );
+        }
+        assert_eq!(table.members().next().unwrap().uptime_ms, 29_000);
+        // Uptime running ahead of this node's clock is still a flood.
+        assert_eq!(
+            table.handle_heartbeat(healed, peer, beat(40_000)),
+            HeartbeatOutcome::Flood
+        );
+    }
+
+    #[test]
+    fn a_member_silent_while_connected_is_reported_stalled_once_per_silence() {
+        let mut table = Membership::new(Duration::from_secs(5), Duration::from_secs(1));
+        let peer = PeerId::random();
+        let s = 1_000_000;
+        table.handle_heartbeat(LocalMicros(0), peer, heartbeat("a"));
+        assert_eq!(table.poll_timeout(), Some(LocalMicros(3 * s + 1)));
+        assert!(table.poll_stalled(LocalMicros(3 * s)).is_empty());
+        assert_eq!(table.poll_stalled(LocalMicros(3 * s + 1)), vec![peer]);
+        assert!(table.poll_stalled(LocalMicros(4 * s)).is_empty());
+        assert_eq!(table.poll_timeout(), Some(LocalMicros(5 * s + 1)));
+        // Heard again: a new silence is reported again.
+        let beat = Heartbeat {
+            uptime_ms: 4_000,
+            ..heartbeat("a")
+        };
+        table.handle_heartbeat(LocalMicros(4 * s), peer, beat);
+        assert_eq!(table.poll_stalled(LocalMicros(7 * s + 1)), vec![peer]);
     }
 
     #[test]
@@ -596,9 +732,10 @@ mod tests {
                 for member in table.members() {
                     proptest::prop_assert!(now - member.last_seen <= 5_000_000);
                     proptest::prop_assert!(!member.name.chars().any(char::is_control));
-                    proptest::prop_assert!(table.first_uptime.contains_key(&member.peer));
+                    proptest::prop_assert!(table.started.contains_key(&member.peer));
                 }
-                proptest::prop_assert_eq!(table.first_uptime.len(), table.members().count());
+                proptest::prop_assert_eq!(table.started.len(), table.members().count());
+                proptest::prop_assert!(table.stalled.iter().all(|p| table.is_member(p)));
             }
         }
     }
