@@ -1,7 +1,7 @@
 //! `firefly status`: ask a running node (`firefly up`) for its peers and the
 //! swarm catalog over its JSON API.
 
-use crate::node::http::StatusReport;
+use crate::node::http::{CatalogEntry, StatusReport};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,13 +21,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let body = tokio::runtime::Runtime::new()?.block_on(request(
-        args.http,
-        "GET",
-        "/api/status",
-        None,
-        args.token.as_deref(),
-    ))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let token = args.token.as_deref();
+    let body = runtime.block_on(request(args.http, "GET", "/api/status", None, token))?;
     let report: StatusReport =
         serde_json::from_slice(&body).context("the node sent a status this version cannot read")?;
     let mut out = std::io::stdout().lock();
@@ -36,23 +32,56 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "{} ({})", report.name, report.peer_id)?;
+    // What plays, the role and each peer's figures; a node too old to
+    // answer `/api/state` still gets the rest.
+    let state: Option<serde_json::Value> = runtime
+        .block_on(request(args.http, "GET", "/api/state", None, token))
+        .ok()
+        .and_then(|body| serde_json::from_slice(&body).ok());
+    write_report(&mut out, &report, state.as_ref())?;
+    Ok(())
+}
+
+/// The report for people: who this node is, what plays, the clock, the
+/// library, how to reach it, and the members.
+fn write_report(
+    out: &mut impl Write,
+    report: &StatusReport,
+    state: Option<&serde_json::Value>,
+) -> anyhow::Result<()> {
+    let role = state.and_then(|s| s["role"].as_str()).unwrap_or("member");
+    let term = state
+        .and_then(|s| s["term"].as_u64())
+        .map(|t| format!(", term {t}"))
+        .unwrap_or_default();
+    writeln!(out, "{} ({}): {role}{term}", report.name, report.peer_id)?;
+    if let Some(playback) = state.map(|s| &s["playback"]) {
+        writeln!(out, "{}", describe_playback(playback, &report.catalog))?;
+    }
+    let clock = &report.clock;
+    if clock.synced {
+        let error = clock
+            .sync_error_us
+            .map(|e| format!(", within about {e:.0} µs"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "clock: on the swarm timeline{error} (its rate against this machine's clock: {:+.1} ppm)",
+            clock.skew_ppm
+        )?;
+    } else {
+        writeln!(out, "clock: not on the swarm timeline yet")?;
+    }
+    let here = report
+        .catalog
+        .iter()
+        .filter(|e| e.holders.iter().any(|h| *h == report.peer_id))
+        .count();
     writeln!(
         out,
-        "library version {}, {} tracks in the catalog",
+        "library: {here} tracks here (version {}), {} in the swarm",
         report.library_version,
         report.catalog.len()
-    )?;
-    let clock = &report.clock;
-    writeln!(
-        out,
-        "swarm clock {} ({:+.1} ppm)",
-        if clock.synced {
-            "synced"
-        } else {
-            "not synced yet"
-        },
-        clock.skew_ppm
     )?;
     for addr in &report.listen_addrs {
         // Relay circuit addresses already end in this node's id.
@@ -62,15 +91,93 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             writeln!(out, "reachable at {addr}/p2p/{}", report.peer_id)?;
         }
     }
-    writeln!(out, "{} members:", report.members.len())?;
-    for member in &report.members {
+    let peers: Vec<&serde_json::Value> = state
+        .and_then(|s| s["peers"].as_array())
+        .map(|p| p.iter().collect())
+        .unwrap_or_default();
+    let others = report
+        .members
+        .iter()
+        .filter(|m| m.peer_id != report.peer_id)
+        .count();
+    writeln!(
+        out,
+        "members: this node and {others} other{}",
+        if others == 1 { "" } else { "s" }
+    )?;
+    for member in report
+        .members
+        .iter()
+        .filter(|m| m.peer_id != report.peer_id)
+    {
+        let peer = peers
+            .iter()
+            .find(|p| p["peer_id"] == member.peer_id.as_str());
+        let mut figures = Vec::new();
+        if let Some(peer) = peer {
+            if let Some(role) = peer["role"].as_str() {
+                figures.push(role.to_string());
+            }
+            if let Some(playback) = peer["playback"].as_str() {
+                figures.push(playback.to_string());
+            }
+            if let Some(rtt) = peer["rtt_us"].as_f64() {
+                figures.push(format!("round trip {:.1} ms", rtt / 1000.0));
+            }
+            if let Some(offset) = peer["clock_offset_us"].as_f64() {
+                figures.push(format!("clock offset {offset:+.0} µs"));
+            }
+            if let Some(connection) = peer["connection"].as_str() {
+                figures.push(connection.to_string());
+            }
+        }
+        figures.push(format!("library version {}", member.library_version));
         writeln!(
             out,
-            "  {} {} (library {})",
-            member.name, member.peer_id, member.library_version
+            "  {} {}: {}",
+            member.name,
+            member.peer_id,
+            figures.join(", ")
         )?;
     }
     Ok(())
+}
+
+/// One line on what plays: `playing "Title" by Artist, 0:42 of 2:30; 2 queued`.
+fn describe_playback(playback: &serde_json::Value, catalog: &[CatalogEntry]) -> String {
+    let state = playback["state"].as_str().unwrap_or("stopped");
+    let Some(track) = playback["track"].as_str() else {
+        return "playback: stopped".to_string();
+    };
+    let title = match catalog.iter().find(|e| e.track == track) {
+        Some(entry) => match &entry.artist {
+            Some(artist) => format!("\"{}\" by {artist}", entry.title),
+            None => format!("\"{}\"", entry.title),
+        },
+        None => format!("track {}", track.get(..12).unwrap_or(track)),
+    };
+    let position = playback["position_ms"].as_u64().map(clock_time);
+    let duration = playback["duration_ms"].as_u64().map(clock_time);
+    let at = match (position, duration) {
+        (Some(p), Some(d)) => format!(", {p} of {d}"),
+        (Some(p), None) => format!(", at {p}"),
+        _ => String::new(),
+    };
+    let queued = playback["queue"].as_array().map_or(0, Vec::len);
+    let mut extras = vec![format!("{queued} queued")];
+    if playback["shuffle"].as_bool() == Some(true) {
+        extras.push("shuffle".into());
+    }
+    if let Some(repeat) = playback["repeat"].as_str().filter(|r| *r != "off") {
+        extras.push(format!("repeat {repeat}"));
+    }
+    format!("playback: {state} {title}{at}; {}", extras.join(", "))
+}
+
+/// Milliseconds as `m:ss`.
+fn clock_time(ms: u64) -> String {
+    let seconds = ms / 1000;
+    format!("{}:{:02}", seconds / 60, seconds % 60)
 }
 
 /// `method path` on a node's API with an optional JSON body and bearer
@@ -91,4 +198,68 @@ pub(crate) async fn request(
     })
     .await
     .context("the API call's task failed")?
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(track: &str, title: &str, artist: Option<&str>) -> CatalogEntry {
+        serde_json::from_value(json!({
+            "track": track, "title": title, "artist": artist, "size": 1, "holders": ["A"]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn playback_says_what_plays_by_title_where_and_what_is_next() {
+        let catalog = [entry("ab12", "Glow", Some("The Lanterns"))];
+        let playback = json!({
+            "state": "playing", "track": "ab12", "position_ms": 42_500, "duration_ms": 150_000,
+            "queue": ["cd34", "ef56"], "shuffle": false, "repeat": "all"
+        });
+        assert_eq!(
+            describe_playback(&playback, &catalog),
+            "playback: playing \"Glow\" by The Lanterns, 0:42 of 2:30; 2 queued, repeat all"
+        );
+        let stopped = json!({ "state": "stopped", "track": null, "queue": [] });
+        assert_eq!(describe_playback(&stopped, &catalog), "playback: stopped");
+        let unknown = json!({ "state": "paused", "track": "0123456789abcdef", "queue": [] });
+        assert_eq!(
+            describe_playback(&unknown, &[]),
+            "playback: paused track 0123456789ab; 0 queued"
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_role_the_clock_and_each_peer() {
+        let report: StatusReport = serde_json::from_value(json!({
+            "peer_id": "A", "name": "kitchen", "listen_addrs": [], "connected_peers": ["B"],
+            "members": [
+                { "peer_id": "A", "name": "kitchen", "library_version": 3, "uptime_ms": 1 },
+                { "peer_id": "B", "name": "den", "library_version": 2, "uptime_ms": 1 }
+            ],
+            "library_version": 3,
+            "clock": { "swarm_time_us": 1, "synced": true, "skew_ppm": 12.34, "sync_error_us": 41.6 },
+            "catalog": [{ "track": "ab12", "title": "Glow", "artist": null, "size": 1, "holders": ["A"] }]
+        }))
+        .unwrap();
+        let state = json!({
+            "role": "coordinator", "term": 4,
+            "playback": { "state": "stopped", "track": null, "queue": [] },
+            "peers": [{ "peer_id": "B", "role": "follower", "playback": "stopped",
+                        "rtt_us": 1500.0, "clock_offset_us": -3.2, "connection": "direct" }]
+        });
+        let mut out = Vec::new();
+        write_report(&mut out, &report, Some(&state)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let expected = "kitchen (A): coordinator, term 4\n\
+                        playback: stopped\n\
+                        clock: on the swarm timeline, within about 42 µs (its rate against this machine's clock: +12.3 ppm)\n\
+                        library: 1 tracks here (version 3), 1 in the swarm\n\
+                        members: this node and 1 other\n  \
+                        den B: follower, stopped, round trip 1.5 ms, clock offset -3 µs, direct, library version 2\n";
+        assert_eq!(text, expected);
+    }
 }
