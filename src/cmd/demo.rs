@@ -90,6 +90,7 @@ async fn drive(nodes: &[Node], audible: bool) -> anyhow::Result<()> {
     // Every node's track in turn, from the first node's API, starting with
     // the last node's: everyone else downloads what they play.
     let mut tracks: Vec<String> = Vec::new();
+    let mut titles: Vec<String> = Vec::new();
     for node in nodes.iter().rev() {
         let library = get_json(node.http, "/api/library").await?;
         for track in library.as_array().into_iter().flatten() {
@@ -97,6 +98,7 @@ async fn drive(nodes: &[Node], audible: bool) -> anyhow::Result<()> {
                 && !tracks.iter().any(|t| t == id)
             {
                 tracks.push(id.to_string());
+                titles.push(track["title"].as_str().unwrap_or(id).to_string());
             }
         }
     }
@@ -128,8 +130,13 @@ async fn drive(nodes: &[Node], audible: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "playing {} everywhere; web UI / API at http://{} — Ctrl-C to stop",
-        &first[..12],
+        "playing \"{}\" everywhere, then {} in turn, over and over; web UI / API at http://{} — Ctrl-C to stop",
+        titles[0],
+        titles[1..]
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
         nodes[0].http
     );
     let mut tick = tokio::time::interval(Duration::from_secs(1));
