@@ -305,8 +305,20 @@ function renderSwarm(list) {
   );
 }
 
+/** What each figure means (shown on hover, and in the glossary under the swarm). */
+const MEANING = {
+  link: "how this node reaches the peer: direct, relayed, or only through other peers",
+  RTT: "round trip of a time exchange with the peer",
+  offset: "the peer's clock minus this node's, both read on the swarm timeline",
+  "sync error": "how far this node's estimate of the swarm timeline may be off",
+  "playback error": "how far the node's sound is from where the timeline says it should be",
+};
+
 function figure(label, value) {
-  return el("div", {}, [el("dt", { text: label }), el("dd", { text: value ?? "–" })]);
+  return el("div", { title: MEANING[label] }, [
+    el("dt", { text: label }),
+    el("dd", { text: value ?? "–" }),
+  ]);
 }
 
 function renderLibrary(names) {

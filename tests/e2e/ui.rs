@@ -229,6 +229,16 @@ fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text(
     );
     assert!(element_text(dom, "link").contains("connected") || dom.contains("data-state=\"live\""));
 
+    // The swarm's figures say what they mean: on hover, and in the glossary.
+    assert!(
+        dom.contains("title=\"how far this node's estimate of the swarm timeline may be off\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<summary>What the figures mean</summary>"),
+        "{dom}"
+    );
+
     // On the other node's page the hostile name is a peer's: text there too.
     let other = load(browser, &b.api);
     assert!(
