@@ -15,6 +15,14 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// How long one call may take, connect to last byte.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `request` with the bearer token, if any.
+fn authorized<B>(request: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(auth) => request.header("Authorization", auth),
+        None => request,
+    }
+}
+
 /// `method path` on the node serving its API at `addr`, with an optional
 /// JSON body and bearer token; the response body of a 2xx answer.
 pub(crate) fn call(
@@ -32,20 +40,11 @@ pub(crate) fn call(
     let url = format!("http://{addr}{path}");
     let auth = token.map(|t| format!("Bearer {t}"));
     let answer = match method {
-        "GET" => {
-            let mut request = agent.get(&url);
-            if let Some(auth) = &auth {
-                request = request.header("Authorization", auth);
-            }
-            request.call()
-        }
-        "POST" => {
-            let mut request = agent.post(&url).header("Content-Type", "application/json");
-            if let Some(auth) = &auth {
-                request = request.header("Authorization", auth);
-            }
-            request.send(body.map(ToString::to_string).unwrap_or_default())
-        }
+        "GET" => authorized(agent.get(&url), auth.as_deref()).call(),
+        "DELETE" => authorized(agent.delete(&url), auth.as_deref()).call(),
+        "POST" => authorized(agent.post(&url), auth.as_deref())
+            .header("Content-Type", "application/json")
+            .send(body.map(ToString::to_string).unwrap_or_default()),
         other => bail!("unsupported method {other}"),
     };
     let mut response = match answer {

@@ -1,7 +1,7 @@
 //! `firefly status`: ask a running node (`firefly up`) for its peers and the
 //! swarm catalog over its JSON API.
 
-use crate::node::http::{CatalogEntry, StatusReport};
+use crate::node::http::StatusReport;
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -56,7 +56,11 @@ fn write_report(
         .unwrap_or_default();
     writeln!(out, "{} ({}): {role}{term}", report.name, report.peer_id)?;
     if let Some(playback) = state.map(|s| &s["playback"]) {
-        writeln!(out, "{}", describe_playback(playback, &report.catalog))?;
+        writeln!(
+            out,
+            "playback: {}",
+            super::transport::describe_with_titles(playback, &report.catalog)
+        )?;
     }
     let clock = &report.clock;
     if clock.synced {
@@ -143,43 +147,6 @@ fn write_report(
     Ok(())
 }
 
-/// One line on what plays: `playing "Title" by Artist, 0:42 of 2:30; 2 queued`.
-fn describe_playback(playback: &serde_json::Value, catalog: &[CatalogEntry]) -> String {
-    let state = playback["state"].as_str().unwrap_or("stopped");
-    let Some(track) = playback["track"].as_str() else {
-        return "playback: stopped".to_string();
-    };
-    let title = match catalog.iter().find(|e| e.track == track) {
-        Some(entry) => match &entry.artist {
-            Some(artist) => format!("\"{}\" by {artist}", entry.title),
-            None => format!("\"{}\"", entry.title),
-        },
-        None => format!("track {}", track.get(..12).unwrap_or(track)),
-    };
-    let position = playback["position_ms"].as_u64().map(clock_time);
-    let duration = playback["duration_ms"].as_u64().map(clock_time);
-    let at = match (position, duration) {
-        (Some(p), Some(d)) => format!(", {p} of {d}"),
-        (Some(p), None) => format!(", at {p}"),
-        _ => String::new(),
-    };
-    let queued = playback["queue"].as_array().map_or(0, Vec::len);
-    let mut extras = vec![format!("{queued} queued")];
-    if playback["shuffle"].as_bool() == Some(true) {
-        extras.push("shuffle".into());
-    }
-    if let Some(repeat) = playback["repeat"].as_str().filter(|r| *r != "off") {
-        extras.push(format!("repeat {repeat}"));
-    }
-    format!("playback: {state} {title}{at}; {}", extras.join(", "))
-}
-
-/// Milliseconds as `m:ss`.
-fn clock_time(ms: u64) -> String {
-    let seconds = ms / 1000;
-    format!("{}:{:02}", seconds / 60, seconds % 60)
-}
-
 /// `method path` on a node's API with an optional JSON body and bearer
 /// token; a non-2xx answer becomes an error carrying the API's `message`.
 /// The CLI's commands all go through here (and so through
@@ -203,6 +170,7 @@ pub(crate) async fn request(
 #[cfg(test)]
 mod report_tests {
     use super::*;
+    use crate::node::http::CatalogEntry;
     use serde_json::json;
 
     fn entry(track: &str, title: &str, artist: Option<&str>) -> CatalogEntry {
@@ -213,22 +181,15 @@ mod report_tests {
     }
 
     #[test]
-    fn playback_says_what_plays_by_title_where_and_what_is_next() {
+    fn playback_names_the_track_by_title_where_the_catalog_has_it() {
         let catalog = [entry("ab12", "Glow", Some("The Lanterns"))];
         let playback = json!({
             "state": "playing", "track": "ab12", "position_ms": 42_500, "duration_ms": 150_000,
             "queue": ["cd34", "ef56"], "shuffle": false, "repeat": "all"
         });
         assert_eq!(
-            describe_playback(&playback, &catalog),
-            "playback: playing \"Glow\" by The Lanterns, 0:42 of 2:30; 2 queued, repeat all"
-        );
-        let stopped = json!({ "state": "stopped", "track": null, "queue": [] });
-        assert_eq!(describe_playback(&stopped, &catalog), "playback: stopped");
-        let unknown = json!({ "state": "paused", "track": "0123456789abcdef", "queue": [] });
-        assert_eq!(
-            describe_playback(&unknown, &[]),
-            "playback: paused track 0123456789ab; 0 queued"
+            crate::cmd::transport::describe_with_titles(&playback, &catalog),
+            "playing \"Glow\" by The Lanterns at 42.5 s of 150.0 s, 2 queued, repeat all"
         );
     }
 
@@ -255,7 +216,7 @@ mod report_tests {
         write_report(&mut out, &report, Some(&state)).unwrap();
         let text = String::from_utf8(out).unwrap();
         let expected = "kitchen (A): coordinator, term 4\n\
-                        playback: stopped\n\
+                        playback: stopped, 0 queued\n\
                         clock: on the swarm timeline, within about 42 µs (its rate against this machine's clock: +12.3 ppm)\n\
                         library: 1 tracks here (version 3), 1 in the swarm\n\
                         members: this node and 1 other\n  \

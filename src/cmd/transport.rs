@@ -137,10 +137,24 @@ fn call(node: &NodeArgs, method: &str, path: &str, body: Option<Value>) -> anyho
 
 /// "playing abcd1234… at 12.3 s of 200.0 s, 4 queued, shuffle, repeat all".
 pub(crate) fn describe(playback: &Value) -> String {
+    describe_with_titles(playback, &[])
+}
+
+/// [`describe`], naming the track by its title (and artist) where `catalog`
+/// lists it: "playing "Glow" by The Lanterns at 12.3 s of 200.0 s, …".
+pub(crate) fn describe_with_titles(playback: &Value, catalog: &[CatalogEntry]) -> String {
     let state = playback["state"].as_str().unwrap_or("?");
     let mut line = state.to_string();
     if let Some(track) = playback["track"].as_str() {
-        line.push_str(&format!(" {}", &track[..12.min(track.len())]));
+        match catalog.iter().find(|e| e.track == track) {
+            Some(CatalogEntry {
+                title,
+                artist: Some(artist),
+                ..
+            }) => line.push_str(&format!(" \"{title}\" by {artist}")),
+            Some(entry) => line.push_str(&format!(" \"{}\"", entry.title)),
+            None => line.push_str(&format!(" {}", &track[..12.min(track.len())])),
+        }
     }
     if state != "stopped" {
         let at = playback["position_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;

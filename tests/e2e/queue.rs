@@ -110,6 +110,19 @@ fn two_queued_tracks_play_back_to_back_with_no_gap_on_every_node() {
     );
     // The other CLI commands answer with the playback, or a clear error.
     let http0 = nodes[0].http.to_string();
+    // Queue edits through the CLI client: add, move, remove, clear.
+    let edit = |args: &[&str]| {
+        let mut all = vec!["queue"];
+        all.extend_from_slice(args);
+        all.extend(["--http", http0.as_str(), "--json"]);
+        crate::util::firefly_json(&all)["queue"].clone()
+    };
+    for track in [&a, &b, &a] {
+        edit(&["add", &track[..16]]);
+    }
+    assert_eq!(edit(&["mv", "0", "2"]), json!([b, a, a]));
+    assert_eq!(edit(&["rm", "0"]), json!([a, a]));
+    assert_eq!(edit(&["clear"]), json!([]));
     let repeat = crate::util::firefly_json(&["repeat", "all", "--http", &http0, "--json"]);
     assert_eq!(repeat["repeat"], "all", "{repeat}");
     let shuffle = crate::util::firefly_json(&["shuffle", "on", "--http", &http0, "--json"]);
