@@ -79,7 +79,7 @@ fn write_report(
     let here = report
         .catalog
         .iter()
-        .filter(|e| e.holders.iter().any(|h| *h == report.peer_id))
+        .filter(|e| e.holders.contains(&report.peer_id))
         .count();
     writeln!(
         out,
