@@ -150,6 +150,18 @@ pub(crate) enum NodeEvent {
         /// Whom it reached.
         dst: String,
     },
+    /// At start-up, the session stored before the node stopped was read back
+    /// (paused where it was; `resume` carries on from there).
+    SessionRestored {
+        /// `paused` or `stopped`.
+        state: String,
+        /// The track id, if any.
+        track: Option<String>,
+        /// Where in the track, ms.
+        position_ms: u64,
+        /// Tracks queued after it.
+        queued: usize,
+    },
     /// A track finished downloading and was verified.
     Downloaded {
         /// Its track id.
@@ -241,6 +253,15 @@ impl NodeEvent {
             Self::SlotReserved { peer } => format!("reserved: {peer}"),
             Self::CircuitOpened { src, dst } => format!("circuit: {src} -> {dst}"),
             Self::CircuitClosed { src, dst } => format!("closed: {src} -> {dst}"),
+            Self::SessionRestored {
+                state,
+                track,
+                position_ms,
+                queued,
+            } => format!(
+                "playback: restored the session ({state}, track {}, at {position_ms} ms, {queued} queued)",
+                track.as_deref().unwrap_or("none")
+            ),
             Self::Downloaded { track, path } => format!("downloaded: {track} -> {path}"),
             Self::Joining { track, why, .. } => format!("playback: joining {track} {why}"),
             Self::AwaitingDownload { track } => {
@@ -301,6 +322,12 @@ mod tests {
                 coordinator: Some("12D3".into()),
                 term: 2,
             },
+            NodeEvent::SessionRestored {
+                state: "paused".into(),
+                track: None,
+                position_ms: 1500,
+                queued: 2,
+            },
             NodeEvent::Stopping,
         ];
         for event in events {
@@ -318,6 +345,45 @@ mod tests {
             .json(),
             r#"{"event":"library","tracks":3,"version":7}"#
         );
+    }
+
+    /// Every kind of event is in docs/EVENTS.md: the variants are read from
+    /// this file's source, so a new one without its line fails here.
+    #[test]
+    fn every_event_kind_is_documented() {
+        let source = include_str!("announce.rs");
+        let docs = include_str!("../../docs/EVENTS.md");
+        let start = source
+            .find("pub(crate) enum NodeEvent {")
+            .expect("the enum");
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").expect("the enum's end")];
+        let kinds: Vec<String> = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("    "))
+            .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|line| {
+                let name: String = line
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                let mut snake = String::new();
+                for (i, c) in name.chars().enumerate() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        snake.push('_');
+                    }
+                    snake.push(c.to_ascii_lowercase());
+                }
+                snake
+            })
+            .collect();
+        assert!(kinds.len() >= 20, "found only {kinds:?}");
+        for kind in &kinds {
+            assert!(
+                docs.contains(&format!("| `{kind}` |")),
+                "docs/EVENTS.md does not list `{kind}`"
+            );
+        }
     }
 
     #[test]

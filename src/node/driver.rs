@@ -230,13 +230,12 @@ impl Driver {
         if let Ok(Some(restored)) =
             tokio::task::spawn_blocking(move || persist::saved_session(&library)).await
         {
-            println!(
-                "playback: restored the session ({:?}, track {}, at {} ms, {} queued)",
-                restored.state,
-                restored.track.map_or_else(|| "none".into(), |t| t.to_hex()),
-                restored.position_micros / 1000,
-                restored.queue.len()
-            );
+            announce(&NodeEvent::SessionRestored {
+                state: format!("{:?}", restored.state).to_lowercase(),
+                track: restored.track.map(|t| t.to_hex()),
+                position_ms: restored.position_micros / 1000,
+                queued: restored.queue.len(),
+            });
             self.saved = Some(restored.clone());
             let _ = self.session_tx.send(restored.clone());
             self.applied = Some(restored);
