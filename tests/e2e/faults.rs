@@ -250,8 +250,11 @@ fn the_coordinator_killed_under_loss_fails_over() {
     let mut mesh = Mesh::start(tmp.path(), 3, &[("sweep.wav", 30)], lossy());
     let track = shared_track(&mesh, 2);
     play(&mesh.nodes[2], &track);
+    // A precondition, not the measured goal (the failover below is): the
+    // track crosses the lossy links first, which took over 15 s once in a
+    // full run on the loaded 2-core machine.
     assert!(
-        wait_until(Duration::from_secs(15), || mesh.one_swarm(&[0, 1, 2])
+        wait_until(Duration::from_secs(30), || mesh.one_swarm(&[0, 1, 2])
             && state(&mesh.nodes[0])["playback"]["state"] == "playing"),
         "the nodes never held one playing session through the lossy links"
     );
