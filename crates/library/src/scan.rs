@@ -109,19 +109,23 @@ enum Outcome {
 }
 
 impl Library {
+    /// Holds off other scans until the guard drops. A panic in another scan
+    /// leaves nothing half-done that this lock protects (each batch is one
+    /// transaction), so poisoning is ignored.
+    fn one_scan_at_a_time(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .scan_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Scans `roots` recursively and brings the library up to date with them.
     pub fn scan(
         &self,
         roots: &[PathBuf],
         observer: &mut dyn ScanObserver,
     ) -> Result<ScanReport, ScanError> {
-        // A panic in another scan leaves nothing half-done that this lock
-        // protects (each batch is one transaction), so poisoning is ignored.
-        let _scanning = self
-            .inner
-            .scan_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _scanning = self.one_scan_at_a_time();
         let started = Instant::now();
         let mut report = ScanReport::default();
         let mut roots_canon = Vec::new();
@@ -156,12 +160,7 @@ impl Library {
         paths: &[PathBuf],
         observer: &mut dyn ScanObserver,
     ) -> Result<ScanReport, ScanError> {
-        // See `scan` on the lock.
-        let _scanning = self
-            .inner
-            .scan_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _scanning = self.one_scan_at_a_time();
         let started = Instant::now();
         let mut report = ScanReport::default();
         let staging = self.inner.staging_dir.canonicalize().ok();
