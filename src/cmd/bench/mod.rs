@@ -3,6 +3,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod heard;
+pub(crate) mod install;
 pub(crate) mod library;
 pub(crate) mod scan;
 pub(crate) mod sync;
@@ -27,6 +28,8 @@ enum Which {
     Heard(heard::Args),
     /// Chunk transfer against a plain TCP copy, capped multi-holder speedup, library convergence.
     Transfer(transfer::Args),
+    /// The Debian package installed on a fresh system (a container) → a node the swarm sees.
+    Install(install::Args),
     /// A file copied into a music folder → every node's catalog, watcher against an explicit scan.
     Library(library::Args),
 }
@@ -39,5 +42,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Sync(args) => sync::run(args),
         Which::Heard(args) => heard::run(args),
         Which::Library(args) => library::run(args),
+        Which::Install(args) => install::run(args),
     }
 }
