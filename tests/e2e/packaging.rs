@@ -199,6 +199,28 @@ fn the_debian_package_installs_into_a_fresh_root() {
             "{file} is not in the package"
         );
     }
+    // The binary is stripped: its symbols went to the separate dbgsym
+    // package (an unstripped release binary is five times the size).
+    let packaged = std::fs::metadata(root.path().join("usr/bin/firefly"))
+        .unwrap()
+        .len();
+    let built = std::fs::metadata(env!("CARGO_BIN_EXE_firefly"))
+        .unwrap()
+        .len();
+    assert!(
+        packaged * 2 < built,
+        "the packaged binary ({packaged} bytes) is not stripped (built: {built} bytes)"
+    );
+    assert!(
+        std::fs::read_dir(out_dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e
+                .file_name()
+                .to_string_lossy()
+                .starts_with("firefly-dbgsym_")),
+        "no dbgsym package beside the package"
+    );
     let version = Command::new(root.path().join("usr/bin/firefly"))
         .arg("--version")
         .output()
