@@ -8,6 +8,7 @@ pub(crate) mod library;
 pub(crate) mod scan;
 pub(crate) mod sync;
 pub(crate) mod transfer;
+pub(crate) mod transitions;
 
 /// Arguments of `firefly bench`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +33,8 @@ enum Which {
     Install(install::Args),
     /// A file copied into a music folder → every node's catalog, watcher against an explicit scan.
     Library(library::Args),
+    /// Every transport command → sound or silence on every node, and the spread of the switch.
+    Transitions(transitions::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Heard(args) => heard::run(args),
         Which::Library(args) => library::run(args),
         Which::Install(args) => install::run(args),
+        Which::Transitions(args) => transitions::run(args),
     }
 }

@@ -27,6 +27,11 @@ pub(crate) struct PlaybackReport {
     pub(crate) repeat: RepeatMode,
     pub(crate) term: u64,
     pub(crate) seq: u64,
+    /// The swarm instant (µs) the session is anchored at: where its
+    /// position sounds (or sounded); for a pause or a stop, where the fade
+    /// ends on every node.
+    #[serde(default)]
+    pub(crate) anchor_swarm_us: i64,
 }
 
 impl PlaybackReport {
@@ -44,6 +49,7 @@ impl PlaybackReport {
             repeat: session.repeat,
             term: session.term,
             seq: session.seq,
+            anchor_swarm_us: session.start,
         }
     }
 }
