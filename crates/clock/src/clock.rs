@@ -37,7 +37,7 @@
 //! often, up to [`crate::Config::max_probe_interval`].
 
 use crate::config::Config;
-use crate::estimator::{Estimate, Insert, PeerEstimator, Sample, SampleError};
+use crate::estimator::{Estimate, Insert, PeerEstimator, PeerLocal, Sample, SampleError};
 use crate::time::{LocalMicros, SwarmMicros};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -142,6 +142,7 @@ struct Peer {
     reported_skew: Option<(i64, f64)>,
     /// The peer said, with its latest view, that it is not synced yet.
     reported_unsynced: bool,
+
     /// The latest path-bias measurements (see [`PeerInfo::path_bias_micros`]).
     bias_samples: VecDeque<f64>,
     /// Their median: the bias removed from the peer's offset.
@@ -149,20 +150,45 @@ struct Peer {
     /// Time between probes of this peer now: [`Config::probe_interval`]
     /// until its estimate is good, then longer (see `adapt_probing`).
     interval: i64,
+    /// The peer's swarm mapping from its newest sample with local stamps
+    /// (see [`PeerLocal`]).
+    mapping: Option<Mapping>,
+}
+
+/// A peer's swarm clock as a function of its local clock, as its newest
+/// answer stated it: `swarm(l) = swarm_at + (l − local_at)(1 + rate)`.
+#[derive(Debug, Clone, Copy)]
+struct Mapping {
+    /// Our local time when the answer arrived (the newest answer wins).
+    received: i64,
+    local_at: i64,
+    swarm_at: i64,
+    rate: f64,
+}
+
+impl Mapping {
+    /// The peer's swarm clock minus our local clock at our local instant
+    /// `now`, given its local clock minus ours there (`theta`), µs.
+    fn swarm_theta(&self, now: i64, theta: f64) -> f64 {
+        let own = self.swarm_at.saturating_sub(self.local_at) as f64;
+        let since = now.saturating_sub(self.local_at) as f64 + theta;
+        own + theta + self.rate * since
+    }
 }
 
 /// Path-bias measurements kept per peer; their median is used (a path's
 /// bias is a lasting property, single measurements are noisy and, around a
 /// step on either side, wrong).
 const BIAS_SAMPLES: usize = 63;
-/// Fraction of the swarm's mean drift compensation beyond
-/// [`COMMON_RATE_FREE`] removed per tick, on every node alike (see
-/// [`SwarmClock::handle_peer_view`]).
-const COMMON_RATE_GAIN: f64 = 0.05;
-/// A mean drift compensation within this is left alone: real crystals differ
-/// by up to a few hundred ppm, and nodes' views of the mean differ a little,
-/// so correcting inside it would only add noise between them.
-const COMMON_RATE_FREE: f64 = 600e-6;
+/// Fraction of the members' median drift compensation the rate anchor
+/// removes per tick, on every node alike, before [`ANCHOR_BEND`] bounds it
+/// (see [`SwarmClock::handle_peer_view`]).
+const ANCHOR_GAIN: f64 = 0.05;
+/// Fastest change of the swarm's rate the anchor makes in a settled swarm,
+/// per second: a crash or a joiner moves the members' median at once, and
+/// bending toward it at this rate moves the timeline by about
+/// `½ · bend · t²` (2.5 µs over 10 s), however far the median moved.
+const ANCHOR_BEND: f64 = 0.05e-6;
 
 /// One usable peer estimate at a tick.
 #[derive(Debug, Clone, Copy)]
@@ -244,6 +270,7 @@ pub struct SwarmClock<P> {
     /// Local time of the last step: the phase gain decays from
     /// `phase_gain_acquire` to `phase_gain` after it.
     stepped_at: i64,
+
     sync_error: Option<f64>,
     events: VecDeque<Event<P>>,
     stats: Stats,
@@ -258,6 +285,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     /// than [`Config::max_offset`] from our timeline are refused.
     pub fn new(config: Config, now: LocalMicros, initial: SwarmMicros) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        // Clocks differ by a few hundred ppm: that is what is known of the
+        // swarm's rate before any measurement.
+        let rate_var = config.estimator.rate_prior_sigma.powi(2);
         Self {
             next_tick: now.0.saturating_add(config.tick_interval),
             config,
@@ -273,7 +303,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             created: now.0,
             last_now: now.0,
             far_ahead_since: None,
-            rate_var: 1.0,
+            rate_var,
             stepped_at: now.0,
             sync_error: None,
             events: VecDeque::new(),
@@ -374,6 +404,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     bias_samples: VecDeque::new(),
                     bias: None,
                     interval: self.config.probe_interval,
+                    mapping: None,
                 },
             );
             self.select_peers(now, Some(&peer));
@@ -400,8 +431,24 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         peer: &P,
         sample: Sample,
     ) -> Result<(), SampleError> {
+        self.handle_exchange(now, peer, sample, None)
+    }
+
+    /// Like [`SwarmClock::handle_sample`], with the peer's local stamps of
+    /// the same exchange and its swarm mapping when it sends them
+    /// ([`PeerLocal`]; `None` is `handle_sample`). The peer's window then
+    /// fits its local clock, which is linear, instead of its swarm clock,
+    /// which every correction bends; its swarm time is read through the
+    /// mapping of its newest answer.
+    pub fn handle_exchange(
+        &mut self,
+        now: LocalMicros,
+        peer: &P,
+        sample: Sample,
+        local: Option<PeerLocal>,
+    ) -> Result<(), SampleError> {
         let now = self.advance(now);
-        let result = self.check_and_insert(now, peer, &sample);
+        let result = self.check_and_insert(now, peer, &sample, local.as_ref());
         match &result {
             Ok(()) => self.stats.accepted += 1,
             Err(_) => self.stats.rejected += 1,
@@ -424,11 +471,14 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     /// - **Common drift.** Peers only compare clocks with each other, so
     ///   nothing holds the swarm's rate as a whole: any shared error would
     ///   let every timeline speed up or slow down together, away from real
-    ///   time and out of the players' slew range. When the mean drift
-    ///   compensation of the swarm (its own and its peers') passes
-    ///   [`COMMON_RATE_FREE`], each node removes a little of the excess every
-    ///   tick; all nodes make the same move, so their agreement is untouched
-    ///   and the timeline stays within reach of every member's clock.
+    ///   time and out of the players' slew range. The peers' drift
+    ///   compensations anchor it: the median of the members' (its own and
+    ///   its synced peers') is how far the timeline runs from the members'
+    ///   median clock, and each node removes a little of it every tick. All
+    ///   nodes make the same move, so their agreement is untouched. The
+    ///   move is bounded in ppm per second ([`ANCHOR_BEND`]): a crash or a
+    ///   joiner moves the median at once, and a bounded bend moves the
+    ///   timeline by microseconds, never a step.
     ///
     /// A view out of range is refused and counted.
     pub fn handle_peer_view(
@@ -469,9 +519,31 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         result
     }
 
-    fn check_and_insert(&mut self, now: i64, peer: &P, s: &Sample) -> Result<(), SampleError> {
+    fn check_and_insert(
+        &mut self,
+        now: i64,
+        peer: &P,
+        s: &Sample,
+        local: Option<&PeerLocal>,
+    ) -> Result<(), SampleError> {
         if !self.peers.contains_key(peer) {
             return Err(SampleError::UnknownPeer);
+        }
+        if let Some(l) = local {
+            if l.t3 < l.t2 {
+                return Err(SampleError::NegativeTurnaround);
+            }
+            if l.t3.0.saturating_sub(l.t2.0) > self.config.max_delay {
+                return Err(SampleError::DelayTooLarge {
+                    delay_micros: l.t3.0.saturating_sub(l.t2.0),
+                });
+            }
+            // Its full rate (drift compensation plus slew) stays within
+            // twice the largest skew.
+            let max_ppb = (2.0 * self.config.max_skew * 1e9) as i64;
+            if l.rate_ppb.saturating_abs() > max_ppb {
+                return Err(SampleError::SkewOutOfRange);
+            }
         }
         if s.t4 < s.t1 {
             return Err(SampleError::Reversed);
@@ -511,7 +583,18 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         let cfg = self.config.estimator.clone();
         let base_interval = self.config.probe_interval;
         let entry = self.peers.get_mut(peer).ok_or(SampleError::UnknownPeer)?;
-        let outcome = entry.estimator.insert(s, &cfg)?;
+        let outcome = entry.estimator.insert(s, local, &cfg)?;
+        if let Some(l) = local
+            && outcome != Insert::Held
+            && entry.mapping.is_none_or(|m| m.received <= s.t4.0)
+        {
+            entry.mapping = Some(Mapping {
+                received: s.t4.0,
+                local_at: l.t3.0,
+                swarm_at: s.t3.0,
+                rate: l.rate_ppb as f64 * 1e-9,
+            });
+        }
         if matches!(outcome, Insert::Shrunk | Insert::Reset) {
             // The window lost samples: gather new ones fast again.
             entry.interval = base_interval;
@@ -672,7 +755,20 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         let synced = self.state == State::Synced;
         for peer in self.peers.values_mut() {
             heard_any |= peer.estimator.len() > 0;
-            peer.estimator.set_rate_prior(self.rate_base);
+            // A window of local stamps fits the peer's crystal against ours:
+            // both timelines run at one rate, so expect the difference of
+            // the two drift compensations.
+            let peer_skew = peer
+                .reported_skew
+                .map(|(_, skew)| skew)
+                .or(peer.mapping.map(|m| m.rate));
+            let local_window = peer.estimator.is_local() && peer.mapping.is_some();
+            if local_window {
+                peer.estimator
+                    .set_rate_prior(self.rate_base - peer_skew.unwrap_or(0.0));
+            } else {
+                peer.estimator.set_rate_prior(self.rate_base);
+            }
             peer.info.coupled = false;
             peer.info.samples = peer.estimator.len();
             let fresh = peer
@@ -687,7 +783,16 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             match est {
                 Some(e) => {
                     let at = LocalMicros(now);
-                    let measured = e.theta_at(at) - ours;
+                    // The peer's swarm clock minus our local one at `now`,
+                    // and its timeline's rate (without slew) against ours.
+                    let (theta, rate_shift) = match peer.mapping.filter(|_| local_window) {
+                        Some(m) => (
+                            m.swarm_theta(now, e.theta_at(at)),
+                            peer_skew.unwrap_or(m.rate),
+                        ),
+                        None => (e.theta_at(at), 0.0),
+                    };
+                    let measured = theta - ours;
                     peer.measured = measured.is_finite().then_some(measured);
                     if let Some((_, reported)) = peer
                         .reported
@@ -712,7 +817,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     peer.info.offset_micros = Some(offset);
                     peer.info.delay_micros = Some(e.min_delay);
                     peer.info.uncertainty_micros = Some(e.uncertainty_at(at));
-                    peer.info.rate_ppm = Some((e.rate - my_rate) * 1e6);
+                    peer.info.rate_ppm = Some((e.rate + rate_shift - my_rate) * 1e6);
                     peer.interval = adapt_probing(
                         &self.config,
                         peer.interval,
@@ -724,9 +829,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                         views.push(View {
                             offset,
                             sigma: e.uncertainty_at(at).max(0.5),
-                            rate: e.rate,
+                            rate: e.rate + rate_shift,
                             rate_sigma: e.rate_uncertainty.max(1e-9),
-                            measured_rate: e.measured_rate,
+                            measured_rate: e.measured_rate + rate_shift,
                             measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
                             bound: e.half_gap.max(0.0),
                             unsynced: peer.reported_unsynced,
@@ -775,11 +880,15 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         if !members.is_empty() {
             let c = weighted_means(views, &members);
             self.step(now, c.offset);
-            self.rate_var = c
-                .measured_var
-                .max((c.rate - c.measured_rate).powi(2))
-                .max(1e-12);
-            self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
+            // The swarm's rate as far as the windows can tell; until they
+            // can, this node's own clock is the best guess.
+            if c.measured_var <= RATE_MEASURED * RATE_MEASURED {
+                self.rate_var = c
+                    .measured_var
+                    .max((c.rate - c.measured_rate).powi(2))
+                    .clamp(1e-12, self.config.estimator.rate_prior_sigma.powi(2));
+                self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
+            }
             self.rate_slew = 0.0;
         }
         self.state = State::Synced;
@@ -832,7 +941,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 let since = *self.far_ahead_since.get_or_insert(now);
                 if now.saturating_sub(since) >= self.config.adopt_after {
                     self.step(now, c.offset);
-                    self.rate_var = c.measured_var.max(1e-12);
+                    self.rate_var = c
+                        .measured_var
+                        .clamp(1e-12, self.config.estimator.rate_prior_sigma.powi(2));
                     self.rate_base = c.rate.clamp(-self.config.max_skew, self.config.max_skew);
                     self.rate_slew = 0.0;
                     self.far_ahead_since = None;
@@ -856,13 +967,19 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         let sigma = consensus_sigma(views, &near);
         self.reanchor(now);
         let max_skew = self.config.max_skew;
-        let gain = (self.rate_var / (self.rate_var + c.measured_var)).max(self.config.rate_gain);
-        // Successive measurements come from overlapping windows, so they are
-        // not independent: never trust the filter more than a fraction of
-        // the latest measurement, or it stops listening while still wrong.
-        self.rate_var = ((1.0 - gain) * self.rate_var + RATE_WANDER * RATE_WANDER)
-            .max(RATE_TRUST * c.measured_var);
-        self.rate_base += gain * (c.measured_rate - self.rate_base);
+        // Windows too short to see a rate (seconds of heavy jitter) say
+        // nothing of it, and the gain's floor must not feed their noise in.
+        if c.measured_var <= RATE_MEASURED * RATE_MEASURED {
+            let gain =
+                (self.rate_var / (self.rate_var + c.measured_var)).max(self.config.rate_gain);
+            // Successive measurements come from overlapping windows, so they
+            // are not independent: never trust the filter more than a
+            // fraction of the latest measurement, or it stops listening while
+            // still wrong.
+            self.rate_var = ((1.0 - gain) * self.rate_var + RATE_WANDER * RATE_WANDER)
+                .max(RATE_TRUST * c.measured_var);
+            self.rate_base += gain * (c.measured_rate - self.rate_base);
+        }
         self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
         let tick = self.config.tick_interval as f64;
         let since = now.saturating_sub(self.stepped_at).max(0) as f64;
@@ -878,29 +995,41 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         // residual rate error the slope estimates have not resolved yet shows
         // up as a persistent phase error, and this removes it.
         self.rate_base += phase_gain * phase_gain / 8.0 * offset / tick;
-        let mean = self.mean_skew(now);
-        self.rate_base -=
-            COMMON_RATE_GAIN * (mean - mean.clamp(-COMMON_RATE_FREE, COMMON_RATE_FREE));
+        self.rate_base -= self.anchor_bend(now);
         self.rate_base = self.rate_base.clamp(-max_skew, max_skew);
         self.rate_slew =
             (phase_gain * offset / tick).clamp(-self.config.max_slew, self.config.max_slew);
         self.sync_error = Some((offset * offset + sigma * sigma).sqrt());
     }
 
-    /// The mean drift compensation of this node and the peers that told us
-    /// theirs recently.
-    fn mean_skew(&self, now: i64) -> f64 {
+    /// This tick's move of the swarm's rate toward the members' median
+    /// clock (see [`SwarmClock::handle_peer_view`]): a fraction of the median
+    /// of the drift compensations of this node and its synced peers, bounded
+    /// by [`ANCHOR_BEND`] per second. Zero alone.
+    fn anchor_bend(&self, now: i64) -> f64 {
         let stale_after = self.config.stale_after;
-        let (sum, n) = self
-            .peers
-            .values()
-            .filter_map(|p| p.reported_skew)
-            .filter(|&(t, _)| now.saturating_sub(t) <= stale_after)
-            .fold((self.rate_base, 1.0), |(sum, n), (_, skew)| {
-                (sum + skew, n + 1.0)
-            });
-        // Alone (or with peers that never said): nothing to share a drift with.
-        if n < 2.0 { 0.0 } else { sum / n }
+        let mut skews = vec![self.rate_base];
+        for p in self.peers.values().filter(|p| !p.reported_unsynced) {
+            let Some((at, skew)) = p.reported_skew else {
+                continue;
+            };
+            if now.saturating_sub(at) > stale_after {
+                continue;
+            }
+            skews.push(skew);
+        }
+        if skews.len() < 2 {
+            return 0.0;
+        }
+        skews.sort_by(f64::total_cmp);
+        let n = skews.len();
+        let median = if n % 2 == 1 {
+            skews[n / 2]
+        } else {
+            (skews[n / 2 - 1] + skews[n / 2]) / 2.0
+        };
+        let bound = ANCHOR_BEND * self.config.tick_interval as f64 / 1e6;
+        (ANCHOR_GAIN * median).clamp(-bound, bound)
     }
 
     fn mark_coupled(&mut self, outlier: f64) {
@@ -981,6 +1110,10 @@ const RATE_WANDER: f64 = 0.02e-6;
 /// The rate filter's variance never drops below this fraction of the latest
 /// measurement's (see `couple`).
 const RATE_TRUST: f64 = 0.25;
+
+/// A consensus rate measured worse than this (one sigma) is not fed to the
+/// rate filter, nor adopted at acquisition.
+const RATE_MEASURED: f64 = 30e-6;
 
 /// Inverse-variance weighted means over `members`.
 #[derive(Debug, Clone, Copy)]

@@ -67,6 +67,27 @@ impl Sample {
     }
 }
 
+/// The answering peer's **local** (monotonic) stamps of the same exchange
+/// and the mapping its swarm clock used for `t2` and `t3`, when it sends
+/// them (see [`crate::SwarmClock::handle_exchange`]).
+///
+/// A peer's swarm clock is slewed and re-rated all the time (that is how the
+/// swarm converges), so fitting a line to it over a long window blurs every
+/// correction into the estimate. Its local clock is a crystal: a line fits
+/// it over minutes. With these stamps the window holds local-against-local
+/// points, and the peer's swarm time is its mapping applied to the fitted
+/// local time, exactly as the peer computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PeerLocal {
+    /// Request received (peer, local clock).
+    pub t2: LocalMicros,
+    /// Reply sent (peer, local clock); its swarm clock read `t3` then.
+    pub t3: LocalMicros,
+    /// The peer's swarm clock rate against its local clock then, minus one,
+    /// in parts per billion (drift compensation plus any slew).
+    pub rate_ppb: i64,
+}
+
 fn saturate(x: i128) -> i64 {
     i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX })
 }
@@ -216,6 +237,9 @@ pub(crate) struct PeerEstimator {
     rate_prior: f64,
     /// Largest `t4` in `points` (kept by `push_sorted` and `pop_oldest`).
     newest_t4: Option<i64>,
+    /// The window holds the peer's local stamps ([`PeerLocal`]) rather than
+    /// its swarm stamps; the two never mix in one window.
+    local: bool,
 }
 
 impl PeerEstimator {
@@ -227,7 +251,13 @@ impl PeerEstimator {
             fit_fresh: false,
             rate_prior: 0.0,
             newest_t4: None,
+            local: false,
         }
+    }
+
+    /// Whether the window holds the peer's local stamps (see [`PeerLocal`]).
+    pub(crate) fn is_local(&self) -> bool {
+        self.local
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -260,14 +290,29 @@ impl PeerEstimator {
     pub(crate) fn insert(
         &mut self,
         s: &Sample,
+        local: Option<&PeerLocal>,
         cfg: &EstimatorConfig,
     ) -> Result<Insert, SampleError> {
+        let (t2, t3) = match local {
+            Some(l) => (l.t2.0, l.t3.0),
+            None => (s.t2.0, s.t3.0),
+        };
         let p = Point {
             t1: s.t1.0,
             t4: s.t4.0,
-            u: s.t2.0.saturating_sub(s.t1.0),
-            v: s.t3.0.saturating_sub(s.t4.0),
+            u: t2.saturating_sub(s.t1.0),
+            v: t3.saturating_sub(s.t4.0),
         };
+        if self.local != local.is_some() {
+            // The peer changed what it stamps with (an upgrade, a restart):
+            // the old points measure another clock.
+            self.points.clear();
+            self.pending = None;
+            self.fit = None;
+            self.fit_fresh = false;
+            self.newest_t4 = None;
+            self.local = local.is_some();
+        }
         if let Some(newest) = self.points.back()
             && p.t1 < newest.t1.saturating_sub(cfg.max_age)
         {
@@ -640,7 +685,7 @@ mod tests {
             let t1 = 1_000_000 + k * 100_000;
             let fwd = 2_000.0 - 2_000.0 * (1.0 - rng.random::<f64>()).ln();
             let back = 2_000.0 - 2_000.0 * (1.0 - rng.random::<f64>()).ln();
-            est.insert(&exchange(t1, theta0, rate, fwd, back), &cfg())
+            est.insert(&exchange(t1, theta0, rate, fwd, back), None, &cfg())
                 .unwrap();
         }
         let e = est.estimate(&cfg()).unwrap();
@@ -654,19 +699,23 @@ mod tests {
     fn a_confirmed_jump_resets_the_window_and_a_lone_outlier_does_not() {
         let mut est = PeerEstimator::new();
         for k in 0..20 {
-            est.insert(&exchange(k * 100_000, 5_000.0, 0.0, 300.0, 300.0), &cfg())
-                .unwrap();
+            est.insert(
+                &exchange(k * 100_000, 5_000.0, 0.0, 300.0, 300.0),
+                None,
+                &cfg(),
+            )
+            .unwrap();
         }
         let outlier = exchange(2_000_000, 905_000.0, 0.0, 300.0, 300.0);
-        assert_eq!(est.insert(&outlier, &cfg()).unwrap(), Insert::Held);
+        assert_eq!(est.insert(&outlier, None, &cfg()).unwrap(), Insert::Held);
         let back = exchange(2_100_000, 5_000.0, 0.0, 300.0, 300.0);
-        assert_eq!(est.insert(&back, &cfg()).unwrap(), Insert::Added);
+        assert_eq!(est.insert(&back, None, &cfg()).unwrap(), Insert::Added);
         assert!((est.estimate(&cfg()).unwrap().theta - 5_000.0).abs() < 5.0);
 
         let j1 = exchange(2_200_000, 505_000.0, 0.0, 300.0, 300.0);
         let j2 = exchange(2_300_000, 505_000.0, 0.0, 300.0, 300.0);
-        assert_eq!(est.insert(&j1, &cfg()).unwrap(), Insert::Held);
-        assert_eq!(est.insert(&j2, &cfg()).unwrap(), Insert::Reset);
+        assert_eq!(est.insert(&j1, None, &cfg()).unwrap(), Insert::Held);
+        assert_eq!(est.insert(&j2, None, &cfg()).unwrap(), Insert::Reset);
         assert_eq!(est.len(), 2);
         assert!((est.estimate(&cfg()).unwrap().theta - 505_000.0).abs() < 5.0);
     }
@@ -675,18 +724,22 @@ mod tests {
     fn duplicates_and_stale_samples_are_refused() {
         let mut est = PeerEstimator::new();
         let s = exchange(40_000_000, 0.0, 0.0, 300.0, 300.0);
-        est.insert(&s, &cfg()).unwrap();
-        assert_eq!(est.insert(&s, &cfg()), Err(SampleError::Duplicate));
+        est.insert(&s, None, &cfg()).unwrap();
+        assert_eq!(est.insert(&s, None, &cfg()), Err(SampleError::Duplicate));
         let old = exchange(1_000, 0.0, 0.0, 300.0, 300.0);
-        assert_eq!(est.insert(&old, &cfg()), Err(SampleError::Stale));
+        assert_eq!(est.insert(&old, None, &cfg()), Err(SampleError::Stale));
     }
 
     #[test]
     fn reordered_samples_keep_the_window_sorted() {
         let mut est = PeerEstimator::new();
         for k in [3, 1, 2, 0, 5, 4] {
-            est.insert(&exchange(k * 100_000, 10.0, 0.0, 300.0, 300.0), &cfg())
-                .unwrap();
+            est.insert(
+                &exchange(k * 100_000, 10.0, 0.0, 300.0, 300.0),
+                None,
+                &cfg(),
+            )
+            .unwrap();
         }
         let t1s: Vec<i64> = est.points.iter().map(|p| p.t1).collect();
         assert!(t1s.windows(2).all(|w| w[0] < w[1]));

@@ -81,6 +81,6 @@ mod tests;
 
 pub use clock::{Event, PeerInfo, PeerView, Stats, SwarmClock};
 pub use config::Config;
-pub use estimator::{Sample, SampleError};
+pub use estimator::{PeerLocal, Sample, SampleError};
 pub use slew::{Correction, SlewConfig, SlewController};
 pub use time::{LocalMicros, SwarmMicros};

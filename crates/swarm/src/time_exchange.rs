@@ -23,7 +23,7 @@
 use crate::event::Event;
 use crate::event_loop::EventLoop;
 use crate::time_stream::{ProbeReply, StreamEvent};
-use firefly_clock::{LocalMicros, PeerView, Sample, SwarmClock, SwarmMicros};
+use firefly_clock::{LocalMicros, PeerLocal, PeerView, Sample, SwarmClock, SwarmMicros};
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,30 @@ pub struct TimeResponse {
     /// do not follow it. Absent (older nodes): synced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsynced: bool,
+    /// `t2` on the answerer's **local** clock, µs. With `l3` and `rate_ppb`
+    /// the asker fits the answerer's local clock (a crystal, linear) rather
+    /// than its swarm clock (bent by every correction), see
+    /// [`firefly_clock::PeerLocal`]. Absent (older nodes): swarm stamps only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2: Option<i64>,
+    /// `t3` on the answerer's local clock, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l3: Option<i64>,
+    /// The answerer's swarm clock rate against its local clock when it
+    /// stamped `t3`, minus one, in parts per billion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_ppb: Option<i64>,
+}
+
+impl TimeResponse {
+    /// The answerer's local stamps, when it sent all of them.
+    pub fn peer_local(&self) -> Option<PeerLocal> {
+        Some(PeerLocal {
+            t2: LocalMicros(self.l2?),
+            t3: LocalMicros(self.l3?),
+            rate_ppb: self.rate_ppb?,
+        })
+    }
 }
 
 /// Numbers as other implementations send them: CBOR has integers and floats,
@@ -235,12 +259,16 @@ impl EventLoop {
         match event {
             StreamEvent::Asked { peer, t2, answer } => {
                 let view = self.clock.view_for(&peer);
+                let l3 = (self.now)();
                 let response = TimeResponse {
                     t2: self.clock.to_swarm(t2).as_micros(),
-                    t3: self.clock.to_swarm((self.now)()).as_micros(),
+                    t3: self.clock.to_swarm(l3).as_micros(),
                     view: view.offset_micros,
                     skew_ppm: view.skew * 1e6,
                     unsynced: view.unsynced,
+                    l2: Some(t2.as_micros()),
+                    l3: Some(l3.as_micros()),
+                    rate_ppb: Some((self.clock.skew_ppm() * 1e3).round() as i64),
                 };
                 let _ = answer.send(response);
             }
@@ -258,7 +286,10 @@ impl EventLoop {
                     t4,
                 };
                 let now = (self.now)();
-                if let Err(err) = self.clock.handle_sample(now, &peer, sample) {
+                if let Err(err) =
+                    self.clock
+                        .handle_exchange(now, &peer, sample, response.peer_local())
+                {
                     tracing::debug!(%peer, %err, "time sample refused");
                 }
                 let view = PeerView {

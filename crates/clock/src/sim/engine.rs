@@ -11,7 +11,7 @@ use super::metrics::{Metrics, Recorder};
 use super::netem::{Netem, Network};
 use crate::clock::{PeerView, SwarmClock};
 use crate::config::Config;
-use crate::estimator::Sample;
+use crate::estimator::{PeerLocal, Sample};
 use crate::time::{LocalMicros, SwarmMicros};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -87,6 +87,8 @@ enum Ev {
         t3: SwarmMicros,
         /// What a firefly responder says of itself and the asker.
         view: Option<PeerView>,
+        /// Its local stamps and mapping, when the scenario sends them.
+        local: Option<PeerLocal>,
     },
     Join {
         node: usize,
@@ -387,11 +389,22 @@ impl Sim<'_> {
                     return;
                 };
                 let turnaround = 20 + self.rng.random_range(0..40);
-                let t2 = clock.to_swarm(self.nodes[to].local(t));
-                let t3 = clock.to_swarm(self.nodes[to].local(t + turnaround));
-                let view = match clock {
-                    Clock::Firefly(c) => Some(c.view_for(&from)),
-                    Clock::Baseline(_) => None,
+                let (l2, l3) = (
+                    self.nodes[to].local(t),
+                    self.nodes[to].local(t + turnaround),
+                );
+                let t2 = clock.to_swarm(l2);
+                let t3 = clock.to_swarm(l3);
+                let (view, local) = match clock {
+                    Clock::Firefly(c) => (
+                        Some(c.view_for(&from)),
+                        self.sc.local_stamps.then(|| PeerLocal {
+                            t2: l2,
+                            t3: l3,
+                            rate_ppb: (c.skew_ppm() * 1e3).round() as i64,
+                        }),
+                    ),
+                    Clock::Baseline(_) => (None, None),
                 };
                 match self.net.deliver(&mut self.rng, to, from, t + turnaround, 0) {
                     Some(at) => self.push(
@@ -403,6 +416,7 @@ impl Sim<'_> {
                             t2,
                             t3,
                             view,
+                            local,
                         },
                     ),
                     None => self.rec.lost += 1,
@@ -415,6 +429,7 @@ impl Sim<'_> {
                 t2,
                 t3,
                 view,
+                local,
             } => {
                 if !self.nodes[to].alive {
                     return;
@@ -424,7 +439,7 @@ impl Sim<'_> {
                 match &mut self.nodes[to].clock {
                     Some(Clock::Firefly(c)) => {
                         // Refusals are counted by the clock itself.
-                        let _ = c.handle_sample(t4, &from, sample);
+                        let _ = c.handle_exchange(t4, &from, sample, local);
                         if let Some(view) = view {
                             let _ = c.handle_peer_view(t4, &from, view);
                         }

@@ -85,6 +85,10 @@ pub struct Scenario {
     /// that opens a stream per request and answers on it. Each side then sees
     /// the other ahead by half of it.
     pub request_extra_us: f64,
+    /// Answers carry the answerer's local stamps and swarm mapping
+    /// ([`crate::PeerLocal`]), as nodes since issue 13's second session do;
+    /// `false` models older nodes (swarm stamps only).
+    pub local_stamps: bool,
     /// Peers each node probes (the clock picks them at random).
     pub sync_peers: usize,
     /// Time between probes of one peer, ms (both protocols; firefly's
@@ -143,6 +147,7 @@ impl Scenario {
             segments_per_message: 1,
             background_per_s: 0.0,
             request_extra_us: 0.0,
+            local_stamps: true,
             sync_peers: 8,
             probe_interval_ms: 100.0,
             max_probe_interval_ms: 250.0,

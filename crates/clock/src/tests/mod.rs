@@ -9,7 +9,9 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::sim::{self, Scenario};
-use crate::{Config, Event, LocalMicros, PeerView, Sample, SampleError, SwarmClock, SwarmMicros};
+use crate::{
+    Config, Event, LocalMicros, PeerLocal, PeerView, Sample, SampleError, SwarmClock, SwarmMicros,
+};
 use proptest::prelude::*;
 
 /// A benchmark scenario cut to 70 s: boot, a join at 25 s, a crash at 50 s.
@@ -714,4 +716,64 @@ fn a_peer_whose_clock_jumps_by_an_hour_never_moves_the_timeline() {
     });
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert!((steps[0] + hour).abs() < 1_000, "{steps:?}");
+}
+
+/// Regression (issue 13): a window of the peers' *swarm* stamps fitted a
+/// line to clocks that every correction bends, and the estimates wandered
+/// by hundreds of µs under 20 ± 10 ms jitter. With the peers' local stamps
+/// ([`PeerLocal`]) the windows fit crystals, and the spread drops.
+#[test]
+fn local_stamps_beat_swarm_stamps_under_jitter() {
+    let mut s = Scenario::jitter();
+    s.duration_s = 100.0;
+    let local = sim::run_firefly(&s).spread_p50_us.unwrap();
+    s.local_stamps = false;
+    let swarm = sim::run_firefly(&s).spread_p50_us.unwrap();
+    assert!(
+        local < 0.6 * swarm,
+        "spread p50 with local stamps {local} µs, with swarm stamps {swarm} µs"
+    );
+}
+
+#[test]
+fn bad_local_stamps_are_refused_and_counted() {
+    let mut c = synced_clock(1);
+    let now = LocalMicros(2_000_000);
+    let sample = Sample {
+        t1: LocalMicros(1_999_000),
+        t2: SwarmMicros(5_999_500),
+        t3: SwarmMicros(5_999_520),
+        t4: LocalMicros(1_999_800),
+    };
+    let local = PeerLocal {
+        t2: LocalMicros(77_000),
+        t3: LocalMicros(77_020),
+        rate_ppb: 12_000,
+    };
+    let backwards = PeerLocal {
+        t3: LocalMicros(76_000),
+        ..local
+    };
+    let slow = PeerLocal {
+        t3: LocalMicros(i64::MAX),
+        ..local
+    };
+    let racing = PeerLocal {
+        rate_ppb: i64::MIN,
+        ..local
+    };
+    assert_eq!(
+        c.handle_exchange(now, &0, sample, Some(backwards)),
+        Err(SampleError::NegativeTurnaround)
+    );
+    assert!(matches!(
+        c.handle_exchange(now, &0, sample, Some(slow)),
+        Err(SampleError::DelayTooLarge { .. })
+    ));
+    assert_eq!(
+        c.handle_exchange(now, &0, sample, Some(racing)),
+        Err(SampleError::SkewOutOfRange)
+    );
+    assert_eq!(c.handle_exchange(now, &0, sample, Some(local)), Ok(()));
+    assert_eq!(c.stats().rejected, 3);
 }
