@@ -60,6 +60,11 @@ pub(crate) struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Keep, in this folder, each node's log with every device period's
+    /// timing (`CASE-nodeN.log`) and every click located per channel
+    /// (`CASE-clicks.txt`), to line the sound up with the reports.
+    #[arg(long)]
+    logs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,6 +96,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Case::Both => vec![Case::Still, Case::Skewed],
         one => vec![one],
     };
+    if let Some(dir) = &args.logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut reports = Vec::new();
     for case in cases {
         let root: PathBuf = std::env::temp_dir().join(format!(
@@ -331,6 +339,8 @@ struct Heard {
     /// (time s, offset of channel c from channel 0 µs) per channel 1…
     offsets: Vec<Vec<(f64, f64)>>,
     clicks: Vec<usize>,
+    /// Every click located, per channel (samples).
+    positions: Vec<Vec<f64>>,
 }
 
 fn analyse(raw: &[u8], channels: usize) -> Heard {
@@ -373,6 +383,7 @@ fn analyse(raw: &[u8], channels: usize) -> Heard {
         spreads,
         offsets,
         clicks,
+        positions: per_channel,
     }
 }
 
@@ -427,10 +438,16 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
             )?;
         }
         let sign = if i % 2 == 0 { 1 } else { -1 };
+        let mut env = server.env(Some(i));
+        let log = args.logs.as_ref().map(|dir| {
+            env.push(("RUST_LOG".into(), "info,firefly_device_timing=trace".into()));
+            dir.join(format!("{}-node{i}.log", case.name()))
+        });
         let setup = NodeSetup {
             output: "device".into(),
             test_clock: format!("{},{ppm}", sign * 250_000 * i as i64),
-            env: server.env(Some(i)),
+            env,
+            log,
         };
         let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
         nodes.push(start_node_with(root, i, &peers, &setup)?);
@@ -456,6 +473,7 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
         })
         .collect();
     let recording = root.join("monitor.raw");
+    let recording_from = std::time::SystemTime::now();
     let mut parec = server.record(&recording, NODES)?;
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(u64::from(args.seconds))).await;
@@ -485,13 +503,12 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
     drop(server);
     let raw = std::fs::read(&recording).context("no recording")?;
     let heard = analyse(&raw, NODES);
-    if let Ok(dump) = std::env::var("FIREFLY_HEARD_DUMP") {
-        let lines: Vec<String> = heard.offsets[0]
-            .iter()
-            .zip(heard.offsets.get(1).map(Vec::as_slice).unwrap_or_default())
-            .map(|(a, b)| format!("{:.3} {:.1} {:.1}", a.0, a.1, b.1))
-            .collect();
-        let _ = std::fs::write(dump, lines.join("\n"));
+    if let Some(dir) = &args.logs {
+        write_clicks(
+            &dir.join(format!("{}-clicks.txt", case.name())),
+            recording_from,
+            &heard,
+        )?;
     }
     if heard.spreads.len() < 4 {
         bail!(
@@ -545,6 +562,22 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
             "output_path_cpu_percent": GOAL_OUTPUT_CPU_PERCENT,
         },
     }))
+}
+
+/// Writes every located click: a header with the UNIX µs at which the
+/// recording was started, then one line per channel per click: channel and
+/// position (s from the recording's start).
+fn write_clicks(path: &Path, from: std::time::SystemTime, heard: &Heard) -> anyhow::Result<()> {
+    let unix = from
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut text = format!("# recording started at unix_us {unix}\n");
+    for (c, clicks) in heard.positions.iter().enumerate() {
+        for p in clicks {
+            text.push_str(&format!("{c} {:.7}\n", p / f64::from(SINK_RATE)));
+        }
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Each node's device underruns so far (from `/api/state`).

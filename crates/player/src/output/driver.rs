@@ -298,7 +298,7 @@ impl PeriodDriver {
                 .store(d.round() as i64, Ordering::Relaxed);
             self.stats.has_delay.store(true, Ordering::Relaxed);
         }
-        match self.clock.handle_period(self.frames, heard) {
+        match self.clock.handle_period(self.frames, heard, now) {
             Pair::Restarted(jump) => {
                 let period = self.engine.format().period_frames as f64 * 1e6
                     / f64::from(self.engine.format().sample_rate);
@@ -312,17 +312,17 @@ impl PeriodDriver {
             }
             Pair::Accepted | Pair::Rejected => {}
         }
-        if self.seen.is_multiple_of(50) {
-            tracing::trace!(
-                raw_minus_fit = heard - self.clock.heard_at(self.frames).unwrap_or(heard),
-                now = now,
-                delay = delay.unwrap_or(-1.0),
-                frames = self.frames,
-                ppm = self.clock.rate_ratio().map_or(0.0, |r| (r - 1.0) * 1e6),
-                jitter = self.clock.jitter_micros(),
-                "device timing"
-            );
-        }
+        // Every period, for `RUST_LOG=firefly_device_timing=trace` (what
+        // `firefly bench heard --logs` lines up with the recording).
+        tracing::trace!(
+            target: "firefly_device_timing",
+            now = now,
+            delay = delay.unwrap_or(-1.0),
+            frames = self.frames,
+            fit = self.clock.heard_at(self.frames).unwrap_or(heard),
+            ppm = self.clock.rate_ratio().map_or(0.0, |r| (r - 1.0) * 1e6),
+            jitter = self.clock.jitter_micros(),
+        );
         let unpaced = self.clock.is_implausible();
         if unpaced && !self.logged_unpaced {
             self.logged_unpaced = true;
