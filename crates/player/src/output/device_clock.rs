@@ -35,10 +35,9 @@ const LATE_FACTOR: f64 = 3.0;
 const MIN_SCATTER: f64 = 1.0;
 /// Pairs needed before the slope is fitted (before that: the nominal rate).
 const MIN_FIT_POINTS: usize = 16;
-/// Span of frames after which the slope is fitted whatever its scatter, in seconds of audio.
-const MIN_FIT_SPAN_SECONDS: f64 = 0.5;
-/// Before that, the slope is fitted once its standard error is below this (20 ppm).
-const MAX_SLOPE_UNCERTAINTY: f64 = 20e-6;
+/// How far off nominal a sound card's rate typically is, ppm: the weight
+/// of the nominal rate against a slope fitted over a short span.
+const PRIOR_PPM: f64 = 300.0;
 /// A fitted rate further than this from nominal is refused (0.5 %).
 pub(crate) const MAX_RATE_ERROR: f64 = 5e-3;
 /// A pair is rejected when its residual exceeds this many typical residuals…
@@ -58,8 +57,9 @@ const GIVE_UP_MICROS: f64 = 3e6;
 /// creep back over seconds while the sound stays put; an xrun moves both,
 /// by a period or more).
 const CONFIRM_BELOW_MICROS: f64 = 6_000.0;
-/// After a restart, the slope learned before is kept until the new window
-/// spans this long (a slope fitted over a second or two is far worse).
+/// After a restart, a slope learned over at least this long is kept until
+/// the new window spans this long too (a slope fitted over a second or two
+/// is far worse).
 const REFIT_SPAN_SECONDS: f64 = 20.0;
 /// Blocks of [`BLOCK_MICROS`] needed before the callbacks' slope counts.
 const MIN_BLOCKS: f64 = 10.0;
@@ -101,6 +101,8 @@ pub(crate) struct DeviceClock {
     rejected_since: f64,
     /// The fit restarted and the window is still too short to refit the slope.
     restarted: bool,
+    /// Seconds of stamps the learned slope was fitted over.
+    learned_over: f64,
     line: Option<Line>,
     /// The callbacks' own line (late ones left out), once fitted.
     callback_line: Option<Line>,
@@ -130,6 +132,7 @@ impl DeviceClock {
             rejected_run: 0,
             rejected_since: 0.0,
             restarted: false,
+            learned_over: 0.0,
             line: None,
             callback_line: None,
             scratch: vec![0.0; CAPACITY].into_boxed_slice(),
@@ -148,6 +151,7 @@ impl DeviceClock {
         self.head = 0;
         self.rejected_run = 0;
         self.restarted = false;
+        self.learned_over = 0.0;
         self.line = None;
         self.callback_line = None;
         self.learned_slope = None;
@@ -319,13 +323,14 @@ impl DeviceClock {
                 let (dx, dy) = (x - mx, y - my);
                 (sxx + dx * dx, sxy + dx * dy, syy + dy * dy)
             });
-        let span_seconds = (sxx / n).sqrt() * 2.0 * self.nominal_slope / 1e6;
+        let first = self.points[self.head].0;
+        let last = self.points[(self.head + self.len - 1) % CAPACITY].0;
+        let span = (last - first) * self.nominal_slope / 1e6;
         if self.restarted
             && let Some(learned) = self.learned_slope
+            && self.learned_over >= REFIT_SPAN_SECONDS
         {
-            let first = self.points[self.head].0;
-            let last = self.points[(self.head + self.len - 1) % CAPACITY].0;
-            if (last - first) * self.nominal_slope / 1e6 < REFIT_SPAN_SECONDS {
+            if span < REFIT_SPAN_SECONDS {
                 self.line = Some(Line {
                     at: my - learned * mx,
                     slope: learned,
@@ -334,16 +339,21 @@ impl DeviceClock {
             }
             self.restarted = false;
         }
-        // The slope is trusted once its standard error is small, or the span long.
-        let trusted = |fitted: f64| {
+        if self.len >= MIN_FIT_POINTS && sxx > 0.0 {
+            // A slope fitted over a second or two is uncertain by hundreds of
+            // ppm: it is drawn towards the nominal rate (sound cards are
+            // within [`PRIOR_PPM`] of it) by its standard error, so it counts
+            // as soon as it is known well and not before.
+            let fitted = sxy / sxx;
             let residual = ((syy - fitted * sxy).max(0.0) / (n - 2.0).max(1.0)).sqrt();
-            let error = residual / sxx.sqrt() / self.nominal_slope;
-            error < MAX_SLOPE_UNCERTAINTY || span_seconds >= MIN_FIT_SPAN_SECONDS
-        };
-        if self.len >= MIN_FIT_POINTS && sxx > 0.0 && trusted(sxy / sxx) {
-            let fitted = self.steadier_slope(sxy / sxx, my - sxy / sxx * mx);
+            let error = (residual / sxx.sqrt()).max(1e-9 * self.nominal_slope);
+            let prior = PRIOR_PPM * 1e-6 * self.nominal_slope;
+            let (wf, wp) = (1.0 / (error * error), 1.0 / (prior * prior));
+            let drawn = (fitted * wf + self.nominal_slope * wp) / (wf + wp);
+            let fitted = self.steadier_slope(drawn, my - drawn * mx);
             if (fitted / self.nominal_slope - 1.0).abs() <= MAX_RATE_ERROR {
                 self.learned_slope = Some(fitted);
+                self.learned_over = span;
                 self.implausible = false;
                 self.unpaced_anchor = None;
                 self.line = Some(Line {

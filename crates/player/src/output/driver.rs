@@ -230,6 +230,7 @@ impl PeriodDriver {
         let format = self.engine.format();
         let ch = usize::from(format.channels);
         let frames_here = out.len() / ch;
+        let began = Instant::now();
         let heard = self.observe(timing);
         let micros_per_frame = 1e6 / f64::from(format.sample_rate);
         let chunk_frames = (CHUNK_SAMPLES / ch).max(1);
@@ -254,6 +255,13 @@ impl PeriodDriver {
         }
         self.frames += frames_here as u64;
         self.stats.periods.fetch_add(1, Ordering::Relaxed);
+        // How long the period took to render (is the callback ever too slow?).
+        tracing::trace!(
+            target: "firefly_device_timing",
+            took_us = began.elapsed().as_micros(),
+            frames = frames_here,
+            "rendered"
+        );
     }
 
     /// Takes in the period's timing; returns its raw playback instant (local µs).
