@@ -12,9 +12,19 @@
 //! runs off (or a local clock that does) shows as a slope, and nothing is
 //! assumed about the latency.
 //!
+//! The callback instants are a second witness. A host wakes the callback on
+//! the device's own progress, so they follow the device's rate, late now
+//! and then but never wandering; some hosts' reported delays wander instead
+//! (PulseAudio's reports run off by a millisecond over seconds and step
+//! back, while the sound does not move). The slope is a blend of the two
+//! sources' slopes, each weighed by how much its residuals wander over a
+//! second; a short-span slope is drawn towards the nominal rate.
+//!
 //! Robustness: a pair far off the line is rejected; a run of rejected pairs
 //! that agree with each other is a real discontinuity (an xrun, a restarted
-//! stream) and restarts the fit from them, keeping the rate learned so far.
+//! stream) and restarts the fit from them, keeping a rate learned over a
+//! long span. A small jump counts only if the callbacks jumped too (or it
+//! lasts).
 //! A fitted rate more than [`MAX_RATE_ERROR`] off nominal is not a sound card
 //! (a device that does not pace itself); the nominal rate is used instead.
 //!
@@ -57,10 +67,15 @@ const GIVE_UP_MICROS: f64 = 3e6;
 /// creep back over seconds while the sound stays put; an xrun moves both,
 /// by a period or more).
 const CONFIRM_BELOW_MICROS: f64 = 6_000.0;
-/// After a restart, a slope learned over at least this long is kept until
-/// the new window spans this long too (a slope fitted over a second or two
-/// is far worse).
+/// After a restart, a slope learned over at least this long is what the
+/// new one is drawn towards until the new window spans this long too (a
+/// slope fitted over a second or two is far worse)…
 const REFIT_SPAN_SECONDS: f64 = 20.0;
+/// …with this weight, ppm.
+const LEARNED_PRIOR_PPM: f64 = 20.0;
+/// Pairs between full fits once the window holds [`REFIT_EVERY_BELOW`].
+const REFIT_EVERY: usize = 8;
+const REFIT_EVERY_BELOW: usize = 256;
 /// Blocks of [`BLOCK_MICROS`] needed before the callbacks' slope counts.
 const MIN_BLOCKS: f64 = 10.0;
 
@@ -99,10 +114,12 @@ pub(crate) struct DeviceClock {
     rejected_run: usize,
     /// Local µs (relative) of the first pair of the current rejected run.
     rejected_since: f64,
-    /// The fit restarted and the window is still too short to refit the slope.
+    /// The fit restarted and its window is still short.
     restarted: bool,
     /// Seconds of stamps the learned slope was fitted over.
     learned_over: f64,
+    /// Pairs taken in since the last full fit.
+    unfitted: usize,
     line: Option<Line>,
     /// The callbacks' own line (late ones left out), once fitted.
     callback_line: Option<Line>,
@@ -133,6 +150,7 @@ impl DeviceClock {
             rejected_since: 0.0,
             restarted: false,
             learned_over: 0.0,
+            unfitted: 0,
             line: None,
             callback_line: None,
             scratch: vec![0.0; CAPACITY].into_boxed_slice(),
@@ -228,7 +246,13 @@ impl DeviceClock {
         }
         self.rejected_run = 0;
         self.push(point);
-        self.fit();
+        // A full fit walks the whole window a few times: over a long window
+        // each new pair moves the line by a hair, so it is refitted every
+        // few pairs (each pair still counts), at every pair while short.
+        self.unfitted += 1;
+        if self.len < REFIT_EVERY_BELOW || self.unfitted >= REFIT_EVERY {
+            self.fit();
+        }
         Pair::Accepted
     }
 
@@ -309,6 +333,7 @@ impl DeviceClock {
     }
 
     fn fit(&mut self) {
+        self.unfitted = 0;
         if self.len == 0 {
             return;
         }
@@ -326,17 +351,15 @@ impl DeviceClock {
         let first = self.points[self.head].0;
         let last = self.points[(self.head + self.len - 1) % CAPACITY].0;
         let span = (last - first) * self.nominal_slope / 1e6;
-        if self.restarted
-            && let Some(learned) = self.learned_slope
-            && self.learned_over >= REFIT_SPAN_SECONDS
-        {
-            if span < REFIT_SPAN_SECONDS {
-                self.line = Some(Line {
-                    at: my - learned * mx,
-                    slope: learned,
-                });
-                return;
+        // After a restart, a slope learned over a long span is what a short
+        // new one is drawn towards, and firmly; otherwise the nominal rate.
+        let (centre, prior_ppm) = match self.learned_slope {
+            Some(learned) if self.restarted && self.learned_over >= REFIT_SPAN_SECONDS => {
+                (learned, LEARNED_PRIOR_PPM)
             }
+            _ => (self.nominal_slope, PRIOR_PPM),
+        };
+        if span >= REFIT_SPAN_SECONDS {
             self.restarted = false;
         }
         if self.len >= MIN_FIT_POINTS && sxx > 0.0 {
@@ -347,13 +370,15 @@ impl DeviceClock {
             let fitted = sxy / sxx;
             let residual = ((syy - fitted * sxy).max(0.0) / (n - 2.0).max(1.0)).sqrt();
             let error = (residual / sxx.sqrt()).max(1e-9 * self.nominal_slope);
-            let prior = PRIOR_PPM * 1e-6 * self.nominal_slope;
+            let prior = prior_ppm * 1e-6 * self.nominal_slope;
             let (wf, wp) = (1.0 / (error * error), 1.0 / (prior * prior));
-            let drawn = (fitted * wf + self.nominal_slope * wp) / (wf + wp);
+            let drawn = (fitted * wf + centre * wp) / (wf + wp);
             let fitted = self.steadier_slope(drawn, my - drawn * mx);
             if (fitted / self.nominal_slope - 1.0).abs() <= MAX_RATE_ERROR {
                 self.learned_slope = Some(fitted);
-                self.learned_over = span;
+                if !self.restarted {
+                    self.learned_over = span;
+                }
                 self.implausible = false;
                 self.unpaced_anchor = None;
                 self.line = Some(Line {
