@@ -77,7 +77,10 @@ const LEARNED_PRIOR_PPM: f64 = 20.0;
 const REFIT_EVERY: usize = 8;
 const REFIT_EVERY_BELOW: usize = 256;
 /// Blocks of [`BLOCK_MICROS`] needed before the callbacks' slope counts.
-const MIN_BLOCKS: f64 = 10.0;
+const MIN_BLOCKS: f64 = 3.0;
+/// Slopes of the reports and of the callbacks further apart than this many
+/// of their uncertainties disagree: the callbacks' is taken.
+const DISAGREE_FACTOR: f64 = 4.0;
 
 /// What [`DeviceClock::handle_period`] made of a pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -431,8 +434,19 @@ impl DeviceClock {
             (residual.abs() <= limit).then_some(residual)
         });
         match (reports, callbacks) {
-            (Some(r), Some(c)) => {
-                let (wr, wc) = (1.0 / r.max(MIN_SCATTER), 1.0 / c.max(MIN_SCATTER));
+            (Some((r, blocks)), Some((c, _))) => {
+                let (r, c) = (r.max(MIN_SCATTER), c.max(MIN_SCATTER));
+                // The slopes' uncertainty, from the block scatters over the span.
+                let span = blocks * BLOCK_MICROS / self.nominal_slope;
+                let uncertainty = (12.0 * (r + c) / blocks).sqrt() / span;
+                if (slope - cb.slope).abs() > DISAGREE_FACTOR * uncertainty {
+                    // The reports run off the device's own progress beyond
+                    // their noise (a host's latency model still settling, as
+                    // PulseAudio's does for seconds after a stream starts):
+                    // the callbacks are what the device did.
+                    return cb.slope;
+                }
+                let (wr, wc) = (1.0 / r, 1.0 / c);
                 (slope * wr + cb.slope * wc) / (wr + wc)
             }
             _ => slope,
@@ -498,9 +512,12 @@ impl DeviceClock {
         })
     }
 
-    /// Mean square of `residual` averaged per block of [`BLOCK_MICROS`]
+    /// Mean square of `residual` averaged per block of [`BLOCK_MICROS`], and the blocks
     /// (`None` for a stamp left out), once there are [`MIN_BLOCKS`].
-    fn block_scatter(&self, residual: impl Fn((f64, f64, f64)) -> Option<f64>) -> Option<f64> {
+    fn block_scatter(
+        &self,
+        residual: impl Fn((f64, f64, f64)) -> Option<f64>,
+    ) -> Option<(f64, f64)> {
         let block_frames = BLOCK_MICROS / self.nominal_slope;
         let (mut block, mut sum, mut count) = (f64::NAN, 0.0, 0.0);
         let (mut total, mut blocks) = (0.0, 0.0);
@@ -521,7 +538,7 @@ impl DeviceClock {
             total += (sum / count) * (sum / count);
             blocks += 1.0;
         }
-        (blocks >= MIN_BLOCKS).then(|| total / blocks)
+        (blocks >= MIN_BLOCKS).then(|| (total / blocks, blocks))
     }
 }
 
@@ -681,5 +698,31 @@ mod tests {
         }
         eprintln!("worst {worst:.1} µs");
         assert!(worst < 50.0, "{worst}");
+    }
+
+    /// A new stream whose reports run 500 ppm slow for the first seconds (a
+    /// host's latency model settling) while the callbacks follow the device:
+    /// within seconds the rate is the callbacks'.
+    #[test]
+    fn reports_off_rate_at_the_start_give_way_to_the_callbacks() {
+        let ppm = 300.0;
+        let mut clock = DeviceClock::new(48_000);
+        let mut seed = 5;
+        let truth = |n: u64| n as f64 * 1e6 / (48_000.0 * (1.0 + ppm * 1e-6));
+        let mut rate_at_4s = None;
+        for k in 0..600u64 {
+            let n = k * 1_600;
+            let t = truth(n) / 1e6;
+            let settling = -500.0 * 5.0 * (1.0 - (-t / 5.0).exp());
+            let callback = truth(n) - 65_000.0 + 300.0 * noise(&mut seed).abs();
+            clock.handle_period(n, truth(n) + settling, callback);
+            if t >= 4.0 && rate_at_4s.is_none() {
+                rate_at_4s = clock.rate_ratio();
+            }
+        }
+        let off = (rate_at_4s.unwrap_or(0.0) - 1.0) * 1e6 - ppm;
+        eprintln!("rate off by {off:.1} ppm at 4 s");
+        // From the reports alone: 400 ppm off.
+        assert!(off.abs() < 100.0, "{off}");
     }
 }
