@@ -107,6 +107,8 @@ pub(crate) struct NodeSetup {
     pub(crate) output: String,
     pub(crate) test_clock: String,
     pub(crate) env: Vec<(String, String)>,
+    /// Where the node's log (stderr) goes; `None`: nowhere.
+    pub(crate) log: Option<PathBuf>,
 }
 
 impl NodeSetup {
@@ -116,6 +118,7 @@ impl NodeSetup {
             output: "virtual".into(),
             test_clock: skew(i),
             env: Vec::new(),
+            log: None,
         }
     }
 }
@@ -161,7 +164,13 @@ pub(crate) fn start_node_with(
         .envs(setup.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(match &setup.log {
+            Some(path) => Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ),
+            None => Stdio::null(),
+        });
     for peer in peers {
         command.args(["--peer", peer]);
     }

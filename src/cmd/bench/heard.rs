@@ -54,12 +54,19 @@ pub(crate) struct Args {
     /// Seconds of playback before recording (the nodes settle).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=600))]
     warmup: u32,
-    /// Which clocks: `still` (same rate), `skewed` (+200, +50, −200 ppm) or `both`.
+    /// Which clocks: `still` (same rate), `skewed` (+200, +50, −200 ppm),
+    /// `both`, or `restart` (skewed, and the last node is killed and started
+    /// again halfway through the recording: how soon is it back in step?).
     #[arg(long, value_enum, default_value_t = Case::Both)]
     case: Case,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Keep, in this folder, each node's log with every device period's
+    /// timing (`CASE-nodeN.log`) and every click located per channel
+    /// (`CASE-clicks.txt`), to line the sound up with the reports.
+    #[arg(long)]
+    logs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,12 +74,13 @@ enum Case {
     Still,
     Skewed,
     Both,
+    Restart,
 }
 
 impl Case {
     fn rates(self) -> [f64; NODES] {
         match self {
-            Self::Skewed => [200.0, 50.0, -200.0],
+            Self::Skewed | Self::Restart => [200.0, 50.0, -200.0],
             Self::Still | Self::Both => [0.0; NODES],
         }
     }
@@ -82,6 +90,7 @@ impl Case {
             Self::Still => "still",
             Self::Skewed => "skewed",
             Self::Both => "both",
+            Self::Restart => "restart",
         }
     }
 }
@@ -91,6 +100,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Case::Both => vec![Case::Still, Case::Skewed],
         one => vec![one],
     };
+    if let Some(dir) = &args.logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut reports = Vec::new();
     for case in cases {
         let root: PathBuf = std::env::temp_dir().join(format!(
@@ -331,6 +343,8 @@ struct Heard {
     /// (time s, offset of channel c from channel 0 µs) per channel 1…
     offsets: Vec<Vec<(f64, f64)>>,
     clicks: Vec<usize>,
+    /// Every click located, per channel (samples).
+    positions: Vec<Vec<f64>>,
 }
 
 fn analyse(raw: &[u8], channels: usize) -> Heard {
@@ -373,6 +387,7 @@ fn analyse(raw: &[u8], channels: usize) -> Heard {
         spreads,
         offsets,
         clicks,
+        positions: per_channel,
     }
 }
 
@@ -415,6 +430,7 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
     let track_seconds = args.warmup + args.seconds + 20;
     let rates = case.rates();
     let mut nodes: Vec<Node> = Vec::new();
+    let mut setups: Vec<NodeSetup> = Vec::new();
     for (i, ppm) in rates.iter().enumerate() {
         let music = music_dir(root, i);
         std::fs::create_dir_all(&music)?;
@@ -427,13 +443,20 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
             )?;
         }
         let sign = if i % 2 == 0 { 1 } else { -1 };
+        let mut env = server.env(Some(i));
+        let log = args.logs.as_ref().map(|dir| {
+            env.push(("RUST_LOG".into(), "info,firefly_device_timing=trace".into()));
+            dir.join(format!("{}-node{i}.log", case.name()))
+        });
         let setup = NodeSetup {
             output: "device".into(),
             test_clock: format!("{},{ppm}", sign * 250_000 * i as i64),
-            env: server.env(Some(i)),
+            env,
+            log,
         };
         let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
         nodes.push(start_node_with(root, i, &peers, &setup)?);
+        setups.push(setup);
     }
     wait_settled(&nodes, Duration::from_secs(60)).await?;
     let library = get_json(nodes[0].http, "/api/library").await?;
@@ -456,9 +479,15 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
         })
         .collect();
     let recording = root.join("monitor.raw");
+    let recording_from = std::time::SystemTime::now();
     let mut parec = server.record(&recording, NODES)?;
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(u64::from(args.seconds))).await;
+    let mut restart = None;
+    if case == Case::Restart {
+        restart = Some(restart_last(root, &mut nodes, &mut setups, args, started).await?);
+    }
+    let left = Duration::from_secs(u64::from(args.seconds)).saturating_sub(started.elapsed());
+    tokio::time::sleep(left).await;
     let _ = parec.kill();
     let _ = parec.wait();
     let elapsed = started.elapsed().as_secs_f64();
@@ -466,6 +495,10 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
         .iter()
         .zip(&cpu_before)
         .map(|(n, (all, path))| {
+            // A restarted node's process is not the one measured before (null in the report).
+            if restart.is_some() && n.index + 1 == NODES {
+                return (f64::NAN, f64::NAN);
+            }
             (
                 (cpu_seconds(n.pid()).unwrap_or(0.0) - all) / elapsed * 100.0,
                 (output_path_cpu(n.pid()) - path) / elapsed * 100.0,
@@ -485,13 +518,12 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
     drop(server);
     let raw = std::fs::read(&recording).context("no recording")?;
     let heard = analyse(&raw, NODES);
-    if let Ok(dump) = std::env::var("FIREFLY_HEARD_DUMP") {
-        let lines: Vec<String> = heard.offsets[0]
-            .iter()
-            .zip(heard.offsets.get(1).map(Vec::as_slice).unwrap_or_default())
-            .map(|(a, b)| format!("{:.3} {:.1} {:.1}", a.0, a.1, b.1))
-            .collect();
-        let _ = std::fs::write(dump, lines.join("\n"));
+    if let Some(dir) = &args.logs {
+        write_clicks(
+            &dir.join(format!("{}-clicks.txt", case.name())),
+            recording_from,
+            &heard,
+        )?;
     }
     if heard.spreads.len() < 4 {
         bail!(
@@ -535,6 +567,7 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
             })
         }).collect::<Vec<_>>(),
         "underruns": underruns,
+        "restart": restart.as_ref().map(|r| rejoin(&heard, r)),
         "cpu_percent": cpu.iter().map(|c| c.0).collect::<Vec<_>>(),
         "output_path_cpu_percent": cpu.iter().map(|c| c.1).collect::<Vec<_>>(),
         "outputs": outputs,
@@ -545,6 +578,109 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
             "output_path_cpu_percent": GOAL_OUTPUT_CPU_PERCENT,
         },
     }))
+}
+
+/// When the last node was killed and when it was up again, in seconds
+/// since the recording started.
+struct Restart {
+    killed_at: f64,
+    up_at: f64,
+}
+
+/// Kills the last node halfway through the recording and starts it again
+/// (same folder, clock and peers), as a crash and a restart would.
+async fn restart_last(
+    root: &Path,
+    nodes: &mut Vec<Node>,
+    setups: &mut [NodeSetup],
+    args: &Args,
+    started: Instant,
+) -> anyhow::Result<Restart> {
+    tokio::time::sleep(Duration::from_secs_f64(f64::from(args.seconds) / 2.0)).await;
+    let last = nodes.pop().context("no node to restart")?;
+    let i = last.index;
+    last.kill();
+    let killed_at = started.elapsed().as_secs_f64();
+    let setup = setups.get_mut(i).context("no setup for the node")?;
+    if let (Some(dir), Some(_)) = (&args.logs, &setup.log) {
+        setup.log = Some(dir.join(format!("restart-node{i}-again.log")));
+    }
+    let peers: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
+    nodes.push(start_node_with(root, i, &peers, setup)?);
+    Ok(Restart {
+        killed_at,
+        up_at: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// How the restarted (last) channel came back: when it was first heard
+/// again, and from when on its clicks stayed within 100 µs of the mean of
+/// the other channels' (for 2 s at least), in seconds after the kill; and
+/// its offset from them at each click heard after the restart.
+fn rejoin(heard: &Heard, restart: &Restart) -> serde_json::Value {
+    const WITHIN_MICROS: f64 = 100.0;
+    const STAYS_SECONDS: f64 = 2.0;
+    let rate = f64::from(SINK_RATE);
+    let last = heard.positions.len().saturating_sub(1);
+    let tolerance = CLICK_EVERY * rate / 4.0;
+    let mut series: Vec<(f64, f64)> = Vec::new();
+    for &t in heard
+        .positions
+        .get(last)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        if t / rate < restart.killed_at {
+            continue;
+        }
+        let others: Option<Vec<f64>> = heard.positions[..last]
+            .iter()
+            .map(|clicks| {
+                let i = clicks.partition_point(|&c| c < t - tolerance);
+                clicks.get(i).copied().filter(|c| (c - t).abs() < tolerance)
+            })
+            .collect();
+        if let Some(others) = others.filter(|o| !o.is_empty()) {
+            let mean = others.iter().sum::<f64>() / others.len() as f64;
+            series.push((t / rate - restart.killed_at, (t - mean) * 1e6 / rate));
+        }
+    }
+    let in_step = series.iter().enumerate().find_map(|(k, &(at, _))| {
+        let rest = &series[k..];
+        let span = rest.last().map_or(0.0, |l| l.0 - at);
+        (span >= STAYS_SECONDS
+            && rest
+                .iter()
+                .take_while(|(t, _)| t - at <= STAYS_SECONDS)
+                .all(|(_, off)| off.abs() <= WITHIN_MICROS))
+        .then_some(at)
+    });
+    json!({
+        "killed_at_s": restart.killed_at,
+        "up_after_s": restart.up_at - restart.killed_at,
+        "heard_after_s": series.first().map(|s| s.0),
+        "within_100us_after_s": in_step,
+        "offsets_us": series
+            .iter()
+            .map(|(t, off)| [(t * 100.0).round() / 100.0, off.round()])
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// Writes every located click: a header with the UNIX µs at which the
+/// recording was started, then one line per channel per click: channel and
+/// position (s from the recording's start).
+fn write_clicks(path: &Path, from: std::time::SystemTime, heard: &Heard) -> anyhow::Result<()> {
+    let unix = from
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut text = format!("# recording started at unix_us {unix}\n");
+    for (c, clicks) in heard.positions.iter().enumerate() {
+        for p in clicks {
+            text.push_str(&format!("{c} {:.7}\n", p / f64::from(SINK_RATE)));
+        }
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Each node's device underruns so far (from `/api/state`).

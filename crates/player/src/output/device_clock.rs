@@ -12,25 +12,42 @@
 //! runs off (or a local clock that does) shows as a slope, and nothing is
 //! assumed about the latency.
 //!
+//! The callback instants are a second witness. A host wakes the callback on
+//! the device's own progress, so they follow the device's rate, late now
+//! and then but never wandering; some hosts' reported delays wander instead
+//! (PulseAudio's reports run off by a millisecond over seconds and step
+//! back, while the sound does not move). The slope is a blend of the two
+//! sources' slopes, each weighed by how much its residuals wander over a
+//! second; a short-span slope is drawn towards the nominal rate.
+//!
 //! Robustness: a pair far off the line is rejected; a run of rejected pairs
 //! that agree with each other is a real discontinuity (an xrun, a restarted
-//! stream) and restarts the fit from them, keeping the rate learned so far.
+//! stream) and restarts the fit from them, keeping a rate learned over a
+//! long span. A small jump counts only if the callbacks jumped too (or it
+//! lasts).
 //! A fitted rate more than [`MAX_RATE_ERROR`] off nominal is not a sound card
 //! (a device that does not pace itself); the nominal rate is used instead.
 //!
 //! It is sans-IO: plain numbers in, plain numbers out. It allocates its
 //! window once, so feeding it from an audio callback allocates nothing.
 
-/// Pairs kept at most (about 40 s of 10 ms periods, 400 s of 100 ms ones).
-const CAPACITY: usize = 4096;
+/// Pairs kept at most (about 80 s of 10 ms periods, 270 s of 33 ms ones).
+const CAPACITY: usize = 8192;
 /// Oldest pair kept, in local µs behind the newest.
-const WINDOW_MICROS: f64 = 60e6;
+const WINDOW_MICROS: f64 = 120e6;
+/// The span over which the scatter of each source is judged, µs.
+const BLOCK_MICROS: f64 = 1e6;
+/// Callbacks later than this many typical residuals off their line are
+/// left out of its slope (a thread woken late).
+const LATE_FACTOR: f64 = 3.0;
+/// Smallest scatter (µs²) a source is credited with, so that a perfect one
+/// does not divide by zero.
+const MIN_SCATTER: f64 = 1.0;
 /// Pairs needed before the slope is fitted (before that: the nominal rate).
 const MIN_FIT_POINTS: usize = 16;
-/// Span of frames after which the slope is fitted whatever its scatter, in seconds of audio.
-const MIN_FIT_SPAN_SECONDS: f64 = 0.5;
-/// Before that, the slope is fitted once its standard error is below this (20 ppm).
-const MAX_SLOPE_UNCERTAINTY: f64 = 20e-6;
+/// How far off nominal a sound card's rate typically is, ppm: the weight
+/// of the nominal rate against a slope fitted over a short span.
+const PRIOR_PPM: f64 = 300.0;
 /// A fitted rate further than this from nominal is refused (0.5 %).
 pub(crate) const MAX_RATE_ERROR: f64 = 5e-3;
 /// A pair is rejected when its residual exceeds this many typical residuals…
@@ -41,8 +58,29 @@ const REJECT_FLOOR_MICROS: f64 = 500.0;
 const START_JUMP_MICROS: f64 = 10_000.0;
 /// Rejected pairs in a row that agree with each other: a discontinuity.
 const RESTART_RUN: usize = 8;
-/// Rejected pairs in a row after which the fit restarts regardless.
-const GIVE_UP_RUN: usize = 64;
+/// Local µs of rejected pairs in a row after which the fit restarts
+/// regardless (a jump in the reports alone, not confirmed by the callbacks,
+/// that lasts: a latency that changed for good).
+const GIVE_UP_MICROS: f64 = 3e6;
+/// A jump in the reports smaller than this restarts the fit only if the
+/// callbacks moved too, µs (PulseAudio's reports step by up to 4 ms and
+/// creep back over seconds while the sound stays put; an xrun moves both,
+/// by a period or more).
+const CONFIRM_BELOW_MICROS: f64 = 6_000.0;
+/// After a restart, a slope learned over at least this long is what the
+/// new one is drawn towards until the new window spans this long too (a
+/// slope fitted over a second or two is far worse)…
+const REFIT_SPAN_SECONDS: f64 = 20.0;
+/// …with this weight, ppm.
+const LEARNED_PRIOR_PPM: f64 = 20.0;
+/// Pairs between full fits once the window holds [`REFIT_EVERY_BELOW`].
+const REFIT_EVERY: usize = 8;
+const REFIT_EVERY_BELOW: usize = 256;
+/// Blocks of [`BLOCK_MICROS`] needed before the callbacks' slope counts.
+const MIN_BLOCKS: f64 = 3.0;
+/// Slopes of the reports and of the callbacks further apart than this many
+/// of their uncertainties disagree: the callbacks' is taken.
+const DISAGREE_FACTOR: f64 = 4.0;
 
 /// What [`DeviceClock::handle_period`] made of a pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,14 +108,26 @@ pub(crate) struct DeviceClock {
     nominal_slope: f64,
     /// Frame index and local µs that pairs are stored relative to (precision).
     origin: Option<(u64, i64)>,
-    /// Ring of (frames − origin, local − origin) pairs.
-    points: Box<[(f64, f64)]>,
+    /// Ring of (frames − origin, heard − origin, callback − origin) stamps.
+    points: Box<[(f64, f64, f64)]>,
     head: usize,
     len: usize,
     /// Rejected pairs in a row (ring of at most `RESTART_RUN` kept, for a restart).
-    rejected: [(f64, f64); RESTART_RUN],
+    rejected: [(f64, f64, f64); RESTART_RUN],
     rejected_run: usize,
+    /// Local µs (relative) of the first pair of the current rejected run.
+    rejected_since: f64,
+    /// The fit restarted and its window is still short.
+    restarted: bool,
+    /// Seconds of stamps the learned slope was fitted over.
+    learned_over: f64,
+    /// Pairs taken in since the last full fit.
+    unfitted: usize,
     line: Option<Line>,
+    /// The callbacks' own line (late ones left out), once fitted.
+    callback_line: Option<Line>,
+    /// Scratch for medians (allocated once).
+    scratch: Box<[f64]>,
     /// Slope kept across restarts once learned.
     learned_slope: Option<f64>,
     /// Mean absolute residual of accepted pairs, µs.
@@ -95,12 +145,18 @@ impl DeviceClock {
         Self {
             nominal_slope: 1e6 / f64::from(sample_rate.max(1)),
             origin: None,
-            points: vec![(0.0, 0.0); CAPACITY].into_boxed_slice(),
+            points: vec![(0.0, 0.0, 0.0); CAPACITY].into_boxed_slice(),
             head: 0,
             len: 0,
-            rejected: [(0.0, 0.0); RESTART_RUN],
+            rejected: [(0.0, 0.0, 0.0); RESTART_RUN],
             rejected_run: 0,
+            rejected_since: 0.0,
+            restarted: false,
+            learned_over: 0.0,
+            unfitted: 0,
             line: None,
+            callback_line: None,
+            scratch: vec![0.0; CAPACITY].into_boxed_slice(),
             learned_slope: None,
             scale: REJECT_FLOOR_MICROS,
             implausible: false,
@@ -115,7 +171,10 @@ impl DeviceClock {
         self.len = 0;
         self.head = 0;
         self.rejected_run = 0;
+        self.restarted = false;
+        self.learned_over = 0.0;
         self.line = None;
+        self.callback_line = None;
         self.learned_slope = None;
         self.scale = REJECT_FLOOR_MICROS;
         self.implausible = false;
@@ -149,13 +208,18 @@ impl DeviceClock {
     }
 
     /// Feeds one period's pair: its first frame (`frames` written before it)
-    /// is heard at local µs `heard`.
-    pub(crate) fn handle_period(&mut self, frames: u64, heard: f64) -> Pair {
-        if !heard.is_finite() {
+    /// is heard at local µs `heard`, by the report of the callback at local
+    /// µs `callback`.
+    pub(crate) fn handle_period(&mut self, frames: u64, heard: f64, callback: f64) -> Pair {
+        if !heard.is_finite() || !callback.is_finite() {
             return Pair::Rejected;
         }
         let (f0, l0) = *self.origin.get_or_insert((frames, heard.round() as i64));
-        let point = (frames as f64 - f0 as f64, heard - l0 as f64);
+        let point = (
+            frames as f64 - f0 as f64,
+            heard - l0 as f64,
+            callback - l0 as f64,
+        );
         // Rejecting needs a line worth trusting: a learned, plausible slope.
         if let Some(line) = self.line
             && self.learned_slope.is_some()
@@ -185,11 +249,20 @@ impl DeviceClock {
         }
         self.rejected_run = 0;
         self.push(point);
-        self.fit();
+        // A full fit walks the whole window a few times: over a long window
+        // each new pair moves the line by a hair, so it is refitted every
+        // few pairs (each pair still counts), at every pair while short.
+        self.unfitted += 1;
+        if self.len < REFIT_EVERY_BELOW || self.unfitted >= REFIT_EVERY {
+            self.fit();
+        }
         Pair::Accepted
     }
 
-    fn reject(&mut self, point: (f64, f64)) -> Pair {
+    fn reject(&mut self, point: (f64, f64, f64)) -> Pair {
+        if self.rejected_run == 0 {
+            self.rejected_since = point.1;
+        }
         self.rejected[self.rejected_run % RESTART_RUN] = point;
         self.rejected_run += 1;
         let slope = self.slope();
@@ -200,22 +273,40 @@ impl DeviceClock {
             return Pair::Rejected;
         }
         // Do the last rejected pairs agree on a new line with the known slope?
-        let offsets = self.rejected.map(|(x, y)| y - slope * x);
+        let offsets = self.rejected.map(|(x, y, _)| y - slope * x);
         let (lo, hi) = offsets
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &o| (lo.min(o), hi.max(o)));
         let limit = (REJECT_FACTOR * self.scale).max(REJECT_FLOOR_MICROS);
-        if hi - lo > limit && self.rejected_run < GIVE_UP_RUN {
+        let newest = self.rejected[(self.rejected_run - 1) % RESTART_RUN];
+        let lasting = newest.1 - self.rejected_since > GIVE_UP_MICROS;
+        if hi - lo > limit && !lasting {
             return Pair::Rejected;
         }
         let new_at = offsets.iter().sum::<f64>() / RESTART_RUN as f64;
         let jump = new_at - line.at;
+        // A real discontinuity moves the callbacks too (the device took
+        // frames at another pace); a jump in the reports alone is the
+        // host's bookkeeping, not the sound.
+        if let Some(cb) = self.callback_line
+            && !lasting
+            && jump.abs() < CONFIRM_BELOW_MICROS
+        {
+            let mut moved = self.rejected.map(|(x, _, c)| c - (cb.at + cb.slope * x));
+            moved.sort_by(f64::total_cmp);
+            let moved = (moved[RESTART_RUN / 2 - 1] + moved[RESTART_RUN / 2]) / 2.0;
+            if moved * jump <= 0.0 || moved.abs() < jump.abs() / 2.0 {
+                return Pair::Rejected;
+            }
+        }
         self.len = 0;
         self.head = 0;
         for point in self.rejected {
             self.push(point);
         }
         self.rejected_run = 0;
+        self.restarted = true;
+        self.callback_line = None;
         self.line = Some(Line { at: new_at, slope });
         self.fit();
         Pair::Restarted(jump)
@@ -225,7 +316,7 @@ impl DeviceClock {
         self.learned_slope.unwrap_or(self.nominal_slope)
     }
 
-    fn push(&mut self, point: (f64, f64)) {
+    fn push(&mut self, point: (f64, f64, f64)) {
         let tail = (self.head + self.len) % CAPACITY;
         self.points[tail] = point;
         if self.len < CAPACITY {
@@ -240,36 +331,57 @@ impl DeviceClock {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = (f64, f64, f64)> + '_ {
         (0..self.len).map(move |i| self.points[(self.head + i) % CAPACITY])
     }
 
     fn fit(&mut self) {
+        self.unfitted = 0;
         if self.len == 0 {
             return;
         }
         let n = self.len as f64;
         let (sx, sy) = self
             .iter()
-            .fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
+            .fold((0.0, 0.0), |(sx, sy), (x, y, _)| (sx + x, sy + y));
         let (mx, my) = (sx / n, sy / n);
         let (sxx, sxy, syy) = self
             .iter()
-            .fold((0.0, 0.0, 0.0), |(sxx, sxy, syy), (x, y)| {
+            .fold((0.0, 0.0, 0.0), |(sxx, sxy, syy), (x, y, _)| {
                 let (dx, dy) = (x - mx, y - my);
                 (sxx + dx * dx, sxy + dx * dy, syy + dy * dy)
             });
-        let span_seconds = (sxx / n).sqrt() * 2.0 * self.nominal_slope / 1e6;
-        // The slope is trusted once its standard error is small, or the span long.
-        let trusted = |fitted: f64| {
-            let residual = ((syy - fitted * sxy).max(0.0) / (n - 2.0).max(1.0)).sqrt();
-            let error = residual / sxx.sqrt() / self.nominal_slope;
-            error < MAX_SLOPE_UNCERTAINTY || span_seconds >= MIN_FIT_SPAN_SECONDS
+        let first = self.points[self.head].0;
+        let last = self.points[(self.head + self.len - 1) % CAPACITY].0;
+        let span = (last - first) * self.nominal_slope / 1e6;
+        // After a restart, a slope learned over a long span is what a short
+        // new one is drawn towards, and firmly; otherwise the nominal rate.
+        let (centre, prior_ppm) = match self.learned_slope {
+            Some(learned) if self.restarted && self.learned_over >= REFIT_SPAN_SECONDS => {
+                (learned, LEARNED_PRIOR_PPM)
+            }
+            _ => (self.nominal_slope, PRIOR_PPM),
         };
-        if self.len >= MIN_FIT_POINTS && sxx > 0.0 && trusted(sxy / sxx) {
+        if span >= REFIT_SPAN_SECONDS {
+            self.restarted = false;
+        }
+        if self.len >= MIN_FIT_POINTS && sxx > 0.0 {
+            // A slope fitted over a second or two is uncertain by hundreds of
+            // ppm: it is drawn towards the nominal rate (sound cards are
+            // within [`PRIOR_PPM`] of it) by its standard error, so it counts
+            // as soon as it is known well and not before.
             let fitted = sxy / sxx;
+            let residual = ((syy - fitted * sxy).max(0.0) / (n - 2.0).max(1.0)).sqrt();
+            let error = (residual / sxx.sqrt()).max(1e-9 * self.nominal_slope);
+            let prior = prior_ppm * 1e-6 * self.nominal_slope;
+            let (wf, wp) = (1.0 / (error * error), 1.0 / (prior * prior));
+            let drawn = (fitted * wf + centre * wp) / (wf + wp);
+            let fitted = self.steadier_slope(drawn, my - drawn * mx);
             if (fitted / self.nominal_slope - 1.0).abs() <= MAX_RATE_ERROR {
                 self.learned_slope = Some(fitted);
+                if !self.restarted {
+                    self.learned_over = span;
+                }
                 self.implausible = false;
                 self.unpaced_anchor = None;
                 self.line = Some(Line {
@@ -280,8 +392,8 @@ impl DeviceClock {
             }
             // Not a sound card's pace: count frames at the nominal rate from
             // the pair where that became clear.
-            let newest = self.points[(self.head + self.len - 1) % CAPACITY];
-            let anchor = *self.unpaced_anchor.get_or_insert(newest);
+            let (x, y, _) = self.points[(self.head + self.len - 1) % CAPACITY];
+            let anchor = *self.unpaced_anchor.get_or_insert((x, y));
             self.implausible = true;
             self.line = Some(Line {
                 at: anchor.1 - self.nominal_slope * anchor.0,
@@ -299,6 +411,145 @@ impl DeviceClock {
             slope,
         });
     }
+
+    /// The slope of the heard instants, from whichever source is steadier:
+    /// the reports themselves (`slope`, `at`: their least-squares line), or
+    /// the callbacks, which a host wakes on the device's own progress. Some
+    /// hosts' reports wander by a millisecond over seconds while the sound
+    /// does not (PulseAudio's interpolated latency: `BENCHMARKS.md`, "Sync
+    /// as heard"); callbacks are late now and then but do not wander. Each
+    /// source's scatter is judged by its residuals averaged over blocks of a
+    /// second (what wanders shows there; what averages out does not), and
+    /// the slopes are weighted by the inverse of those scatters. The line
+    /// still passes through the reports' centroid: the latency is the
+    /// reports' own, averaged over the window.
+    fn steadier_slope(&mut self, slope: f64, at: f64) -> f64 {
+        let reports = self.block_scatter(|(x, y, _)| Some(y - (at + slope * x)));
+        let Some((cb, limit)) = self.fit_callbacks() else {
+            return slope;
+        };
+        self.callback_line = Some(cb);
+        let callbacks = self.block_scatter(|(x, _, c)| {
+            let residual = c - (cb.at + cb.slope * x);
+            (residual.abs() <= limit).then_some(residual)
+        });
+        match (reports, callbacks) {
+            (Some((r, blocks)), Some((c, _))) => {
+                let (r, c) = (r.max(MIN_SCATTER), c.max(MIN_SCATTER));
+                // The slopes' uncertainty, from the block scatters over the span.
+                let span = blocks * BLOCK_MICROS / self.nominal_slope;
+                let uncertainty = (12.0 * (r + c) / blocks).sqrt() / span;
+                if (slope - cb.slope).abs() > DISAGREE_FACTOR * uncertainty {
+                    // The reports run off the device's own progress beyond
+                    // their noise (a host's latency model still settling, as
+                    // PulseAudio's does for seconds after a stream starts):
+                    // the callbacks are what the device did.
+                    return cb.slope;
+                }
+                let (wr, wc) = (1.0 / r, 1.0 / c);
+                (slope * wr + cb.slope * wc) / (wr + wc)
+            }
+            _ => slope,
+        }
+    }
+
+    /// The callbacks' line without the late ones, and the residual beyond
+    /// which a callback is late: a least-squares line through every
+    /// callback, then one through those within [`LATE_FACTOR`] median
+    /// absolute deviations of its median residual.
+    fn fit_callbacks(&mut self) -> Option<(Line, f64)> {
+        let first = self.callback_fit(None)?;
+        let n = self.len;
+        for (i, (x, _, c)) in (0..n)
+            .map(|i| self.points[(self.head + i) % CAPACITY])
+            .enumerate()
+        {
+            self.scratch[i] = c - (first.at + first.slope * x);
+        }
+        let median = median_of(&mut self.scratch[..n]);
+        for r in &mut self.scratch[..n] {
+            *r = (*r - median).abs();
+        }
+        let spread = median_of(&mut self.scratch[..n]).max(1.0);
+        let (low, high) = (median - LATE_FACTOR * spread, median + LATE_FACTOR * spread);
+        let kept = self.callback_fit(Some((first, low, high)))?;
+        // Within the same band around the new line.
+        let shift = kept.at - first.at;
+        Some((kept, (high - shift).abs().max((low - shift).abs())))
+    }
+
+    /// Least-squares line of the callbacks; with `Some((line, low, high))`,
+    /// only of those whose residual from `line` is within `low..=high`.
+    fn callback_fit(&self, keep: Option<(Line, f64, f64)>) -> Option<Line> {
+        let kept = |&(x, _, c): &(f64, f64, f64)| {
+            keep.is_none_or(|(line, low, high)| {
+                (low..=high).contains(&(c - (line.at + line.slope * x)))
+            })
+        };
+        let (n, sx, sc) = self
+            .iter()
+            .filter(kept)
+            .fold((0.0, 0.0, 0.0), |(n, sx, sc), (x, _, c)| {
+                (n + 1.0, sx + x, sc + c)
+            });
+        if n < MIN_FIT_POINTS as f64 {
+            return None;
+        }
+        let (mx, mc) = (sx / n, sc / n);
+        let (sxx, sxc) = self
+            .iter()
+            .filter(kept)
+            .fold((0.0, 0.0), |(sxx, sxc), (x, _, c)| {
+                (sxx + (x - mx) * (x - mx), sxc + (x - mx) * (c - mc))
+            });
+        if sxx <= 0.0 {
+            return None;
+        }
+        let slope = sxc / sxx;
+        Some(Line {
+            at: mc - slope * mx,
+            slope,
+        })
+    }
+
+    /// Mean square of `residual` averaged per block of [`BLOCK_MICROS`], and the blocks
+    /// (`None` for a stamp left out), once there are [`MIN_BLOCKS`].
+    fn block_scatter(
+        &self,
+        residual: impl Fn((f64, f64, f64)) -> Option<f64>,
+    ) -> Option<(f64, f64)> {
+        let block_frames = BLOCK_MICROS / self.nominal_slope;
+        let (mut block, mut sum, mut count) = (f64::NAN, 0.0, 0.0);
+        let (mut total, mut blocks) = (0.0, 0.0);
+        for point in self.iter() {
+            let Some(r) = residual(point) else { continue };
+            let this = (point.0 / block_frames).floor();
+            if this != block {
+                if count > 0.0 {
+                    total += (sum / count) * (sum / count);
+                    blocks += 1.0;
+                }
+                (block, sum, count) = (this, 0.0, 0.0);
+            }
+            sum += r;
+            count += 1.0;
+        }
+        if count > 0.0 {
+            total += (sum / count) * (sum / count);
+            blocks += 1.0;
+        }
+        (blocks >= MIN_BLOCKS).then(|| (total / blocks, blocks))
+    }
+}
+
+/// The median of `values` (reordered; 0 when empty).
+fn median_of(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mid = values.len() / 2;
+    let (_, m, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    *m
 }
 
 #[cfg(test)]
@@ -324,7 +575,8 @@ mod tests {
         let truth = |n: u64| 5_000_000.0 + n as f64 * 1e6 / (rate * (1.0 + ppm * 1e-6));
         for k in 0..3_000u64 {
             let n = k * 480;
-            clock.handle_period(n, truth(n) + 200.0 * noise(&mut seed));
+            let callback = truth(n) - 40_000.0 + 300.0 * noise(&mut seed).abs();
+            clock.handle_period(n, truth(n) + 200.0 * noise(&mut seed), callback);
         }
         let ratio = clock.rate_ratio().unwrap_or(0.0);
         assert!((ratio - 1.0 - ppm * 1e-6).abs() < 2e-6, "{ratio}");
@@ -338,17 +590,22 @@ mod tests {
         let mut clock = DeviceClock::new(48_000);
         let truth = |n: u64| n as f64 * 1e6 / 48_000.0;
         for k in 0..500u64 {
-            clock.handle_period(k * 480, truth(k * 480));
+            clock.handle_period(k * 480, truth(k * 480), truth(k * 480) - 40_000.0);
         }
         // Nonsense: huge, negative, backwards.
         for bad in [1e12, -5e9, 0.0] {
-            assert_eq!(clock.handle_period(500 * 480, bad), Pair::Rejected);
+            let callback = truth(500 * 480) - 40_000.0;
+            assert_eq!(
+                clock.handle_period(500 * 480, bad, callback),
+                Pair::Rejected
+            );
         }
         assert!((clock.heard_at(500 * 480).unwrap_or(0.0) - truth(500 * 480)).abs() < 1.0);
         // An underrun: from now on every frame is heard 20 ms later.
         let mut restarted = None;
         for k in 501..600u64 {
-            if let Pair::Restarted(jump) = clock.handle_period(k * 480, truth(k * 480) + 20_000.0) {
+            let heard = truth(k * 480) + 20_000.0;
+            if let Pair::Restarted(jump) = clock.handle_period(k * 480, heard, heard - 40_000.0) {
                 restarted = Some(jump);
             }
         }
@@ -365,8 +622,107 @@ mod tests {
         let mut clock = DeviceClock::new(48_000);
         // Ten times faster than real time.
         for k in 0..400u64 {
-            clock.handle_period(k * 4_800, k as f64 * 10_000.0);
+            clock.handle_period(
+                k * 4_800,
+                k as f64 * 10_000.0,
+                k as f64 * 10_000.0 - 40_000.0,
+            );
         }
         assert!(clock.is_implausible());
+    }
+
+    /// Reports that wander as PulseAudio's do (a millisecond off over a few
+    /// seconds at a wrong rate, then stepping back) while the callbacks, late
+    /// now and then, follow the device: the fit keeps to the device.
+    #[test]
+    fn reports_that_wander_are_outweighed_by_steady_callbacks() {
+        let rate = 48_000.0;
+        let ppm = -100.0;
+        let period = 1_600u64;
+        let mut clock = DeviceClock::new(48_000);
+        let mut seed = 11;
+        let truth = |n: u64| 2_000_000.0 + n as f64 * 1e6 / (rate * (1.0 + ppm * 1e-6));
+        let mut worst: f64 = 0.0;
+        let (mut segment, mut level, mut drift) = (0.0, 0.0, 0.0);
+        for k in 0..6_000u64 {
+            let n = k * period;
+            let t = truth(n) / 1e6;
+            // Every 1.5 s the reports step to a level within ±700 µs and run
+            // up to 250 ppm off from there.
+            if (t / 1.5).floor() != segment {
+                segment = (t / 1.5).floor();
+                level = 700.0 * noise(&mut seed);
+                drift = 250.0 * noise(&mut seed);
+            }
+            let wander = level + drift * (t % 1.5 - 0.75);
+            // Callbacks a buffer ahead, late by up to 300 µs, and by 3 ms now and then.
+            let late = if noise(&mut seed) > 0.9 {
+                3_000.0
+            } else {
+                150.0 + 150.0 * noise(&mut seed)
+            };
+            let callback = truth(n) - 65_000.0 + late;
+            clock.handle_period(n, truth(n) + wander + 20.0 * noise(&mut seed), callback);
+            if t > 60.0 {
+                let err = clock.heard_at(n + period).unwrap_or(0.0) - truth(n + period);
+                worst = worst.max(err.abs());
+            }
+        }
+        let ratio = clock.rate_ratio().unwrap_or(0.0);
+        eprintln!("worst {worst:.1} µs, rate {:.2} ppm", (ratio - 1.0) * 1e6);
+        // From the reports alone: 2 ppm off and 172 µs at worst.
+        assert!((ratio - 1.0 - ppm * 1e-6).abs() < 0.5e-6, "{ratio}");
+        assert!(worst < 120.0, "{worst}");
+    }
+
+    /// A jump of 3 ms in the reports alone, creeping back over 4 s, as
+    /// PulseAudio's do: no restart, and the fit hardly moves.
+    #[test]
+    fn a_jump_in_the_reports_alone_is_not_followed() {
+        let mut clock = DeviceClock::new(48_000);
+        let truth = |n: u64| n as f64 * 1e6 / 48_000.0;
+        let mut worst: f64 = 0.0;
+        for k in 0..4_000u64 {
+            let n = k * 1_600;
+            let t = truth(n) / 1e6;
+            let glitch = if t >= 60.0 {
+                -3_000.0 * (-(t - 60.0) / 1.5).exp()
+            } else {
+                0.0
+            };
+            let pair = clock.handle_period(n, truth(n) + glitch, truth(n) - 65_000.0);
+            assert!(!matches!(pair, Pair::Restarted(_)), "restarted at {t:.2} s");
+            if t > 55.0 {
+                worst = worst.max((clock.heard_at(n).unwrap_or(0.0) - truth(n)).abs());
+            }
+        }
+        eprintln!("worst {worst:.1} µs");
+        assert!(worst < 50.0, "{worst}");
+    }
+
+    /// A new stream whose reports run 500 ppm slow for the first seconds (a
+    /// host's latency model settling) while the callbacks follow the device:
+    /// within seconds the rate is the callbacks'.
+    #[test]
+    fn reports_off_rate_at_the_start_give_way_to_the_callbacks() {
+        let ppm = 300.0;
+        let mut clock = DeviceClock::new(48_000);
+        let mut seed = 5;
+        let truth = |n: u64| n as f64 * 1e6 / (48_000.0 * (1.0 + ppm * 1e-6));
+        let mut rate_at_4s = None;
+        for k in 0..600u64 {
+            let n = k * 1_600;
+            let t = truth(n) / 1e6;
+            let settling = -500.0 * 5.0 * (1.0 - (-t / 5.0).exp());
+            let callback = truth(n) - 65_000.0 + 300.0 * noise(&mut seed).abs();
+            clock.handle_period(n, truth(n) + settling, callback);
+            if t >= 4.0 && rate_at_4s.is_none() {
+                rate_at_4s = clock.rate_ratio();
+            }
+        }
+        let off = (rate_at_4s.unwrap_or(0.0) - 1.0) * 1e6 - ppm;
+        eprintln!("rate off by {off:.1} ppm at 4 s");
+        // From the reports alone: 400 ppm off.
+        assert!(off.abs() < 100.0, "{off}");
     }
 }

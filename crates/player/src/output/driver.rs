@@ -230,6 +230,7 @@ impl PeriodDriver {
         let format = self.engine.format();
         let ch = usize::from(format.channels);
         let frames_here = out.len() / ch;
+        let began = Instant::now();
         let heard = self.observe(timing);
         let micros_per_frame = 1e6 / f64::from(format.sample_rate);
         let chunk_frames = (CHUNK_SAMPLES / ch).max(1);
@@ -254,6 +255,13 @@ impl PeriodDriver {
         }
         self.frames += frames_here as u64;
         self.stats.periods.fetch_add(1, Ordering::Relaxed);
+        // How long the period took to render (is the callback ever too slow?).
+        tracing::trace!(
+            target: "firefly_device_timing",
+            took_us = began.elapsed().as_micros(),
+            frames = frames_here,
+            "rendered"
+        );
     }
 
     /// Takes in the period's timing; returns its raw playback instant (local µs).
@@ -298,7 +306,7 @@ impl PeriodDriver {
                 .store(d.round() as i64, Ordering::Relaxed);
             self.stats.has_delay.store(true, Ordering::Relaxed);
         }
-        match self.clock.handle_period(self.frames, heard) {
+        match self.clock.handle_period(self.frames, heard, now) {
             Pair::Restarted(jump) => {
                 let period = self.engine.format().period_frames as f64 * 1e6
                     / f64::from(self.engine.format().sample_rate);
@@ -312,17 +320,17 @@ impl PeriodDriver {
             }
             Pair::Accepted | Pair::Rejected => {}
         }
-        if self.seen.is_multiple_of(50) {
-            tracing::trace!(
-                raw_minus_fit = heard - self.clock.heard_at(self.frames).unwrap_or(heard),
-                now = now,
-                delay = delay.unwrap_or(-1.0),
-                frames = self.frames,
-                ppm = self.clock.rate_ratio().map_or(0.0, |r| (r - 1.0) * 1e6),
-                jitter = self.clock.jitter_micros(),
-                "device timing"
-            );
-        }
+        // Every period, for `RUST_LOG=firefly_device_timing=trace` (what
+        // `firefly bench heard --logs` lines up with the recording).
+        tracing::trace!(
+            target: "firefly_device_timing",
+            now = now,
+            delay = delay.unwrap_or(-1.0),
+            frames = self.frames,
+            fit = self.clock.heard_at(self.frames).unwrap_or(heard),
+            ppm = self.clock.rate_ratio().map_or(0.0, |r| (r - 1.0) * 1e6),
+            jitter = self.clock.jitter_micros(),
+        );
         let unpaced = self.clock.is_implausible();
         if unpaced && !self.logged_unpaced {
             self.logged_unpaced = true;
