@@ -10,6 +10,8 @@
 //! node's own API. `--json` prints the same as one object for scripts; the
 //! exit status is 1 when any check failed.
 
+mod firewall;
+
 use crate::config::UpConfig;
 use crate::node::OutputArg;
 use anyhow::Context;
@@ -68,7 +70,7 @@ enum Verdict {
 /// One check's outcome.
 #[derive(Debug, Clone, Serialize)]
 struct Check {
-    /// What was checked: `sound`, `mdns`, `port`, `clock`, `data_dir`, `music`.
+    /// What was checked: `sound`, `mdns`, `firewall`, `port`, `clock`, `data_dir`, `music`.
     name: &'static str,
     verdict: Verdict,
     /// What was found, in a sentence.
@@ -126,6 +128,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let checks = vec![
         sound(file.output.as_ref(), node.as_ref()),
         mdns(file.mdns.unwrap_or(true), node.as_ref()),
+        firewall::check(file.listen.as_deref(), file.mdns.unwrap_or(true)),
         port(http, node.as_ref()),
         clock(node.as_ref()),
         data_dir_check(data_dir.as_deref()),

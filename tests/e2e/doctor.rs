@@ -199,3 +199,96 @@ fn doctor_with_a_pulseaudio_null_sink_passes_the_sound_check_with_its_latency() 
     assert!(delay > 0 && delay < 2_000_000, "{sound}");
     assert!(sound["fix"].is_null());
 }
+
+/// `firefly doctor --json`'s firewall check, run inside namespace `ns`.
+fn firewall_in(ns: &str, root: &Path) -> serde_json::Value {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(crate::util::firefly_bin())
+        .args(["doctor", "--json", "--http", "127.0.0.1:18099"])
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--music")
+        .arg(root.join("music"))
+        .arg("--config")
+        .arg(root.join("config.toml"))
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "firewall")
+        .cloned()
+        .expect("no firewall check")
+}
+
+fn nft(ns: &str, rules: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), rules.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "nft refused {rules}");
+}
+
+/// In a network namespace of its own (its rules touch nothing else): no
+/// firewall is fine; an input chain that drops by default warns and names
+/// mDNS and the swarm ports; once rules accept them, it is fine again.
+#[test]
+fn doctor_reads_a_firewall_that_drops_what_a_node_needs() {
+    let test = "doctor_reads_a_firewall_that_drops_what_a_node_needs";
+    if !crate::netns::can_use_netns(test) {
+        return;
+    }
+    if !crate::netns::has_tool("nft") {
+        crate::netns::skip_outside_ci(test, "needs nftables' nft");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    folders(tmp.path());
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        "name = \"doctor\"\nlisten = [\"/ip4/0.0.0.0/tcp/4001\", \"/ip4/0.0.0.0/udp/4001/quic-v1\"]\n",
+    )
+    .unwrap();
+    let mut net = crate::netns::Net::new();
+    let ns = net.add("fw");
+
+    let open = firewall_in(&ns, tmp.path());
+    assert_eq!(open["verdict"], "ok", "{open}");
+
+    nft(
+        &ns,
+        "table inet guard {\n chain input { type filter hook input priority 0; policy drop;\n  \
+         ct state established,related accept\n  iif lo accept\n }\n}\n",
+    );
+    let closed = firewall_in(&ns, tmp.path());
+    assert_eq!(closed["verdict"], "warn", "{closed}");
+    assert_eq!(
+        closed["facts"]["dropped"],
+        serde_json::json!(["tcp/4001", "udp/4001", "udp/5353"]),
+        "{closed}"
+    );
+    assert!(
+        closed["fix"].as_str().is_some_and(|f| f.contains("5353")),
+        "{closed}"
+    );
+
+    nft(
+        &ns,
+        "add rule inet guard input udp dport 5353 accept\n\
+         add rule inet guard input meta l4proto { tcp, udp } th dport 4001 accept\n",
+    );
+    let allowed = firewall_in(&ns, tmp.path());
+    assert_eq!(allowed["verdict"], "ok", "{allowed}");
+}
