@@ -17,8 +17,12 @@
 //! directions are not equally fast (the answer waits on the answerer's event
 //! loop) and each side would see the other ahead; the asker uses the
 //! views to cancel that shared bias and to keep the swarm's common rate near
-//! its members' clocks (see [`SwarmClock::handle_peer_view`]). Nodes that
-//! send no view (older ones) are still understood: the fields default.
+//! its members' clocks (see [`SwarmClock::handle_peer_view`]). It also
+//! carries the answerer's *local* stamps of `t2` and `t3` and its swarm
+//! clock's rate then, so the asker fits the answerer's crystal rather than
+//! its ever-corrected swarm clock ([`firefly_clock::PeerLocal`]). Nodes that
+//! send no view or no local stamps (older ones) are still understood: the
+//! fields default.
 
 use crate::event::Event;
 use crate::event_loop::EventLoop;
@@ -29,7 +33,8 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol name.
 pub const TIME_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/time/2");
-/// Largest time request or response accepted, in bytes (they are ~20).
+/// Largest time request or response accepted, in bytes (they are ~20
+/// and ~100).
 pub const MAX_TIME_MESSAGE_BYTES: u64 = 256;
 
 /// `t1`: when the asker sent the request, on the asker's local clock.
@@ -367,6 +372,41 @@ mod tests {
             (Value::Text("skew_ppm".into()), Value::Text("fast".into())),
         ]);
         assert!(cbor4ii::serde::from_slice::<TimeResponse>(&cbor(&message)).is_err());
+    }
+
+    #[test]
+    fn local_stamps_travel_and_older_answers_still_read() {
+        let response = TimeResponse {
+            t2: 5,
+            t3: 7,
+            view: None,
+            skew_ppm: 1.5,
+            unsynced: false,
+            l2: Some(-40),
+            l3: Some(-38),
+            rate_ppb: Some(1_500),
+        };
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &response).expect("encodes");
+        assert!(bytes.len() as u64 <= MAX_TIME_MESSAGE_BYTES);
+        let back: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(
+            back.peer_local(),
+            Some(PeerLocal {
+                t2: LocalMicros(-40),
+                t3: LocalMicros(-38),
+                rate_ppb: 1_500
+            })
+        );
+        // An older node's answer: swarm stamps only.
+        let older = TimeResponse {
+            l2: None,
+            l3: None,
+            rate_ppb: None,
+            ..response
+        };
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &older).expect("encodes");
+        let back: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(back.peer_local(), None);
     }
 
     #[test]
