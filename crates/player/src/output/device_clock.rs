@@ -78,6 +78,8 @@ const REFIT_EVERY: usize = 8;
 const REFIT_EVERY_BELOW: usize = 256;
 /// Blocks of [`BLOCK_MICROS`] needed before the callbacks' slope counts.
 const MIN_BLOCKS: f64 = 3.0;
+/// A callbacks' rate further than this from nominal is not taken (0.1 %).
+const MAX_CALLBACK_RATE_ERROR: f64 = 1e-3;
 /// Slopes of the reports and of the callbacks further apart than this many
 /// of their uncertainties disagree: the callbacks' is taken.
 const DISAGREE_FACTOR: f64 = 4.0;
@@ -429,6 +431,11 @@ impl DeviceClock {
             return slope;
         };
         self.callback_line = Some(cb);
+        // A burst of callbacks (a host refilling its buffer after an xrun)
+        // bends their line far beyond any sound card's rate: not a witness then.
+        if (cb.slope / self.nominal_slope - 1.0).abs() > MAX_CALLBACK_RATE_ERROR {
+            return slope;
+        }
         let callbacks = self.block_scatter(|(x, _, c)| {
             let residual = c - (cb.at + cb.slope * x);
             (residual.abs() <= limit).then_some(residual)
