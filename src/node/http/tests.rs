@@ -60,7 +60,10 @@ async fn node(
     ));
     let music = library.music_dir().canonicalize().unwrap();
     let indexer = crate::node::indexer::Indexer::new(library.clone(), music, client.clone());
+    let live = crate::node::live::Live::start(client.clone(), audio.clone(), 400_000);
+    live.follow(control.clone());
     NodeState {
+        live,
         indexer,
         swarm: client,
         library,
