@@ -442,12 +442,6 @@ impl Live {
         let frames = self.0.audio.player().map(|player| {
             LiveFrames::new(stream.rate, stream.block_frames, player.format().channels)
         });
-        if let (Some(frames), Some(mut player)) = (&frames, self.0.audio.player()) {
-            let clock = clock_of(&stream);
-            if let Err(err) = player.play_live(frames.clone(), 0, clock.sounds_at(0)) {
-                tracing::warn!(%err, "cannot play the live stream");
-            }
-        }
         let task =
             tokio::spawn(self.clone().receive(stream.clone(), frames.clone())).abort_handle();
         *playing = Some(Playing {
@@ -459,6 +453,22 @@ impl Live {
 
     /// Receives `stream`'s blocks into `frames` until it ends.
     async fn receive(self, stream: LiveRef, frames: Option<LiveFrames>) {
+        // Playing on an unsynced clock would start out of step and then
+        // jump: wait for the clock (a lone node counts as synced), as the
+        // driver does for tracks.
+        for _ in 0..100 {
+            let lone = self.0.client.members().await.is_ok_and(|m| m.is_empty());
+            if lone || self.0.client.clock().await.is_ok_and(|c| c.synced) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let (Some(frames), Some(mut player)) = (&frames, self.0.audio.player()) {
+            let clock = clock_of(&stream);
+            if let Err(err) = player.play_live(frames.clone(), 0, clock.sounds_at(0)) {
+                tracing::warn!(%err, "cannot play the live stream");
+            }
+        }
         let reason = self.receive_blocks(&stream, frames.as_ref()).await;
         tracing::warn!(source = stream.name, reason, "live stream ended");
         if let Some(frames) = &frames {

@@ -250,3 +250,217 @@ fn a_fifo_plays_in_step_on_three_nodes_and_the_origin_dying_stops_them() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+/// Makes `secs` seconds of a 440 Hz tone with a click every 250 ms as MP3
+/// (128 kbit/s CBR, no info frame, so that copies of it play back to back).
+fn make_mp3(dir: &Path, secs: u32) -> Vec<u8> {
+    let raw = dir.join("tone.raw");
+    let rate = 44_100u32;
+    let mut bytes = Vec::new();
+    for n in 0..secs * rate {
+        let t = f64::from(n) / f64::from(rate);
+        let mut s = (t * 440.0 * std::f64::consts::TAU).sin() * 0.2;
+        if n % (rate / 4) < 20 {
+            s = 0.8;
+        }
+        let v = (s * f64::from(i16::MAX)) as i16;
+        bytes.extend(v.to_le_bytes());
+        bytes.extend(v.to_le_bytes());
+    }
+    std::fs::write(&raw, bytes).unwrap();
+    let mp3 = dir.join("tone.mp3");
+    let lame = std::process::Command::new("lame")
+        .args([
+            "--quiet",
+            "-r",
+            "-s",
+            "44.1",
+            "--bitwidth",
+            "16",
+            "--signed",
+            "--little-endian",
+        ])
+        .args(["-m", "j", "-b", "128", "-t"])
+        .arg(&raw)
+        .arg(&mp3)
+        .status();
+    match lame {
+        Ok(status) if status.success() => {}
+        other => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "lame is needed (.ci/setup installs it): {other:?}"
+            );
+            panic!("install lame to run this test: {other:?}");
+        }
+    }
+    let data = std::fs::read(&mp3).unwrap();
+    let _ = std::fs::remove_file(raw);
+    data
+}
+
+/// An endless MP3 stream over HTTP on 127.0.0.1, paced at its bitrate
+/// (16 000 bytes a second) after a one-second head start, as Icecast sends.
+struct Radio {
+    url: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Radio {
+    fn start(mp3: Vec<u8>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/stream.mp3", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let mp3 = Arc::new(mp3);
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let mp3 = Arc::clone(&mp3);
+                        let stopping = Arc::clone(&stopping);
+                        std::thread::spawn(move || {
+                            let _ = conn.set_nonblocking(false);
+                            let mut request = [0u8; 2048];
+                            let _ = std::io::Read::read(&mut conn, &mut request);
+                            let head = "HTTP/1.0 200 OK\r\ncontent-type: audio/mpeg\r\nicy-name: test\r\n\r\n";
+                            if conn.write_all(head.as_bytes()).is_err() {
+                                return;
+                            }
+                            let start = Instant::now();
+                            let mut sent = 0usize;
+                            while !stopping.load(Ordering::Relaxed) {
+                                let allowed =
+                                    16_000 + (start.elapsed().as_secs_f64() * 16_000.0) as usize;
+                                if sent < allowed {
+                                    let at = sent % mp3.len();
+                                    let end = (at + 2_000).min(mp3.len());
+                                    if conn.write_all(&mp3[at..end]).is_err() {
+                                        return;
+                                    }
+                                    sent += end - at;
+                                } else {
+                                    std::thread::sleep(Duration::from_millis(20));
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Self { url, stop }
+    }
+}
+
+impl Drop for Radio {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn cli(node: &Node, args: &[&str]) -> Value {
+    let mut all: Vec<&str> = vec!["source"];
+    all.extend_from_slice(args);
+    let http = node.http.to_string();
+    all.extend_from_slice(&["--http", &http, "--json"]);
+    let out = crate::util::firefly(&all);
+    assert!(
+        out.status.success(),
+        "firefly {all:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
+    let _swarm = one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let radio = Radio::start(make_mp3(tmp.path(), 8));
+    let mut nodes: Vec<Node> = Vec::new();
+    for index in 0..2 {
+        let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        nodes.push(spawn_node(
+            tmp.path(),
+            &NodeSpec {
+                index,
+                tracks: &[],
+                bootstrap: &bootstrap,
+                reuse: None,
+                extra: &[],
+            },
+        ));
+    }
+    assert!(wait_settled(&nodes, Duration::from_secs(30)));
+
+    // Added and played through the CLI.
+    let added = cli(&nodes[0], &["add", "radio", &format!("url:{}", radio.url)]);
+    assert_eq!(added["kind"], "url");
+    let flowing = wait_until(Duration::from_secs(10), || {
+        cli(&nodes[1], &["list"])["sources"]
+            .as_array()
+            .is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["name"] == "radio" && s["flowing"] == true)
+            })
+    });
+    assert!(flowing, "the radio is not flowing: {}", sources(&nodes[1]));
+    let played = cli(&nodes[1], &["play", "radio"]);
+    assert_eq!(played["state"], "playing", "{played}");
+
+    // A third node joins mid-stream.
+    std::thread::sleep(Duration::from_secs(2));
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    nodes.push(spawn_node(
+        tmp.path(),
+        &NodeSpec {
+            index: 2,
+            tracks: &[],
+            bootstrap: &bootstrap,
+            reuse: None,
+            extra: &[],
+        },
+    ));
+    let joined = wait_until(Duration::from_secs(30), || {
+        sources(&nodes[2])["live"]["playing"]["name"] == "radio"
+            && !crate::playback::flashes(&nodes[2]).is_empty()
+    });
+    assert!(joined, "the late node never played the radio");
+    let first = crate::playback::flashes(&nodes[2])[0].1;
+    std::thread::sleep(Duration::from_secs(4));
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let seen = recent_flashes(&refs, 1_000);
+    // The joiner, from one second after its first sound on, against node 0.
+    let settled: Vec<(f64, i64)> = seen[2]
+        .iter()
+        .copied()
+        .filter(|&(_, t)| t >= first + 1_000_000)
+        .collect();
+    let joiner = crate::playback::offsets(&settled, &seen[0]);
+    assert!(
+        joiner.len() > 50,
+        "too few joiner flashes: {}",
+        joiner.len()
+    );
+    let joiner_p99 = p99(joiner);
+    println!("late joiner from 1 s after its first sound: p99 {joiner_p99:.0} µs");
+    assert!(joiner_p99 <= 1_000.0, "late joiner p99 {joiner_p99} µs");
+    let recent: Vec<Vec<(f64, i64)>> = seen
+        .iter()
+        .map(|f| f[f.len().saturating_sub(200)..].to_vec())
+        .collect();
+    let spread = p99(pairwise_offsets(&recent));
+    println!("mp3 radio spread p99: {spread:.0} µs");
+    assert!(spread <= 1_000.0, "spread p99 {spread} µs");
+
+    // Removing the source stops the members and says why.
+    cli(&nodes[0], &["rm", "radio"]);
+    let stopped = wait_until(Duration::from_secs(2), || {
+        nodes
+            .iter()
+            .all(|n| sources(n)["live"]["ended"].is_string())
+    });
+    assert!(stopped, "members still play a removed source");
+}
