@@ -464,3 +464,102 @@ fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
     });
     assert!(stopped, "members still play a removed source");
 }
+
+#[test]
+fn loss_on_one_link_conceals_blocks_without_shifting_the_rest() {
+    use firefly_faultproxy::{FaultProxy, Faults, LinkFaults};
+    let _swarm = one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("clicks.fifo");
+    mkfifo(&fifo);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = format!("clicks=pipe:{}", fifo.display());
+    let origin = spawn_node(
+        tmp.path(),
+        &NodeSpec {
+            index: 0,
+            tracks: &[],
+            bootstrap: &[],
+            reuse: None,
+            extra: &["--source", &source],
+        },
+    );
+    let clean = spawn_node(
+        tmp.path(),
+        &NodeSpec {
+            index: 1,
+            tracks: &[],
+            bootstrap: std::slice::from_ref(&origin.addr),
+            reuse: None,
+            extra: &[],
+        },
+    );
+    // Node 2 reaches the origin only through the proxy.
+    let target: std::net::SocketAddr = format!("127.0.0.1:{}", origin.port).parse().unwrap();
+    let proxy = runtime
+        .block_on(FaultProxy::start(target, Faults::default(), 7))
+        .expect("start a fault proxy");
+    let through_proxy = format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+        proxy.local_addr().port(),
+        origin.peer_id
+    );
+    let lossy = spawn_node(
+        tmp.path(),
+        &NodeSpec {
+            index: 2,
+            tracks: &[],
+            bootstrap: &[through_proxy, clean.addr.clone()],
+            reuse: None,
+            extra: &[],
+        },
+    );
+    let nodes = vec![origin, clean, lossy];
+    assert!(wait_settled(&nodes, Duration::from_secs(30)));
+    let mut feeder = Feeder::start(fifo.clone());
+    let flowing = wait_until(Duration::from_secs(10), || {
+        sources(&nodes[2])["sources"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["name"] == "clicks" && s["flowing"] == true)
+        })
+    });
+    assert!(flowing);
+    let (status, body) = http(
+        nodes[0].http,
+        "POST",
+        "/api/sources/play",
+        Some(json!({ "name": "clicks" })),
+    );
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // 3 % of the segments from the origin to node 2 arrive 500 ms late (a
+    // retransmission), holding up what follows them, as on TCP.
+    proxy.set_faults(Faults::both(
+        LinkFaults::default().loss(0.03, Duration::from_millis(500)),
+    ));
+    std::thread::sleep(Duration::from_secs(6));
+    proxy.set_faults(Faults::default());
+    std::thread::sleep(Duration::from_secs(1));
+    let lossy_live = sources(&nodes[2])["live"].clone();
+    let clean_live = sources(&nodes[1])["live"].clone();
+    println!("lossy member: {lossy_live}; clean member: {clean_live}");
+    let concealed = lossy_live["concealed"].as_u64().unwrap_or(0);
+    assert!(concealed > 0, "nothing was concealed: {lossy_live}");
+    assert!(
+        lossy_live["ended"].is_null(),
+        "the stream ended: {lossy_live}"
+    );
+
+    // What it played is in step with the clean member: nothing shifted.
+    let refs: Vec<&Node> = nodes[1..].iter().collect();
+    let seen = recent_flashes(&refs, 600);
+    let spread = p99(pairwise_offsets(&seen));
+    println!("spread p99 after loss: {spread:.0} µs ({concealed} blocks concealed)");
+    assert!(spread <= 1_000.0, "spread p99 {spread} µs");
+    feeder.stop();
+}
