@@ -5,7 +5,8 @@
 //! reading thread), cuts its audio into blocks on the swarm timeline (a
 //! `Cutter`: capture started at the swarm instant the source was added),
 //! and, while anyone listens, encodes each block once (FLAC) and hands it to
-//! every subscriber: members' `/firefly/live/1` streams, and this node's own
+//! every subscriber (a new one first gets the blocks of the last buffer
+//! still to sound): members' `/firefly/live/1` streams, and this node's own
 //! player. A subscriber that falls behind loses blocks (its member conceals
 //! them); nothing waits for it. The sources travel in heartbeats
 //! (`Client::set_live_sources`), so every node lists them.
@@ -406,7 +407,8 @@ impl Live {
         let _ = futures::AsyncWriteExt::close(&mut stream).await;
     }
 
-    /// A queue of the source's frames from now on; `None` if there is no such source.
+    /// A queue of the source's frames (the recent ones still to sound, then
+    /// each as it is cut); `None` if there is no such source.
     async fn subscribe_origin(&self, name: &str) -> Option<mpsc::Receiver<Arc<LiveFrame>>> {
         let subscribe = lock(&self.0.origins).get(name)?.subscribe.clone();
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
@@ -424,12 +426,18 @@ impl Live {
         if playing.as_ref().map(|p| &p.stream) == wanted.as_ref() {
             return;
         }
-        if let Some(old) = playing.take() {
+        let stopped = playing.take().map(|old| {
             old.task.abort();
             // The driver stops or replaces the sound; the stream ends here.
-        }
+        });
         let Some(stream) = wanted else {
-            lock(&self.0.status).playing = None;
+            let mut status = lock(&self.0.status);
+            status.playing = None;
+            if stopped.is_some() && status.ended.is_none() {
+                // The session moved on (a command, or the coordinator
+                // stopping an ended stream before its end reached this node).
+                status.ended = Some("the session stopped playing it".into());
+            }
             return;
         };
         {
@@ -454,10 +462,13 @@ impl Live {
     /// Receives `stream`'s blocks into `frames` until it ends.
     async fn receive(self, stream: LiveRef, frames: Option<LiveFrames>) {
         // Playing on an unsynced clock would start out of step and then
-        // jump: wait for the clock (a lone node counts as synced), as the
-        // driver does for tracks.
+        // jump: wait for the clock, as the driver does for tracks (a lone
+        // node playing its own source counts as synced; a node that has
+        // just joined may not have heard of its peers yet, so another
+        // node's source always waits).
+        let own = stream.origin == self.0.client.peer_id().to_base58();
         for _ in 0..100 {
-            let lone = self.0.client.members().await.is_ok_and(|m| m.is_empty());
+            let lone = own && self.0.client.members().await.is_ok_and(|m| m.is_empty());
             if lone || self.0.client.clock().await.is_ok_and(|c| c.synced) {
                 break;
             }
@@ -622,13 +633,30 @@ async fn run_origin(
     timeline: Arc<super::timeline::NodeTimeline>,
 ) {
     let mut subscribers: Vec<mpsc::Sender<Arc<LiveFrame>>> = Vec::new();
+    // The blocks cut within the last buffer (and a little): a new
+    // subscriber gets those still to sound, so a joiner has sound at once.
+    let clock = *cutter.clock();
+    let keep = usize::try_from(clock.buffer_micros() * i64::from(clock.rate()) / 1_000_000)
+        .unwrap_or(0)
+        / clock.block_frames() as usize
+        + 2;
+    let mut recent: std::collections::VecDeque<firefly_live::Block> =
+        std::collections::VecDeque::with_capacity(keep);
     let mut tick = tokio::time::interval(ORIGIN_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_audio: Option<SwarmMicros> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            Some(subscriber) = subscriptions.recv() => subscribers.push(subscriber),
+            Some(subscriber) = subscriptions.recv() => {
+                let now = timeline.swarm_now();
+                for block in recent.iter().filter(|b| clock.block_sounds_at(b.index) > now + 20_000) {
+                    if let Ok(data) = encoder.encode(block.index, &block.samples) {
+                        let _ = subscriber.try_send(Arc::new(LiveFrame::Block { index: block.index, data }));
+                    }
+                }
+                subscribers.push(subscriber);
+            }
         }
         let now = timeline.swarm_now();
         while cutter.wants_audio(now) {
@@ -671,6 +699,10 @@ async fn run_origin(
                 report.flowing = last_audio.is_some_and(|t| now - t < 1_000_000);
             }
             subscribers.retain(|s| !s.is_closed());
+            if recent.len() == keep {
+                recent.pop_front();
+            }
+            recent.push_back(block.clone());
             if subscribers.is_empty() {
                 continue;
             }

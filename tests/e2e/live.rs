@@ -439,6 +439,16 @@ fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
         .filter(|&(_, t)| t >= first + 1_000_000)
         .collect();
     let joiner = crate::playback::offsets(&settled, &seen[0]);
+    let big: Vec<(usize, f64)> = joiner
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, o)| o.abs() > 1_000.0)
+        .collect();
+    println!(
+        "joiner offsets over 1 ms (index of {}, µs): {big:?}",
+        joiner.len()
+    );
     assert!(
         joiner.len() > 50,
         "too few joiner flashes: {}",
@@ -462,7 +472,14 @@ fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
             .iter()
             .all(|n| sources(n)["live"]["ended"].is_string())
     });
-    assert!(stopped, "members still play a removed source");
+    assert!(
+        stopped,
+        "members still play a removed source: {:?}",
+        nodes
+            .iter()
+            .map(|n| sources(n)["live"].clone())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //!
 //! A member that plays a live source opens one stream to the source's node
 //! (the origin) and writes one request frame naming the source; the origin
-//! then writes the source's blocks as they are cut, from now on (a member
-//! that joins late gets the blocks from the present, which sound a buffer
-//! later), and an end frame with a reason when the source ends. Frames are
+//! then writes the blocks cut within the last buffer that are still to
+//! sound, then each block as it is cut (so a member that joins late has
+//! sound at once), and an end frame with a reason when the source ends. Frames are
 //! length-prefixed (4 bytes big-endian) and refused above
 //! [`MAX_LIVE_FRAME_BYTES`] before they are read; a frame that does not
 //! parse closes the stream, and the node strikes its sender
