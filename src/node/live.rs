@@ -107,6 +107,8 @@ pub(crate) struct LiveStatus {
     pub(crate) blocks: u64,
     pub(crate) late: u64,
     pub(crate) concealed: u64,
+    /// Encoded block bytes received (the stream's payload).
+    pub(crate) bytes: u64,
 }
 
 struct Origin {
@@ -185,8 +187,14 @@ impl Live {
         self.0.audio.timeline.swarm_now()
     }
 
-    /// Adds a source on this node and starts reading it.
-    pub(crate) fn add(&self, name: &str, spec: &str) -> Result<SourceView, AddError> {
+    /// Adds a source on this node and starts reading it, sounding the node's
+    /// buffer after capture, or `buffer_micros`.
+    pub(crate) fn add(
+        &self,
+        name: &str,
+        spec: &str,
+        buffer_micros: Option<i64>,
+    ) -> Result<SourceView, AddError> {
         let valid = !name.is_empty()
             && name.len() <= firefly_swarm::live::MAX_SOURCE_NAME
             && name
@@ -209,7 +217,7 @@ impl Live {
             self.swarm_now(),
             source.rate(),
             firefly_live::block_frames(source.rate()),
-            self.0.buffer_micros,
+            buffer_micros.unwrap_or(self.0.buffer_micros),
         )
         .map_err(|e| AddError::Open(e.to_string()))?;
         let encoder =
@@ -554,6 +562,7 @@ impl Live {
             match frame {
                 LiveFrame::End { reason } => return reason,
                 LiveFrame::Block { index, data } => {
+                    lock(&self.0.status).bytes += data.len() as u64;
                     decoded.clear();
                     if let Err(err) = decoder.decode(&data, &mut decoded) {
                         let _ = self

@@ -181,7 +181,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     let live = live::Live::start(client.clone(), audio.clone(), options.live_buffer_micros);
     live.follow(control.clone());
     for (name, spec) in &options.sources {
-        live.add(name, spec)
+        live.add(name, spec, None)
             .with_context(|| format!("cannot add the live source {name}"))?;
     }
     let volume = events::Volume::default();

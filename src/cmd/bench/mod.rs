@@ -4,6 +4,7 @@
 pub(crate) mod clock;
 pub(crate) mod heard;
 pub(crate) mod library;
+pub(crate) mod live;
 pub(crate) mod scan;
 pub(crate) mod sync;
 pub(crate) mod transfer;
@@ -29,6 +30,8 @@ enum Which {
     Transfer(transfer::Args),
     /// A file copied into a music folder → every node's catalog, watcher against an explicit scan.
     Library(library::Args),
+    /// A live source (a FIFO fed in real time) on a local swarm: source → sound, spread, CPU, network.
+    Live(live::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Sync(args) => sync::run(args),
         Which::Heard(args) => heard::run(args),
         Which::Library(args) => library::run(args),
+        Which::Live(args) => live::run(args),
     }
 }

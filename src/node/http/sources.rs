@@ -33,14 +33,20 @@ pub(crate) async fn list(State(state): State<NodeState>) -> Json<SourcesReport> 
 pub(crate) struct AddBody {
     name: String,
     spec: String,
+    /// Capture to sound, ms (default: the node's `--live-buffer-ms`).
+    buffer_ms: Option<u32>,
 }
 
 pub(crate) async fn add(
     State(state): State<NodeState>,
     ApiJson(body): ApiJson<AddBody>,
 ) -> Result<Json<SourceView>, ApiError> {
+    if body.buffer_ms.is_some_and(|ms| !(60..=5000).contains(&ms)) {
+        return Err(ApiError::BadRequest("buffer_ms must be 60 to 5000".into()));
+    }
+    let buffer = body.buffer_ms.map(|ms| i64::from(ms) * 1000);
     let live = state.live.clone();
-    let added = tokio::task::spawn_blocking(move || live.add(&body.name, &body.spec))
+    let added = tokio::task::spawn_blocking(move || live.add(&body.name, &body.spec, buffer))
         .await
         .map_err(anyhow::Error::from)?;
     match added {
