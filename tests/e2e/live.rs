@@ -44,6 +44,11 @@ struct Feeder {
 
 impl Feeder {
     fn start(fifo: PathBuf) -> Self {
+        Self::start_with(fifo, |f| if f % CLICK_EVERY < 24 { 24_000 } else { 0 })
+    }
+
+    /// Feeds `sample(frame)` on both channels.
+    fn start_with(fifo: PathBuf, sample: fn(u64) -> i16) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -62,7 +67,7 @@ impl Feeder {
                 let mut bytes = Vec::with_capacity(480 * 4);
                 let mut click = false;
                 for f in frame..frame + 480 {
-                    let v: i16 = if f % CLICK_EVERY < 24 { 24_000 } else { 0 };
+                    let v = sample(f);
                     click |= f % CLICK_EVERY == 0;
                     bytes.extend(v.to_le_bytes());
                     bytes.extend(v.to_le_bytes());
@@ -578,5 +583,60 @@ fn loss_on_one_link_conceals_blocks_without_shifting_the_rest() {
     let spread = p99(pairwise_offsets(&seen));
     println!("spread p99 after loss: {spread:.0} µs ({concealed} blocks concealed)");
     assert!(spread <= 1_000.0, "spread p99 {spread} µs");
+    feeder.stop();
+}
+
+#[test]
+fn the_live_panel_shows_the_level_and_plays_a_source_when_clicked() {
+    use crate::ui::{chromium, json_true};
+    use crate::ui_cdp::Browser;
+    let Some(binary) = chromium() else {
+        return;
+    };
+    let _swarm = one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("tone.fifo");
+    mkfifo(&fifo);
+    let source = format!("tone=pipe:{}", fifo.display());
+    let node = spawn_node(
+        tmp.path(),
+        &NodeSpec {
+            index: 0,
+            tracks: &[],
+            bootstrap: &[],
+            reuse: None,
+            extra: &["--source", &source],
+        },
+    );
+    // A 440 Hz tone at half scale.
+    let mut feeder = Feeder::start_with(fifo.clone(), |f| {
+        ((f as f64 / f64::from(RATE) * 440.0 * std::f64::consts::TAU).sin() * 16_000.0) as i16
+    });
+    let mut browser = Browser::start(binary, 1280, 1000);
+    let page = browser.open(&format!("http://{}", node.http));
+    let row = "#sources li[data-name=\"tone\"]";
+    let level = format!("(document.querySelector('{row} meter')?.value ?? 0) > 0.4");
+    assert_eq!(
+        browser.wait(&page, &level, Duration::from_secs(20)),
+        json_true(),
+        "the level meter never showed the tone"
+    );
+    browser.click(&page, &format!("{row} .play-live"));
+    let playing = wait_until(Duration::from_secs(10), || {
+        sources(&node)["live"]["playing"]["name"] == "tone"
+    });
+    assert!(
+        playing,
+        "the click did not play the source: {}",
+        sources(&node)
+    );
+    assert_eq!(
+        browser.wait(
+            &page,
+            "document.getElementById('live-status').textContent.includes('Playing live: tone')",
+            Duration::from_secs(10)
+        ),
+        json_true()
+    );
     feeder.stop();
 }
