@@ -354,6 +354,53 @@ mod tests {
         assert!(block_on(read_request(&mut long_name)).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends, reading a frame or a request is an answer
+        /// or an error, never a panic, and nothing larger than the bounds.
+        #[test]
+        fn garbage_is_refused_not_a_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut frames = Cursor::new(bytes.clone());
+            while let Ok(frame) = block_on(read_frame(&mut frames)) {
+                if let LiveFrame::End { reason } = frame {
+                    proptest::prop_assert!(reason.len() <= 4 * MAX_LIVE_TEXT);
+                }
+            }
+            let mut request = Cursor::new(bytes);
+            if let Ok(name) = block_on(read_request(&mut request)) {
+                proptest::prop_assert!(name.len() <= MAX_SOURCE_NAME);
+                proptest::prop_assert!(!name.chars().any(char::is_control));
+            }
+        }
+
+        /// Advertised sources with any text are refused or cleaned.
+        #[test]
+        fn advertised_sources_are_checked_and_cleaned(name in ".{0,80}", problem in ".{0,300}", level in 0u16..2000) {
+            let mut sources = vec![LiveSourceInfo {
+                stream: LiveRef {
+                    origin: libp2p::PeerId::random().to_base58(),
+                    name,
+                    s0: 0,
+                    rate: 48_000,
+                    channels: 2,
+                    block_frames: 960,
+                    buffer_micros: 400_000,
+                    codec: "flac".into(),
+                },
+                kind: "pipe".into(),
+                flowing: true,
+                level_permille: level,
+                problem: Some(problem),
+                ended: false,
+            }];
+            if check_sources(&mut sources).is_ok() {
+                let s = &sources[0];
+                proptest::prop_assert!(s.level_permille <= 1000);
+                proptest::prop_assert!(!s.stream.name.chars().any(char::is_control));
+                proptest::prop_assert!(s.stream.name.len() <= MAX_SOURCE_NAME);
+            }
+        }
+    }
+
     #[test]
     fn references_are_checked() {
         let good = LiveRef {
