@@ -180,7 +180,14 @@ fn a_fifo_plays_in_step_on_three_nodes_and_the_origin_dying_stops_them() {
         Some(json!({ "name": "clicks" })),
     );
     assert_eq!(status, 200, "{body}");
-    std::thread::sleep(Duration::from_secs(6));
+    // Each node plays once its clock is synced (on a busy machine a node
+    // may take a few seconds more), then some seconds of playing.
+    assert!(
+        wait_until(Duration::from_secs(30), || nodes
+            .iter()
+            .all(|n| crate::playback::flashes(n).len() > 150)),
+        "not every node plays the source"
+    );
 
     // In step: the same stream position at the same true instant.
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -557,7 +564,12 @@ fn loss_on_one_link_conceals_blocks_without_shifting_the_rest() {
         Some(json!({ "name": "clicks" })),
     );
     assert_eq!(status, 200, "{body}");
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        wait_until(Duration::from_secs(30), || nodes
+            .iter()
+            .all(|n| crate::playback::flashes(n).len() > 120)),
+        "not every node plays the source"
+    );
 
     // 3 % of the segments from the origin to node 2 arrive 500 ms late (a
     // retransmission), holding up what follows them, as on TCP.
