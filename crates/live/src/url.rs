@@ -8,8 +8,10 @@
 //! (1 s doubling to 30 s, back to 1 s after a minute of audio). A response
 //! that is not audio (an HTML page, an error status) is retried the same way
 //! with the reason said. Decoded audio is mapped to stereo and resampled to
-//! 48 kHz (rubato), rebuilt when the sample rate or channels change
-//! mid-stream.
+//! 48 kHz (rubato), rebuilt when the decoder reports another sample rate or
+//! channel count mid-stream. (symphonia 0.5's MP3 reader does not: an MP3
+//! stream that switches from 44.1 to 32 kHz keeps being decoded at the
+//! first rate, so it plays at the wrong speed until a reconnect.)
 
 use crate::source::{RunningSource, SourceEvent, SourceThread};
 use rubato::{FftFixedIn, Resampler};
