@@ -59,8 +59,23 @@ pub(crate) struct UpConfig {
     /// `--max-upload`.
     #[serde(default, deserialize_with = "max_upload")]
     pub(crate) max_upload: Option<u64>,
+    /// `--source`, each `NAME=SPEC`.
+    pub(crate) source: Option<Vec<String>>,
+    /// `--live-buffer-ms`.
+    #[serde(default, deserialize_with = "live_buffer_ms")]
+    pub(crate) live_buffer_ms: Option<u32>,
     /// `--events`.
     pub(crate) events: Option<EventFormat>,
+}
+
+fn live_buffer_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let ms = u32::deserialize(d)?;
+    if !(60..=5000).contains(&ms) {
+        return Err(serde::de::Error::custom(
+            "live_buffer_ms must be 60 to 5000",
+        ));
+    }
+    Ok(Some(ms))
 }
 
 fn output<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OutputArg>, D::Error> {
@@ -241,6 +256,14 @@ pub(crate) const DEFAULT_FILE: &str = r#"# Firefly node configuration (`firefly 
 # Cap on the chunk bytes sent to peers, bytes per second (at least 1024). Default: no cap.
 #max_upload = 1000000
 
+# Live sources on this node, each "NAME=SPEC": pipe:PATH (raw PCM from a
+# FIFO or file; ?format=s16le&rate=48000&channels=2 to change the format),
+# url:http://… (an internet radio stream), cmd:PROGRAM ARGS (its output).
+#source = ["spotify=pipe:/tmp/librespot.fifo", "radio=url:http://radio.example/stream.mp3"]
+
+# Capture to sound for this node's live sources, ms (60 to 5000).
+#live_buffer_ms = 400
+
 # What `firefly up` prints on stdout: "human" sentences or "json" events (docs/EVENTS.md).
 #events = "human"
 "#;
@@ -279,6 +302,8 @@ mod tests {
             "relay",
             "swarm_key",
             "max_upload",
+            "source",
+            "live_buffer_ms",
             "events",
         ];
         for key in keys {

@@ -59,6 +59,8 @@ enum Command {
     Seek(cmd::transport::SeekArgs),
     /// Show or change the queue: add, rm, mv, clear, show.
     Queue(cmd::transport::QueueArgs),
+    /// Live sources: list, add, rm, play.
+    Source(cmd::source::SourceArgs),
     /// Set a node's volume.
     Volume(cmd::transport::VolumeArgs),
     /// Shuffle the queue (on) or stop shuffling (off).
@@ -146,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stop(args) => cmd::transport::simple(args, "/api/stop"),
         Command::Seek(args) => cmd::transport::seek(args),
         Command::Queue(args) => cmd::transport::queue(args),
+        Command::Source(args) => cmd::source::run(args),
         Command::Volume(args) => cmd::transport::volume(args),
         Command::Shuffle(args) => cmd::transport::shuffle(args),
         Command::Repeat(args) => cmd::transport::repeat(args),

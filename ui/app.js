@@ -11,6 +11,7 @@ import { renderBrowse } from "./browse.js";
 import { showCover } from "./covers.js";
 import { assignHues, clock, el, hue, micros, replace, shortId } from "./dom.js";
 import { Fireflies } from "./fireflies.js";
+import { startLive } from "./live.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -640,6 +641,7 @@ function wireControls() {
 wireControls();
 await refresh();
 await refreshLibrary();
+startLive(refresh, notice);
 setInterval(refresh, 1000);
 setInterval(refreshLibrary, 5000);
 setInterval(() => renderNow(), 250);

@@ -10,6 +10,7 @@ pub(crate) mod local_swarm;
 pub(crate) mod play;
 pub(crate) mod relay;
 pub(crate) mod scan;
+pub(crate) mod source;
 pub(crate) mod status;
 pub(crate) mod transport;
 pub(crate) mod up;

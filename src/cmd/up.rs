@@ -69,6 +69,14 @@ pub(crate) struct Args {
     /// Cap on the chunk bytes this node sends to peers, in bytes per second (default: no cap).
     #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1024..))]
     max_upload: Option<u64>,
+    /// A live source on this node (repeatable): `NAME=pipe:PATH[?format=s16le&rate=48000&channels=2]`
+    /// (a FIFO or file of raw PCM), `NAME=url:http://…` (an internet radio
+    /// stream) or `NAME=cmd:PROGRAM ARGS` (its standard output as s16le 48 kHz stereo).
+    #[arg(long, value_name = "NAME=SPEC")]
+    source: Vec<String>,
+    /// Capture to sound for this node's live sources, ms [default: 400].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(60..=5000))]
+    live_buffer_ms: Option<u32>,
     /// What to print on stdout: sentences for people, or one JSON object a
     /// line for programs (`docs/EVENTS.md`) [default: human].
     #[arg(long, value_name = "FORMAT")]
@@ -93,6 +101,8 @@ pub(crate) struct Settings {
     /// `None`: the trim the node stored last time (else 0).
     latency_ms: Option<i64>,
     max_upload: Option<u64>,
+    source: Vec<String>,
+    live_buffer_ms: Option<u32>,
     events: EventFormat,
 }
 
@@ -119,6 +129,8 @@ impl Settings {
             output: args.output.or(file.output),
             latency_ms: args.latency_ms.or(file.latency_ms),
             max_upload: args.max_upload.or(file.max_upload),
+            source: list(args.source, file.source),
+            live_buffer_ms: args.live_buffer_ms.or(file.live_buffer_ms),
             events: args.events.or(file.events).unwrap_or_default(),
         }
     }
@@ -176,6 +188,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         http_hosts: settings.http_host,
         test_clock: crate::node::test_clock::TestClock::from_env()?,
         max_upload: settings.max_upload,
+        sources: settings
+            .source
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(name, spec)| (name.to_owned(), spec.to_owned()))
+                    .ok_or_else(|| anyhow::anyhow!("--source {s:?} must be NAME=SPEC"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        live_buffer_micros: i64::from(
+            settings
+                .live_buffer_ms
+                .unwrap_or((firefly_live::DEFAULT_BUFFER_MICROS / 1000) as u32),
+        ) * 1000,
     };
     tokio::runtime::Runtime::new()?.block_on(run_node(options))
 }

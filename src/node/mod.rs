@@ -13,6 +13,7 @@ pub(crate) mod driver;
 pub(crate) mod events;
 pub(crate) mod http;
 pub(crate) mod indexer;
+pub(crate) mod live;
 pub(crate) mod local_play;
 pub(crate) mod persist;
 pub(crate) mod roles;
@@ -59,6 +60,10 @@ pub(crate) struct NodeOptions {
     pub(crate) http_hosts: Vec<String>,
     /// Cap on chunk bytes served per second (`--max-upload`); none: no cap.
     pub(crate) max_upload: Option<u64>,
+    /// `--source NAME=SPEC`: live sources to add at start.
+    pub(crate) sources: Vec<(String, String)>,
+    /// `--live-buffer-ms` × 1000: capture to sound for this node's sources.
+    pub(crate) live_buffer_micros: i64,
 }
 
 /// Handles to a running node, shared by the HTTP handlers.
@@ -79,6 +84,8 @@ pub(crate) struct NodeState {
     pub(crate) api_requests: http::metrics::ApiRequests,
     /// Scans of the music folder, and what they changed.
     pub(crate) indexer: indexer::Indexer,
+    /// Live sources here and the live stream the session plays.
+    pub(crate) live: live::Live,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -172,6 +179,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         }
     };
     let control = driver::spawn(client.clone(), library.clone(), audio.clone(), now);
+    let live = live::Live::start(client.clone(), audio.clone(), options.live_buffer_micros);
+    live.follow(control.clone());
+    for (name, spec) in &options.sources {
+        live.add(name, spec, None)
+            .with_context(|| format!("cannot add the live source {name}"))?;
+    }
     let volume = events::Volume::default();
     restore_volume(&library, &audio, &volume).await;
     tokio::spawn(keep_volume(library.clone(), volume.clone()));
@@ -204,6 +217,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
         api_requests: Default::default(),
         indexer: indexer.clone(),
+        live,
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await

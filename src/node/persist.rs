@@ -25,6 +25,11 @@ pub(crate) fn snapshot(session: &Session, now: i64) -> Session {
     if saved.state == PlaybackState::Playing {
         saved.state = PlaybackState::Paused;
     }
+    if saved.live.take().is_some() {
+        // A live stream cannot be resumed later: it is over.
+        saved.state = PlaybackState::Stopped;
+        saved.position_micros = 0;
+    }
     saved.start = 0;
     saved.term = 0;
     saved.seq = 0;

@@ -104,6 +104,9 @@ pub(crate) fn decide(
     let full = || Refusal::QueueFull {
         max: MAX_QUEUE as u32,
     };
+    if let Some(decision) = live_decision(&mut next, request, at) {
+        return Ok(decision);
+    }
     match request {
         ControlRequest::Play {
             track,
@@ -275,6 +278,47 @@ pub(crate) fn decide(
 }
 
 /// `next` playing its track again from the start at `at`.
+/// What `request` does to a live session, or to any session for a
+/// [`ControlRequest::PlayLive`]: a live source plays until a command moves
+/// playback (pause, stop, seek, next, previous, resume end it: a live
+/// stream cannot be paused or sought); queue and mode changes leave it
+/// playing. `None`: decide as for a track (the live source is gone from
+/// `next` when the command moves playback).
+fn live_decision(next: &mut Session, request: &ControlRequest, at: i64) -> Option<Decision> {
+    if let ControlRequest::PlayLive { source } = request {
+        remember(&mut next.history, next.track.take());
+        next.duration_micros = None;
+        next.live = Some(source.clone());
+        next.state = PlaybackState::Playing;
+        next.position_micros = 0;
+        next.start = at;
+        return Some(Decision::Publish(next.clone()));
+    }
+    let moves_playback = matches!(
+        request,
+        ControlRequest::Play { .. }
+            | ControlRequest::PlayAll { .. }
+            | ControlRequest::Pause
+            | ControlRequest::Resume
+            | ControlRequest::Stop
+            | ControlRequest::Seek { .. }
+            | ControlRequest::Next
+            | ControlRequest::Prev
+            | ControlRequest::TrackGone { .. }
+    );
+    if next.live.is_none() || !moves_playback {
+        return None;
+    }
+    next.live = None;
+    next.state = PlaybackState::Stopped;
+    next.position_micros = 0;
+    next.start = at;
+    match request {
+        ControlRequest::Play { .. } | ControlRequest::PlayAll { .. } => None,
+        _ => Some(Decision::Publish(next.clone())),
+    }
+}
+
 fn restart(mut next: Session, at: i64) -> Session {
     next.state = PlaybackState::Playing;
     next.position_micros = 0;
@@ -396,7 +440,7 @@ pub(crate) fn plan(applied: Option<&Session>, new: &Session) -> Option<Action> {
             && old.state == new.state
             && (new.state != PlaybackState::Playing
                 || (old.start, old.position_micros) == (new.start, new.position_micros));
-        if same_sound {
+        if same_sound && old.live == new.live {
             return None;
         }
         if new.state == PlaybackState::Playing
@@ -411,6 +455,10 @@ pub(crate) fn plan(applied: Option<&Session>, new: &Session) -> Option<Action> {
                 at: new.start,
             });
         }
+    }
+    if new.live.is_some() {
+        // The live module plays it (`node::live`).
+        return None;
     }
     match (new.state, new.track) {
         (PlaybackState::Playing, Some(track)) => Some(Action::Play {

@@ -63,6 +63,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../ui/covers.js"),
     },
     Asset {
+        name: "live.js",
+        content_type: JS,
+        body: include_str!("../../ui/live.js"),
+    },
+    Asset {
         name: "fireflies.js",
         content_type: JS,
         body: include_str!("../../ui/fireflies.js"),

@@ -12,6 +12,7 @@ mod faults;
 mod jitter;
 mod join;
 mod library_watch;
+mod live;
 mod netns;
 mod node;
 mod packaging;

@@ -64,14 +64,55 @@ impl Shared {
     }
 }
 
+/// Where a track's frames come from: a decoding thread, or a live stream
+/// (never pending: missing frames are silence).
+#[derive(Debug)]
+pub(crate) enum Feed {
+    Decode(DecodeFeed),
+    Live(crate::live::LiveFrames),
+}
+
+impl Feed {
+    /// Appends frames `from .. from + n` (interleaved) to `out` if they are there.
+    pub(crate) fn fetch(&self, from: u64, n: usize, out: &mut Vec<f32>) -> Fetch {
+        match self {
+            Self::Decode(feed) => feed.fetch(from, n, out),
+            Self::Live(live) => live.fetch(from, n, out),
+        }
+    }
+
+    /// Readies the feed for a fetch from `frame` (a seek coming).
+    pub(crate) fn prepare(&self, frame: u64) {
+        if let Self::Decode(feed) = self {
+            feed.prepare(frame);
+        }
+    }
+
+    /// Frames ready ahead, and whether the end is among them.
+    pub(crate) fn buffered(&self) -> (usize, bool) {
+        match self {
+            Self::Decode(feed) => feed.buffered(),
+            Self::Live(live) => live.buffered(),
+        }
+    }
+
+    /// Corrupt packets since the last call, and a failure (a live stream's end) once.
+    pub(crate) fn take_problems(&self) -> (u64, Option<String>) {
+        match self {
+            Self::Decode(feed) => feed.take_problems(),
+            Self::Live(live) => (0, live.take_end()),
+        }
+    }
+}
+
 /// The renderer's handle on a decoding thread.
 #[derive(Debug)]
-pub(crate) struct Feed {
+pub(crate) struct DecodeFeed {
     shared: Arc<Shared>,
     _thread: JoinHandle<()>,
 }
 
-impl Feed {
+impl DecodeFeed {
     /// Starts decoding `decoder` from `first_frame` on a new thread.
     pub(crate) fn spawn(mut decoder: Decoder, first_frame: u64) -> std::io::Result<Self> {
         let rate = u64::from(decoder.info().sample_rate);
@@ -197,7 +238,7 @@ impl FeedProbe {
     }
 }
 
-impl Drop for Feed {
+impl Drop for DecodeFeed {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.changed.notify_all();

@@ -34,6 +34,7 @@ mod decode;
 mod engine;
 mod error;
 mod feed;
+mod live;
 mod output;
 mod player;
 mod resample;
@@ -55,6 +56,7 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+pub use live::LiveFrames;
 pub use output::{
     DeviceModel, DeviceOutput, Output, OutputChoice, OutputReport, OutputTiming, Pacing, Recording,
     RunningOutput, VirtualOutput, WavOutput, WavSamples, device_names,

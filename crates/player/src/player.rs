@@ -11,7 +11,7 @@ use crate::engine::{
     Command, EVENT_CAPACITY, Engine, OutputFormat, PlayerConfig, PlayerEvent, Track,
 };
 use crate::error::{DecodeError, OutputError, PlayError};
-use crate::feed::{Feed, FeedProbe};
+use crate::feed::{DecodeFeed, Feed, FeedProbe};
 use crate::output::{Output, RunningOutput};
 use crate::resample::RateResampler;
 use crate::timeline::Timeline;
@@ -188,7 +188,7 @@ impl Player {
             self.format.period_frames,
         )
         .map_err(PlayError::Resampler)?;
-        let feed = Feed::spawn(track, start_frame).map_err(PlayError::Thread)?;
+        let feed = DecodeFeed::spawn(track, start_frame).map_err(PlayError::Thread)?;
         self.next_track += 1;
         let id = self.next_track;
         if probe {
@@ -196,10 +196,51 @@ impl Player {
         }
         Ok(Box::new(Track {
             id,
-            feed,
+            feed: Feed::Decode(feed),
             source_rate,
             resampler,
         }))
+    }
+
+    /// Plays a live stream so that its frame `start_frame` sounds at swarm
+    /// instant `at` (joining in step if `at` has passed), like
+    /// [`Player::play`]; missing frames are silence, and the track ends when
+    /// [`LiveFrames::end`](crate::LiveFrames::end) is called. Returns the
+    /// track's number.
+    pub fn play_live(
+        &mut self,
+        frames: crate::LiveFrames,
+        start_frame: u64,
+        at: SwarmMicros,
+    ) -> Result<u64, PlayError> {
+        if frames.channels() != usize::from(self.format.channels) {
+            return Err(PlayError::ChannelMismatch {
+                track: frames.channels(),
+                output: self.format.channels,
+            });
+        }
+        let source_rate = frames.rate();
+        let resampler = RateResampler::new(
+            source_rate,
+            self.format.sample_rate,
+            usize::from(self.format.channels),
+            self.format.period_frames,
+        )
+        .map_err(PlayError::Resampler)?;
+        self.next_track += 1;
+        let id = self.next_track;
+        self.last = None;
+        self.send(Command::Play {
+            track: Box::new(Track {
+                id,
+                feed: Feed::Live(frames),
+                source_rate,
+                resampler,
+            }),
+            frame: start_frame,
+            at,
+        })?;
+        Ok(id)
     }
 
     /// How far the last track given to [`Player::play`] is decoded ahead: what a

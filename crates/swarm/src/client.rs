@@ -57,6 +57,9 @@ pub(crate) enum Command {
     SetPlayout {
         playout: Playout,
     },
+    SetLive {
+        sources: Vec<crate::live::LiveSourceInfo>,
+    },
     Links {
         reply: Reply<Vec<Link>>,
     },
@@ -98,12 +101,18 @@ pub struct Client {
     pub(crate) sender: mpsc::Sender<Command>,
     pub(crate) peer_id: PeerId,
     pub(crate) mapping: crate::ClockMapping,
+    pub(crate) live: crate::live::LiveControl,
 }
 
 impl Client {
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The handle on `/firefly/live/1` streams ([`crate::live`]).
+    pub fn live(&self) -> crate::live::LiveControl {
+        self.live.clone()
     }
 
     /// The swarm clock's local → swarm mapping, republished by the event loop
@@ -154,6 +163,19 @@ impl Client {
     pub async fn set_status(&self, status: NodeStatus) -> Result<(), ClientError> {
         self.sender
             .send(Command::SetStatus { status })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Sets the live sources the following heartbeats offer, whatever
+    /// [`Client::set_status`] says (at most [`crate::live::MAX_SOURCES`]; more are cut).
+    pub async fn set_live_sources(
+        &self,
+        mut sources: Vec<crate::live::LiveSourceInfo>,
+    ) -> Result<(), ClientError> {
+        sources.truncate(crate::live::MAX_SOURCES);
+        self.sender
+            .send(Command::SetLive { sources })
             .await
             .map_err(|_| ClientError::Closed)
     }

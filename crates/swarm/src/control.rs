@@ -128,6 +128,11 @@ pub enum ControlRequest {
         /// [`crate::MAX_VOLUME_PERMILLE`]).
         volume_permille: u16,
     },
+    /// Play a live source instead of a track (the queue stays).
+    PlayLive {
+        /// The stream.
+        source: crate::live::LiveRef,
+    },
 }
 
 impl ControlRequest {
@@ -150,6 +155,7 @@ impl ControlRequest {
             Self::Volume { volume_permille } if *volume_permille > MAX_VOLUME_PERMILLE => Err(
                 format!("a volume of {volume_permille} thousandths is above {MAX_VOLUME_PERMILLE}"),
             ),
+            Self::PlayLive { source } => source.check().map_err(|e| e.to_string()),
             _ => Ok(()),
         }
     }

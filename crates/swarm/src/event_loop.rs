@@ -39,6 +39,8 @@ pub struct EventLoop {
     pub(crate) status: NodeStatus,
     /// The player's report, stamped into every heartbeat.
     pub(crate) playout: crate::status::Playout,
+    /// The live sources heartbeats offer ([`crate::Client::set_live_sources`]).
+    pub(crate) live_sources: Vec<crate::live::LiveSourceInfo>,
     /// Every open connection, and whether it goes through a relay.
     links: HashMap<ConnectionId, crate::client::Link>,
     pub(crate) membership: Membership,
@@ -103,6 +105,7 @@ impl EventLoop {
             started_at: now,
             status: NodeStatus::default(),
             playout: Default::default(),
+            live_sources: Vec::new(),
             links: HashMap::new(),
             membership: parts.membership,
             transfer: parts.transfer,
@@ -233,6 +236,7 @@ impl EventLoop {
                 self.status = status;
             }
             Command::SetPlayout { playout } => self.playout = playout,
+            Command::SetLive { sources } => self.live_sources = sources,
             Command::Links { reply } => {
                 let _ = reply.send(self.links.values().copied().collect());
             }

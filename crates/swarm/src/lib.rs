@@ -44,6 +44,7 @@ mod event_loop;
 mod gossip;
 pub mod identity;
 pub mod inbound;
+pub mod live;
 mod mapping;
 pub mod membership;
 pub mod penalty;
@@ -64,6 +65,7 @@ pub use event::{Event, Stats};
 pub use event_loop::EventLoop;
 pub use firefly_clock::{LocalMicros, SwarmMicros};
 pub use libp2p::{Multiaddr, PeerId};
+pub use live::{LiveControl, LiveRef, LiveSourceInfo};
 pub use mapping::{ClockMapping, Mapping};
 pub use membership::Member;
 pub use playback::{RepeatMode, Session};
@@ -159,6 +161,7 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
         initial_swarm_time: config.initial_swarm(),
     });
     let client = Client {
+        live: live::LiveControl(event_loop.swarm.behaviour().time.new_control()),
         sender: command_tx,
         peer_id,
         mapping: event_loop.mapping.clone(),

@@ -96,6 +96,7 @@ impl Heartbeat {
             .check()
             .map_err(WireError::Invalid)?;
         heartbeat.status.roles.check().map_err(WireError::Invalid)?;
+        crate::live::check_sources(&mut heartbeat.status.live)?;
         // Shown in every view and log: no direction overrides either.
         heartbeat.name = firefly_library::display_text(&heartbeat.name);
         Ok(heartbeat)
@@ -313,6 +314,7 @@ impl EventLoop {
             uptime_ms: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
             status: NodeStatus {
                 playout: self.playout.clone(),
+                live: self.live_sources.clone(),
                 ..self.transfer.stamp_status(self.status.clone())
             },
             leaving: self.leaving,

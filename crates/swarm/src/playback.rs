@@ -75,6 +75,10 @@ pub struct Session {
     /// [`MAX_HISTORY`]).
     #[serde(default)]
     pub history: Vec<TrackId>,
+    /// The live source played instead of a track, if any (`track` is then
+    /// `None`; a live source cannot be paused or sought).
+    #[serde(default)]
+    pub live: Option<crate::live::LiveRef>,
 }
 
 impl Session {
@@ -149,7 +153,13 @@ impl Session {
                 session.term, session.seq
             )));
         }
-        if session.state != PlaybackState::Stopped && session.track.is_none() {
+        if let Some(live) = &session.live {
+            live.check()?;
+        }
+        if session.state != PlaybackState::Stopped
+            && session.track.is_none()
+            && session.live.is_none()
+        {
             return Err(WireError::Invalid(
                 "playing or paused without a track".into(),
             ));

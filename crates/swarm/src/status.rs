@@ -154,4 +154,7 @@ pub struct NodeStatus {
     /// [`crate::Client::set_playout`]; absent in older heartbeats).
     #[serde(default)]
     pub playout: Playout,
+    /// The live sources this node offers (at most [`crate::live::MAX_SOURCES`]).
+    #[serde(default)]
+    pub live: Vec<crate::live::LiveSourceInfo>,
 }

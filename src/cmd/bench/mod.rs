@@ -5,6 +5,7 @@ pub(crate) mod clock;
 pub(crate) mod heard;
 pub(crate) mod install;
 pub(crate) mod library;
+pub(crate) mod live;
 pub(crate) mod scan;
 pub(crate) mod sync;
 pub(crate) mod transfer;
@@ -35,6 +36,8 @@ enum Which {
     Library(library::Args),
     /// Every transport command → sound or silence on every node, and the spread of the switch.
     Transitions(transitions::Args),
+    /// A live source (a FIFO fed in real time) on a local swarm: source → sound, spread, CPU, network.
+    Live(live::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -47,5 +50,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Library(args) => library::run(args),
         Which::Install(args) => install::run(args),
         Which::Transitions(args) => transitions::run(args),
+        Which::Live(args) => live::run(args),
     }
 }

@@ -1,7 +1,7 @@
 //! The node's HTTP side, served with axum (documented in `docs/API.md`),
 //! cut by concern: [`guard`] (Host allowlist, origin and token), [`error`]
 //! (the one error type), [`status`], [`playback`] (state and commands),
-//! [`library`] (library and catalog), [`stream`] (the live event stream)
+//! [`library`] (library and catalog), [`sources`] (live sources), [`stream`] (the live event stream)
 //! and [`metrics`] (`GET /metrics` for Prometheus).
 //! The arrows run one way: this module assembles the routes; the parts use
 //! the error type and the node's handles, never each other in a circle.
@@ -16,6 +16,7 @@ pub(crate) mod guard;
 pub(crate) mod library;
 pub(crate) mod metrics;
 pub(crate) mod playback;
+pub(crate) mod sources;
 pub(crate) mod status;
 pub(crate) mod stream;
 
@@ -52,6 +53,9 @@ pub(crate) fn router(state: NodeState) -> Router {
         .route("/api/queue/move", post(playback::queue_move))
         .route("/api/queue/{index}", delete(playback::queue_remove))
         .route("/api/volume", post(playback::volume))
+        .route("/api/sources", get(sources::list).post(sources::add))
+        .route("/api/sources/play", post(sources::play))
+        .route("/api/sources/{name}", delete(sources::remove))
         .route("/api/flashes", get(stream::flashes))
         .route("/api/events", get(stream::events))
         .route("/metrics", get(metrics::metrics))

@@ -186,7 +186,7 @@ fn position_micros(ms: u64) -> Result<u64, ApiError> {
     Ok(ms * 1000)
 }
 
-async fn command(
+pub(crate) async fn command(
     state: &NodeState,
     request: ControlRequest,
 ) -> Result<Json<PlaybackReport>, ApiError> {

@@ -60,7 +60,10 @@ async fn node(
     ));
     let music = library.music_dir().canonicalize().unwrap();
     let indexer = crate::node::indexer::Indexer::new(library.clone(), music, client.clone());
+    let live = crate::node::live::Live::start(client.clone(), audio.clone(), 400_000);
+    live.follow(control.clone());
     NodeState {
+        live,
         indexer,
         swarm: client,
         library,
@@ -751,4 +754,68 @@ async fn queue_commands_are_bounded_and_bad_ones_get_a_clear_4xx() {
         let (status, reply) = send(state.clone(), request).await;
         assert_eq!(status, StatusCode::CONFLICT, "{path}: {reply}");
     }
+}
+
+/// Live sources through the API: a bad name, spec or path gets a 400 with a
+/// message; a pipe is added, listed, refused twice, removed, and a second
+/// removal is a 400; playing an unknown source is a 404.
+#[tokio::test]
+async fn live_sources_are_added_listed_and_removed_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = state(dir.path()).await;
+    let pcm = dir.path().join("pcm");
+    std::fs::write(&pcm, [0u8; 4096]).unwrap();
+    let add = |name: &str, spec: &str| {
+        post(
+            "/api/sources",
+            &serde_json::json!({ "name": name, "spec": spec }).to_string(),
+        )
+    };
+    for (name, spec, needle) in [
+        ("bad name!", "pipe:/tmp/x", "source name"),
+        ("radio", "ftp://x", "must start with pipe:"),
+        ("radio", "url:https://x", "http://"),
+        ("radio", "pipe:/x?rate=5", "rate"),
+        ("radio", "pipe:/nonexistent/fifo", "cannot open the source"),
+        (
+            "radio",
+            "cmd:/nonexistent/program",
+            "cannot open the source",
+        ),
+    ] {
+        let (status, body) = send(node.clone(), add(name, spec)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{spec}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(needle),
+            "{spec}: {body}"
+        );
+    }
+    let spec = format!("pipe:{}?rate=44100&channels=1", pcm.display());
+    let (status, body) = send(node.clone(), add("file", &spec)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["kind"], "pipe");
+    assert_eq!(body["format"], "44100 Hz 1 ch flac");
+    let (status, _) = send(node.clone(), add("file", &spec)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, list) = send(node.clone(), get("/api/sources")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["sources"][0]["name"], "file");
+    assert_eq!(list["sources"][0]["local"], true);
+    let (status, body) = send(
+        node.clone(),
+        post("/api/sources/play", r#"{"name": "nothing"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let delete = || {
+        Request::builder()
+            .method("DELETE")
+            .uri("/api/sources/file")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _) = send(node.clone(), delete()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(node.clone(), delete()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }

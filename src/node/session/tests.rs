@@ -548,3 +548,73 @@ proptest! {
         }
     }
 }
+
+fn live_source() -> firefly_swarm::LiveRef {
+    firefly_swarm::LiveRef {
+        origin: firefly_swarm::PeerId::random().to_base58(),
+        name: "radio".into(),
+        s0: 0,
+        rate: 48_000,
+        channels: 2,
+        block_frames: 960,
+        buffer_micros: 400_000,
+        codec: "flac".into(),
+    }
+}
+
+#[test]
+fn a_live_source_plays_until_a_command_moves_playback() {
+    let s = playing_at(0, 0);
+    let source = live_source();
+    let live = publish(decide(
+        &s,
+        1,
+        &ControlRequest::PlayLive {
+            source: source.clone(),
+        },
+        1_000_000,
+        0,
+    ));
+    assert_eq!(live.live.as_ref(), Some(&source));
+    assert_eq!((live.track, live.state), (None, PlaybackState::Playing));
+    assert_eq!(live.history, vec![T1]);
+    assert_eq!(live.queue, vec![T2], "the queue stays");
+    assert!(
+        Session::decode(&live.encode().unwrap()).is_ok(),
+        "a valid wire session"
+    );
+    // The live module plays it, not the driver's plan.
+    assert_eq!(plan(Some(&s), &live), None);
+    // Queue changes leave it playing.
+    let queued = publish(decide(
+        &live,
+        1,
+        &ControlRequest::Queue { tracks: vec![T3] },
+        2_000_000,
+        0,
+    ));
+    assert_eq!(queued.live.as_ref(), Some(&source));
+    // A pause ends it: a live stream cannot be paused.
+    let paused = publish(decide(&queued, 1, &ControlRequest::Pause, 3_000_000, 0));
+    assert_eq!(
+        (paused.live.as_ref(), paused.state),
+        (None, PlaybackState::Stopped)
+    );
+    assert_eq!(plan(Some(&queued), &paused), Some(Action::Stop));
+    // A play of a track replaces it.
+    let played = prepare(decide(
+        &queued,
+        1,
+        &ControlRequest::Play {
+            track: T3,
+            position_micros: 0,
+        },
+        3_000_000,
+        0,
+    ));
+    assert_eq!(played.live, None);
+    assert_eq!(played.track, Some(T3));
+    // A saved snapshot does not keep a live stream.
+    let saved = crate::node::persist::snapshot(&queued, 5_000_000);
+    assert_eq!((saved.live, saved.state), (None, PlaybackState::Stopped));
+}

@@ -4,6 +4,7 @@
 
 mod decode;
 mod engine;
+mod live;
 mod outputs;
 
 mod util;
