@@ -34,15 +34,20 @@ use super::persist;
 use super::roles::{MemberView, Roles};
 use super::session::{self, Action, Decision};
 use super::stream::{self, Headroom, PartialSource};
+use super::zone_sessions::ZoneSessions;
+use super::zones;
 use firefly_library::{Library, TrackId};
 use firefly_player::Decoder;
 use firefly_swarm::{
-    Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, PlaybackState,
-    PlaybackSummary, Refusal, RoleView, Session, SwarmMicros,
+    Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, Placement,
+    PlaybackState, PlaybackSummary, Refusal, RoleView, Session, SwarmMicros, ZoneId,
 };
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+mod zoning;
 
 /// How often roles are re-derived and status is reported.
 const TICK: Duration = Duration::from_millis(250);
@@ -118,9 +123,15 @@ pub(crate) struct Control {
     inputs: mpsc::Sender<Input>,
     roles: watch::Receiver<RoleView>,
     session: watch::Receiver<Session>,
+    zone_sessions: watch::Receiver<BTreeMap<ZoneId, Session>>,
 }
 
 impl Control {
+    /// The latest session of every other zone, as its coordinator gossiped it.
+    pub(crate) fn zone_sessions(&self) -> BTreeMap<ZoneId, Session> {
+        self.zone_sessions.borrow().clone()
+    }
+
     /// Runs a playback command through the coordinator; returns the session it made.
     pub(crate) async fn command(&self, request: ControlRequest) -> Result<Session, CommandFailed> {
         let (reply, answer) = oneshot::channel();
@@ -186,14 +197,37 @@ struct Driver {
     following: Option<(i64, TrackId)>,
     /// The snapshot of the session stored last ([`persist`]).
     saved: Option<Session>,
+    /// This node's placement as the roles and sessions follow it (the zone
+    /// its roles are derived in); reported in heartbeats.
+    placement: Placement,
+    /// Where the placement service publishes changes.
+    placements: watch::Receiver<Placement>,
+    /// Every zone's latest session.
+    zone_sessions: ZoneSessions,
+    zone_sessions_tx: watch::Sender<BTreeMap<ZoneId, Session>>,
 }
 
 /// Starts the driver; returns its handle.
-pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) -> Control {
+pub(crate) fn spawn(
+    client: Client,
+    library: Library,
+    audio: Audio,
+    now: Now,
+    placements: watch::Receiver<Placement>,
+) -> Control {
     let (inputs, receiver) = mpsc::channel(256);
     let (roles_tx, roles) = watch::channel(RoleView::default());
-    let (session_tx, session) = watch::channel(Session::default());
+    let placement = placements.borrow().clone();
+    let (session_tx, session) = watch::channel(Session {
+        zone: placement.zone.clone(),
+        ..Session::default()
+    });
+    let (zone_sessions_tx, zone_sessions) = watch::channel(BTreeMap::new());
     let driver = Driver {
+        placement,
+        placements,
+        zone_sessions: ZoneSessions::default(),
+        zone_sessions_tx,
         roles: Roles::new(client.peer_id(), now()),
         client,
         library,
@@ -219,6 +253,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         inputs,
         roles,
         session,
+        zone_sessions,
     }
 }
 
@@ -229,6 +264,8 @@ impl Driver {
         let library = self.library.clone();
         if let Ok(Some(restored)) =
             tokio::task::spawn_blocking(move || persist::saved_session(&library)).await
+            // Another zone's session is not this node's to carry on.
+            && restored.zone == self.placement.zone
         {
             announce(&NodeEvent::SessionRestored {
                 state: format!("{:?}", restored.state).to_lowercase(),
@@ -242,6 +279,7 @@ impl Driver {
         }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut placements = self.placements.clone();
         loop {
             // Only the coordinator moves the queue on.
             let boundary = self
@@ -251,6 +289,10 @@ impl Driver {
                 .flatten();
             tokio::select! {
                 _ = tick.tick() => self.on_tick().await,
+                Ok(()) = placements.changed() => {
+                    let placement = placements.borrow_and_update().clone();
+                    self.follow_placement(placement).await;
+                }
                 () = tokio::time::sleep(boundary.unwrap_or(TICK)), if boundary.is_some() => {
                     self.on_boundary().await;
                 }
@@ -297,7 +339,11 @@ impl Driver {
         let Ok(members) = self.client.members().await else {
             return;
         };
-        let views: Vec<MemberView> = members.iter().map(MemberView::of).collect();
+        // Roles are derived among this zone's members only.
+        let views: Vec<MemberView> = zones::in_zone(&members, &self.placement.zone)
+            .map(MemberView::of)
+            .collect();
+        self.keep_zone_sessions(&members);
         let was_coordinator = self.roles.is_coordinator();
         let changed = self.roles.handle_members((self.now)(), &views);
         while let Some(peer) = self.roles.poll_offender() {
@@ -320,6 +366,7 @@ impl Driver {
             });
             let _ = self.roles_tx.send(view);
         }
+        self.join_zone_session().await;
         if self
             .retry_at
             .is_some_and(|at| at <= tokio::time::Instant::now())
@@ -392,6 +439,7 @@ impl Driver {
                 track: session.track,
                 position_ms: session.position_at(self.swarm_now()) / 1000,
             },
+            placement: self.placement.clone(),
             ..NodeStatus::default()
         };
         let _ = self.client.set_status(status).await;
@@ -429,9 +477,18 @@ impl Driver {
                 }
             }
             Event::Session { from, session } => {
-                // Only the coordinator the role rule gives speaks for the
-                // swarm (docs/SECURITY.md); others' sessions are ignored,
-                // whatever their term.
+                if let Ok(members) = self.client.members().await
+                    && self.zone_sessions.handle_session(&members, from, &session)
+                {
+                    let _ = self.zone_sessions_tx.send(self.zone_sessions.all());
+                }
+                // Only the coordinator the role rule gives (among this
+                // zone's members) speaks for the zone (docs/SECURITY.md);
+                // others' sessions are ignored, whatever their term, and so
+                // are other zones'.
+                if session.zone != self.placement.zone {
+                    return;
+                }
                 if self.roles.view().coordinator != Some(from) {
                     tracing::debug!(%from, term = session.term, "session not from the coordinator ignored");
                     return;
@@ -522,10 +579,11 @@ impl Driver {
                 let (client, library) = (self.client.clone(), self.library.clone());
                 let inputs = self.inputs.clone();
                 let position = prepared.position_micros;
+                let zone = self.placement.zone.clone();
                 tokio::spawn(async move {
                     let mut result = check_position(&library, track, position).await;
                     if result.is_ok()
-                        && prepare_everywhere(&client, &library, term, track).await == 0
+                        && prepare_everywhere(&client, &library, &zone, term, track).await == 0
                     {
                         result = Err(CommandFailed::Refused(Refusal::NoHolder(track)));
                     }
@@ -587,8 +645,10 @@ impl Driver {
         reply.send(&self.client, Ok(next)).await;
     }
 
-    /// Applies and gossips `next`, this node's own session as coordinator.
-    async fn publish(&mut self, next: Session) {
+    /// Applies and gossips `next`, this node's own session as coordinator
+    /// of its zone.
+    async fn publish(&mut self, mut next: Session) {
+        next.zone = self.placement.zone.clone();
         self.applied_from = Some(self.client.peer_id());
         self.apply(next.clone()).await;
         let _ = self.client.publish_session(next).await;
@@ -1137,16 +1197,17 @@ async fn check_position(
     Ok(())
 }
 
-/// Asks every alive member to prepare `track`; returns how many hold it
-/// (this node included). Late or failing members join late.
+/// Asks every alive member of `zone` to prepare `track`; returns how many
+/// hold it (this node included). Late or failing members join late.
 async fn prepare_everywhere(
     client: &Client,
     library: &Library,
+    zone: &ZoneId,
     term: u64,
     track: TrackId,
 ) -> usize {
     let members = client.members().await.unwrap_or_default();
-    let asks = members.into_iter().map(|member| {
+    let asks = zones::in_zone(&members, zone).map(|member| {
         let client = client.clone();
         async move {
             let ask = client.control(member.peer, ControlRequest::Prepare { term, track });

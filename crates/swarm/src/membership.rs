@@ -96,6 +96,11 @@ impl Heartbeat {
             .check()
             .map_err(WireError::Invalid)?;
         heartbeat.status.roles.check().map_err(WireError::Invalid)?;
+        heartbeat
+            .status
+            .placement
+            .check()
+            .map_err(WireError::Invalid)?;
         // Shown in every view and log: no direction overrides either.
         heartbeat.name = firefly_library::display_text(&heartbeat.name);
         Ok(heartbeat)

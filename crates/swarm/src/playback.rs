@@ -75,6 +75,10 @@ pub struct Session {
     /// [`MAX_HISTORY`]).
     #[serde(default)]
     pub history: Vec<TrackId>,
+    /// The zone this session plays in (only that zone's members apply it);
+    /// the default zone in older sessions.
+    #[serde(default)]
+    pub zone: crate::zones::ZoneId,
 }
 
 impl Session {

@@ -154,4 +154,8 @@ pub struct NodeStatus {
     /// [`crate::Client::set_playout`]; absent in older heartbeats).
     #[serde(default)]
     pub playout: Playout,
+    /// Where the node plays and how (its zone, channel map, delay trim);
+    /// the default zone in older heartbeats.
+    #[serde(default)]
+    pub placement: crate::zones::Placement,
 }
