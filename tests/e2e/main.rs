@@ -26,3 +26,4 @@ mod ui;
 mod ui_cdp;
 mod ui_library;
 mod util;
+mod zones;

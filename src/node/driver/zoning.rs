@@ -4,8 +4,9 @@
 //! `zones.rs` and `zone_sessions.rs`.
 //!
 //! A move: the roles start over among the new zone's members (term 0,
-//! terms are per zone; no grace, since the zone's members are known from
-//! their heartbeats), the old zone's music stops at once, and the session
+//! terms are per zone; a zone's sitting coordinator is followed at once, an
+//! election in a zone with none waits [`REJOIN_GRACE_MICROS`]), the old
+//! zone's music stops at once, and the session
 //! applied is forgotten. On the same tick the roles name the new zone's
 //! coordinator, whose latest session (kept from gossip) is applied: a track
 //! that plays is joined at its current position, in step, by the usual
@@ -16,6 +17,12 @@ use super::super::announce::{NodeEvent, announce};
 use super::Driver;
 use firefly_swarm::{Member, Placement, Session, ZoneId};
 use std::collections::HashSet;
+
+/// How long a node moved into a zone with no coordinator waits before
+/// electing, µs: a heartbeat period and a half, so that nodes moved
+/// together (a new zone of several) hear each other's new zone first and
+/// elect one coordinator rather than each itself.
+const REJOIN_GRACE_MICROS: i64 = 1_500_000;
 
 impl Driver {
     /// The placement service changed this node's placement.
@@ -28,7 +35,7 @@ impl Driver {
                 zone: self.placement.zone.to_string(),
                 name: self.placement.settings.name.clone(),
             });
-            self.roles.rejoin((self.now)(), 0);
+            self.roles.rejoin((self.now)(), REJOIN_GRACE_MICROS);
             let _ = self.roles_tx.send(self.roles.view());
             if let Some(player) = self.audio.player()
                 && let Err(err) = player.stop()
