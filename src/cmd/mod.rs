@@ -13,3 +13,4 @@ pub(crate) mod scan;
 pub(crate) mod status;
 pub(crate) mod transport;
 pub(crate) mod up;
+pub(crate) mod zone;

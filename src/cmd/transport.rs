@@ -121,7 +121,12 @@ fn send(node: &NodeArgs, method: &str, path: &str, body: Option<Value>) -> anyho
 }
 
 /// One API call; the JSON answer.
-fn call(node: &NodeArgs, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+pub(crate) fn call(
+    node: &NodeArgs,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let bytes = request(
             node.http,
