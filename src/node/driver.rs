@@ -1,38 +1,35 @@
-//! The node's playback driver: roles, sessions and the player, wired to the swarm.
+//! The node's playback driver: the I/O shell around [`LocalPlay`].
 //!
-//! One task ([`spawn`]) owns the node's [`Roles`] and the session it last
-//! applied. Every tick it feeds membership to the roles, reports its view and
-//! playback in heartbeats and, as coordinator, re-gossips the session (so
-//! late joiners get it). It takes the swarm's session and control events and
-//! the local API's commands:
+//! One task ([`spawn`]) owns the node's playback machine ([`LocalPlay`]:
+//! roles, the session applied last, what the player and the downloads are
+//! doing) and turns what happens into its inputs: a timer tick with the
+//! swarm's members and the clock's status, the end of the current track,
+//! the local API's commands, the swarm's sessions, control requests and
+//! clock events, and what the tasks it started report (a download done or
+//! failed, safe to stream, a prepare answered). After each input it carries
+//! out the machine's [`Action`]s in order: the player (play, follow, pause,
+//! stop), downloads and their watchers, answers, gossip, heartbeat status,
+//! the stored snapshot. What only I/O can find out (a track's file is
+//! missing, its exact length, whether the player took it) goes back to the
+//! machine at once, and what that brings is carried out before the next
+//! action. It decides nothing itself.
 //!
-//! - as coordinator it decides ([`session::decide`]), prepares new tracks on
-//!   every alive member over `/firefly/control/1` in a task that reports
-//!   back ([`Input::PrepareDone`]; the loop goes on meanwhile), then decides
-//!   again on the session as it is by then, publishes it and applies it. At
-//!   the end of a track it starts the successor at that very instant
-//!   ([`session::advance`]), and every node queues the successor in its
-//!   player beforehand so that it follows without a gap;
-//! - otherwise it forwards commands to the coordinator (off the loop, with
-//!   retries through a failover) and answers prepares. A node that lacks
-//!   the track starts downloading it from the peers that hold it (the
-//!   swarm's transfer service) and answers once it can start from the
-//!   beginning while the rest downloads ([`stream::Headroom`]: the first
-//!   seconds present, the transfer several times faster than playback), or
-//!   when the wait is over. It then starts with everyone, reading the chunks
-//!   as they arrive ([`stream::PartialSource`]); otherwise it joins the
-//!   running session at the current position, in step, as soon as that is
-//!   safe or the download is complete.
-//! - A play waits for this node's clock to sync, and a failed download is
-//!   retried while the session still plays the track.
+//! Slow work runs in tasks that report back as inputs, so ticks and other
+//! nodes' commands go on meanwhile: preparing every member for a new track
+//! (over `/firefly/control/1`), forwarding a command to the coordinator
+//! (with retries through a failover), a download (the swarm's transfer
+//! service), judging whether a download can be played while it goes on
+//! ([`stream::Headroom`]; played then from its chunks as they arrive,
+//! [`stream::PartialSource`]), and answering a prepare once the track can
+//! start from its beginning (or the wait is over).
 //!
 //! [`Control`] is the handle the HTTP API holds.
 
 use super::announce::{NodeEvent, Role, announce};
 use super::audio::Audio;
+use super::local_play::{Action, LocalPlay, Moment, PlayOutcome, Throughput};
 use super::persist;
-use super::roles::{MemberView, Roles};
-use super::session::{self, Action, Decision};
+use super::roles::MemberView;
 use super::stream::{self, Headroom, PartialSource};
 use super::zone_sessions::ZoneSessions;
 use super::zones;
@@ -40,10 +37,9 @@ use firefly_library::{Library, TrackId};
 use firefly_player::Decoder;
 use firefly_swarm::{
     Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, Placement,
-    PlaybackState, PlaybackSummary, Refusal, RoleView, Session, SwarmMicros, ZoneId,
+    PlaybackState, Refusal, RoleView, Session, SwarmMicros, ZoneId,
 };
-use std::collections::BTreeMap;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -51,21 +47,11 @@ mod zoning;
 
 /// How often roles are re-derived and status is reported.
 const TICK: Duration = Duration::from_millis(250);
-/// How often the coordinator re-gossips an unchanged session, in ticks.
-const REPUBLISH_TICKS: u32 = 4;
-/// A clock step at least this large restarts playback at the timeline's
-/// position, µs (smaller ones the player slews away in well under a second).
-const STEP_REPLAY_MICROS: u64 = 500;
 /// How long a prepare may take before the node is left to join late.
 const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a node lacking a track waits, answering a prepare, for the
 /// download to be safe to start from (inside [`PREPARE_TIMEOUT`]).
 const PREPARE_WAIT: Duration = Duration::from_millis(1300);
-/// The furthest start position a prepare's "safe from the beginning"
-/// covers, µs (it saw [`stream::AHEAD_MICROS`] of audio from the start).
-const PREPARED_MAX_POSITION: u64 = 1_000_000;
-/// How long after a failed download the session's track is tried again.
-const RETRY_PLAY: Duration = Duration::from_secs(1);
 /// How long a command waits for a coordinator (covers a failover).
 const FORWARD_PATIENCE: Duration = Duration::from_millis(4500);
 
@@ -86,34 +72,32 @@ enum Input {
         reply: oneshot::Sender<Result<Session, CommandFailed>>,
     },
     Swarm(Event),
-    /// A download started by [`Driver::fetch`] finished.
+    /// A download started by [`Action::Fetch`] finished.
     Downloaded(TrackId),
-    /// A download started by [`Driver::fetch`] failed.
+    /// A download started by [`Action::Fetch`] failed.
     FetchFailed(TrackId),
     /// A watcher of a download gave up (the session moved on, or the
     /// download ended first).
     Unwatched(TrackId),
     /// A prepare found `track` (downloading) safe to start from its
-    /// beginning, at `rate` bytes/s, `ratio` times playback.
+    /// beginning, at `pace`.
     Prepared {
         track: TrackId,
-        rate: f64,
-        ratio: f64,
+        pace: Throughput,
     },
     /// The members were asked to prepare `track` for `request` (or the
     /// start position was refused).
     PrepareDone {
         request: ControlRequest,
         track: TrackId,
-        result: Result<(), CommandFailed>,
+        result: Result<(), Refusal>,
         reply: Reply,
     },
     /// A track still downloading can be played safely from now on
-    /// ([`stream::Headroom`]), at `rate` bytes/s, `ratio` times playback.
+    /// ([`stream::Headroom`]), at `pace`.
     Streamable {
         track: TrackId,
-        rate: f64,
-        ratio: f64,
+        pace: Throughput,
     },
 }
 
@@ -127,7 +111,7 @@ pub(crate) struct Control {
 }
 
 impl Control {
-    /// The latest session of every other zone, as its coordinator gossiped it.
+    /// The latest session of every zone, as its coordinator gossiped it.
     pub(crate) fn zone_sessions(&self) -> BTreeMap<ZoneId, Session> {
         self.zone_sessions.borrow().clone()
     }
@@ -170,35 +154,12 @@ struct Driver {
     library: Library,
     audio: Audio,
     now: Now,
-    roles: Roles,
+    machine: LocalPlay<Reply>,
     roles_tx: watch::Sender<RoleView>,
     session_tx: watch::Sender<Session>,
-    applied: Option<Session>,
-    /// Who made `applied`: the coordinator it came from, or this node.
-    applied_from: Option<PeerId>,
     inputs: mpsc::Sender<Input>,
-    ticks: u32,
-    /// Downloads this driver started and that have not finished.
-    fetching: HashSet<TrackId>,
-    /// Tracks a watcher is judging for [`Input::Streamable`].
-    watching: HashSet<TrackId>,
-    /// The track the player plays from a download still under way.
-    streaming: Option<TrackId>,
-    /// A play waits for this node's clock to sync (the session it plays is `applied`).
-    deferred: bool,
-    /// Tracks a prepare found safe to start from their beginning while
-    /// they download: (rate bytes/s, ratio to playback).
-    prepared: std::collections::HashMap<TrackId, (f64, f64)>,
-    /// When to try the applied session's track again after its download
-    /// failed (e.g. the session arrived before the scan or the catalog did).
-    retry_at: Option<tokio::time::Instant>,
-    /// What the player has queued to follow the current track: (its first
-    /// frame's swarm instant, the track).
-    following: Option<(i64, TrackId)>,
-    /// The snapshot of the session stored last ([`persist`]).
-    saved: Option<Session>,
-    /// This node's placement as the roles and sessions follow it (the zone
-    /// its roles are derived in); reported in heartbeats.
+    /// This node's placement as the machine follows it (the zone whose
+    /// members its roles are derived among); reported in heartbeats.
     placement: Placement,
     /// Where the placement service publishes changes.
     placements: watch::Receiver<Placement>,
@@ -224,29 +185,18 @@ pub(crate) fn spawn(
     });
     let (zone_sessions_tx, zone_sessions) = watch::channel(BTreeMap::new());
     let driver = Driver {
+        machine: LocalPlay::new(client.peer_id(), now()).in_zone(placement.zone.clone()),
         placement,
         placements,
         zone_sessions: ZoneSessions::default(),
         zone_sessions_tx,
-        roles: Roles::new(client.peer_id(), now()),
         client,
         library,
         audio,
         now,
         roles_tx,
         session_tx,
-        applied: None,
-        applied_from: None,
         inputs: inputs.clone(),
-        ticks: 0,
-        fetching: HashSet::new(),
-        watching: HashSet::new(),
-        streaming: None,
-        deferred: false,
-        retry_at: None,
-        following: None,
-        saved: None,
-        prepared: std::collections::HashMap::new(),
     };
     tokio::spawn(driver.run(receiver));
     Control {
@@ -259,34 +209,21 @@ pub(crate) fn spawn(
 
 impl Driver {
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
-        // The session stored before a restart: paused where it was, carried
-        // on under a new term if this node coordinates.
         let library = self.library.clone();
         if let Ok(Some(restored)) =
             tokio::task::spawn_blocking(move || persist::saved_session(&library)).await
-            // Another zone's session is not this node's to carry on.
-            && restored.zone == self.placement.zone
         {
-            announce(&NodeEvent::SessionRestored {
-                state: format!("{:?}", restored.state).to_lowercase(),
-                track: restored.track.map(|t| t.to_hex()),
-                position_ms: restored.position_micros / 1000,
-                queued: restored.queue.len(),
-            });
-            self.saved = Some(restored.clone());
-            let _ = self.session_tx.send(restored.clone());
-            self.applied = Some(restored);
+            self.machine.handle_restored(restored);
+            self.carry_out().await;
         }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut placements = self.placements.clone();
         loop {
-            // Only the coordinator moves the queue on.
-            let boundary = self
-                .roles
-                .is_coordinator()
-                .then(|| self.until_boundary())
-                .flatten();
+            let boundary = self.machine.poll_timeout().map(|ends| {
+                let left = ends.saturating_sub(self.swarm_now()).max(0);
+                Duration::from_micros(u64::try_from(left).unwrap_or(0))
+            });
             tokio::select! {
                 _ = tick.tick() => self.on_tick().await,
                 Ok(()) = placements.changed() => {
@@ -294,35 +231,15 @@ impl Driver {
                     self.follow_placement(placement).await;
                 }
                 () = tokio::time::sleep(boundary.unwrap_or(TICK)), if boundary.is_some() => {
-                    self.on_boundary().await;
+                    self.refresh_clock().await;
+                    self.machine.handle_timeout(self.moment());
                 }
                 input = inputs.recv() => match input {
                     None => break,
-                    Some(Input::Local { request, reply }) => self.on_local(request, reply).await,
-                    Some(Input::Swarm(event)) => self.on_swarm(event).await,
-                    Some(Input::Downloaded(track)) => self.on_downloaded(track).await,
-                    Some(Input::FetchFailed(track)) => {
-                        self.fetching.remove(&track);
-                        if self.applied.as_ref().is_some_and(|s| {
-                            s.track == Some(track) && s.state == PlaybackState::Playing
-                        }) {
-                            self.retry_at = Some(tokio::time::Instant::now() + RETRY_PLAY);
-                        }
-                    }
-                    Some(Input::Unwatched(track)) => {
-                        self.watching.remove(&track);
-                    }
-                    Some(Input::Prepared { track, rate, ratio }) => {
-                        self.prepared.insert(track, (rate, ratio));
-                    }
-                    Some(Input::Streamable { track, rate, ratio }) => {
-                        self.on_streamable(track, rate, ratio).await;
-                    }
-                    Some(Input::PrepareDone { request, track, result, reply }) => {
-                        self.on_prepare_done(request, track, result, reply).await;
-                    }
+                    Some(input) => self.on_input(input).await,
                 },
             }
+            self.carry_out().await;
         }
     }
 
@@ -330,12 +247,28 @@ impl Driver {
         self.audio.timeline.swarm_now().as_micros()
     }
 
-    fn current(&self) -> Session {
-        self.applied.clone().unwrap_or_default()
+    fn moment(&self) -> Moment {
+        Moment {
+            local: (self.now)(),
+            swarm: self.swarm_now(),
+        }
+    }
+
+    /// Whether this node's swarm clock has synced with its peers (a lone
+    /// node counts as synced: there is no one to be out of step with).
+    async fn clock_synced(&self) -> bool {
+        let lone = self.client.members().await.is_ok_and(|m| m.is_empty());
+        lone || self.client.clock().await.is_ok_and(|c| c.synced)
+    }
+
+    /// Tells the machine the clock's status as it is now (a play waits
+    /// for it).
+    async fn refresh_clock(&mut self) {
+        let synced = self.clock_synced().await;
+        self.machine.handle_clock_status(synced);
     }
 
     async fn on_tick(&mut self) {
-        self.ticks = self.ticks.wrapping_add(1);
         let Ok(members) = self.client.members().await else {
             return;
         };
@@ -343,249 +276,184 @@ impl Driver {
         let views: Vec<MemberView> = zones::in_zone(&members, &self.placement.zone)
             .map(MemberView::of)
             .collect();
+        let synced = members.is_empty() || self.client.clock().await.is_ok_and(|c| c.synced);
+        self.machine.handle_tick(self.moment(), &views, synced);
         self.keep_zone_sessions(&members);
-        let was_coordinator = self.roles.is_coordinator();
-        let changed = self.roles.handle_members((self.now)(), &views);
-        while let Some(peer) = self.roles.poll_offender() {
-            tracing::debug!(%peer, "role claim against the role rule");
-            let _ = self
-                .client
-                .penalize(peer, "role claim against the rule")
-                .await;
-        }
-        if let Some(view) = changed {
-            let role = match view.coordinator {
-                Some(c) if c == self.client.peer_id() => Role::Coordinator,
-                Some(_) => Role::Following,
-                None => Role::None,
-            };
-            announce(&NodeEvent::Role {
-                role,
-                coordinator: view.coordinator.map(|c| c.to_string()),
-                term: view.term,
-            });
-            let _ = self.roles_tx.send(view);
-        }
-        self.join_zone_session().await;
-        if self
-            .retry_at
-            .is_some_and(|at| at <= tokio::time::Instant::now())
-        {
-            self.retry_at = None;
-            if let Some(session) = self.applied.clone()
-                && session.state == PlaybackState::Playing
-                && let Some(track) = session.track
-            {
-                self.play(track, session.position_micros, session.start)
-                    .await;
+        self.join_zone_session();
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        let seed = rand::random::<u64>();
+        match input {
+            Input::Local { request, reply } => {
+                self.refresh_clock().await;
+                let now = self.moment();
+                self.machine
+                    .handle_command(now, request, Reply::Local(reply), seed);
+            }
+            Input::Swarm(event) => self.on_swarm(event, seed).await,
+            Input::Downloaded(track) => {
+                self.refresh_clock().await;
+                self.machine.handle_downloaded(self.moment(), track);
+            }
+            Input::FetchFailed(track) => self.machine.handle_fetch_failed(self.moment(), track),
+            Input::Unwatched(track) => self.machine.handle_unwatched(track),
+            Input::Prepared { track, pace } => self.machine.handle_prepared(track, pace),
+            Input::Streamable { track, pace } => {
+                let held = self.path_of(track).await.is_some();
+                self.machine.handle_streamable(track, pace, held);
+            }
+            Input::PrepareDone {
+                request,
+                track,
+                result,
+                reply,
+            } => {
+                self.refresh_clock().await;
+                let now = self.moment();
+                self.machine
+                    .handle_prepare_done(now, request, track, result, reply, seed);
             }
         }
-        if self.deferred && self.clock_synced().await {
-            self.replay("now that the clock is synced").await;
-        }
-        if self.roles.is_coordinator() {
-            if !was_coordinator && self.applied.is_some() {
-                // Carry the last gossiped session on under the new term.
-                let mut carried = self.current();
-                carried.term = self.roles.view().term;
-                carried.seq = carried
-                    .seq
-                    .saturating_add(1)
-                    .min(firefly_swarm::MAX_COUNTER);
-                self.publish(carried).await;
-            } else if self.ticks.is_multiple_of(REPUBLISH_TICKS)
-                && let Some(session) = self.applied.clone()
-            {
-                let _ = self.client.publish_session(session).await;
-            }
-        }
-        self.queue_follow().await;
-        if self.ticks.is_multiple_of(2) {
-            self.save_session().await;
-        }
-        self.report_status().await;
     }
 
-    /// Stores a snapshot of the applied session when it differs from the
-    /// one stored last (while playing: every other tick, as the position
-    /// moves on).
-    async fn save_session(&mut self) {
-        let Some(applied) = &self.applied else {
-            return;
-        };
-        let snapshot = persist::snapshot(applied, self.swarm_now());
-        if self.saved.as_ref() == Some(&snapshot) {
-            return;
-        }
-        self.saved = Some(snapshot.clone());
-        let library = self.library.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || persist::save_session(&library, &snapshot)).await;
-    }
-
-    async fn report_status(&self) {
-        let library = self.library.clone();
-        let version = tokio::task::spawn_blocking(move || library.version())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(0);
-        let session = self.current();
-        let status = NodeStatus {
-            library_version: version,
-            roles: self.roles.view(),
-            playback: PlaybackSummary {
-                state: session.state,
-                track: session.track,
-                position_ms: session.position_at(self.swarm_now()) / 1000,
-            },
-            placement: self.placement.clone(),
-            ..NodeStatus::default()
-        };
-        let _ = self.client.set_status(status).await;
-    }
-
-    async fn on_local(
-        &mut self,
-        request: ControlRequest,
-        reply: oneshot::Sender<Result<Session, CommandFailed>>,
-    ) {
-        if self.roles.is_coordinator() {
-            self.coordinate(request, Reply::Local(reply)).await;
-            return;
-        }
-        let client = self.client.clone();
-        let roles = self.roles_tx.subscribe();
-        let inputs = self.inputs.clone();
-        tokio::spawn(forward(client, roles, inputs, request, reply));
-    }
-
-    async fn on_swarm(&mut self, event: Event) {
+    async fn on_swarm(&mut self, event: Event, seed: u64) {
         match event {
-            Event::ClockSynced => {
-                if self.deferred {
-                    self.replay("now that the clock is synced").await;
-                }
-            }
+            Event::ClockSynced => self.machine.handle_clock_synced(self.moment()),
             Event::ClockStepped { by_micros } => {
-                // A step moves the timeline under the player by more than it
-                // could slew away in seconds (a node that started before it
-                // had heard its peers, a healed partition): start again at
-                // the timeline's position, in step at once.
-                if by_micros.unsigned_abs() >= STEP_REPLAY_MICROS {
-                    self.replay("after the swarm clock stepped").await;
-                }
+                self.refresh_clock().await;
+                self.machine.handle_clock_stepped(self.moment(), by_micros);
             }
             Event::Session { from, session } => {
-                if let Ok(members) = self.client.members().await
-                    && self.zone_sessions.handle_session(&members, from, &session)
-                {
-                    let _ = self.zone_sessions_tx.send(self.zone_sessions.all());
-                }
-                // Only the coordinator the role rule gives (among this
-                // zone's members) speaks for the zone (docs/SECURITY.md);
-                // others' sessions are ignored, whatever their term, and so
-                // are other zones'.
-                if session.zone != self.placement.zone {
-                    return;
-                }
-                if self.roles.view().coordinator != Some(from) {
-                    tracing::debug!(%from, term = session.term, "session not from the coordinator ignored");
-                    return;
-                }
-                if self.applied_from != Some(from)
-                    && let Some(old) = self.applied.as_mut()
-                    && !session.is_newer_than(old)
-                {
-                    // A new coordinator's lineage (a healed partition) may
-                    // count lower: its session follows the last one applied.
-                    old.term = 0;
-                    old.seq = 0;
-                }
-                self.applied_from = Some(from);
-                self.apply(*session).await;
+                self.record_zone_session(from, &session).await;
+                self.refresh_clock().await;
+                self.machine.handle_session(self.moment(), from, *session);
+            }
+            Event::ControlRequest {
+                peer,
+                key,
+                request: ControlRequest::Prepare { track, .. },
+            } => {
+                let members = self.client.members().await.unwrap_or_default();
+                let views: Vec<MemberView> = members.iter().map(MemberView::of).collect();
+                let held = self.path_of(track).await.is_some();
+                self.machine
+                    .handle_prepare(peer, track, Reply::Remote(key), &views, held);
             }
             Event::ControlRequest { peer, key, request } => {
-                let response = match request {
-                    ControlRequest::Prepare { .. }
-                        if self.roles.view().coordinator != Some(peer) =>
-                    {
-                        // Only the coordinator may make this node download. A
-                        // peer that claims the role (elected a moment before
-                        // this node saw it) is refused; any other is penalized.
-                        let claims_it = self.client.members().await.is_ok_and(|members| {
-                            members
-                                .iter()
-                                .any(|m| m.peer == peer && m.status.roles.coordinator == Some(peer))
-                        });
-                        if !claims_it {
-                            let _ = self
-                                .client
-                                .penalize(peer, "prepare from a non-coordinator")
-                                .await;
-                        }
-                        ControlResponse::Refused(Refusal::NotCoordinator)
-                    }
-                    ControlRequest::Prepare { track, .. } => {
-                        let has_track = self.path_of(track).await.is_some();
-                        if !has_track {
-                            // Start fetching now, and answer once the track
-                            // can start from the beginning while it
-                            // downloads (or the wait is over).
-                            self.fetch(track);
-                            self.prepare_streaming(track, key);
-                            return;
-                        }
-                        ControlResponse::Ready { has_track }
-                    }
-                    request if self.roles.is_coordinator() => {
-                        // Answered by `coordinate`, now or once the prepare is done.
-                        self.coordinate(request, Reply::Remote(key)).await;
-                        return;
-                    }
-                    _ => ControlResponse::Refused(Refusal::NotCoordinator),
-                };
-                tracing::debug!(%peer, ?response, "control request answered");
-                let _ = self.client.respond_control(key, response).await;
+                self.refresh_clock().await;
+                let now = self.moment();
+                self.machine
+                    .handle_request(now, peer, request, Reply::Remote(key), seed);
             }
             other => tracing::trace!(?other, "swarm event"),
         }
     }
 
-    /// Carries out a command as coordinator. A new track is first prepared
-    /// on every member, off the loop ([`Input::PrepareDone`] comes back):
-    /// ticks and other commands go on meanwhile.
-    async fn coordinate(&mut self, request: ControlRequest, reply: Reply) {
-        let term = self.roles.view().term;
-        let seed = rand::random::<u64>();
-        let decision = session::decide(&self.current(), term, &request, self.swarm_now(), seed);
-        match decision {
-            Err(refusal) => {
-                reply
-                    .send(&self.client, Err(CommandFailed::Refused(refusal)))
-                    .await
+    /// Carries out the machine's actions in order; what an action hands
+    /// back to the machine is carried out before the next one.
+    async fn carry_out(&mut self) {
+        let mut todo: VecDeque<Action<Reply>> = VecDeque::new();
+        loop {
+            let fresh: Vec<Action<Reply>> =
+                std::iter::from_fn(|| self.machine.poll_action()).collect();
+            for action in fresh.into_iter().rev() {
+                todo.push_front(action);
             }
-            Ok(Decision::Publish(mut next)) => {
-                self.fill_length(&mut next).await;
-                self.publish(next.clone()).await;
-                reply.send(&self.client, Ok(next)).await;
-            }
-            Ok(Decision::Prepare(prepared)) => {
-                let Some(track) = prepared.track else {
-                    let refused = Err(CommandFailed::Refused(Refusal::NothingPlaying));
-                    reply.send(&self.client, refused).await;
-                    return;
+            let Some(action) = todo.pop_front() else {
+                return;
+            };
+            self.carry_out_one(action).await;
+        }
+    }
+
+    async fn carry_out_one(&mut self, action: Action<Reply>) {
+        match action {
+            Action::RoleChanged(view) => {
+                let role = match view.coordinator {
+                    Some(c) if c == self.client.peer_id() => Role::Coordinator,
+                    Some(_) => Role::Following,
+                    None => Role::None,
                 };
+                announce(&NodeEvent::Role {
+                    role,
+                    coordinator: view.coordinator.map(|c| c.to_string()),
+                    term: view.term,
+                });
+                let _ = self.roles_tx.send(view);
+            }
+            Action::Penalize { peer, why } => {
+                let _ = self.client.penalize(peer, why).await;
+            }
+            Action::Announce(event) => announce(&event),
+            Action::Applied(session) => {
+                let _ = self.session_tx.send(session);
+            }
+            Action::Save(snapshot) => {
+                let library = self.library.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || persist::save_session(&library, &snapshot))
+                        .await;
+            }
+            Action::Report { roles, playback } => {
+                let library = self.library.clone();
+                let version = tokio::task::spawn_blocking(move || library.version())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let status = NodeStatus {
+                    library_version: version,
+                    roles,
+                    playback,
+                    placement: self.placement.clone(),
+                    ..NodeStatus::default()
+                };
+                let _ = self.client.set_status(status).await;
+            }
+            Action::Gossip(session) => {
+                let _ = self.client.publish_session(session).await;
+            }
+            Action::Measure { mut session, reply } => {
+                if let Some(track) = session.track {
+                    session.duration_micros = self.length_of(track).await;
+                }
+                self.machine.handle_measured(self.moment(), session, reply);
+            }
+            Action::Answer { reply, result } => {
+                reply
+                    .send(&self.client, result.map_err(CommandFailed::Refused))
+                    .await;
+            }
+            Action::Ready { reply, has_track } => reply.ready(&self.client, has_track).await,
+            Action::Forward { request, reply } => match reply {
+                Reply::Local(reply) => {
+                    let client = self.client.clone();
+                    let roles = self.roles_tx.subscribe();
+                    let inputs = self.inputs.clone();
+                    tokio::spawn(forward(client, roles, inputs, request, reply));
+                }
+                remote @ Reply::Remote(_) => {
+                    let refused = Err(CommandFailed::Refused(Refusal::NotCoordinator));
+                    remote.send(&self.client, refused).await;
+                }
+            },
+            Action::PrepareMembers {
+                request,
+                track,
+                term,
+                position_micros,
+                reply,
+            } => {
                 let (client, library) = (self.client.clone(), self.library.clone());
                 let inputs = self.inputs.clone();
-                let position = prepared.position_micros;
                 let zone = self.placement.zone.clone();
                 tokio::spawn(async move {
-                    let mut result = check_position(&library, track, position).await;
+                    let mut result = check_position(&library, track, position_micros).await;
                     if result.is_ok()
                         && prepare_everywhere(&client, &library, &zone, term, track).await == 0
                     {
-                        result = Err(CommandFailed::Refused(Refusal::NoHolder(track)));
+                        result = Err(Refusal::NoHolder(track));
                     }
                     let done = Input::PrepareDone {
                         request,
@@ -596,70 +464,67 @@ impl Driver {
                     let _ = inputs.send(done).await;
                 });
             }
-        }
-    }
-
-    /// A prepare is done: start the track, deciding again on the session as
-    /// it is now (another command or the end of a track may have come
-    /// meanwhile).
-    async fn on_prepare_done(
-        &mut self,
-        request: ControlRequest,
-        track: TrackId,
-        result: Result<(), CommandFailed>,
-        reply: Reply,
-    ) {
-        if let Err(err) = result {
-            reply.send(&self.client, Err(err)).await;
-            return;
-        }
-        if !self.roles.is_coordinator() {
-            let refused = Err(CommandFailed::Refused(Refusal::NotCoordinator));
-            reply.send(&self.client, refused).await;
-            return;
-        }
-        let term = self.roles.view().term;
-        let seed = rand::random::<u64>();
-        let now = self.swarm_now();
-        let mut next = match session::decide(&self.current(), term, &request, now, seed) {
-            Ok(Decision::Prepare(again)) if again.track == Some(track) => {
-                session::start(again, now)
+            Action::PrepareStreaming { track, reply } => match reply {
+                Reply::Remote(key) => self.prepare_streaming(track, key),
+                local @ Reply::Local(_) => local.ready(&self.client, false).await,
+            },
+            Action::Play {
+                track,
+                position_micros,
+                at,
+                stream,
+            } => {
+                let outcome = self.play(track, position_micros, at, stream).await;
+                self.machine.handle_played(self.moment(), track, outcome);
             }
-            Ok(Decision::Publish(next)) => next,
-            // The session moved on to another track meanwhile.
-            Ok(Decision::Prepare(_)) => {
-                reply
-                    .send(&self.client, Err(CommandFailed::Refused(Refusal::Busy)))
-                    .await;
-                return;
+            Action::Stream {
+                track,
+                position_micros,
+                at,
+                pace,
+            } => {
+                let outcome = if self.stream_from(track, position_micros, at, pace).await {
+                    PlayOutcome::Streaming
+                } else {
+                    PlayOutcome::Failed
+                };
+                self.machine.handle_played(self.moment(), track, outcome);
             }
-            Err(refusal) => {
-                reply
-                    .send(&self.client, Err(CommandFailed::Refused(refusal)))
-                    .await;
-                return;
+            Action::Follow { track, at } => {
+                if let Err(missing) = self.follow(track, at).await {
+                    self.machine.handle_follow_failed(track, missing);
+                }
             }
-        };
-        self.fill_length(&mut next).await;
-        self.publish(next.clone()).await;
-        reply.send(&self.client, Ok(next)).await;
-    }
-
-    /// Applies and gossips `next`, this node's own session as coordinator
-    /// of its zone.
-    async fn publish(&mut self, mut next: Session) {
-        next.zone = self.placement.zone.clone();
-        self.applied_from = Some(self.client.peer_id());
-        self.apply(next.clone()).await;
-        let _ = self.client.publish_session(next).await;
-    }
-
-    /// Fills in the length of `session`'s track when it is not known yet.
-    async fn fill_length(&self, session: &mut Session) {
-        if session.duration_micros.is_none()
-            && let Some(track) = session.track
-        {
-            session.duration_micros = self.length_of(track).await;
+            Action::Unfollow => {
+                if let Some(player) = self.audio.player()
+                    && let Err(err) = player.unfollow()
+                {
+                    tracing::warn!(%err, "cannot unqueue the next track");
+                }
+            }
+            Action::PauseAt { at } => {
+                if let Some(player) = self.audio.player()
+                    && let Err(err) = player.pause_at(SwarmMicros(at))
+                {
+                    tracing::warn!(%err, "cannot pause");
+                }
+            }
+            Action::StopAt { at } => {
+                if let Some(player) = self.audio.player()
+                    && let Err(err) = player.stop_at(SwarmMicros(at))
+                {
+                    tracing::warn!(%err, "cannot stop");
+                }
+            }
+            Action::Silence => {
+                if let Some(player) = self.audio.player()
+                    && let Err(err) = player.stop()
+                {
+                    tracing::warn!(%err, "cannot stop");
+                }
+            }
+            Action::Fetch(track) => self.fetch(track),
+            Action::Watch(track) => self.watch(track),
         }
     }
 
@@ -687,70 +552,6 @@ impl Driver {
         .flatten()
     }
 
-    /// As coordinator, once the current track has reached its end: start
-    /// its successor at that very instant (or stop at the end of the queue).
-    async fn on_boundary(&mut self) {
-        if !self.roles.is_coordinator() {
-            return;
-        }
-        let term = self.roles.view().term;
-        let Some(mut next) = session::advance(&self.current(), term, self.swarm_now()) else {
-            return;
-        };
-        self.fill_length(&mut next).await;
-        tracing::info!(track = ?next.track, at = next.start, "track ended; the queue moves on");
-        self.publish(next).await;
-    }
-
-    /// How long until the applied session's track ends, if it plays.
-    fn until_boundary(&self) -> Option<Duration> {
-        let ends = self.applied.as_ref()?.ends_at()?;
-        let left = ends.saturating_sub(self.swarm_now()).max(0);
-        Some(Duration::from_micros(u64::try_from(left).unwrap_or(0)))
-    }
-
-    /// Queues, in the player, the track that follows the applied one at the
-    /// instant the applied one ends, so that it plays on without a gap; or
-    /// cancels what was queued when the session no longer calls for it.
-    async fn queue_follow(&mut self) {
-        let want = self
-            .applied
-            .as_ref()
-            .and_then(|s| Some((s.ends_at()?, s.successor()?)));
-        if want == self.following {
-            return;
-        }
-        let Some((at, track)) = want else {
-            self.following = None;
-            if let Some(player) = self.audio.player()
-                && let Err(err) = player.unfollow()
-            {
-                tracing::warn!(%err, "cannot unqueue the next track");
-            }
-            return;
-        };
-        let Some(path) = self.path_of(track).await else {
-            // Fetched now, queued once here (`on_downloaded`, or the tick).
-            self.fetch(track);
-            return;
-        };
-        let Some(channels) = self.audio.player().map(|p| p.format().channels) else {
-            return;
-        };
-        let opened = tokio::task::spawn_blocking(move || Decoder::open_file(&path, channels)).await;
-        let Ok(Ok(decoder)) = opened else {
-            tracing::warn!(track = %track.to_hex(), "cannot open the next track");
-            return;
-        };
-        let Some(mut player) = self.audio.player() else {
-            return;
-        };
-        match player.follow(decoder, 0, SwarmMicros(at)) {
-            Ok(_) => self.following = Some((at, track)),
-            Err(err) => tracing::warn!(%err, "cannot queue the next track"),
-        }
-    }
-
     /// The file holding `track` on this node, if any.
     async fn path_of(&self, track: TrackId) -> Option<std::path::PathBuf> {
         let library = self.library.clone();
@@ -761,242 +562,22 @@ impl Driver {
             .and_then(|paths| paths.into_iter().find(|p| p.is_file()))
     }
 
-    /// Applies a session newer than the applied one to the player.
-    async fn apply(&mut self, new: Session) {
-        if self
-            .applied
-            .as_ref()
-            .is_some_and(|old| !new.is_newer_than(old))
-        {
-            return;
-        }
-        let action = session::plan(self.applied.as_ref(), &new);
-        self.applied = Some(new.clone());
-        let _ = self.session_tx.send(new.clone());
-        self.save_session().await;
-        let Some(action) = action else {
-            return;
-        };
-        tracing::info!(?action, "playback");
-        match action {
-            Action::Play {
-                track,
-                position_micros,
-                at,
-            } => self.play(track, position_micros, at).await,
-            Action::Follow { track, at } => {
-                if self.following.take() == Some((at, track)) {
-                    // Queued in the player already: it plays on by itself.
-                } else {
-                    self.play(track, 0, at).await;
-                }
-            }
-            // Silent at the session's instant on every node, on the same frame.
-            Action::Pause => {
-                if let Some(player) = self.audio.player()
-                    && let Err(err) = player.pause_at(SwarmMicros(new.start))
-                {
-                    tracing::warn!(%err, "cannot pause");
-                }
-            }
-            Action::Stop => {
-                self.following = None;
-                if let Some(player) = self.audio.player()
-                    && let Err(err) = player.stop_at(SwarmMicros(new.start))
-                {
-                    tracing::warn!(%err, "cannot stop");
-                }
-            }
-        }
-        self.queue_follow().await;
-    }
-
-    /// A track finished downloading: join the session if it still plays it.
-    async fn on_downloaded(&mut self, track: TrackId) {
-        self.fetching.remove(&track);
-        self.queue_follow().await;
-        if self.streaming == Some(track) {
-            // Already playing it from the download; the file serves the next play.
-            self.streaming = None;
-            return;
-        }
-        if let Some(session) = &self.applied
-            && session.track == Some(track)
-            && session.state == PlaybackState::Playing
-        {
-            let (position, at) = (session.position_micros, session.start);
-            announce(&NodeEvent::Joining {
-                track: track.to_hex(),
-                during_download: false,
-                why: "after its download".into(),
-            });
-            self.play(track, position, at).await;
-        }
-    }
-
-    /// Starts downloading `track` unless this driver already is.
-    fn fetch(&mut self, track: TrackId) {
-        if !self.fetching.insert(track) {
-            return;
-        }
-        let (client, inputs) = (self.client.clone(), self.inputs.clone());
-        tokio::spawn(async move {
-            let input = match client.download(track).await {
-                Ok(_) => Input::Downloaded(track),
-                Err(err) => {
-                    announce(&NodeEvent::DownloadFailed {
-                        track: track.to_hex(),
-                        error: err.to_string(),
-                    });
-                    // So that a later play fetches again.
-                    Input::FetchFailed(track)
-                }
-            };
-            let _ = inputs.send(input).await;
-        });
-    }
-
-    /// Answers a prepare for `track` (downloading) once it can start from
-    /// its beginning while it downloads, or when [`PREPARE_WAIT`] is over.
-    fn prepare_streaming(&self, track: TrackId, key: firefly_swarm::RequestKey) {
-        let (library, now, client) = (self.library.clone(), self.now.clone(), self.client.clone());
-        let reading = self.library.clone();
-        let inputs = self.inputs.clone();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + PREPARE_WAIT;
-            let judged = judge(library, now, track, || Some(Some(0)), Some(deadline)).await;
-            if let Some((rate, ratio)) = judged {
-                // Told before answering, so the driver knows before the session comes.
-                let _ = inputs.send(Input::Prepared { track, rate, ratio }).await;
-            }
-            // The download may also have finished within the wait.
-            let held = tokio::task::spawn_blocking(move || {
-                reading
-                    .track_paths(track)
-                    .is_ok_and(|p| p.iter().any(|p| p.is_file()))
-            })
-            .await
-            .unwrap_or(false);
-            let response = ControlResponse::Ready {
-                has_track: judged.is_some() || held,
-            };
-            let _ = client.respond_control(key, response).await;
-        });
-    }
-
-    /// A watcher found `track` safe to play while it downloads.
-    async fn on_streamable(&mut self, track: TrackId, rate: f64, ratio: f64) {
-        self.watching.remove(&track);
-        let Some(session) = self.applied.clone() else {
-            return;
-        };
-        if session.track != Some(track)
-            || session.state != PlaybackState::Playing
-            || self.streaming == Some(track)
-        {
-            return;
-        }
-        if self.path_of(track).await.is_some() {
-            // Finished meanwhile: `on_downloaded` plays the file.
-            return;
-        }
-        self.stream_from(track, session.position_micros, session.start, rate, ratio)
-            .await;
-    }
-
-    /// Plays `track` (still downloading) from the library's chunks so that
-    /// `position_micros` sounds at `at`.
-    async fn stream_from(
+    /// Plays `track` from its file, or from its download at `stream`'s
+    /// pace when the node holds no file.
+    async fn play(
         &mut self,
         track: TrackId,
         position_micros: u64,
         at: i64,
-        rate: f64,
-        ratio: f64,
-    ) {
-        let library = self.library.clone();
-        let Some(manifest) =
-            tokio::task::spawn_blocking(move || stream::manifest_of(&library, track))
-                .await
-                .ok()
-                .flatten()
-        else {
-            return;
-        };
-        announce(&NodeEvent::Joining {
-            track: track.to_hex(),
-            during_download: true,
-            why: format!(
-                "while it downloads ({:.1} MB/s, {ratio:.1}x playback)",
-                rate / 1e6
-            ),
-        });
-        let source = PartialSource::new(self.library.clone(), &manifest);
-        let hint = manifest.meta.extension.clone();
-        if self
-            .start(Box::new(source), Some(hint), position_micros, at)
-            .await
-        {
-            self.streaming = Some(track);
-        }
-    }
-
-    /// Plays the applied session again at the timeline's position, if it plays.
-    async fn replay(&mut self, why: &str) {
-        self.deferred = false;
-        if let Some(session) = self.applied.clone()
-            && session.state == PlaybackState::Playing
-            && let Some(track) = session.track
-        {
-            announce(&NodeEvent::Joining {
-                track: track.to_hex(),
-                during_download: false,
-                why: why.to_string(),
-            });
-            self.play(track, session.position_micros, session.start)
-                .await;
-        }
-    }
-
-    /// Whether this node's swarm clock has synced with its peers (a lone
-    /// node counts as synced: there is no one to be out of step with).
-    async fn clock_synced(&self) -> bool {
-        let lone = self.client.members().await.is_ok_and(|m| m.is_empty());
-        lone || self.client.clock().await.is_ok_and(|c| c.synced)
-    }
-
-    async fn play(&mut self, track: TrackId, position_micros: u64, at: i64) {
-        self.streaming = None;
-        if !self.clock_synced().await {
-            // Playing on an unsynced clock would start out of step and then
-            // jump; the tick plays the session once the clock has synced.
-            self.deferred = true;
-            return;
-        }
-        self.deferred = false;
+        stream: Option<Throughput>,
+    ) -> PlayOutcome {
         let Some(path) = self.path_of(track).await else {
-            if let Some((rate, ratio)) = self.prepared.remove(&track)
-                && position_micros <= PREPARED_MAX_POSITION
+            if let Some(pace) = stream
+                && self.stream_from(track, position_micros, at, pace).await
             {
-                // The prepare found it safe to start from the beginning.
-                self.stream_from(track, position_micros, at, rate, ratio)
-                    .await;
-                if self.streaming == Some(track) {
-                    return;
-                }
+                return PlayOutcome::Streaming;
             }
-            announce(&NodeEvent::AwaitingDownload {
-                track: track.to_hex(),
-            });
-            // Whatever played before is no longer the session's sound.
-            if let Some(player) = self.audio.player()
-                && let Err(err) = player.stop()
-            {
-                tracing::warn!(%err, "cannot stop");
-            }
-            self.fetch(track);
-            self.watch(track);
-            return;
+            return PlayOutcome::Missing;
         };
         let hint = path
             .extension()
@@ -1004,39 +585,50 @@ impl Driver {
             .map(str::to_string);
         match std::fs::File::open(&path) {
             Ok(file) => {
-                self.start(Box::new(file), hint, position_micros, at).await;
+                if self.start(Box::new(file), hint, position_micros, at).await {
+                    PlayOutcome::Started
+                } else {
+                    PlayOutcome::Failed
+                }
             }
-            Err(err) => tracing::warn!(%err, path = %path.display(), "cannot open the track"),
+            Err(err) => {
+                tracing::warn!(%err, path = %path.display(), "cannot open the track");
+                PlayOutcome::Failed
+            }
         }
     }
 
-    /// Judges, off the loop, when `track` (downloading) may start; sends
-    /// [`Input::Streamable`] then. Ends when the session moves to another
-    /// track or the download ends.
-    fn watch(&mut self, track: TrackId) {
-        if !self.watching.insert(track) {
-            return;
-        }
+    /// Plays `track` (still downloading) from the library's chunks so that
+    /// `position_micros` sounds at `at`; whether the player took it.
+    async fn stream_from(
+        &mut self,
+        track: TrackId,
+        position_micros: u64,
+        at: i64,
+        pace: Throughput,
+    ) -> bool {
         let library = self.library.clone();
-        let timeline = self.audio.timeline.clone();
-        let sessions = self.session_tx.subscribe();
-        let inputs = self.inputs.clone();
-        let now = self.now.clone();
-        tokio::spawn(async move {
-            // The position the session plays now; none once it plays something else.
-            let position = || {
-                let session = sessions.borrow().clone();
-                (session.track == Some(track)).then(|| {
-                    (session.state == PlaybackState::Playing)
-                        .then(|| session.position_at(timeline.swarm_now().as_micros()))
-                })
-            };
-            let input = match judge(library, now, track, position, None).await {
-                Some((rate, ratio)) => Input::Streamable { track, rate, ratio },
-                None => Input::Unwatched(track),
-            };
-            let _ = inputs.send(input).await;
+        let Some(manifest) =
+            tokio::task::spawn_blocking(move || stream::manifest_of(&library, track))
+                .await
+                .ok()
+                .flatten()
+        else {
+            return false;
+        };
+        announce(&NodeEvent::Joining {
+            track: track.to_hex(),
+            during_download: true,
+            why: format!(
+                "while it downloads ({:.1} MB/s, {:.1}x playback)",
+                pace.rate / 1e6,
+                pace.ratio
+            ),
         });
+        let source = PartialSource::new(self.library.clone(), &manifest);
+        let hint = manifest.meta.extension.clone();
+        self.start(Box::new(source), Some(hint), position_micros, at)
+            .await
     }
 
     /// Opens `source` and plays it so that `position_micros` sounds at
@@ -1070,8 +662,6 @@ impl Driver {
         let Some(mut player) = self.audio.player() else {
             return false;
         };
-        // A play replaces what was queued to follow.
-        self.following = None;
         match player.play(decoder, frame, SwarmMicros(at)) {
             Ok(_) => true,
             Err(err) => {
@@ -1080,12 +670,108 @@ impl Driver {
             }
         }
     }
+
+    /// Queues `track` in the player to follow the current track from its
+    /// first frame at `at`; `Err(true)` when the node holds no file of it,
+    /// `Err(false)` when it would not open or the player refused it.
+    async fn follow(&mut self, track: TrackId, at: i64) -> Result<(), bool> {
+        let path = self.path_of(track).await.ok_or(true)?;
+        let channels = self
+            .audio
+            .player()
+            .map(|p| p.format().channels)
+            .ok_or(false)?;
+        let opened = tokio::task::spawn_blocking(move || Decoder::open_file(&path, channels)).await;
+        let Ok(Ok(decoder)) = opened else {
+            tracing::warn!(track = %track.to_hex(), "cannot open the next track");
+            return Err(false);
+        };
+        let mut player = self.audio.player().ok_or(false)?;
+        player.follow(decoder, 0, SwarmMicros(at)).map_err(|err| {
+            tracing::warn!(%err, "cannot queue the next track");
+            false
+        })?;
+        Ok(())
+    }
+
+    /// Downloads `track` off the loop; reports [`Input::Downloaded`] or
+    /// [`Input::FetchFailed`].
+    fn fetch(&self, track: TrackId) {
+        let (client, inputs) = (self.client.clone(), self.inputs.clone());
+        tokio::spawn(async move {
+            let input = match client.download(track).await {
+                Ok(_) => Input::Downloaded(track),
+                Err(err) => {
+                    announce(&NodeEvent::DownloadFailed {
+                        track: track.to_hex(),
+                        error: err.to_string(),
+                    });
+                    // So that a later play fetches again.
+                    Input::FetchFailed(track)
+                }
+            };
+            let _ = inputs.send(input).await;
+        });
+    }
+
+    /// Judges, off the loop, when `track` (downloading) may start; sends
+    /// [`Input::Streamable`] then. Ends when the session moves to another
+    /// track or the download ends ([`Input::Unwatched`]).
+    fn watch(&self, track: TrackId) {
+        let library = self.library.clone();
+        let timeline = self.audio.timeline.clone();
+        let sessions = self.session_tx.subscribe();
+        let inputs = self.inputs.clone();
+        let now = self.now.clone();
+        tokio::spawn(async move {
+            // The position the session plays now; none once it plays something else.
+            let position = || {
+                let session = sessions.borrow().clone();
+                (session.track == Some(track)).then(|| {
+                    (session.state == PlaybackState::Playing)
+                        .then(|| session.position_at(timeline.swarm_now().as_micros()))
+                })
+            };
+            let input = match judge(library, now, track, position, None).await {
+                Some(pace) => Input::Streamable { track, pace },
+                None => Input::Unwatched(track),
+            };
+            let _ = inputs.send(input).await;
+        });
+    }
+
+    /// Answers a prepare for `track` (downloading) once it can start from
+    /// its beginning while it downloads, or when [`PREPARE_WAIT`] is over.
+    fn prepare_streaming(&self, track: TrackId, key: firefly_swarm::RequestKey) {
+        let (library, now, client) = (self.library.clone(), self.now.clone(), self.client.clone());
+        let reading = self.library.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + PREPARE_WAIT;
+            let judged = judge(library, now, track, || Some(Some(0)), Some(deadline)).await;
+            if let Some(pace) = judged {
+                // Told before answering, so the driver knows before the session comes.
+                let _ = inputs.send(Input::Prepared { track, pace }).await;
+            }
+            // The download may also have finished within the wait.
+            let held = tokio::task::spawn_blocking(move || {
+                reading
+                    .track_paths(track)
+                    .is_ok_and(|p| p.iter().any(|p| p.is_file()))
+            })
+            .await
+            .unwrap_or(false);
+            let response = ControlResponse::Ready {
+                has_track: judged.is_some() || held,
+            };
+            let _ = client.respond_control(key, response).await;
+        });
+    }
 }
 
 /// Samples `track`'s download every 100 ms until playing it from the
 /// position `position` gives (`Some(None)`: not playing yet) is safe
-/// ([`Headroom`]); returns the download rate (bytes/s) and its ratio to
-/// playback then. `None` when `position` gives up (`None`), the track is
+/// ([`Headroom`]); returns the download's pace then. `None` when `position` gives up (`None`), the track is
 /// held (the download finished), it has no known duration, or `deadline`
 /// passes.
 async fn judge(
@@ -1094,7 +780,7 @@ async fn judge(
     track: TrackId,
     position: impl Fn() -> Option<Option<u64>>,
     deadline: Option<tokio::time::Instant>,
-) -> Option<(f64, f64)> {
+) -> Option<Throughput> {
     let mut headroom: Option<Headroom> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1126,7 +812,10 @@ async fn judge(
             && judge.is_safe(at, prefix)
         {
             let rate = judge.download_rate().unwrap_or(0.0);
-            return Some((rate, rate / judge.playback_rate()));
+            return Some(Throughput {
+                rate,
+                ratio: rate / judge.playback_rate(),
+            });
         }
     }
 }
@@ -1172,11 +861,7 @@ async fn forward(
 }
 
 /// Refuses a start position past the end of a track this node knows.
-async fn check_position(
-    library: &Library,
-    track: TrackId,
-    position: u64,
-) -> Result<(), CommandFailed> {
+async fn check_position(library: &Library, track: TrackId, position: u64) -> Result<(), Refusal> {
     if position == 0 {
         return Ok(());
     }
@@ -1189,16 +874,16 @@ async fn check_position(
     if let Some(duration_ms) = manifest.and_then(|m| m.meta.duration_ms)
         && position / 1000 > duration_ms
     {
-        return Err(CommandFailed::Refused(Refusal::PastTheEnd {
+        return Err(Refusal::PastTheEnd {
             position_ms: position / 1000,
             duration_ms,
-        }));
+        });
     }
     Ok(())
 }
 
-/// Asks every alive member of `zone` to prepare `track`; returns how many
-/// hold it (this node included). Late or failing members join late.
+/// Asks every alive member of `zone` to prepare `track`; returns how many hold it
+/// (this node included). Late or failing members join late.
 async fn prepare_everywhere(
     client: &Client,
     library: &Library,
@@ -1233,6 +918,7 @@ async fn prepare_everywhere(
 }
 
 /// Where a command's answer goes: the local API, or a peer that sent it.
+#[derive(Debug)]
 enum Reply {
     Local(oneshot::Sender<Result<Session, CommandFailed>>),
     Remote(firefly_swarm::RequestKey),
@@ -1253,6 +939,21 @@ impl Reply {
                 };
                 tracing::debug!(?response, "control request answered");
                 let _ = client.respond_control(key, response).await;
+            }
+        }
+    }
+
+    /// Answers a prepare: ready, holding the track or not.
+    async fn ready(self, client: &Client, has_track: bool) {
+        match self {
+            Reply::Remote(key) => {
+                let response = ControlResponse::Ready { has_track };
+                tracing::debug!(?response, "control request answered");
+                let _ = client.respond_control(key, response).await;
+            }
+            // A prepare only comes from a peer.
+            Reply::Local(reply) => {
+                let _ = reply.send(Err(CommandFailed::Refused(Refusal::NotACommand)));
             }
         }
     }

@@ -13,6 +13,7 @@ pub(crate) mod driver;
 pub(crate) mod events;
 pub(crate) mod http;
 pub(crate) mod indexer;
+pub(crate) mod local_play;
 pub(crate) mod persist;
 pub(crate) mod placement;
 pub(crate) mod roles;

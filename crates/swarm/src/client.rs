@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a client call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The event loop has stopped.

@@ -35,7 +35,7 @@ use crate::status::{Load, NodeStatus};
 use firefly_clock::LocalMicros;
 use firefly_library::{
     Accepted, Changes, ChunkId, DownloadError, DownloadStatus, Library, Manifest, ReadChunkError,
-    TrackId,
+    StoreError, TrackId,
 };
 use libp2p::PeerId;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
@@ -45,6 +45,7 @@ use libp2p::request_response::{
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 mod download;
@@ -113,7 +114,7 @@ pub(crate) struct TransferIo<'a> {
 }
 
 /// Why a download or a transfer command failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransferError {
     /// This node runs without a library.
@@ -125,9 +126,13 @@ pub enum TransferError {
     /// No holder answered with a valid manifest.
     #[error("no holder sent a valid manifest for track {0}")]
     NoManifest(TrackId),
-    /// The library refused or failed the download.
+    /// The library refused or failed the download (shared by every
+    /// waiter of the download, hence the `Arc`).
     #[error("library: {0}")]
-    Library(String),
+    Library(#[source] Arc<DownloadError>),
+    /// The library lists the track as held but names no file of it.
+    #[error("the library lists track {0} without a file")]
+    NoFile(TrackId),
     /// Chunks are missing that no known peer can provide now; what arrived
     /// is kept and a later download resumes from there.
     #[error("download of {track} stalled with {missing} chunks nobody can provide")]
@@ -253,7 +258,7 @@ pub(crate) enum Done {
     },
     DownloadStarted {
         manifest: Box<Manifest>,
-        result: Result<Started, String>,
+        result: Result<Started, TransferError>,
     },
     ChunksStored {
         track: TrackId,
@@ -263,10 +268,10 @@ pub(crate) enum Done {
         completed: Option<PathBuf>,
     },
     LocalChanges {
-        result: Result<Changes, String>,
+        result: Result<Changes, StoreError>,
     },
     Unfinished {
-        result: Result<Vec<TrackId>, String>,
+        result: Result<Vec<TrackId>, StoreError>,
     },
 }
 
@@ -404,7 +409,7 @@ impl Transfer {
         if let Some(library) = self.library.clone() {
             let done = self.done_tx.clone();
             tokio::task::spawn_blocking(move || {
-                let result = library.downloads().map_err(|e| e.to_string());
+                let result = library.downloads();
                 let _ = done.blocking_send(Done::Unfinished { result });
             });
         }

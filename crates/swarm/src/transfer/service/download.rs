@@ -135,14 +135,14 @@ impl Transfer {
         io: &mut TransferIo<'_>,
         now: LocalMicros,
         manifest: Manifest,
-        result: Result<Started, String>,
+        result: Result<Started, TransferError>,
     ) {
         let track = manifest.track;
         let waiters = self.starting.remove(&track).unwrap_or_default();
         match result {
             Err(err) => {
                 for waiter in waiters {
-                    let _ = waiter.send(Err(TransferError::Library(err.clone())));
+                    let _ = waiter.send(Err(err.clone()));
                 }
             }
             Ok(Started::Done(path)) => {
@@ -393,20 +393,61 @@ fn store_chunks(
 }
 
 /// Starts (or resumes) a download in the library and lists what is missing.
-fn start_download(library: &Library, manifest: &Manifest) -> Result<Started, String> {
-    match library
-        .start_download(manifest)
-        .map_err(|e| e.to_string())?
-    {
+fn start_download(library: &Library, manifest: &Manifest) -> Result<Started, TransferError> {
+    let failed = |err| TransferError::Library(Arc::new(err));
+    match library.start_download(manifest).map_err(failed)? {
         DownloadStatus::Have(paths) => paths
             .into_iter()
             .next()
             .map(Started::Done)
-            .ok_or_else(|| "the library lists the track without a file".to_owned()),
+            .ok_or(TransferError::NoFile(manifest.track)),
         DownloadStatus::Completed(path) => Ok(Started::Done(path)),
         DownloadStatus::Pending { .. } => library
             .missing_chunks(manifest.track)
             .map(Started::Missing)
-            .map_err(|e| e.to_string()),
+            .map_err(failed),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use firefly_library::{ChunkRef, ManifestError, TrackMeta};
+    use std::error::Error as _;
+
+    /// Regression (issue 15, item 8): the library's error crossed
+    /// `spawn_blocking` as a `String`; its kind must survive.
+    #[test]
+    fn a_library_refusal_keeps_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::open_in(dir.path()).unwrap();
+        let chunk = ChunkRef {
+            id: ChunkId::of(b"chunk"),
+            len: 5,
+        };
+        let manifest = Manifest {
+            track: TrackId::of(b"track"),
+            // The chunks add up to 5 bytes, not 6.
+            size: 6,
+            chunks: vec![chunk],
+            meta: TrackMeta {
+                title: "Song".into(),
+                codec: "flac".into(),
+                extension: "flac".into(),
+                ..TrackMeta::default()
+            },
+        };
+        let Err(TransferError::Library(err)) = start_download(&library, &manifest) else {
+            panic!("an inconsistent manifest was accepted");
+        };
+        assert!(matches!(
+            err.as_ref(),
+            DownloadError::InvalidManifest(ManifestError::SizeMismatch { sum: 5, size: 6 })
+        ));
+        // And it reaches a caller through the client's error as its source.
+        let failed = crate::ClientError::Transfer(TransferError::Library(err));
+        let source = failed.source().unwrap();
+        assert!(source.downcast_ref::<Arc<DownloadError>>().is_some());
     }
 }

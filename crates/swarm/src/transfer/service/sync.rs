@@ -64,7 +64,7 @@ impl Transfer {
         let since = self.published;
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = library.changes_since(since).map_err(|e| e.to_string());
+            let result = library.changes_since(since);
             let _ = done.blocking_send(Done::LocalChanges { result });
         });
     }
@@ -72,7 +72,7 @@ impl Transfer {
     pub(super) fn on_local_changes(
         &mut self,
         io: &mut TransferIo<'_>,
-        result: Result<Changes, String>,
+        result: Result<Changes, firefly_library::StoreError>,
     ) {
         self.publishing = false;
         match result {
