@@ -11,6 +11,7 @@ import { renderBrowse } from "./browse.js";
 import { showCover } from "./covers.js";
 import { assignHues, clock, el, hue, micros, replace, shortId } from "./dom.js";
 import { Fireflies } from "./fireflies.js";
+import { startZones } from "./zones.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -638,6 +639,11 @@ function wireControls() {
 // ---- start ----------------------------------------------------------------------
 
 wireControls();
+startZones(
+  $("zones"),
+  (id) => trackById(id)?.title || shortId(id),
+  notice,
+);
 await refresh();
 await refreshLibrary();
 setInterval(refresh, 1000);

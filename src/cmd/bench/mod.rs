@@ -7,6 +7,7 @@ pub(crate) mod library;
 pub(crate) mod scan;
 pub(crate) mod sync;
 pub(crate) mod transfer;
+pub(crate) mod zones;
 
 /// Arguments of `firefly bench`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,8 @@ enum Which {
     Transfer(transfer::Args),
     /// A file copied into a music folder → every node's catalog, watcher against an explicit scan.
     Library(library::Args),
+    /// Zones: one zone's spread alone and with a second zone playing, move → in step, a stereo pair's offset.
+    Zones(zones::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Sync(args) => sync::run(args),
         Which::Heard(args) => heard::run(args),
         Which::Library(args) => library::run(args),
+        Which::Zones(args) => zones::run(args),
     }
 }
