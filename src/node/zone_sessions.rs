@@ -66,3 +66,59 @@ impl ZoneSessions {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firefly_swarm::{LocalMicros, NodeStatus, Placement, RoleView};
+
+    fn member(peer: PeerId, zone: &ZoneId, coordinates: bool) -> Member {
+        Member {
+            peer,
+            name: "n".into(),
+            uptime_ms: 1000,
+            status: NodeStatus {
+                roles: RoleView {
+                    coordinator: coordinates.then_some(peer),
+                    term: 1,
+                },
+                placement: Placement {
+                    zone: zone.clone(),
+                    ..Placement::default()
+                },
+                ..NodeStatus::default()
+            },
+            joined_at: LocalMicros(0),
+            last_seen: LocalMicros(0),
+        }
+    }
+
+    #[test]
+    fn a_zone_session_is_kept_only_from_its_claimed_coordinator_and_only_while_the_zone_lives() {
+        let kitchen: ZoneId = "kitchen".parse().unwrap_or_default();
+        let (boss, mate, stranger) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let members = [
+            member(boss, &kitchen, true),
+            member(mate, &kitchen, false),
+            member(stranger, &ZoneId::default(), true),
+        ];
+        let session = |seq| Session {
+            zone: kitchen.clone(),
+            term: 1,
+            seq,
+            ..Session::default()
+        };
+        let mut sessions = ZoneSessions::default();
+        // Not from a member that coordinates the kitchen by its heartbeat.
+        assert!(!sessions.handle_session(&members, mate, &session(1)));
+        assert!(!sessions.handle_session(&members, stranger, &session(1)));
+        assert!(sessions.latest(&kitchen).is_none());
+        assert!(sessions.handle_session(&members, boss, &session(2)));
+        // Older from the same coordinator: kept out.
+        assert!(!sessions.handle_session(&members, boss, &session(1)));
+        assert_eq!(sessions.latest(&kitchen).map(|(_, s)| s.seq), Some(2));
+        // The kitchen ends when no one is in it.
+        sessions.retain(&HashSet::from([ZoneId::default()]));
+        assert!(sessions.all().is_empty());
+    }
+}

@@ -6,7 +6,10 @@
 //! 1. **one zone playing**: zone A (nodes 0 and 1) plays a track while
 //!    nodes 2 and 3 (the default zone) are silent: A's spread (p50, p99);
 //! 2. **two zones playing**: the default zone plays another track too: A's
-//!    spread again (the baseline is step 1, same run) and the default zone's;
+//!    spread again and the default zone's; then the default zone stops and
+//!    A's spread is measured alone once more. The baseline is the mean of
+//!    the two windows alone around the one with both (same run), so the
+//!    clocks' slow convergence over the run does not count as an effect;
 //! 3. **moves**: node 2 moved into A and back, several times: from the
 //!    request to the first flash of the new zone's track, and to the first
 //!    instant from which it stays within 1 ms of the zone;
@@ -62,8 +65,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls the nodes' flashes for `seconds`; returns the window's bounds.
-async fn window(nodes: &[Node], seen: &mut Collected, seconds: u32) -> (i64, i64) {
+/// Every node's output underruns so far.
+async fn underruns(nodes: &[Node]) -> Vec<u64> {
+    let mut all = Vec::new();
+    for node in nodes {
+        let state = get_json(node.http, "/api/state").await.unwrap_or_default();
+        all.push(state["output"]["underruns"].as_u64().unwrap_or(0));
+    }
+    all
+}
+
+/// Polls the nodes' flashes for `seconds`; returns the window's bounds and
+/// the underruns each node's output had during it.
+async fn window(nodes: &[Node], seen: &mut Collected, seconds: u32) -> (i64, i64, Vec<u64>) {
+    let before = underruns(nodes).await;
     let from = unix_micros_now();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(u64::from(seconds)) {
@@ -71,7 +86,14 @@ async fn window(nodes: &[Node], seen: &mut Collected, seconds: u32) -> (i64, i64
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     seen.poll(nodes).await;
-    (from, unix_micros_now())
+    let to = unix_micros_now();
+    let after = underruns(nodes).await;
+    let dry: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    (from, to, dry)
 }
 
 fn spread(seen: &Collected, indices: &[usize], from: i64, to: i64) -> anyhow::Result<(f64, f64)> {
@@ -87,14 +109,15 @@ async fn zone_of(node: &Node) -> anyhow::Result<String> {
     Ok(state["zone"]["id"].as_str().unwrap_or("").to_string())
 }
 
-/// Moves `node` into `zone` through `via`'s API; returns (ms to the first
-/// flash of a new player track, ms until it stays within 1 ms of `mate`).
+/// Moves `node` into `zone` through `mate`'s API; returns (ms to the first
+/// flash of a new player track, ms until it stays within 1 ms of `mate`,
+/// `None` if it did not within the 4 s watched).
 async fn one_move(
     nodes: &[Node],
     moved: usize,
     mate: usize,
     zone: &str,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, Option<f64>)> {
     let mut seen = Collected::default();
     seen.poll(nodes).await;
     let before = seen.last_track(moved).unwrap_or(0);
@@ -129,8 +152,10 @@ async fn one_move(
             break;
         }
     }
-    let in_step = in_step_at.context("the moved node never stayed in step")?;
-    Ok(((first - sent) as f64 / 1e3, (in_step - sent) as f64 / 1e3))
+    Ok((
+        (first - sent) as f64 / 1e3,
+        in_step_at.map(|at| (at - sent) as f64 / 1e3),
+    ))
 }
 
 async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
@@ -197,16 +222,25 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     post(nodes[0].http, "/api/play", json!({ "track": track_a })).await?;
     tokio::time::sleep(Duration::from_secs(u64::from(args.warmup))).await;
     let mut seen = Collected::default();
-    let (from, to) = window(&nodes, &mut seen, args.seconds).await;
+    let (from, to, dry_alone) = window(&nodes, &mut seen, args.seconds).await;
     let (alone_p50, alone_p99) = spread(&seen, &[0, 1], from, to)?;
 
     // 2. The default zone plays too.
     post(nodes[2].http, "/api/play", json!({ "track": track_b })).await?;
     tokio::time::sleep(Duration::from_secs(u64::from(args.warmup))).await;
     let mut seen = Collected::default();
-    let (from, to) = window(&nodes, &mut seen, args.seconds).await;
+    let (from, to, dry_both) = window(&nodes, &mut seen, args.seconds).await;
     let (both_p50, both_p99) = spread(&seen, &[0, 1], from, to)?;
     let (other_p50, other_p99) = spread(&seen, &[2, 3], from, to)?;
+    post(nodes[2].http, "/api/stop", json!({})).await?;
+    tokio::time::sleep(Duration::from_secs(u64::from(args.warmup.min(10)))).await;
+    let mut seen = Collected::default();
+    let (from, to, dry_after) = window(&nodes, &mut seen, args.seconds).await;
+    let (after_p50, after_p99) = spread(&seen, &[0, 1], from, to)?;
+    let baseline_p99 = (alone_p99 + after_p99) / 2.0;
+    // Node 2 plays again for the moves.
+    post(nodes[2].http, "/api/play", json!({ "track": track_b })).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // 3. Node 2 into zone A and back.
     let mut to_sound = Vec::new();
@@ -236,7 +270,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut seen = Collected::default();
-    let (from, to) = window(&nodes, &mut seen, args.seconds).await;
+    let (from, to, dry_pair) = window(&nodes, &mut seen, args.seconds).await;
     let (pair, _) = pair_offsets(&seen, &[0, 1], from, to);
     if pair.is_empty() {
         bail!("no overlapping flashes of the stereo pair");
@@ -245,21 +279,29 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let pair_mean = frames(pair.iter().sum::<f64>() / pair.len() as f64);
     let pair_p99 = frames(percentile_abs(&pair, 99.0));
 
-    let worst_sound = to_step.iter().copied().fold(0.0, f64::max);
+    let worst_sound = to_step
+        .iter()
+        .map(|s| s.unwrap_or(f64::INFINITY))
+        .fold(0.0, f64::max);
     Ok(json!({
         "nodes": n,
         "window_s": args.seconds,
         "warmup_s": args.warmup,
         "zone_a_alone_us": { "p50": alone_p50, "p99": alone_p99 },
         "zone_a_with_second_zone_us": { "p50": both_p50, "p99": both_p99 },
-        "zone_a_p99_change_us": both_p99 - alone_p99,
+        "zone_a_alone_again_us": { "p50": after_p50, "p99": after_p99 },
+        "zone_a_p99_change_us": both_p99 - baseline_p99,
         "second_zone_us": { "p50": other_p50, "p99": other_p99 },
+        "underruns_per_node": {
+            "zone_a_alone": dry_alone, "both": dry_both,
+            "zone_a_alone_again": dry_after, "stereo_pair": dry_pair,
+        },
         "move_to_sound_ms": to_sound,
         "move_to_in_step_ms": to_step,
         "stereo_pair_offset_frames": { "mean": pair_mean, "p99": pair_p99 },
         "goals": {
             "independence_us": GOAL_INDEPENDENCE_MICROS,
-            "independence_met": (both_p99 - alone_p99).abs() <= GOAL_INDEPENDENCE_MICROS,
+            "independence_met": (both_p99 - baseline_p99).abs() <= GOAL_INDEPENDENCE_MICROS,
             "move_ms": GOAL_MOVE_MILLIS,
             "move_met": worst_sound <= GOAL_MOVE_MILLIS,
             "pair_frames": GOAL_PAIR_FRAMES,
@@ -274,7 +316,13 @@ fn print_table(report: &serde_json::Value) {
         v.as_array()
             .map(|a| {
                 a.iter()
-                    .map(|x| format!("{:.0}", f(x)))
+                    .map(|x| {
+                        if x.is_null() {
+                            "not within 4 s".to_string()
+                        } else {
+                            format!("{:.0}", f(x))
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             })
@@ -288,7 +336,7 @@ fn print_table(report: &serde_json::Value) {
         f(&report["zone_a_alone_us"]["p99"])
     );
     println!(
-        "zone A with a 2nd zone playing: p50 {:>6.1} µs  p99 {:>6.1} µs  (p99 {:+.1} µs; goal ±{} µs: {})",
+        "zone A with a 2nd zone playing: p50 {:>6.1} µs  p99 {:>6.1} µs  (p99 {:+.1} µs against the mean alone; goal ±{} µs: {})",
         f(&report["zone_a_with_second_zone_us"]["p50"]),
         f(&report["zone_a_with_second_zone_us"]["p99"]),
         f(&report["zone_a_p99_change_us"]),
@@ -296,9 +344,21 @@ fn print_table(report: &serde_json::Value) {
         met(&report["goals"]["independence_met"])
     );
     println!(
+        "zone A alone again:             p50 {:>6.1} µs  p99 {:>6.1} µs",
+        f(&report["zone_a_alone_again_us"]["p50"]),
+        f(&report["zone_a_alone_again_us"]["p99"])
+    );
+    println!(
         "second zone spread:             p50 {:>6.1} µs  p99 {:>6.1} µs",
         f(&report["second_zone_us"]["p50"]),
         f(&report["second_zone_us"]["p99"])
+    );
+    println!(
+        "output underruns per node in each window (alone, both, alone again, pair): {} / {} / {} / {}",
+        report["underruns_per_node"]["zone_a_alone"],
+        report["underruns_per_node"]["both"],
+        report["underruns_per_node"]["zone_a_alone_again"],
+        report["underruns_per_node"]["stereo_pair"]
     );
     println!(
         "move → first sound (ms):        {}",
