@@ -63,6 +63,12 @@ enum Command {
     Source(cmd::source::SourceArgs),
     /// Set a node's volume.
     Volume(cmd::transport::VolumeArgs),
+    /// Zones: list, create, move, merge, split, rename, volume.
+    Zone(cmd::zone::ZoneArgs),
+    /// Set which channels a node plays: stereo, left, right or mono.
+    Channel(cmd::zone::ChannelArgs),
+    /// Set a node's delay trim in ms (its latency trim).
+    Trim(cmd::zone::TrimArgs),
     /// Shuffle the queue (on) or stop shuffling (off).
     Shuffle(cmd::transport::ShuffleArgs),
     /// Set the repeat mode: off, one or all.
@@ -150,6 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(args) => cmd::transport::queue(args),
         Command::Source(args) => cmd::source::run(args),
         Command::Volume(args) => cmd::transport::volume(args),
+        Command::Zone(args) => cmd::zone::zone(args),
+        Command::Channel(args) => cmd::zone::channel(args),
+        Command::Trim(args) => cmd::zone::trim(args),
         Command::Shuffle(args) => cmd::transport::shuffle(args),
         Command::Repeat(args) => cmd::transport::repeat(args),
     }

@@ -12,6 +12,7 @@ import { showCover } from "./covers.js";
 import { assignHues, clock, el, hue, micros, replace, shortId } from "./dom.js";
 import { Fireflies } from "./fireflies.js";
 import { startLive } from "./live.js";
+import { startZones } from "./zones.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -639,6 +640,11 @@ function wireControls() {
 // ---- start ----------------------------------------------------------------------
 
 wireControls();
+startZones(
+  $("zones"),
+  (id) => trackById(id)?.title || shortId(id),
+  notice,
+);
 await refresh();
 await refreshLibrary();
 startLive(refresh, notice);

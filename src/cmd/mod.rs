@@ -14,3 +14,4 @@ pub(crate) mod source;
 pub(crate) mod status;
 pub(crate) mod transport;
 pub(crate) mod up;
+pub(crate) mod zone;

@@ -162,6 +162,16 @@ pub(crate) enum NodeEvent {
         /// Tracks queued after it.
         queued: usize,
     },
+    /// This node moved to another zone: it left `from`'s music and joins
+    /// `zone`'s playback.
+    ZoneChanged {
+        /// The zone it left (id).
+        from: String,
+        /// The zone it is in now (id).
+        zone: String,
+        /// That zone's name.
+        name: String,
+    },
     /// A track finished downloading and was verified.
     Downloaded {
         /// Its track id.
@@ -262,6 +272,9 @@ impl NodeEvent {
                 "playback: restored the session ({state}, track {}, at {position_ms} ms, {queued} queued)",
                 track.as_deref().unwrap_or("none")
             ),
+            Self::ZoneChanged { from, zone, name } => {
+                format!("zone: moved from {from} to {name:?} ({zone})")
+            }
             Self::Downloaded { track, path } => format!("downloaded: {track} -> {path}"),
             Self::Joining { track, why, .. } => format!("playback: joining {track} {why}"),
             Self::AwaitingDownload { track } => {

@@ -31,15 +31,19 @@ use super::local_play::{Action, LocalPlay, Moment, PlayOutcome, Throughput};
 use super::persist;
 use super::roles::MemberView;
 use super::stream::{self, Headroom, PartialSource};
+use super::zone_sessions::ZoneSessions;
+use super::zones;
 use firefly_library::{Library, TrackId};
 use firefly_player::Decoder;
 use firefly_swarm::{
-    Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, PlaybackState,
-    Refusal, RoleView, Session, SwarmMicros,
+    Client, ControlRequest, ControlResponse, Event, NodeStatus, Now, PeerId, Placement,
+    PlaybackState, Refusal, RoleView, Session, SwarmMicros, ZoneId,
 };
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+mod zoning;
 
 /// How often roles are re-derived and status is reported.
 const TICK: Duration = Duration::from_millis(250);
@@ -103,9 +107,15 @@ pub(crate) struct Control {
     inputs: mpsc::Sender<Input>,
     roles: watch::Receiver<RoleView>,
     session: watch::Receiver<Session>,
+    zone_sessions: watch::Receiver<BTreeMap<ZoneId, Session>>,
 }
 
 impl Control {
+    /// The latest session of every zone, as its coordinator gossiped it.
+    pub(crate) fn zone_sessions(&self) -> BTreeMap<ZoneId, Session> {
+        self.zone_sessions.borrow().clone()
+    }
+
     /// Runs a playback command through the coordinator; returns the session it made.
     pub(crate) async fn command(&self, request: ControlRequest) -> Result<Session, CommandFailed> {
         let (reply, answer) = oneshot::channel();
@@ -148,15 +158,38 @@ struct Driver {
     roles_tx: watch::Sender<RoleView>,
     session_tx: watch::Sender<Session>,
     inputs: mpsc::Sender<Input>,
+    /// This node's placement as the machine follows it (the zone whose
+    /// members its roles are derived among); reported in heartbeats.
+    placement: Placement,
+    /// Where the placement service publishes changes.
+    placements: watch::Receiver<Placement>,
+    /// Every zone's latest session.
+    zone_sessions: ZoneSessions,
+    zone_sessions_tx: watch::Sender<BTreeMap<ZoneId, Session>>,
 }
 
 /// Starts the driver; returns its handle.
-pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) -> Control {
+pub(crate) fn spawn(
+    client: Client,
+    library: Library,
+    audio: Audio,
+    now: Now,
+    placements: watch::Receiver<Placement>,
+) -> Control {
     let (inputs, receiver) = mpsc::channel(256);
     let (roles_tx, roles) = watch::channel(RoleView::default());
-    let (session_tx, session) = watch::channel(Session::default());
+    let placement = placements.borrow().clone();
+    let (session_tx, session) = watch::channel(Session {
+        zone: placement.zone.clone(),
+        ..Session::default()
+    });
+    let (zone_sessions_tx, zone_sessions) = watch::channel(BTreeMap::new());
     let driver = Driver {
-        machine: LocalPlay::new(client.peer_id(), now()),
+        machine: LocalPlay::new(client.peer_id(), now()).in_zone(placement.zone.clone()),
+        placement,
+        placements,
+        zone_sessions: ZoneSessions::default(),
+        zone_sessions_tx,
         client,
         library,
         audio,
@@ -170,6 +203,7 @@ pub(crate) fn spawn(client: Client, library: Library, audio: Audio, now: Now) ->
         inputs,
         roles,
         session,
+        zone_sessions,
     }
 }
 
@@ -184,6 +218,7 @@ impl Driver {
         }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut placements = self.placements.clone();
         loop {
             let boundary = self.machine.poll_timeout().map(|ends| {
                 let left = ends.saturating_sub(self.swarm_now()).max(0);
@@ -191,6 +226,10 @@ impl Driver {
             });
             tokio::select! {
                 _ = tick.tick() => self.on_tick().await,
+                Ok(()) = placements.changed() => {
+                    let placement = placements.borrow_and_update().clone();
+                    self.follow_placement(placement).await;
+                }
                 () = tokio::time::sleep(boundary.unwrap_or(TICK)), if boundary.is_some() => {
                     self.refresh_clock().await;
                     self.machine.handle_timeout(self.moment());
@@ -233,9 +272,14 @@ impl Driver {
         let Ok(members) = self.client.members().await else {
             return;
         };
-        let views: Vec<MemberView> = members.iter().map(MemberView::of).collect();
-        let synced = views.is_empty() || self.client.clock().await.is_ok_and(|c| c.synced);
+        // Roles are derived among this zone's members only.
+        let views: Vec<MemberView> = zones::in_zone(&members, &self.placement.zone)
+            .map(MemberView::of)
+            .collect();
+        let synced = members.is_empty() || self.client.clock().await.is_ok_and(|c| c.synced);
         self.machine.handle_tick(self.moment(), &views, synced);
+        self.keep_zone_sessions(&members);
+        self.join_zone_session();
     }
 
     async fn on_input(&mut self, input: Input) {
@@ -281,6 +325,7 @@ impl Driver {
                 self.machine.handle_clock_stepped(self.moment(), by_micros);
             }
             Event::Session { from, session } => {
+                self.record_zone_session(from, &session).await;
                 self.refresh_clock().await;
                 self.machine.handle_session(self.moment(), from, *session);
             }
@@ -361,6 +406,7 @@ impl Driver {
                     library_version: version,
                     roles,
                     playback,
+                    placement: self.placement.clone(),
                     ..NodeStatus::default()
                 };
                 let _ = self.client.set_status(status).await;
@@ -401,10 +447,11 @@ impl Driver {
             } => {
                 let (client, library) = (self.client.clone(), self.library.clone());
                 let inputs = self.inputs.clone();
+                let zone = self.placement.zone.clone();
                 tokio::spawn(async move {
                     let mut result = check_position(&library, track, position_micros).await;
                     if result.is_ok()
-                        && prepare_everywhere(&client, &library, term, track).await == 0
+                        && prepare_everywhere(&client, &library, &zone, term, track).await == 0
                     {
                         result = Err(Refusal::NoHolder(track));
                     }
@@ -835,16 +882,17 @@ async fn check_position(library: &Library, track: TrackId, position: u64) -> Res
     Ok(())
 }
 
-/// Asks every alive member to prepare `track`; returns how many hold it
+/// Asks every alive member of `zone` to prepare `track`; returns how many hold it
 /// (this node included). Late or failing members join late.
 async fn prepare_everywhere(
     client: &Client,
     library: &Library,
+    zone: &ZoneId,
     term: u64,
     track: TrackId,
 ) -> usize {
     let members = client.members().await.unwrap_or_default();
-    let asks = members.into_iter().map(|member| {
+    let asks = zones::in_zone(&members, zone).map(|member| {
         let client = client.clone();
         async move {
             let ask = client.control(member.peer, ControlRequest::Prepare { term, track });

@@ -137,38 +137,68 @@ impl FlashRing {
     }
 }
 
-/// The node's volume as last set, in thousandths (1000: unchanged).
+/// The node's volume as last set, in thousandths (1000: unchanged), and
+/// its zone's group volume, which the player applies on top of it.
 #[derive(Debug, Clone)]
-pub(crate) struct Volume(Arc<AtomicU32>);
+pub(crate) struct Volume {
+    node: Arc<AtomicU32>,
+    group: Arc<AtomicU32>,
+}
 
 impl Default for Volume {
     fn default() -> Self {
-        Self(Arc::new(AtomicU32::new(1000)))
+        Self {
+            node: Arc::new(AtomicU32::new(1000)),
+            group: Arc::new(AtomicU32::new(1000)),
+        }
     }
 }
 
 impl Volume {
-    /// The volume (1.0 is unchanged).
+    /// The node's own volume (1.0 is unchanged).
     pub(crate) fn get(&self) -> f32 {
         // At most 4000: exact in f32.
-        self.0.load(Ordering::Relaxed) as f32 / 1000.0
+        self.node.load(Ordering::Relaxed) as f32 / 1000.0
     }
 
-    /// The volume in thousandths.
+    /// The node's own volume in thousandths.
     pub(crate) fn permille(&self) -> u16 {
-        u16::try_from(self.0.load(Ordering::Relaxed)).unwrap_or(u16::MAX)
+        u16::try_from(self.node.load(Ordering::Relaxed)).unwrap_or(u16::MAX)
     }
 
-    /// Ramps the player to `volume` (0.0 to 4.0) and remembers it.
+    /// What the player plays at: the node's volume times its zone's, at most 4.0.
+    fn played(&self, node: f32) -> f32 {
+        let group = self.group.load(Ordering::Relaxed) as f32 / 1000.0;
+        (node * group).clamp(0.0, 4.0)
+    }
+
+    /// Ramps the player to `volume` (0.0 to 4.0) times the zone's volume and remembers it.
     pub(crate) fn set(&self, audio: &Audio, volume: f32) -> Result<(), VolumeError> {
         let Some(player) = audio.player() else {
             return Err(VolumeError::NoOutput);
         };
-        player.set_volume(volume).map_err(VolumeError::Player)?;
-        // In range (the player checked it): fits in u32 thousandths.
-        self.0
+        if !(0.0..=4.0).contains(&volume) {
+            return Err(VolumeError::Player(
+                firefly_player::PlayError::InvalidVolume(volume),
+            ));
+        }
+        player
+            .set_volume(self.played(volume))
+            .map_err(VolumeError::Player)?;
+        // In range (checked above): fits in u32 thousandths.
+        self.node
             .store((volume * 1000.0).round() as u32, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Sets the zone's group volume, in thousandths, and ramps the player to it.
+    pub(crate) fn set_group(&self, audio: &Audio, permille: u16) {
+        self.group.store(u32::from(permille), Ordering::Relaxed);
+        if let Some(player) = audio.player()
+            && let Err(err) = player.set_volume(self.played(self.get()))
+        {
+            tracing::warn!(%err, "cannot apply the zone's volume");
+        }
     }
 }
 

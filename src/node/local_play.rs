@@ -39,7 +39,8 @@ use super::session::{self, Decision};
 use firefly_clock::LocalMicros;
 use firefly_library::TrackId;
 use firefly_swarm::{
-    ControlRequest, PeerId, PlaybackState, PlaybackSummary, Refusal, RoleView, Session,
+    ControlRequest, PeerId, Placement, PlaybackState, PlaybackSummary, Refusal, RoleView, Session,
+    ZoneId,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -55,6 +56,11 @@ pub(crate) const STEP_REPLAY_MICROS: u64 = 500;
 pub(crate) const PREPARED_MAX_POSITION: u64 = 1_000_000;
 /// How long after a failed download the session's track is tried again, µs.
 pub(crate) const RETRY_PLAY_MICROS: i64 = 1_000_000;
+/// How long a node moved into a zone with no coordinator waits before
+/// electing, µs: a heartbeat period and a half, so that nodes moved
+/// together (a new zone of several) hear each other's new zone first and
+/// elect one coordinator rather than each itself.
+pub(crate) const REJOIN_GRACE_MICROS: i64 = 1_500_000;
 /// How many prepared-but-not-yet-played tracks are remembered.
 const MAX_PREPARED: usize = 16;
 
@@ -266,6 +272,10 @@ pub(crate) struct LocalPlay<R> {
     following: Option<(i64, TrackId)>,
     /// The snapshot of the session stored last.
     saved: Option<Session>,
+    /// The zone this node plays in: its roles are derived among the
+    /// members the driver hands in (this zone's), and it applies and
+    /// publishes only this zone's sessions.
+    zone: ZoneId,
     actions: VecDeque<Action<R>>,
 }
 
@@ -293,8 +303,15 @@ impl<R> LocalPlay<R> {
             retry_at: None,
             following: None,
             saved: None,
+            zone: ZoneId::default(),
             actions: VecDeque::new(),
         }
+    }
+
+    /// The machine, in `zone` from the start (a restarted node's stored zone).
+    pub(crate) fn in_zone(mut self, zone: ZoneId) -> Self {
+        self.zone = zone;
+        self
     }
 
     // ---- getters ----
@@ -337,6 +354,10 @@ impl<R> LocalPlay<R> {
     /// The session stored before a restart: paused where it was, carried
     /// on under a new term if this node coordinates.
     pub(crate) fn handle_restored(&mut self, restored: Session) {
+        if restored.zone != self.zone {
+            // Another zone's session is not this node's to carry on.
+            return;
+        }
         self.push(Action::Announce(NodeEvent::SessionRestored {
             state: format!("{:?}", restored.state).to_lowercase(),
             track: restored.track.map(|t| t.to_hex()),
@@ -564,6 +585,16 @@ impl<R> LocalPlay<R> {
     /// The length of a [`Action::Measure`]d session's track is filled in
     /// (as far as it could be): publish it.
     pub(crate) fn handle_measured(&mut self, now: Moment, session: Session, reply: Option<R>) {
+        if session.zone != self.zone {
+            // Made for the zone this node left meanwhile.
+            if let Some(reply) = reply {
+                self.push(Action::Answer {
+                    reply,
+                    result: Err(Refusal::NotCoordinator),
+                });
+            }
+            return;
+        }
         self.applied_from = Some(self.me);
         self.apply(now, session.clone());
         self.push(Action::Gossip(session.clone()));
@@ -577,6 +608,10 @@ impl<R> LocalPlay<R> {
 
     /// A session gossiped by `from`.
     pub(crate) fn handle_session(&mut self, now: Moment, from: PeerId, session: Session) {
+        if session.zone != self.zone {
+            // Another zone's (each zone's members apply their own).
+            return;
+        }
         // Only the coordinator the role rule gives speaks for the swarm
         // (docs/SECURITY.md); others' sessions are ignored, whatever their
         // term.
@@ -595,6 +630,39 @@ impl<R> LocalPlay<R> {
         }
         self.applied_from = Some(from);
         self.apply(now, session);
+    }
+
+    /// This node was moved to `placement`'s zone (from now on the driver
+    /// hands in that zone's members): it stops the old zone's music at
+    /// once, forgets its session, and derives roles among the new zone's
+    /// members from scratch (term 0: terms order one zone's sessions). A
+    /// sitting coordinator there is followed on the next tick, whose
+    /// session the node then applies (joining a playing track in step);
+    /// a zone with no coordinator elects after [`REJOIN_GRACE_MICROS`].
+    /// A change of anything but the zone changes nothing here.
+    pub(crate) fn handle_zone(&mut self, now: Moment, placement: &Placement) {
+        if placement.zone == self.zone {
+            return;
+        }
+        let from = std::mem::replace(&mut self.zone, placement.zone.clone());
+        self.push(Action::Announce(NodeEvent::ZoneChanged {
+            from: from.to_string(),
+            zone: self.zone.to_string(),
+            name: placement.settings.name.clone(),
+        }));
+        self.roles.rejoin(now.local, REJOIN_GRACE_MICROS);
+        self.push(Action::RoleChanged(self.roles.view()));
+        self.applied = None;
+        self.applied_from = None;
+        self.streaming = None;
+        self.deferred = false;
+        self.retry_at = None;
+        self.following = None;
+        self.push(Action::Silence);
+        self.push(Action::Applied(Session {
+            zone: self.zone.clone(),
+            ..Session::default()
+        }));
     }
 
     /// The driver carried out a [`Action::Play`] or [`Action::Stream`] of
@@ -747,7 +815,9 @@ impl<R> LocalPlay<R> {
 
     /// Applies and gossips `next`, this node's own session as coordinator
     /// (its track's length found out first when it is not known).
-    fn publish(&mut self, now: Moment, next: Session, reply: Option<R>) {
+    fn publish(&mut self, now: Moment, mut next: Session, reply: Option<R>) {
+        // Sessions carry their zone: only its members apply them.
+        next.zone = self.zone.clone();
         if next.duration_micros.is_none() && next.track.is_some() {
             self.push(Action::Measure {
                 session: next,

@@ -16,6 +16,7 @@ pub(crate) mod indexer;
 pub(crate) mod live;
 pub(crate) mod local_play;
 pub(crate) mod persist;
+pub(crate) mod placement;
 pub(crate) mod roles;
 pub(crate) mod session;
 pub(crate) mod settle;
@@ -23,6 +24,8 @@ pub(crate) mod stream;
 pub(crate) mod test_clock;
 pub(crate) mod timeline;
 mod watcher;
+pub(crate) mod zone_sessions;
+pub(crate) mod zones;
 
 pub(crate) use audio::OutputArg;
 mod ui;
@@ -76,6 +79,8 @@ pub(crate) struct NodeState {
     pub(crate) control: driver::Control,
     /// The volume as last set.
     pub(crate) volume: events::Volume,
+    /// This node's zone, channel map and delay trim.
+    pub(crate) placements: placement::Placements,
     /// Required of every API request when set (non-loopback binding).
     pub(crate) token: Option<String>,
     /// Host names the API answers to besides IP literals and `localhost`.
@@ -178,14 +183,27 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
             }
         }
     };
-    let control = driver::spawn(client.clone(), library.clone(), audio.clone(), now);
+    let volume = events::Volume::default();
+    let placements =
+        placement::Placements::open(library.clone(), audio.clone(), volume.clone(), latency_ms)
+            .await;
+    tokio::spawn(placement::keep_converged(
+        placements.clone(),
+        client.clone(),
+    ));
+    let control = driver::spawn(
+        client.clone(),
+        library.clone(),
+        audio.clone(),
+        now,
+        placements.subscribe(),
+    );
     let live = live::Live::start(client.clone(), audio.clone(), options.live_buffer_micros);
     live.follow(control.clone());
     for (name, spec) in &options.sources {
         live.add(name, spec, None)
             .with_context(|| format!("cannot add the live source {name}"))?;
     }
-    let volume = events::Volume::default();
     restore_volume(&library, &audio, &volume).await;
     tokio::spawn(keep_volume(library.clone(), volume.clone()));
     let volumes = events::VolumeService {
@@ -193,7 +211,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         audio: audio.clone(),
         volume: volume.clone(),
     };
-    let log_task = tokio::spawn(log_events(events, control.clone(), volumes));
+    let log_task = tokio::spawn(log_events(
+        events,
+        control.clone(),
+        volumes,
+        placements.clone(),
+    ));
     let indexer = indexer::Indexer::new(library.clone(), music.clone(), client.clone());
     tokio::spawn(feed_library_events(
         indexer.subscribe(),
@@ -213,6 +236,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         audio,
         control,
         volume,
+        placements,
         token: token.clone(),
         http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
         api_requests: Default::default(),
@@ -341,15 +365,19 @@ async fn feed_library_events(
 }
 
 /// Prints membership changes, one line each, for the person running the node.
-/// Events for playback go on to the driver; peers' volume requests are
-/// answered here.
+/// Events for playback go on to the driver; peers' volume and placement
+/// requests are answered here.
 async fn log_events(
     mut events: mpsc::Receiver<Event>,
     control: driver::Control,
     volumes: events::VolumeService,
+    placements: placement::Placements,
 ) {
     while let Some(event) = events.recv().await {
         let Some(event) = volumes.intercept(event).await else {
+            continue;
+        };
+        let Some(event) = placements.intercept(&volumes.client, event).await else {
             continue;
         };
         match event {

@@ -11,11 +11,12 @@
 //! checked like a peer's on the way back in (a damaged setting is ignored).
 
 use firefly_library::Library;
-use firefly_swarm::{PlaybackState, Session};
+use firefly_swarm::{Placement, PlaybackState, Session};
 
 const SESSION: &str = "playback/session";
 const VOLUME: &str = "playback/volume-permille";
 const LATENCY: &str = "playback/latency-ms";
+const PLACEMENT: &str = "zones/placement";
 
 /// `session` as it should come back after a restart at swarm instant `now`:
 /// paused where it is then, with no term or change counter.
@@ -90,6 +91,35 @@ pub(crate) fn saved_latency(library: &Library) -> Option<i64> {
     Some(i64::from_le_bytes(bytes.try_into().ok()?)).filter(|ms| ms.abs() <= 10_000)
 }
 
+/// Stores this node's placement (zone, zone settings, channel map; its
+/// delay is the latency trim, stored by [`save_latency`]) (blocking).
+pub(crate) fn save_placement(library: &Library, placement: &Placement) {
+    let stored = firefly_swarm::wire::encode(placement)
+        .map_err(|err| err.to_string())
+        .and_then(|bytes| {
+            library
+                .put_setting(PLACEMENT, &bytes)
+                .map_err(|err| err.to_string())
+        });
+    if let Err(err) = stored {
+        tracing::warn!(%err, "cannot store the zone placement");
+    }
+}
+
+/// The placement stored last, if any and readable (blocking).
+pub(crate) fn saved_placement(library: &Library) -> Option<Placement> {
+    let bytes = library.get_setting(PLACEMENT).ok()??;
+    let decoded: Result<Placement, String> =
+        firefly_swarm::wire::decode(&bytes, 64 * 1024).map_err(|err| err.to_string());
+    match decoded.and_then(|p| p.check().map(|()| p)) {
+        Ok(placement) => Some(placement),
+        Err(err) => {
+            tracing::warn!(%err, "the stored zone placement is unreadable; starting in the default zone");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -133,5 +163,25 @@ mod tests {
         library.put_setting(VOLUME, b"\x01").unwrap();
         assert_eq!(saved_session(&library), None);
         assert_eq!(saved_volume(&library), None);
+    }
+
+    #[test]
+    fn a_placement_survives_a_reopen_and_damage_means_the_default_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        let placement = Placement {
+            zone: "kitchen".parse().unwrap(),
+            channel: firefly_swarm::ChannelMap::Right,
+            counter: 3,
+            ..Placement::default()
+        };
+        {
+            let library = Library::open(&LibraryConfig::new(dir.path())).unwrap();
+            assert_eq!(saved_placement(&library), None);
+            save_placement(&library, &placement);
+        }
+        let library = Library::open(&LibraryConfig::new(dir.path())).unwrap();
+        assert_eq!(saved_placement(&library), Some(placement));
+        library.put_setting(PLACEMENT, b"\xffnope").unwrap();
+        assert_eq!(saved_placement(&library), None);
     }
 }

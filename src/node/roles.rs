@@ -113,6 +113,19 @@ impl Roles {
         }
     }
 
+    /// Starts over among the members of another zone at `now`: no
+    /// coordinator and term 0 (terms order one zone's sessions, so they are
+    /// per zone), electing only after `grace` when the zone has no
+    /// candidate. The node's start stays its own: it is what the others
+    /// see in its heartbeats.
+    pub(crate) fn rejoin(&mut self, now: LocalMicros, grace: i64) {
+        self.term = 0;
+        self.coordinator = None;
+        self.elect_after = now + grace;
+        self.offenders.clear();
+        self.reported.clear();
+    }
+
     /// This node's view: the coordinator it follows and the term.
     pub(crate) fn view(&self) -> RoleView {
         RoleView {
@@ -267,6 +280,57 @@ mod tests {
     use super::*;
 
     const S: i64 = 1_000_000;
+
+    #[test]
+    fn a_node_moved_to_another_zone_follows_its_coordinator_at_its_term() {
+        let ids = peers(3);
+        let (me, theirs, mate) = (ids[0], ids[1], ids[2]);
+        let mut roles = Roles::with_limits(me, LocalMicros(0), 2 * S, 0);
+        // Alone in its first zone: it coordinates, term 1.
+        roles.handle_members(LocalMicros(S), &[]);
+        assert!(roles.is_coordinator());
+        for _ in 0..5 {
+            roles.rejoin(LocalMicros(S), 0);
+            roles.handle_members(LocalMicros(S), &[]);
+        }
+        assert_eq!(roles.view().term, 1);
+        // Moved into a zone whose coordinator is at term 1 with a follower.
+        roles.rejoin(LocalMicros(2 * S), S);
+        let zone = [
+            MemberView {
+                peer: theirs,
+                started_at: LocalMicros(-10 * S),
+                last_seen: LocalMicros(2 * S),
+                view: RoleView {
+                    coordinator: Some(theirs),
+                    term: 1,
+                },
+            },
+            MemberView {
+                peer: mate,
+                started_at: LocalMicros(-5 * S),
+                last_seen: LocalMicros(2 * S),
+                view: RoleView {
+                    coordinator: Some(theirs),
+                    term: 1,
+                },
+            },
+        ];
+        assert_eq!(
+            roles.handle_members(LocalMicros(2 * S), &zone),
+            Some(RoleView {
+                coordinator: Some(theirs),
+                term: 1
+            })
+        );
+        assert_eq!(roles.poll_offender(), None);
+        // A zone with no one else: it elects itself once the grace is over.
+        roles.rejoin(LocalMicros(3 * S), S);
+        assert_eq!(roles.handle_members(LocalMicros(3 * S), &[]), None);
+        assert_eq!(roles.view(), RoleView::default());
+        assert!(roles.handle_members(LocalMicros(4 * S), &[]).is_some());
+        assert!(roles.is_coordinator());
+    }
 
     fn peers(n: usize) -> Vec<PeerId> {
         let mut ids: Vec<PeerId> = (0..n).map(|_| PeerId::random()).collect();

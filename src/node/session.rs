@@ -238,7 +238,9 @@ pub(crate) fn decide(
                 Ok(Decision::Publish(next))
             }
         }
-        ControlRequest::Prepare { .. } | ControlRequest::Volume { .. } => Err(Refusal::NotACommand),
+        ControlRequest::Prepare { .. }
+        | ControlRequest::Volume { .. }
+        | ControlRequest::Place(_) => Err(Refusal::NotACommand),
         _ if current.track.is_none() => Err(Refusal::NothingPlaying),
         ControlRequest::Pause => {
             if current.state != PlaybackState::Playing {

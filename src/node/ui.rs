@@ -72,6 +72,11 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("../../ui/fireflies.js"),
     },
+    Asset {
+        name: "zones.js",
+        content_type: JS,
+        body: include_str!("../../ui/zones.js"),
+    },
 ];
 
 /// The UI's routes: `/` (the page) and `/ui/{file}` (its files).

@@ -26,4 +26,6 @@ mod streaming;
 mod ui;
 mod ui_cdp;
 mod ui_library;
+mod ui_zones;
 mod util;
+mod zones;

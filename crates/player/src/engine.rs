@@ -197,6 +197,10 @@ pub(crate) enum Command {
     },
     Stop,
     Volume(f32),
+    /// Play these channels from the next period on.
+    Channels(crate::ChannelMap),
+    /// Use this latency trim, µs, from the next period on.
+    LatencyTrim(i64),
     /// Play `track` from `frame` once the current track ends, on the very
     /// next output frame (gapless) when that is within half the step
     /// threshold of `at`; else as a play anchored at `at`.
@@ -379,6 +383,7 @@ pub struct Engine {
     following: Option<(Box<Track>, u64, SwarmMicros)>,
     volume: f32,
     volume_target: f32,
+    channel_map: crate::ChannelMap,
     output_frames: u64,
     rate: f64,
     /// The output device's frames per local second over its nominal rate (measured by the output).
@@ -415,6 +420,7 @@ impl Engine {
             following: None,
             volume: 1.0,
             volume_target: 1.0,
+            channel_map: crate::ChannelMap::Stereo,
             output_frames: 0,
             rate: 1.0,
             output_ratio: 1.0,
@@ -520,6 +526,7 @@ impl Engine {
                 }
             }
         }
+        self.channel_map.apply(&mut out[..frames * ch], ch);
         self.apply_volume(&mut out[..frames * ch]);
         self.output_frames += frames as u64;
     }
@@ -628,6 +635,8 @@ impl Engine {
                     }
                 }
                 Command::Volume(v) => self.volume_target = v,
+                Command::Channels(map) => self.channel_map = map,
+                Command::LatencyTrim(micros) => self.config.latency_trim_micros = micros,
             }
         }
     }

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod channel_map;
 mod decode;
 mod engine;
 mod error;
@@ -41,6 +42,7 @@ mod resample;
 mod stream;
 mod timeline;
 
+pub use channel_map::ChannelMap;
 pub use decode::{Block, Decoder, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TrackInfo, map_channels};
 pub use engine::{Engine, Flash, OutputFormat, PlayerConfig, PlayerEvent};
 pub use error::{DecodeError, Error, OutputError, PlayError};

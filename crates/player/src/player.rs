@@ -311,6 +311,18 @@ impl Player {
         self.send(Command::Volume(volume))
     }
 
+    /// Plays the channels `map` names from the next period on.
+    pub fn set_channel_map(&self, map: crate::ChannelMap) -> Result<(), PlayError> {
+        self.send(Command::Channels(map))
+    }
+
+    /// Sets the latency trim (added to the delay the output reports), µs,
+    /// from the next period on: the frames heard move by the change, and the
+    /// engine's step threshold puts them back in step at once.
+    pub fn set_latency_trim(&self, micros: i64) -> Result<(), PlayError> {
+        self.send(Command::LatencyTrim(micros))
+    }
+
     /// What the output has seen so far (timing, underruns, the device's
     /// rate); `None` for a detached player.
     pub fn output_report(&self) -> Option<crate::OutputReport> {

@@ -133,6 +133,26 @@ pub enum ControlRequest {
         /// The stream.
         source: crate::live::LiveRef,
     },
+    /// Any node → node: change your own placement (move to a zone, take
+    /// a zone's settings, a channel map, a delay trim). The receiver is the
+    /// placement's only writer: it applies requests one at a time and
+    /// answers with its placement after this one.
+    Place(PlacementChange),
+}
+
+/// What a [`ControlRequest::Place`] changes; `None` keeps the field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementChange {
+    /// Move to this zone.
+    pub zone: Option<crate::zones::ZoneId>,
+    /// Take these zone settings (a move names the new zone's; a rename or a
+    /// group volume sends them to every member). Kept only if they
+    /// supersede the node's own when it stays in its zone.
+    pub settings: Option<crate::zones::ZoneSettings>,
+    /// Play these channels.
+    pub channel: Option<crate::zones::ChannelMap>,
+    /// Use this delay trim, ms.
+    pub delay_ms: Option<i64>,
 }
 
 impl ControlRequest {
@@ -156,6 +176,18 @@ impl ControlRequest {
                 format!("a volume of {volume_permille} thousandths is above {MAX_VOLUME_PERMILLE}"),
             ),
             Self::PlayLive { source } => source.check().map_err(|e| e.to_string()),
+            Self::Place(change) => {
+                if let Some(settings) = &change.settings {
+                    settings.check()?;
+                }
+                match change.delay_ms {
+                    Some(ms) if ms.abs() > crate::zones::MAX_DELAY_MS => Err(format!(
+                        "delay {ms} ms is beyond ±{} ms",
+                        crate::zones::MAX_DELAY_MS
+                    )),
+                    _ => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -179,6 +211,8 @@ pub enum ControlResponse {
     },
     /// The request was refused, and why.
     Refused(Refusal),
+    /// Answer to a placement change: the node's placement after it.
+    Placed(Box<crate::zones::Placement>),
 }
 
 /// Why a node refused a control request: a kind the sender can act on (a

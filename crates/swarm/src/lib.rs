@@ -56,11 +56,12 @@ pub mod time_exchange;
 pub mod time_stream;
 pub mod transfer;
 pub mod wire;
+pub mod zones;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
 pub use client::{Client, ClientError, Link};
 pub use config::{Config, Now, monotonic_now};
-pub use control::{ControlRequest, ControlResponse, Refusal, RequestKey};
+pub use control::{ControlRequest, ControlResponse, PlacementChange, Refusal, RequestKey};
 pub use event::{Event, Stats};
 pub use event_loop::EventLoop;
 pub use firefly_clock::{LocalMicros, SwarmMicros};
@@ -74,6 +75,7 @@ pub use status::{
     PlaybackState, PlaybackSummary, Playout, PlayoutFlash, RoleView,
 };
 pub use time_exchange::{ClockStatus, TimeSample};
+pub use zones::{ChannelMap, Placement, ZoneId, ZoneSettings};
 
 use discovery::{Bootstrap, RelaySlot, peer_id_of};
 use libp2p::gossipsub::IdentTopic;

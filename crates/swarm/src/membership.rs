@@ -97,6 +97,11 @@ impl Heartbeat {
             .map_err(WireError::Invalid)?;
         heartbeat.status.roles.check().map_err(WireError::Invalid)?;
         crate::live::check_sources(&mut heartbeat.status.live)?;
+        heartbeat
+            .status
+            .placement
+            .check()
+            .map_err(WireError::Invalid)?;
         // Shown in every view and log: no direction overrides either.
         heartbeat.name = firefly_library::display_text(&heartbeat.name);
         Ok(heartbeat)

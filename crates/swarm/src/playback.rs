@@ -79,6 +79,10 @@ pub struct Session {
     /// `None`; a live source cannot be paused or sought).
     #[serde(default)]
     pub live: Option<crate::live::LiveRef>,
+    /// The zone this session plays in (only that zone's members apply it);
+    /// the default zone in older sessions.
+    #[serde(default)]
+    pub zone: crate::zones::ZoneId,
 }
 
 impl Session {

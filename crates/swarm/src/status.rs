@@ -157,4 +157,8 @@ pub struct NodeStatus {
     /// The live sources this node offers (at most [`crate::live::MAX_SOURCES`]).
     #[serde(default)]
     pub live: Vec<crate::live::LiveSourceInfo>,
+    /// Where the node plays and how (its zone, channel map, delay trim);
+    /// the default zone in older heartbeats.
+    #[serde(default)]
+    pub placement: crate::zones::Placement,
 }

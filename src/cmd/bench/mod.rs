@@ -10,6 +10,7 @@ pub(crate) mod scan;
 pub(crate) mod sync;
 pub(crate) mod transfer;
 pub(crate) mod transitions;
+pub(crate) mod zones;
 
 /// Arguments of `firefly bench`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +39,8 @@ enum Which {
     Transitions(transitions::Args),
     /// A live source (a FIFO fed in real time) on a local swarm: source → sound, spread, CPU, network.
     Live(live::Args),
+    /// Zones: one zone's spread alone and with a second zone playing, move → in step, a stereo pair's offset.
+    Zones(zones::Args),
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -51,5 +54,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Which::Install(args) => install::run(args),
         Which::Transitions(args) => transitions::run(args),
         Which::Live(args) => live::run(args),
+        Which::Zones(args) => zones::run(args),
     }
 }

@@ -158,7 +158,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn unix_micros_now() -> i64 {
+pub(crate) fn unix_micros_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0))
@@ -166,12 +166,12 @@ fn unix_micros_now() -> i64 {
 
 /// Every flash seen so far per node, merged across polls of the ring.
 #[derive(Default)]
-struct Collected {
+pub(crate) struct Collected {
     by_node: BTreeMap<usize, BTreeMap<i64, SeenFlash>>,
 }
 
 impl Collected {
-    async fn poll(&mut self, nodes: &[Node]) {
+    pub(crate) async fn poll(&mut self, nodes: &[Node]) {
         for node in nodes {
             let seen = flashes(node).await.unwrap_or_default();
             let mine = self.by_node.entry(node.index).or_default();
@@ -182,7 +182,7 @@ impl Collected {
     }
 
     /// Node `index`'s flashes of player track `track` in `[from, to)` true µs.
-    fn run(&self, index: usize, track: u64, from: i64, to: i64) -> Vec<(f64, i64)> {
+    pub(crate) fn run(&self, index: usize, track: u64, from: i64, to: i64) -> Vec<(f64, i64)> {
         self.by_node
             .get(&index)
             .map(|m| {
@@ -196,7 +196,7 @@ impl Collected {
     }
 
     /// The newest player track number of node `index`.
-    fn last_track(&self, index: usize) -> Option<u64> {
+    pub(crate) fn last_track(&self, index: usize) -> Option<u64> {
         self.by_node
             .get(&index)
             .and_then(|m| m.values().map(|f| f.track).max())
@@ -209,7 +209,7 @@ impl Collected {
 
 /// Offsets of every pair of `indices` over `[from, to)`, each node on its
 /// newest player track.
-fn pair_offsets(
+pub(crate) fn pair_offsets(
     seen: &Collected,
     indices: &[usize],
     from: i64,

@@ -1,7 +1,8 @@
 //! The node's HTTP side, served with axum (documented in `docs/API.md`),
 //! cut by concern: [`guard`] (Host allowlist, origin and token), [`error`]
 //! (the one error type), [`status`], [`playback`] (state and commands),
-//! [`library`] (library and catalog), [`sources`] (live sources), [`stream`] (the live event stream)
+//! [`library`] (library and catalog), [`sources`] (live sources), [`zones`]
+//! (zones, channel maps, trims), [`stream`] (the live event stream)
 //! and [`metrics`] (`GET /metrics` for Prometheus).
 //! The arrows run one way: this module assembles the routes; the parts use
 //! the error type and the node's handles, never each other in a circle.
@@ -19,6 +20,7 @@ pub(crate) mod playback;
 pub(crate) mod sources;
 pub(crate) mod status;
 pub(crate) mod stream;
+pub(crate) mod zones;
 
 pub(crate) use status::{CatalogEntry, StatusReport};
 
@@ -56,6 +58,14 @@ pub(crate) fn router(state: NodeState) -> Router {
         .route("/api/sources", get(sources::list).post(sources::add))
         .route("/api/sources/play", post(sources::play))
         .route("/api/sources/{name}", delete(sources::remove))
+        .route("/api/zones", get(zones::list).post(zones::create))
+        .route("/api/zones/move", post(zones::move_node))
+        .route("/api/zones/merge", post(zones::merge))
+        .route("/api/zones/split", post(zones::split))
+        .route("/api/zones/rename", post(zones::rename))
+        .route("/api/zones/volume", post(zones::volume))
+        .route("/api/channel", post(zones::channel))
+        .route("/api/trim", post(zones::trim))
         .route("/api/flashes", get(stream::flashes))
         .route("/api/events", get(stream::events))
         .route("/metrics", get(metrics::metrics))

@@ -70,6 +70,9 @@ pub(crate) struct PeerReport {
     /// The peer's volume from its heartbeats (1.0 unchanged); `None` when it
     /// has no output.
     pub(crate) volume: Option<f32>,
+    /// The id of the zone it plays in.
+    #[serde(default)]
+    pub(crate) zone: String,
 }
 
 /// `GET /api/state`.
@@ -90,6 +93,8 @@ pub(crate) struct StateReport {
     /// How this node's output is timed, its underruns; `None` without output.
     pub(crate) output: Option<crate::node::audio::OutputReport>,
     pub(crate) peers: Vec<PeerReport>,
+    /// This node's zone, channel map and delay trim.
+    pub(crate) zone: super::zones::PlacementReport,
 }
 
 /// "direct" when any connection to `peer` is direct, "relayed" when all go
@@ -144,6 +149,7 @@ pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateRe
                     .playout
                     .volume_permille
                     .map(|v| f32::from(v) / 1000.0),
+                zone: m.status.placement.zone.to_string(),
             }
         })
         .collect();
@@ -163,6 +169,7 @@ pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateRe
         volume: state.audio.player().is_some().then(|| state.volume.get()),
         output,
         peers,
+        zone: super::zones::PlacementReport::of(&state.placements.get()),
     }))
 }
 

@@ -39,16 +39,29 @@ async fn node(
         client.mapping(),
     ));
     let audio = crate::node::audio::Audio::start(output, timeline, 0).unwrap();
-    let control = crate::node::driver::spawn(client.clone(), library.clone(), audio.clone(), now);
     let volume = crate::node::events::Volume::default();
+    let placements =
+        crate::node::placement::Placements::open(library.clone(), audio.clone(), volume.clone(), 0)
+            .await;
+    let control = crate::node::driver::spawn(
+        client.clone(),
+        library.clone(),
+        audio.clone(),
+        now,
+        placements.subscribe(),
+    );
     let volumes = crate::node::events::VolumeService {
         client: client.clone(),
         audio: audio.clone(),
         volume: volume.clone(),
     };
+    let (placing, placer) = (placements.clone(), client.clone());
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let Some(other) = volumes.intercept(event).await {
+            let Some(event) = volumes.intercept(event).await else {
+                continue;
+            };
+            if let Some(other) = placing.intercept(&placer, event).await {
                 tracing::trace!(?other, "event the test does not handle");
             }
         }
@@ -71,6 +84,7 @@ async fn node(
         audio,
         control,
         volume,
+        placements,
         token,
         http_hosts: Default::default(),
         api_requests: Default::default(),
@@ -818,4 +832,220 @@ async fn live_sources_are_added_listed_and_removed_with_clear_errors() {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = send(node.clone(), delete()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Zones through the API of one node: a zone made of a peer, its channel
+/// map and trim set from here, bad requests refused clearly, concurrent
+/// moves of one node serialized there, a merge back into one zone.
+#[tokio::test]
+async fn zones_are_made_moved_and_merged_through_any_node() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let null = crate::node::OutputArg::Null;
+    let virtual_out = crate::node::OutputArg::Play(firefly_player::OutputChoice::Virtual);
+    let a = node(dir_a.path(), "hall", &null, None).await;
+    let b = node(dir_b.path(), "porch", &virtual_out, None).await;
+    let listen = loop {
+        if let Some(addr) = a.swarm.listen_addrs().await.unwrap().into_iter().next() {
+            break addr;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let dial = format!("{listen}/p2p/{}", a.swarm.peer_id());
+    b.swarm.dial(dial.parse().unwrap()).await.unwrap();
+    let zones_of =
+        |zones: &serde_json::Value| zones["zones"].as_array().cloned().unwrap_or_default();
+    let wait_zones = |state: NodeState, check: Box<dyn Fn(&serde_json::Value) -> bool + Send>| async move {
+        for _ in 0..100 {
+            let (_, zones) = send(state.clone(), get("/api/zones")).await;
+            if check(&zones) {
+                return zones;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("zones never matched");
+    };
+    // One zone of both, the default.
+    let zones = wait_zones(
+        a.clone(),
+        Box::new(move |z| {
+            z["zones"][0]["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 2)
+        }),
+    )
+    .await;
+    assert_eq!(zones["zone"], "default", "{zones}");
+    assert_eq!(zones_of(&zones).len(), 1, "{zones}");
+    assert_eq!(zones["zones"][0]["name"], "Everywhere");
+
+    // A makes a zone of B (its name cleaned of control characters).
+    let (status, reply) = send(
+        a.clone(),
+        post(
+            "/api/zones",
+            r#"{"name": " Kitchen\u001b ", "nodes": ["porch"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let kitchen = reply["zone"].as_str().unwrap().to_string();
+    assert_eq!(
+        reply["placed"][0]["placement"]["name"], "Kitchen",
+        "{reply}"
+    );
+    let (_, state_b) = send(b.clone(), get("/api/state")).await;
+    assert_eq!(state_b["zone"]["id"], kitchen.as_str(), "{state_b}");
+    let zones = wait_zones(
+        a.clone(),
+        Box::new(|z| z["zones"].as_array().is_some_and(|z| z.len() == 2)),
+    )
+    .await;
+    assert!(
+        zones_of(&zones).iter().any(|z| z["name"] == "Kitchen"),
+        "{zones}"
+    );
+
+    // Its channel map and trim, its zone's name and volume, from A.
+    for (path, body) in [
+        ("/api/channel", r#"{"node": "porch", "channel": "left"}"#),
+        ("/api/trim", r#"{"node": "porch", "delay_ms": 12}"#),
+        (
+            "/api/zones/rename",
+            r#"{"zone": "Kitchen", "name": "Cuisine"}"#,
+        ),
+    ] {
+        let (status, reply) = send(a.clone(), post(path, body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {reply}");
+    }
+    // A names zones as the members' heartbeats show them.
+    let named = |z: &serde_json::Value| {
+        z["zones"]
+            .as_array()
+            .is_some_and(|z| z.iter().any(|z| z["name"] == "Cuisine"))
+    };
+    wait_zones(a.clone(), Box::new(named)).await;
+    let (status, reply) = send(
+        a.clone(),
+        post("/api/zones/volume", r#"{"zone": "Cuisine", "volume": 0.5}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, state_b) = send(b.clone(), get("/api/state")).await;
+    let zone = &state_b["zone"];
+    assert_eq!(
+        (
+            &zone["channel"],
+            &zone["delay_ms"],
+            &zone["name"],
+            &zone["volume"]
+        ),
+        (&"left".into(), &12.into(), &"Cuisine".into(), &0.5.into()),
+        "{state_b}"
+    );
+
+    // Bad input: a clear 4xx each, nothing changed.
+    for (path, body, want) in [
+        (
+            "/api/zones/merge",
+            r#"{"from": "Cuisine", "into": "Cuisine"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/zones/move",
+            r#"{"node": "porch", "zone": "attic"}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/zones/move",
+            r#"{"node": "nobody", "zone": "Cuisine"}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/zones",
+            r#"{"name": "\u0007\n", "nodes": ["hall"]}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/zones",
+            r#"{"name": "Den", "nodes": []}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/zones/split",
+            r#"{"zone": "Cuisine", "name": "Den", "nodes": ["porch"]}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/channel",
+            r#"{"channel": "up"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/trim",
+            r#"{"delay_ms": 20000}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/zones/volume",
+            r#"{"zone": "Cuisine", "volume": 9}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, reply) = send(a.clone(), post(path, body)).await;
+        assert_eq!(status, want, "{path} {body}: {reply}");
+        assert!(reply["message"].is_string(), "{reply}");
+    }
+    let huge = format!(r#"{{"zone": "Cuisine", "name": "{}"}}"#, "x".repeat(5000));
+    let (status, reply) = send(a.clone(), post("/api/zones/rename", &huge)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+
+    // Two moves of B at once, from A and from B: both applied there, one
+    // after the other; B ends where the later one put it.
+    let to_default = post("/api/zones/move", r#"{"node": "porch", "zone": "default"}"#);
+    let to_kitchen = post("/api/zones/move", r#"{"node": "porch", "zone": "Cuisine"}"#);
+    let ((s1, r1), (s2, r2)) =
+        tokio::join!(send(a.clone(), to_default), send(b.clone(), to_kitchen));
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{r1} {r2}");
+    let (_, state_b) = send(b.clone(), get("/api/state")).await;
+    let last = if r1["placed"][0]["placement"]["id"] == state_b["zone"]["id"] {
+        &r1
+    } else {
+        &r2
+    };
+    assert_eq!(
+        last["placed"][0]["placement"], state_b["zone"],
+        "{r1} {r2} {state_b}"
+    );
+
+    // Make sure B is in its own zone, then merge it back: one zone.
+    let (status, reply) = send(
+        a.clone(),
+        post("/api/zones/move", r#"{"node": "porch", "zone": "Cuisine"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    wait_zones(
+        a.clone(),
+        Box::new(|z| z["zones"].as_array().is_some_and(|z| z.len() == 2)),
+    )
+    .await;
+    let (status, reply) = send(
+        a.clone(),
+        post(
+            "/api/zones/merge",
+            r#"{"from": "Cuisine", "into": "Everywhere"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let zones = wait_zones(
+        a.clone(),
+        Box::new(|z| z["zones"].as_array().is_some_and(|z| z.len() == 1)),
+    )
+    .await;
+    assert_eq!(
+        zones["zones"][0]["members"].as_array().unwrap().len(),
+        2,
+        "{zones}"
+    );
 }

@@ -921,3 +921,103 @@ proptest! {
         run(steps, held)?;
     }
 }
+
+/// A follower playing in the default zone is moved to the kitchen: it goes
+/// silent at once, forgets the old zone's session, ignores that zone's
+/// sessions from then on, follows the kitchen's coordinator on the next
+/// tick and joins the kitchen's track mid-way; what it publishes as the
+/// kitchen's coordinator later carries the kitchen's zone.
+#[test]
+fn a_moved_node_leaves_its_zone_and_joins_the_new_zones_playback() {
+    let mut world = World::new(&[T1, T2]);
+    let old_boss = PeerId::random();
+    let mut machine = follower(&mut world, old_boss, true);
+    machine.handle_session(world.now, old_boss, playing(T1, 1, world.now.swarm, 0));
+    assert_eq!(plays(&world.drain(&mut machine)), vec![T1]);
+
+    let kitchen = Placement {
+        zone: "kitchen".parse().unwrap(),
+        ..Placement::default()
+    };
+    machine.handle_zone(world.now, &kitchen);
+    let actions = world.drain(&mut machine);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Silence)),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::RoleChanged(v) if *v == RoleView::default()))
+    );
+    assert!(
+        actions.iter().any(
+            |a| matches!(a, Action::Applied(s) if s.zone == kitchen.zone && s.track.is_none())
+        )
+    );
+    assert!(machine.applied().is_none());
+    // The same placement again (or another channel) changes nothing.
+    machine.handle_zone(world.now, &kitchen);
+    assert!(world.drain(&mut machine).is_empty());
+
+    // The old zone's sessions are not this node's any more.
+    machine.handle_session(world.now, old_boss, playing(T1, 2, world.now.swarm, 0));
+    assert!(world.drain(&mut machine).is_empty());
+
+    // The kitchen's coordinator is followed at once, and its session (a
+    // track under way for 2 s) joined where it is.
+    let boss = PeerId::random();
+    world.wait(S / 4);
+    machine.handle_tick(world.now, &[claiming(boss, world.now)], true);
+    world.drain(&mut machine);
+    assert_eq!(machine.roles().coordinator, Some(boss));
+    let mut theirs = playing(T2, 7, world.now.swarm - 2 * S, 0);
+    theirs.zone = kitchen.zone.clone();
+    let mut wrong_zone = theirs.clone();
+    wrong_zone.zone = ZoneId::default();
+    wrong_zone.seq = 8;
+    machine.handle_session(world.now, boss, wrong_zone);
+    assert!(world.drain(&mut machine).is_empty());
+    machine.handle_session(world.now, boss, theirs.clone());
+    let actions = world.drain(&mut machine);
+    assert!(
+        actions.iter().any(
+            |a| matches!(a, Action::Play { track, at, .. } if *track == T2 && *at == theirs.start)
+        ),
+        "{actions:?}"
+    );
+
+    // Alone in a new zone, it elects itself after the grace, and what it
+    // publishes is that zone's.
+    let den = Placement {
+        zone: "den".parse().unwrap(),
+        ..Placement::default()
+    };
+    machine.handle_zone(world.now, &den);
+    world.drain(&mut machine);
+    machine.handle_tick(world.now, &[], true);
+    assert!(!machine.is_coordinator(), "not before the grace");
+    world.wait(REJOIN_GRACE_MICROS);
+    machine.handle_tick(world.now, &[], true);
+    world.drain(&mut machine);
+    assert!(machine.is_coordinator());
+    machine.handle_command(
+        world.now,
+        ControlRequest::Play {
+            track: T1,
+            position_micros: 0,
+        },
+        1,
+        0,
+    );
+    let actions = world.drain(&mut machine);
+    let gossiped: Vec<&Session> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Gossip(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(!gossiped.is_empty(), "{actions:?}");
+    assert!(gossiped.iter().all(|s| s.zone == den.zone), "{gossiped:?}");
+}

@@ -691,3 +691,56 @@ fn a_pause_or_a_new_play_takes_effect_on_the_frame_of_its_instant() {
     assert_eq!(started.len(), 2);
     assert!(started[1].0 == 2 && started[1].1 <= 1, "{started:?}");
 }
+
+/// A stereo pair: a `Left` and a `Right` player on one schedule output
+/// exactly the left and the right channel of what a stereo player outputs
+/// (on every output channel), on the same output frames; and that is the
+/// source's own left and right, frame for frame.
+#[test]
+fn a_stereo_pair_plays_exactly_the_two_channels_on_the_same_frames() {
+    use firefly_player::ChannelMap;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, src) = music_file(dir.path());
+    let at = SwarmMicros(123_456);
+    let mut outs = Vec::new();
+    for map in [
+        ChannelMap::Stereo,
+        ChannelMap::Left,
+        ChannelMap::Right,
+        ChannelMap::Mono,
+    ] {
+        let mut d = Driven::new(PlayerConfig::default());
+        d.player.set_channel_map(map).unwrap();
+        d.play_file(&path, 0, at);
+        d.run_for(1.0);
+        outs.push(d.out);
+    }
+    let [stereo, left, right, mono] = &outs[..] else {
+        unreachable!()
+    };
+    assert_eq!(stereo.len(), left.len());
+    let first = first_sound(stereo);
+    assert_eq!(first_sound(left), first, "the pair starts on one frame");
+    assert_eq!(first_sound(right), first, "the pair starts on one frame");
+    for (i, frame) in stereo.chunks_exact(2).enumerate() {
+        assert_eq!(left[2 * i], frame[0], "frame {i}");
+        assert_eq!(left[2 * i + 1], frame[0], "frame {i}");
+        assert_eq!(right[2 * i], frame[1], "frame {i}");
+        assert_eq!(right[2 * i + 1], frame[1], "frame {i}");
+        assert_eq!(mono[2 * i], 0.5 * (frame[0] + frame[1]), "frame {i}");
+    }
+    // And the stereo output is the source (past the band-limited onset):
+    // the left node plays the source's left channel, the right its right.
+    let len = 20_000;
+    let from = first + 200;
+    let left_diff = (0..len)
+        .map(|k| (left[(from + k) * 2] - src[(200 + k) * 2]).abs())
+        .fold(0.0, f32::max);
+    let right_diff = (0..len)
+        .map(|k| (right[(from + k) * 2 + 1] - src[(200 + k) * 2 + 1]).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        left_diff < 0.01 && right_diff < 0.01,
+        "{left_diff} {right_diff}"
+    );
+}
