@@ -15,6 +15,7 @@ pub(crate) mod http;
 pub(crate) mod indexer;
 pub(crate) mod local_play;
 pub(crate) mod persist;
+pub(crate) mod remote_covers;
 pub(crate) mod roles;
 pub(crate) mod session;
 pub(crate) mod settle;
@@ -79,6 +80,8 @@ pub(crate) struct NodeState {
     pub(crate) api_requests: http::metrics::ApiRequests,
     /// Scans of the music folder, and what they changed.
     pub(crate) indexer: indexer::Indexer,
+    /// Cover pictures of tracks held only by other members.
+    pub(crate) remote_covers: remote_covers::RemoteCovers,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -204,6 +207,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         http_hosts: std::sync::Arc::new(options.http_hosts.clone()),
         api_requests: Default::default(),
         indexer: indexer.clone(),
+        remote_covers: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await

@@ -11,7 +11,7 @@ use crate::cover::Cover;
 use crate::delta::{self, Answer, Changes, LogOp, net_changes};
 use crate::download::DownloadPlan;
 use crate::error::{OpenError, ReadChunkError, StoreError};
-use crate::id::{ChunkId, TrackId};
+use crate::id::{ChunkId, CoverId, TrackId};
 use crate::manifest::Manifest;
 use crate::prefix::VerifiedPrefix;
 use crate::tables::{
@@ -205,6 +205,15 @@ impl Library {
         let covers = txn.open_table(COVERS)?;
         Ok(covers
             .get(&hash)?
+            .and_then(|v| Cover::from_bytes(v.value().to_vec())))
+    }
+
+    /// The picture `cover` names, if a track this library holds shows it.
+    pub fn cover_by_id(&self, cover: CoverId) -> Result<Option<Cover>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let covers = txn.open_table(COVERS)?;
+        Ok(covers
+            .get(cover.as_bytes())?
             .and_then(|v| Cover::from_bytes(v.value().to_vec())))
     }
 

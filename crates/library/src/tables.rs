@@ -107,8 +107,9 @@ pub(crate) enum DownloadState {
     /// (under the first free or already-ours numbered name). Recovery on open
     /// completes this phase.
     Finishing {
-        /// Metadata probed from the assembled file.
-        meta: TrackMeta,
+        /// Metadata probed from the assembled file (boxed: the other
+        /// phase is empty; the encoding is the same).
+        meta: Box<TrackMeta>,
         /// The chunks as this node cuts them.
         chunks: Vec<ChunkRef>,
     },
