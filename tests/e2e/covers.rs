@@ -1,8 +1,11 @@
 //! Covers travel: a node that does not hold a track serves its cover
 //! picture, fetched from the member that does over `/firefly/cover/1`
-//! and byte-identical to the picture in the holder's file tags.
+//! and byte-identical to the picture in the holder's file tags; its web
+//! page shows that picture on the album.
 
 use crate::playback::{NodeSpec, http, one_swarm_at_a_time, spawn_node, wait_until};
+use crate::ui::{chromium, json_true};
+use crate::ui_cdp::Browser;
 use crate::ui_library::{fetch, ids, tagged_mp3, tiny_png};
 use std::time::Duration;
 
@@ -61,4 +64,18 @@ fn a_node_without_the_track_serves_its_cover_from_a_holder() {
     assert_eq!(status, 404);
     let (status, _, _) = fetch(other.http, &format!("/api/cover/{}", "ab".repeat(32)));
     assert_eq!(status, 404);
+
+    // The other node's page shows the album's picture, decoded by the browser.
+    let Some(binary) = chromium() else {
+        return;
+    };
+    let mut browser = Browser::start(binary, 1280, 900);
+    let page = browser.open(&format!("http://{}", other.http));
+    let shown = "document.querySelector('.album[data-album=\"Night Meadow\"] .cover img')?.naturalWidth === 1";
+    assert_eq!(
+        browser.wait(&page, shown, Duration::from_secs(20)),
+        json_true(),
+        "{}",
+        browser.eval(&page, "document.getElementById('artists')?.outerHTML")
+    );
 }
