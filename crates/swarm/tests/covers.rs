@@ -1,7 +1,8 @@
 //! `/firefly/cover/1` between real nodes on 127.0.0.1: a node without a
 //! track fetches its cover picture from the holder, byte-identical; and a
 //! raw libp2p peer's requests are refused before it is a member, answered
-//! after, and struck when they do not decode.
+//! after, and struck when they do not decode; a rogue holder whose bytes
+//! are not the picture is struck and the next holder asked.
 
 #![allow(clippy::unwrap_used)]
 
@@ -274,4 +275,125 @@ async fn cover_requests_are_for_members_and_bad_ones_are_struck() {
             ..
         })
     ));
+}
+
+/// A rogue member: it heartbeats, announces a track showing `cover`, and
+/// answers every cover request with other bytes. Runs until aborted.
+async fn run_rogue(mut raw: RawSwarm, cover: CoverId, bad: Vec<u8>) {
+    use firefly_swarm::transfer::wire::{
+        ChunkBytes, LIBRARY_TOPIC, LibraryAnnounce, LibraryDelta, TrackSummary, WIRE_VERSION,
+    };
+    raw.behaviour_mut()
+        .gossipsub
+        .subscribe(&libp2p::gossipsub::IdentTopic::new(LIBRARY_TOPIC))
+        .unwrap();
+    let announce = LibraryAnnounce {
+        version: WIRE_VERSION,
+        delta: LibraryDelta {
+            from: 0,
+            to: 1,
+            added: vec![TrackSummary {
+                track: TrackId::of(b"a track the rogue claims"),
+                size: 1000,
+                chunks: 1,
+                meta: firefly_library::TrackMeta {
+                    title: "Rogue".into(),
+                    cover: Some(cover),
+                    ..firefly_library::TrackMeta::default()
+                },
+            }],
+            removed: Vec::new(),
+        },
+        elided: false,
+    };
+    let mut beat = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            event = raw.select_next_some() => {
+                if let SwarmEvent::Behaviour(RawBehaviourEvent::Covers(
+                    request_response::Event::Message {
+                        message: request_response::Message::Request { channel, .. },
+                        ..
+                    },
+                )) = event
+                {
+                    let body = CoverBody::Found(ChunkBytes(bad.clone()));
+                    let _ = raw.behaviour_mut().covers.send_response(channel, CoverResponse::new(body));
+                }
+            }
+            _ = beat.tick() => {
+                let beat = firefly_swarm::membership::Heartbeat {
+                    version: firefly_swarm::membership::HEARTBEAT_VERSION,
+                    name: "rogue".into(),
+                    uptime_ms: 60_000,
+                    status: firefly_swarm::NodeStatus {
+                        library_version: 1,
+                        ..firefly_swarm::NodeStatus::default()
+                    },
+                    leaving: false,
+                };
+                let gossip = &mut raw.behaviour_mut().gossipsub;
+                let _ = gossip.publish(
+                    libp2p::gossipsub::IdentTopic::new(firefly_swarm::membership::HEARTBEAT_TOPIC),
+                    beat.encode().unwrap(),
+                );
+                let _ = gossip.publish(
+                    libp2p::gossipsub::IdentTopic::new(LIBRARY_TOPIC),
+                    announce.encode(),
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_sending_other_bytes_is_struck_and_the_next_one_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = library_common::tiny_png([90, 90, 250]);
+    let id = CoverId::of(&png);
+    let mut bad = png.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let (b, _b_library) = start_with_library("b", &tmp.path().join("b")).await;
+    let mut raw = raw_peer();
+    raw.dial(b.dial_addr()).unwrap();
+    let rogue = *raw.local_peer_id();
+    let rogue_task = tokio::spawn(run_rogue(raw, id, bad));
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            b.client
+                .catalog()
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.summary.meta.cover == Some(id) && e.holders.contains(&rogue))
+        })
+        .await,
+        "b never took the rogue's announce"
+    );
+
+    // Only the rogue shows the picture: its bytes are refused and it is struck.
+    let before = b.client.stats().await.unwrap().strikes;
+    assert_eq!(b.client.fetch_cover(id).await.unwrap(), None);
+    let strikes = b.client.stats().await.unwrap().strikes;
+    assert!(strikes > before, "{before} → {strikes}");
+
+    // An honest holder joins: the picture comes from it, whoever is asked first.
+    let (a, _a_library, _) = holder(&tmp.path().join("a"), &png).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            b.client
+                .catalog()
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.summary.meta.cover == Some(id) && e.holders.contains(&a.peer_id()))
+        })
+        .await,
+        "b never learned a's track"
+    );
+    let cover = b.client.fetch_cover(id).await.unwrap().expect("a has it");
+    assert_eq!(cover.bytes, png);
+    rogue_task.abort();
 }
