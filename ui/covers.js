@@ -1,6 +1,7 @@
 // Cover pictures: fetched once per track with the API's token (an <img>
-// cannot send it) and shown from blob: URLs. Tracks without a cover on this
-// node (or held only by peers) keep a placeholder.
+// cannot send it) and shown from blob: URLs. A track held only by peers
+// gets its cover through this node's API too (the node fetches it from a
+// holder); tracks without one keep a placeholder.
 
 import { getBlob } from "./api.js";
 import { el } from "./dom.js";
@@ -27,7 +28,7 @@ function urlOf(track) {
 
 /**
  * Shows the cover of `track` in `box` (an element with class `cover`) when
- * `has` says this node serves one; otherwise, or until it arrives, the
+ * `has` says the track has one; otherwise, or until it arrives, the
  * placeholder.
  */
 export function showCover(box, track, has) {

@@ -17,6 +17,7 @@ pub(crate) mod live;
 pub(crate) mod local_play;
 pub(crate) mod persist;
 pub(crate) mod placement;
+pub(crate) mod remote_covers;
 pub(crate) mod roles;
 pub(crate) mod session;
 pub(crate) mod settle;
@@ -91,6 +92,8 @@ pub(crate) struct NodeState {
     pub(crate) indexer: indexer::Indexer,
     /// Live sources here and the live stream the session plays.
     pub(crate) live: live::Live,
+    /// Cover pictures of tracks held only by other members.
+    pub(crate) remote_covers: remote_covers::RemoteCovers,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -242,6 +245,7 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
         api_requests: Default::default(),
         indexer: indexer.clone(),
         live,
+        remote_covers: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(options.http)
         .await

@@ -7,6 +7,7 @@
 
 mod adversary;
 mod commands;
+mod covers;
 mod doctor;
 mod faults;
 mod jitter;

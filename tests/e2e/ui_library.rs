@@ -47,7 +47,7 @@ fn id3_tag(title: &str, artist: &str, album: &str, number: u32, picture: &[u8]) 
 }
 
 /// `tone.mp3`'s audio (2 s) under a new tag with `picture` as its cover.
-fn tagged_mp3(title: &str, number: u32, picture: &[u8]) -> Vec<u8> {
+pub(crate) fn tagged_mp3(title: &str, number: u32, picture: &[u8]) -> Vec<u8> {
     let mp3 = std::fs::read(fixtures().join("tone.mp3")).unwrap();
     // Skip the fixture's own ID3v2 tag.
     let size = mp3[6..10]
@@ -59,7 +59,7 @@ fn tagged_mp3(title: &str, number: u32, picture: &[u8]) -> Vec<u8> {
 }
 
 /// A valid 1×1 PNG (real CRCs and zlib stream).
-fn tiny_png(rgb: [u8; 3]) -> Vec<u8> {
+pub(crate) fn tiny_png(rgb: [u8; 3]) -> Vec<u8> {
     fn crc32(bytes: &[u8]) -> u32 {
         let mut crc = !0u32;
         for &b in bytes {
@@ -140,7 +140,7 @@ fn tagged_wav(path: &Path, secs: u32, hz: f64, tags: [&str; 4]) {
 
 /// `GET path` raw, through the project's one HTTP client: (status, the
 /// response head's headers in lower case, body bytes).
-fn fetch(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn fetch(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
@@ -185,7 +185,7 @@ fn write_music(music: &Path) -> Vec<u8> {
 }
 
 /// The node's catalog: title → track id.
-fn ids(addr: SocketAddr) -> std::collections::HashMap<String, String> {
+pub(crate) fn ids(addr: SocketAddr) -> std::collections::HashMap<String, String> {
     let (_, catalog) = http(addr, "GET", "/api/catalog", None);
     catalog
         .as_array()

@@ -447,7 +447,7 @@ impl Library {
                 .ok_or(DownloadError::NotStarted(track));
         };
         let (meta, chunks) = match record.state {
-            DownloadState::Finishing { meta, chunks } => (meta, chunks),
+            DownloadState::Finishing { meta, chunks } => (*meta, chunks),
             DownloadState::Fetching => {
                 let missing = self.missing_chunks(track)?.len();
                 if missing > 0 {
@@ -508,7 +508,7 @@ impl Library {
                 let record = DownloadRecord {
                     manifest: record.manifest.clone(),
                     state: DownloadState::Finishing {
-                        meta: meta.clone(),
+                        meta: Box::new(meta.clone()),
                         chunks: chunks.clone(),
                     },
                 };
@@ -1067,7 +1067,7 @@ mod tests {
         let record = DownloadRecord {
             manifest: manifest.clone(),
             state: DownloadState::Finishing {
-                meta: meta.clone(),
+                meta: Box::new(meta.clone()),
                 chunks: digest.chunks,
             },
         };

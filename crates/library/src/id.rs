@@ -140,6 +140,10 @@ hash_id!(
     /// A track's identity: BLAKE3 of the whole file's bytes.
     TrackId
 );
+hash_id!(
+    /// A cover picture's identity: BLAKE3 of the picture's bytes.
+    CoverId
+);
 
 #[cfg(test)]
 mod tests {

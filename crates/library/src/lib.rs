@@ -39,7 +39,7 @@ pub use cover::{Cover, MAX_COVER_BYTES};
 pub use delta::{Changes, LOG_KEEP, LogOp, net_changes};
 pub use download::{Accepted, BatchAccepted, DownloadPlan, DownloadStatus};
 pub use error::{DownloadError, Error, OpenError, ReadChunkError, ScanError, StoreError};
-pub use id::{ChunkId, ParseIdError, TrackId};
+pub use id::{ChunkId, CoverId, ParseIdError, TrackId};
 pub use manifest::{
     ChunkRef, MAX_CHUNK_LEN, MAX_TEXT_LEN, MAX_TRACK_BYTES, Manifest, ManifestError, TrackMeta,
 };

@@ -5,7 +5,7 @@
 //! everything here is plain serde data. A manifest from the network is
 //! untrusted until [`Manifest::validate`] accepts it.
 
-use crate::id::{ChunkId, TrackId};
+use crate::id::{ChunkId, CoverId, TrackId};
 use serde::{Deserialize, Serialize};
 
 /// Largest chunk FastCDC may cut (the `max` size), in bytes.
@@ -45,6 +45,10 @@ pub struct TrackMeta {
     pub channels: u16,
     /// The file's extension without the dot (`mp3`, `flac`, `ogg`, `wav`, `m4a`), used to name downloads.
     pub extension: String,
+    /// The id of the cover picture in the tags that Firefly keeps (see
+    /// [`Cover`](crate::Cover)), so nodes without the file can fetch it.
+    #[serde(default)]
+    pub cover: Option<CoverId>,
 }
 
 /// Everything needed to fetch, verify and play a track.

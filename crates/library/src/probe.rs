@@ -11,6 +11,7 @@
 //! What it isn't: a decoder for playback (that is `firefly-player`).
 
 use crate::cover::{Cover, CoverPick, MAX_COVER_BYTES};
+use crate::id::CoverId;
 use crate::manifest::{MAX_TEXT_LEN, TrackMeta};
 use std::fs::File;
 use std::path::Path;
@@ -224,6 +225,7 @@ fn probe_open(
         Some(ext) if fits_codec(&ext, &codec) => ext,
         _ => default_extension(&codec).to_owned(),
     };
+    let cover = cover.into_cover();
     let meta = TrackMeta {
         title: bounded(title),
         artist: tags.artist.map(bounded),
@@ -234,8 +236,9 @@ fn probe_open(
         sample_rate,
         channels,
         extension,
+        cover: cover.as_ref().map(|c| CoverId(c.hash())),
     };
-    Ok((meta, cover.into_cover()))
+    Ok((meta, cover))
 }
 
 /// Reads packets of `track_id` until one decodes; gives up after a few.

@@ -11,7 +11,7 @@ use crate::cover::Cover;
 use crate::delta::{self, Answer, Changes, LogOp, net_changes};
 use crate::download::DownloadPlan;
 use crate::error::{OpenError, ReadChunkError, StoreError};
-use crate::id::{ChunkId, TrackId};
+use crate::id::{ChunkId, CoverId, TrackId};
 use crate::manifest::Manifest;
 use crate::prefix::VerifiedPrefix;
 use crate::tables::{
@@ -190,6 +190,7 @@ impl Library {
         txn.open_table(COVERS)?;
         txn.open_table(TRACK_COVERS)?;
         txn.open_multimap_table(COVER_TRACKS)?;
+        name_covers_in_manifests(&txn)?;
         txn.commit()?;
         Ok(())
     }
@@ -205,6 +206,15 @@ impl Library {
         let covers = txn.open_table(COVERS)?;
         Ok(covers
             .get(&hash)?
+            .and_then(|v| Cover::from_bytes(v.value().to_vec())))
+    }
+
+    /// The picture `cover` names, if a track this library holds shows it.
+    pub fn cover_by_id(&self, cover: CoverId) -> Result<Option<Cover>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let covers = txn.open_table(COVERS)?;
+        Ok(covers
+            .get(cover.as_bytes())?
             .and_then(|v| Cover::from_bytes(v.value().to_vec())))
     }
 
@@ -692,6 +702,38 @@ impl<'t> IndexTables<'t> {
     }
 }
 
+/// Libraries scanned before manifests named their cover (`TrackMeta::cover`)
+/// hold the picture but not its id in the manifest, and an unchanged file
+/// is not probed again: name it from `track_covers`, so other nodes can
+/// fetch it. Runs once per library ([`tables::COVERS_NAMED`]): from then on
+/// the scan names covers itself.
+fn name_covers_in_manifests(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get(tables::COVERS_NAMED)?.is_some() {
+        return Ok(());
+    }
+    meta.insert(tables::COVERS_NAMED, 1)?;
+    let track_covers = txn.open_table(TRACK_COVERS)?;
+    let mut tracks = txn.open_table(TRACKS)?;
+    let mut unnamed = Vec::new();
+    for row in track_covers.iter()? {
+        let (track, cover) = row?;
+        let (track, cover) = (*track.value(), *cover.value());
+        let Some(stored) = tracks.get(&track)? else {
+            continue;
+        };
+        let mut manifest: Manifest = decode(stored.value(), "manifest")?;
+        if manifest.meta.cover.is_none() {
+            manifest.meta.cover = Some(CoverId(cover));
+            unnamed.push((track, manifest));
+        }
+    }
+    for (track, manifest) in unnamed {
+        tracks.insert(&track, encode(&manifest).as_slice())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -710,6 +752,41 @@ mod tests {
             }],
             meta: TrackMeta::default(),
         }
+    }
+
+    #[test]
+    fn opening_names_the_cover_of_a_manifest_scanned_before_covers_had_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = manifest(7);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend_from_slice(&[1; 16]);
+        let cover = Cover::from_bytes(png.clone()).unwrap();
+        {
+            let lib = Library::open_in(dir.path()).unwrap();
+            let txn = lib.inner.db.begin_write().unwrap();
+            let mut tables = IndexTables::open(&txn).unwrap();
+            let record = FileRecord {
+                size: 10,
+                mtime_ns: 1,
+                track: Some(old.track),
+                skipped: None,
+            };
+            tables
+                .link_file(Path::new("/old"), &record, Some(&old), Some(&cover))
+                .unwrap();
+            tables.finish().unwrap();
+            // As a library written before the flag existed.
+            txn.open_table(META)
+                .unwrap()
+                .remove(tables::COVERS_NAMED)
+                .unwrap();
+            txn.commit().unwrap();
+            assert_eq!(lib.manifest(old.track).unwrap().unwrap().meta.cover, None);
+        }
+        let lib = Library::open_in(dir.path()).unwrap();
+        let named = lib.manifest(old.track).unwrap().unwrap();
+        assert_eq!(named.meta.cover, Some(CoverId::of(&png)));
+        assert_eq!(lib.cover_by_id(CoverId::of(&png)).unwrap(), Some(cover));
     }
 
     #[test]

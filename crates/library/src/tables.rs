@@ -40,7 +40,7 @@ pub(crate) const CHUNK_LOCATIONS: MultimapTableDefinition<&[u8; 32], (&[u8], u64
     MultimapTableDefinition::new("chunk_locations");
 /// The version log: version → CBOR [`LogEntry`].
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// Counters: [`VERSION`] and [`FLOOR`].
+/// Counters: [`VERSION`] and [`FLOOR`], and the [`COVERS_NAMED`] flag.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Node settings (identity key and the like): name → bytes.
 pub(crate) const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
@@ -64,6 +64,9 @@ pub(crate) const COVER_TRACKS: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
 pub(crate) const VERSION: &str = "version";
 /// [`META`] key of the oldest version [`LOG`] can answer from.
 pub(crate) const FLOOR: &str = "floor";
+/// [`META`] key set to 1 once every manifest names its cover (libraries
+/// scanned before `TrackMeta::cover` existed are brought up to date once).
+pub(crate) const COVERS_NAMED: &str = "covers_named";
 
 /// What the library knows about one file on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,8 +110,9 @@ pub(crate) enum DownloadState {
     /// (under the first free or already-ours numbered name). Recovery on open
     /// completes this phase.
     Finishing {
-        /// Metadata probed from the assembled file.
-        meta: TrackMeta,
+        /// Metadata probed from the assembled file (boxed: the other
+        /// phase is empty; the encoding is the same).
+        meta: Box<TrackMeta>,
         /// The chunks as this node cuts them.
         chunks: Vec<ChunkRef>,
     },

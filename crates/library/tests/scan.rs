@@ -550,6 +550,14 @@ fn an_embedded_cover_is_kept_once_and_leaves_with_its_last_track() {
     assert_eq!(cover.bytes, png);
     assert_eq!(lib.cover(two).unwrap(), Some(cover.clone()));
     assert_eq!(lib.cover(three).unwrap(), None);
+    // The metadata names the picture by its hash, so nodes without the file
+    // can ask for it; the library finds it by that id.
+    let id = firefly_library::CoverId::of(&png);
+    assert_eq!(tracks["one.mp3"].meta.cover, Some(id));
+    assert_eq!(tracks["three.mp3"].meta.cover, None);
+    let manifest = lib.manifest(one).unwrap().expect("one.mp3 has a manifest");
+    assert_eq!(manifest.meta.cover, Some(id));
+    assert_eq!(lib.cover_by_id(id).unwrap(), Some(cover.clone()));
     let with: std::collections::HashSet<_> = [one, two].into_iter().collect();
     assert_eq!(lib.tracks_with_cover().unwrap(), with);
 
@@ -562,4 +570,5 @@ fn an_embedded_cover_is_kept_once_and_leaves_with_its_last_track() {
     std::fs::remove_file(songs.join("two.mp3")).unwrap();
     lib.scan_paths(&[songs.join("two.mp3")], &mut ()).unwrap();
     assert!(lib.tracks_with_cover().unwrap().is_empty());
+    assert_eq!(lib.cover_by_id(id).unwrap(), None);
 }

@@ -84,6 +84,7 @@ pub(crate) struct Behaviour {
     pub(crate) chunks: transfer::codec::ChunksBehaviour,
     pub(crate) manifests: transfer::codec::ManifestBehaviour,
     pub(crate) library: transfer::codec::LibraryBehaviour,
+    pub(crate) covers: crate::cover::CoverBehaviour,
 }
 
 impl Behaviour {
@@ -152,6 +153,7 @@ impl Behaviour {
             chunks: transfer::codec::chunks_behaviour(),
             manifests: transfer::codec::manifest_behaviour(),
             library: transfer::codec::library_behaviour(),
+            covers: crate::cover::cover_behaviour(),
         })
     }
 }

@@ -266,6 +266,28 @@ impl Client {
             .await
     }
 
+    /// The cover picture `track` shows, as the catalog's metadata for it
+    /// says (`None`: not in the catalog, or no picture).
+    pub async fn cover_of(
+        &self,
+        track: TrackId,
+    ) -> Result<Option<firefly_library::CoverId>, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::CoverOf { track, reply }))
+            .await
+    }
+
+    /// The cover picture `cover` from a member holding a track that shows
+    /// it, checked against the id (see [`crate::cover`]); `None` when no
+    /// member answered with it. Asks one holder after another, each for up
+    /// to [`crate::cover::COVER_TIMEOUT`]: callers put their own bound on it.
+    pub async fn fetch_cover(
+        &self,
+        cover: firefly_library::CoverId,
+    ) -> Result<Option<firefly_library::Cover>, ClientError> {
+        self.ask(|reply| Command::Transfer(TransferCommand::Cover { cover, reply }))
+            .await
+    }
+
     /// Progress of the downloads under way.
     pub async fn downloads(&self) -> Result<Vec<(TrackId, Progress)>, ClientError> {
         self.ask(|reply| Command::Transfer(TransferCommand::Downloads { reply }))

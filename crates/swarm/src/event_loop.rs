@@ -377,6 +377,7 @@ impl EventLoop {
             BehaviourEvent::Chunks(event) => self.on_chunks_event(arrived, event),
             BehaviourEvent::Manifests(event) => self.on_manifest_event(event),
             BehaviourEvent::Library(event) => self.on_library_event(event),
+            BehaviourEvent::Covers(event) => self.on_cover_event(event),
         }
     }
 }

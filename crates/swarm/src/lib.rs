@@ -38,6 +38,7 @@ mod behaviour;
 mod client;
 mod config;
 pub mod control;
+pub mod cover;
 mod discovery;
 mod event;
 mod event_loop;

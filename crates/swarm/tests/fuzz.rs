@@ -20,9 +20,12 @@
 #![allow(clippy::unwrap_used)]
 
 use ciborium::Value;
-use firefly_library::{ChunkId, ChunkRef, Manifest, TrackId, TrackMeta};
+use firefly_library::{ChunkId, ChunkRef, CoverId, Manifest, TrackId, TrackMeta};
 use firefly_swarm::control::{
     CONTROL_PROTOCOL, ControlRequest, ControlResponse, MAX_CONTROL_BYTES,
+};
+use firefly_swarm::cover::{
+    self, COVER_PROTOCOL, CoverBody, CoverRequest, CoverResponse, cover_codec,
 };
 use firefly_swarm::inbound::{CheckedCbor, Inbound};
 use firefly_swarm::membership::Heartbeat;
@@ -249,6 +252,7 @@ fn meta() -> TrackMeta {
         sample_rate: 44_100,
         channels: 2,
         extension: "wav".into(),
+        cover: None,
     }
 }
 
@@ -417,6 +421,27 @@ fn decode_everything(bytes: &[u8]) {
         }
         Err(e) => clear(e),
     }
+    let covers = protocol(COVER_PROTOCOL);
+    match block_on(cover_codec().read_request(&covers, &mut Cursor::new(bytes))) {
+        Ok(Inbound::Request(r)) => {
+            if let Err(e) = r.validate() {
+                clear(e);
+            }
+        }
+        Ok(Inbound::Malformed(why)) => clear(why),
+        Err(e) => clear(e),
+    }
+    match block_on(cover_codec().read_response(&covers, &mut Cursor::new(bytes))) {
+        Ok(CoverResponse {
+            body: CoverBody::Found(picture),
+            ..
+        }) => {
+            // Bytes that are not the picture asked for are dropped.
+            let _ = cover::verified(CoverId([1; 32]), picture.0);
+        }
+        Ok(_) => {}
+        Err(e) => clear(e),
+    }
     let library = protocol(LIBRARY_PROTOCOL);
     match block_on(library_codec().read_request(&library, &mut Cursor::new(bytes))) {
         Ok(Inbound::Request(r)) => {
@@ -496,6 +521,11 @@ fn seeds() -> Vec<Value> {
             version: WIRE_VERSION,
             body: ManifestBody::Found(Box::new(manifest())),
         }),
+        tree(&CoverRequest::new(CoverId([1; 32]))),
+        tree(&CoverResponse::new(CoverBody::Found(ChunkBytes(
+            b"\x89PNG\r\n\x1a\n0000".to_vec(),
+        )))),
+        tree(&CoverResponse::new(CoverBody::NotFound)),
         tree(&LibraryRequest::new(7)),
         tree(&LibraryResponse {
             version: WIRE_VERSION,

@@ -93,7 +93,7 @@ pub(crate) async fn catalog(
             let m = t.manifest;
             let mut entry = super::status::CatalogEntry::of(m.track, m.size, &m.meta);
             entry.holders = vec![me.to_string()];
-            entry.cover = covers.contains(&m.track);
+            entry.cover |= covers.contains(&m.track);
             (m.track, entry)
         })
         .collect();
@@ -191,7 +191,9 @@ pub(crate) async fn scan(
 }
 
 /// `GET /api/cover/{track}`: the picture in the track's tags, with its
-/// media type; 404 when this node does not hold the track or it has none.
+/// media type: this node's own, or else fetched from a member holding the
+/// track (see `remote_covers`); 404 when no member gave it in time or the
+/// track has none.
 pub(crate) async fn cover(
     State(state): State<NodeState>,
     Path(track): Path<String>,
@@ -202,11 +204,18 @@ pub(crate) async fn cover(
         ))
     })?;
     let library = state.library.clone();
-    let Some(cover) = tokio::task::spawn_blocking(move || library.cover(track)).await?? else {
-        return Err(ApiError::NotFound(format!(
-            "no cover for track {} on this node",
-            track.to_hex()
-        )));
+    let cover = match tokio::task::spawn_blocking(move || library.cover(track)).await?? {
+        Some(cover) => std::sync::Arc::new(cover),
+        None => state
+            .remote_covers
+            .of_track(&state.swarm, track)
+            .await
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "no cover for track {} on this node or its members",
+                    track.to_hex()
+                ))
+            })?,
     };
     Ok((
         [
@@ -224,7 +233,7 @@ pub(crate) async fn cover(
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        cover.bytes,
+        cover.bytes.clone(),
     )
         .into_response())
 }

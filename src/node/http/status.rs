@@ -56,14 +56,14 @@ pub(crate) struct CatalogEntry {
     pub(crate) duration_ms: Option<u64>,
     pub(crate) size: u64,
     pub(crate) holders: Vec<String>,
-    /// Whether this node serves a cover picture for the track
-    /// (`GET /api/cover/{track}`).
+    /// Whether the track has a cover picture (`GET /api/cover/{track}`):
+    /// this node's own, or one its metadata names that a holder serves.
     #[serde(default)]
     pub(crate) cover: bool,
 }
 
 impl CatalogEntry {
-    /// The entry of a track with no holders and no cover yet.
+    /// The entry of a track with no holders yet.
     pub(crate) fn of(track: firefly_library::TrackId, size: u64, meta: &TrackMeta) -> Self {
         Self {
             track: track.to_hex(),
@@ -74,7 +74,8 @@ impl CatalogEntry {
             duration_ms: meta.duration_ms,
             size,
             holders: Vec::new(),
-            cover: false,
+            // A picture named in the metadata can be fetched from a holder.
+            cover: meta.cover.is_some(),
         }
     }
 }
@@ -127,7 +128,7 @@ pub(crate) async fn status(State(state): State<NodeState>) -> Result<Json<Status
             let s = &entry.summary;
             let mut shown = CatalogEntry::of(s.track, s.size, &s.meta);
             shown.holders = entry.holders.iter().map(ToString::to_string).collect();
-            shown.cover = covers.contains(&s.track);
+            shown.cover |= covers.contains(&s.track);
             shown
         })
         .collect();

@@ -88,6 +88,7 @@ async fn node(
         token,
         http_hosts: Default::default(),
         api_requests: Default::default(),
+        remote_covers: Default::default(),
     }
 }
 

@@ -33,6 +33,7 @@ fn with_io<R>(
         manifests: &mut behaviour.manifests,
         library: &mut behaviour.library,
         gossipsub: &mut behaviour.gossipsub,
+        covers: &mut behaviour.covers,
     };
     f(transfer, &mut io)
 }
@@ -74,6 +75,17 @@ impl EventLoop {
         event: request_response::Event<Inbound<ManifestRequest>, ManifestResponse>,
     ) {
         self.transfer_with(|t, io| t.handle_manifest_event(io, event));
+    }
+
+    /// An event of `/firefly/cover/1`.
+    pub(crate) fn on_cover_event(
+        &mut self,
+        event: request_response::Event<
+            Inbound<crate::cover::CoverRequest>,
+            crate::cover::CoverResponse,
+        >,
+    ) {
+        self.transfer_with(|t, io| t.handle_cover_event(io, event));
     }
 
     /// An event of `/firefly/library/1`.

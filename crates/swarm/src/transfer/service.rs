@@ -48,6 +48,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+mod cover;
 mod download;
 mod serve;
 mod sync;
@@ -111,6 +112,7 @@ pub(crate) struct TransferIo<'a> {
     pub(crate) manifests: &'a mut ManifestBehaviour,
     pub(crate) library: &'a mut LibraryBehaviour,
     pub(crate) gossipsub: &'a mut gossipsub::Behaviour,
+    pub(crate) covers: &'a mut crate::cover::CoverBehaviour,
 }
 
 /// Why a download or a transfer command failed.
@@ -169,6 +171,16 @@ pub(crate) enum TransferCommand {
     /// Chunks moved with each member.
     Traffic {
         reply: oneshot::Sender<Vec<(PeerId, PeerTraffic)>>,
+    },
+    /// The cover picture a track of the catalog shows, as its metadata says.
+    CoverOf {
+        track: TrackId,
+        reply: oneshot::Sender<Option<firefly_library::CoverId>>,
+    },
+    /// Fetch a cover picture from the members holding a track that shows it.
+    Cover {
+        cover: firefly_library::CoverId,
+        reply: oneshot::Sender<Option<firefly_library::Cover>>,
     },
 }
 
@@ -256,6 +268,10 @@ pub(crate) enum Done {
         channel: ResponseChannel<LibraryResponse>,
         response: LibraryResponse,
     },
+    CoverRead {
+        channel: ResponseChannel<crate::cover::CoverResponse>,
+        response: crate::cover::CoverResponse,
+    },
     DownloadStarted {
         manifest: Box<Manifest>,
         result: Result<Started, TransferError>,
@@ -334,6 +350,9 @@ pub(crate) struct Transfer {
     outbound_chunks: HashMap<OutboundRequestId, OutboundChunks>,
     outbound_manifests: HashMap<OutboundRequestId, (TrackId, PeerId)>,
     outbound_library: HashMap<OutboundRequestId, PeerId>,
+    /// Cover fetches waiting for a holder's answer (at most
+    /// [`cover::MAX_COVER_FETCHES`]).
+    outbound_covers: HashMap<OutboundRequestId, cover::CoverFetch>,
     /// Chunk requests of each peer being worked on. Invariant: an entry is
     /// removed when it reaches zero.
     inbound: HashMap<PeerId, usize>,
@@ -386,6 +405,7 @@ impl Transfer {
             outbound_chunks: HashMap::new(),
             outbound_manifests: HashMap::new(),
             outbound_library: HashMap::new(),
+            outbound_covers: HashMap::new(),
             inbound: HashMap::new(),
             held: BTreeMap::new(),
             held_seq: 0,
@@ -522,6 +542,10 @@ impl Transfer {
             TransferCommand::Traffic { reply } => {
                 let _ = reply.send(self.traffic.iter().map(|(p, t)| (*p, *t)).collect());
             }
+            TransferCommand::CoverOf { track, reply } => {
+                let _ = reply.send(self.catalog.get(&track).and_then(|e| e.summary.meta.cover));
+            }
+            TransferCommand::Cover { cover, reply } => self.fetch_cover(io, cover, reply),
         }
     }
 
@@ -828,6 +852,11 @@ impl Transfer {
             Done::LibraryRead { channel, response } => {
                 if io.library.send_response(channel, response).is_err() {
                     tracing::debug!("library requester went away");
+                }
+            }
+            Done::CoverRead { channel, response } => {
+                if io.covers.send_response(channel, response).is_err() {
+                    tracing::debug!("cover requester went away");
                 }
             }
             Done::DownloadStarted { manifest, result } => {
