@@ -157,10 +157,13 @@ impl Browser {
         let expression = format!(
             "(() => {{ const e = document.querySelector({selector:?}); if (!e) return null; \
              e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
-             return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+             const x = r.x + r.width / 2, y = r.y + r.height / 2; \
+             const top = document.elementFromPoint(x, y); \
+             return top && (top === e || e.contains(top)) ? [x, y] : null; }})()"
         );
         // The page re-renders its lists as state arrives, so the element may
-        // be replaced between lookups: look again until it is there.
+        // be replaced between lookups, or moved by a card above it that grew:
+        // look again until it is there and nothing else is on top of it.
         let deadline = Instant::now() + Duration::from_secs(10);
         let (x, y) = loop {
             let at = self.eval(page, &expression);
