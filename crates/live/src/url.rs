@@ -254,7 +254,7 @@ impl Converter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     /// A WAV header for an endless stream (the length fields at their maximum).
@@ -280,8 +280,23 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
-            if let Ok((stream, _)) = listener.accept() {
-                respond(stream);
+            if let Ok((mut stream, _)) = listener.accept() {
+                // Read the request first, and close by a FIN after the
+                // answer: a socket closed with unread bytes sends a reset,
+                // which can discard the answer before the client reads it.
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n")
+                    && stream.read(&mut byte).is_ok_and(|n| n == 1)
+                {
+                    request.push(byte[0]);
+                }
+                if let Ok(answer) = stream.try_clone() {
+                    respond(answer);
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
             }
         });
         format!("http://{addr}/stream")
