@@ -84,7 +84,7 @@ pub(crate) struct Behaviour {
     pub(crate) chunks: transfer::codec::ChunksBehaviour,
     pub(crate) manifests: transfer::codec::ManifestBehaviour,
     pub(crate) library: transfer::codec::LibraryBehaviour,
-    pub(crate) covers: crate::cover::CoverBehaviour,
+    pub(crate) covers: crate::transfer::cover::CoverBehaviour,
 }
 
 impl Behaviour {
@@ -153,7 +153,7 @@ impl Behaviour {
             chunks: transfer::codec::chunks_behaviour(),
             manifests: transfer::codec::manifest_behaviour(),
             library: transfer::codec::library_behaviour(),
-            covers: crate::cover::cover_behaviour(),
+            covers: crate::transfer::cover::cover_behaviour(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! loop. Each method sends a [`Command`] carrying a `oneshot` sender and
 //! awaits the answer; the loop parks the senders until the answer is known.
 
+use crate::error::ClientError;
 use crate::event::Stats;
 use crate::membership::Member;
 use crate::status::{NodeStatus, Playout};
@@ -9,29 +10,11 @@ use crate::time_exchange::{ClockStatus, TimeSample};
 use crate::transfer::catalog::CatalogEntry;
 use crate::transfer::scheduler::Progress;
 use crate::transfer::service::TransferCommand;
-use crate::transfer::{PeerTraffic, TransferError, TransferStats};
+use crate::transfer::{PeerTraffic, TransferStats};
 use firefly_library::TrackId;
 use libp2p::{Multiaddr, PeerId};
 use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
-
-/// Why a client call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The event loop has stopped.
-    #[error("the swarm event loop has stopped")]
-    Closed,
-    /// A dial failed.
-    #[error("dial failed: {0}")]
-    Dial(String),
-    /// A request to a peer failed.
-    #[error("request failed: {0}")]
-    Request(String),
-    /// A download failed.
-    #[error(transparent)]
-    Transfer(#[from] TransferError),
-}
 
 type Reply<T> = oneshot::Sender<T>;
 

@@ -13,7 +13,7 @@
 //! [`crate::Client::control`]. This module holds the wire types and the
 //! event-loop glue (parked reply channels).
 
-use crate::client::ClientError;
+use crate::error::ClientError;
 use crate::event::Event;
 use crate::event_loop::EventLoop;
 use crate::inbound::{CheckedCbor, Inbound};

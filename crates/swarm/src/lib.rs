@@ -38,11 +38,10 @@ mod behaviour;
 mod client;
 mod config;
 pub mod control;
-pub mod cover;
 mod discovery;
+mod error;
 mod event;
 mod event_loop;
-mod gossip;
 pub mod identity;
 pub mod inbound;
 pub mod live;
@@ -60,9 +59,10 @@ pub mod wire;
 pub mod zones;
 
 pub use behaviour::{BuildError, IDENTIFY_PROTOCOL};
-pub use client::{Client, ClientError, Link};
+pub use client::{Client, Link};
 pub use config::{Config, Now, monotonic_now};
 pub use control::{ControlRequest, ControlResponse, PlacementChange, Refusal, RequestKey};
+pub use error::ClientError;
 pub use event::{Event, Stats};
 pub use event_loop::EventLoop;
 pub use firefly_clock::{LocalMicros, SwarmMicros};
@@ -76,6 +76,7 @@ pub use status::{
     PlaybackState, PlaybackSummary, Playout, PlayoutFlash, RoleView,
 };
 pub use time_exchange::{ClockStatus, TimeSample};
+pub use transfer::cover;
 pub use zones::{ChannelMap, Placement, ZoneId, ZoneSettings};
 
 use discovery::{Bootstrap, RelaySlot, peer_id_of};

@@ -7,8 +7,9 @@
 //! when its heartbeat says it is leaving (a clean stop's goodbye, so the
 //! others re-elect a coordinator now instead of after the timeout). It takes
 //! `now` as a parameter and reads no clock, so it is tested without sockets.
-//! The event-loop glue at the bottom decodes gossip, feeds the table and turns
-//! its changes into [`Event`]s.
+//! [`Membership::handle_gossip`] takes a heartbeat as it arrived and returns
+//! a [`HeartbeatOutcome`]; the event loop (`event_loop::membership`) acts on
+//! it and publishes this node's own heartbeats.
 //!
 //! Bounds: heartbeats are size-checked and version-checked before decoding
 //! is trusted ([`crate::wire`]), names are limited to [`MAX_NAME_LEN`] bytes,
@@ -25,8 +26,6 @@
 //! after a few seconds cut off), so after the heal nothing would cross it
 //! for seconds; a fresh dial crosses at once.
 
-use crate::event::Event;
-use crate::event_loop::EventLoop;
 use crate::status::{MAX_NAME_LEN, NodeStatus};
 use crate::wire::{self, MAX_GOSSIP_BYTES, WireError};
 use firefly_clock::LocalMicros;
@@ -141,6 +140,21 @@ pub(crate) enum HeartbeatOutcome {
     Left(Box<Member>),
     /// A goodbye from a peer that is not a member: nothing to do.
     NotMember,
+    /// The bytes are not a valid heartbeat (the sender is to be penalized).
+    Malformed(WireError),
+}
+
+impl HeartbeatOutcome {
+    /// What gossipsub should do with the message: forward what the table
+    /// took, reject what is malformed (gossipsub scores that against the
+    /// sender), drop the rest.
+    pub(crate) fn acceptance(&self) -> MessageAcceptance {
+        match self {
+            Self::Joined(_) | Self::Refreshed | Self::Left(_) => MessageAcceptance::Accept,
+            Self::Malformed(_) => MessageAcceptance::Reject,
+            Self::Flood | Self::Full | Self::NotMember => MessageAcceptance::Ignore,
+        }
+    }
 }
 
 /// The sans-IO membership table.
@@ -180,6 +194,20 @@ impl Membership {
             timeout: micros(timeout),
             min_gap: micros(heartbeat_interval) / 4,
             stall: micros(heartbeat_interval).saturating_mul(STALL_PERIODS),
+        }
+    }
+
+    /// Feeds a heartbeat from `peer` as it arrived on the topic at `now`:
+    /// checked by [`Heartbeat::decode`], then [`Self::handle_heartbeat`].
+    pub(crate) fn handle_gossip(
+        &mut self,
+        now: LocalMicros,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> HeartbeatOutcome {
+        match Heartbeat::decode(bytes) {
+            Ok(heartbeat) => self.handle_heartbeat(now, peer, heartbeat),
+            Err(err) => HeartbeatOutcome::Malformed(err),
         }
     }
 
@@ -304,116 +332,14 @@ impl Membership {
         self.members.values()
     }
 
+    /// The member `peer`, if it is one.
+    pub(crate) fn member(&self, peer: &PeerId) -> Option<&Member> {
+        self.members.get(peer)
+    }
+
     /// Whether `peer` is a member.
     pub(crate) fn is_member(&self, peer: &PeerId) -> bool {
         self.members.contains_key(peer)
-    }
-}
-
-impl EventLoop {
-    /// Publishes this node's heartbeat.
-    pub(crate) fn publish_heartbeat(&mut self, now: LocalMicros) {
-        let heartbeat = Heartbeat {
-            version: HEARTBEAT_VERSION,
-            name: self.name.clone(),
-            uptime_ms: u64::try_from((now - self.started_at) / 1000).unwrap_or(0),
-            status: NodeStatus {
-                playout: self.playout.clone(),
-                live: self.live_sources.clone(),
-                ..self.transfer.stamp_status(self.status.clone())
-            },
-            leaving: self.leaving,
-        };
-        let bytes = match heartbeat.encode() {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                tracing::error!(%err, "cannot encode own heartbeat");
-                return;
-            }
-        };
-        let topic = libp2p::gossipsub::IdentTopic::new(HEARTBEAT_TOPIC);
-        if let Err(err) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            // With no peer subscribed yet this is expected; nothing to retry.
-            tracing::debug!(%err, "heartbeat not published");
-        }
-    }
-
-    /// Handles a heartbeat authored by `source`; returns the validation
-    /// verdict gossipsub should act on.
-    pub(crate) fn on_heartbeat(
-        &mut self,
-        now: LocalMicros,
-        source: PeerId,
-        data: &[u8],
-    ) -> MessageAcceptance {
-        if source == *self.swarm.local_peer_id() {
-            return MessageAcceptance::Ignore;
-        }
-        let heartbeat = match Heartbeat::decode(data) {
-            Ok(heartbeat) => heartbeat,
-            Err(err) => {
-                tracing::debug!(peer = %source, %err, "rejected heartbeat");
-                self.stats.gossip_rejected += 1;
-                return MessageAcceptance::Reject;
-            }
-        };
-        let library_version = heartbeat.status.library_version;
-        match self.membership.handle_heartbeat(now, source, heartbeat) {
-            HeartbeatOutcome::Joined(member) => {
-                tracing::info!(peer = %member.peer, name = %member.name, "member joined");
-                self.clock.add_peer(now, member.peer);
-                self.on_member_joined_transfer(member.peer);
-                self.drive_clock(now);
-                self.emit(Event::PeerJoined {
-                    peer: member.peer,
-                    name: member.name,
-                });
-                self.on_peer_library_version(source, library_version);
-                MessageAcceptance::Accept
-            }
-            HeartbeatOutcome::Refreshed => {
-                self.on_peer_library_version(source, library_version);
-                MessageAcceptance::Accept
-            }
-            HeartbeatOutcome::Flood => {
-                self.stats.gossip_flooded += 1;
-                self.penalize(now, source, "heartbeat flood");
-                MessageAcceptance::Ignore
-            }
-            HeartbeatOutcome::Full | HeartbeatOutcome::NotMember => MessageAcceptance::Ignore,
-            HeartbeatOutcome::Left(member) => {
-                tracing::info!(peer = %member.peer, name = %member.name, "member said goodbye");
-                self.on_member_gone(now, *member);
-                // Forwarded, so members without a direct link hear it too.
-                MessageAcceptance::Accept
-            }
-        }
-    }
-
-    /// Forgets a member that left (expired or said goodbye) and tells the node.
-    fn on_member_gone(&mut self, now: LocalMicros, member: Member) {
-        self.clock.remove_peer(now, &member.peer);
-        self.on_member_left_transfer(now, member.peer);
-        self.emit(Event::PeerLeft {
-            peer: member.peer,
-            name: member.name,
-        });
-    }
-
-    /// Expires silent members and tells the node about each one; closes the
-    /// connections of members that went silent while connected (see the
-    /// module doc), so the redial opens fresh ones.
-    pub(crate) fn expire_members(&mut self, now: LocalMicros) {
-        for peer in self.membership.poll_stalled(now) {
-            if self.swarm.is_connected(&peer) {
-                tracing::info!(%peer, "member silent while connected; closing its connections");
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
-        }
-        for member in self.membership.handle_timeout(now) {
-            tracing::info!(peer = %member.peer, name = %member.name, "member left");
-            self.on_member_gone(now, member);
-        }
     }
 }
 

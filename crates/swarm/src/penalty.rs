@@ -1,18 +1,18 @@
 //! Penalties for peers that send bad input: strikes, then a temporary ban.
 //!
 //! Any module that refuses input from a peer (malformed gossip, floods, and
-//! later wrong chunk bytes) calls [`crate::EventLoop`]'s `penalize`. A peer
+//! later wrong chunk bytes) has the event loop call its `penalize`. A peer
 //! that collects [`STRIKES_TO_BAN`] strikes within [`STRIKE_WINDOW`] is banned
 //! for [`BAN_FOR`]: its connections are closed and refused (libp2p's block
 //! list) and gossipsub ignores it. `Penalties` is the sans-IO table behind
-//! that; it takes `now` and reads no clock. Memory is bounded: at most
+//! that; it takes `now` and reads no clock (the loop side is
+//! `event_loop::penalty`). Memory is bounded: at most
 //! [`MAX_TRACKED`] peers are tracked, oldest strikes forgotten first.
 //!
 //! Logs are bounded too: [`LogLimiter`] lets one line per peer and kind
 //! through per [`LOG_EVERY`], carrying the count of the events it stood
 //! for, so a flood of bad input writes a line a second, not a line each.
 
-use crate::event_loop::EventLoop;
 use firefly_clock::LocalMicros;
 use libp2p::PeerId;
 use std::collections::HashMap;
@@ -152,40 +152,6 @@ impl Penalties {
     /// When the next ban ends.
     pub(crate) fn poll_timeout(&self) -> Option<LocalMicros> {
         self.banned.values().min().copied()
-    }
-}
-
-impl EventLoop {
-    /// Gives `peer` a strike for `reason`; bans it when it has too many.
-    pub(crate) fn penalize(&mut self, now: LocalMicros, peer: PeerId, reason: &'static str) {
-        if peer == *self.swarm.local_peer_id() || self.penalties.is_banned(&peer) {
-            // A banned peer's late messages (already on their way) count no more.
-            return;
-        }
-        self.stats.strikes = self.stats.strikes.saturating_add(1);
-        if let Some(count) = self.log_limiter.note(now, peer, reason) {
-            tracing::warn!(%peer, reason, count, "bad input from a peer (count: events since the last line)");
-        }
-        if self.penalties.strike(now, peer) {
-            tracing::warn!(%peer, reason, "peer banned for repeated bad input");
-            self.stats.peers_banned += 1;
-            let behaviour = self.swarm.behaviour_mut();
-            behaviour.gossipsub.blacklist_peer(&peer);
-            // Closes its connections and refuses new ones until the ban ends.
-            behaviour.blocked.block_peer(peer);
-            self.emit(crate::Event::PeerBanned { peer, reason });
-        }
-    }
-
-    /// Lets peers whose ban is over back in.
-    pub(crate) fn end_bans(&mut self, now: LocalMicros) {
-        for peer in self.penalties.handle_timeout(now) {
-            tracing::info!(%peer, "ban over");
-            self.log_limiter.forget(&peer);
-            let behaviour = self.swarm.behaviour_mut();
-            behaviour.gossipsub.remove_blacklisted_peer(&peer);
-            behaviour.blocked.unblock_peer(peer);
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Library sync and verified chunk transfer between Firefly nodes.
 //!
-//! This module tree is the sans-IO part of Firefly's transfer protocols plus
-//! (once wired) their glue to the libp2p event loop:
+//! This module tree is the sans-IO part of Firefly's transfer protocols and
+//! the state that drives them:
 //!
 //! - [`wire`]: the messages of `/firefly/library/1`, `/firefly/manifest/1`,
 //!   `/firefly/chunks/1` and the `firefly/library/1` gossip topic, their
@@ -13,11 +13,18 @@
 //! - [`limiter`]: [`UploadLimiter`], the token bucket behind `--max-upload`.
 //! - [`catalog`]: [`SwarmCatalog`], the union of all nodes' tracks with
 //!   their holders, kept current from deltas.
+//! - [`cover`]: `/firefly/cover/1`, cover pictures by their BLAKE3 id.
 //!
-//! None of these read a clock or touch a socket; time is a parameter.
+//! `service` puts them to work: its `Transfer` owns the transfer
+//! protocols' tables and answers the event loop's calls; the loop side is
+//! `event_loop::transfer`.
+//!
+//! None of the sans-IO pieces read a clock or touch a socket; time is a
+//! parameter.
 
 pub mod catalog;
 pub mod codec;
+pub mod cover;
 pub mod limiter;
 pub mod scheduler;
 pub mod wire;
@@ -28,7 +35,6 @@ pub use scheduler::{
     ChunkOutcome, ChunkRequest, DownloadEvent, DownloadScheduler, DownloadStats, Failure, Holding,
     PenaltyReason, Progress, RequestToken, SchedulerConfig,
 };
-mod glue;
 pub(crate) mod service;
 
 pub use service::{

@@ -15,7 +15,9 @@
 //! libraries in [`SwarmCatalog`], message limits in [`wire`](super::wire).
 //! This module moves messages between them and the network, and counts what
 //! it refused; its three jobs live in submodules: [`serve`] (answering
-//! requests), [`sync`] (library sync) and [`download`] (fetching tracks).
+//! requests), [`sync`] (library sync) and [`download`] (fetching tracks),
+//! beside [`cover`] (pictures both ways). The events of the four
+//! request-response protocols go through one dispatcher, [`exchange`].
 
 use super::catalog::{CatalogEntry, CatalogError, SwarmCatalog, SyncNeed};
 use super::codec::{ChunksBehaviour, LibraryBehaviour, ManifestBehaviour};
@@ -50,8 +52,11 @@ use tokio::sync::{mpsc, oneshot};
 
 mod cover;
 mod download;
+mod exchange;
 mod serve;
 mod sync;
+
+use exchange::Exchange;
 
 use sync::library_body;
 
@@ -112,7 +117,7 @@ pub(crate) struct TransferIo<'a> {
     pub(crate) manifests: &'a mut ManifestBehaviour,
     pub(crate) library: &'a mut LibraryBehaviour,
     pub(crate) gossipsub: &'a mut gossipsub::Behaviour,
-    pub(crate) covers: &'a mut crate::cover::CoverBehaviour,
+    pub(crate) covers: &'a mut crate::transfer::cover::CoverBehaviour,
 }
 
 /// Why a download or a transfer command failed.
@@ -269,8 +274,8 @@ pub(crate) enum Done {
         response: LibraryResponse,
     },
     CoverRead {
-        channel: ResponseChannel<crate::cover::CoverResponse>,
-        response: crate::cover::CoverResponse,
+        channel: ResponseChannel<crate::transfer::cover::CoverResponse>,
+        response: crate::transfer::cover::CoverResponse,
     },
     DownloadStarted {
         manifest: Box<Manifest>,
@@ -652,37 +657,21 @@ impl Transfer {
         now: LocalMicros,
         event: request_response::Event<Inbound<ChunksRequest>, ChunksResponse>,
     ) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request {
-                    request, channel, ..
-                } => match request {
-                    Inbound::Request(request) if self.is_member(&peer) => {
-                        self.serve_chunks(io, peer, request, channel);
-                    }
-                    Inbound::Request(_) => {
-                        // Not a member (yet): refused plainly, so an honest
-                        // newcomer retries instead of seeing a broken stream.
-                        self.stats.requests_refused += 1;
-                        let _ = io
-                            .chunks
-                            .send_response(channel, ChunksResponse::refused(Refusal::Unavailable));
-                    }
-                    Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
-                },
-                Message::Response {
-                    request_id,
-                    response,
-                } => self.on_chunks_response(io, now, peer, request_id, response),
-            },
-            request_response::Event::OutboundFailure {
+        let unavailable = || ChunksResponse::refused(Refusal::Unavailable);
+        match self.triage("chunks", io.chunks, event, unavailable) {
+            Some(Exchange::Request {
+                peer,
+                request,
+                channel,
+            }) => self.serve_chunks(io, peer, request, channel),
+            Some(Exchange::Response {
                 peer,
                 request_id,
-                error,
-                ..
-            } => {
-                tracing::debug!(%peer, %error, "chunk request failed");
-                self.stats.requests_failed += 1;
+                response,
+            }) => self.on_chunks_response(io, now, peer, request_id, response),
+            Some(Exchange::Failed {
+                request_id, error, ..
+            }) => {
                 let failure = match error {
                     OutboundFailure::Timeout => Failure::Timeout,
                     // A response that does not decode (or is cut off at the
@@ -700,11 +689,7 @@ impl Transfer {
                     self.pump(io, now, out.track);
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound chunk request failed");
-                self.note_inbound_failure(peer, &error);
-            }
-            request_response::Event::ResponseSent { .. } => {}
+            None => {}
         }
     }
 
@@ -714,48 +699,28 @@ impl Transfer {
         io: &mut TransferIo<'_>,
         event: request_response::Event<Inbound<ManifestRequest>, ManifestResponse>,
     ) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request {
-                    request, channel, ..
-                } => match request {
-                    Inbound::Request(request) if self.is_member(&peer) => {
-                        self.serve_manifest(io, peer, request, channel);
-                    }
-                    Inbound::Request(_) => {
-                        self.stats.requests_refused += 1;
-                        let _ = io.manifests.send_response(
-                            channel,
-                            ManifestResponse::new(ManifestBody::Refused(Refusal::Unavailable)),
-                        );
-                    }
-                    Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
-                },
-                Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((track, _)) = self.outbound_manifests.remove(&request_id) {
-                        self.on_manifest(io, peer, track, response);
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
+        let unavailable = || ManifestResponse::new(ManifestBody::Refused(Refusal::Unavailable));
+        match self.triage("manifest", io.manifests, event, unavailable) {
+            Some(Exchange::Request {
+                peer,
+                request,
+                channel,
+            }) => self.serve_manifest(io, peer, request, channel),
+            Some(Exchange::Response {
                 peer,
                 request_id,
-                error,
-                ..
-            } => {
-                tracing::debug!(%peer, %error, "manifest request failed");
-                self.stats.requests_failed += 1;
+                response,
+            }) => {
+                if let Some((track, _)) = self.outbound_manifests.remove(&request_id) {
+                    self.on_manifest(io, peer, track, response);
+                }
+            }
+            Some(Exchange::Failed { request_id, .. }) => {
                 if let Some((track, _)) = self.outbound_manifests.remove(&request_id) {
                     self.ask_next_manifest(io, track);
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                self.note_inbound_failure(peer, &error);
-            }
-            request_response::Event::ResponseSent { .. } => {}
+            None => {}
         }
     }
 
@@ -766,49 +731,33 @@ impl Transfer {
         now: LocalMicros,
         event: request_response::Event<Inbound<LibraryRequest>, LibraryResponse>,
     ) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request {
-                    request, channel, ..
-                } => match request {
-                    Inbound::Request(request) if self.is_member(&peer) => {
-                        self.serve_library(io, peer, request, channel);
-                    }
-                    Inbound::Request(_) => {
-                        self.stats.requests_refused += 1;
-                        let _ = io.library.send_response(
-                            channel,
-                            LibraryResponse::new(LibraryBody::Refused(Refusal::Unavailable)),
-                        );
-                    }
-                    Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
-                },
-                Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if self.outbound_library.remove(&request_id).is_some() {
-                        self.on_library_response(io, peer, response);
-                        self.resume_unfinished(io, now);
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
+        let unavailable = || LibraryResponse::new(LibraryBody::Refused(Refusal::Unavailable));
+        match self.triage("library", io.library, event, unavailable) {
+            Some(Exchange::Request {
+                peer,
+                request,
+                channel,
+            }) => self.serve_library(io, peer, request, channel),
+            Some(Exchange::Response {
                 peer,
                 request_id,
-                error,
-                ..
-            } => {
-                tracing::debug!(%peer, %error, "library request failed");
-                self.stats.requests_failed += 1;
-                if self.outbound_library.remove(&request_id).is_some() {
+                response,
+            }) => {
+                let asked = self.outbound_library.remove(&request_id).is_some();
+                if asked {
+                    self.on_library_response(io, peer, response);
+                    self.resume_unfinished(io, now);
+                }
+            }
+            Some(Exchange::Failed {
+                peer, request_id, ..
+            }) => {
+                let asked = self.outbound_library.remove(&request_id).is_some();
+                if asked {
                     self.catalog.handle_fetch_failed(&peer);
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                self.note_inbound_failure(peer, &error);
-            }
-            request_response::Event::ResponseSent { .. } => {}
+            None => {}
         }
     }
 

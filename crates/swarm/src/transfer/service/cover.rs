@@ -3,7 +3,7 @@
 //! catalog's holders, one holder after another, checking each answer.
 
 use super::*;
-use crate::cover::{CoverBody, CoverRequest, CoverResponse, verified};
+use crate::transfer::cover::{CoverBody, CoverRequest, CoverResponse, verified};
 use firefly_library::{Cover, CoverId};
 
 /// Cover fetches under way at once; more are answered "not found" at once
@@ -25,48 +25,28 @@ impl Transfer {
         io: &mut TransferIo<'_>,
         event: request_response::Event<Inbound<CoverRequest>, CoverResponse>,
     ) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request {
-                    request, channel, ..
-                } => match request {
-                    Inbound::Request(request) if self.is_member(&peer) => {
-                        self.serve_cover(io, peer, request, channel);
-                    }
-                    Inbound::Request(_) => {
-                        self.stats.requests_refused += 1;
-                        let _ = io.covers.send_response(
-                            channel,
-                            CoverResponse::new(CoverBody::Refused(Refusal::Unavailable)),
-                        );
-                    }
-                    Inbound::Malformed(reason) => self.malformed_request(peer, &reason),
-                },
-                Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(fetch) = self.outbound_covers.remove(&request_id) {
-                        self.on_cover(io, peer, fetch, response);
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
+        let unavailable = || CoverResponse::new(CoverBody::Refused(Refusal::Unavailable));
+        match self.triage("cover", io.covers, event, unavailable) {
+            Some(Exchange::Request {
+                peer,
+                request,
+                channel,
+            }) => self.serve_cover(io, peer, request, channel),
+            Some(Exchange::Response {
                 peer,
                 request_id,
-                error,
-                ..
-            } => {
-                tracing::debug!(%peer, %error, "cover request failed");
-                self.stats.requests_failed += 1;
+                response,
+            }) => {
+                if let Some(fetch) = self.outbound_covers.remove(&request_id) {
+                    self.on_cover(io, peer, fetch, response);
+                }
+            }
+            Some(Exchange::Failed { request_id, .. }) => {
                 if let Some(fetch) = self.outbound_covers.remove(&request_id) {
                     self.ask_next_cover(io, fetch);
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                self.note_inbound_failure(peer, &error);
-            }
-            request_response::Event::ResponseSent { .. } => {}
+            None => {}
         }
     }
 

@@ -5,7 +5,7 @@
 //! topic's handler, which returns a verdict; rejected messages count against
 //! the sender in gossipsub and in [`crate::Stats`].
 
-use crate::event_loop::EventLoop;
+use super::EventLoop;
 use crate::membership::HEARTBEAT_TOPIC;
 use crate::transfer::wire::LIBRARY_TOPIC;
 use firefly_clock::LocalMicros;

@@ -1,4 +1,5 @@
-//! Where the event loop hands the transfer protocols their inputs.
+//! Where the event loop hands the transfer protocols their inputs: the loop
+//! side of [`crate::transfer`].
 //!
 //! Each method here borrows the behaviours [`Transfer`] sends through (a
 //! [`TransferIo`]), calls the matching [`Transfer`] handler, and forwards
@@ -7,16 +8,16 @@
 //! loop calls these from its dispatch, gossip, membership, command and timer
 //! paths; it knows nothing else about transfer.
 
-use super::service::{Done, Transfer, TransferCommand, TransferIo};
+use super::EventLoop;
 use crate::behaviour::Behaviour;
 use crate::event::Event;
-use crate::event_loop::EventLoop;
 use crate::inbound::Inbound;
+use crate::transfer::service::{Done, Transfer, TransferCommand, TransferIo};
 use firefly_clock::LocalMicros;
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::{PeerId, Swarm, request_response};
 
-use super::wire::{
+use crate::transfer::wire::{
     ChunksRequest, ChunksResponse, LibraryRequest, LibraryResponse, ManifestRequest,
     ManifestResponse,
 };
@@ -81,8 +82,8 @@ impl EventLoop {
     pub(crate) fn on_cover_event(
         &mut self,
         event: request_response::Event<
-            Inbound<crate::cover::CoverRequest>,
-            crate::cover::CoverResponse,
+            Inbound<crate::transfer::cover::CoverRequest>,
+            crate::transfer::cover::CoverResponse,
         >,
     ) {
         self.transfer_with(|t, io| t.handle_cover_event(io, event));

@@ -9,10 +9,17 @@
 //! dispatches, answers commands and keeps connection bookkeeping. Every
 //! timestamp comes from the one `now` hook in the config.
 
+mod discovery;
+mod gossip;
+mod membership;
+mod penalty;
+mod transfer;
+
 use crate::behaviour::{Behaviour, BehaviourEvent};
-use crate::client::{ClientError, Command};
+use crate::client::Command;
 use crate::config::Now;
 use crate::discovery::{Bootstrap, LAN_REDIAL_MICROS, REDIAL_MICROS, RelaySlot, is_relayed};
+use crate::error::ClientError;
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
 use crate::penalty::Penalties;
