@@ -42,19 +42,19 @@ enum Command {
     /// Play a track on every node, in step (QUERY: a title, an artist or a track id prefix).
     Play(cmd::play::PlayArgs),
     /// Pause playback on every node.
-    Pause(cmd::play::NodeArgs),
+    Pause(cmd::zone::CommandArgs),
     /// Resume playback on every node, in step.
-    Resume(cmd::play::NodeArgs),
+    Resume(cmd::zone::CommandArgs),
     /// Check the sound device, mDNS, the ports, the clock, the data dir and the music folder.
     Doctor(cmd::doctor::Args),
     /// Write a commented default config file for `firefly up`.
     Config(cmd::config::Args),
     /// Skip to the next track in the queue.
-    Next(cmd::play::NodeArgs),
+    Next(cmd::zone::CommandArgs),
     /// Go back to the previous track (or the start of this one).
-    Prev(cmd::play::NodeArgs),
+    Prev(cmd::zone::CommandArgs),
     /// Stop playback on every node (the queue stays).
-    Stop(cmd::play::NodeArgs),
+    Stop(cmd::zone::CommandArgs),
     /// Jump to a position in the current track (seconds, or minutes:seconds).
     Seek(cmd::transport::SeekArgs),
     /// Show or change the queue: add, rm, mv, clear, show.
@@ -147,11 +147,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Play(args) => cmd::play::play(args),
-        Command::Pause(args) => cmd::play::simple(args, "/api/pause"),
-        Command::Resume(args) => cmd::play::simple(args, "/api/resume"),
-        Command::Next(args) => cmd::transport::simple(args, "/api/next"),
-        Command::Prev(args) => cmd::transport::simple(args, "/api/prev"),
-        Command::Stop(args) => cmd::transport::simple(args, "/api/stop"),
+        Command::Pause(args) => cmd::play::simple(args.node, &args.zone.path("/api/pause")),
+        Command::Resume(args) => cmd::play::simple(args.node, &args.zone.path("/api/resume")),
+        Command::Next(args) => cmd::transport::simple(args.node, &args.zone.path("/api/next")),
+        Command::Prev(args) => cmd::transport::simple(args.node, &args.zone.path("/api/prev")),
+        Command::Stop(args) => cmd::transport::simple(args.node, &args.zone.path("/api/stop")),
         Command::Seek(args) => cmd::transport::seek(args),
         Command::Queue(args) => cmd::transport::queue(args),
         Command::Source(args) => cmd::source::run(args),

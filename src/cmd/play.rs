@@ -39,6 +39,8 @@ pub(crate) struct PlayArgs {
     at: u64,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    zone: crate::cmd::zone::ZoneArg,
 }
 
 /// The catalog entries `query` names: an exact id-prefix match wins, else
@@ -88,7 +90,14 @@ pub(crate) fn play(args: PlayArgs) -> anyhow::Result<()> {
             }
         };
         let command = serde_json::json!({ "track": entry.track, "position_ms": args.at * 1000 });
-        let answer = request(*http, "POST", "/api/play", Some(&command), token.as_deref()).await?;
+        let answer = request(
+            *http,
+            "POST",
+            &args.zone.path("/api/play"),
+            Some(&command),
+            token.as_deref(),
+        )
+        .await?;
         if *json {
             println!("{}", String::from_utf8_lossy(&answer));
         } else {

@@ -8,6 +8,7 @@
 
 use crate::cmd::play::{NodeArgs, find};
 use crate::cmd::status::request;
+use crate::cmd::zone::ZoneArg;
 use crate::node::http::CatalogEntry;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -19,6 +20,8 @@ pub(crate) struct SeekArgs {
     position: String,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    zone: ZoneArg,
 }
 
 /// Arguments of `firefly queue`.
@@ -28,6 +31,8 @@ pub(crate) struct QueueArgs {
     action: QueueAction,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    zone: ZoneArg,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -64,8 +69,11 @@ pub(crate) struct VolumeArgs {
     /// 0.0 (silent) to 4.0; 1.0 is unchanged.
     level: f32,
     /// The node (peer id or name); default: the one `--http` names.
-    #[arg(long = "node")]
+    #[arg(long = "node", conflicts_with = "zone")]
     target: Option<String>,
+    /// Set this zone's group volume (name or id) instead of a node's.
+    #[arg(long, value_name = "ZONE")]
+    zone: Option<String>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -86,6 +94,8 @@ pub(crate) struct ShuffleArgs {
     switch: Switch,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    zone: ZoneArg,
 }
 
 /// A repeat mode.
@@ -106,6 +116,8 @@ pub(crate) struct RepeatArgs {
     mode: Repeat,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    zone: ZoneArg,
 }
 
 /// Sends one request and prints the answer: one line about the playback,
@@ -212,7 +224,7 @@ pub(crate) fn seek(args: SeekArgs) -> anyhow::Result<()> {
     send(
         &args.node,
         "POST",
-        "/api/seek",
+        &args.zone.path("/api/seek"),
         Some(json!({ "position_ms": position_ms })),
     )
 }
@@ -225,6 +237,7 @@ fn catalog(node: &NodeArgs) -> anyhow::Result<Vec<CatalogEntry>> {
 
 pub(crate) fn queue(args: QueueArgs) -> anyhow::Result<()> {
     let node = &args.node;
+    let path = |path: &str| args.zone.path(path);
     match args.action {
         QueueAction::Add { query, at } => {
             let catalog = catalog(node)?;
@@ -240,19 +253,20 @@ pub(crate) fn queue(args: QueueArgs) -> anyhow::Result<()> {
             if let Some(at) = at {
                 body["at"] = json!(at);
             }
-            send(node, "POST", "/api/queue", Some(body))
+            send(node, "POST", &path("/api/queue"), Some(body))
         }
-        QueueAction::Rm { index } => send(node, "DELETE", &format!("/api/queue/{index}"), None),
+        QueueAction::Rm { index } => {
+            send(node, "DELETE", &path(&format!("/api/queue/{index}")), None)
+        }
         QueueAction::Mv { from, to } => send(
             node,
             "POST",
-            "/api/queue/move",
+            &path("/api/queue/move"),
             Some(json!({ "from": from, "to": to })),
         ),
-        QueueAction::Clear => send(node, "DELETE", "/api/queue", None),
+        QueueAction::Clear => send(node, "DELETE", &path("/api/queue"), None),
         QueueAction::Show => {
-            let state = call(node, "GET", "/api/state", None)?;
-            let playback = &state["playback"];
+            let playback = &playback_of(node, &args.zone)?;
             if node.json {
                 println!("{playback}");
                 return Ok(());
@@ -282,7 +296,38 @@ pub(crate) fn queue(args: QueueArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The playback of the zone `zone` names (the node's own when none).
+fn playback_of(node: &NodeArgs, zone: &ZoneArg) -> anyhow::Result<Value> {
+    let Some(asked) = &zone.zone else {
+        let state = call(node, "GET", "/api/state", None)?;
+        return Ok(state["playback"].clone());
+    };
+    let zones = call(node, "GET", "/api/zones", None)?;
+    let list = zones["zones"].as_array().cloned().unwrap_or_default();
+    let found = list
+        .iter()
+        .find(|z| z["id"].as_str() == Some(asked))
+        .or_else(|| list.iter().find(|z| z["name"].as_str() == Some(asked)));
+    match found {
+        None => bail!("no zone {asked:?} (see `firefly zone list`)"),
+        Some(zone) if zone["playback"].is_null() => {
+            bail!("zone {asked:?} has no session yet")
+        }
+        Some(zone) => Ok(zone["playback"].clone()),
+    }
+}
+
 pub(crate) fn volume(args: VolumeArgs) -> anyhow::Result<()> {
+    if let Some(zone) = &args.zone {
+        let body = json!({ "zone": zone, "volume": args.level });
+        let answer = call(&args.node, "POST", "/api/zones/volume", Some(body))?;
+        if args.node.json {
+            println!("{answer}");
+        } else {
+            println!("group volume {} on zone {zone}", args.level);
+        }
+        return Ok(());
+    }
     let mut body = json!({ "volume": args.level });
     if let Some(target) = &args.target {
         body["node"] = json!(target);
@@ -305,7 +350,7 @@ pub(crate) fn shuffle(args: ShuffleArgs) -> anyhow::Result<()> {
     send(
         &args.node,
         "POST",
-        "/api/shuffle",
+        &args.zone.path("/api/shuffle"),
         Some(json!({ "on": on })),
     )
 }
@@ -319,7 +364,7 @@ pub(crate) fn repeat(args: RepeatArgs) -> anyhow::Result<()> {
     send(
         &args.node,
         "POST",
-        "/api/repeat",
+        &args.zone.path("/api/repeat"),
         Some(json!({ "mode": mode })),
     )
 }

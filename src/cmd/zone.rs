@@ -4,11 +4,41 @@
 //! `/api/channel`, `/api/trim`), like the transport commands.
 //!
 //! Each prints a line or two for people, or with `--json` the node's JSON
-//! answer as it came.
+//! answer as it came. [`ZoneArg`] is the `--zone` of the playback commands.
 
 use crate::cmd::play::NodeArgs;
 use crate::cmd::transport::{call, describe};
 use serde_json::{Value, json};
+
+/// `--zone ZONE` of a playback command: the zone whose session it drives.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ZoneArg {
+    /// The zone (name or id) whose session this drives; default: the node's own.
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) zone: Option<String>,
+}
+
+impl ZoneArg {
+    /// `path` with the zone as its `zone` query parameter, if one is given.
+    pub(crate) fn path(&self, path: &str) -> String {
+        match &self.zone {
+            None => path.to_string(),
+            Some(zone) => format!(
+                "{path}?zone={}",
+                form_urlencoded::byte_serialize(zone.as_bytes()).collect::<String>()
+            ),
+        }
+    }
+}
+
+/// Arguments of `firefly pause|resume|next|prev|stop`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CommandArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+    #[command(flatten)]
+    pub(crate) zone: ZoneArg,
+}
 
 /// Arguments of `firefly zone`.
 #[derive(Debug, clap::Args)]
@@ -232,6 +262,19 @@ fn list(answer: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zone_rides_in_the_query_encoded() {
+        let none = ZoneArg::default();
+        assert_eq!(none.path("/api/pause"), "/api/pause");
+        let named = ZoneArg {
+            zone: Some("Living room & co/2".into()),
+        };
+        assert_eq!(
+            named.path("/api/pause"),
+            "/api/pause?zone=Living+room+%26+co%2F2"
+        );
+    }
 
     #[test]
     fn zones_read_as_a_block_each() {

@@ -67,7 +67,10 @@ pub(crate) enum CommandFailed {
 }
 
 enum Input {
+    /// A command from the local API, for `zone`'s session (this node's
+    /// zone when `None`).
     Local {
+        zone: Option<ZoneId>,
         request: ControlRequest,
         reply: oneshot::Sender<Result<Session, CommandFailed>>,
     },
@@ -118,9 +121,23 @@ impl Control {
 
     /// Runs a playback command through the coordinator; returns the session it made.
     pub(crate) async fn command(&self, request: ControlRequest) -> Result<Session, CommandFailed> {
+        self.command_in(None, request).await
+    }
+
+    /// Runs a playback command through the coordinator of `zone` (this
+    /// node's when `None`); returns the session it made.
+    pub(crate) async fn command_in(
+        &self,
+        zone: Option<ZoneId>,
+        request: ControlRequest,
+    ) -> Result<Session, CommandFailed> {
         let (reply, answer) = oneshot::channel();
         self.inputs
-            .send(Input::Local { request, reply })
+            .send(Input::Local {
+                zone,
+                request,
+                reply,
+            })
             .await
             .map_err(|_| CommandFailed::Unavailable("the node is shutting down".into()))?;
         answer
@@ -285,11 +302,20 @@ impl Driver {
     async fn on_input(&mut self, input: Input) {
         let seed = rand::random::<u64>();
         match input {
-            Input::Local { request, reply } => {
+            Input::Local {
+                zone,
+                request,
+                reply,
+            } => {
                 self.refresh_clock().await;
                 let now = self.moment();
-                self.machine
-                    .handle_command(now, request, Reply::Local(reply), seed);
+                let reply = Reply::Local(reply);
+                match zone {
+                    Some(zone) => self
+                        .machine
+                        .handle_zone_command(now, zone, request, reply, seed),
+                    None => self.machine.handle_command(now, request, reply, seed),
+                }
             }
             Input::Swarm(event) => self.on_swarm(event, seed).await,
             Input::Downloaded(track) => {
@@ -426,12 +452,19 @@ impl Driver {
                     .await;
             }
             Action::Ready { reply, has_track } => reply.ready(&self.client, has_track).await,
-            Action::Forward { request, reply } => match reply {
+            Action::Forward {
+                zone,
+                request,
+                reply,
+            } => match reply {
                 Reply::Local(reply) => {
-                    let client = self.client.clone();
-                    let roles = self.roles_tx.subscribe();
-                    let inputs = self.inputs.clone();
-                    tokio::spawn(forward(client, roles, inputs, request, reply));
+                    let route = Route {
+                        client: self.client.clone(),
+                        roles: self.roles_tx.subscribe(),
+                        placements: self.placements.clone(),
+                        inputs: self.inputs.clone(),
+                    };
+                    tokio::spawn(forward(route, zone, request, reply));
                 }
                 remote @ Reply::Remote(_) => {
                     let refused = Err(CommandFailed::Refused(Refusal::NotCoordinator));
@@ -820,31 +853,65 @@ async fn judge(
     }
 }
 
-/// Sends a command to the coordinator, retrying through a failover.
-async fn forward(
+/// What a forwarded command needs to find its zone's coordinator.
+struct Route {
     client: Client,
-    mut roles: watch::Receiver<RoleView>,
+    /// This node's roles (its own zone's coordinator).
+    roles: watch::Receiver<RoleView>,
+    /// This node's placement (which zone is its own).
+    placements: watch::Receiver<Placement>,
     inputs: mpsc::Sender<Input>,
+}
+
+impl Route {
+    /// The coordinator of `zone` as this node sees it now: its own roles'
+    /// for its own zone, else the one that zone's members' heartbeats name.
+    async fn coordinator_of(&mut self, zone: &ZoneId) -> Option<PeerId> {
+        if *zone == self.placements.borrow().zone {
+            return self.roles.borrow_and_update().coordinator;
+        }
+        let members = self.client.members().await.unwrap_or_default();
+        zones::coordinator_of(&members, zone)
+    }
+}
+
+/// Sends a command to `zone`'s coordinator, retrying through a failover
+/// (and through a move: a coordinator that left the zone refuses it).
+async fn forward(
+    mut route: Route,
+    zone: ZoneId,
     request: ControlRequest,
     reply: oneshot::Sender<Result<Session, CommandFailed>>,
 ) {
     let deadline = tokio::time::Instant::now() + FORWARD_PATIENCE;
     let mut last = String::from("no coordinator yet");
+    let me = route.client.peer_id();
+    let wrapped = ControlRequest::InZone {
+        zone: zone.clone(),
+        command: Box::new(request.clone()),
+    };
     while tokio::time::Instant::now() < deadline {
-        let coordinator: Option<PeerId> = roles.borrow_and_update().coordinator;
-        match coordinator {
-            Some(c) if c == client.peer_id() => {
+        match route.coordinator_of(&zone).await {
+            Some(c) if c == me => {
                 // This node took over meanwhile: let the driver coordinate.
-                let _ = inputs.send(Input::Local { request, reply }).await;
+                let local = Input::Local {
+                    zone: Some(zone),
+                    request,
+                    reply,
+                };
+                let _ = route.inputs.send(local).await;
                 return;
             }
-            Some(c) => match client.control(c, request.clone()).await {
+            Some(c) => match route.client.control(c, wrapped.clone()).await {
                 Ok(ControlResponse::Session(session)) => {
                     let _ = reply.send(Ok(*session));
                     return;
                 }
                 Ok(ControlResponse::Refused(Refusal::NotCoordinator)) => {
-                    last = format!("{c} is no longer the coordinator");
+                    last = format!("{c} is no longer the coordinator of zone {zone}");
+                }
+                Ok(ControlResponse::Refused(refusal @ Refusal::WrongZone { .. })) => {
+                    last = format!("{c}: {refusal}");
                 }
                 Ok(ControlResponse::Refused(refusal)) => {
                     let _ = reply.send(Err(CommandFailed::Refused(refusal)));
@@ -853,9 +920,9 @@ async fn forward(
                 Ok(other) => last = format!("unexpected answer {other:?}"),
                 Err(err) => last = err.to_string(),
             },
-            None => {}
+            None => last = format!("zone {zone} has no coordinator yet"),
         }
-        let _ = tokio::time::timeout(Duration::from_millis(200), roles.changed()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), route.roles.changed()).await;
     }
     let _ = reply.send(Err(CommandFailed::Unavailable(last)));
 }

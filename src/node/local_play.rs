@@ -150,6 +150,9 @@ pub(crate) enum Action<R> {
     /// Send a command to the coordinator (this node is not), retrying
     /// through a failover, and answer `reply` with the result.
     Forward {
+        /// The zone whose coordinator it goes to (this node's, or the zone
+        /// the command names).
+        zone: ZoneId,
         /// The command.
         request: ControlRequest,
         /// Whom to answer.
@@ -476,7 +479,34 @@ impl<R> LocalPlay<R> {
         if self.roles.is_coordinator() {
             self.coordinate(now, request, reply, seed);
         } else {
-            self.push(Action::Forward { request, reply });
+            let zone = self.zone.clone();
+            self.push(Action::Forward {
+                zone,
+                request,
+                reply,
+            });
+        }
+    }
+
+    /// A command from the local API for `zone`'s session: carried out as
+    /// [`LocalPlay::handle_command`] when `zone` is this node's, else
+    /// forwarded to that zone's coordinator.
+    pub(crate) fn handle_zone_command(
+        &mut self,
+        now: Moment,
+        zone: ZoneId,
+        request: ControlRequest,
+        reply: R,
+        seed: u64,
+    ) {
+        if zone == self.zone {
+            self.handle_command(now, request, reply, seed);
+        } else {
+            self.push(Action::Forward {
+                zone,
+                request,
+                reply,
+            });
         }
     }
 
@@ -489,6 +519,21 @@ impl<R> LocalPlay<R> {
         reply: R,
         seed: u64,
     ) {
+        // A command names its zone (a bare one, from an older node, is for
+        // the zone of whoever coordinates).
+        let request = match request {
+            ControlRequest::InZone { zone, .. } if zone != self.zone => {
+                tracing::debug!(%peer, %zone, "a command for another zone refused");
+                let mine = self.zone.clone();
+                self.push(Action::Answer {
+                    reply,
+                    result: Err(Refusal::WrongZone { asked: zone, mine }),
+                });
+                return;
+            }
+            ControlRequest::InZone { command, .. } => *command,
+            bare => bare,
+        };
         if self.roles.is_coordinator() {
             self.coordinate(now, request, reply, seed);
         } else {

@@ -138,6 +138,13 @@ pub(crate) fn in_zone<'a>(
         .filter(move |m| m.status.placement.zone == *zone)
 }
 
+/// The coordinator of `zone` that `members`' heartbeats name (as
+/// [`zones`] derives it), if any.
+pub(crate) fn coordinator_of(members: &[Member], zone: &ZoneId) -> Option<PeerId> {
+    let seats: Vec<Seat> = in_zone(members, zone).map(Seat::of).collect();
+    zones(&seats).into_iter().find_map(|z| z.coordinator)
+}
+
 /// A zone request's name: display text (control and direction characters
 /// dropped), trimmed; refused when empty or longer than
 /// [`MAX_ZONE_NAME_LEN`] bytes.

@@ -105,7 +105,8 @@ fn spread(nodes: &[&Node], keep: usize) -> f64 {
 }
 
 /// Starts four nodes holding both tracks, makes a zone "Kitchen" of nodes
-/// 2 and 3, plays track a in the default zone and b in the kitchen, and
+/// 2 and 3, plays track a in the default zone and b in the kitchen (both
+/// asked on node 1, of the default zone: b with the `zone` parameter), and
 /// waits until all four play.
 fn two_zones_playing(root: &std::path::Path) -> (Vec<Node>, String, String, String) {
     let nodes = start_swarm(root, 4, &TRACKS, 4);
@@ -123,7 +124,13 @@ fn two_zones_playing(root: &std::path::Path) -> (Vec<Node>, String, String, Stri
     let a = track_of_length(&nodes[0], 24_000);
     let b = track_of_length(&nodes[0], 23_000);
     play(&nodes[1], &a);
-    play(&nodes[3], &b);
+    let (status, reply) = http(
+        nodes[1].http,
+        "POST",
+        "/api/play",
+        Some(json!({ "track": b, "zone": "Kitchen" })),
+    );
+    assert_eq!(status, 200, "{reply}");
     let playing = wait_until(Duration::from_secs(10), || {
         nodes.iter().all(|n| !flashes(n).is_empty())
     });
@@ -171,6 +178,53 @@ fn two_zones_play_two_tracks_in_step_a_moved_node_joins_within_a_second_and_a_me
     };
     assert_eq!(shown("default"), a.as_str(), "{zones}");
     assert_eq!(shown(&kitchen), b.as_str(), "{zones}");
+
+    // Commands for another zone, asked on node 0 (default zone): the
+    // kitchen pauses (CLI, by name) and resumes (API, by id); the default
+    // zone plays on untouched; an unknown zone is refused.
+    let default_before = state(&nodes[0])["playback"].clone();
+    let out = crate::util::firefly(&[
+        "pause",
+        "--zone",
+        "Kitchen",
+        "--http",
+        &nodes[0].http.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paused = wait_until(Duration::from_secs(3), || {
+        [&nodes[2], &nodes[3]]
+            .iter()
+            .all(|n| state(n)["playback"]["state"] == "paused")
+    });
+    assert!(paused, "the kitchen did not pause: {}", state(&nodes[2]));
+    let default_after = state(&nodes[0])["playback"].clone();
+    assert_eq!(default_after["state"], "playing", "{default_after}");
+    assert_eq!(
+        default_after["seq"], default_before["seq"],
+        "{default_after}"
+    );
+    let (status, reply) = http(
+        nodes[0].http,
+        "POST",
+        &format!("/api/resume?zone={kitchen}"),
+        None,
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["state"], "playing", "{reply}");
+    let (status, reply) = http(nodes[0].http, "POST", "/api/pause?zone=Nowhere", None);
+    assert_eq!(status, 404, "{reply}");
+    let (status, reply) = http(
+        nodes[0].http,
+        "POST",
+        "/api/seek?zone=Kitchen",
+        Some(json!({ "position_ms": 1000, "zone": "default" })),
+    );
+    assert_eq!(status, 400, "{reply}");
+    std::thread::sleep(Duration::from_secs(1));
 
     // Node 1 moves into the kitchen (asked on node 3, through the CLI): it
     // leaves a's music and plays b in step with the kitchen within a second.

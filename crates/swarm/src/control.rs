@@ -1,7 +1,9 @@
 //! The `/firefly/control/1` request-response protocol.
 //!
 //! Node → coordinator: the playback commands (play, pause, resume, seek,
-//! next, queue), answered with the resulting [`Session`] or a refusal.
+//! next, queue), answered with the resulting [`Session`] or a refusal; a
+//! command goes wrapped in [`ControlRequest::InZone`] with the zone it is
+//! for, so a coordinator of another zone refuses it.
 //! Coordinator → node: *prepare* a track, answered *ready* (saying whether
 //! the node holds it). Any node → any node: set the receiver's own volume
 //! (volume is per node, so it does not go through the coordinator). CBOR with bounded sizes and a timeout, like every
@@ -138,6 +140,17 @@ pub enum ControlRequest {
     /// placement's only writer: it applies requests one at a time and
     /// answers with its placement after this one.
     Place(PlacementChange),
+    /// Node → a zone's coordinator: the playback `command` for `zone`'s
+    /// session. The receiver carries it out only if it coordinates `zone`,
+    /// and refuses it with [`Refusal::WrongZone`] if it plays in another
+    /// (it moved meanwhile, or the sender's view of the zone is stale).
+    InZone {
+        /// The zone whose session the command is for.
+        zone: crate::zones::ZoneId,
+        /// The command: one of the playback commands, never a prepare, a
+        /// volume, a placement or another `InZone`.
+        command: Box<ControlRequest>,
+    },
 }
 
 /// What a [`ControlRequest::Place`] changes; `None` keeps the field.
@@ -156,9 +169,23 @@ pub struct PlacementChange {
 }
 
 impl ControlRequest {
+    /// Whether this is a playback command for a zone's coordinator (not a
+    /// prepare, a volume, a placement or an [`ControlRequest::InZone`]
+    /// wrapper).
+    pub fn is_playback_command(&self) -> bool {
+        !matches!(
+            self,
+            Self::Prepare { .. } | Self::Volume { .. } | Self::Place(_) | Self::InZone { .. }
+        )
+    }
+
     /// Checks bounds a well-formed request may still break.
     pub fn check(&self) -> Result<(), String> {
         match self {
+            Self::InZone { command, .. } if !command.is_playback_command() => {
+                Err("only a playback command can be sent to a zone".to_string())
+            }
+            Self::InZone { command, .. } => command.check(),
             Self::Queue { tracks } | Self::QueueInsert { tracks, .. }
                 if tracks.len() > MAX_QUEUE =>
             {
@@ -274,6 +301,16 @@ pub enum Refusal {
     /// The receiver has no audio output (volume).
     #[error("{0}")]
     NoOutput(String),
+    /// A command for one zone reached the coordinator of another (or a
+    /// node that plays in another): the sender asks that zone's coordinator
+    /// again.
+    #[error("this node plays in zone {mine}, not in zone {asked}")]
+    WrongZone {
+        /// The zone the command was for.
+        asked: crate::zones::ZoneId,
+        /// The zone the receiver plays in.
+        mine: crate::zones::ZoneId,
+    },
 }
 
 /// Names an inbound request until the node answers it.
@@ -467,6 +504,38 @@ mod tests {
             {
                 let _ = request.check();
             }
+        }
+    }
+
+    #[test]
+    fn zone_commands_carry_playback_commands_only() {
+        let zone = crate::zones::ZoneId::default();
+        let wrap = |command| ControlRequest::InZone {
+            zone: zone.clone(),
+            command: Box::new(command),
+        };
+        assert!(wrap(ControlRequest::Pause).check().is_ok());
+        let long = wrap(ControlRequest::Queue {
+            tracks: vec![TrackId([0; 32]); MAX_QUEUE + 1],
+        });
+        assert!(long.check().is_err_and(|e| e.contains("longer")));
+        for inner in [
+            ControlRequest::Volume {
+                volume_permille: 10,
+            },
+            ControlRequest::Prepare {
+                term: 1,
+                track: TrackId([0; 32]),
+            },
+            ControlRequest::Place(PlacementChange::default()),
+            wrap(ControlRequest::Pause),
+        ] {
+            assert!(
+                wrap(inner)
+                    .check()
+                    .is_err_and(|e| e.contains("only a playback")),
+                "a wrapped non-command passed the check"
+            );
         }
     }
 

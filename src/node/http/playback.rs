@@ -5,6 +5,7 @@
 
 use super::error::{ApiError, ApiJson};
 use super::status::shown_names;
+use super::zones::{ZoneParam, target_zone};
 use crate::node::NodeState;
 use crate::node::driver::{CommandFailed, position_ms};
 use axum::Json;
@@ -197,9 +198,20 @@ pub(crate) async fn command(
     state: &NodeState,
     request: ControlRequest,
 ) -> Result<Json<PlaybackReport>, ApiError> {
+    command_in(state, ZoneParam::default(), request).await
+}
+
+/// Runs `request` on the session of the zone `zone` names (this node's
+/// when none), through that zone's coordinator.
+pub(crate) async fn command_in(
+    state: &NodeState,
+    zone: ZoneParam,
+    request: ControlRequest,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    let zone = target_zone(state, zone).await?;
     let session = state
         .control
-        .command(request)
+        .command_in(zone, request)
         .await
         .map_err(|err| match err {
             CommandFailed::Refused(refusal) => ApiError::from_refusal(refusal),
@@ -218,18 +230,22 @@ pub(crate) struct PlayBody {
     position_ms: Option<u64>,
     album: Option<String>,
     artist: Option<String>,
+    /// The zone whose session it is for (as the `zone` query parameter).
+    zone: Option<String>,
 }
 
 pub(crate) async fn play(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     ApiJson(body): ApiJson<PlayBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
     match (&body.track, &body.album, &body.artist) {
         (Some(track), None, None) => {
             let track = track_id(track)?;
             let position_micros = position_micros(body.position_ms.unwrap_or(0))?;
-            command(
+            command_in(
                 &state,
+                zone.with_body(body.zone.clone())?,
                 ControlRequest::Play {
                     track,
                     position_micros,
@@ -258,7 +274,7 @@ pub(crate) async fn play(
                     firefly_swarm::playback::MAX_QUEUE + 1
                 )));
             }
-            command(&state, ControlRequest::PlayAll { tracks }).await
+            command_in(&state, zone.with_body(body.zone.clone())?, ControlRequest::PlayAll { tracks }).await
         }
         _ => Err(ApiError::BadRequest(
             "give a track (and optionally position_ms), or an album (and optionally its artist), or an artist"
@@ -267,12 +283,18 @@ pub(crate) async fn play(
     }
 }
 
-pub(crate) async fn prev(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::Prev).await
+pub(crate) async fn prev(
+    State(state): State<NodeState>,
+    zone: ZoneParam,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command_in(&state, zone, ControlRequest::Prev).await
 }
 
-pub(crate) async fn stop(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::Stop).await
+pub(crate) async fn stop(
+    State(state): State<NodeState>,
+    zone: ZoneParam,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command_in(&state, zone, ControlRequest::Stop).await
 }
 
 /// `POST /api/shuffle`.
@@ -280,13 +302,21 @@ pub(crate) async fn stop(State(state): State<NodeState>) -> Result<Json<Playback
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShuffleBody {
     on: bool,
+    /// The zone whose session it is for (as the `zone` query parameter).
+    zone: Option<String>,
 }
 
 pub(crate) async fn shuffle(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     ApiJson(body): ApiJson<ShuffleBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::Shuffle { on: body.on }).await
+    command_in(
+        &state,
+        zone.with_body(body.zone.clone())?,
+        ControlRequest::Shuffle { on: body.on },
+    )
+    .await
 }
 
 /// `POST /api/repeat`.
@@ -294,29 +324,42 @@ pub(crate) async fn shuffle(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RepeatBody {
     mode: RepeatMode,
+    /// The zone whose session it is for (as the `zone` query parameter).
+    zone: Option<String>,
 }
 
 pub(crate) async fn repeat(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     ApiJson(body): ApiJson<RepeatBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::Repeat { mode: body.mode }).await
+    command_in(
+        &state,
+        zone.with_body(body.zone.clone())?,
+        ControlRequest::Repeat { mode: body.mode },
+    )
+    .await
 }
 
 pub(crate) async fn pause(
     State(state): State<NodeState>,
+    zone: ZoneParam,
 ) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::Pause).await
+    command_in(&state, zone, ControlRequest::Pause).await
 }
 
 pub(crate) async fn resume(
     State(state): State<NodeState>,
+    zone: ZoneParam,
 ) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::Resume).await
+    command_in(&state, zone, ControlRequest::Resume).await
 }
 
-pub(crate) async fn next(State(state): State<NodeState>) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::Next).await
+pub(crate) async fn next(
+    State(state): State<NodeState>,
+    zone: ZoneParam,
+) -> Result<Json<PlaybackReport>, ApiError> {
+    command_in(&state, zone, ControlRequest::Next).await
 }
 
 /// `POST /api/seek`.
@@ -324,14 +367,22 @@ pub(crate) async fn next(State(state): State<NodeState>) -> Result<Json<Playback
 #[serde(deny_unknown_fields)]
 pub(crate) struct SeekBody {
     position_ms: u64,
+    /// The zone whose session it is for (as the `zone` query parameter).
+    zone: Option<String>,
 }
 
 pub(crate) async fn seek(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     ApiJson(body): ApiJson<SeekBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
     let position_micros = position_micros(body.position_ms)?;
-    command(&state, ControlRequest::Seek { position_micros }).await
+    command_in(
+        &state,
+        zone.with_body(body.zone.clone())?,
+        ControlRequest::Seek { position_micros },
+    )
+    .await
 }
 
 /// `POST /api/queue`.
@@ -341,10 +392,13 @@ pub(crate) struct QueueBody {
     tracks: Vec<String>,
     /// Where to insert them (0 first); default: appended.
     at: Option<u32>,
+    /// The zone whose session it is for (as the `zone` query parameter).
+    zone: Option<String>,
 }
 
 pub(crate) async fn queue(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     ApiJson(body): ApiJson<QueueBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
     if body.tracks.len() > firefly_swarm::playback::MAX_QUEUE {
@@ -358,8 +412,9 @@ pub(crate) async fn queue(
         .iter()
         .map(|t| track_id(t))
         .collect::<Result<Vec<_>, _>>()?;
-    command(
+    command_in(
         &state,
+        zone.with_body(body.zone.clone())?,
         ControlRequest::QueueInsert {
             tracks,
             at: body.at,
@@ -371,6 +426,7 @@ pub(crate) async fn queue(
 /// `DELETE /api/queue/{index}`.
 pub(crate) async fn queue_remove(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     axum::extract::Path(index): axum::extract::Path<String>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
     let index = index.parse::<u32>().map_err(|_| {
@@ -379,7 +435,7 @@ pub(crate) async fn queue_remove(
             index.chars().take(40).collect::<String>()
         ))
     })?;
-    command(&state, ControlRequest::QueueRemove { index }).await
+    command_in(&state, zone, ControlRequest::QueueRemove { index }).await
 }
 
 /// `POST /api/queue/move`.
@@ -388,14 +444,18 @@ pub(crate) async fn queue_remove(
 pub(crate) struct MoveBody {
     from: u32,
     to: u32,
+    /// The zone whose session it is for (as the `zone` query parameter).
+    zone: Option<String>,
 }
 
 pub(crate) async fn queue_move(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     ApiJson(body): ApiJson<MoveBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
-    command(
+    command_in(
         &state,
+        zone.with_body(body.zone.clone())?,
         ControlRequest::QueueMove {
             from: body.from,
             to: body.to,
@@ -407,8 +467,9 @@ pub(crate) async fn queue_move(
 /// `DELETE /api/queue`.
 pub(crate) async fn queue_clear(
     State(state): State<NodeState>,
+    zone: ZoneParam,
 ) -> Result<Json<PlaybackReport>, ApiError> {
-    command(&state, ControlRequest::QueueClear).await
+    command_in(&state, zone, ControlRequest::QueueClear).await
 }
 
 /// `POST /api/volume`.

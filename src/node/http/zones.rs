@@ -2,7 +2,8 @@
 //! settings and now playing) and the requests that move nodes between them
 //! (`POST /api/zones` to create one, `/api/zones/move|merge|split|rename|volume`),
 //! plus a node's channel map and delay trim (`POST /api/channel`,
-//! `POST /api/trim`).
+//! `POST /api/trim`), and the `zone` parameter of the playback commands
+//! ([`ZoneParam`], [`target_zone`]).
 //!
 //! Every request is planned here from what this node sees
 //! ([`zones`](crate::node::zones): which node gets which placement change)
@@ -15,7 +16,8 @@ use super::playback::PlaybackReport;
 use crate::node::NodeState;
 use crate::node::zones::{self, Order, Seat, ZoneError};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use firefly_swarm::{
     ChannelMap, ControlRequest, ControlResponse, MAX_VOLUME_PERMILLE, Placement, PlacementChange,
     ZoneId,
@@ -412,4 +414,54 @@ fn volume_permille(volume: f32) -> Result<u16, ApiError> {
     }
     // In range: at most 4000 thousandths.
     Ok((volume * 1000.0).round() as u16)
+}
+
+/// The `zone` query parameter of a playback command (`POST /api/pause?zone=Kitchen`):
+/// the zone, by id or name, whose session the command is for.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ZoneParam {
+    zone: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ZoneParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<ZoneParam>::from_request_parts(parts, state)
+            .await
+            .map(|Query(param)| param)
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+impl ZoneParam {
+    /// The zone asked for, in the query or in the body (`body_zone`); the
+    /// two must agree when both are given.
+    pub(crate) fn with_body(self, body_zone: Option<String>) -> Result<Self, ApiError> {
+        match (self.zone, body_zone) {
+            (Some(query), Some(body)) if query != body => Err(ApiError::BadRequest(format!(
+                "the query names zone {:?} and the body zone {:?}: give one",
+                firefly_library::display_text(&query),
+                firefly_library::display_text(&body)
+            ))),
+            (query, body) => Ok(Self {
+                zone: query.or(body),
+            }),
+        }
+    }
+}
+
+/// The zone a playback command is for: the one `param` names (404 when no
+/// node plays in it), or `None` for this node's own.
+pub(crate) async fn target_zone(
+    state: &NodeState,
+    param: ZoneParam,
+) -> Result<Option<ZoneId>, ApiError> {
+    let Some(asked) = param.zone else {
+        return Ok(None);
+    };
+    let seats = seats(state).await?;
+    let zones = zones::zones(&seats);
+    let zone = zones::find_zone(&zones, &asked).map_err(refused)?;
+    Ok(Some(zone.id.clone()))
 }

@@ -309,7 +309,8 @@ fn a_follower_forwards_commands_and_refuses_peers_commands() {
             [
                 Action::Forward {
                     request: ControlRequest::Pause,
-                    reply: 1
+                    reply: 1,
+                    ..
                 },
                 Action::Answer {
                     reply: 2,
@@ -319,6 +320,45 @@ fn a_follower_forwards_commands_and_refuses_peers_commands() {
         ),
         "{actions:?}"
     );
+}
+
+#[test]
+fn a_command_for_another_zone_is_refused_by_the_coordinator_and_forwarded_by_the_api() {
+    let mut world = World::new(&[T1]);
+    let mut machine = coordinator(&mut world);
+    let kitchen: ZoneId = "kitchen".parse().unwrap();
+    let mine = ZoneId::default();
+    let wrapped = |zone: &ZoneId| ControlRequest::InZone {
+        zone: zone.clone(),
+        command: Box::new(ControlRequest::Stop),
+    };
+    // From a peer: the coordinator of the default zone refuses the
+    // kitchen's command, typed, and carries out its own zone's.
+    machine.handle_request(world.now, PeerId::random(), wrapped(&kitchen), 1, 0);
+    machine.handle_request(world.now, PeerId::random(), wrapped(&mine), 2, 0);
+    // From the local API: the kitchen's command goes to the kitchen.
+    machine.handle_zone_command(world.now, kitchen.clone(), ControlRequest::Pause, 3, 0);
+    let actions = world.drain(&mut machine);
+    let refused = actions.iter().any(|a| {
+        matches!(a, Action::Answer { reply: 1, result: Err(Refusal::WrongZone { asked, mine: m }) }
+            if *asked == kitchen && *m == mine)
+    });
+    assert!(refused, "{actions:?}");
+    // Stop with nothing loaded: decided (refused as such), not as a wrong zone.
+    let decided = actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Answer {
+                reply: 2,
+                result: Err(Refusal::NothingPlaying) | Ok(_)
+            }
+        )
+    });
+    assert!(decided, "{actions:?}");
+    let forwarded = actions.iter().any(|a| {
+        matches!(a, Action::Forward { zone, request: ControlRequest::Pause, reply: 3 } if *zone == kitchen)
+    });
+    assert!(forwarded, "{actions:?}");
 }
 
 #[test]
