@@ -10,14 +10,14 @@
 //! Firefly request-response protocol.
 //!
 //! The swarm does not interpret requests: an inbound one becomes an
-//! [`Event::ControlRequest`] with a [`RequestKey`], and the node answers it
+//! [`crate::Event::ControlRequest`] with a [`RequestKey`], and the node answers it
 //! with [`crate::Client::respond_control`]. Outbound requests go through
-//! [`crate::Client::control`]. This module holds the wire types and the
-//! event-loop glue (parked reply channels).
+//! [`crate::Client::control`]. This module holds the wire types and
+//! [`ControlState`], the parked reply channels with their bounds, which
+//! returns an outcome for each inbound request; the event loop
+//! (`event_loop::control`) carries it out.
 
 use crate::error::ClientError;
-use crate::event::Event;
-use crate::event_loop::EventLoop;
 use crate::inbound::{CheckedCbor, Inbound};
 use crate::playback::{MAX_QUEUE, RepeatMode, Session};
 use crate::status::MAX_VOLUME_PERMILLE;
@@ -334,144 +334,118 @@ pub(crate) enum ControlCommand {
     },
 }
 
-/// Parked reply channels, both ways.
+/// Where the answer to one of this node's requests goes.
+pub(crate) type ControlReply = oneshot::Sender<Result<ControlResponse, ClientError>>;
+
+/// The protocol's state: parked reply channels, both ways. Sans-IO: the
+/// event loop (`event_loop::control`) feeds it and carries out its
+/// outcomes.
 #[derive(Debug, Default)]
 pub(crate) struct ControlState {
     next_key: u64,
+    /// Inbound requests waiting for the node's answer. Invariant: at most
+    /// [`MAX_PARKED`], at most [`MAX_PARKED_PER_PEER`] of one peer.
     inbound: HashMap<RequestKey, (PeerId, ResponseChannel<ControlResponse>)>,
-    outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<ControlResponse, ClientError>>>,
+    outbound: HashMap<OutboundRequestId, ControlReply>,
 }
 
 pub(crate) type ControlEvent = request_response::Event<Inbound<ControlRequest>, ControlResponse>;
 
-impl EventLoop {
-    /// Carries out a client's control command.
-    pub(crate) fn on_control_command(&mut self, command: ControlCommand) {
-        match command {
-            ControlCommand::Send {
-                peer,
-                request,
-                reply,
-            } => {
-                if !self.swarm.is_connected(&peer) {
-                    let _ = reply.send(Err(ClientError::Request(format!(
-                        "{peer} is not connected"
-                    ))));
-                    return;
-                }
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .control
-                    .send_request(&peer, request.into());
-                self.control.outbound.insert(id, reply);
-            }
-            ControlCommand::Respond { key, response } => {
-                if let Some((_, channel)) = self.control.inbound.remove(&key)
-                    && self
-                        .swarm
-                        .behaviour_mut()
-                        .control
-                        .send_response(channel, response)
-                        .is_err()
-                {
-                    tracing::debug!("control request abandoned before the response");
-                }
-            }
-            ControlCommand::Publish { session } => self.publish_session(&session),
-        }
-    }
+/// What became of an inbound request ([`ControlState::handle_request`]).
+#[derive(Debug)]
+pub(crate) enum InboundOutcome {
+    /// Parked until the node answers: it is told with `key`.
+    Parked {
+        key: RequestKey,
+        request: ControlRequest,
+    },
+    /// Refused at once; `strike` names the bad input when the sender is to
+    /// be penalized for it.
+    Refused {
+        channel: ResponseChannel<ControlResponse>,
+        refusal: Refusal,
+        strike: Option<&'static str>,
+    },
+    /// The request did not decode (the sender is to be penalized); the
+    /// stream is dropped unanswered.
+    Malformed(String),
+}
 
-    /// Handles a `/firefly/control/1` event.
-    pub(crate) fn on_control_event(&mut self, event: ControlEvent) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => match request {
-                    Inbound::Request(request) => self.on_control_request(peer, request, channel),
-                    Inbound::Malformed(reason) => {
-                        tracing::debug!(%peer, reason, "malformed control request");
-                        self.stats.requests_malformed += 1;
-                        let now = (self.now)();
-                        self.penalize(now, peer, "malformed control request");
-                    }
-                },
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.control.outbound.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                tracing::debug!(%peer, %error, "control request failed");
-                if let Some(reply) = self.control.outbound.remove(&request_id) {
-                    let _ = reply.send(Err(ClientError::Request(error.to_string())));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound control request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn on_control_request(
+impl ControlState {
+    /// Takes a request from `peer` (a member or not, as membership says):
+    /// checks its bounds and the sender, and parks its channel for the
+    /// node's answer, within [`MAX_PARKED`] in all and
+    /// [`MAX_PARKED_PER_PEER`] per peer.
+    pub(crate) fn handle_request(
         &mut self,
         peer: PeerId,
-        request: ControlRequest,
+        is_member: bool,
+        request: Inbound<ControlRequest>,
         channel: ResponseChannel<ControlResponse>,
-    ) {
-        let refuse = |this: &mut Self, channel, refusal: Refusal| {
-            let _ = this
-                .swarm
-                .behaviour_mut()
-                .control
-                .send_response(channel, ControlResponse::Refused(refusal));
+    ) -> InboundOutcome {
+        let request = match request {
+            Inbound::Request(request) => request,
+            Inbound::Malformed(reason) => return InboundOutcome::Malformed(reason),
         };
         if let Err(reason) = request.check() {
-            self.stats.gossip_rejected += 1;
-            let now = (self.now)();
-            self.penalize(now, peer, "invalid control request");
-            refuse(self, channel, Refusal::Invalid(reason));
-            return;
+            return InboundOutcome::Refused {
+                channel,
+                refusal: Refusal::Invalid(reason),
+                strike: Some("invalid control request"),
+            };
         }
-        if !self.membership.is_member(&peer) {
+        if !is_member {
             // Commands, prepares and volumes come from members only.
-            refuse(self, channel, Refusal::NotAMember);
-            return;
+            return InboundOutcome::Refused {
+                channel,
+                refusal: Refusal::NotAMember,
+                strike: None,
+            };
         }
-        let parked = &mut self.control.inbound;
-        if parked.len() >= MAX_PARKED / 2 {
-            parked.retain(|_, (_, channel)| channel.is_open());
+        if self.inbound.len() >= MAX_PARKED / 2 {
+            self.inbound.retain(|_, (_, channel)| channel.is_open());
         }
-        let from_peer = parked.values().filter(|(p, _)| *p == peer).count();
+        let from_peer = self.inbound.values().filter(|(p, _)| *p == peer).count();
         if from_peer >= MAX_PARKED_PER_PEER {
             // An honest node has a few commands, a prepare and a volume
             // under way at a time: this is a flood.
-            let now = (self.now)();
-            self.penalize(now, peer, "too many control requests at once");
-            refuse(self, channel, Refusal::TooMany);
-            return;
+            return InboundOutcome::Refused {
+                channel,
+                refusal: Refusal::TooMany,
+                strike: Some("too many control requests at once"),
+            };
         }
-        if parked.len() >= MAX_PARKED {
-            refuse(self, channel, Refusal::Busy);
-            return;
+        if self.inbound.len() >= MAX_PARKED {
+            return InboundOutcome::Refused {
+                channel,
+                refusal: Refusal::Busy,
+                strike: None,
+            };
         }
-        let key = RequestKey(self.control.next_key);
+        let key = RequestKey(self.next_key);
         // A name, not a counter of the rules: 2^64 requests never come, and
         // wrapping is explicit rather than a debug-build panic.
-        self.control.next_key = self.control.next_key.wrapping_add(1);
-        self.control.inbound.insert(key, (peer, channel));
-        self.emit(Event::ControlRequest { peer, key, request });
+        self.next_key = self.next_key.wrapping_add(1);
+        self.inbound.insert(key, (peer, channel));
+        InboundOutcome::Parked { key, request }
+    }
+
+    /// The channel parked under `key`, to answer on (once).
+    pub(crate) fn take_inbound(
+        &mut self,
+        key: RequestKey,
+    ) -> Option<ResponseChannel<ControlResponse>> {
+        self.inbound.remove(&key).map(|(_, channel)| channel)
+    }
+
+    /// Parks the reply to this node's request `id` until its answer.
+    pub(crate) fn park_outbound(&mut self, id: OutboundRequestId, reply: ControlReply) {
+        self.outbound.insert(id, reply);
+    }
+
+    /// The reply waiting for the answer to request `id`.
+    pub(crate) fn take_outbound(&mut self, id: OutboundRequestId) -> Option<ControlReply> {
+        self.outbound.remove(&id)
     }
 }
 

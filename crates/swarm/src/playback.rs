@@ -5,17 +5,15 @@
 //! coordinates in, a change counter, the queue, the track, and the anchor
 //! "position `position_micros` sounds at swarm instant `start`". Every node
 //! derives what to play from it. This module holds the wire type, its checks
-//! and the event-loop glue ([`crate::Client::publish_session`],
-//! [`crate::Event::Session`]); what a node *does* with a session is the
-//! node's business.
+//! and [`handle_gossip`], which says what an arriving session comes to; the
+//! event loop (`event_loop::playback`) publishes and delivers them
+//! ([`crate::Client::publish_session`], [`crate::Event::Session`]). What a
+//! node *does* with a session is the node's business.
 
-use crate::event::Event;
-use crate::event_loop::EventLoop;
 use crate::status::{MAX_COUNTER, PlaybackState};
 use crate::wire::{self, MAX_GOSSIP_BYTES, WireError};
 use firefly_library::TrackId;
-use libp2p::PeerId;
-use libp2p::gossipsub::{IdentTopic, MessageAcceptance};
+use libp2p::gossipsub::MessageAcceptance;
 use serde::{Deserialize, Serialize};
 
 /// The gossipsub topic sessions travel on.
@@ -172,49 +170,36 @@ impl Session {
     }
 }
 
-impl EventLoop {
-    /// Publishes this node's session (as coordinator).
-    pub(crate) fn publish_session(&mut self, session: &Session) {
-        let bytes = match session.encode() {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                tracing::warn!(%err, "cannot encode the playback session");
-                return;
-            }
-        };
-        if let Err(err) = self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(IdentTopic::new(PLAYBACK_TOPIC), bytes)
-        {
-            // No peers subscribed yet is normal for a lone node.
-            tracing::debug!(%err, "playback session not published");
+/// What a session gossiped by a peer comes to ([`handle_gossip`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionOutcome {
+    /// A member's well-formed session, for the node (which keeps only its
+    /// coordinator's).
+    Accepted(Box<Session>),
+    /// Well-formed, but its author is not a member: not kept, not forwarded.
+    NotMember,
+    /// Not a valid session (the sender is to be penalized).
+    Malformed(WireError),
+}
+
+impl SessionOutcome {
+    /// What gossipsub should do with the message.
+    pub(crate) fn acceptance(&self) -> MessageAcceptance {
+        match self {
+            Self::Accepted(_) => MessageAcceptance::Accept,
+            Self::NotMember => MessageAcceptance::Ignore,
+            Self::Malformed(_) => MessageAcceptance::Reject,
         }
     }
+}
 
-    /// Handles a session gossiped by `source`. Only members' sessions reach
-    /// the node (which keeps only its coordinator's); a non-member's is
-    /// ignored and not forwarded.
-    pub(crate) fn on_session(&mut self, source: PeerId, bytes: &[u8]) -> MessageAcceptance {
-        match Session::decode(bytes) {
-            Ok(_) if !self.membership.is_member(&source) => {
-                self.stats.gossip_ignored += 1;
-                MessageAcceptance::Ignore
-            }
-            Ok(session) => {
-                self.emit(Event::Session {
-                    from: source,
-                    session: Box::new(session),
-                });
-                MessageAcceptance::Accept
-            }
-            Err(err) => {
-                tracing::debug!(peer = %source, %err, "bad playback session");
-                self.stats.gossip_rejected += 1;
-                MessageAcceptance::Reject
-            }
-        }
+/// Takes a session as it arrived on [`PLAYBACK_TOPIC`] from an author that
+/// is a member or not.
+pub(crate) fn handle_gossip(from_member: bool, bytes: &[u8]) -> SessionOutcome {
+    match Session::decode(bytes) {
+        Ok(_) if !from_member => SessionOutcome::NotMember,
+        Ok(session) => SessionOutcome::Accepted(Box::new(session)),
+        Err(err) => SessionOutcome::Malformed(err),
     }
 }
 

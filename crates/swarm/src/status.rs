@@ -18,14 +18,7 @@ use serde::{Deserialize, Serialize};
 /// Longest node name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Largest term or change counter (session `seq`) a peer may claim.
-///
-/// Terms and sequence numbers start at 0 and move one step at a time (an
-/// election, a playback change), so an honest swarm never gets near 2^48
-/// (a change every microsecond would take nine years). A larger value can
-/// only come from a peer that breaks the rules; refusing it at decode time
-/// means no counter this node keeps can come near `u64::MAX` and wrap.
-pub const MAX_COUNTER: u64 = 1 << 48;
+pub use crate::wire::{MAX_COUNTER, MAX_VOLUME_PERMILLE};
 
 /// This node's view of the roles in the swarm.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,8 +64,6 @@ pub struct Load {
 
 /// Most flashes one heartbeat carries.
 pub const MAX_PLAYOUT_FLASHES: usize = 8;
-/// Largest volume a node reports, in thousandths (4.0, the player's limit).
-pub const MAX_VOLUME_PERMILLE: u16 = 4000;
 
 /// One flash of a node's player: source frame `frame` of its track number
 /// `track` sounded when its swarm clock read `swarm_us`. Two flashes of one

@@ -15,6 +15,18 @@ use serde::de::DeserializeOwned;
 /// summaries and are cut into several messages when larger.
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 
+/// Largest term or change counter (session `seq`) a peer may claim.
+///
+/// Terms and sequence numbers start at 0 and move one step at a time (an
+/// election, a playback change), so an honest swarm never gets near 2^48
+/// (a change every microsecond would take nine years). A larger value can
+/// only come from a peer that breaks the rules; refusing it at decode time
+/// means no counter this node keeps can come near `u64::MAX` and wrap.
+pub const MAX_COUNTER: u64 = 1 << 48;
+
+/// Largest volume a node reports, in thousandths (4.0, the player's limit).
+pub const MAX_VOLUME_PERMILLE: u16 = 4000;
+
 /// Why a message from a peer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -11,7 +11,7 @@
 //! roles are derived per zone) are the node's; this module holds the wire
 //! types and their checks.
 
-use crate::status::{MAX_COUNTER, MAX_VOLUME_PERMILLE};
+use crate::wire::{MAX_COUNTER, MAX_VOLUME_PERMILLE};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

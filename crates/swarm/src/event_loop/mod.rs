@@ -9,10 +9,12 @@
 //! dispatches, answers commands and keeps connection bookkeeping. Every
 //! timestamp comes from the one `now` hook in the config.
 
+mod control;
 mod discovery;
 mod gossip;
 mod membership;
 mod penalty;
+mod playback;
 mod transfer;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
