@@ -529,3 +529,66 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
     // The node still answers.
     assert_eq!(http(http_addr, "GET", "/api/state", None).0, 200);
 }
+
+/// Issue 14: gossip that gossipsub itself refuses (here unsigned, and
+/// claiming to be node b's) never reaches the node's handlers; only
+/// gossipsub's peer score sees it. The forger is graylisted there, struck by
+/// the node for it and banned, and nothing of b's changes.
+#[test]
+fn a_peer_forging_gossip_is_banned_and_its_victim_untouched() {
+    let _swarm = one_swarm_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_swarm(root.path(), 2, &[("sweep.wav", 30)], 1);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let (a_peer, b_peer): (PeerId, PeerId) =
+        (a.peer_id.parse().unwrap(), b.peer_id.parse().unwrap());
+    // Who is there, named what, in which role (not the timings).
+    let peers = |node: &Node| {
+        let state = http(node.http, "GET", "/api/state", None).1;
+        state["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["peer_id"].clone(), p["name"].clone(), p["role"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let before = (view(a), peers(a));
+    let fake = TrackId::of(b"the forger's track");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut rogue = runtime.block_on(async {
+        let mut rogue = Rogue::dial_forging(&a.addr, b_peer);
+        rogue.run_for(Duration::from_secs(2)).await;
+        rogue
+    });
+    let rogue_id = rogue.peer_id().to_string();
+    runtime.block_on(async {
+        for _ in 0..30 {
+            rogue.publish(PLAYBACK_TOPIC, session(1 << 40, 1, fake).encode().unwrap());
+            rogue.publish(
+                firefly_swarm::membership::HEARTBEAT_TOPIC,
+                b"not even a heartbeat".to_vec(),
+            );
+            rogue.run_for(Duration::from_millis(500)).await;
+        }
+    });
+    let banned = a
+        .process
+        .wait_event_where("banned", Duration::from_secs(20), |e| e["peer"] == rogue_id);
+    assert_eq!(
+        banned.as_ref().and_then(|e| e["reason"].as_str()),
+        Some("invalid or forged gossip"),
+        "{:?}",
+        a.process.lines()
+    );
+    runtime.block_on(rogue.run_for(Duration::from_secs(1)));
+    assert!(
+        !rogue.is_connected(&a_peer),
+        "a banned peer stays connected"
+    );
+    assert_eq!(
+        (view(a), peers(a)),
+        before,
+        "a forgery in b's name changed something"
+    );
+}

@@ -107,6 +107,16 @@ pub(crate) struct Rogue {
 impl Rogue {
     /// A rogue with a fresh identity, dialing `node`.
     pub(crate) fn dial(node: &str) -> Rogue {
+        Self::dial_as(node, None)
+    }
+
+    /// A rogue whose gossip claims to come from `victim` and carries no
+    /// signature (a forgery gossipsub's strict validation refuses).
+    pub(crate) fn dial_forging(node: &str, victim: PeerId) -> Rogue {
+        Self::dial_as(node, Some(victim))
+    }
+
+    fn dial_as(node: &str, forge_as: Option<PeerId>) -> Rogue {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -116,17 +126,24 @@ impl Rogue {
             )
             .expect("tcp")
             .with_behaviour(|key| {
+                let (authenticity, validation) = match forge_as {
+                    None => (
+                        gossipsub::MessageAuthenticity::Signed(key.clone()),
+                        gossipsub::ValidationMode::Strict,
+                    ),
+                    Some(victim) => (
+                        gossipsub::MessageAuthenticity::Author(victim),
+                        gossipsub::ValidationMode::Permissive,
+                    ),
+                };
                 let config = gossipsub::ConfigBuilder::default()
-                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .validation_mode(validation)
                     // Room to send what the node must refuse.
                     .max_transmit_size(1 << 20)
                     .build()
                     .expect("gossipsub config");
-                let mut gossipsub = gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    config,
-                )
-                .expect("gossipsub");
+                let mut gossipsub =
+                    gossipsub::Behaviour::new(authenticity, config).expect("gossipsub");
                 for topic in [HEARTBEAT_TOPIC, "firefly/playback/1", "firefly/library/1"] {
                     gossipsub
                         .subscribe(&IdentTopic::new(topic))

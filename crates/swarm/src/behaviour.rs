@@ -103,11 +103,18 @@ impl Behaviour {
             .max_transmit_size(MAX_GOSSIP_BYTES * 4)
             .build()
             .map_err(|err| BuildError::Behaviour(err.to_string()))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_config,
         )
         .map_err(|err| BuildError::Behaviour(err.to_string()))?;
+        // Scores invalid and forged messages only (see `gossip_score`).
+        gossipsub
+            .with_peer_score(
+                crate::gossip_score::params(),
+                crate::gossip_score::thresholds(),
+            )
+            .map_err(BuildError::Behaviour)?;
         let mdns = if config.mdns {
             let mdns_config = mdns::Config {
                 query_interval: config.mdns_query_interval,

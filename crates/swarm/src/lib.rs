@@ -24,15 +24,30 @@
 //! library version in heartbeats comes from the library the node hands over
 //! in [`Config::library`].
 //!
+//! # How the modules depend on each other
+//!
+//! The arrows run one way (`tests/arrows.rs` fails on a cycle). At the
+//! bottom, wire types and bounds ([`wire`], [`status`](NodeStatus),
+//! [`zones`], [`live`], [`inbound`]). Above them, one module per protocol
+//! owning its state: it takes what arrived through `handle_*` functions and
+//! returns an outcome, and never sees the `Swarm` ([`membership`],
+//! [`control`], [`playback`], `discovery`, [`transfer`] — which sends
+//! through the behaviours the loop lends it —, [`penalty`], `gossip_score`,
+//! [`time_exchange`]). On top, `behaviour` composes the libp2p behaviours,
+//! [`Client`] sends commands, and the [`EventLoop`] (`event_loop/`, one
+//! file per protocol) owns the `Swarm`, feeds the protocols and carries out
+//! their outcomes: it emits events, sends responses, strikes peers.
+//!
 //! # Adding a protocol
 //!
 //! A new request-response protocol touches few shared lines: a field in
-//! `behaviour::Behaviour` (its name becomes a `BehaviourEvent` variant), one
-//! arm in `EventLoop::dispatch` calling an `impl EventLoop` method in the
-//! protocol's own module (as `time_exchange` does), and `Command` variants
-//! with `oneshot` replies for its [`Client`] methods. A gossip topic adds one
-//! arm in `gossip.rs`. A peer that sends bad input is given a strike with
-//! `EventLoop::penalize` ([`penalty`]).
+//! `behaviour::Behaviour` (its name becomes a `BehaviourEvent` variant), a
+//! module with its wire types and state, one arm in `EventLoop::dispatch`
+//! calling its loop side in `event_loop/`, and `Command` variants with
+//! `oneshot` replies for its [`Client`] methods. A gossip topic adds one
+//! arm in `event_loop/gossip.rs` (and its name in `gossip_score`'s topics).
+//! A peer that sends bad input is given a strike with `EventLoop::penalize`
+//! ([`penalty`]).
 
 mod behaviour;
 mod client;
@@ -42,6 +57,7 @@ mod discovery;
 mod error;
 mod event;
 mod event_loop;
+mod gossip_score;
 pub mod identity;
 pub mod inbound;
 pub mod live;
@@ -79,7 +95,7 @@ pub use time_exchange::{ClockStatus, TimeSample};
 pub use transfer::cover;
 pub use zones::{ChannelMap, Placement, ZoneId, ZoneSettings};
 
-use discovery::{Bootstrap, RelaySlot, peer_id_of};
+use discovery::{Discovery, peer_id_of};
 use libp2p::gossipsub::IdentTopic;
 use membership::{HEARTBEAT_TOPIC, Membership};
 use tokio::sync::mpsc;
@@ -103,12 +119,7 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
         Some(addr) => {
             let peer =
                 peer_id_of(addr).ok_or_else(|| BuildError::RelayWithoutPeerId(addr.clone()))?;
-            Some(RelaySlot {
-                addr: addr.clone(),
-                peer,
-                listener: None,
-                retry_at: (config.now)(),
-            })
+            Some((addr.clone(), peer))
         }
     };
     let mut swarm = behaviour::build_swarm(&config)?;
@@ -130,18 +141,10 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
                 reason: err.to_string(),
             })?;
     }
-    if let Some(slot) = &relay {
-        swarm.add_peer_address(slot.peer, slot.addr.clone());
+    if let Some((addr, peer)) = &relay {
+        swarm.add_peer_address(*peer, addr.clone());
     }
-    let bootstrap = config
-        .peers
-        .iter()
-        .map(|addr| Bootstrap {
-            addr: addr.clone(),
-            peer: peer_id_of(addr),
-            dialing: None,
-        })
-        .collect();
+    let discovery = Discovery::new((config.now)(), &config.peers, relay);
     let peer_id = *swarm.local_peer_id();
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
@@ -158,8 +161,7 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
             &config.transfer,
             (config.now)(),
         ),
-        bootstrap,
-        relay,
+        discovery,
         heartbeat_interval: config.heartbeat_interval,
         clock_config: config.clock_config.clone(),
         initial_swarm_time: config.initial_swarm(),

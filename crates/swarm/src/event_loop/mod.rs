@@ -20,7 +20,7 @@ mod transfer;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::Command;
 use crate::config::Now;
-use crate::discovery::{Bootstrap, LAN_REDIAL_MICROS, REDIAL_MICROS, RelaySlot, is_relayed};
+use crate::discovery::{Discovery, is_relayed};
 use crate::error::ClientError;
 use crate::event::{Event, Stats};
 use crate::membership::Membership;
@@ -57,15 +57,13 @@ pub struct EventLoop {
     pub(crate) stats: Stats,
     pub(crate) time_streams: TimeStreams,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
-    pub(crate) bootstrap: Vec<Bootstrap>,
-    /// Peers mDNS lists on the LAN, with their addresses (at most
-    /// [`crate::discovery::MAX_LAN_PEERS`]).
-    pub(crate) lan_peers: HashMap<PeerId, Vec<Multiaddr>>,
-    pub(crate) relay: Option<RelaySlot>,
+    pub(crate) discovery: Discovery,
     pub(crate) clock: SwarmClock<PeerId>,
     pub(crate) mapping: crate::ClockMapping,
     pub(crate) control: crate::control::ControlState,
     pub(crate) penalties: Penalties,
+    /// Peers' gossipsub scores at the latest reading ([`crate::gossip_score`]).
+    pub(crate) gossip_scores: crate::gossip_score::ScoreWatch,
     pub(crate) log_limiter: crate::penalty::LogLimiter,
     heartbeat_interval: i64,
     /// Set by [`crate::Client::leave`]; every heartbeat from then on says so.
@@ -73,9 +71,6 @@ pub struct EventLoop {
     next_heartbeat: LocalMicros,
     /// When the latest heartbeat went out.
     last_heartbeat: LocalMicros,
-    next_redial: LocalMicros,
-    /// When LAN (mDNS) peers are next redialed; see [`LAN_REDIAL_MICROS`].
-    next_lan_redial: LocalMicros,
 }
 
 /// The parts of [`EventLoop`] that [`crate::new`] decides.
@@ -87,8 +82,7 @@ pub(crate) struct Parts {
     pub(crate) name: String,
     pub(crate) membership: Membership,
     pub(crate) transfer: Transfer,
-    pub(crate) bootstrap: Vec<Bootstrap>,
-    pub(crate) relay: Option<RelaySlot>,
+    pub(crate) discovery: Discovery,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) clock_config: firefly_clock::Config,
     pub(crate) initial_swarm_time: SwarmMicros,
@@ -121,18 +115,15 @@ impl EventLoop {
             stats: Stats::default(),
             time_streams,
             pending_dials: HashMap::new(),
-            bootstrap: parts.bootstrap,
-            lan_peers: HashMap::new(),
-            relay: parts.relay,
+            discovery: parts.discovery,
             clock,
             penalties: Penalties::default(),
+            gossip_scores: Default::default(),
             log_limiter: Default::default(),
             heartbeat_interval: micros(parts.heartbeat_interval).max(1),
             leaving: false,
             next_heartbeat: now,
             last_heartbeat: now,
-            next_redial: now,
-            next_lan_redial: now,
         }
     }
 
@@ -158,10 +149,7 @@ impl EventLoop {
 
     /// The earliest deadline of any part of the loop.
     fn poll_timeout(&self) -> LocalMicros {
-        let mut deadline = self
-            .next_heartbeat
-            .min(self.next_redial)
-            .min(self.next_lan_redial);
+        let mut deadline = self.next_heartbeat.min(self.discovery.poll_timeout());
         for at in [
             self.membership.poll_timeout(),
             self.clock.poll_timeout(),
@@ -175,11 +163,6 @@ impl EventLoop {
         if let Some(at) = self.transfer.poll_timeout() {
             deadline = deadline.min(at);
         }
-        if let Some(slot) = &self.relay
-            && slot.listener.is_none()
-        {
-            deadline = deadline.min(slot.retry_at);
-        }
         deadline
     }
 
@@ -192,20 +175,15 @@ impl EventLoop {
         let now = (self.now)();
         if now >= self.next_heartbeat {
             self.publish_heartbeat(now);
+            self.watch_gossip_scores(now);
             self.last_heartbeat = now;
             self.next_heartbeat = (self.next_heartbeat + self.heartbeat_interval).max(now);
         }
-        if now >= self.next_redial {
-            self.redial_bootstrap_peers(now);
-            self.next_redial = now + REDIAL_MICROS;
-        }
-        if now >= self.next_lan_redial {
-            self.redial_lan_peers();
-            self.next_lan_redial = now + LAN_REDIAL_MICROS;
+        if now >= self.discovery.poll_timeout() {
+            self.discovery_timeout(now);
         }
         self.expire_members(now);
         self.transfer_timeout(now);
-        self.reserve_relay_slot(now);
         self.drive_clock(now);
         self.end_bans(now);
     }
@@ -307,8 +285,7 @@ impl EventLoop {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
-                self.on_dial_outcome(connection_id, Some(peer_id));
-                self.on_connected_to_relay(arrived, peer_id);
+                self.on_discovery_connected(arrived, connection_id, peer_id);
                 let relayed = is_relayed(&endpoint);
                 self.links.insert(
                     connection_id,
@@ -347,7 +324,7 @@ impl EventLoop {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(ClientError::Dial(error.to_string())));
                 }
-                self.on_dial_outcome(connection_id, None);
+                self.discovery.handle_dial_failed(connection_id);
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection failed");
