@@ -102,6 +102,14 @@ pub struct PeerView {
     /// It has not synced yet (a joiner still acquiring): its timeline is
     /// no one's to follow. `false` for peers that do not say.
     pub unsynced: bool,
+    /// Its raw measurement of the asker's timeline rate minus its own
+    /// (dimensionless, drift compensations only, no slew), from its window
+    /// alone (`None` until it has one, and from peers that do not say).
+    pub rate: Option<f64>,
+    /// How long it has been synced, µs (`None` while unsynced, and from
+    /// peers that do not say: those count as long synced). The rate anchor
+    /// bends fast only while every member is young (see `anchor_bend`).
+    pub synced_for_micros: Option<i64>,
 }
 
 /// Counters of what happened to samples (bad input is counted here).
@@ -142,6 +150,14 @@ struct Peer {
     reported_skew: Option<(i64, f64)>,
     /// The peer said, with its latest view, that it is not synced yet.
     reported_unsynced: bool,
+    /// Our raw measurement of the peer's timeline rate minus ours at the
+    /// last tick (its window alone): what we tell the peer.
+    measured_rate: Option<f64>,
+    /// The peer's raw measurement of our timeline rate minus its own, and
+    /// our local time when it came.
+    reported_rate: Option<(i64, f64)>,
+    /// How long the peer had been synced, and our local time when it said so.
+    reported_synced_for: Option<(i64, i64)>,
 
     /// The latest path-bias measurements (see [`PeerInfo::path_bias_micros`]).
     bias_samples: VecDeque<f64>,
@@ -189,6 +205,24 @@ const ANCHOR_GAIN: f64 = 0.05;
 /// bending toward it at this rate moves the timeline by about
 /// `½ · bend · t²` (2.5 µs over 10 s), however far the median moved.
 const ANCHOR_BEND: f64 = 0.05e-6;
+
+/// While the swarm boots, the anchor bends up to this fast, per second:
+/// the timeline a booting swarm adopts runs at one node's crystal, up to a
+/// few hundred ppm from the members' median, and [`ANCHOR_BEND`] would
+/// take hours to remove that. Nobody can be playing in step yet, and every
+/// node makes the same move.
+const ANCHOR_BEND_BOOT: f64 = 20e-6;
+/// While the swarm boots, the fraction of the members' median drift
+/// compensation the anchor removes per tick (before [`ANCHOR_BEND_BOOT`]
+/// bounds it): fast enough that the bend is over before the swarm's first
+/// 20 s are, so a joiner soon after boot meets a timeline on a straight
+/// course.
+const ANCHOR_GAIN_BOOT: f64 = 0.1;
+/// The swarm boots until its oldest member has been synced this long, µs.
+const ANCHOR_BOOT: i64 = 60_000_000;
+/// A member arriving or leaving once the oldest member has been synced this
+/// long ends the boot (a joiner or a crash, not the swarm starting up), µs.
+const ANCHOR_BOOT_MEMBERS: i64 = 20_000_000;
 
 /// One usable peer estimate at a tick.
 #[derive(Debug, Clone, Copy)]
@@ -267,6 +301,13 @@ pub struct SwarmClock<P> {
     /// timeline takes each better measurement almost whole, a settled one
     /// filters noise.
     rate_var: f64,
+    /// Local time this node synced (see [`PeerView::synced_for_micros`]).
+    synced_at: Option<i64>,
+    /// How many drift compensations the anchor's median took last tick.
+    anchor_members: usize,
+    /// The swarm's boot is over for the anchor (see `anchor_bend`); never
+    /// cleared.
+    booted: bool,
     /// Local time of the last step: the phase gain decays from
     /// `phase_gain_acquire` to `phase_gain` after it.
     stepped_at: i64,
@@ -305,6 +346,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             far_ahead_since: None,
             rate_var,
             stepped_at: now.0,
+            synced_at: None,
+            anchor_members: 0,
+            booted: false,
             sync_error: None,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -370,6 +414,10 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             offset_micros: self.peers.get(peer).and_then(|p| p.measured),
             skew: self.rate_base,
             unsynced: !self.is_synced(),
+            rate: self.peers.get(peer).and_then(|p| p.measured_rate),
+            synced_for_micros: self
+                .synced_at
+                .map(|at| self.last_now.saturating_sub(at).max(0)),
         }
     }
 
@@ -401,6 +449,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     reported: None,
                     reported_skew: None,
                     reported_unsynced: false,
+                    measured_rate: None,
+                    reported_rate: None,
+                    reported_synced_for: None,
                     bias_samples: VecDeque::new(),
                     bias: None,
                     interval: self.config.probe_interval,
@@ -478,7 +529,19 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     ///   nodes make the same move, so their agreement is untouched. The
     ///   move is bounded in ppm per second ([`ANCHOR_BEND`]): a crash or a
     ///   joiner moves the median at once, and a bounded bend moves the
-    ///   timeline by microseconds, never a step.
+    ///   timeline by microseconds, never a step. While the swarm boots
+    ///   (every member synced for less than a minute, and no member arrived
+    ///   or left after its first 20 s; peers say how long they have been
+    ///   synced) the bound is [`ANCHOR_BEND_BOOT`]: the timeline a booting
+    ///   swarm adopts runs at one node's crystal, and only a fast bend
+    ///   brings it to the median before anyone plays.
+    /// - **Shared rate error.** The same for rates: our window's rate of the
+    ///   peer against ours plus its window's rate of us against its own is
+    ///   twice the error the two share (the true rates cancel); half of it
+    ///   is removed from what feeds the rate filter. Without that, every
+    ///   node's filter took in the same early errors and the swarm's common
+    ///   rate ran hundreds of ppm off. A shared error beyond three sigmas
+    ///   of the window's rate is not used.
     ///
     /// A view out of range is refused and counted.
     pub fn handle_peer_view(
@@ -504,12 +567,26 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             (Some(_), _) if !view.skew.is_finite() || view.skew.abs() > max_skew => {
                 Err(SampleError::SkewOutOfRange)
             }
+            (Some(_), _)
+                if view
+                    .rate
+                    .is_some_and(|r| !r.is_finite() || r.abs() > 2.0 * max_skew) =>
+            {
+                Err(SampleError::SkewOutOfRange)
+            }
             (Some(p), offset) => {
                 if let Some(offset) = offset {
                     p.reported = Some((now, offset));
                 }
                 p.reported_skew = Some((now, view.skew));
                 p.reported_unsynced = view.unsynced;
+                if let Some(rate) = view.rate {
+                    p.reported_rate = Some((now, rate));
+                }
+                // A negative age is nonsense: count it as long synced.
+                p.reported_synced_for = view
+                    .synced_for_micros
+                    .map(|age| (now, if age < 0 { i64::MAX } else { age }));
                 Ok(())
             }
         };
@@ -825,13 +902,30 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                         e.samples,
                         e.uncertainty_at(at),
                     );
+                    // The rate's shared error, as the path bias for the
+                    // offset: our measurement of its rate against ours plus
+                    // its measurement of ours against its own is twice the
+                    // error both windows share (see `handle_peer_view`).
+                    let measured_rate = e.measured_rate + rate_shift;
+                    let relative = measured_rate - self.rate_base;
+                    peer.measured_rate = (relative.is_finite()
+                        && e.measured_rate_uncertainty <= RATE_MEASURED)
+                        .then_some(relative);
+                    let shared = peer
+                        .reported_rate
+                        .filter(|&(t, _)| now.saturating_sub(t) <= self.config.stale_after)
+                        .map(|(_, reported)| (relative + reported) / 2.0)
+                        .filter(|shared| {
+                            shared.abs() <= 3.0 * e.measured_rate_uncertainty + RATE_SHARED_SLACK
+                        });
+                    let measured_rate = measured_rate - shared.unwrap_or(0.0);
                     if fresh && offset.is_finite() {
                         views.push(View {
                             offset,
                             sigma: e.uncertainty_at(at).max(0.5),
                             rate: e.rate + rate_shift,
                             rate_sigma: e.rate_uncertainty.max(1e-9),
-                            measured_rate: e.measured_rate + rate_shift,
+                            measured_rate,
                             measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
                             bound: e.half_gap.max(0.0),
                             unsynced: peer.reported_unsynced,
@@ -861,6 +955,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         if views.is_empty() {
             if !heard_any && now.saturating_sub(self.created) >= self.config.solo_after {
                 self.state = State::Synced;
+                self.synced_at = Some(now);
                 self.events.push_back(Event::Synced);
             }
             return;
@@ -892,6 +987,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             self.rate_slew = 0.0;
         }
         self.state = State::Synced;
+        self.synced_at = Some(now);
         self.events.push_back(Event::Synced);
     }
 
@@ -1005,10 +1101,14 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     /// This tick's move of the swarm's rate toward the members' median
     /// clock (see [`SwarmClock::handle_peer_view`]): a fraction of the median
     /// of the drift compensations of this node and its synced peers, bounded
-    /// by [`ANCHOR_BEND`] per second. Zero alone.
-    fn anchor_bend(&self, now: i64) -> f64 {
+    /// by [`ANCHOR_BEND`] per second, or by [`ANCHOR_BEND_BOOT`] while the
+    /// swarm boots. Zero alone.
+    fn anchor_bend(&mut self, now: i64) -> f64 {
         let stale_after = self.config.stale_after;
         let mut skews = vec![self.rate_base];
+        // How long the oldest member has been synced; a peer that does not
+        // say counts as long synced.
+        let mut oldest = self.synced_at.map_or(0, |at| now.saturating_sub(at));
         for p in self.peers.values().filter(|p| !p.reported_unsynced) {
             let Some((at, skew)) = p.reported_skew else {
                 continue;
@@ -1017,6 +1117,22 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 continue;
             }
             skews.push(skew);
+            let age = p.reported_synced_for.map_or(i64::MAX, |(at, age)| {
+                age.saturating_add(now.saturating_sub(at))
+            });
+            oldest = oldest.max(age);
+        }
+        if skews.len() != self.anchor_members {
+            // A member arrived, left or fell silent: once the swarm has
+            // run a while, that is a joiner or a crash, which must only
+            // bend the timeline gently.
+            if oldest >= ANCHOR_BOOT_MEMBERS {
+                self.booted = true;
+            }
+            self.anchor_members = skews.len();
+        }
+        if oldest >= ANCHOR_BOOT {
+            self.booted = true;
         }
         if skews.len() < 2 {
             return 0.0;
@@ -1028,8 +1144,18 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         } else {
             (skews[n / 2 - 1] + skews[n / 2]) / 2.0
         };
-        let bound = ANCHOR_BEND * self.config.tick_interval as f64 / 1e6;
-        (ANCHOR_GAIN * median).clamp(-bound, bound)
+        let bend = if self.booted {
+            ANCHOR_BEND
+        } else {
+            ANCHOR_BEND_BOOT
+        };
+        let bound = bend * self.config.tick_interval as f64 / 1e6;
+        let gain = if self.booted {
+            ANCHOR_GAIN
+        } else {
+            ANCHOR_GAIN_BOOT
+        };
+        (gain * median).clamp(-bound, bound)
     }
 
     fn mark_coupled(&mut self, outlier: f64) {
@@ -1110,6 +1236,10 @@ const RATE_WANDER: f64 = 0.02e-6;
 /// The rate filter's variance never drops below this fraction of the latest
 /// measurement's (see `couple`).
 const RATE_TRUST: f64 = 0.25;
+
+/// A shared rate error (see `tick`) may exceed three sigmas of the window's
+/// rate by this much: the two windows differ in age and in samples.
+const RATE_SHARED_SLACK: f64 = 1e-6;
 
 /// A consensus rate measured worse than this (one sigma) is not fed to the
 /// rate filter, nor adopted at acquisition.

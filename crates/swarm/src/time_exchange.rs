@@ -82,6 +82,14 @@ pub struct TimeResponse {
     /// stamped `t3`, minus one, in parts per billion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_ppb: Option<i64>,
+    /// The answerer's own measurement of the asker's timeline rate minus
+    /// its own, ppb (see [`PeerView::rate`]). Absent until it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_rate_ppb: Option<i64>,
+    /// How long the answerer has been synced, ms (see
+    /// [`PeerView::synced_for_micros`]). Absent while unsynced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_ms: Option<u64>,
 }
 
 impl TimeResponse {
@@ -274,6 +282,10 @@ impl EventLoop {
                     l2: Some(t2.as_micros()),
                     l3: Some(l3.as_micros()),
                     rate_ppb: Some((self.clock.skew_ppm() * 1e3).round() as i64),
+                    view_rate_ppb: view.rate.map(|r| (r * 1e9).round() as i64),
+                    synced_ms: view
+                        .synced_for_micros
+                        .map(|us| u64::try_from(us / 1_000).unwrap_or(0)),
                 };
                 let _ = answer.send(response);
             }
@@ -301,6 +313,10 @@ impl EventLoop {
                     offset_micros: response.view,
                     skew: response.skew_ppm * 1e-6,
                     unsynced: response.unsynced,
+                    rate: response.view_rate_ppb.map(|ppb| ppb as f64 * 1e-9),
+                    synced_for_micros: response
+                        .synced_ms
+                        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX).saturating_mul(1_000)),
                 };
                 if let Err(err) = self.clock.handle_peer_view(now, &peer, view) {
                     tracing::debug!(%peer, %err, "peer's view of our clock refused");
@@ -385,9 +401,16 @@ mod tests {
             l2: Some(-40),
             l3: Some(-38),
             rate_ppb: Some(1_500),
+            view_rate_ppb: Some(-2_000_000),
+            synced_ms: Some(u64::MAX),
         };
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &response).expect("encodes");
         assert!(bytes.len() as u64 <= MAX_TIME_MESSAGE_BYTES);
+        let back: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("decodes");
+        assert_eq!(
+            (back.view_rate_ppb, back.synced_ms),
+            (Some(-2_000_000), Some(u64::MAX))
+        );
         let back: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("decodes");
         assert_eq!(
             back.peer_local(),
@@ -402,6 +425,8 @@ mod tests {
             l2: None,
             l3: None,
             rate_ppb: None,
+            view_rate_ppb: None,
+            synced_ms: None,
             ..response
         };
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &older).expect("encodes");

@@ -554,6 +554,8 @@ fn bad_peer_views_are_refused_and_counted() {
         offset_micros,
         skew,
         unsynced: false,
+        rate: None,
+        synced_for_micros: None,
     };
     for bad in [
         view(Some(f64::NAN), 0.0),
@@ -561,6 +563,14 @@ fn bad_peer_views_are_refused_and_counted() {
         view(Some(1e15), 0.0),
         view(None, f64::NAN),
         view(None, 0.5),
+        PeerView {
+            rate: Some(f64::NAN),
+            ..view(None, 0.0)
+        },
+        PeerView {
+            rate: Some(0.5),
+            ..view(None, 0.0)
+        },
     ] {
         assert!(
             c.handle_peer_view(now, &0, bad).is_err(),
@@ -571,11 +581,37 @@ fn bad_peer_views_are_refused_and_counted() {
         c.handle_peer_view(now, &7, view(None, 0.0)),
         Err(SampleError::UnknownPeer)
     );
-    assert_eq!(c.stats().rejected, 6);
+    assert_eq!(c.stats().rejected, 8);
     assert_eq!(
         c.handle_peer_view(now, &0, view(Some(120.0), 50e-6)),
         Ok(())
     );
+    // A negative age is taken as long synced, never refused.
+    let aged = PeerView {
+        rate: Some(3e-6),
+        synced_for_micros: Some(-5),
+        ..view(Some(120.0), 50e-6)
+    };
+    assert_eq!(c.handle_peer_view(now, &0, aged), Ok(()));
+}
+
+/// Regression: a swarm booting through 20 ± 10 ms of jitter ran its
+/// timeline 54 / 313 / 749 ppm from the members' median clock (seeds 1–3):
+/// it adopts one node's crystal at boot, every node's rate filter took the
+/// same early errors, and the anchor bent at most 0.05 ppm/s.
+#[test]
+fn a_jittery_boot_runs_the_timeline_at_the_members_median_rate() {
+    for seed in 1..=3 {
+        let mut s = Scenario::jitter();
+        s.seed = seed;
+        let f = sim::run_firefly(&s);
+        let off = f.timeline_vs_members_ppm.unwrap();
+        assert!(
+            off.abs() <= 30.0,
+            "seed {seed}: the timeline runs {off} ppm from the members' median"
+        );
+        assert_eq!(f.late_steps, 0, "seed {seed}: a synced node stepped");
+    }
 }
 
 /// Regression: `firefly bench clock --scenario lan --probe-interval-ms 250`
