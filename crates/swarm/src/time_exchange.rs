@@ -11,8 +11,10 @@
 //! request, and the event loop turns it into *swarm* time and stamps `t3` on
 //! its swarm clock just before handing the answer back to the task.
 //! Estimating offset and skew is the clock crate's job, not this module's.
+//! This module holds the messages and their decoding; the loop side that
+//! drives the clock is `event_loop::time`, the streams `time_stream`.
 //!
-//! Beside `(t2, t3)` the answer carries the answerer's [`PeerView`]: its raw
+//! Beside `(t2, t3)` the answer carries the answerer's [`firefly_clock::PeerView`]: its raw
 //! measurement of the asker's clock and its drift compensation. The two
 //! directions are not equally fast (the answer waits on the answerer's event
 //! loop) and each side would see the other ahead; the asker uses the
@@ -24,10 +26,7 @@
 //! send no view or no local stamps (older ones) are still understood: the
 //! fields default.
 
-use crate::event::Event;
-use crate::event_loop::EventLoop;
-use crate::time_stream::{ProbeReply, StreamEvent};
-use firefly_clock::{LocalMicros, PeerLocal, PeerView, Sample, SwarmClock, SwarmMicros};
+use firefly_clock::{LocalMicros, PeerLocal, Sample, SwarmClock, SwarmMicros};
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
@@ -83,11 +82,11 @@ pub struct TimeResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_ppb: Option<i64>,
     /// The answerer's own measurement of the asker's timeline rate minus
-    /// its own, ppb (see [`PeerView::rate`]). Absent until it has one.
+    /// its own, ppb (see [`firefly_clock::PeerView::rate`]). Absent until it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view_rate_ppb: Option<i64>,
     /// How long the answerer has been synced, ms (see
-    /// [`PeerView::synced_for_micros`]). Absent while unsynced.
+    /// [`firefly_clock::PeerView::synced_for_micros`]). Absent while unsynced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_ms: Option<u64>,
 }
@@ -224,120 +223,6 @@ pub(crate) fn clock_status(clock: &SwarmClock<PeerId>, now: LocalMicros) -> Cloc
         sync_error_micros: clock.sync_error_micros(),
         peers: clock.peers().map(|(p, info)| (*p, info.clone())).collect(),
         stats: clock.stats().clone(),
-    }
-}
-
-impl EventLoop {
-    /// Queues a probe of `peer` on its time stream; `t1` is stamped as the
-    /// request leaves.
-    pub(crate) fn request_time(&mut self, peer: PeerId, reply: ProbeReply) {
-        if let Err(reply) = self.time_streams.probe(peer, reply) {
-            self.stats.time_failures += 1;
-            tracing::debug!(%peer, "time probe dropped: the previous ones are still waiting");
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(crate::ClientError::Request(
-                    "time exchange busy".to_string(),
-                )));
-            }
-        }
-    }
-
-    /// Drains the clock in the order its doc gives: timeout, probes, events.
-    pub(crate) fn drive_clock(&mut self, now: LocalMicros) {
-        if self.clock.poll_timeout().is_some_and(|at| at <= now) {
-            self.clock.handle_timeout(now);
-        }
-        while let Some(peer) = self.clock.poll_probe(now) {
-            if self.swarm.is_connected(&peer) {
-                self.request_time(peer, None);
-            }
-        }
-        while let Some(event) = self.clock.poll_event() {
-            match event {
-                firefly_clock::Event::Synced => {
-                    tracing::info!("swarm clock synced");
-                    self.emit(Event::ClockSynced);
-                }
-                firefly_clock::Event::Stepped { by_micros } => {
-                    tracing::info!(by_micros, "swarm clock stepped");
-                    self.emit(Event::ClockStepped { by_micros });
-                }
-                other => tracing::debug!(?other, "swarm clock event"),
-            }
-        }
-    }
-
-    /// Handles what the time streams report.
-    pub(crate) fn on_time_stream_event(&mut self, event: StreamEvent) {
-        match event {
-            StreamEvent::Asked { peer, t2, answer } => {
-                let view = self.clock.view_for(&peer);
-                let l3 = (self.now)();
-                let response = TimeResponse {
-                    t2: self.clock.to_swarm(t2).as_micros(),
-                    t3: self.clock.to_swarm(l3).as_micros(),
-                    view: view.offset_micros,
-                    skew_ppm: view.skew * 1e6,
-                    unsynced: view.unsynced,
-                    l2: Some(t2.as_micros()),
-                    l3: Some(l3.as_micros()),
-                    rate_ppb: Some((self.clock.skew_ppm() * 1e3).round() as i64),
-                    view_rate_ppb: view.rate.map(|r| (r * 1e9).round() as i64),
-                    synced_ms: view
-                        .synced_for_micros
-                        .map(|us| u64::try_from(us / 1_000).unwrap_or(0)),
-                };
-                let _ = answer.send(response);
-            }
-            StreamEvent::Answered {
-                peer,
-                t1,
-                t4,
-                response,
-                reply,
-            } => {
-                let sample = Sample {
-                    t1,
-                    t2: SwarmMicros(response.t2),
-                    t3: SwarmMicros(response.t3),
-                    t4,
-                };
-                let now = (self.now)();
-                if let Err(err) =
-                    self.clock
-                        .handle_exchange(now, &peer, sample, response.peer_local())
-                {
-                    tracing::debug!(%peer, %err, "time sample refused");
-                }
-                let view = PeerView {
-                    offset_micros: response.view,
-                    skew: response.skew_ppm * 1e-6,
-                    unsynced: response.unsynced,
-                    rate: response.view_rate_ppb.map(|ppb| ppb as f64 * 1e-9),
-                    synced_for_micros: response
-                        .synced_ms
-                        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX).saturating_mul(1_000)),
-                };
-                if let Err(err) = self.clock.handle_peer_view(now, &peer, view) {
-                    tracing::debug!(%peer, %err, "peer's view of our clock refused");
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.send(Ok(TimeSample { peer, sample }));
-                }
-                self.drive_clock(now);
-            }
-            StreamEvent::Failed { peer, error, reply } => {
-                self.stats.time_failures += 1;
-                tracing::debug!(%peer, %error, "time probe failed");
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(crate::ClientError::Request(error)));
-                }
-            }
-            StreamEvent::InboundFailed { peer, error } => {
-                self.stats.time_failures += 1;
-                tracing::debug!(%peer, %error, "time stream from a peer closed");
-            }
-        }
     }
 }
 

@@ -242,7 +242,6 @@ fn modules() -> (Vec<(Module, String)>, BTreeMap<String, String>) {
 }
 
 #[test]
-#[ignore = "cycles remain while issue 14 item 8 moves the protocol modules"]
 fn the_swarm_modules_import_each_other_one_way() {
     let (all, reexported) = modules();
     let parents: BTreeSet<Module> = all

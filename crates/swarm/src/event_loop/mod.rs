@@ -15,6 +15,7 @@ mod gossip;
 mod membership;
 mod penalty;
 mod playback;
+mod time;
 mod transfer;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
