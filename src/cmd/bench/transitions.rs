@@ -21,7 +21,7 @@
 //! request's send), the spread of the switch instants across nodes (µs
 //! and output frames), and the switch against the nodes' steady alignment:
 //! for every pair, how far its switch offset lies from its steady offset
-//! over the second around the switch. That last figure is zero when every
+//! over the fifth of a second next to the switch. That last figure is zero when every
 //! node switches on the same frame of the shared timeline, whatever the
 //! clocks' own spread (which steady playback has too, and which the
 //! switch's spread then equals).
@@ -158,14 +158,16 @@ struct Switches {
     at: Vec<i64>,
     late: usize,
     /// Each node's flashes (source frame, true µs) of the switching run
-    /// within a second of the switch: after it for a start, before it for
+    /// within [`NEAR_MICROS`] of the switch: after it for a start, before it for
     /// a silence. Their pairwise offsets are the nodes' steady alignment
     /// at that moment, which the switch is measured against.
     near: Vec<Vec<(f64, i64)>>,
 }
 
-/// A second, in µs: the span of flashes around a switch taken as steady.
-const NEAR_MICROS: i64 = 1_000_000;
+/// The span of flashes next to a switch taken as the nodes' steady
+/// alignment there, µs: short, as the clocks' spread itself moves by tens
+/// of µs over a second on a loaded machine.
+const NEAR_MICROS: i64 = 200_000;
 
 /// The flashes of `run` in `seen` whose true instants lie in `from..to`.
 fn near(seen: &[Flash], run: u64, from: i64, to: i64) -> Vec<(f64, i64)> {
@@ -346,7 +348,14 @@ fn figures(sent: i64, switched: &Switches) -> anyhow::Result<Figures> {
         for j in i + 1..switched.at.len() {
             let mut steady = offsets(&switched.near[i], &switched.near[j]);
             if steady.is_empty() {
-                bail!("nodes {i} and {j} share no flashes around a switch");
+                let span = |n: &[(f64, i64)]| {
+                    (n.len(), n.first().map(|f| f.0), n.last().map(|f| f.0))
+                };
+                bail!(
+                    "nodes {i} and {j} share no flashes around a switch: {:?} and {:?}",
+                    span(&switched.near[i]),
+                    span(&switched.near[j])
+                );
             }
             steady.sort_by(f64::total_cmp);
             let steady = steady[steady.len() / 2];
