@@ -348,9 +348,8 @@ fn figures(sent: i64, switched: &Switches) -> anyhow::Result<Figures> {
         for j in i + 1..switched.at.len() {
             let mut steady = offsets(&switched.near[i], &switched.near[j]);
             if steady.is_empty() {
-                let span = |n: &[(f64, i64)]| {
-                    (n.len(), n.first().map(|f| f.0), n.last().map(|f| f.0))
-                };
+                let span =
+                    |n: &[(f64, i64)]| (n.len(), n.first().map(|f| f.0), n.last().map(|f| f.0));
                 bail!(
                     "nodes {i} and {j} share no flashes around a switch: {:?} and {:?}",
                     span(&switched.near[i]),
