@@ -13,6 +13,11 @@
 //! ALSA's `pulse` plugin, which gives no timestamps: `std::time::Instant`
 //! at the callback) or whether the node's clock is skewed.
 //!
+//! Streams are built on the output's control thread, which first moves
+//! itself to real-time priority where the system allows it, so that the
+//! audio stack's threads (cpal's worker, libpulse's mainloop) inherit it and
+//! a busy machine does not starve them ([`realtime`](super::realtime)).
+//!
 //! The callback never sleeps, blocks or allocates: the driver is behind a
 //! mutex only the stream's thread locks while the stream runs (`try_lock`,
 //! silence if ever busy). A control thread watches the stream: a device that
@@ -183,18 +188,49 @@ impl Output for DeviceOutput {
             other_errors: Arc::new(AtomicU64::new(0)),
         };
         let driver = Arc::new(Mutex::new(PeriodDriver::new(engine, Arc::clone(&stats))));
-        // The first opening happens here, so a device that cannot open is the caller's error.
-        let label = self.label();
-        let stream = open_stream(&self, &driver, &watch)?;
-        tracing::info!(device = %label, format = ?self.format, sample_format = ?self.sample_format, "audio device open");
+        let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+        // Every stream is built on this thread, promoted to real-time priority
+        // first, so the threads the audio stack starts inherit it (see `realtime`).
         let thread = std::thread::Builder::new()
             .name("firefly-device-out".into())
             .spawn(move || {
+                let realtime = match super::realtime::promote_current_thread() {
+                    Ok(()) => true,
+                    Err(why) => {
+                        tracing::info!(
+                            %why,
+                            "the sound output runs without real-time priority (not permitted); \
+                             a busy machine may make it underrun"
+                        );
+                        false
+                    }
+                };
+                watch.stats.set_realtime(realtime);
+                let label = self.label();
+                // The first opening is the caller's: a device that cannot open is its error.
+                let stream = match open_stream(&self, &driver, &watch) {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        let _ = opened_tx.send(Err(err));
+                        return Ok(());
+                    }
+                };
+                tracing::info!(device = %label, format = ?self.format, sample_format = ?self.sample_format, realtime, "audio device open");
+                let _ = opened_tx.send(Ok(()));
                 supervise(&self, stream, &driver, &watch, &stop_thread);
                 Ok(())
             })
             .map_err(OutputError::Thread)?;
-        Ok(RunningOutput::new(stop, thread, stats))
+        match opened_rx.recv() {
+            Ok(Ok(())) => Ok(RunningOutput::new(stop, thread, stats)),
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                Err(err)
+            }
+            Err(_) => Err(OutputError::Thread(std::io::Error::other(
+                "the output thread ended before opening the device",
+            ))),
+        }
     }
 }
 
