@@ -5,8 +5,8 @@
 //! fraction of a sample; the spread between the nodes as heard must stay
 //! within 500 µs (p99) over 30 s, and no device may underrun. It runs
 //! `firefly bench heard`, which starts, measures and cleans up everything;
-//! the benchmark carries the goals (p99 ≤ 100 µs; measured 95 µs over 60 s
-//! at load 6–7, BENCHMARKS.md, "Sync as heard"). The bound was 1 ms while
+//! the benchmark carries the goals (p99 ≤ 100 µs; measured 98 µs over 180 s
+//! at load 2–5, BENCHMARKS.md, "Sync as heard"). The bound was 1 ms while
 //! the private server's main thread ran at normal priority and starved under
 //! load; every thread of it is now real-time, as the bench sets it.
 //!

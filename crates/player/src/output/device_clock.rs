@@ -82,13 +82,15 @@ const MIN_BLOCKS: f64 = 3.0;
 const MAX_CALLBACK_RATE_ERROR: f64 = 1e-3;
 /// Stamps a block of [`BLOCK_MICROS`] needs to count towards the intercept.
 const MIN_BLOCK_STAMPS: f64 = 4.0;
-/// How long a block keeps counting towards the intercept, s (its weight
-/// falls by e over this).
-const STEADY_MEMORY_SECONDS: f64 = 120.0;
 /// Blocks on each side whose means show how much the reports wander around a block.
 const STEADY_NEIGHBOURS: usize = 5;
-/// Blocks whose unsteadiness is within this factor of the steadiest's count alike.
-const STEADY_RATIO: f64 = 6.0;
+/// A block's unsteadiness is taken as at least the window's lower quartile
+/// divided by this.
+const UNSTEADY_SPREAD: f64 = 1.0;
+/// How far a device's latency may move on its own, µs per √s (the random
+/// walk of the intercept's filter): PulseAudio's reports moved by 200–300 µs
+/// within 15 s of another client's reconnecting to the server.
+const LATENCY_WALK_MICROS: f64 = 3.0;
 /// Unsteadiness no block is credited below, µs.
 const STEADY_FLOOR_MICROS: f64 = 5.0;
 /// Slopes of the reports and of the callbacks further apart than this many
@@ -471,19 +473,22 @@ impl DeviceClock {
 
     /// Where the line through the reports sits, given its `slope`: the
     /// reports' offsets from the slope, averaged per block of
-    /// [`BLOCK_MICROS`] and weighted towards recent and steady blocks.
+    /// [`BLOCK_MICROS`], filtered along the blocks.
     ///
     /// A host's reports can be far off for a while and right afterwards:
     /// PulseAudio's interpolated latency runs off by up to 11 ms during the
     /// first 10–30 s of a stream and then holds within ±20 µs of what is
-    /// heard (`BENCHMARKS.md`, "Sync as heard"). The plain mean over the
-    /// window (120 s) keeps such a start for minutes. Here a block counts by
-    /// the inverse of its unsteadiness: the scatter of its reports, squared,
-    /// plus the variance of the block means within [`STEADY_NEIGHBOURS`] of
-    /// it, counted alike within [`STEADY_RATIO`] of the steadiest block; and
-    /// by `exp(−age / STEADY_MEMORY_SECONDS)`. Settled reports (±15 µs) then
-    /// outweigh unsettled ones (±1 ms) a thousandfold, while reports that
-    /// wander all along are averaged over the window, as a plain mean would.
+    /// heard, and it moved by 200–300 µs for good within 15 s of another
+    /// client's reconnecting to the server (`BENCHMARKS.md`, "Sync as heard"). The plain
+    /// mean over the window (120 s) kept such a start for minutes and
+    /// followed such a move over minutes. Here the latency is a random walk
+    /// ([`LATENCY_WALK_MICROS`] per √s) seen through a Kalman filter, each
+    /// block a measurement whose variance is its unsteadiness: the scatter
+    /// of its reports, squared, plus the variance of the block means within
+    /// [`STEADY_NEIGHBOURS`] of it, and at least the window's lower quartile
+    /// of those (over [`UNSTEADY_SPREAD`]). Settled reports are followed
+    /// within about 10 s, unsettled ones hardly move it, and reports that
+    /// wander all along are averaged over about a minute.
     /// `None` while no block has enough stamps.
     fn steady_intercept(&mut self, slope: f64) -> Option<f64> {
         let block_frames = BLOCK_MICROS / self.nominal_slope;
@@ -519,11 +524,9 @@ impl DeviceClock {
         if blocks == 0 {
             return None;
         }
-        let newest = self.scratch[(blocks - 1) * 3];
         // Each block's unsteadiness (µs²), in place of its scatter: its
         // scatter squared plus the variance of the block means around it.
         let mean_of = |scratch: &[f64], b: usize| scratch[b * 3 + 1];
-        let mut steadiest = f64::MAX;
         for b in 0..blocks {
             let around =
                 b.saturating_sub(STEADY_NEIGHBOURS)..(b + STEADY_NEIGHBOURS + 1).min(blocks);
@@ -538,29 +541,40 @@ impl DeviceClock {
                 .sum::<f64>()
                 / count;
             let scatter = self.scratch[b * 3 + 2];
-            let unsteady = scatter * scatter + wander + STEADY_FLOOR_MICROS * STEADY_FLOOR_MICROS;
             // The scatter is not needed again; the wander of a block's neighbours
             // is computed from their means, which stay.
-            self.scratch[b * 3 + 2] = unsteady;
-            steadiest = steadiest.min(unsteady);
+            self.scratch[b * 3 + 2] =
+                scatter * scatter + wander + STEADY_FLOOR_MICROS * STEADY_FLOOR_MICROS;
         }
-        // Blocks within a factor of the steadiest count alike: weighing
-        // by an estimated variance alone would let a block that looks steady
-        // by chance outweigh the rest.
-        let credited = steadiest * STEADY_RATIO * STEADY_RATIO;
-        let (mut weighted, mut weights) = (0.0, 0.0);
-        for b in 0..blocks {
+        // No block is taken as much steadier than most of the window's: an
+        // unsteadiness estimated from a few blocks is itself noisy, and a
+        // block that looks steady by chance must not pull the level to it.
+        let floor = {
+            let (known, spare) = self.scratch.split_at_mut(blocks * 3);
+            let copy = &mut spare[..blocks];
+            for (b, slot) in copy.iter_mut().enumerate() {
+                *slot = known[b * 3 + 2];
+            }
+            let (_, quartile, _) = copy.select_nth_unstable_by(blocks / 4, f64::total_cmp);
+            *quartile / UNSTEADY_SPREAD
+        };
+        // A Kalman filter along the blocks: the latency as a random walk
+        // ([`LATENCY_WALK_MICROS`] per √s), each block a measurement whose
+        // variance is its unsteadiness.
+        let (mut level, mut variance) = (self.scratch[1], self.scratch[2].max(floor));
+        for b in 1..blocks {
             let (x, mean, unsteady) = (
                 self.scratch[b * 3],
                 self.scratch[b * 3 + 1],
                 self.scratch[b * 3 + 2],
             );
-            let age = (newest - x) * self.nominal_slope / 1e6;
-            let weight = (-age / STEADY_MEMORY_SECONDS).exp() / unsteady.max(credited);
-            weighted += weight * mean;
-            weights += weight;
+            let seconds = (x - self.scratch[(b - 1) * 3]) * self.nominal_slope / 1e6;
+            variance += LATENCY_WALK_MICROS * LATENCY_WALK_MICROS * seconds.max(0.0);
+            let gain = variance / (variance + unsteady.max(floor));
+            level += gain * (mean - level);
+            variance *= 1.0 - gain;
         }
-        (weights > 0.0).then(|| weighted / weights)
+        level.is_finite().then_some(level)
     }
 
     /// The callbacks' line without the late ones, and the residual beyond
@@ -876,5 +890,36 @@ mod tests {
         // The window's mean: 1.7 ms off at 45 s, about 1 ms at 60 s.
         assert!(at_45.abs() < 100.0, "{at_45}");
         assert!(worst_after_60 < 40.0, "{worst_after_60}");
+    }
+
+    /// Steady reports that step by 300 µs for good while the callbacks do
+    /// not move (PulseAudio's latency when another client of the server
+    /// connects): no restart, and the fit follows within seconds.
+    #[test]
+    fn a_small_lasting_step_in_steady_reports_is_followed_within_seconds() {
+        let mut clock = DeviceClock::new(48_000);
+        let mut seed = 23;
+        let truth = |n: u64| n as f64 * 1e6 / 48_000.0;
+        let mut settled_after = None;
+        for k in 0..3_000u64 {
+            let n = k * 1_600;
+            let t = truth(n) / 1e6;
+            let step = if t >= 60.0 { -300.0 } else { 0.0 };
+            let report = truth(n) + step + 15.0 * noise(&mut seed);
+            let callback = truth(n) - 66_000.0 + 200.0 * noise(&mut seed).abs();
+            let pair = clock.handle_period(n, report, callback);
+            assert!(!matches!(pair, Pair::Restarted(_)), "restarted at {t:.2} s");
+            let err = clock.heard_at(n).unwrap_or(0.0) - truth(n) - step;
+            if t >= 60.0 && err.abs() > 30.0 {
+                settled_after = None;
+            } else if t >= 60.0 && settled_after.is_none() {
+                settled_after = Some(t - 60.0);
+            }
+        }
+        eprintln!("within 30 µs of the new latency {settled_after:?} s after the step");
+        assert!(
+            settled_after.is_some_and(|s| s <= 10.0),
+            "{settled_after:?}"
+        );
     }
 }
