@@ -3,13 +3,12 @@
 //! each into its own channel of one null sink, with test clocks at +200, +50
 //! and −200 ppm. The sink's monitor is recorded and every click located to a
 //! fraction of a sample; the spread between the nodes as heard must stay
-//! within 1 ms (p99) over 30 s, and no device may underrun. It runs
+//! within 500 µs (p99) over 30 s, and no device may underrun. It runs
 //! `firefly bench heard`, which starts, measures and cleans up everything;
-//! the benchmark carries the goals. (The issue asked for 500 µs here; on a
-//! loaded 2-core machine the p99 over 30 s measured 166–740 µs in one
-//! session and 500 µs–4.5 ms in the next, at loads of 2–4 and 12–13, where
-//! the sound server itself starves: 500 µs would fail now and then. See
-//! BENCHMARKS.md, "Sync as heard".)
+//! the benchmark carries the goals (p99 ≤ 100 µs; measured 98 µs over 180 s
+//! at load 2–5, BENCHMARKS.md, "Sync as heard"). The bound was 1 ms while
+//! the private server's main thread ran at normal priority and starved under
+//! load; every thread of it is now real-time, as the bench sets it.
 //!
 //! Without PulseAudio the test says so and passes, unless `CI` is set
 //! (`.ci/setup` installs it), where a missing server fails.
@@ -71,7 +70,7 @@ fn three_skewed_nodes_sound_in_step_through_a_sound_server() {
     let clicks = case["clicks"].as_u64().unwrap();
     assert!(clicks >= 50, "only {clicks} clicks heard on every channel");
     let p99 = case["spread_p99_us"].as_f64().unwrap();
-    assert!(p99 <= 1_000.0, "spread p99 {p99:.0} µs as heard");
+    assert!(p99 <= 500.0, "spread p99 {p99:.0} µs as heard");
     let underruns: Vec<u64> = case["underruns"]
         .as_array()
         .unwrap()
@@ -79,9 +78,14 @@ fn three_skewed_nodes_sound_in_step_through_a_sound_server() {
         .map(|u| u.as_u64().unwrap())
         .collect();
     assert!(underruns.iter().all(|&u| u == 0), "underruns {underruns:?}");
-    // Every node timed its output from the device's own reports.
+    // Every node timed its output from the device's own reports, and its
+    // audio threads ran at real-time priority where that is permitted (CI
+    // runs as root, where it is).
     for output in case["outputs"].as_array().unwrap() {
         assert_eq!(output["timing"], "reported", "{output}");
+        if std::env::var_os("CI").is_some() {
+            assert_eq!(output["realtime"], true, "{output}");
+        }
         let ppm = output["device_rate_ppm"].as_f64().unwrap();
         assert!(ppm.abs() < 1_000.0, "{output}");
     }

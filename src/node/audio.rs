@@ -108,6 +108,7 @@ impl Audio {
             jitter_us: report.jitter_micros,
             periods: report.periods,
             reopens: report.reopens,
+            realtime: report.realtime,
         })
     }
 
@@ -141,6 +142,8 @@ pub(crate) struct OutputReport {
     pub(crate) periods: u64,
     /// Times the device was reopened after going away.
     pub(crate) reopens: u64,
+    /// Whether the output's threads run at real-time priority.
+    pub(crate) realtime: bool,
 }
 
 /// Moves the player's events to the broadcast channel until the player is gone.

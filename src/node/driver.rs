@@ -183,6 +183,8 @@ struct Driver {
     /// Every zone's latest session.
     zone_sessions: ZoneSessions,
     zone_sessions_tx: watch::Sender<BTreeMap<ZoneId, Session>>,
+    /// Stores session snapshots without holding up the actions after them.
+    saver: persist::SessionSaver,
 }
 
 /// Starts the driver; returns its handle.
@@ -207,6 +209,7 @@ pub(crate) fn spawn(
         placements,
         zone_sessions: ZoneSessions::default(),
         zone_sessions_tx,
+        saver: persist::SessionSaver::spawn(library.clone()),
         client,
         library,
         audio,
@@ -415,12 +418,7 @@ impl Driver {
             Action::Applied(session) => {
                 let _ = self.session_tx.send(session);
             }
-            Action::Save(snapshot) => {
-                let library = self.library.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || persist::save_session(&library, &snapshot))
-                        .await;
-            }
+            Action::Save(snapshot) => self.saver.save(snapshot),
             Action::Report { roles, playback } => {
                 let library = self.library.clone();
                 let version = tokio::task::spawn_blocking(move || library.version())

@@ -12,6 +12,7 @@
 
 use firefly_library::Library;
 use firefly_swarm::{Placement, PlaybackState, Session};
+use tokio::sync::watch;
 
 const SESSION: &str = "playback/session";
 const VOLUME: &str = "playback/volume-permille";
@@ -35,6 +36,38 @@ pub(crate) fn snapshot(session: &Session, now: i64) -> Session {
     saved.term = 0;
     saved.seq = 0;
     saved
+}
+
+/// Stores session snapshots off the playback path. A durable redb commit
+/// waits for the disk (an fsync: tens of ms, more on a busy disk), and the
+/// driver carries out its actions in order, so a save awaited there held
+/// back the pause or play that followed it past its instant. The saver's
+/// own task stores them one at a time; when several arrive meanwhile, only
+/// the latest is stored.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSaver(watch::Sender<Option<Session>>);
+
+impl SessionSaver {
+    /// Starts the saving task (on the current tokio runtime).
+    pub(crate) fn spawn(library: Library) -> Self {
+        let (tx, mut rx) = watch::channel(None::<Session>);
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(snapshot) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                let library = library.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || save_session(&library, &snapshot)).await;
+            }
+        });
+        Self(tx)
+    }
+
+    /// Queues `snapshot` to be stored; returns at once.
+    pub(crate) fn save(&self, snapshot: Session) {
+        self.0.send_replace(Some(snapshot));
+    }
 }
 
 /// Stores a snapshot (blocking: a durable redb commit).

@@ -24,6 +24,7 @@ mod rogue;
 mod scan;
 mod shutdown;
 mod streaming;
+mod transport_frames;
 mod ui;
 mod ui_cdp;
 mod ui_library;

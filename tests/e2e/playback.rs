@@ -138,8 +138,6 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
             "--no-mdns",
             "--events",
             "json",
-            "--output",
-            "virtual",
         ])
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .args(["--http", &http.to_string()])
@@ -148,6 +146,9 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
             "RUST_LOG",
             std::env::var("FIREFLY_E2E_LOG").unwrap_or_else(|_| "warn".into()),
         );
+    if !spec.extra.contains(&"--output") {
+        command.args(["--output", "virtual"]);
+    }
     command.args(spec.extra);
     // Every node dials every earlier one, as mDNS would connect them on a LAN.
     for peer in spec.bootstrap {

@@ -9,9 +9,11 @@
 //! that is not audio (an HTML page, an error status) is retried the same way
 //! with the reason said. Decoded audio is mapped to stereo and resampled to
 //! 48 kHz (rubato), rebuilt when the decoder reports another sample rate or
-//! channel count mid-stream. (symphonia 0.5's MP3 reader does not: an MP3
-//! stream that switches from 44.1 to 32 kHz keeps being decoded at the
-//! first rate, so it plays at the wrong speed until a reconnect.)
+//! channel count mid-stream. symphonia 0.5's MP3 decoder does not report
+//! one (an MP3 stream that switches from 44.1 to 32 kHz keeps being decoded
+//! as if at the first rate, at the wrong speed), so every MP3 frame's own
+//! header is read too: a frame at another rate is reported and the stream
+//! reconnected, which probes it afresh at the new rate.
 
 use crate::source::{RunningSource, SourceEvent, SourceThread};
 use rubato::{FftFixedIn, Resampler};
@@ -136,6 +138,8 @@ fn play_once(agent: &ureq::Agent, url: &str, thread: &SourceThread) -> Result<()
         .map_err(|e| format!("codec not supported ({e})"))?;
     let mut converter: Option<Converter> = None;
     let mut bad_packets = 0u32;
+    let mpeg = track.codec_params.codec == symphonia::core::codecs::CODEC_TYPE_MP3;
+    let mut mpeg_rate: Option<u32> = None;
     loop {
         let packet = match format.next_packet() {
             Ok(packet) => packet,
@@ -148,6 +152,16 @@ fn play_once(agent: &ureq::Agent, url: &str, thread: &SourceThread) -> Result<()
         };
         if packet.track_id() != track.id {
             continue;
+        }
+        if mpeg && let Some(rate) = mpeg_frame_rate(&packet.data) {
+            match mpeg_rate {
+                Some(first) if first != rate => {
+                    return Err(format!(
+                        "the MP3 stream changed its sample rate from {first} to {rate} Hz"
+                    ));
+                }
+                _ => mpeg_rate = Some(rate),
+            }
         }
         let audio = match decoder.decode(&packet) {
             Ok(audio) => audio,
@@ -188,6 +202,24 @@ fn play_once(agent: &ureq::Agent, url: &str, thread: &SourceThread) -> Result<()
             return Ok(());
         }
     }
+}
+
+/// The sample rate an MPEG audio frame's header names (`data` starting with
+/// the frame sync), or `None` when it is not such a header.
+fn mpeg_frame_rate(data: &[u8]) -> Option<u32> {
+    let [0xff, b1, b2, ..] = *data else {
+        return None;
+    };
+    if b1 & 0xe0 != 0xe0 {
+        return None;
+    }
+    let rates: [u32; 3] = match (b1 >> 3) & 0b11 {
+        0b11 => [44_100, 48_000, 32_000],
+        0b10 => [22_050, 24_000, 16_000],
+        0b00 => [11_025, 12_000, 8_000],
+        _ => return None,
+    };
+    rates.get(usize::from((b2 >> 2) & 0b11)).copied()
 }
 
 /// Decoded audio → stereo at [`RATE`].
@@ -351,6 +383,94 @@ mod tests {
         // The stream's end is reported, to be reconnected.
         assert!(
             matches!(events.last(), Some(SourceEvent::Problem(p)) if p.contains("reconnecting"))
+        );
+    }
+
+    #[test]
+    fn mpeg_headers_name_their_rate() {
+        // MPEG-1 layer III at 44.1, 48 and 32 kHz; MPEG-2 at 22.05 kHz.
+        assert_eq!(mpeg_frame_rate(&[0xff, 0xfb, 0x90, 0x64]), Some(44_100));
+        assert_eq!(mpeg_frame_rate(&[0xff, 0xfb, 0x94, 0x64]), Some(48_000));
+        assert_eq!(mpeg_frame_rate(&[0xff, 0xfb, 0x98, 0x64]), Some(32_000));
+        assert_eq!(mpeg_frame_rate(&[0xff, 0xf3, 0x90, 0x64]), Some(22_050));
+        // Reserved rate, reserved version, no sync, too short.
+        assert_eq!(mpeg_frame_rate(&[0xff, 0xfb, 0x9c, 0x64]), None);
+        assert_eq!(mpeg_frame_rate(&[0xff, 0xeb, 0x90, 0x64]), None);
+        assert_eq!(mpeg_frame_rate(&[0x49, 0x44, 0x33, 0x04]), None);
+        assert_eq!(mpeg_frame_rate(&[0xff]), None);
+    }
+
+    /// One second of a 440 Hz tone at `rate`, encoded by `lame` (mono, no
+    /// tag frame, so that two can be joined into one stream); `None` when
+    /// `lame` is missing outside CI.
+    fn lame_mp3(dir: &std::path::Path, rate: u32) -> Option<Vec<u8>> {
+        let raw = dir.join(format!("tone{rate}.raw"));
+        let pcm: Vec<u8> = (0..rate)
+            .flat_map(|n| {
+                let t = f64::from(n) / f64::from(rate);
+                (((t * 440.0 * std::f64::consts::TAU).sin() * 8_000.0) as i16).to_le_bytes()
+            })
+            .collect();
+        std::fs::write(&raw, pcm).expect("write the tone");
+        let mp3 = dir.join(format!("tone{rate}.mp3"));
+        let khz = format!("{}", f64::from(rate) / 1000.0);
+        let ran = std::process::Command::new("lame")
+            .args(["--quiet", "-r", "-s", &khz, "--bitwidth", "16", "--signed"])
+            .args(["--little-endian", "-m", "m", "-t", "--resample", &khz])
+            .arg(&raw)
+            .arg(&mp3)
+            .status();
+        match ran {
+            Ok(status) if status.success() => Some(std::fs::read(&mp3).expect("read the mp3")),
+            other if std::env::var_os("CI").is_some() => {
+                panic!("lame is needed (.ci/setup installs it): {other:?}")
+            }
+            other => {
+                eprintln!("skipped: install lame to run this test ({other:?})");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn an_mp3_stream_that_changes_its_rate_says_so_and_reconnects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (Some(first), Some(second)) =
+            (lame_mp3(dir.path(), 44_100), lame_mp3(dir.path(), 32_000))
+        else {
+            return;
+        };
+        assert_eq!(mpeg_frame_rate(&second[..4]), Some(32_000));
+        let url = serve(move |mut s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: audio/mpeg\r\n\r\n");
+            let _ = s.write_all(&first);
+            let _ = s.write_all(&second);
+        });
+        let source = open(url).expect("starts");
+        let events = events_until(&source, Duration::from_secs(10), |e| {
+            e.iter().any(|e| matches!(e, SourceEvent::Problem(_)))
+        });
+        let heard: usize = events
+            .iter()
+            .map(|e| match e {
+                SourceEvent::Audio(s) => s.len(),
+                _ => 0,
+            })
+            .sum();
+        // The first second played (less the decoder's and resampler's delay)…
+        assert!(heard > 2 * 40_000, "{heard} samples before the change");
+        // …then the change is reported, not played at the wrong speed.
+        let problems: Vec<&String> = events
+            .iter()
+            .filter_map(|e| match e {
+                SourceEvent::Problem(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(events.last(), Some(SourceEvent::Problem(p))
+                if p.contains("changed its sample rate from 44100 to 32000 Hz")),
+            "{problems:?}"
         );
     }
 

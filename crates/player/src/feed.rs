@@ -21,6 +21,13 @@ pub(crate) const FEED_SECONDS: u64 = 4;
 /// (which restarts slightly before the last fetched frame) needs no seek.
 pub(crate) const HISTORY_SECONDS: u64 = 1;
 
+/// Frames a start or a prepared seek positions the decoder before the frame
+/// asked for: the renderer's first fetch after a (re)start begins a frame or
+/// two early (the resampler's lead, [`crate::resample::LEAD`]), and a fetch
+/// from before the ring's front would throw the decoded frames away and
+/// seek again, leaving nothing ready at the start's instant.
+pub(crate) const START_MARGIN_FRAMES: u64 = 16;
+
 /// What [`Feed::fetch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fetch {
@@ -116,6 +123,7 @@ impl DecodeFeed {
     /// Starts decoding `decoder` from `first_frame` on a new thread.
     pub(crate) fn spawn(mut decoder: Decoder, first_frame: u64) -> std::io::Result<Self> {
         let rate = u64::from(decoder.info().sample_rate);
+        let first_frame = first_frame.saturating_sub(START_MARGIN_FRAMES);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 front: first_frame,
@@ -181,6 +189,7 @@ impl DecodeFeed {
     /// Starts positioning the decoder for a fetch from `frame` that is coming
     /// (a scheduled seek or resume), so the frames are ready in time.
     pub(crate) fn prepare(&self, frame: u64) {
+        let frame = frame.saturating_sub(START_MARGIN_FRAMES);
         let state = self.shared.lock();
         if state.seek_to.is_none() && self.needs_seek(&state, frame) {
             self.request_seek(state, frame);

@@ -196,12 +196,34 @@ impl SoundServer {
                             .contains(&format!("ch{}", channels.saturating_sub(1)))
                 });
             if ready {
+                server.realtime_everywhere();
                 return Ok(server);
             }
             if Instant::now() > deadline {
                 bail!("pulseaudio did not come up within 20 s");
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Moves every thread of the server to real-time priority (`SCHED_RR`
+    /// 5, PulseAudio's own default for its I/O thread), where permitted.
+    /// PulseAudio gives it only to the sink's I/O thread; its main thread,
+    /// which takes the clients' data off their sockets, stays at nice −11,
+    /// and on a loaded machine the sink then runs dry for all clients at
+    /// once. A PipeWire desktop moves client data on its real-time loop;
+    /// this makes the private server behave alike, so that what remains is
+    /// Firefly's.
+    fn realtime_everywhere(&self) {
+        let done = Command::new("chrt")
+            .args(["--all-tasks", "--rr", "--pid", "5"])
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !done {
+            tracing::info!("the sound server runs without real-time priority (chrt refused)");
         }
     }
 

@@ -7,7 +7,8 @@
 //! report of which stream position the source is at), the inter-node spread
 //! (p99 of pairwise offsets of the same position's true instants), each
 //! member's CPU while playing against the same node idle just before (the
-//! same-run baseline), and the network per member (encoded block bytes
+//! same-run baseline), the same swarm's spread playing a file right after
+//! (the baseline for the spread), and the network per member (encoded block bytes
 //! received, and the FLAC ratio against raw 16-bit PCM).
 //!
 //! Real `firefly up` child processes on 127.0.0.1 (the local swarm of
@@ -42,6 +43,9 @@ pub(crate) struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Keep every node's log (at level info) in this folder, as `node<i>.log`.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,6 +60,10 @@ struct Report {
     delay_over_buffer_ms: f64,
     spread_p99_us: f64,
     spread_max_us: f64,
+    /// The same swarm playing a file over the same window right after: the
+    /// same-run baseline the live spread is held against.
+    file_spread_p99_us: f64,
+    file_spread_max_us: f64,
     /// Members' CPU while playing, % of a core, and idle just before.
     member_cpu_percent: Vec<f64>,
     member_idle_cpu_percent: Vec<f64>,
@@ -77,7 +85,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "live source on {} nodes, buffer {} ms, {} s: source → sound p50 {:.1} ms (max {:.1}, {:+.1} ms over the buffer); spread p99 {:.0} µs (max {:.0})",
+            "live source on {} nodes, buffer {} ms, {} s: source → sound p50 {:.1} ms (max {:.1}, {:+.1} ms over the buffer); spread p99 {:.0} µs (max {:.0}); a file right after, same nodes: p99 {:.0} µs (max {:.0})",
             report.nodes,
             report.buffer_ms,
             report.seconds,
@@ -85,7 +93,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             report.delay_max_ms,
             report.delay_over_buffer_ms,
             report.spread_p99_us,
-            report.spread_max_us
+            report.spread_max_us,
+            report.file_spread_p99_us,
+            report.file_spread_max_us
         );
         println!(
             "members: CPU {:?} % of a core (idle before: {:?}); network {:?} kbit/s (FLAC {:.2}× of 16-bit PCM); concealed {:?}",
@@ -169,10 +179,22 @@ async fn measure(root: &Path, args: &Args) -> anyhow::Result<Report> {
     if !made.success() {
         bail!("mkfifo failed");
     }
+    // The same file on every node, for the baseline (nothing downloads).
+    for i in 0..args.nodes as usize {
+        let music = local_swarm::music_dir(root, i);
+        std::fs::create_dir_all(&music)?;
+        local_swarm::synthesize(&music.join("baseline.wav"), 0, 120)?;
+    }
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..args.nodes as usize {
         let peers: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-        nodes.push(local_swarm::start_node(root, i, &peers)?);
+        let mut setup = local_swarm::NodeSetup::virtual_output(i);
+        if let Some(dir) = &args.logs {
+            std::fs::create_dir_all(dir)?;
+            setup.log = Some(dir.join(format!("node{i}.log")));
+            setup.env.push(("RUST_LOG".into(), "info".into()));
+        }
+        nodes.push(local_swarm::start_node_with(root, i, &peers, &setup)?);
     }
     local_swarm::wait_settled(&nodes, Duration::from_secs(60)).await?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -246,6 +268,71 @@ async fn play_and_measure(nodes: &[Node], fifo: &Path, args: &Args) -> anyhow::R
             .as_f64()
             .context("no capture report")?,
     );
+    let (seen, offsets) = spread(nodes).await?;
+    keep_flashes(args.logs.as_deref(), "live", &seen)?;
+    let mut concealed = Vec::new();
+    for node in nodes {
+        let s = get_json(node.http, "/api/sources").await?;
+        concealed.push(s["live"]["concealed"].as_u64().unwrap_or(0));
+    }
+    // The baseline: a file on the same nodes over the same window.
+    let library = get_json(nodes[0].http, "/api/library").await?;
+    let track = library
+        .as_array()
+        .and_then(|tracks| tracks.first())
+        .and_then(|t| t["track"].as_str())
+        .context("no baseline track in the library")?
+        .to_string();
+    post(
+        nodes[1].http,
+        "/api/play",
+        serde_json::json!({ "track": track }),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(5 + u64::from(args.seconds))).await;
+    let (file_seen, file_offsets) = spread(nodes).await?;
+    keep_flashes(args.logs.as_deref(), "file", &file_seen)?;
+    let members = 1..nodes.len();
+    let member_kbit: Vec<f64> = kbit[members.clone()].to_vec();
+    let flac_ratio = member_kbit.iter().sum::<f64>() / member_kbit.len() as f64 / pcm_kbit;
+    Ok((
+        Report {
+            nodes: args.nodes,
+            buffer_ms: args.buffer_ms,
+            seconds: args.seconds,
+            delay_p50_ms: 0.0,
+            delay_max_ms: 0.0,
+            delay_over_buffer_ms: 0.0,
+            spread_p99_us: local_swarm::percentile_abs(&offsets, 99.0),
+            spread_max_us: local_swarm::percentile_abs(&offsets, 100.0),
+            file_spread_p99_us: local_swarm::percentile_abs(&file_offsets, 99.0),
+            file_spread_max_us: local_swarm::percentile_abs(&file_offsets, 100.0),
+            member_cpu_percent: cpu[members.clone()].to_vec(),
+            member_idle_cpu_percent: idle[members].to_vec(),
+            member_kbit_s: member_kbit,
+            flac_ratio,
+            blocks_concealed: concealed,
+        },
+        capture,
+        seen.get(1).cloned().unwrap_or_default(),
+    ))
+}
+
+/// With `--logs`, writes each node's flashes (source frame, true µs) of a
+/// measured window to `DIR/<what>-flashes.json`.
+fn keep_flashes(dir: Option<&Path>, what: &str, seen: &[Vec<(f64, i64)>]) -> anyhow::Result<()> {
+    if let Some(dir) = dir {
+        std::fs::write(
+            dir.join(format!("{what}-flashes.json")),
+            serde_json::to_vec(seen)?,
+        )?;
+    }
+    Ok(())
+}
+
+/// Every node's flashes of what it plays now (source frame, true µs), and
+/// the pairwise offsets of the same frame's true instants across nodes.
+async fn spread(nodes: &[Node]) -> anyhow::Result<(Vec<Vec<(f64, i64)>>, Vec<f64>)> {
     let mut seen = Vec::new();
     for node in nodes {
         let flashes = local_swarm::flashes(node).await?;
@@ -267,33 +354,7 @@ async fn play_and_measure(nodes: &[Node], fifo: &Path, args: &Args) -> anyhow::R
     if offsets.is_empty() {
         bail!("no overlapping flashes");
     }
-    let mut concealed = Vec::new();
-    for node in nodes {
-        let s = get_json(node.http, "/api/sources").await?;
-        concealed.push(s["live"]["concealed"].as_u64().unwrap_or(0));
-    }
-    let members = 1..nodes.len();
-    let member_kbit: Vec<f64> = kbit[members.clone()].to_vec();
-    let flac_ratio = member_kbit.iter().sum::<f64>() / member_kbit.len() as f64 / pcm_kbit;
-    Ok((
-        Report {
-            nodes: args.nodes,
-            buffer_ms: args.buffer_ms,
-            seconds: args.seconds,
-            delay_p50_ms: 0.0,
-            delay_max_ms: 0.0,
-            delay_over_buffer_ms: 0.0,
-            spread_p99_us: local_swarm::percentile_abs(&offsets, 99.0),
-            spread_max_us: local_swarm::percentile_abs(&offsets, 100.0),
-            member_cpu_percent: cpu[members.clone()].to_vec(),
-            member_idle_cpu_percent: idle[members].to_vec(),
-            member_kbit_s: member_kbit,
-            flac_ratio,
-            blocks_concealed: concealed,
-        },
-        capture,
-        seen.get(1).cloned().unwrap_or_default(),
-    ))
+    Ok((seen, offsets))
 }
 
 async fn live_bytes(nodes: &[Node]) -> anyhow::Result<Vec<u64>> {

@@ -18,8 +18,13 @@
 //!   clock) — checked to lie within one period of that last flash.
 //!
 //! Reported per command: command → switch on the last node (ms, from the
-//! request's send), and the spread of the switch instants across nodes (µs
-//! and output frames).
+//! request's send), the spread of the switch instants across nodes (µs
+//! and output frames), and the switch against the nodes' steady alignment:
+//! for every pair, how far its switch offset lies from its steady offset
+//! over the fifth of a second next to the switch. That last figure is zero when every
+//! node switches on the same frame of the shared timeline, whatever the
+//! clocks' own spread (which steady playback has too, and which the
+//! switch's spread then equals).
 
 use crate::cmd::local_swarm::{
     Node, RATE, get_json, music_dir, offsets, start_node, synthesize, wait_settled,
@@ -152,6 +157,24 @@ fn period(seen: &[Flash], run: u64) -> (f64, i64) {
 struct Switches {
     at: Vec<i64>,
     late: usize,
+    /// Each node's flashes (source frame, true µs) of the switching run
+    /// within [`NEAR_MICROS`] of the switch: after it for a start, before it for
+    /// a silence. Their pairwise offsets are the nodes' steady alignment
+    /// at that moment, which the switch is measured against.
+    near: Vec<Vec<(f64, i64)>>,
+}
+
+/// The span of flashes next to a switch taken as the nodes' steady
+/// alignment there, µs: short, as the clocks' spread itself moves by tens
+/// of µs over a second on a loaded machine.
+const NEAR_MICROS: i64 = 200_000;
+
+/// The flashes of `run` in `seen` whose true instants lie in `from..to`.
+fn near(seen: &[Flash], run: u64, from: i64, to: i64) -> Vec<(f64, i64)> {
+    seen.iter()
+        .filter(|f| f.track == run && f.true_us >= from && f.true_us < to)
+        .map(|f| (f.position, f.true_us))
+        .collect()
 }
 
 /// Waits until every node plays a player track newer than `before` (for a
@@ -164,6 +187,7 @@ async fn sound_starts(nodes: &[Node], before: &[u64], frame: f64) -> anyhow::Res
         let mut switches = Switches {
             at: Vec::new(),
             late: 0,
+            near: Vec::new(),
         };
         for (node, &was) in nodes.iter().zip(before) {
             let seen = flashes(node).await?;
@@ -177,6 +201,9 @@ async fn sound_starts(nodes: &[Node], before: &[u64], frame: f64) -> anyhow::Res
             if seen.iter().filter(|f| f.track == run).count() < 50 {
                 break;
             }
+            switches
+                .near
+                .push(near(&seen, run, first.true_us, first.true_us + NEAR_MICROS));
             let ahead = first.position - frame;
             if ahead < -0.01 * f64::from(RATE) {
                 bail!(
@@ -222,6 +249,7 @@ async fn silences(nodes: &[Node], runs: &[u64], at: SilentAt) -> anyhow::Result<
     let mut switches = Switches {
         at: Vec::new(),
         late: 0,
+        near: Vec::new(),
     };
     for (node, &run) in nodes.iter().zip(runs) {
         let seen = flashes(node).await?;
@@ -232,6 +260,12 @@ async fn silences(nodes: &[Node], runs: &[u64], at: SilentAt) -> anyhow::Result<
         if seen.iter().any(|f| f.track > run) {
             bail!("node {} started sounding again", node.index);
         }
+        switches.near.push(near(
+            &seen,
+            run,
+            last.true_us - NEAR_MICROS,
+            last.true_us + 1,
+        ));
         let after = match at {
             SilentAt::Frame(frame) => {
                 ((frame - last.position) * 1e6 / f64::from(RATE)).round() as i64
@@ -287,16 +321,53 @@ async fn steady_spread(nodes: &[Node]) -> anyhow::Result<f64> {
     Ok(worst)
 }
 
-/// Command → switch (ms, last node), the spread of the switch (µs), and
-/// how many nodes switched late.
-fn figures(sent: i64, switched: &Switches) -> (f64, f64, usize) {
+/// One command's figures on one round.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    /// Command → switch on the last node, ms.
+    command_to_switch_ms: f64,
+    /// The switch instants' spread across the nodes, µs.
+    spread_us: f64,
+    /// Nodes that got the command after its anchor and switched late.
+    late: usize,
+    /// The switch against the nodes' steady alignment: over every pair,
+    /// the largest |(switch offset) − (steady offset around the switch)|,
+    /// µs. Zero when every node switches on the same frame of the shared
+    /// timeline; the spread that is left is the clocks' own (the steady
+    /// offset), which the switch neither adds to nor takes from.
+    excess_us: f64,
+}
+
+/// The figures of one command from when it was sent and how the nodes
+/// switched.
+fn figures(sent: i64, switched: &Switches) -> anyhow::Result<Figures> {
     let first = switched.at.iter().copied().min().unwrap_or(sent);
     let last = switched.at.iter().copied().max().unwrap_or(sent);
-    (
-        (last - sent) as f64 / 1e3,
-        (last - first) as f64,
-        switched.late,
-    )
+    let mut excess_us: f64 = 0.0;
+    for i in 0..switched.at.len() {
+        for j in i + 1..switched.at.len() {
+            let mut steady = offsets(&switched.near[i], &switched.near[j]);
+            if steady.is_empty() {
+                let span =
+                    |n: &[(f64, i64)]| (n.len(), n.first().map(|f| f.0), n.last().map(|f| f.0));
+                bail!(
+                    "nodes {i} and {j} share no flashes around a switch: {:?} and {:?}",
+                    span(&switched.near[i]),
+                    span(&switched.near[j])
+                );
+            }
+            steady.sort_by(f64::total_cmp);
+            let steady = steady[steady.len() / 2];
+            let switch = (switched.at[i] - switched.at[j]) as f64;
+            excess_us = excess_us.max((switch - steady).abs());
+        }
+    }
+    Ok(Figures {
+        command_to_switch_ms: (last - sent) as f64 / 1e3,
+        spread_us: (last - first) as f64,
+        late: switched.late,
+        excess_us,
+    })
 }
 
 async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
@@ -341,7 +412,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     command(to, "/api/play", json!({ "track": a })).await?;
     sound_starts(&nodes, &vec![0; n], 0.0).await?;
 
-    let mut by_command: BTreeMap<&str, Vec<(f64, f64, usize)>> = BTreeMap::new();
+    let mut by_command: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
     let mut baseline_us: Vec<f64> = Vec::new();
     for round in 0..args.rounds {
         tokio::time::sleep(SETTLE).await;
@@ -362,7 +433,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         by_command
             .entry("pause")
             .or_default()
-            .push(figures(sent, &ends));
+            .push(figures(sent, &ends)?);
         // resume: sound from there.
         tokio::time::sleep(SETTLE).await;
         let runs = current_runs(&nodes).await?;
@@ -372,7 +443,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         by_command
             .entry("resume")
             .or_default()
-            .push(figures(sent, &starts));
+            .push(figures(sent, &starts)?);
         // seek: sound from the new position.
         tokio::time::sleep(SETTLE).await;
         baseline_us.push(steady_spread(&nodes).await?);
@@ -385,7 +456,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         by_command
             .entry("seek")
             .or_default()
-            .push(figures(sent, &starts));
+            .push(figures(sent, &starts)?);
         // next: the queued track from its start.
         request(to.http, "DELETE", "/api/queue", None, None).await?;
         command(to, "/api/queue", json!({ "tracks": [b] })).await?;
@@ -397,7 +468,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         by_command
             .entry("next")
             .or_default()
-            .push(figures(sent, &starts));
+            .push(figures(sent, &starts)?);
         // prev (within 3 s of the start): the track before, from its start.
         tokio::time::sleep(SETTLE).await;
         baseline_us.push(steady_spread(&nodes).await?);
@@ -411,7 +482,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         by_command
             .entry("prev")
             .or_default()
-            .push(figures(sent, &starts));
+            .push(figures(sent, &starts)?);
         // stop: silent at the instant it was anchored at.
         tokio::time::sleep(SETTLE).await;
         baseline_us.push(steady_spread(&nodes).await?);
@@ -425,7 +496,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         by_command
             .entry("stop")
             .or_default()
-            .push(figures(sent, &ends));
+            .push(figures(sent, &ends)?);
         // play: sound from the position asked for.
         tokio::time::sleep(SETTLE).await;
         let position_ms = 20_000 + 10_000 * u64::from(round);
@@ -442,30 +513,40 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         by_command
             .entry("play")
             .or_default()
-            .push(figures(sent, &starts));
+            .push(figures(sent, &starts)?);
     }
 
     let mut commands = serde_json::Map::new();
     let mut worst_ms: f64 = 0.0;
     let mut worst_spread: f64 = 0.0;
+    let mut worst_excess: f64 = 0.0;
+    let mut late_switches = 0;
     for name in ["play", "pause", "resume", "seek", "next", "prev", "stop"] {
         let trials = by_command.get(name).cloned().unwrap_or_default();
-        let max_ms = trials.iter().map(|t| t.0).fold(0.0, f64::max);
-        let max_spread = trials.iter().map(|t| t.1).fold(0.0, f64::max);
-        let mut sorted: Vec<f64> = trials.iter().map(|t| t.0).collect();
+        let ms: Vec<f64> = trials.iter().map(|t| t.command_to_switch_ms).collect();
+        let max_ms = ms.iter().copied().fold(0.0, f64::max);
+        let max_spread = trials.iter().map(|t| t.spread_us).fold(0.0, f64::max);
+        let max_excess = trials.iter().map(|t| t.excess_us).fold(0.0, f64::max);
+        let late = trials.iter().map(|t| t.late).sum::<usize>();
+        let mut sorted = ms.clone();
         sorted.sort_by(f64::total_cmp);
         worst_ms = worst_ms.max(max_ms);
         worst_spread = worst_spread.max(max_spread);
+        worst_excess = worst_excess.max(max_excess);
+        late_switches += late;
         commands.insert(
             name.to_string(),
             json!({
-                "command_to_switch_ms": trials.iter().map(|t| t.0).collect::<Vec<_>>(),
+                "command_to_switch_ms": ms,
                 "median_ms": sorted.get(sorted.len() / 2),
                 "max_ms": max_ms,
-                "spread_us": trials.iter().map(|t| t.1).collect::<Vec<_>>(),
+                "spread_us": trials.iter().map(|t| t.spread_us).collect::<Vec<_>>(),
                 "max_spread_us": max_spread,
                 "max_spread_frames": max_spread * f64::from(RATE) / 1e6,
-                "late_switches": trials.iter().map(|t| t.2).sum::<usize>(),
+                "excess_us": trials.iter().map(|t| t.excess_us).collect::<Vec<_>>(),
+                "max_excess_us": max_excess,
+                "max_excess_frames": max_excess * f64::from(RATE) / 1e6,
+                "late_switches": late,
             }),
         );
     }
@@ -488,6 +569,10 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             "worst_command_to_switch_ms": worst_ms,
             "worst_spread_us": worst_spread,
             "worst_spread_frames": worst_spread * f64::from(RATE) / 1e6,
+            "every_switch_on_the_same_frame": late_switches == 0
+                && worst_excess * f64::from(RATE) / 1e6 <= 1.0,
+            "worst_excess_us": worst_excess,
+            "worst_excess_frames": worst_excess * f64::from(RATE) / 1e6,
         },
     }))
 }
@@ -498,16 +583,18 @@ fn print_table(r: &serde_json::Value) {
         r["nodes"], r["rounds"]
     );
     println!(
-        "command   → switch, median / max (ms)   spread across nodes, max (µs / frames)   late"
+        "command   → switch, median / max (ms)   spread across nodes, max (µs / frames)   against steady, max (µs / frames)   late"
     );
     for name in ["play", "pause", "resume", "seek", "next", "prev", "stop"] {
         let c = &r["commands"][name];
         println!(
-            "{name:<8}  {:>8.1} / {:>6.1}                 {:>8.0} / {:<6.2}              {}",
+            "{name:<8}  {:>8.1} / {:>6.1}                 {:>8.0} / {:<6.2}              {:>8.1} / {:<6.2}                  {}",
             c["median_ms"].as_f64().unwrap_or(f64::NAN),
             c["max_ms"].as_f64().unwrap_or(f64::NAN),
             c["max_spread_us"].as_f64().unwrap_or(f64::NAN),
             c["max_spread_frames"].as_f64().unwrap_or(f64::NAN),
+            c["max_excess_us"].as_f64().unwrap_or(f64::NAN),
+            c["max_excess_frames"].as_f64().unwrap_or(f64::NAN),
             c["late_switches"],
         );
     }
@@ -515,6 +602,14 @@ fn print_table(r: &serde_json::Value) {
         "baseline, same run: steady playback's spread (worst pair's median offset) {:.0} µs; worst switch spread ÷ it: {:.1}",
         r["steady_spread_us"]["median"].as_f64().unwrap_or(f64::NAN),
         r["worst_spread_over_steady"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!(
+        "goal: every node switches on the same frame (no late switch, each pair's switch within one frame of its steady offset): {}",
+        if r["goals"]["every_switch_on_the_same_frame"] == true {
+            "met"
+        } else {
+            "not met"
+        }
     );
     println!(
         "goal: every command → sound or silence ≤ 150 ms: {}",

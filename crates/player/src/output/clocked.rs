@@ -486,6 +486,19 @@ fn run_real_time<S>(
 where
     S: FnMut(&[f32], Option<Instant>) -> Result<(), OutputError>,
 {
+    // Paced like a sound card, so scheduled like one's threads
+    // (`super::realtime`): a machine busy on every core would otherwise
+    // hold this thread back by tens of ms, a gap a device would not have.
+    // It sleeps between periods and never spins.
+    let realtime = match super::realtime::promote_current_thread(super::realtime::CALLBACK_PRIORITY)
+    {
+        Ok(()) => true,
+        Err(reason) => {
+            tracing::debug!(%reason, "the clocked output runs at normal priority");
+            false
+        }
+    };
+    stats.set_realtime(realtime);
     let format = engine.format();
     let ch = usize::from(format.channels);
     let mut device = ModelDevice::new(model, format);

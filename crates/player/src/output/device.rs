@@ -13,6 +13,11 @@
 //! ALSA's `pulse` plugin, which gives no timestamps: `std::time::Instant`
 //! at the callback) or whether the node's clock is skewed.
 //!
+//! Streams are built on the output's control thread, which first moves
+//! itself to real-time priority where the system allows it, so that the
+//! audio stack's threads (cpal's worker, libpulse's mainloop) inherit it and
+//! a busy machine does not starve them ([`realtime`](super::realtime)).
+//!
 //! The callback never sleeps, blocks or allocates: the driver is behind a
 //! mutex only the stream's thread locks while the stream runs (`try_lock`,
 //! silence if ever busy). A control thread watches the stream: a device that
@@ -25,7 +30,7 @@ use crate::engine::{Engine, OutputFormat};
 use crate::error::OutputError;
 use rodio::cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use rodio::cpal::{self, FromSample, SampleFormat, SizedSample};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -181,20 +186,56 @@ impl Output for DeviceOutput {
             stats: Arc::clone(&stats),
             lost: Arc::new(AtomicBool::new(false)),
             other_errors: Arc::new(AtomicU64::new(0)),
+            callback_thread: Arc::new(AtomicU64::new(0)),
+            callback_task: Arc::new(AtomicU32::new(0)),
+            callback_realtime: Arc::new(AtomicBool::new(true)),
         };
         let driver = Arc::new(Mutex::new(PeriodDriver::new(engine, Arc::clone(&stats))));
-        // The first opening happens here, so a device that cannot open is the caller's error.
-        let label = self.label();
-        let stream = open_stream(&self, &driver, &watch)?;
-        tracing::info!(device = %label, format = ?self.format, sample_format = ?self.sample_format, "audio device open");
+        let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+        // Every stream is built on this thread, promoted to real-time priority
+        // first, so the threads the audio stack starts inherit it (see `realtime`).
         let thread = std::thread::Builder::new()
             .name("firefly-device-out".into())
             .spawn(move || {
+                let realtime = match super::realtime::promote_current_thread(
+                    super::realtime::CONTROL_PRIORITY,
+                ) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        tracing::info!(
+                            %why,
+                            "the sound output runs without real-time priority (not permitted); \
+                             a busy machine may make it underrun"
+                        );
+                        false
+                    }
+                };
+                watch.stats.set_realtime(realtime);
+                let label = self.label();
+                // The first opening is the caller's: a device that cannot open is its error.
+                let stream = match open_stream(&self, &driver, &watch) {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        let _ = opened_tx.send(Err(err));
+                        return Ok(());
+                    }
+                };
+                tracing::info!(device = %label, format = ?self.format, sample_format = ?self.sample_format, realtime, "audio device open");
+                let _ = opened_tx.send(Ok(()));
                 supervise(&self, stream, &driver, &watch, &stop_thread);
                 Ok(())
             })
             .map_err(OutputError::Thread)?;
-        Ok(RunningOutput::new(stop, thread, stats))
+        match opened_rx.recv() {
+            Ok(Ok(())) => Ok(RunningOutput::new(stop, thread, stats)),
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                Err(err)
+            }
+            Err(_) => Err(OutputError::Thread(std::io::Error::other(
+                "the output thread ended before opening the device",
+            ))),
+        }
     }
 }
 
@@ -205,6 +246,12 @@ struct Watch {
     /// The device reported itself gone or invalid.
     lost: Arc<AtomicBool>,
     other_errors: Arc<AtomicU64>,
+    /// The current stream's callback thread (`realtime::current_thread`; 0: none yet).
+    callback_thread: Arc<AtomicU64>,
+    /// Its task id in `/proc/self/task` (0: unknown).
+    callback_task: Arc<AtomicU32>,
+    /// Whether callback threads may keep real-time priority (not after one spun).
+    callback_realtime: Arc<AtomicBool>,
 }
 
 /// Keeps the stream running: reopens it when the device goes away or stalls.
@@ -221,9 +268,11 @@ fn supervise(
     let mut last_progress = Instant::now();
     let mut last_try = Instant::now();
     let mut errors_then = (watch.other_errors.load(Ordering::Relaxed), Instant::now());
+    let mut spin = SpinWatch::default();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         let now = Instant::now();
+        spin.check(watch, now, &label);
         if stream.is_some() {
             let periods = watch.stats.periods();
             if periods != last_periods {
@@ -279,6 +328,54 @@ fn supervise(
     drop(stream);
 }
 
+/// Guards against a real-time callback thread that spins (a plugin that
+/// reports ready without room; see `realtime`): once a second, the
+/// thread's CPU time; beyond [`realtime::SPIN_SHARE`](super::realtime::SPIN_SHARE)
+/// of a core it is returned to normal scheduling, and so are later ones.
+#[derive(Default)]
+struct SpinWatch {
+    /// The task measured, its CPU seconds and when.
+    last: Option<(u32, f64, Instant)>,
+}
+
+impl SpinWatch {
+    fn check(&mut self, watch: &Watch, now: Instant, label: &str) {
+        if let Some((_, _, at)) = self.last
+            && now.duration_since(at) < Duration::from_secs(1)
+        {
+            return;
+        }
+        let task = watch.callback_task.load(Ordering::Relaxed);
+        if task == 0 || !watch.callback_realtime.load(Ordering::Relaxed) {
+            self.last = None;
+            return;
+        }
+        let Some(cpu) = super::realtime::cpu_seconds(task) else {
+            self.last = None;
+            return;
+        };
+        if let Some((last_task, last_cpu, at)) = self.last
+            && last_task == task
+        {
+            let share = (cpu - last_cpu) / now.duration_since(at).as_secs_f64();
+            if share > super::realtime::SPIN_SHARE {
+                watch.callback_realtime.store(false, Ordering::Relaxed);
+                let thread = watch.callback_thread.load(Ordering::Relaxed);
+                let demoted = super::realtime::demote(thread);
+                watch.stats.set_realtime(false);
+                tracing::warn!(
+                    device = %label,
+                    share,
+                    ?demoted,
+                    "the sound output's callback thread spins at real-time priority; \
+                     it runs at normal priority from now on"
+                );
+            }
+        }
+        self.last = Some((task, cpu, now));
+    }
+}
+
 /// Opens and starts a stream on the output's device, rendering through `driver`.
 fn open_stream(
     output: &DeviceOutput,
@@ -321,6 +418,30 @@ fn open_stream(
     Ok(stream)
 }
 
+/// On a stream's first callback: the callback thread (started by the
+/// control thread, so at its real-time priority where permitted) drops under
+/// the threads it waits for, or to normal scheduling after an earlier one
+/// spun, and tells the control thread who it is.
+fn settle_callback_thread(watch: &Watch) {
+    use super::realtime;
+    if realtime::current_thread_is_realtime() {
+        let settled = if watch.callback_realtime.load(Ordering::Relaxed) {
+            realtime::promote_current_thread(realtime::CALLBACK_PRIORITY)
+        } else {
+            realtime::demote(realtime::current_thread())
+        };
+        if let Err(why) = settled {
+            tracing::warn!(%why, "cannot set the sound callback thread's priority");
+        }
+    }
+    watch
+        .callback_thread
+        .store(realtime::current_thread(), Ordering::Relaxed);
+    watch
+        .callback_task
+        .store(realtime::current_task().unwrap_or(0), Ordering::Relaxed);
+}
+
 fn build<T>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
@@ -332,9 +453,15 @@ where
 {
     let driver = Arc::clone(driver);
     let errors = watch.clone();
+    let threads = watch.clone();
+    let mut first = true;
     device.build_output_stream::<T, _, _>(
         *config,
         move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+            if first {
+                first = false;
+                settle_callback_thread(&threads);
+            }
             let stamp = info.timestamp();
             // The reported delay; negative if the host says the sound left before the callback.
             let delay_micros = match stamp.playback.checked_duration_since(stamp.callback) {

@@ -80,6 +80,19 @@ const REFIT_EVERY_BELOW: usize = 256;
 const MIN_BLOCKS: f64 = 3.0;
 /// A callbacks' rate further than this from nominal is not taken (0.1 %).
 const MAX_CALLBACK_RATE_ERROR: f64 = 1e-3;
+/// Stamps a block of [`BLOCK_MICROS`] needs to count towards the intercept.
+const MIN_BLOCK_STAMPS: f64 = 4.0;
+/// Blocks on each side whose means show how much the reports wander around a block.
+const STEADY_NEIGHBOURS: usize = 5;
+/// A block's unsteadiness is taken as at least the window's lower quartile
+/// divided by this.
+const UNSTEADY_SPREAD: f64 = 1.0;
+/// How far a device's latency may move on its own, µs per √s (the random
+/// walk of the intercept's filter): PulseAudio's reports moved by 200–300 µs
+/// within 15 s of another client's reconnecting to the server.
+const LATENCY_WALK_MICROS: f64 = 3.0;
+/// Unsteadiness no block is credited below, µs.
+const STEADY_FLOOR_MICROS: f64 = 5.0;
 /// Slopes of the reports and of the callbacks further apart than this many
 /// of their uncertainties disagree: the callbacks' is taken.
 const DISAGREE_FACTOR: f64 = 4.0;
@@ -386,10 +399,8 @@ impl DeviceClock {
                 }
                 self.implausible = false;
                 self.unpaced_anchor = None;
-                self.line = Some(Line {
-                    at: my - fitted * mx,
-                    slope: fitted,
-                });
+                let at = self.steady_intercept(fitted).unwrap_or(my - fitted * mx);
+                self.line = Some(Line { at, slope: fitted });
                 return;
             }
             // Not a sound card's pace: count frames at the nominal rate from
@@ -458,6 +469,112 @@ impl DeviceClock {
             }
             _ => slope,
         }
+    }
+
+    /// Where the line through the reports sits, given its `slope`: the
+    /// reports' offsets from the slope, averaged per block of
+    /// [`BLOCK_MICROS`], filtered along the blocks.
+    ///
+    /// A host's reports can be far off for a while and right afterwards:
+    /// PulseAudio's interpolated latency runs off by up to 11 ms during the
+    /// first 10–30 s of a stream and then holds within ±20 µs of what is
+    /// heard, and it moved by 200–300 µs for good within 15 s of another
+    /// client's reconnecting to the server (`BENCHMARKS.md`, "Sync as heard"). The plain
+    /// mean over the window (120 s) kept such a start for minutes and
+    /// followed such a move over minutes. Here the latency is a random walk
+    /// ([`LATENCY_WALK_MICROS`] per √s) seen through a Kalman filter, each
+    /// block a measurement whose variance is its unsteadiness: the scatter
+    /// of its reports, squared, plus the variance of the block means within
+    /// [`STEADY_NEIGHBOURS`] of it, and at least the window's lower quartile
+    /// of those (over [`UNSTEADY_SPREAD`]). Settled reports are followed
+    /// within about 10 s, unsettled ones hardly move it, and reports that
+    /// wander all along are averaged over about a minute.
+    /// `None` while no block has enough stamps.
+    fn steady_intercept(&mut self, slope: f64) -> Option<f64> {
+        let block_frames = BLOCK_MICROS / self.nominal_slope;
+        // Per block, in the scratch space: (centre frame, mean, scatter).
+        let mut blocks = 0;
+        let (mut block, mut n, mut sum, mut sum_sq, mut sum_x) = (f64::NAN, 0.0, 0.0, 0.0, 0.0);
+        let capacity = self.scratch.len() / 3;
+        let close =
+            |scratch: &mut [f64], blocks: &mut usize, n: f64, sum: f64, sum_sq: f64, sum_x: f64| {
+                if n >= MIN_BLOCK_STAMPS && *blocks < capacity {
+                    let mean = sum / n;
+                    let scatter = (sum_sq / n - mean * mean).max(0.0).sqrt();
+                    scratch[*blocks * 3] = sum_x / n;
+                    scratch[*blocks * 3 + 1] = mean;
+                    scratch[*blocks * 3 + 2] = scatter;
+                    *blocks += 1;
+                }
+            };
+        for i in 0..self.len {
+            let (x, y, _) = self.points[(self.head + i) % CAPACITY];
+            let this = (x / block_frames).floor();
+            if this != block {
+                close(&mut self.scratch, &mut blocks, n, sum, sum_sq, sum_x);
+                (block, n, sum, sum_sq, sum_x) = (this, 0.0, 0.0, 0.0, 0.0);
+            }
+            let r = y - slope * x;
+            n += 1.0;
+            sum += r;
+            sum_sq += r * r;
+            sum_x += x;
+        }
+        close(&mut self.scratch, &mut blocks, n, sum, sum_sq, sum_x);
+        if blocks == 0 {
+            return None;
+        }
+        // Each block's unsteadiness (µs²), in place of its scatter: its
+        // scatter squared plus the variance of the block means around it.
+        let mean_of = |scratch: &[f64], b: usize| scratch[b * 3 + 1];
+        for b in 0..blocks {
+            let around =
+                b.saturating_sub(STEADY_NEIGHBOURS)..(b + STEADY_NEIGHBOURS + 1).min(blocks);
+            let count = around.len() as f64;
+            let centre = around
+                .clone()
+                .map(|o| mean_of(&self.scratch, o))
+                .sum::<f64>()
+                / count;
+            let wander = around
+                .map(|o| (mean_of(&self.scratch, o) - centre).powi(2))
+                .sum::<f64>()
+                / count;
+            let scatter = self.scratch[b * 3 + 2];
+            // The scatter is not needed again; the wander of a block's neighbours
+            // is computed from their means, which stay.
+            self.scratch[b * 3 + 2] =
+                scatter * scatter + wander + STEADY_FLOOR_MICROS * STEADY_FLOOR_MICROS;
+        }
+        // No block is taken as much steadier than most of the window's: an
+        // unsteadiness estimated from a few blocks is itself noisy, and a
+        // block that looks steady by chance must not pull the level to it.
+        let floor = {
+            let (known, spare) = self.scratch.split_at_mut(blocks * 3);
+            let copy = &mut spare[..blocks];
+            for (b, slot) in copy.iter_mut().enumerate() {
+                *slot = known[b * 3 + 2];
+            }
+            let (_, quartile, _) = copy.select_nth_unstable_by(blocks / 4, f64::total_cmp);
+            *quartile / UNSTEADY_SPREAD
+        };
+        // A Kalman filter along the blocks: the latency as a random walk
+        // ([`LATENCY_WALK_MICROS`] per √s), each block a measurement whose
+        // variance is its unsteadiness.
+        let (mut level, mut variance) = (self.scratch[1], self.scratch[2].max(floor));
+        for b in 1..blocks {
+            let (x, mean, unsteady) = (
+                self.scratch[b * 3],
+                self.scratch[b * 3 + 1],
+                self.scratch[b * 3 + 2],
+            );
+            let seconds = (x - self.scratch[(b - 1) * 3]) * self.nominal_slope / 1e6;
+            variance += LATENCY_WALK_MICROS * LATENCY_WALK_MICROS * seconds.max(0.0);
+            let gain = variance / (variance + unsteady.max(floor));
+            level += gain * (mean - level);
+            variance *= 1.0 - gain;
+        }
+        level.is_finite().then_some(level)
     }
 
     /// The callbacks' line without the late ones, and the residual beyond
@@ -731,5 +848,78 @@ mod tests {
         eprintln!("rate off by {off:.1} ppm at 4 s");
         // From the reports alone: 400 ppm off.
         assert!(off.abs() < 100.0, "{off}");
+    }
+
+    /// A new stream whose reports run up to 11 ms off over its first
+    /// seconds and settle over 30 s (as a PulseAudio stream's did, logged by
+    /// `bench heard --logs`), then hold within ±15 µs, while the callbacks
+    /// keep to the device: once the reports have settled, the fit is where
+    /// they are, not where their mean over the window is.
+    #[test]
+    fn a_stream_whose_reports_settle_late_is_followed_once_they_have_settled() {
+        let ppm = 60.0;
+        let period = 1_600u64;
+        let mut clock = DeviceClock::new(48_000);
+        let mut seed = 17;
+        let truth = |n: u64| 1_000_000.0 + n as f64 * 1e6 / (48_000.0 * (1.0 + ppm * 1e-6));
+        let mut worst_after_60: f64 = 0.0;
+        let mut at_45 = None;
+        for k in 0..3_600u64 {
+            let n = k * period;
+            let t = truth(n) / 1e6 - 1.0;
+            // Up by 11 ms over 4 s, then back down over about 25 s.
+            let settling = if t < 4.0 {
+                11_000.0 * t / 4.0
+            } else {
+                11_000.0 * (-(t - 4.0) / 6.0).exp()
+            };
+            let scatter = if t < 25.0 { 1_000.0 } else { 15.0 };
+            let report = truth(n) + settling + scatter * noise(&mut seed);
+            let callback = truth(n) - 66_000.0 + 200.0 * noise(&mut seed).abs();
+            clock.handle_period(n, report, callback);
+            let err = clock.heard_at(n).unwrap_or(0.0) - truth(n);
+            if t >= 45.0 {
+                at_45.get_or_insert(err);
+            }
+            if t >= 60.0 {
+                worst_after_60 = worst_after_60.max(err.abs());
+            }
+        }
+        let at_45 = at_45.unwrap_or(f64::MAX);
+        eprintln!("at 45 s {at_45:.1} µs, worst after 60 s {worst_after_60:.1} µs");
+        // The window's mean: 1.7 ms off at 45 s, about 1 ms at 60 s.
+        assert!(at_45.abs() < 100.0, "{at_45}");
+        assert!(worst_after_60 < 40.0, "{worst_after_60}");
+    }
+
+    /// Steady reports that step by 300 µs for good while the callbacks do
+    /// not move (PulseAudio's latency when another client of the server
+    /// connects): no restart, and the fit follows within seconds.
+    #[test]
+    fn a_small_lasting_step_in_steady_reports_is_followed_within_seconds() {
+        let mut clock = DeviceClock::new(48_000);
+        let mut seed = 23;
+        let truth = |n: u64| n as f64 * 1e6 / 48_000.0;
+        let mut settled_after = None;
+        for k in 0..3_000u64 {
+            let n = k * 1_600;
+            let t = truth(n) / 1e6;
+            let step = if t >= 60.0 { -300.0 } else { 0.0 };
+            let report = truth(n) + step + 15.0 * noise(&mut seed);
+            let callback = truth(n) - 66_000.0 + 200.0 * noise(&mut seed).abs();
+            let pair = clock.handle_period(n, report, callback);
+            assert!(!matches!(pair, Pair::Restarted(_)), "restarted at {t:.2} s");
+            let err = clock.heard_at(n).unwrap_or(0.0) - truth(n) - step;
+            if t >= 60.0 && err.abs() > 30.0 {
+                settled_after = None;
+            } else if t >= 60.0 && settled_after.is_none() {
+                settled_after = Some(t - 60.0);
+            }
+        }
+        eprintln!("within 30 µs of the new latency {settled_after:?} s after the step");
+        assert!(
+            settled_after.is_some_and(|s| s <= 10.0),
+            "{settled_after:?}"
+        );
     }
 }

@@ -103,6 +103,8 @@ pub struct OutputReport {
     pub periods: u64,
     /// Times the device was opened again after it went away.
     pub reopens: u64,
+    /// Whether the output's threads run at real-time priority.
+    pub realtime: bool,
 }
 
 /// Counters shared between an output's audio thread and its reader.
@@ -118,6 +120,7 @@ pub(crate) struct OutputStats {
     jitter_bits: AtomicU64,
     periods: AtomicU64,
     reopens: AtomicU64,
+    realtime: AtomicBool,
 }
 
 impl OutputStats {
@@ -137,7 +140,12 @@ impl OutputStats {
             jitter_micros: f64::from_bits(self.jitter_bits.load(Ordering::Relaxed)),
             periods: self.periods.load(Ordering::Relaxed),
             reopens: self.reopens.load(Ordering::Relaxed),
+            realtime: self.realtime.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn set_realtime(&self, realtime: bool) {
+        self.realtime.store(realtime, Ordering::Relaxed);
     }
 
     pub(crate) fn set_timing(&self, timing: OutputTiming) {

@@ -21,6 +21,7 @@ mod clocked;
 mod device;
 mod device_clock;
 mod driver;
+mod realtime;
 
 pub use clocked::{DeviceModel, Pacing, Recording, VirtualOutput, WavOutput, WavSamples};
 pub use device::{DeviceOutput, device_names};

@@ -56,6 +56,40 @@ fn start_frame_sounds_on_the_frame_of_its_instant() {
     }
 }
 
+/// A track at a higher rate than the output's (48 kHz into 44.1 kHz: the
+/// resampler's first input lies a frame before the start), started mid-track
+/// as a seek or resume does: it sounds from its anchor frame at its instant,
+/// not a period later from wherever the timeline had got to.
+#[test]
+fn a_downsampled_track_started_mid_track_sounds_on_the_frame_of_its_instant() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_rate = 48_000;
+    let samples = music(6 * source_rate as usize, source_rate);
+    let path = dir.path().join("music48.wav");
+    write_wav(&path, &samples, source_rate, 2);
+    let mut d = Driven::new(PlayerConfig::default());
+    d.play_file(&path, 96_000, SwarmMicros(200_000));
+    d.run_for(1.0);
+    let started = d.events.iter().find_map(|e| match e {
+        PlayerEvent::Started { frame, .. } => Some(*frame),
+        _ => None,
+    });
+    assert_eq!(started, Some(96_000), "{:?}", d.events);
+    let expected = 0.2 * f64::from(RATE);
+    let first = first_sound(&d.out);
+    assert!(
+        (first as f64 - expected).abs() <= 0.5,
+        "first frame at {first}, scheduled at {expected}"
+    );
+    assert!(
+        !d.events
+            .iter()
+            .any(|e| matches!(e, PlayerEvent::Underrun { .. })),
+        "{:?}",
+        d.events
+    );
+}
+
 #[test]
 fn start_mid_track_with_latency_trim() {
     let dir = tempfile::tempdir().unwrap();
