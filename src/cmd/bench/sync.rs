@@ -323,6 +323,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let rss: Vec<f64> = nodes.iter().filter_map(|n| rss_mb(n.pid())).collect();
     let (steady_offsets, pair_means) = pair_offsets(&seen, &all, window_from, window_to);
     let clock_views = clock_views(&nodes).await;
+    let timeline_ppm = timeline_vs_members_ppm(&nodes).await;
     if steady_offsets.is_empty() {
         bail!("no overlapping flashes in the steady window");
     }
@@ -443,6 +444,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             "offset_max_us": percentile_abs(&steady_offsets, 100.0),
             "pair_mean_us": pair_means,
             "clock_view_us": clock_views,
+            "timeline_vs_members_ppm": timeline_ppm,
         },
         "cold_command_to_sound_ms": cold_ms,
         "command_to_sound_ms": {
@@ -575,6 +577,33 @@ async fn wait_in_step(
 
 /// What each node's swarm clock believes of its peers' offsets, by node
 /// index: `"i→j"` is j's swarm clock minus i's, µs.
+/// Each node's timeline rate against real time minus the median of the
+/// members' test clock rates, ppm (issue 13's goal: within ±20). A node's
+/// test clock runs `d` ppm off real time (see [`skew`]) and its swarm clock
+/// `skew_ppm` off its local clock, so its timeline runs `(1 + d)(1 + s) − 1`
+/// off real time. `None` for a node that did not answer.
+async fn timeline_vs_members_ppm(nodes: &[Node]) -> Vec<Option<f64>> {
+    let rate_of = |i: usize| -> Option<f64> { skew(i).split(',').nth(1)?.parse().ok() };
+    let mut rates: Vec<f64> = nodes.iter().filter_map(|n| rate_of(n.index)).collect();
+    rates.sort_by(f64::total_cmp);
+    let Some(&median) = rates.get(rates.len() / 2) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for node in nodes {
+        let skew_ppm = get_json(node.http, "/api/state")
+            .await
+            .ok()
+            .and_then(|state| state["skew_ppm"].as_f64());
+        out.push(
+            skew_ppm
+                .zip(rate_of(node.index))
+                .map(|(s, d)| ((1.0 + d * 1e-6) * (1.0 + s * 1e-6) - 1.0) * 1e6 - median),
+        );
+    }
+    out
+}
+
 async fn clock_views(nodes: &[Node]) -> BTreeMap<String, f64> {
     let mut views = BTreeMap::new();
     let index_of = |peer: &str| nodes.iter().find(|n| n.peer == peer).map(|n| n.index);
