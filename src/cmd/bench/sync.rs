@@ -323,7 +323,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let rss: Vec<f64> = nodes.iter().filter_map(|n| rss_mb(n.pid())).collect();
     let (steady_offsets, pair_means) = pair_offsets(&seen, &all, window_from, window_to);
     let clock_views = clock_views(&nodes).await;
-    let timeline_ppm = timeline_vs_members_ppm(&nodes).await;
+    let timeline_ppm = timeline_vs_members_ppm(&seen, &all, window_from, window_to);
     if steady_offsets.is_empty() {
         bail!("no overlapping flashes in the steady window");
     }
@@ -578,30 +578,45 @@ async fn wait_in_step(
 /// What each node's swarm clock believes of its peers' offsets, by node
 /// index: `"i→j"` is j's swarm clock minus i's, µs.
 /// Each node's timeline rate against real time minus the median of the
-/// members' test clock rates, ppm (issue 13's goal: within ±20). A node's
-/// test clock runs `d` ppm off real time (see [`skew`]) and its swarm clock
-/// `skew_ppm` off its local clock, so its timeline runs `(1 + d)(1 + s) − 1`
-/// off real time. `None` for a node that did not answer.
-async fn timeline_vs_members_ppm(nodes: &[Node]) -> Vec<Option<f64>> {
+/// members' test clock rates over the steady window, ppm (issue 13's goal:
+/// within ±20). A player follows the timeline, so the rate at which its
+/// flashes' source positions advance against their true instants is the
+/// timeline's real rate; a node's test clock runs its `ppm` (see [`skew`])
+/// off real time. `None` for a node with too few flashes.
+fn timeline_vs_members_ppm(
+    seen: &Collected,
+    indices: &[usize],
+    from: i64,
+    to: i64,
+) -> Vec<Option<f64>> {
     let rate_of = |i: usize| -> Option<f64> { skew(i).split(',').nth(1)?.parse().ok() };
-    let mut rates: Vec<f64> = nodes.iter().filter_map(|n| rate_of(n.index)).collect();
+    let mut rates: Vec<f64> = indices.iter().filter_map(|&i| rate_of(i)).collect();
     rates.sort_by(f64::total_cmp);
     let Some(&median) = rates.get(rates.len() / 2) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for node in nodes {
-        let skew_ppm = get_json(node.http, "/api/state")
-            .await
-            .ok()
-            .and_then(|state| state["skew_ppm"].as_f64());
-        out.push(
-            skew_ppm
-                .zip(rate_of(node.index))
-                .map(|(s, d)| ((1.0 + d * 1e-6) * (1.0 + s * 1e-6) - 1.0) * 1e6 - median),
-        );
-    }
-    out
+    indices
+        .iter()
+        .map(|&i| {
+            let run = seen.run(i, seen.last_track(i)?, from, to);
+            if run.len() < 10 {
+                return None;
+            }
+            // Least squares of source seconds against true seconds.
+            let points: Vec<(f64, f64)> = run
+                .iter()
+                .map(|&(pos, t)| ((t - run[0].1) as f64 / 1e6, pos / f64::from(RATE)))
+                .collect();
+            let n = points.len() as f64;
+            let (mx, my) = points
+                .iter()
+                .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
+            let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
+                (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+            });
+            (sxx > 0.0).then(|| (sxy / sxx - 1.0) * 1e6 - median)
+        })
+        .collect()
 }
 
 async fn clock_views(nodes: &[Node]) -> BTreeMap<String, f64> {
