@@ -41,7 +41,7 @@ use crate::estimator::{Estimate, Insert, PeerEstimator, PeerLocal, Sample, Sampl
 use crate::time::{LocalMicros, SwarmMicros};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -303,8 +303,11 @@ pub struct SwarmClock<P> {
     rate_var: f64,
     /// Local time this node synced (see [`PeerView::synced_for_micros`]).
     synced_at: Option<i64>,
-    /// How many drift compensations the anchor's median took last tick.
-    anchor_members: usize,
+    /// Every peer whose drift compensation the anchor's median has taken
+    /// (a peer that falls silent for a while and comes back is no newcomer).
+    anchor_seen: BTreeSet<P>,
+    /// Local time the oldest member synced, as of the last tick.
+    oldest_synced_at: Option<i64>,
     /// The swarm's boot is over for the anchor (see `anchor_bend`); never
     /// cleared.
     booted: bool,
@@ -347,7 +350,8 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
             rate_var,
             stepped_at: now.0,
             synced_at: None,
-            anchor_members: 0,
+            anchor_seen: BTreeSet::new(),
+            oldest_synced_at: None,
             booted: false,
             sync_error: None,
             events: VecDeque::new(),
@@ -467,6 +471,15 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     pub fn remove_peer(&mut self, now: LocalMicros, peer: &P) {
         let now = self.advance(now);
         if self.peers.remove(peer).is_some() {
+            // A member leaving after the swarm's first moments is a crash
+            // or a departure, which must only bend the timeline gently.
+            if self
+                .oldest_synced_at
+                .is_some_and(|at| now.saturating_sub(at) >= ANCHOR_BOOT_MEMBERS)
+            {
+                self.booted = true;
+            }
+            self.anchor_seen.remove(peer);
             self.probed.retain(|(k, _)| k != peer);
             self.select_peers(now, None);
         }
@@ -1109,7 +1122,8 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         // How long the oldest member has been synced; a peer that does not
         // say counts as long synced.
         let mut oldest = self.synced_at.map_or(0, |at| now.saturating_sub(at));
-        for p in self.peers.values().filter(|p| !p.reported_unsynced) {
+        let mut newcomers = Vec::new();
+        for (key, p) in self.peers.iter().filter(|(_, p)| !p.reported_unsynced) {
             let Some((at, skew)) = p.reported_skew else {
                 continue;
             };
@@ -1121,15 +1135,19 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 age.saturating_add(now.saturating_sub(at))
             });
             oldest = oldest.max(age);
+            if !self.anchor_seen.contains(key) {
+                newcomers.push(key.clone());
+            }
         }
-        if skews.len() != self.anchor_members {
-            // A member arrived, left or fell silent: once the swarm has
-            // run a while, that is a joiner or a crash, which must only
-            // bend the timeline gently.
+        self.oldest_synced_at = Some(now.saturating_sub(oldest));
+        if !newcomers.is_empty() {
+            // A member arriving once the swarm has run a while is a joiner
+            // (or this node is one), which must only bend the timeline
+            // gently.
             if oldest >= ANCHOR_BOOT_MEMBERS {
                 self.booted = true;
             }
-            self.anchor_members = skews.len();
+            self.anchor_seen.extend(newcomers);
         }
         if oldest >= ANCHOR_BOOT {
             self.booted = true;

@@ -323,6 +323,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let rss: Vec<f64> = nodes.iter().filter_map(|n| rss_mb(n.pid())).collect();
     let (steady_offsets, pair_means) = pair_offsets(&seen, &all, window_from, window_to);
     let clock_views = clock_views(&nodes).await;
+    let timeline_ppm = timeline_vs_members_ppm(&seen, &all, window_from, window_to);
     if steady_offsets.is_empty() {
         bail!("no overlapping flashes in the steady window");
     }
@@ -443,6 +444,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             "offset_max_us": percentile_abs(&steady_offsets, 100.0),
             "pair_mean_us": pair_means,
             "clock_view_us": clock_views,
+            "timeline_vs_members_ppm": timeline_ppm,
         },
         "cold_command_to_sound_ms": cold_ms,
         "command_to_sound_ms": {
@@ -575,6 +577,48 @@ async fn wait_in_step(
 
 /// What each node's swarm clock believes of its peers' offsets, by node
 /// index: `"i→j"` is j's swarm clock minus i's, µs.
+/// Each node's timeline rate against real time minus the median of the
+/// members' test clock rates over the steady window, ppm (issue 13's goal:
+/// within ±20). A player follows the timeline, so the rate at which its
+/// flashes' source positions advance against their true instants is the
+/// timeline's real rate; a node's test clock runs its `ppm` (see [`skew`])
+/// off real time. `None` for a node with too few flashes.
+fn timeline_vs_members_ppm(
+    seen: &Collected,
+    indices: &[usize],
+    from: i64,
+    to: i64,
+) -> Vec<Option<f64>> {
+    let rate_of = |i: usize| -> Option<f64> { skew(i).split(',').nth(1)?.parse().ok() };
+    let mut rates: Vec<f64> = indices.iter().filter_map(|&i| rate_of(i)).collect();
+    rates.sort_by(f64::total_cmp);
+    let Some(&median) = rates.get(rates.len() / 2) else {
+        return Vec::new();
+    };
+    indices
+        .iter()
+        .map(|&i| {
+            let run = seen.run(i, seen.last_track(i)?, from, to);
+            if run.len() < 10 {
+                return None;
+            }
+            // Least squares of source seconds against true seconds.
+            let points: Vec<(f64, f64)> = run
+                .iter()
+                .map(|&(pos, t)| ((t - run[0].1) as f64 / 1e6, pos / f64::from(RATE)))
+                .collect();
+            let n = points.len() as f64;
+            let (mx, my) = points
+                .iter()
+                .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
+            let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
+                (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+            });
+            (sxx > 0.0).then(|| (sxy / sxx - 1.0) * 1e6 - median)
+        })
+        .collect()
+}
+
 async fn clock_views(nodes: &[Node]) -> BTreeMap<String, f64> {
     let mut views = BTreeMap::new();
     let index_of = |peer: &str| nodes.iter().find(|n| n.peer == peer).map(|n| n.index);

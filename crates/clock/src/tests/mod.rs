@@ -595,6 +595,24 @@ fn bad_peer_views_are_refused_and_counted() {
     assert_eq!(c.handle_peer_view(now, &0, aged), Ok(()));
 }
 
+/// Five nodes and no joiner or crash: the timeline ends at the members'
+/// median clock (main: +62 / −59 / +23 ppm on `lan` with its joiner).
+#[test]
+fn a_lan_and_a_wifi_swarm_run_at_their_members_median_rate() {
+    for preset in [Scenario::lan(), Scenario::wifi()] {
+        let mut s = preset;
+        s.join_at_s = None;
+        s.crash_at_s = None;
+        let f = sim::run_firefly(&s);
+        let off = f.timeline_vs_members_ppm.unwrap();
+        assert!(
+            off.abs() <= 5.0,
+            "{}: the timeline runs {off} ppm from the members' median",
+            s.name
+        );
+    }
+}
+
 /// Regression: a swarm booting through 20 ± 10 ms of jitter ran its
 /// timeline 54 / 313 / 749 ppm from the members' median clock (seeds 1–3):
 /// it adopts one node's crystal at boot, every node's rate filter took the
