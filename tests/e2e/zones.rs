@@ -3,7 +3,9 @@
 //! in step; a node moved from one zone to the other is in step with its
 //! new zone within a second; a merge puts all four in one session; killing
 //! a zone's coordinator fails over in that zone only; a restarted node
-//! comes back in its zone. Measured from the virtual outputs' true
+//! comes back in its zone; a stereo pair's `wav:` outputs are the source's
+//! left and right channels, sample for sample, at the frames each node says
+//! it played, in step. Measured from the virtual outputs' true
 //! instants (`/api/flashes`), as `playback.rs` does.
 
 use crate::playback::{
@@ -366,5 +368,210 @@ fn a_zones_coordinator_fails_over_in_that_zone_only_and_a_restarted_node_returns
         returned,
         "the restarted node is not back in its zone: {}",
         state(&back)
+    );
+}
+
+/// The stereo pair's source: a different tone on each side (300 and 500
+/// Hz), so a side played by the wrong node cannot pass for the right one.
+fn write_pair_track(path: &std::path::Path, secs: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: crate::playback::RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..secs * crate::playback::RATE {
+        let t = f64::from(n) / f64::from(crate::playback::RATE);
+        for hz in [300.0, 500.0] {
+            let s = (t * hz * std::f64::consts::TAU).sin() * 0.3;
+            w.write_sample((s * f64::from(i16::MAX)) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// The interleaved 16-bit frames of a WAV file, read raw: a `wav:` output
+/// still being written has a placeholder data length, so the data chunk is
+/// taken to the end of the file.
+fn wav_frames(path: &std::path::Path) -> Vec<[i16; 2]> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    let mut at = 12;
+    loop {
+        let id = &bytes[at..at + 4];
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if id == b"data" {
+            at += 8;
+            break;
+        }
+        at += 8 + size;
+    }
+    bytes[at..]
+        .chunks_exact(4)
+        .map(|f| {
+            [
+                i16::from_le_bytes([f[0], f[1]]),
+                i16::from_le_bytes([f[2], f[3]]),
+            ]
+        })
+        .collect()
+}
+
+/// A node's flashes of its latest track: (source position, frame in its
+/// output's stream, true µs).
+fn output_flashes(node: &Node) -> Vec<(f64, u64, i64)> {
+    let (_, body) = http(node.http, "GET", "/api/flashes", None);
+    let all = body.as_array().unwrap();
+    let last_track = all.iter().filter_map(|f| f["track"].as_u64()).max();
+    all.iter()
+        .filter(|f| f["track"].as_u64() == last_track)
+        .filter_map(|f| {
+            Some((
+                f["position"].as_f64()?,
+                f["output_frame"].as_u64()?,
+                f["true_unix_us"].as_i64()?,
+            ))
+        })
+        .collect()
+}
+
+/// How far a side's output is from the source's `side` channel over the
+/// periods `flashes` name (each output frame against the source at the
+/// position the player says it played there, interpolated): the largest
+/// error of any sample, in 16-bit steps, and how many frames were compared.
+/// Both output channels are compared (a side plays on every channel).
+fn side_error(
+    out: &[[i16; 2]],
+    source: &[[i16; 2]],
+    side: usize,
+    flashes: &[(f64, u64, i64)],
+) -> (f64, usize) {
+    let at = |position: f64| {
+        let i = position.floor() as usize;
+        let frac = position - position.floor();
+        let (a, b) = (f64::from(source[i][side]), f64::from(source[i + 1][side]));
+        a + (b - a) * frac
+    };
+    let (mut worst, mut compared) = (0.0_f64, 0);
+    for pair in flashes.windows(2) {
+        let ((p0, f0, _), (p1, f1, _)) = (pair[0], pair[1]);
+        let frames = f1.saturating_sub(f0) as usize;
+        if frames == 0 || f1 as usize > out.len() || p1 as usize + 1 >= source.len() {
+            continue;
+        }
+        let step = (p1 - p0) / frames as f64;
+        for j in 0..frames {
+            let expected = at(p0 + step * j as f64);
+            for got in out[f0 as usize + j] {
+                worst = worst.max((f64::from(got) - expected).abs());
+            }
+            compared += 1;
+        }
+    }
+    (worst, compared)
+}
+
+#[test]
+fn a_stereo_pairs_wav_outputs_are_the_sources_left_and_right_channels_frame_aligned() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let source_path = tmp.path().join("pair.wav");
+    write_pair_track(&source_path, 12);
+    let mut nodes: Vec<Node> = Vec::new();
+    let outputs: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| tmp.path().join(format!("out{i}.wav")))
+        .collect();
+    for (index, output) in outputs.iter().enumerate() {
+        let music = tmp.path().join(format!("n{index}")).join("music");
+        std::fs::create_dir_all(&music).unwrap();
+        std::fs::copy(&source_path, music.join("pair.wav")).unwrap();
+        let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        let output = format!("wav:{}", output.display());
+        nodes.push(spawn_node(
+            tmp.path(),
+            &NodeSpec {
+                index,
+                tracks: &[("pair.wav", 12)],
+                bootstrap: &bootstrap,
+                reuse: None,
+                extra: &["--output", &output],
+            },
+        ));
+    }
+    assert!(crate::playback::wait_settled(
+        &nodes,
+        Duration::from_secs(30)
+    ));
+    // n0 plays the left side, n1 the right: a stereo pair in one zone.
+    for (node, map) in [("n0", "left"), ("n1", "right")] {
+        let (status, reply) = http(
+            nodes[0].http,
+            "POST",
+            "/api/channel",
+            Some(json!({ "node": node, "channel": map })),
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+    let (_, library) = http(nodes[0].http, "GET", "/api/library", None);
+    let track = library[0]["track"].as_str().unwrap().to_string();
+    play(&nodes[1], &track);
+    let playing = wait_until(Duration::from_secs(10), || {
+        nodes.iter().all(|n| output_flashes(n).len() > 100)
+    });
+    assert!(playing, "the pair did not play");
+    std::thread::sleep(Duration::from_secs(4));
+    let flashes: Vec<Vec<(f64, u64, i64)>> = nodes.iter().map(output_flashes).collect();
+    let source: Vec<[i16; 2]> = {
+        let mut reader = hound::WavReader::open(&source_path).unwrap();
+        let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+        samples.chunks_exact(2).map(|f| [f[0], f[1]]).collect()
+    };
+    for (side, name) in [(0, "left"), (1, "right")] {
+        let out = wav_frames(&outputs[side]);
+        // A second into the music (past the fade-in), to the end of the file.
+        let first = flashes[side][0].0;
+        let steady: Vec<(f64, u64, i64)> = flashes[side]
+            .iter()
+            .copied()
+            .filter(|(p, _, _)| *p >= first + f64::from(crate::playback::RATE))
+            .collect();
+        let (own, compared) = side_error(&out, &source, side, &steady);
+        let (other, _) = side_error(&out, &source, 1 - side, &steady);
+        eprintln!(
+            "{name} node: {compared} frames compared; largest error against the source's {name} \
+             channel {own:.0} steps of 16 bits, against the other channel {other:.0}"
+        );
+        assert!(compared > 44_100, "too few frames compared: {compared}");
+        assert!(
+            own <= 64.0,
+            "the {name} node's output is not the source's {name} channel: an error of {own} steps"
+        );
+        assert!(
+            other >= 4_000.0,
+            "the {name} node's output matches the other channel too: {other} steps"
+        );
+    }
+    // Frame-aligned: at each true instant both sides sound one source frame.
+    let timed: Vec<Vec<(f64, i64)>> = flashes
+        .iter()
+        .map(|f| f.iter().map(|&(p, _, t)| (p, t)).collect())
+        .collect();
+    let skew = offsets(&timed[0], &timed[1]);
+    assert!(skew.len() > 100, "too few overlapping flashes");
+    let frame_us = 1e6 / f64::from(crate::playback::RATE);
+    let mut sorted: Vec<f64> = skew.iter().map(|x| x.abs()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let worst99 = p99(skew);
+    eprintln!(
+        "left vs right: median {:.2} frames, p99 {:.2} frames ({worst99:.0} µs)",
+        median / frame_us,
+        worst99 / frame_us
+    );
+    assert!(
+        worst99 <= 1_000.0,
+        "the pair is out of step: p99 {worst99:.0} µs"
     );
 }
