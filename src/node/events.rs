@@ -63,8 +63,9 @@ pub(crate) struct FlashReport {
     /// How far the position was from where the timeline says it should be,
     /// source frames (positive: ahead).
     pub(crate) error_frames: f64,
-    /// The frame's index in this node's output stream (the frame of a
-    /// `wav:` output's file); `None` for a peer's flash.
+    /// The frame's index among those the player rendered since the output
+    /// started (a `wav:` file holds those, and the silence of its
+    /// underruns); `None` for a peer's flash.
     #[serde(default)]
     pub(crate) output_frame: Option<u64>,
 }

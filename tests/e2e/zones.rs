@@ -437,40 +437,118 @@ fn output_flashes(node: &Node) -> Vec<(f64, u64, i64)> {
         .collect()
 }
 
-/// How far a side's output is from the source's `side` channel over the
-/// periods `flashes` name (each output frame against the source at the
-/// position the player says it played there, interpolated): the largest
-/// error of any sample, in 16-bit steps, and how many frames were compared.
-/// Both output channels are compared (a side plays on every channel).
-fn side_error(
+/// What comparing a side's output with the source found.
+#[derive(Debug, Default)]
+struct SideCheck {
+    /// The largest error of any sample against the side's channel, in
+    /// steps of 16 bits.
+    own: f64,
+    /// The smallest, over the periods, of the largest error against the
+    /// other channel.
+    other: f64,
+    /// Frames compared.
+    compared: usize,
+    /// Underrun gaps found: silence the output wrote that the player did
+    /// not render (so not counted in `output_frame`).
+    gaps: usize,
+    /// Periods the player's position jumped across (a step), skipped.
+    jumps: usize,
+    /// Periods that matched nowhere.
+    unmatched: usize,
+}
+
+/// Compares a side's output with the source's `side` channel over the
+/// periods `flashes` name: each output frame against the source at the
+/// position the player says it played there (interpolated). Both output
+/// channels are compared (a side plays on every channel). An output
+/// underrun writes silence into the file that the player never rendered:
+/// a period found later in the file than its `output_frame` must have only
+/// silence (exact zeros) before it, back to where the previous one ended.
+fn check_side(
     out: &[[i16; 2]],
     source: &[[i16; 2]],
     side: usize,
     flashes: &[(f64, u64, i64)],
-) -> (f64, usize) {
-    let at = |position: f64| {
+) -> SideCheck {
+    /// Most a 16-bit sample may differ from the interpolated source: half
+    /// a frame of the 500 Hz tone's steepest slope (700 steps a frame); the
+    /// resampler's own error is a few steps, a rate change inside a period
+    /// (the player slewing) tens.
+    const TOLERANCE: f64 = 350.0;
+    /// The longest underrun gap looked for, frames (5 s).
+    const MAX_GAP: usize = 5 * 44_100;
+    let at = |channel: usize, position: f64| {
         let i = position.floor() as usize;
         let frac = position - position.floor();
-        let (a, b) = (f64::from(source[i][side]), f64::from(source[i + 1][side]));
+        let (a, b) = (
+            f64::from(source[i][channel]),
+            f64::from(source[i + 1][channel]),
+        );
         a + (b - a) * frac
     };
-    let (mut worst, mut compared) = (0.0_f64, 0);
+    // The largest error of the period starting at file frame `start`.
+    let error = |channel: usize, start: usize, p0: f64, step: f64, frames: usize, stop: f64| {
+        let mut worst = 0.0_f64;
+        for j in 0..frames {
+            let Some(frame) = out.get(start + j) else {
+                return f64::INFINITY;
+            };
+            let expected = at(channel, p0 + step * j as f64);
+            for got in frame {
+                worst = worst.max((f64::from(*got) - expected).abs());
+            }
+            if worst > stop {
+                break;
+            }
+        }
+        worst
+    };
+    let mut check = SideCheck {
+        other: f64::INFINITY,
+        ..SideCheck::default()
+    };
+    let mut shift = 0_usize;
     for pair in flashes.windows(2) {
         let ((p0, f0, _), (p1, f1, _)) = (pair[0], pair[1]);
         let frames = f1.saturating_sub(f0) as usize;
-        if frames == 0 || f1 as usize > out.len() || p1 as usize + 1 >= source.len() {
+        if frames == 0 || p1 as usize + 1 >= source.len() {
             continue;
         }
         let step = (p1 - p0) / frames as f64;
-        for j in 0..frames {
-            let expected = at(p0 + step * j as f64);
-            for got in out[f0 as usize + j] {
-                worst = worst.max((f64::from(got) - expected).abs());
-            }
-            compared += 1;
+        if (step - 1.0).abs() > 0.01 {
+            check.jumps += 1;
+            continue;
         }
+        let start = f0 as usize;
+        let mut own = error(side, start + shift, p0, step, frames, TOLERANCE);
+        if own > TOLERANCE {
+            let end = start + shift;
+            let found = (1..=MAX_GAP).find_map(|gap| {
+                let silent = out.get(end..end + gap)?.iter().all(|f| *f == [0, 0]);
+                if !silent {
+                    return None;
+                }
+                let e = error(side, end + gap, p0, step, frames, TOLERANCE);
+                (e <= TOLERANCE).then_some((gap, e))
+            });
+            match found {
+                Some((gap, e)) => {
+                    shift += gap;
+                    own = e;
+                    check.gaps += 1;
+                }
+                None => {
+                    check.unmatched += 1;
+                    continue;
+                }
+            }
+        }
+        check.own = check.own.max(own);
+        let other = error(1 - side, start + shift, p0, step, frames, f64::INFINITY);
+        check.other = check.other.min(other);
+        check.compared += frames;
     }
-    (worst, compared)
+    check
 }
 
 #[test]
@@ -537,20 +615,19 @@ fn a_stereo_pairs_wav_outputs_are_the_sources_left_and_right_channels_frame_alig
             .copied()
             .filter(|(p, _, _)| *p >= first + f64::from(crate::playback::RATE))
             .collect();
-        let (own, compared) = side_error(&out, &source, side, &steady);
-        let (other, _) = side_error(&out, &source, 1 - side, &steady);
-        eprintln!(
-            "{name} node: {compared} frames compared; largest error against the source's {name} \
-             channel {own:.0} steps of 16 bits, against the other channel {other:.0}"
-        );
-        assert!(compared > 44_100, "too few frames compared: {compared}");
+        let check = check_side(&out, &source, side, &steady);
+        eprintln!("{name} node against the source: {check:?}");
         assert!(
-            own <= 64.0,
-            "the {name} node's output is not the source's {name} channel: an error of {own} steps"
+            check.compared > 44_100,
+            "too few frames compared: {check:?}"
         );
         assert!(
-            other >= 4_000.0,
-            "the {name} node's output matches the other channel too: {other} steps"
+            check.unmatched == 0 && check.own <= 350.0,
+            "the {name} node's output is not the source's {name} channel: {check:?}"
+        );
+        assert!(
+            check.other >= 4_000.0,
+            "the {name} node's output matches the other channel too: {check:?}"
         );
     }
     // Frame-aligned: at each true instant both sides sound one source frame.
@@ -574,4 +651,42 @@ fn a_stereo_pairs_wav_outputs_are_the_sources_left_and_right_channels_frame_alig
         worst99 <= 1_000.0,
         "the pair is out of step: p99 {worst99:.0} µs"
     );
+}
+
+/// The comparison itself: a side's periods with an underrun's silence
+/// between them match (one gap found); the wrong side, or noise in the
+/// gap, does not.
+#[test]
+fn the_side_check_finds_underrun_gaps_and_refuses_the_wrong_side() {
+    let source: Vec<[i16; 2]> = (0..44_100)
+        .map(|n| {
+            let t = f64::from(n) / 44_100.0;
+            let side = |hz: f64| ((t * hz * std::f64::consts::TAU).sin() * 9830.0) as i16;
+            [side(300.0), side(500.0)]
+        })
+        .collect();
+    // Four periods of 441 frames from source frame 1000, 300 silent frames
+    // (an underrun) before the third.
+    let mut out: Vec<[i16; 2]> = vec![[0, 0]; 50];
+    let mut flashes = Vec::new();
+    for k in 0..5_u64 {
+        let position = 1000 + 441 * k as usize;
+        flashes.push((position as f64, 441 * k + 50, 0));
+        if k == 2 {
+            out.extend(std::iter::repeat_n([0, 0], 300));
+        }
+        if k < 4 {
+            out.extend((position..position + 441).map(|i| [source[i][0]; 2]));
+        }
+    }
+    let left = check_side(&out, &source, 0, &flashes);
+    assert_eq!((left.gaps, left.unmatched, left.compared), (1, 0, 4 * 441));
+    assert!(left.own <= 1.0 && left.other >= 4_000.0, "{left:?}");
+    let right = check_side(&out, &source, 1, &flashes);
+    assert_eq!(right.unmatched, 4, "{right:?}");
+    // Noise where the silence was: nothing from there on matches.
+    let start = 50 + 2 * 441;
+    out[start + 10] = [7, 7];
+    let noisy = check_side(&out, &source, 0, &flashes);
+    assert!(noisy.unmatched >= 1, "{noisy:?}");
 }
