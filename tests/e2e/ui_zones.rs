@@ -36,8 +36,10 @@ const RECORD_CLICKS: &str = "(() => { window.__clicks = []; window.__shifts = []
 /// second. Cards above the zones view appear and grow as their first data
 /// arrives (the now-playing card alone is 850 px): a shift between finding
 /// the button and pressing it sends the press to whatever is there then,
-/// and the click is lost. That is what lost the move click in the full e2e
-/// run: there, under load, the first renders come later, into the click.
+/// and the click is lost. The page's recorded shifts put the now-playing
+/// card's arrival 10–30 ms before the press in runs that passed; in the
+/// full e2e run, under load, first renders come later, into the click: the
+/// likely cause of the move click lost there (not caught in the act).
 fn click_when_still(browser: &mut Browser, page: &crate::ui_cdp::Page, selector: &str) {
     let still = "performance.now() - window.__lastShift > 1000";
     assert_eq!(
