@@ -1,8 +1,11 @@
 // The zones view: nodes grouped by zone, each zone with its now playing and
 // its group volume; a button per other zone moves a node there, and its
-// channels are picked the same way (stereo, left, right, mono). It polls `/api/zones` on its own
+// channels are picked the same way (stereo, left, right, mono); a form moves
+// a node into a new zone of the name typed. It polls `/api/zones` on its own
 // and sends the zone requests of `docs/API.md`. Names from the network are
-// only ever rendered as text.
+// only ever rendered as text. The list is drawn again only when what it shows
+// changes (not on every position of the music), so buttons stay put under
+// the pointer.
 
 import { ApiError, getOptional, post } from "./api.js";
 import { el, replace, shortId } from "./dom.js";
@@ -16,6 +19,9 @@ const CHANNELS = ["stereo", "left", "right", "mono"];
  */
 export function startZones(section, titleOf, notice) {
   const list = section.querySelector("#zone-list");
+  const form = section.querySelector("#zone-new");
+  const newName = section.querySelector("#zone-new-name");
+  const newNode = section.querySelector("#zone-new-node");
   let busy = false; // a request under way: no re-render under the pointer
   let last = null;
   let held = false; // the pointer is down in the view (a slider being dragged)
@@ -26,20 +32,47 @@ export function startZones(section, titleOf, notice) {
     held = false;
   });
 
+  /** Sends one zone request; whether it was taken. */
   async function act(path, body) {
     busy = true;
     try {
       await post(path, body);
+      return true;
     } catch (err) {
       notice(err instanceof ApiError ? err.message : "the zone request failed");
+      return false;
     } finally {
       busy = false;
       await refresh();
     }
   }
 
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const name = newName.value.trim();
+    if (!name || !newNode.value) {
+      notice("name the new zone and pick a node for it");
+      return;
+    }
+    if (await act("/api/zones", { name, nodes: [newNode.value] })) newName.value = "";
+  });
+
+  /** The node picker of the new-zone form: every node, the pick kept. */
+  function renderPicker(zones) {
+    const picked = newNode.value;
+    const nodes = zones.flatMap((z) => (Array.isArray(z.members) ? z.members : []));
+    replace(
+      newNode,
+      nodes.map((m) =>
+        el("option", { value: String(m.peer_id), text: `${m.name}${m.me ? " (this node)" : ""}` }),
+      ),
+    );
+    if (nodes.some((m) => String(m.peer_id) === picked)) newNode.value = picked;
+  }
+
   function render(answer) {
     const zones = Array.isArray(answer?.zones) ? answer.zones : [];
+    renderPicker(zones);
     const choices = zones.map((z) => ({ id: String(z.id), name: String(z.name ?? z.id) }));
     replace(
       list,
@@ -112,12 +145,21 @@ export function startZones(section, titleOf, notice) {
     }
     section.hidden = answer === null;
     if (answer === null || busy) return;
-    const text = JSON.stringify(answer);
+    const text = JSON.stringify(shown(answer));
     if (text === last) return;
     // Not while a slider is held under the pointer.
     if (held) return;
     last = text;
     render(answer);
+  }
+
+  /** What the view shows of an answer: the music's position left out. */
+  function shown(answer) {
+    const zones = Array.isArray(answer?.zones) ? answer.zones : [];
+    return zones.map((z) => ({
+      ...z,
+      playback: z.playback ? { state: z.playback.state, track: z.playback.track } : null,
+    }));
   }
 
   refresh();

@@ -63,6 +63,11 @@ pub(crate) struct FlashReport {
     /// How far the position was from where the timeline says it should be,
     /// source frames (positive: ahead).
     pub(crate) error_frames: f64,
+    /// The frame's index among those the player rendered since the output
+    /// started (a `wav:` file holds those, and the silence of its
+    /// underruns); `None` for a peer's flash.
+    #[serde(default)]
+    pub(crate) output_frame: Option<u64>,
 }
 
 fn unix_micros(instant: Instant) -> i64 {
@@ -109,6 +114,7 @@ impl FlashReport {
             swarm_us: flash.swarm.as_micros(),
             true_unix_us: flash.true_instant.map(unix_micros),
             error_frames: flash.error_frames,
+            output_frame: Some(flash.output_frame),
         }
     }
 }

@@ -279,6 +279,12 @@ pub(crate) struct LocalPlay<R> {
     /// members the driver hands in (this zone's), and it applies and
     /// publishes only this zone's sessions.
     zone: ZoneId,
+    /// The latest session with music gossiped in this zone by another
+    /// coordinator while this node coordinates too (both elected themselves
+    /// and tie): carried on if that one yields to this node while this
+    /// node's own session has nothing to play ([`LocalPlay::handle_tick`]).
+    /// One at most.
+    rival: Option<(PeerId, Session)>,
     actions: VecDeque<Action<R>>,
 }
 
@@ -307,6 +313,7 @@ impl<R> LocalPlay<R> {
             following: None,
             saved: None,
             zone: ZoneId::default(),
+            rival: None,
             actions: VecDeque::new(),
         }
     }
@@ -404,7 +411,16 @@ impl<R> LocalPlay<R> {
             self.replay(now, "now that the clock is synced");
         }
         if self.roles.is_coordinator() {
-            if !was_coordinator && let Some(mut carried) = self.applied.clone() {
+            if let Some(mut absorbed) = self.absorbed_rival(members) {
+                // A tie: the rival yielded with music; this node had none.
+                // Carry its session on under this node's term, so the
+                // music a person started there plays on everywhere.
+                tracing::info!(track = ?absorbed.track, "carrying on the session of a coordinator that yielded");
+                let own_seq = self.applied.as_ref().map_or(0, |s| s.seq);
+                absorbed.term = self.roles.view().term;
+                absorbed.seq = session::next_seq(absorbed.seq.max(own_seq));
+                self.publish(now, absorbed, None);
+            } else if !was_coordinator && let Some(mut carried) = self.applied.clone() {
                 // Carry the last gossiped session on under the new term.
                 carried.term = self.roles.view().term;
                 carried.seq = session::next_seq(carried.seq);
@@ -428,6 +444,25 @@ impl<R> LocalPlay<R> {
                 position_ms: session.position_at(now.swarm) / 1000,
             },
         });
+    }
+
+    /// The rival's session ([`LocalPlay::rival`]) if the rival now follows
+    /// this node and this node's own session has nothing to play; the rival
+    /// is forgotten once it follows.
+    fn absorbed_rival(&mut self, members: &[MemberView]) -> Option<Session> {
+        let (peer, _) = self.rival.as_ref()?;
+        let yielded = members
+            .iter()
+            .any(|m| m.peer == *peer && m.view.coordinator == Some(self.me));
+        if !yielded {
+            return None;
+        }
+        let (_, session) = self.rival.take()?;
+        let silent = self
+            .applied
+            .as_ref()
+            .is_none_or(|s| s.track.is_none() && s.live.is_none());
+        silent.then_some(session)
     }
 
     /// The instant [`LocalPlay::poll_timeout`] gave has come: as
@@ -662,6 +697,10 @@ impl<R> LocalPlay<R> {
         // term.
         if self.roles.view().coordinator != Some(from) {
             tracing::debug!(%from, term = session.term, "session not from the coordinator ignored");
+            if self.roles.is_coordinator() && (session.track.is_some() || session.live.is_some()) {
+                // Another coordinator of this zone: kept in case it yields.
+                self.rival = Some((from, session));
+            }
             return;
         }
         if self.applied_from != Some(from)
@@ -699,6 +738,7 @@ impl<R> LocalPlay<R> {
         self.push(Action::RoleChanged(self.roles.view()));
         self.applied = None;
         self.applied_from = None;
+        self.rival = None;
         self.streaming = None;
         self.deferred = false;
         self.retry_at = None;

@@ -139,6 +139,12 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
             "--events",
             "json",
         ])
+        // A virtual output, unless the spec names another.
+        .args(if spec.extra.contains(&"--output") {
+            &[][..]
+        } else {
+            &["--output", "virtual"][..]
+        })
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
         .args(["--http", &http.to_string()])
         .env("FIREFLY_TEST_CLOCK", SKEWS[index % SKEWS.len()])

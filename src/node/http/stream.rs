@@ -145,6 +145,7 @@ impl PeerFlashes {
                         swarm_us: f.swarm_us,
                         true_unix_us: None,
                         error_frames: f64::from(f.error_frames),
+                        output_frame: None,
                     },
                 ));
             }

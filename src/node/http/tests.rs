@@ -213,8 +213,43 @@ async fn bad_input_gets_a_4xx_with_a_json_message() {
         assert!(reply["message"].is_string(), "{path} {body}: {reply}");
     }
     // No output: a valid volume is refused, clearly.
-    let (status, reply) = send(state, post("/api/volume", r#"{"volume": 0.5}"#)).await;
+    let (status, reply) = send(state.clone(), post("/api/volume", r#"{"volume": 0.5}"#)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+    // A zone no node plays in (control characters, thousands of them): 404,
+    // its name shown escaped and cut short; query and body at odds: 400.
+    let long_zone = "%07x".repeat(3000);
+    for (path, body, expected) in [
+        ("/api/pause?zone=Nowhere", "{}", StatusCode::NOT_FOUND),
+        ("/api/next?zone=%00%1b[2J", "{}", StatusCode::NOT_FOUND),
+        (
+            &format!("/api/stop?zone={long_zone}"),
+            "{}",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/seek",
+            r#"{"position_ms": 1, "zone": "Nowhere"}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/seek?zone=default",
+            r#"{"position_ms": 1, "zone": "Kitchen"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, reply) = send(state.clone(), post(path, body)).await;
+        assert_eq!(status, expected, "{path} {body}: {reply}");
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(
+            message.len() < 300,
+            "{path}: a message of {} bytes",
+            message.len()
+        );
+        assert!(
+            !message.chars().any(char::is_control),
+            "{path}: {message:?}"
+        );
+    }
 }
 
 #[tokio::test]

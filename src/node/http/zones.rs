@@ -441,8 +441,8 @@ impl ZoneParam {
         match (self.zone, body_zone) {
             (Some(query), Some(body)) if query != body => Err(ApiError::BadRequest(format!(
                 "the query names zone {:?} and the body zone {:?}: give one",
-                firefly_library::display_text(&query),
-                firefly_library::display_text(&body)
+                query.chars().take(64).collect::<String>(),
+                body.chars().take(64).collect::<String>()
             ))),
             (query, body) => Ok(Self {
                 zone: query.or(body),
@@ -462,6 +462,9 @@ pub(crate) async fn target_zone(
     };
     let seats = seats(state).await?;
     let zones = zones::zones(&seats);
-    let zone = zones::find_zone(&zones, &asked).map_err(refused)?;
+    let zone = zones::find_zone(&zones, &asked).map_err(|_| {
+        let shown: String = asked.chars().take(64).collect();
+        ApiError::NotFound(format!("no zone {shown:?} (see GET /api/zones)"))
+    })?;
     Ok(Some(zone.id.clone()))
 }

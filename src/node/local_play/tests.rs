@@ -651,6 +651,82 @@ fn a_new_coordinator_carries_the_session_on_under_its_term() {
     );
 }
 
+/// Two nodes of a zone that each elected themselves tie; the lower id
+/// wins. A person started music on the loser meanwhile: the winner, which
+/// had none, carries the loser's session on once it yields, so the music
+/// plays on. A winner with music of its own keeps it (a defined result).
+#[test]
+fn a_tie_between_two_self_elected_coordinators_keeps_the_losers_music() {
+    for winner_plays in [false, true] {
+        let mut world = World::new(&[T1, T2]);
+        let (a, b) = {
+            let (x, y) = (PeerId::random(), PeerId::random());
+            (x.min(y), x.max(y))
+        };
+        let mut machine: LocalPlay<u32> = LocalPlay::new(a, world.now.local);
+        world.wait(3 * S);
+        machine.handle_tick(world.now, &[], true);
+        world.drain(&mut machine);
+        assert!(machine.is_coordinator());
+        if winner_plays {
+            let play = ControlRequest::Play {
+                track: T2,
+                position_micros: 0,
+            };
+            machine.handle_command(world.now, play, 1, 0);
+            world.drain(&mut machine);
+            assert_eq!(machine.applied().and_then(|s| s.track), Some(T2));
+        }
+        // B claims the role too (it elected itself): a tie, A keeps it.
+        world.wait(S / 4);
+        machine.handle_tick(world.now, &[claiming(b, world.now)], true);
+        world.drain(&mut machine);
+        assert!(machine.is_coordinator());
+        let term = machine.roles().term;
+        // B's session, playing T1, from before it yielded.
+        let theirs = playing(T1, 3, world.now.swarm + 200_000, 0);
+        machine.handle_session(world.now, b, theirs.clone());
+        assert!(
+            world.drain(&mut machine).is_empty(),
+            "a rival's session is not applied"
+        );
+        // B yields: its heartbeat names A.
+        world.wait(S / 4);
+        let yielded = MemberView {
+            view: RoleView {
+                coordinator: Some(a),
+                term,
+            },
+            ..claiming(b, world.now)
+        };
+        machine.handle_tick(world.now, std::slice::from_ref(&yielded), true);
+        let actions = world.drain(&mut machine);
+        let applied = machine.applied().unwrap().clone();
+        if winner_plays {
+            assert_eq!(applied.track, Some(T2), "{actions:?}");
+            continue;
+        }
+        assert_eq!(applied.track, Some(T1), "{actions:?}");
+        assert_eq!(applied.term, term);
+        assert!(applied.seq > theirs.seq);
+        assert_eq!(
+            (applied.start, applied.position_micros),
+            (theirs.start, theirs.position_micros),
+            "the music plays on where it was"
+        );
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Gossip(s) if *s == applied)),
+            "{actions:?}"
+        );
+        // Once only.
+        world.wait(S / 4);
+        machine.handle_tick(world.now, &[yielded], true);
+        assert_eq!(machine.applied(), Some(&applied));
+    }
+}
+
 #[test]
 fn a_restored_session_is_announced_applied_and_not_stored_again() {
     let mut world = World::new(&[T1]);
