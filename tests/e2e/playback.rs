@@ -152,9 +152,6 @@ pub(crate) fn spawn_node(root: &Path, spec: &NodeSpec<'_>) -> Node {
             "RUST_LOG",
             std::env::var("FIREFLY_E2E_LOG").unwrap_or_else(|_| "warn".into()),
         );
-    if !spec.extra.contains(&"--output") {
-        command.args(["--output", "virtual"]);
-    }
     command.args(spec.extra);
     // Every node dials every earlier one, as mDNS would connect them on a LAN.
     for peer in spec.bootstrap {
