@@ -676,8 +676,11 @@ impl<R> LocalPlay<R> {
             return;
         }
         self.applied_from = Some(self.me);
-        self.apply(now, session.clone());
+        // Gossiped before this node's own player acts on it: opening a
+        // track here takes a while, and the other members must get the
+        // session well within its lead.
         self.push(Action::Gossip(session.clone()));
+        self.apply(now, session.clone());
         if let Some(reply) = reply {
             self.push(Action::Answer {
                 reply,
