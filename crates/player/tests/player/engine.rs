@@ -702,6 +702,11 @@ fn a_pause_or_a_new_play_takes_effect_on_the_frame_of_its_instant() {
             SwarmMicros(1_000_000),
         )
         .unwrap();
+    // The hand-driven engine renders its 0.5 s to the instant in a few ms of
+    // real time: let b's decoder fill first, as the lead gives it in real
+    // time (on a loaded machine it did not always have b's first frames by
+    // then, and b joined late).
+    d.wait_ready();
     d.run_for(1.5);
     let switch = frame_of(1_000_000);
     let fade = 5 * RATE as usize / 1000 + 2;
