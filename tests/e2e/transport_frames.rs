@@ -325,19 +325,8 @@ fn every_transport_command_switches_every_node_on_the_same_frame() {
         wait_settled(&nodes, Duration::from_secs(30)),
         "the nodes never agreed on a synced timeline and a coordinator"
     );
-    let (_, library) = http(nodes[0].http, "GET", "/api/library", None);
-    let id_of = |ms: u64| {
-        library
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["duration_ms"] == ms)
-            .unwrap()["track"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let (a, b) = (id_of(30_000), id_of(10_000));
+    let a = crate::zones::track_of_length(&nodes[0], 30_000);
+    let b = crate::zones::track_of_length(&nodes[0], 10_000);
     let to = &nodes[1];
     let wait = |secs: f64| std::thread::sleep(Duration::from_secs_f64(secs));
     command(to, "/api/play", json!({ "track": a }));

@@ -21,7 +21,8 @@ fn state(node: &Node) -> Value {
     http(node.http, "GET", "/api/state", None).1
 }
 
-fn track_of_length(node: &Node, ms: u64) -> String {
+/// The id of the track `ms` long in `node`'s library.
+pub(crate) fn track_of_length(node: &Node, ms: u64) -> String {
     let (_, library) = http(node.http, "GET", "/api/library", None);
     library
         .as_array()
