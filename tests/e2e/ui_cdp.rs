@@ -163,13 +163,20 @@ impl Browser {
         );
         // The page re-renders its lists as state arrives, so the element may
         // be replaced between lookups, or moved by a card above it that grew:
-        // look again until it is there and nothing else is on top of it.
+        // look again until it is there, nothing else is on top of it, and it
+        // stood at the same place on two lookups 100 ms apart (a press sent
+        // while a card appears above lands on whatever moved under it).
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut before: Option<(f64, f64)> = None;
         let (x, y) = loop {
             let at = self.eval(page, &expression);
-            if let (Some(x), Some(y)) = (at[0].as_f64(), at[1].as_f64()) {
-                break (x, y);
+            let now = at[0].as_f64().zip(at[1].as_f64());
+            if let Some(here) = now
+                && before == Some(here)
+            {
+                break here;
             }
+            before = now;
             assert!(
                 Instant::now() < deadline,
                 "no element matches {selector} to click"
