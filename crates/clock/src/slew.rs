@@ -55,6 +55,10 @@ pub enum Correction {
     },
 }
 
+/// Updates closer together than this (or than the usual spacing, when
+/// longer) teach the drift observer only in proportion, µs.
+const MIN_OBSERVATION_MICROS: f64 = 5_000.0;
+
 /// Phase-error controller for one playing stream. See the module doc.
 #[derive(Debug, Clone)]
 pub struct SlewController {
@@ -111,14 +115,25 @@ impl SlewController {
             if dt > 0.0 {
                 let observed = (error - e0) / dt;
                 let residual = observed - (u0 + self.drift);
+                // An error's noise (a fraction of a frame) over a short span
+                // reads as a wild rate: a start late in an output period
+                // gives two updates a few frames apart, and taken at full
+                // weight those few frames taught a drift of −2,000 ppm that
+                // ran the player 1,500 ppm fast for a tenth of a second.
+                // Such spans count in proportion to their length.
+                let span = self.interval.max(MIN_OBSERVATION_MICROS);
+                let weight = (dt / span).min(1.0);
                 // Bounded: a player cannot drift more than a few hundred ppm;
                 // anything wilder is a measurement glitch, not drift.
-                self.drift = (self.drift + self.config.drift_gain * residual).clamp(-2e-3, 2e-3);
-                self.interval = if self.interval > 0.0 {
-                    0.8 * self.interval + 0.2 * dt
-                } else {
-                    dt
-                };
+                self.drift =
+                    (self.drift + self.config.drift_gain * weight * residual).clamp(-2e-3, 2e-3);
+                if dt >= span / 2.0 {
+                    self.interval = if self.interval > 0.0 {
+                        0.8 * self.interval + 0.2 * dt
+                    } else {
+                        dt
+                    };
+                }
             }
         }
         let tau = self
@@ -211,6 +226,30 @@ mod tests {
         }
         assert!(worst_cross > -1.0, "crossed to {worst_cross}");
         assert!(error.abs() < 1.0);
+    }
+
+    #[test]
+    fn two_updates_a_few_frames_apart_do_not_teach_a_wild_drift() {
+        // A player updated every 10 ms, in step; then a new start late in a
+        // period: its first flash and the next are 4 frames (90 µs) apart,
+        // and their errors differ by a few hundredths of a frame's noise.
+        let mut c = SlewController::new(SlewConfig::default());
+        for k in 0..200 {
+            c.update(LocalMicros(k * 10_000), 2.0);
+        }
+        c.reset();
+        let t = 2_000_000;
+        c.update(LocalMicros(t), 4.0);
+        let rate = match c.update(LocalMicros(t + 90), 2.6) {
+            Correction::Rate(r) => r,
+            Correction::Realign { .. } => unreachable!("small errors never realign"),
+        };
+        assert!(
+            (rate - 1.0).abs() < 50e-6,
+            "rate {:.0} ppm",
+            (rate - 1.0) * 1e6
+        );
+        assert!(c.drift_ppm().abs() < 50.0, "drift {} ppm", c.drift_ppm());
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub(crate) struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Keep every node's flashes, as its API gave them right after each
+    /// command was measured, in `DIR/<command>-<round>-node<i>.json`.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
 }
 
 /// The goal: every command → sound (or silence) within this.
@@ -104,6 +108,28 @@ async fn flashes(node: &Node) -> anyhow::Result<Vec<Flash>> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// With `--logs`, writes each node's flashes as its API gives them now to
+/// `DIR/<command>-<round>-node<i>.json`.
+async fn keep_flashes(
+    nodes: &[Node],
+    dir: Option<&Path>,
+    command: &str,
+    round: u8,
+) -> anyhow::Result<()> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)?;
+    for node in nodes {
+        let all = get_json(node.http, "/api/flashes").await?;
+        std::fs::write(
+            dir.join(format!("{command}-{round}-node{}.json", node.index)),
+            serde_json::to_vec(&all)?,
+        )?;
+    }
+    Ok(())
 }
 
 /// `POST path body` to a node's API; the playback it answers with.
@@ -434,6 +460,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             .entry("pause")
             .or_default()
             .push(figures(sent, &ends)?);
+        keep_flashes(&nodes, args.logs.as_deref(), "pause", round).await?;
         // resume: sound from there.
         tokio::time::sleep(SETTLE).await;
         let runs = current_runs(&nodes).await?;
@@ -444,6 +471,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             .entry("resume")
             .or_default()
             .push(figures(sent, &starts)?);
+        keep_flashes(&nodes, args.logs.as_deref(), "resume", round).await?;
         // seek: sound from the new position.
         tokio::time::sleep(SETTLE).await;
         baseline_us.push(steady_spread(&nodes).await?);
@@ -457,6 +485,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             .entry("seek")
             .or_default()
             .push(figures(sent, &starts)?);
+        keep_flashes(&nodes, args.logs.as_deref(), "seek", round).await?;
         // next: the queued track from its start.
         request(to.http, "DELETE", "/api/queue", None, None).await?;
         command(to, "/api/queue", json!({ "tracks": [b] })).await?;
@@ -469,6 +498,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             .entry("next")
             .or_default()
             .push(figures(sent, &starts)?);
+        keep_flashes(&nodes, args.logs.as_deref(), "next", round).await?;
         // prev (within 3 s of the start): the track before, from its start.
         tokio::time::sleep(SETTLE).await;
         baseline_us.push(steady_spread(&nodes).await?);
@@ -483,6 +513,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             .entry("prev")
             .or_default()
             .push(figures(sent, &starts)?);
+        keep_flashes(&nodes, args.logs.as_deref(), "prev", round).await?;
         // stop: silent at the instant it was anchored at.
         tokio::time::sleep(SETTLE).await;
         baseline_us.push(steady_spread(&nodes).await?);
@@ -497,6 +528,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             .entry("stop")
             .or_default()
             .push(figures(sent, &ends)?);
+        keep_flashes(&nodes, args.logs.as_deref(), "stop", round).await?;
         // play: sound from the position asked for.
         tokio::time::sleep(SETTLE).await;
         let position_ms = 20_000 + 10_000 * u64::from(round);
@@ -514,6 +546,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             .entry("play")
             .or_default()
             .push(figures(sent, &starts)?);
+        keep_flashes(&nodes, args.logs.as_deref(), "play", round).await?;
     }
 
     let mut commands = serde_json::Map::new();
