@@ -31,13 +31,15 @@ enum SourceAction {
         /// The source's name.
         name: String,
     },
-    /// Play a live source on every node.
+    /// Play a live source on every node of a zone (default: this node's).
     Play {
         /// The source's name.
         name: String,
         /// The node that has it (peer id or name), when several do.
         #[arg(long = "on")]
         on: Option<String>,
+        #[command(flatten)]
+        zone: crate::cmd::zone::ZoneArg,
     },
 }
 
@@ -53,12 +55,12 @@ pub(crate) fn run(args: SourceArgs) -> anyhow::Result<()> {
             Some(json!({ "name": name, "spec": spec })),
         )?,
         SourceAction::Rm { name } => call(node, "DELETE", &format!("/api/sources/{name}"), None)?,
-        SourceAction::Play { name, on } => {
+        SourceAction::Play { name, on, zone } => {
             let mut body = json!({ "name": name });
             if let Some(on) = on {
                 body["node"] = json!(on);
             }
-            call(node, "POST", "/api/sources/play", Some(body))?
+            call(node, "POST", &zone.path("/api/sources/play"), Some(body))?
         }
     };
     if node.json {

@@ -494,6 +494,76 @@ fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
     );
 }
 
+/// `firefly source play --zone`: a node of one zone starts a radio in
+/// another; that zone's node plays it, the sender's zone does not, and an
+/// unknown zone is refused.
+#[test]
+fn a_source_played_for_another_zone_plays_there_only() {
+    let _swarm = one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let radio = Radio::start(make_mp3(tmp.path(), 8));
+    let mut nodes: Vec<Node> = Vec::new();
+    for index in 0..3 {
+        let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        nodes.push(spawn_node(
+            tmp.path(),
+            &NodeSpec {
+                index,
+                tracks: &[],
+                bootstrap: &bootstrap,
+                reuse: None,
+                extra: &[],
+            },
+        ));
+    }
+    assert!(wait_settled(&nodes, Duration::from_secs(30)));
+    crate::zones::make_zone(&nodes, &nodes[0], "Kitchen", &[&nodes[2]]);
+    cli(&nodes[0], &["add", "radio", &format!("url:{}", radio.url)]);
+    let flowing = wait_until(Duration::from_secs(10), || {
+        sources(&nodes[0])["sources"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["name"] == "radio" && s["flowing"] == true)
+        })
+    });
+    assert!(flowing, "the radio is not flowing: {}", sources(&nodes[0]));
+
+    // Unknown zone: refused, nothing plays.
+    let http_arg = nodes[0].http.to_string();
+    let out = crate::util::firefly(&[
+        "source", "play", "radio", "--zone", "Attic", "--http", &http_arg,
+    ]);
+    assert!(!out.status.success(), "an unknown zone was accepted");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Attic"),
+        "the refusal does not name the zone: {said}"
+    );
+
+    let played = cli(&nodes[0], &["play", "radio", "--zone", "Kitchen"]);
+    assert_eq!(played["state"], "playing", "{played}");
+    let kitchen = wait_until(Duration::from_secs(10), || {
+        sources(&nodes[2])["live"]["playing"]["name"] == "radio"
+            && !crate::playback::flashes(&nodes[2]).is_empty()
+    });
+    assert!(
+        kitchen,
+        "the kitchen never played the radio: {}",
+        sources(&nodes[2])
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    for node in &nodes[..2] {
+        let (_, state) = http(node.http, "GET", "/api/state", None);
+        assert_ne!(
+            state["playback"]["state"], "playing",
+            "a node of the sender's zone plays: {state}"
+        );
+        assert!(
+            crate::playback::flashes(node).is_empty(),
+            "a node of the sender's zone sounds"
+        );
+    }
+}
+
 #[test]
 fn loss_on_one_link_conceals_blocks_without_shifting_the_rest() {
     use firefly_faultproxy::{FaultProxy, Faults, LinkFaults};

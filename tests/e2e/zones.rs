@@ -48,7 +48,7 @@ fn unix_micros() -> i64 {
 /// Makes a zone `name` of `members` (through `via`'s API); returns its id
 /// once every node sees the two zones and the members follow a
 /// coordinator among themselves.
-fn make_zone(nodes: &[Node], via: &Node, name: &str, members: &[&Node]) -> String {
+pub(crate) fn make_zone(nodes: &[Node], via: &Node, name: &str, members: &[&Node]) -> String {
     let names: Vec<String> = members.iter().map(|n| n.peer_id.clone()).collect();
     let (status, reply) = http(
         via.http,

@@ -194,13 +194,6 @@ fn position_micros(ms: u64) -> Result<u64, ApiError> {
     Ok(ms * 1000)
 }
 
-pub(crate) async fn command(
-    state: &NodeState,
-    request: ControlRequest,
-) -> Result<Json<PlaybackReport>, ApiError> {
-    command_in(state, ZoneParam::default(), request).await
-}
-
 /// Runs `request` on the session of the zone `zone` names (this node's
 /// when none), through that zone's coordinator.
 pub(crate) async fn command_in(

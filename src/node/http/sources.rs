@@ -3,7 +3,8 @@
 //! and `POST /api/sources/play` (the session plays a source).
 
 use super::error::{ApiError, ApiJson};
-use super::playback::{PlaybackReport, command};
+use super::playback::{PlaybackReport, command_in};
+use super::zones::ZoneParam;
 use crate::node::NodeState;
 use crate::node::live::{AddError, LiveStatus, SourceView};
 use axum::Json;
@@ -77,12 +78,17 @@ pub(crate) struct PlayBody {
     name: String,
     /// The node (peer id or name) when several have a source of that name.
     node: Option<String>,
+    /// The zone whose session plays it (as the `zone` query parameter);
+    /// default: this node's.
+    zone: Option<String>,
 }
 
 pub(crate) async fn play(
     State(state): State<NodeState>,
+    zone: ZoneParam,
     ApiJson(body): ApiJson<PlayBody>,
 ) -> Result<Json<PlaybackReport>, ApiError> {
+    let zone = zone.with_body(body.zone.clone())?;
     let sources = state.live.list(&state.name).await;
     let matching: Vec<&SourceView> = sources
         .iter()
@@ -115,8 +121,9 @@ pub(crate) async fn play(
             source.problem.as_deref().unwrap_or("no reason given")
         )));
     }
-    command(
+    command_in(
         &state,
+        zone,
         ControlRequest::PlayLive {
             source: source.stream.clone(),
         },
