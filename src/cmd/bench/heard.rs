@@ -12,6 +12,9 @@
 //! (µs/s), the devices' underruns and the CPU of each node and of its
 //! output path (the device thread, the decoder, the control thread).
 //!
+//! With `--logs` the spread is also split between the nodes' swarm clocks
+//! and their output paths (`heard_split`).
+//!
 //! The end-to-end test `heard` runs this with a short window; the figures
 //! in BENCHMARKS.md come from the long one.
 
@@ -65,7 +68,9 @@ pub(crate) struct Args {
     json: bool,
     /// Keep, in this folder, each node's log with every device period's
     /// timing (`CASE-nodeN.log`) and every click located per channel
-    /// (`CASE-clicks.txt`), to line the sound up with the reports.
+    /// (`CASE-clicks.txt`), to line the sound up with the reports; and
+    /// split the spread between the nodes' swarm clocks and their output
+    /// paths (`clock_and_output` in the report, per click in `CASE-split.json`).
     #[arg(long)]
     logs: Option<PathBuf>,
 }
