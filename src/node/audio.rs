@@ -155,6 +155,9 @@ const ANCHOR_EVERY_TICKS: u64 = 50;
 /// instants) and swarm clock on one time axis.
 fn log_clock_anchor(timeline: &NodeTimeline) {
     use firefly_player::Timeline;
+    if !tracing::enabled!(target: "firefly_device_timing", tracing::Level::TRACE) {
+        return;
+    }
     let before = timeline.now().as_micros();
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
