@@ -82,6 +82,7 @@ impl Audio {
         if let Some(player) = &player {
             tokio::spawn(forward_events(
                 Arc::clone(player),
+                Arc::clone(&timeline),
                 events.clone(),
                 flashes.clone(),
             ));
@@ -146,15 +147,46 @@ pub(crate) struct OutputReport {
     pub(crate) realtime: bool,
 }
 
+/// Drain ticks between two logged clock anchors (about a second).
+const ANCHOR_EVERY_TICKS: u64 = 50;
+
+/// Logs the local clock against the system's wall clock, read back to back,
+/// so that `firefly bench heard --logs` can put every node's flashes (local
+/// instants) and swarm clock on one time axis.
+fn log_clock_anchor(timeline: &NodeTimeline) {
+    use firefly_player::Timeline;
+    if !tracing::enabled!(target: "firefly_device_timing", tracing::Level::TRACE) {
+        return;
+    }
+    let before = timeline.now().as_micros();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let after = timeline.now().as_micros();
+    tracing::trace!(
+        target: "firefly_device_timing",
+        local = before + (after - before) / 2,
+        unix_us = unix as u64,
+        read_us = after - before,
+        "anchor"
+    );
+}
+
 /// Moves the player's events to the broadcast channel until the player is gone.
 async fn forward_events(
     player: Arc<Mutex<Player>>,
+    timeline: Arc<NodeTimeline>,
     events: broadcast::Sender<PlayerEvent>,
     flashes: super::events::FlashRing,
 ) {
     let mut tick = tokio::time::interval(DRAIN_EVERY);
+    let mut ticks = 0u64;
     loop {
         tick.tick().await;
+        ticks += 1;
+        if ticks.is_multiple_of(ANCHOR_EVERY_TICKS) {
+            log_clock_anchor(&timeline);
+        }
         let drained: Vec<PlayerEvent> = {
             let player = player
                 .lock()
@@ -164,8 +196,20 @@ async fn forward_events(
                 .collect()
         };
         for event in drained {
-            if let PlayerEvent::Flash(flash) = &event {
-                flashes.push(super::events::FlashReport::of(flash));
+            match &event {
+                PlayerEvent::Flash(flash) => {
+                    flashes.push(super::events::FlashReport::of(flash));
+                    // Every period's phase error and clock mapping, for
+                    // `firefly bench heard --logs` (lined up with the sound).
+                    tracing::trace!(
+                        target: "firefly_device_timing",
+                        local = flash.local.as_micros(),
+                        swarm = flash.swarm.as_micros(),
+                        error_frames = flash.error_frames,
+                        "flash"
+                    );
+                }
+                other => tracing::debug!(target: "firefly_device_timing", event = ?other, "player"),
             }
             // No listener is fine: events are only for those who watch.
             let _ = events.send(event);

@@ -12,9 +12,13 @@
 //! (µs/s), the devices' underruns and the CPU of each node and of its
 //! output path (the device thread, the decoder, the control thread).
 //!
+//! With `--logs` the spread is also split between the nodes' swarm clocks
+//! and their output paths (`heard_split`).
+//!
 //! The end-to-end test `heard` runs this with a short window; the figures
 //! in BENCHMARKS.md come from the long one.
 
+use super::heard_split::{self, ClockTrace};
 use super::sync::{cpu_seconds, cpu_seconds_in};
 use crate::cmd::local_swarm::{
     Node, NodeSetup, get_json, music_dir, percentile_abs, post, start_node_with, wait_settled,
@@ -64,7 +68,9 @@ pub(crate) struct Args {
     json: bool,
     /// Keep, in this folder, each node's log with every device period's
     /// timing (`CASE-nodeN.log`) and every click located per channel
-    /// (`CASE-clicks.txt`), to line the sound up with the reports.
+    /// (`CASE-clicks.txt`), to line the sound up with the reports; and
+    /// split the spread between the nodes' swarm clocks and their output
+    /// paths (`clock_and_output` in the report, per click in `CASE-split.json`).
     #[arg(long)]
     logs: Option<PathBuf>,
 }
@@ -382,21 +388,10 @@ fn analyse(raw: &[u8], channels: usize) -> Heard {
         .collect();
     let clicks = per_channel.iter().map(Vec::len).collect();
     let micros = |samples: f64| samples * 1e6 / f64::from(SINK_RATE);
-    let tolerance = CLICK_EVERY * f64::from(SINK_RATE) / 4.0;
     let mut spreads = Vec::new();
     let mut offsets = vec![Vec::new(); channels.saturating_sub(1)];
-    for &t0 in per_channel.first().map(Vec::as_slice).unwrap_or_default() {
-        let matched: Option<Vec<f64>> = per_channel
-            .iter()
-            .map(|clicks| {
-                let i = clicks.partition_point(|&t| t < t0 - tolerance);
-                clicks
-                    .get(i)
-                    .copied()
-                    .filter(|t| (t - t0).abs() < tolerance)
-            })
-            .collect();
-        let Some(times) = matched else { continue };
+    for times in match_clicks(&per_channel, f64::from(SINK_RATE)) {
+        let t0 = times[0];
         let (lo, hi) = times
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
@@ -411,6 +406,28 @@ fn analyse(raw: &[u8], channels: usize) -> Heard {
         clicks,
         positions: per_channel,
     }
+}
+
+/// The clicks heard on every channel, matched: per click of channel 0, its
+/// position on each channel (samples at `rate`).
+pub(crate) fn match_clicks(per_channel: &[Vec<f64>], rate: f64) -> Vec<Vec<f64>> {
+    let tolerance = CLICK_EVERY * rate / 4.0;
+    let first = per_channel.first().map(Vec::as_slice).unwrap_or_default();
+    first
+        .iter()
+        .filter_map(|&t0| {
+            per_channel
+                .iter()
+                .map(|clicks| {
+                    let i = clicks.partition_point(|&t| t < t0 - tolerance);
+                    clicks
+                        .get(i)
+                        .copied()
+                        .filter(|t| (t - t0).abs() < tolerance)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Least-squares slope of `points` (y per x).
@@ -540,12 +557,14 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
     drop(server);
     let raw = std::fs::read(&recording).context("no recording")?;
     let heard = analyse(&raw, NODES);
+    let mut split = None;
     if let Some(dir) = &args.logs {
         write_clicks(
             &dir.join(format!("{}-clicks.txt", case.name())),
             recording_from,
             &heard,
         )?;
+        split = Some(split_by_logs(dir, case, recording_from, &heard)?);
     }
     if heard.spreads.len() < 4 {
         bail!(
@@ -590,6 +609,7 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
         }).collect::<Vec<_>>(),
         "underruns": underruns,
         "restart": restart.as_ref().map(|r| rejoin(&heard, r)),
+        "clock_and_output": split,
         "cpu_percent": cpu.iter().map(|c| c.0).collect::<Vec<_>>(),
         "output_path_cpu_percent": cpu.iter().map(|c| c.1).collect::<Vec<_>>(),
         "outputs": outputs,
@@ -687,6 +707,40 @@ fn rejoin(heard: &Heard, restart: &Restart) -> serde_json::Value {
             .map(|(t, off)| [(t * 100.0).round() / 100.0, off.round()])
             .collect::<Vec<_>>(),
     })
+}
+
+/// The spread heard, split into the nodes' swarm clocks and their output
+/// paths by their logs (`heard_split`); the per-click series goes to
+/// `CASE-split.json` in `dir`, the summary into the report.
+fn split_by_logs(
+    dir: &Path,
+    case: Case,
+    from: std::time::SystemTime,
+    heard: &Heard,
+) -> anyhow::Result<serde_json::Value> {
+    let started = from
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_micros() as f64);
+    let traces: Vec<ClockTrace> = (0..NODES)
+        .map(|i| {
+            let logs: Vec<String> = [
+                format!("{}-node{i}.log", case.name()),
+                format!("{}-node{i}-again.log", case.name()),
+            ]
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(dir.join(name)).ok())
+            .collect();
+            ClockTrace::from_logs(logs.iter().map(String::as_str))
+        })
+        .collect();
+    let mut split = heard_split::split(&heard.positions, f64::from(SINK_RATE), started, &traces);
+    let path = dir.join(format!("{}-split.json", case.name()));
+    std::fs::write(&path, serde_json::to_string(&split)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(summary) = split.as_object_mut() {
+        summary.remove("series");
+    }
+    Ok(split)
 }
 
 /// Writes every located click: a header with the UNIX µs at which the

@@ -3,6 +3,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod heard;
+mod heard_split;
 pub(crate) mod install;
 pub(crate) mod library;
 pub(crate) mod live;
