@@ -469,8 +469,12 @@ fn the_ui_event_stream_works_with_a_token() {
     );
 }
 
+/// Issue 14: 2,000 concurrent chunk requests from one member. The stream
+/// gate serves 16 and refuses the rest; each refusal strikes the flooder, so
+/// it is banned within the burst, and the log gets a line per kind a second
+/// rather than one per stream. The node keeps serving its API.
 #[test]
-fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
+fn a_request_flood_is_refused_and_banned_in_a_few_log_lines() {
     let _swarm = one_swarm_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let music = root.path().join("music");
@@ -503,7 +507,7 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
     let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let failed = runtime.block_on(async {
+    let (failed, flooder, still_connected) = runtime.block_on(async {
         use libp2p::request_response::Codec;
         let mut rogue = Rogue::dial(&addr);
         rogue.heartbeat = Some(("flooder".into(), RoleView::default()));
@@ -527,17 +531,40 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
             rogue.raw(node_peer, 2, request.clone());
         }
         rogue.run_for(Duration::from_secs(5)).await;
-        rogue.raw_failures
+        (
+            rogue.raw_failures,
+            rogue.peer_id().to_string(),
+            rogue.is_connected(&node_peer),
+        )
     });
     let log = std::fs::read_to_string(&stderr_path).unwrap();
     let lines = log.lines().count();
+    let flooder_lines: Vec<&str> = log.lines().filter(|l| l.contains(&flooder)).collect();
     eprintln!(
-        "flood: {failed} of 2,000 concurrent requests dropped at the stream cap, {lines} log lines"
+        "flood: {failed} of 2,000 concurrent requests refused, {lines} log lines ({} naming the flooder)",
+        flooder_lines.len()
     );
-    // Capped: most streams are dropped by the per-connection stream limit.
+    // Capped: most streams are refused by the per-connection stream gate.
     assert!(failed > 1_000, "{failed}");
-    // One line per dropped stream used to be written; now none or a few.
+    // Each refused stream is a strike: the flooder is banned and cut off.
+    let banned = node.wait_event_where("banned", Duration::from_secs(10), |e| {
+        e["peer"] == flooder.as_str()
+    });
+    assert!(banned.is_some(), "the flooder was not banned:\n{log}");
+    assert!(
+        log.contains("request streams over the limit"),
+        "refused streams were not struck:\n{log}"
+    );
+    assert!(!still_connected, "a banned flooder stays connected");
+    // One line per dropped stream used to be written; now a line per kind
+    // of bad input a second (the flood lasts well under a second), and the ban.
     assert!(lines <= 20, "{lines} log lines:\n{log}");
+    assert!(
+        flooder_lines.len() <= 6,
+        "{} lines about the flooder:\n{}",
+        flooder_lines.len(),
+        flooder_lines.join("\n")
+    );
     // The node still answers.
     assert_eq!(http(http_addr, "GET", "/api/state", None).0, 200);
 }
