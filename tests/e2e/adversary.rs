@@ -631,3 +631,121 @@ fn a_peer_forging_gossip_is_banned_and_its_victim_untouched() {
         "a forgery in b's name changed something"
     );
 }
+
+/// One kind of bad input a rogue sends, and the strike the node must give
+/// for it.
+enum BadInput {
+    /// Bytes that do not decode, as a request on a protocol (see
+    /// [`Rogue::raw`]).
+    Request(usize),
+    /// A 100 KiB message (over the 64 KiB limit) on a gossip topic.
+    Gossip(&'static str),
+}
+
+/// Issue 14: every kind of malformed input is struck on its own. Eight
+/// fresh identities (not members) each send twelve of one kind only, a
+/// garbage request on each of the five request-response protocols or
+/// oversized gossip on each of the three topics, and each must be banned
+/// for that kind's reason. (The attack test above mixes kinds, so one kind
+/// alone could go unpunished there.)
+#[test]
+fn every_kind_of_malformed_input_alone_gets_its_sender_banned() {
+    let _swarm = one_swarm_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let music = root.path().join("music");
+    crate::playback::write_track(&music.join("a.wav"), 2);
+    let port = crate::playback::free_port();
+    let mut command = std::process::Command::new(crate::util::firefly_bin());
+    command
+        .args(["up", "--no-mdns", "--output", "null", "--name", "target"])
+        .args(["--events", "json"])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--music")
+        .arg(&music);
+    let node = crate::util::Running::spawn("target", command);
+    let peer_id = node.wait_event("started", Duration::from_secs(20)).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.wait_event("library", Duration::from_secs(30)).unwrap();
+    let node_peer: PeerId = peer_id.parse().unwrap();
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
+
+    let kinds = [
+        (
+            "control request",
+            BadInput::Request(0),
+            "malformed control request",
+        ),
+        (
+            "library request",
+            BadInput::Request(1),
+            "malformed transfer request",
+        ),
+        (
+            "chunks request",
+            BadInput::Request(2),
+            "malformed transfer request",
+        ),
+        (
+            "manifest request",
+            BadInput::Request(3),
+            "malformed transfer request",
+        ),
+        (
+            "cover request",
+            BadInput::Request(4),
+            "malformed transfer request",
+        ),
+        (
+            "oversized heartbeat",
+            BadInput::Gossip(firefly_swarm::membership::HEARTBEAT_TOPIC),
+            "malformed gossip",
+        ),
+        (
+            "oversized session",
+            BadInput::Gossip(PLAYBACK_TOPIC),
+            "malformed gossip",
+        ),
+        (
+            "oversized library gossip",
+            BadInput::Gossip(LIBRARY_TOPIC),
+            "malformed gossip",
+        ),
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rogues = runtime.block_on(futures::future::join_all(kinds.iter().map(
+        |(_, input, _)| {
+            let addr = addr.clone();
+            async move {
+                let mut rogue = Rogue::dial(&addr);
+                rogue.run_for(Duration::from_secs(2)).await;
+                for _ in 0..12 {
+                    match input {
+                        BadInput::Request(protocol) => {
+                            rogue.raw(node_peer, *protocol, vec![0xFF, 0x00, 0x13, 0x37]);
+                        }
+                        BadInput::Gossip(topic) => rogue.publish(topic, vec![0xA5; 100 * 1024]),
+                    }
+                    rogue.run_for(Duration::from_millis(100)).await;
+                }
+                rogue.run_for(Duration::from_secs(3)).await;
+                rogue.peer_id().to_string()
+            }
+        },
+    )));
+    let mut misses = Vec::new();
+    for ((kind, _, reason), rogue) in kinds.iter().zip(&rogues) {
+        let banned = node.wait_event_where("banned", Duration::from_secs(5), |e| {
+            e["peer"] == rogue.as_str()
+        });
+        let why = banned.as_ref().and_then(|e| e["reason"].as_str());
+        eprintln!("malformed {kind}: banned for {why:?}");
+        if why != Some(*reason) {
+            misses.push(format!("{kind}: {why:?}, not {reason:?}"));
+        }
+    }
+    assert!(misses.is_empty(), "not struck alone: {misses:#?}");
+}
