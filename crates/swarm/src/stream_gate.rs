@@ -9,15 +9,17 @@
 //!
 //! [`Gate`] wraps a request-response behaviour and its connection handler:
 //!
-//! - **Outbound:** at most [`OUTBOUND_PER_CONNECTION`] of this node's
-//!   requests run at once on a connection; the rest wait in order (up to
-//!   [`QUEUED_PER_CONNECTION`]) and start as earlier ones finish. Request ids
-//!   and events are the wrapped behaviour's own, so callers see nothing but a
-//!   request that takes a little longer.
+//! - **Outbound:** at most [`OUTBOUND_PER_PEER`] of this node's requests
+//!   run at once to one peer, over all its connections; the rest wait in
+//!   order on their connection (up to [`QUEUED_PER_CONNECTION`]) and start as
+//!   earlier ones finish. Request ids and events are the wrapped behaviour's
+//!   own, so callers see nothing but a request that takes a little longer.
+//!   The peer's connections share the count ([`PeerSlots`]), and one whose
+//!   requests wait is woken when another frees a slot.
 //! - **Inbound:** at most [`INBOUND_PER_CONNECTION`] of the peer's requests
 //!   are served at once on a connection. One more is refused here (its stream
 //!   reset) and reported as [`Gated::Refused`], so the event loop strikes the
-//!   peer. An honest peer keeps at most [`OUTBOUND_PER_CONNECTION`] in flight,
+//!   peer. An honest peer keeps at most [`OUTBOUND_PER_PEER`] in flight,
 //!   half the limit, so it is never refused.
 //!
 //! The wrapped behaviour's pool has room for both limits together
@@ -35,17 +37,18 @@ use libp2p::swarm::{
     NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
 
-/// This node's requests running at once on one connection, per protocol.
-pub const OUTBOUND_PER_CONNECTION: usize = 8;
+/// This node's requests running at once to one peer, per protocol.
+pub const OUTBOUND_PER_PEER: usize = 8;
 /// The peer's requests served at once on one connection, per protocol:
 /// twice what an honest peer sends.
-pub const INBOUND_PER_CONNECTION: usize = 2 * OUTBOUND_PER_CONNECTION;
+pub const INBOUND_PER_CONNECTION: usize = 2 * OUTBOUND_PER_PEER;
 /// The wrapped behaviour's stream pool per connection: room for both.
-pub const STREAMS_PER_CONNECTION: usize = INBOUND_PER_CONNECTION + OUTBOUND_PER_CONNECTION;
+pub const STREAMS_PER_CONNECTION: usize = INBOUND_PER_CONNECTION + OUTBOUND_PER_PEER;
 /// This node's requests waiting for a slot on one connection, per protocol.
 /// Callers bound their own requests well below this (a download keeps 8
 /// chunk requests per peer, covers 64 fetches); past it a request starts at
@@ -85,6 +88,22 @@ where
 {
     inner: Inner<C>,
     refused: VecDeque<Refused>,
+    /// Per peer, the slots its connections' handlers share (dropped with
+    /// the last of them).
+    slots: HashMap<PeerId, Weak<Mutex<PeerSlots>>>,
+}
+
+/// This node's requests running to one peer on one protocol, over all its
+/// connections, and the connections waiting for a slot.
+#[derive(Debug, Default)]
+struct PeerSlots {
+    running: usize,
+    waiting: Vec<Waker>,
+}
+
+fn lock(slots: &Mutex<PeerSlots>) -> std::sync::MutexGuard<'_, PeerSlots> {
+    // The table stays consistent whatever panicked: counts only.
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<C> Gate<C>
@@ -97,7 +116,21 @@ where
         Self {
             inner,
             refused: VecDeque::new(),
+            slots: HashMap::new(),
         }
+    }
+
+    /// The slots `peer`'s connections share.
+    fn slots_of(&mut self, peer: PeerId) -> Arc<Mutex<PeerSlots>> {
+        if let Some(slots) = self.slots.get(&peer).and_then(Weak::upgrade) {
+            return slots;
+        }
+        // Forget peers whose connections are all gone (bounded by the
+        // connection limits).
+        self.slots.retain(|_, slots| slots.strong_count() > 0);
+        let slots = Arc::new(Mutex::new(PeerSlots::default()));
+        self.slots.insert(peer, Arc::downgrade(&slots));
+        slots
     }
 }
 
@@ -161,9 +194,13 @@ where
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.inner
-            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
-            .map(GateHandler::new)
+        let handler = self.inner.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )?;
+        Ok(GateHandler::new(handler, self.slots_of(peer)))
     }
 
     fn handle_pending_outbound_connection(
@@ -189,15 +226,14 @@ where
         role_override: Endpoint,
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.inner
-            .handle_established_outbound_connection(
-                connection_id,
-                peer,
-                addr,
-                role_override,
-                port_use,
-            )
-            .map(GateHandler::new)
+        let handler = self.inner.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )?;
+        Ok(GateHandler::new(handler, self.slots_of(peer)))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -266,8 +302,11 @@ where
     inner: InnerHandler<C>,
     /// The peer's streams handed to `inner` and not ended yet.
     inbound_open: usize,
-    /// This node's requests handed to `inner` and not ended yet.
+    /// This node's requests handed to `inner` and not ended yet (each holds
+    /// one of the peer's `slots`).
     outbound_open: usize,
+    /// The slots shared by the peer's connections.
+    slots: Arc<Mutex<PeerSlots>>,
     /// This node's requests waiting for a slot.
     queued: VecDeque<InnerMessage<C>>,
     /// Inbound streams refused and not reported yet.
@@ -278,11 +317,12 @@ impl<C> GateHandler<C>
 where
     C: Codec + Send + Clone + 'static,
 {
-    fn new(inner: InnerHandler<C>) -> Self {
+    fn new(inner: InnerHandler<C>, slots: Arc<Mutex<PeerSlots>>) -> Self {
         Self {
             inner,
             inbound_open: 0,
             outbound_open: 0,
+            slots,
             queued: VecDeque::new(),
             refused: 0,
         }
@@ -300,14 +340,52 @@ where
         self.inner.on_behaviour_event(message);
     }
 
-    /// Starts waiting requests while there is room.
-    fn start_queued(&mut self) {
-        while self.outbound_open < OUTBOUND_PER_CONNECTION {
-            let Some(message) = self.queued.pop_front() else {
-                break;
-            };
-            self.start(message);
+    /// Starts waiting requests while the peer has free slots; with a
+    /// `waker`, asks to be woken when one frees up.
+    fn start_queued(&mut self, waker: Option<&Waker>) {
+        while !self.queued.is_empty() {
+            {
+                let mut slots = lock(&self.slots);
+                if slots.running >= OUTBOUND_PER_PEER {
+                    if let Some(waker) = waker
+                        && !slots.waiting.iter().any(|w| w.will_wake(waker))
+                    {
+                        slots.waiting.push(waker.clone());
+                    }
+                    return;
+                }
+                slots.running += 1;
+            }
+            if let Some(message) = self.queued.pop_front() {
+                self.start(message);
+            }
         }
+    }
+
+    /// Gives back `n` of the peer's slots and wakes the connections waiting.
+    fn release(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.outbound_open = self.outbound_open.saturating_sub(n);
+        let waiting = {
+            let mut slots = lock(&self.slots);
+            slots.running = slots.running.saturating_sub(n);
+            std::mem::take(&mut slots.waiting)
+        };
+        for waker in waiting {
+            waker.wake();
+        }
+    }
+}
+
+impl<C> Drop for GateHandler<C>
+where
+    C: Codec + Send + Clone + 'static,
+{
+    /// A closed connection's running requests free their slots.
+    fn drop(&mut self) {
+        self.release(self.outbound_open);
     }
 }
 
@@ -342,6 +420,7 @@ where
                 HandlerEvent::Refused(streams),
             ));
         }
+        self.start_queued(Some(cx.waker()));
         let event = match self.inner.poll(cx) {
             Poll::Ready(event) => event,
             Poll::Pending => return Poll::Pending,
@@ -350,10 +429,10 @@ where
             match ends::<C>(inner) {
                 Ends::Inbound => self.inbound_open = self.inbound_open.saturating_sub(1),
                 Ends::Outbound => {
-                    self.outbound_open = self.outbound_open.saturating_sub(1);
-                    // The connection polls again after an event, so the
+                    self.release(1);
+                    // The connection polls again after an event, so a
                     // started request is picked up at once.
-                    self.start_queued();
+                    self.start_queued(None);
                 }
                 Ends::Nothing => {}
             }
@@ -368,14 +447,17 @@ where
     }
 
     fn on_behaviour_event(&mut self, message: Self::FromBehaviour) {
-        if self.outbound_open < OUTBOUND_PER_CONNECTION {
-            self.start(message);
-        } else if self.queued.len() < QUEUED_PER_CONNECTION {
+        if self.queued.len() < QUEUED_PER_CONNECTION {
             self.queued.push_back(message);
+            // Starts now if the peer has a free slot; the connection polls
+            // the handler next, which waits for one otherwise.
+            self.start_queued(None);
         } else {
-            // Past the queue's bound: started now; the wrapped pool refuses
-            // it (a failed request) if it is full.
+            // Past the queue's bound: started now, holding a slot beyond
+            // the limit; the wrapped pool refuses it (a failed request) if
+            // it is full.
             tracing::debug!("request queue full: a request starts past its limit");
+            lock(&self.slots).running += 1;
             self.start(message);
         }
     }

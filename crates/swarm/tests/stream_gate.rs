@@ -1,6 +1,7 @@
 //! The request-response stream gate between real libp2p swarms on
 //! 127.0.0.1 (TCP + noise + yamux): a node that asks one peer 64 things at
-//! once gets 64 answers, none dropped at the stream pool and none refused;
+//! once over two connections gets 64 answers, none dropped at the stream
+//! pool and none refused, and never has more than 8 open at the peer;
 //! a peer that opens hundreds of streams at once (a plain libp2p
 //! request-response with a large pool) has all but the gate's limit refused
 //! and reported, with its peer id, for penalties.
@@ -8,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use firefly_swarm::inbound::{CheckedCbor, Inbound};
-use firefly_swarm::stream_gate::{self, Gate, Gated, INBOUND_PER_CONNECTION};
+use firefly_swarm::stream_gate::{self, Gate, Gated, INBOUND_PER_CONNECTION, OUTBOUND_PER_PEER};
 use futures::StreamExt;
 use libp2p::request_response::{self, Message, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -67,6 +68,8 @@ async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
 #[derive(Debug, Default)]
 struct Served {
     requests: usize,
+    /// Most requests received and not answered yet, at any time.
+    most_open: usize,
     refused: u64,
     refused_peer: Option<PeerId>,
 }
@@ -80,6 +83,7 @@ async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) -> Served {
     let mut served = Served::default();
+    let mut answered = 0;
     let mut waiting = futures::stream::FuturesUnordered::new();
     let mut held = Vec::new();
     tokio::pin!(stop);
@@ -88,6 +92,7 @@ async fn serve(
             _ = &mut stop => return served,
             Some((channel, n)) = waiting.next(), if !waiting.is_empty() => {
                 let _ = server.behaviour_mut().send_response(channel, n);
+                answered += 1;
             }
             event = server.select_next_some() => match event {
                 SwarmEvent::Behaviour(Gated::Event(request_response::Event::Message {
@@ -95,6 +100,7 @@ async fn serve(
                     ..
                 })) => {
                     served.requests += 1;
+                    served.most_open = served.most_open.max(served.requests - answered);
                     if let (Inbound::Request(n), true) = (request, answer) {
                         waiting.push(async move {
                             tokio::time::sleep(delay).await;
@@ -121,7 +127,17 @@ async fn sixty_four_requests_at_once_to_one_peer_are_all_answered() {
     let addr = listen(&mut server).await;
     let server_id = *server.local_peer_id();
     let mut client = swarm(gated());
-    client.dial(addr).unwrap();
+    // Two connections to the one peer: the limit holds over both.
+    for _ in 0..2 {
+        client
+            .dial(
+                libp2p::swarm::dial_opts::DialOpts::peer_id(server_id)
+                    .addresses(vec![addr.clone()])
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                    .build(),
+            )
+            .unwrap();
+    }
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let serving = async {
@@ -131,10 +147,11 @@ async fn sixty_four_requests_at_once_to_one_peer_are_all_answered() {
         .await
     };
     let asking = async {
-        // Wait for the connection, then ask 64 things at once.
-        loop {
+        // Wait for both connections, then ask 64 things at once.
+        let mut connections = 0;
+        while connections < 2 {
             if let SwarmEvent::ConnectionEstablished { .. } = client.select_next_some().await {
-                break;
+                connections += 1;
             }
         }
         for n in 0..64u32 {
@@ -172,6 +189,11 @@ async fn sixty_four_requests_at_once_to_one_peer_are_all_answered() {
     assert_eq!(answers, (0..64).collect::<Vec<_>>());
     assert_eq!(served.requests, 64);
     assert_eq!(served.refused, 0, "an honest peer's streams were refused");
+    assert!(
+        served.most_open <= OUTBOUND_PER_PEER,
+        "{} requests open at once at the peer",
+        served.most_open
+    );
 }
 
 #[tokio::test]
