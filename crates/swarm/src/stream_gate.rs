@@ -1,4 +1,5 @@
-//! Bounded request-response streams per connection, in both directions.
+//! Bounded request-response streams, in both directions: this node's per peer,
+//! the peer's per connection.
 //!
 //! libp2p's request-response behaviour keeps one pool of stream slots per
 //! connection for inbound and outbound streams together. When it is full it
