@@ -3,7 +3,11 @@
 //! pictures, the other asks for all 64 covers at once (the node allows 64
 //! fetches at once, all to the one holder). Each picture arrives, byte for
 //! byte, and neither node strikes the other. Before the stream gate, the
-//! holder's stream pool dropped all but a few of them.
+//! holder's stream pool dropped all but a few of them. Likewise a whole
+//! library of eight tracks downloaded at once from one holder: without the
+//! gate's per-peer bound the downloads together kept more than 8 chunk
+//! requests in flight to the holder, which refuses that as a flood, and
+//! they stalled.
 
 #![allow(clippy::unwrap_used)]
 
@@ -88,5 +92,56 @@ async fn sixty_four_covers_asked_at_once_from_one_holder_all_arrive_unpenalized(
         (stats_a.strikes, stats_b.strikes),
         (0, 0),
         "an honest burst was struck"
+    );
+}
+
+/// A node downloads a whole library from one holder at once: eight tracks
+/// of about 1.5 MB, each its own download with up to 8 chunk requests in
+/// flight, all to the same peer. Every file arrives byte for byte, and the
+/// holder (which refuses more than 8 chunk requests in flight from one
+/// peer as a flood) strikes nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_library_downloaded_at_once_from_one_holder_is_not_struck() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..8u64 {
+        let mut mp3 = library_common::id3_tag(&format!("Long {i}"), "The Lanterns", "Whole", 1, 0);
+        mp3.extend(library_common::long_mp3_stream(1_500_000, i + 1));
+        files.push((format!("long-{i}.mp3"), mp3));
+    }
+    let mut config = loopback_config("holder");
+    config.library(library(&tmp.path().join("a"), &files).await);
+    let a = start(config).await;
+    let mut config = loopback_config("downloader");
+    config.library(library(&tmp.path().join("b"), &[]).await);
+    let b = start(config).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+    let tracks: Vec<TrackId> = files.iter().map(|(_, bytes)| TrackId::of(bytes)).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            let catalog = b.client.catalog().await.unwrap();
+            tracks
+                .iter()
+                .all(|t| catalog.iter().any(|entry| entry.summary.track == *t))
+        })
+        .await,
+        "b never learned a's tracks"
+    );
+    let downloads = futures::future::join_all(tracks.iter().map(|t| b.client.download(*t)));
+    let paths = tokio::time::timeout(Duration::from_secs(120), downloads)
+        .await
+        .expect("the downloads took more than 120 s");
+    for ((name, bytes), path) in files.iter().zip(paths) {
+        let path = path.unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert!(std::fs::read(&path).unwrap() == *bytes, "{name} differs");
+    }
+    let (stats_a, stats_b) = (
+        a.client.stats().await.unwrap(),
+        b.client.stats().await.unwrap(),
+    );
+    assert_eq!(
+        (stats_a.strikes, stats_b.strikes),
+        (0, 0),
+        "an honest download was struck"
     );
 }
