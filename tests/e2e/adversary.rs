@@ -469,8 +469,12 @@ fn the_ui_event_stream_works_with_a_token() {
     );
 }
 
+/// Issue 14: 2,000 concurrent chunk requests from one member. The stream
+/// gate serves 16 and refuses the rest; each refusal strikes the flooder, so
+/// it is banned within the burst, and the log gets a line per kind a second
+/// rather than one per stream. The node keeps serving its API.
 #[test]
-fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
+fn a_request_flood_is_refused_and_banned_in_a_few_log_lines() {
     let _swarm = one_swarm_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let music = root.path().join("music");
@@ -503,7 +507,7 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
     let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let failed = runtime.block_on(async {
+    let (failed, flooder, still_connected) = runtime.block_on(async {
         use libp2p::request_response::Codec;
         let mut rogue = Rogue::dial(&addr);
         rogue.heartbeat = Some(("flooder".into(), RoleView::default()));
@@ -527,17 +531,40 @@ fn a_request_flood_writes_a_few_log_lines_and_the_node_keeps_serving() {
             rogue.raw(node_peer, 2, request.clone());
         }
         rogue.run_for(Duration::from_secs(5)).await;
-        rogue.raw_failures
+        (
+            rogue.raw_failures,
+            rogue.peer_id().to_string(),
+            rogue.is_connected(&node_peer),
+        )
     });
     let log = std::fs::read_to_string(&stderr_path).unwrap();
     let lines = log.lines().count();
+    let flooder_lines: Vec<&str> = log.lines().filter(|l| l.contains(&flooder)).collect();
     eprintln!(
-        "flood: {failed} of 2,000 concurrent requests dropped at the stream cap, {lines} log lines"
+        "flood: {failed} of 2,000 concurrent requests refused, {lines} log lines ({} naming the flooder)",
+        flooder_lines.len()
     );
-    // Capped: most streams are dropped by the per-connection stream limit.
+    // Capped: most streams are refused by the per-connection stream gate.
     assert!(failed > 1_000, "{failed}");
-    // One line per dropped stream used to be written; now none or a few.
+    // Each refused stream is a strike: the flooder is banned and cut off.
+    let banned = node.wait_event_where("banned", Duration::from_secs(10), |e| {
+        e["peer"] == flooder.as_str()
+    });
+    assert!(banned.is_some(), "the flooder was not banned:\n{log}");
+    assert!(
+        log.contains("request streams over the limit"),
+        "refused streams were not struck:\n{log}"
+    );
+    assert!(!still_connected, "a banned flooder stays connected");
+    // One line per dropped stream used to be written; now a line per kind
+    // of bad input a second (the flood lasts well under a second), and the ban.
     assert!(lines <= 20, "{lines} log lines:\n{log}");
+    assert!(
+        flooder_lines.len() <= 6,
+        "{} lines about the flooder:\n{}",
+        flooder_lines.len(),
+        flooder_lines.join("\n")
+    );
     // The node still answers.
     assert_eq!(http(http_addr, "GET", "/api/state", None).0, 200);
 }
@@ -603,4 +630,122 @@ fn a_peer_forging_gossip_is_banned_and_its_victim_untouched() {
         before,
         "a forgery in b's name changed something"
     );
+}
+
+/// One kind of bad input a rogue sends, and the strike the node must give
+/// for it.
+enum BadInput {
+    /// Bytes that do not decode, as a request on a protocol (see
+    /// [`Rogue::raw`]).
+    Request(usize),
+    /// A 100 KiB message (over the 64 KiB limit) on a gossip topic.
+    Gossip(&'static str),
+}
+
+/// Issue 14: every kind of malformed input is struck on its own. Eight
+/// fresh identities (not members) each send twelve of one kind only, a
+/// garbage request on each of the five request-response protocols or
+/// oversized gossip on each of the three topics, and each must be banned
+/// for that kind's reason. (The attack test above mixes kinds, so one kind
+/// alone could go unpunished there.)
+#[test]
+fn every_kind_of_malformed_input_alone_gets_its_sender_banned() {
+    let _swarm = one_swarm_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let music = root.path().join("music");
+    crate::playback::write_track(&music.join("a.wav"), 2);
+    let port = crate::playback::free_port();
+    let mut command = std::process::Command::new(crate::util::firefly_bin());
+    command
+        .args(["up", "--no-mdns", "--output", "null", "--name", "target"])
+        .args(["--events", "json"])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--music")
+        .arg(&music);
+    let node = crate::util::Running::spawn("target", command);
+    let peer_id = node.wait_event("started", Duration::from_secs(20)).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.wait_event("library", Duration::from_secs(30)).unwrap();
+    let node_peer: PeerId = peer_id.parse().unwrap();
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}");
+
+    let kinds = [
+        (
+            "control request",
+            BadInput::Request(0),
+            "malformed control request",
+        ),
+        (
+            "library request",
+            BadInput::Request(1),
+            "malformed transfer request",
+        ),
+        (
+            "chunks request",
+            BadInput::Request(2),
+            "malformed transfer request",
+        ),
+        (
+            "manifest request",
+            BadInput::Request(3),
+            "malformed transfer request",
+        ),
+        (
+            "cover request",
+            BadInput::Request(4),
+            "malformed transfer request",
+        ),
+        (
+            "oversized heartbeat",
+            BadInput::Gossip(firefly_swarm::membership::HEARTBEAT_TOPIC),
+            "malformed gossip",
+        ),
+        (
+            "oversized session",
+            BadInput::Gossip(PLAYBACK_TOPIC),
+            "malformed gossip",
+        ),
+        (
+            "oversized library gossip",
+            BadInput::Gossip(LIBRARY_TOPIC),
+            "malformed gossip",
+        ),
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rogues = runtime.block_on(futures::future::join_all(kinds.iter().map(
+        |(_, input, _)| {
+            let addr = addr.clone();
+            async move {
+                let mut rogue = Rogue::dial(&addr);
+                rogue.run_for(Duration::from_secs(2)).await;
+                for _ in 0..12 {
+                    match input {
+                        BadInput::Request(protocol) => {
+                            rogue.raw(node_peer, *protocol, vec![0xFF, 0x00, 0x13, 0x37]);
+                        }
+                        BadInput::Gossip(topic) => rogue.publish(topic, vec![0xA5; 100 * 1024]),
+                    }
+                    rogue.run_for(Duration::from_millis(100)).await;
+                }
+                rogue.run_for(Duration::from_secs(3)).await;
+                rogue.peer_id().to_string()
+            }
+        },
+    )));
+    let mut misses = Vec::new();
+    for ((kind, _, reason), rogue) in kinds.iter().zip(&rogues) {
+        let banned = node.wait_event_where("banned", Duration::from_secs(5), |e| {
+            e["peer"] == rogue.as_str()
+        });
+        let why = banned.as_ref().and_then(|e| e["reason"].as_str());
+        eprintln!("malformed {kind}: banned for {why:?}");
+        if why != Some(*reason) {
+            misses.push(format!("{kind}: {why:?}, not {reason:?}"));
+        }
+    }
+    assert!(misses.is_empty(), "not struck alone: {misses:#?}");
 }

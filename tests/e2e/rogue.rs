@@ -76,6 +76,8 @@ pub(crate) struct RogueBehaviour {
     raw_control: request_response::Behaviour<RawCodec>,
     raw_library: request_response::Behaviour<RawCodec>,
     raw_chunks: request_response::Behaviour<RawCodec>,
+    raw_manifests: request_response::Behaviour<RawCodec>,
+    raw_covers: request_response::Behaviour<RawCodec>,
 }
 
 /// A raw request-response behaviour speaking `protocol`.
@@ -161,6 +163,8 @@ impl Rogue {
                     raw_control: raw_behaviour("/firefly/control/1"),
                     raw_library: raw_behaviour("/firefly/library/1"),
                     raw_chunks: raw_behaviour("/firefly/chunks/1"),
+                    raw_manifests: raw_behaviour("/firefly/manifest/1"),
+                    raw_covers: raw_behaviour("/firefly/cover/1"),
                 }
             })
             .expect("behaviour")
@@ -236,7 +240,11 @@ impl Rogue {
                 | RogueBehaviourEvent::RawLibrary(request_response::Event::OutboundFailure {
                     ..
                 })
-                | RogueBehaviourEvent::RawChunks(request_response::Event::OutboundFailure { .. }),
+                | RogueBehaviourEvent::RawChunks(request_response::Event::OutboundFailure { .. })
+                | RogueBehaviourEvent::RawManifests(request_response::Event::OutboundFailure {
+                    ..
+                })
+                | RogueBehaviourEvent::RawCovers(request_response::Event::OutboundFailure { .. }),
             ) => self.raw_failures += 1,
             SwarmEvent::ConnectionClosed { .. } | SwarmEvent::OutgoingConnectionError { .. } => {
                 self.closed += 1;
@@ -263,13 +271,15 @@ impl Rogue {
             .send_request(&peer, Inbound::Request(request));
     }
 
-    /// Sends raw `bytes` as a request to `peer` on control (0), library (1)
-    /// or chunks (2, and any other `protocol`).
+    /// Sends raw `bytes` as a request to `peer` on control (0), library (1),
+    /// chunks (2, and any other `protocol`), manifests (3) or covers (4).
     pub(crate) fn raw(&mut self, peer: PeerId, protocol: usize, bytes: Vec<u8>) {
         let behaviour = self.swarm.behaviour_mut();
         let raw = match protocol {
             0 => &mut behaviour.raw_control,
             1 => &mut behaviour.raw_library,
+            3 => &mut behaviour.raw_manifests,
+            4 => &mut behaviour.raw_covers,
             _ => &mut behaviour.raw_chunks,
         };
         raw.send_request(&peer, bytes);

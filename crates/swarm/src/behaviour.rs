@@ -4,7 +4,8 @@
 //! a block list (banned peers, see [`crate::penalty`]) and connection
 //! limits, gossipsub (heartbeats and other gossip), mDNS (LAN discovery), identify and
 //! ping (on every connection), the circuit-relay v2 client and DCUtR (bridging
-//! networks), and one request-response behaviour per Firefly protocol. Field
+//! networks), and one request-response behaviour per Firefly protocol, each
+//! behind a [`Gate`] that bounds its streams per connection. Field
 //! names become the variants of the generated `BehaviourEvent`, which the
 //! event loop hands to each protocol's own module.
 //!
@@ -12,6 +13,7 @@
 //! key, on pnet-wrapped TCP only. This module holds no protocol logic.
 
 use crate::config::Config;
+use crate::stream_gate::Gate;
 use crate::transfer;
 use crate::wire::MAX_GOSSIP_BYTES;
 use libp2p::core::transport::upgrade::Version;
@@ -80,11 +82,11 @@ pub(crate) struct Behaviour {
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
     pub(crate) time: libp2p_stream::Behaviour,
-    pub(crate) control: request_response::Behaviour<crate::control::ControlCodec>,
-    pub(crate) chunks: transfer::codec::ChunksBehaviour,
-    pub(crate) manifests: transfer::codec::ManifestBehaviour,
-    pub(crate) library: transfer::codec::LibraryBehaviour,
-    pub(crate) covers: crate::transfer::cover::CoverBehaviour,
+    pub(crate) control: Gate<crate::control::ControlCodec>,
+    pub(crate) chunks: Gate<transfer::codec::ChunksCodec>,
+    pub(crate) manifests: Gate<transfer::codec::ManifestCodec>,
+    pub(crate) library: Gate<transfer::codec::LibraryCodec>,
+    pub(crate) covers: Gate<crate::transfer::cover::CoverCodec>,
 }
 
 impl Behaviour {
@@ -140,14 +142,14 @@ impl Behaviour {
         let control = request_response::Behaviour::with_codec(
             control_codec,
             [(crate::control::CONTROL_PROTOCOL, ProtocolSupport::Full)],
-            request_response::Config::default().with_request_timeout(CONTROL_REQUEST_TIMEOUT),
+            crate::stream_gate::config(CONTROL_REQUEST_TIMEOUT),
         );
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
             .with_max_established(Some(MAX_CONNECTIONS))
             .with_max_pending_incoming(Some(MAX_PENDING_INCOMING));
         Ok(Self {
-            control,
+            control: Gate::new(control),
             blocked: allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),
             gossipsub,
@@ -157,10 +159,10 @@ impl Behaviour {
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
             time,
-            chunks: transfer::codec::chunks_behaviour(),
-            manifests: transfer::codec::manifest_behaviour(),
-            library: transfer::codec::library_behaviour(),
-            covers: crate::transfer::cover::cover_behaviour(),
+            chunks: Gate::new(transfer::codec::chunks_behaviour()),
+            manifests: Gate::new(transfer::codec::manifest_behaviour()),
+            library: Gate::new(transfer::codec::library_behaviour()),
+            covers: Gate::new(crate::transfer::cover::cover_behaviour()),
         })
     }
 }

@@ -67,6 +67,7 @@ pub mod penalty;
 pub mod playback;
 pub mod relay_server;
 mod status;
+pub mod stream_gate;
 pub mod swarm_key;
 pub mod time_exchange;
 pub mod time_stream;

@@ -27,6 +27,7 @@ use crate::event::{Event, Stats};
 use crate::membership::Membership;
 use crate::penalty::Penalties;
 use crate::status::NodeStatus;
+use crate::stream_gate::Gated;
 use crate::time_exchange::clock_status;
 use crate::time_stream::TimeStreams;
 use crate::transfer::service::Transfer;
@@ -360,11 +361,18 @@ impl EventLoop {
             BehaviourEvent::RelayClient(event) => self.on_relay_client_event(event),
             BehaviourEvent::Dcutr(event) => self.on_dcutr_event(event),
             BehaviourEvent::Time(()) => {}
-            BehaviourEvent::Control(event) => self.on_control_event(event),
-            BehaviourEvent::Chunks(event) => self.on_chunks_event(arrived, event),
-            BehaviourEvent::Manifests(event) => self.on_manifest_event(event),
-            BehaviourEvent::Library(event) => self.on_library_event(event),
-            BehaviourEvent::Covers(event) => self.on_cover_event(event),
+            BehaviourEvent::Control(Gated::Event(event)) => self.on_control_event(event),
+            BehaviourEvent::Chunks(Gated::Event(event)) => self.on_chunks_event(arrived, event),
+            BehaviourEvent::Manifests(Gated::Event(event)) => self.on_manifest_event(event),
+            BehaviourEvent::Library(Gated::Event(event)) => self.on_library_event(event),
+            BehaviourEvent::Covers(Gated::Event(event)) => self.on_cover_event(event),
+            BehaviourEvent::Control(Gated::Refused(refused))
+            | BehaviourEvent::Chunks(Gated::Refused(refused))
+            | BehaviourEvent::Manifests(Gated::Refused(refused))
+            | BehaviourEvent::Library(Gated::Refused(refused))
+            | BehaviourEvent::Covers(Gated::Refused(refused)) => {
+                self.penalize(arrived, refused.peer, "request streams over the limit");
+            }
         }
     }
 }

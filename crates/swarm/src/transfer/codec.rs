@@ -243,10 +243,9 @@ pub const CHUNKS_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a manifest or library exchange may take. Responses can be
 /// megabytes for big libraries, so more than libp2p's 10 s.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(20);
-/// Streams per connection per protocol. A downloader keeps at most a few
-/// chunk requests in flight per peer; the rest of the room is for the
-/// peer's requests to this node, which the event loop also caps per peer.
-pub const MAX_STREAMS_PER_CONNECTION: usize = 16;
+/// Streams per connection per protocol: the pool a [`crate::stream_gate`]
+/// divides between this node's requests and the peer's.
+pub const MAX_STREAMS_PER_CONNECTION: usize = crate::stream_gate::STREAMS_PER_CONNECTION;
 
 /// The `/firefly/chunks/1` codec with its limits.
 pub fn chunks_codec() -> ChunksCodec {

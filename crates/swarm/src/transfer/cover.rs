@@ -28,8 +28,9 @@ pub const COVER_REQUEST_MAX_BYTES: u64 = 256;
 pub const COVER_RESPONSE_MAX_BYTES: u64 = MAX_COVER_BYTES as u64 + 1024;
 /// How long one cover exchange may take.
 pub const COVER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Streams per connection for this protocol.
-const MAX_STREAMS_PER_CONNECTION: usize = 8;
+/// Streams per connection for this protocol: the pool a
+/// [`crate::stream_gate`] divides between this node's requests and the peer's.
+const MAX_STREAMS_PER_CONNECTION: usize = crate::stream_gate::STREAMS_PER_CONNECTION;
 
 /// `/firefly/cover/1` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

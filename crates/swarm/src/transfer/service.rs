@@ -619,7 +619,8 @@ impl Transfer {
             Err(err) => {
                 tracing::debug!(peer = %source, %err, "library gossip rejected");
                 self.stats.messages_rejected += 1;
-                self.strikes.push((source, "malformed library gossip"));
+                // Struck once, by the loop, against the peer that passed
+                // it on (a rejected message; see `event_loop::gossip`).
                 return MessageAcceptance::Reject;
             }
         };
