@@ -225,6 +225,7 @@ fn member_names(status: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn three_nodes_on_a_lan_find_each_other_with_no_flags() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     if !can_use_netns("three_nodes_on_a_lan_find_each_other_with_no_flags") {
         return;
     }
@@ -273,6 +274,7 @@ fn three_nodes_on_a_lan_find_each_other_with_no_flags() {
 
 #[test]
 fn two_unrouted_networks_meet_through_a_relay() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     if !can_use_netns("two_unrouted_networks_meet_through_a_relay") {
         return;
     }
@@ -381,6 +383,7 @@ fn two_unrouted_networks_meet_through_a_relay() {
 
 #[test]
 fn a_node_with_the_wrong_swarm_key_never_joins() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     if !can_use_netns("a_node_with_the_wrong_swarm_key_never_joins") {
         return;
     }

@@ -153,6 +153,7 @@ fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
 
 #[test]
 fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let Some(browser) = chromium() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let hostile = "<script>alert(1)</script>";
@@ -261,6 +262,7 @@ fn the_page_shows_both_peers_and_the_library_and_renders_a_hostile_name_as_text(
 
 #[test]
 fn an_empty_library_says_what_to_do() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let Some(browser) = chromium() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("empty");
@@ -336,6 +338,7 @@ fn write_song(path: &Path, secs: u32) {
 
 #[test]
 fn clicking_play_starts_playback_on_every_nodes_page_and_flashes_arrive() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let Some(binary) = chromium() else { return };
     if !node_plays() {
         // This build's node has no player yet: nothing to click.
@@ -553,6 +556,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn the_page_notes_a_peer_leaving_and_reconnects_when_its_node_restarts() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     let Some(binary) = chromium() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());

@@ -246,6 +246,7 @@ fn row_button(track: &str, class: &str) -> String {
 
 #[test]
 fn browsing_by_artist_and_album_shows_covers_as_text_safe_markup_and_plays_and_queues() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     if chromium().is_none() {
         return;
     }
@@ -343,6 +344,7 @@ fn position(addr: SocketAddr) -> u64 {
 
 #[test]
 fn every_transport_and_queue_control_changes_the_nodes_state() {
+    let _swarm = crate::playback::one_swarm_at_a_time();
     if chromium().is_none() {
         return;
     }
