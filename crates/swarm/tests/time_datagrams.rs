@@ -44,9 +44,11 @@ async fn two_nodes_time_each_other_over_datagrams() {
         b.client.stats().await.unwrap(),
     );
     assert!(both, "not both ways over datagrams: a {sa:?}, b {sb:?}");
-    assert_eq!(
-        (sa.time_datagrams_refused, sb.time_datagrams_refused),
-        (0, 0)
+    // Nothing honest is refused (an answer later than the 1 s timeout
+    // would be: allow a loaded machine one or two).
+    assert!(
+        sa.time_datagrams_refused + sb.time_datagrams_refused <= 2,
+        "a {sa:?}, b {sb:?}"
     );
     assert!(
         wait_until(Duration::from_secs(20), || async {
