@@ -725,4 +725,34 @@ mod tests {
         c.stream_answered(&pb, true);
         assert_eq!(c.probe_target(&pb, LocalMicros(0)), None);
     }
+
+    proptest::proptest! {
+        /// Any bytes, and any edit of a genuine request or answer, never
+        /// panic the checks and are never taken (only the genuine bytes are).
+        #[test]
+        fn no_bytes_but_the_genuine_ones_are_taken(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            at in 0usize..400,
+            bit in 0u8..8,
+            cut in 0usize..400,
+        ) {
+            let (mut a, pa, mut b, pb) = pair();
+            proptest::prop_assert!(b.receive(&junk, addr(A)).is_err());
+            proptest::prop_assert!(a.receive(&junk, addr(B)).is_err());
+            let (id, request) = probe(&mut a, pb, 1_000);
+            let mut bent = request.clone();
+            let i = at % bent.len();
+            bent[i] ^= 1 << bit;
+            proptest::prop_assert!(b.receive(&bent, addr(A)).is_err());
+            proptest::prop_assert!(b.receive(&request[..cut.min(request.len() - 1)], addr(A)).is_err());
+            proptest::prop_assert!(b.receive(&request, addr(A)).is_ok());
+            let answer = b.answer(&pa, id, &response(1)).expect("b answers");
+            let mut bent = answer.clone();
+            let i = at % bent.len();
+            bent[i] ^= 1 << bit;
+            proptest::prop_assert!(a.receive(&bent, addr(B)).is_err());
+            proptest::prop_assert!(a.receive(&answer[..cut.min(answer.len() - 1)], addr(B)).is_err());
+            proptest::prop_assert!(a.receive(&answer, addr(B)).is_ok());
+        }
+    }
 }
