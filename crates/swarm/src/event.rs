@@ -105,7 +105,7 @@ pub struct Stats {
     /// Time exchanges that failed (timeouts, malformed messages, closed
     /// streams, unanswered datagrams).
     pub time_failures: u64,
-    /// Time samples taken from datagram answers ([`crate::time_datagram`]).
+    /// Time samples taken from datagram answers (`time_datagram`).
     pub time_datagram_samples: u64,
     /// Time datagrams dropped: malformed, unknown key, bad MAC, replayed,
     /// unexpected, or read while the loop was behind.

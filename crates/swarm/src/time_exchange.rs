@@ -3,7 +3,9 @@
 //! The event loop owns a [`SwarmClock`] keyed by [`PeerId`] and drives it as
 //! the clock crate's doc prescribes: members are added and removed as they
 //! join and leave, the peers [`SwarmClock::poll_probe`] names get a time
-//! request on their long-lived stream ([`crate::time_stream`]), and every
+//! request as a UDP datagram where the pair's datagram path works
+//! (`time_datagram`) and on their long-lived stream ([`crate::time_stream`])
+//! otherwise, and every
 //! reply becomes a [`Sample`] for [`SwarmClock::handle_sample`]. Stamps, as
 //! close to the wire as the stream lets us: the asker's stream task takes
 //! `t1` from its local clock as it writes the request and `t4` as it reads
@@ -37,7 +39,7 @@ pub const TIME_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/time/2")
 pub const MAX_TIME_MESSAGE_BYTES: u64 = 256;
 
 /// The key a pair of nodes' time datagrams are authenticated with (see
-/// [`crate::time_datagram`]).
+/// `time_datagram`).
 pub type TimeKey = [u8; 32];
 
 /// `t1`: when the asker sent the request, on the asker's local clock.

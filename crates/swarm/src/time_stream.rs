@@ -1,5 +1,7 @@
 //! The time exchange's transport: one long-lived `/firefly/time/2` stream
-//! per peer and direction.
+//! per peer and direction. It carries each pair's datagram key and every
+//! probe until the pair's datagram path works (`time_datagram`), and stays
+//! the fallback where it does not.
 //!
 //! A new negotiated stream per probe costs several TCP segments each way and
 //! a protocol negotiation; on a jittery link the round trip of such an
@@ -100,7 +102,7 @@ where
 pub(crate) type ProbeReply = Option<oneshot::Sender<Result<crate::TimeSample, ClientError>>>;
 
 /// A probe queued for a peer's task: the datagram key to hand the peer
-/// (see [`crate::time_datagram`]) and who waits for the sample.
+/// (see `time_datagram`) and who waits for the sample.
 type Probe = (Option<TimeKey>, ProbeReply);
 
 /// What the stream tasks tell the event loop.
