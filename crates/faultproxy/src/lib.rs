@@ -15,6 +15,11 @@
 //! - **partitions** on demand ([`FaultProxy::partition`] cuts every live
 //!   connection and refuses new ones until [`FaultProxy::heal`]).
 //!
+//! The proxy also forwards **UDP** on the same port number to the target's
+//! same port number (Firefly's time datagrams live at the node's TCP port
+//! number): per-datagram delay and jitter, the link's stalls, real loss, and
+//! partitions, with no order kept between datagrams (see `udp`).
+//!
 //! Bytes are never reordered, as on a real TCP path: a segment is released
 //! no earlier than the one before it, so everything behind a slow segment or a
 //! stall queues and arrives in a burst when it clears. That queueing is part of
@@ -46,7 +51,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -55,9 +60,12 @@ use tokio::time::Instant;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Binding the listening socket on 127.0.0.1 failed.
+    /// Binding the listening sockets on 127.0.0.1 failed.
     #[error("cannot listen on 127.0.0.1: {0}")]
     Bind(#[source] std::io::Error),
+    /// No port number was free for both TCP and UDP.
+    #[error("no 127.0.0.1 port free for both TCP and UDP after {0} tries")]
+    NoTwinPort(usize),
 }
 
 /// Largest segment read and released at once.
@@ -171,6 +179,12 @@ pub struct Stats {
     pub bytes_downstream: u64,
     /// Stalls that held a direction (random, on demand, or a lost segment).
     pub stalls: u64,
+    /// Datagrams delivered client → target.
+    pub datagrams_upstream: u64,
+    /// Datagrams delivered target → client.
+    pub datagrams_downstream: u64,
+    /// Datagrams dropped: lost, partitioned, or too many in flight.
+    pub datagrams_dropped: u64,
 }
 
 /// When one direction of the link is held.
@@ -243,6 +257,13 @@ struct Shared {
     refused: AtomicU64,
     bytes: [AtomicU64; 2],
     stalls: AtomicU64,
+    /// UDP: each client's upstream socket.
+    mappings: Mutex<udp::Mappings>,
+    /// UDP: the draws of every datagram.
+    udp_rng: Mutex<ChaCha8Rng>,
+    udp_in_flight: AtomicU64,
+    udp_datagrams: [AtomicU64; 2],
+    udp_dropped: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -263,16 +284,27 @@ pub struct FaultProxy {
     shared: Arc<Shared>,
     local: SocketAddr,
     accept: JoinHandle<()>,
+    udp: JoinHandle<()>,
 }
 
 impl FaultProxy {
-    /// Listens on an ephemeral port of 127.0.0.1 and forwards every connection
-    /// to `target` with `faults`. `seed` makes the draws repeatable.
+    /// Listens on an ephemeral port of 127.0.0.1, TCP and UDP on the same
+    /// number, and forwards every connection and datagram to `target` with
+    /// `faults`. `seed` makes the draws repeatable.
     pub async fn start(target: SocketAddr, faults: Faults, seed: u64) -> Result<Self, Error> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .map_err(Error::Bind)?;
-        let local = listener.local_addr().map_err(Error::Bind)?;
+        const TRIES: usize = 32;
+        let mut bound = None;
+        for _ in 0..TRIES {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(Error::Bind)?;
+            let local = listener.local_addr().map_err(Error::Bind)?;
+            if let Ok(udp) = UdpSocket::bind(local).await {
+                bound = Some((listener, udp, local));
+                break;
+            }
+        }
+        let (listener, udp_socket, local) = bound.ok_or(Error::NoTwinPort(TRIES))?;
         let (epoch, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             target,
@@ -288,16 +320,24 @@ impl FaultProxy {
             refused: AtomicU64::new(0),
             bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             stalls: AtomicU64::new(0),
+            mappings: Mutex::default(),
+            udp_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5544_5044_4752)),
+            udp_in_flight: AtomicU64::new(0),
+            udp_datagrams: [AtomicU64::new(0), AtomicU64::new(0)],
+            udp_dropped: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let udp = tokio::spawn(udp::serve(udp_socket, Arc::clone(&shared)));
         Ok(Self {
             shared,
             local,
             accept,
+            udp,
         })
     }
 
-    /// The address to dial instead of the target.
+    /// The address to dial instead of the target (TCP), and to send
+    /// datagrams to instead of the target's (UDP).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
@@ -333,7 +373,8 @@ impl FaultProxy {
         }
     }
 
-    /// Cuts every live connection and refuses new ones until [`FaultProxy::heal`].
+    /// Cuts every live connection and refuses new ones until
+    /// [`FaultProxy::heal`]; datagrams are dropped meanwhile.
     pub fn partition(&self) {
         *lock(&self.shared.partitioned) = true;
         self.shared.epoch.send_modify(|e| *e += 1);
@@ -358,6 +399,9 @@ impl FaultProxy {
             bytes_upstream: s.bytes[0].load(Ordering::Relaxed),
             bytes_downstream: s.bytes[1].load(Ordering::Relaxed),
             stalls: s.stalls.load(Ordering::Relaxed),
+            datagrams_upstream: s.udp_datagrams[0].load(Ordering::Relaxed),
+            datagrams_downstream: s.udp_datagrams[1].load(Ordering::Relaxed),
+            datagrams_dropped: s.udp_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -365,6 +409,8 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
+        self.udp.abort();
+        lock(&self.shared.mappings).abort_all();
         // Ends every connection task (they watch the epoch).
         self.shared.epoch.send_modify(|e| *e += 1);
     }
@@ -507,3 +553,4 @@ fn release_at(
 
 #[cfg(test)]
 mod tests;
+mod udp;

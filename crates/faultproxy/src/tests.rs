@@ -206,3 +206,155 @@ async fn a_partition_cuts_connections_and_refuses_new_ones_until_healed() {
     assert!(ping(&mut again).await < Duration::from_millis(300));
     assert!(proxy.stats().refused >= 2);
 }
+
+/// A UDP echo server on 127.0.0.1; returns its address.
+async fn udp_echo_server() -> SocketAddr {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
+
+/// Sends `count` numbered datagrams through `proxy`, `gap` apart, and
+/// collects the echoes for `wait`: (number, round trip, source).
+async fn udp_round_trips(
+    proxy: &FaultProxy,
+    count: u32,
+    gap: Duration,
+    wait: Duration,
+) -> Vec<(u32, Duration, SocketAddr)> {
+    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let start = Instant::now();
+    let sent_at = std::sync::Mutex::new(vec![start; count as usize]);
+    let send = async {
+        for i in 0..count {
+            sent_at.lock().unwrap()[i as usize] = Instant::now();
+            client
+                .send_to(&i.to_be_bytes(), proxy.local_addr())
+                .await
+                .unwrap();
+            tokio::time::sleep(gap).await;
+        }
+    };
+    let receive = async {
+        let mut back = Vec::new();
+        let mut buf = [0u8; 64];
+        let deadline = start + gap * count * 3 + wait;
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout_at(deadline, client.recv_from(&mut buf)).await
+        {
+            let at = Instant::now();
+            let i = u32::from_be_bytes(buf[..n].try_into().unwrap());
+            back.push((i, at - sent_at.lock().unwrap()[i as usize], from));
+        }
+        back
+    };
+    tokio::join!(send, receive).1
+}
+
+#[tokio::test]
+async fn datagrams_cross_on_the_same_port_each_with_its_own_delay() {
+    let wifi = LinkFaults::default()
+        .delay(Duration::from_millis(20))
+        .jitter(Duration::from_millis(10));
+    let proxy = FaultProxy::start(udp_echo_server().await, Faults::both(wifi), 3)
+        .await
+        .unwrap();
+    let back = udp_round_trips(
+        &proxy,
+        40,
+        Duration::from_millis(2),
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(back.len(), 40, "every datagram came back: {back:?}");
+    // Answers come from the proxy's port: the client's mapping works both ways.
+    assert!(back.iter().all(|(_, _, from)| *from == proxy.local_addr()));
+    let rtts: Vec<f64> = back.iter().map(|b| b.1.as_secs_f64() * 1e3).collect();
+    let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rtts.iter().copied().fold(0.0, f64::max);
+    // Two ways of 20 ± 10 ms: 20–60 ms, spread over the range.
+    assert!(
+        min >= 19.0 && max <= 90.0,
+        "round trips {min:.1}–{max:.1} ms"
+    );
+    assert!(min < 35.0 && max > 45.0, "no jitter: {min:.1}–{max:.1} ms");
+    let stats = proxy.stats();
+    assert_eq!(
+        (stats.datagrams_upstream, stats.datagrams_downstream),
+        (40, 40)
+    );
+    assert_eq!(stats.datagrams_dropped, 0);
+}
+
+#[tokio::test]
+async fn datagrams_are_lost_and_partitioned_for_real() {
+    let lossy = LinkFaults::default().loss(0.5, Duration::from_millis(200));
+    let proxy = FaultProxy::start(udp_echo_server().await, Faults::both(lossy), 5)
+        .await
+        .unwrap();
+    let back = udp_round_trips(
+        &proxy,
+        200,
+        Duration::from_micros(500),
+        Duration::from_millis(200),
+    )
+    .await;
+    // Each way half lost, never late: about a quarter come back, promptly.
+    assert!(
+        (20..=90).contains(&back.len()),
+        "{} of 200 came back",
+        back.len()
+    );
+    assert!(
+        back.iter()
+            .all(|(_, rtt, _)| *rtt < Duration::from_millis(150))
+    );
+    assert!(proxy.stats().datagrams_dropped >= 100);
+    // A partition drops them all; a heal lets them through again.
+    proxy.set_faults(Faults::default());
+    proxy.partition();
+    let back = udp_round_trips(
+        &proxy,
+        10,
+        Duration::from_millis(1),
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(back.is_empty(), "{back:?}");
+    proxy.heal();
+    let back = udp_round_trips(
+        &proxy,
+        10,
+        Duration::from_millis(1),
+        Duration::from_millis(100),
+    )
+    .await;
+    assert_eq!(back.len(), 10);
+}
+
+#[tokio::test]
+async fn a_stall_holds_datagrams_until_it_clears() {
+    let proxy = FaultProxy::start(udp_echo_server().await, Faults::default(), 7)
+        .await
+        .unwrap();
+    proxy.stall(Some(Direction::Upstream), Duration::from_millis(150));
+    let back = udp_round_trips(
+        &proxy,
+        5,
+        Duration::from_millis(1),
+        Duration::from_millis(400),
+    )
+    .await;
+    assert_eq!(back.len(), 5);
+    assert!(
+        back.iter()
+            .all(|(_, rtt, _)| *rtt >= Duration::from_millis(140)),
+        "{back:?}"
+    );
+}

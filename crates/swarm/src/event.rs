@@ -102,8 +102,14 @@ pub struct Stats {
     pub requests_malformed: u64,
     /// Strikes given to peers for bad input ([`crate::penalty`]).
     pub strikes: u64,
-    /// Time exchanges that failed (timeouts, malformed messages, closed streams).
+    /// Time exchanges that failed (timeouts, malformed messages, closed
+    /// streams, unanswered datagrams).
     pub time_failures: u64,
+    /// Time samples taken from datagram answers (`time_datagram`).
+    pub time_datagram_samples: u64,
+    /// Time datagrams dropped: malformed, unknown key, bad MAC, replayed,
+    /// unexpected, or read while the loop was behind.
+    pub time_datagrams_refused: u64,
     /// Events dropped because the event stream was full.
     pub events_dropped: u64,
     /// Peers banned for repeated bad input ([`crate::penalty`]).

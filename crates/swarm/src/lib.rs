@@ -69,7 +69,9 @@ pub mod relay_server;
 mod status;
 pub mod stream_gate;
 pub mod swarm_key;
+mod time_datagram;
 pub mod time_exchange;
+mod time_socket;
 pub mod time_stream;
 pub mod transfer;
 pub mod wire;
@@ -166,6 +168,7 @@ pub fn new(config: Config) -> Result<(Client, mpsc::Receiver<Event>, EventLoop),
         heartbeat_interval: config.heartbeat_interval,
         clock_config: config.clock_config.clone(),
         initial_swarm_time: config.initial_swarm(),
+        listen: config.listen_addrs(),
     });
     let client = Client {
         live: live::LiveControl(event_loop.swarm.behaviour().time.new_control()),

@@ -3,7 +3,9 @@
 //! The event loop owns a [`SwarmClock`] keyed by [`PeerId`] and drives it as
 //! the clock crate's doc prescribes: members are added and removed as they
 //! join and leave, the peers [`SwarmClock::poll_probe`] names get a time
-//! request on their long-lived stream ([`crate::time_stream`]), and every
+//! request as a UDP datagram where the pair's datagram path works
+//! (`time_datagram`) and on their long-lived stream ([`crate::time_stream`])
+//! otherwise, and every
 //! reply becomes a [`Sample`] for [`SwarmClock::handle_sample`]. Stamps, as
 //! close to the wire as the stream lets us: the asker's stream task takes
 //! `t1` from its local clock as it writes the request and `t4` as it reads
@@ -36,11 +38,20 @@ pub const TIME_PROTOCOL: StreamProtocol = StreamProtocol::new("/firefly/time/2")
 /// and ~100).
 pub const MAX_TIME_MESSAGE_BYTES: u64 = 256;
 
+/// The key a pair of nodes' time datagrams are authenticated with (see
+/// `time_datagram`).
+pub type TimeKey = [u8; 32];
+
 /// `t1`: when the asker sent the request, on the asker's local clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeRequest {
     /// Asker's send time, microseconds.
     pub t1: i64,
+    /// On the stream only: the key the asker's time datagrams to the
+    /// answerer, and their answers, are authenticated with. Absent (older
+    /// nodes, or an asker without a time socket): no datagrams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<TimeKey>,
 }
 
 /// `(t2, t3)`: when the answerer received the request and sent the
@@ -89,6 +100,10 @@ pub struct TimeResponse {
     /// [`firefly_clock::PeerView::synced_for_micros`]). Absent while unsynced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_ms: Option<u64>,
+    /// On the stream only: the answerer holds the key of the request and
+    /// answers the asker's time datagrams. Absent (older nodes): it does not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub datagrams: bool,
 }
 
 impl TimeResponse {
@@ -288,14 +303,24 @@ mod tests {
             rate_ppb: Some(1_500),
             view_rate_ppb: Some(-2_000_000),
             synced_ms: Some(u64::MAX),
+            datagrams: true,
         };
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &response).expect("encodes");
         assert!(bytes.len() as u64 <= MAX_TIME_MESSAGE_BYTES);
         let back: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("decodes");
         assert_eq!(
-            (back.view_rate_ppb, back.synced_ms),
-            (Some(-2_000_000), Some(u64::MAX))
+            (back.view_rate_ppb, back.synced_ms, back.datagrams),
+            (Some(-2_000_000), Some(u64::MAX), true)
         );
+        // A request with its key fits a frame too.
+        let request = TimeRequest {
+            t1: i64::MIN,
+            key: Some([0xff; 32]),
+        };
+        let request_bytes = cbor4ii::serde::to_vec(Vec::new(), &request).expect("encodes");
+        assert!(request_bytes.len() as u64 <= MAX_TIME_MESSAGE_BYTES);
+        let back: TimeRequest = cbor4ii::serde::from_slice(&request_bytes).expect("decodes");
+        assert_eq!(back, request);
         let back: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("decodes");
         assert_eq!(
             back.peer_local(),
@@ -312,6 +337,7 @@ mod tests {
             rate_ppb: None,
             view_rate_ppb: None,
             synced_ms: None,
+            datagrams: false,
             ..response
         };
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &older).expect("encodes");

@@ -1,5 +1,7 @@
 //! The time exchange's transport: one long-lived `/firefly/time/2` stream
-//! per peer and direction.
+//! per peer and direction. It carries each pair's datagram key and every
+//! probe until the pair's datagram path works (`time_datagram`), and stays
+//! the fallback where it does not.
 //!
 //! A new negotiated stream per probe costs several TCP segments each way and
 //! a protocol negotiation; on a jittery link the round trip of such an
@@ -18,7 +20,9 @@
 
 use crate::ClientError;
 use crate::config::Now;
-use crate::time_exchange::{MAX_TIME_MESSAGE_BYTES, TIME_PROTOCOL, TimeRequest, TimeResponse};
+use crate::time_exchange::{
+    MAX_TIME_MESSAGE_BYTES, TIME_PROTOCOL, TimeKey, TimeRequest, TimeResponse,
+};
 use firefly_clock::LocalMicros;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
@@ -97,12 +101,18 @@ where
 /// A probe the event loop asks a peer's task to make.
 pub(crate) type ProbeReply = Option<oneshot::Sender<Result<crate::TimeSample, ClientError>>>;
 
+/// A probe queued for a peer's task: the datagram key to hand the peer
+/// (see `time_datagram`) and who waits for the sample.
+type Probe = (Option<TimeKey>, ProbeReply);
+
 /// What the stream tasks tell the event loop.
 pub(crate) enum StreamEvent {
     /// `peer` asked for the time; its request was read at `t2` (local).
     Asked {
         peer: PeerId,
         t2: LocalMicros,
+        /// The datagram key the request carried.
+        key: Option<TimeKey>,
         answer: oneshot::Sender<TimeResponse>,
     },
     /// A probe to `peer` sent at `t1` was answered at `t4` (local).
@@ -127,7 +137,7 @@ pub(crate) enum StreamEvent {
 pub(crate) struct TimeStreams {
     control: libp2p_stream::Control,
     incoming: libp2p_stream::IncomingStreams,
-    probers: HashMap<PeerId, mpsc::Sender<ProbeReply>>,
+    probers: HashMap<PeerId, mpsc::Sender<Probe>>,
     answerers: HashMap<PeerId, AbortHandle>,
     events_tx: mpsc::Sender<StreamEvent>,
     events_rx: mpsc::Receiver<StreamEvent>,
@@ -165,7 +175,12 @@ impl TimeStreams {
 
     /// Queues a probe of `peer` on its stream (opened on first use); hands
     /// the reply back when the peer's queue is full.
-    pub(crate) fn probe(&mut self, peer: PeerId, reply: ProbeReply) -> Result<(), ProbeReply> {
+    pub(crate) fn probe(
+        &mut self,
+        peer: PeerId,
+        key: Option<TimeKey>,
+        reply: ProbeReply,
+    ) -> Result<(), ProbeReply> {
         let prober = self.probers.entry(peer).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUED_PROBES);
             tokio::spawn(probe_peer(
@@ -177,10 +192,9 @@ impl TimeStreams {
             ));
             tx
         });
-        prober.try_send(reply).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(reply) | mpsc::error::TrySendError::Closed(reply) => {
-                reply
-            }
+        prober.try_send((key, reply)).map_err(|err| match err {
+            mpsc::error::TrySendError::Full((_, reply))
+            | mpsc::error::TrySendError::Closed((_, reply)) => reply,
         })
     }
 
@@ -223,14 +237,19 @@ async fn answer_peer(
     events: mpsc::Sender<StreamEvent>,
 ) {
     let error = loop {
-        let _request: TimeRequest = match read_frame(&mut stream).await {
+        let request: TimeRequest = match read_frame(&mut stream).await {
             Ok(request) => request,
             Err(error) => break error,
         };
         let t2 = now();
         let (answer, answered) = oneshot::channel();
         if events
-            .send(StreamEvent::Asked { peer, t2, answer })
+            .send(StreamEvent::Asked {
+                peer,
+                t2,
+                key: request.key,
+                answer,
+            })
             .await
             .is_err()
         {
@@ -258,15 +277,15 @@ async fn answer_peer(
 async fn probe_peer(
     peer: PeerId,
     mut control: libp2p_stream::Control,
-    mut probes: mpsc::Receiver<ProbeReply>,
+    mut probes: mpsc::Receiver<Probe>,
     now: Now,
     events: mpsc::Sender<StreamEvent>,
 ) {
     let mut stream = None;
-    while let Some(reply) = probes.recv().await {
+    while let Some((key, reply)) = probes.recv().await {
         let outcome = tokio::time::timeout(
             PROBE_TIMEOUT,
-            exchange(&mut control, &mut stream, peer, &now),
+            exchange(&mut control, &mut stream, peer, key, &now),
         )
         .await
         .unwrap_or_else(|_| Err(FrameError::Io(std::io::ErrorKind::TimedOut.into())));
@@ -299,6 +318,7 @@ async fn exchange(
     control: &mut libp2p_stream::Control,
     stream: &mut Option<Stream>,
     peer: PeerId,
+    key: Option<TimeKey>,
     now: &Now,
 ) -> Result<(LocalMicros, LocalMicros, TimeResponse), FrameError> {
     let stream = match stream {
@@ -311,7 +331,11 @@ async fn exchange(
         ),
     };
     let t1 = now();
-    write_frame(stream, &TimeRequest { t1: t1.as_micros() }).await?;
+    let request = TimeRequest {
+        t1: t1.as_micros(),
+        key,
+    };
+    write_frame(stream, &request).await?;
     let response: TimeResponse = read_frame(stream).await?;
     let t4 = now();
     Ok((t1, t4, response))
@@ -329,7 +353,8 @@ mod tests {
     #[test]
     fn a_frame_round_trips() {
         let mut buf = Cursor::new(Vec::new());
-        block_on(write_frame(&mut buf, &TimeRequest { t1: -42 })).expect("writes to a Vec");
+        block_on(write_frame(&mut buf, &TimeRequest { t1: -42, key: None }))
+            .expect("writes to a Vec");
         assert!(buf.get_ref().len() < 16, "one small frame");
         buf.set_position(0);
         let back: TimeRequest = block_on(read_frame(&mut buf)).expect("the frame just written");

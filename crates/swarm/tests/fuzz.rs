@@ -496,7 +496,10 @@ fn seeds() -> Vec<Value> {
         tree(&ControlRequest::Repeat {
             mode: firefly_swarm::RepeatMode::All,
         }),
-        tree(&TimeRequest { t1: 1_000 }),
+        tree(&TimeRequest {
+            t1: 1_000,
+            key: None,
+        }),
         // A map, not a struct literal: the answer grows optional fields.
         Value::Map(vec![
             (Value::Text("t2".into()), Value::Integer(2_000.into())),

@@ -293,7 +293,7 @@ async fn malformed_time_frames_close_the_stream_and_are_survived() {
     )
     .await
     .unwrap();
-    write_frame(&mut stream, &TimeRequest { t1: 1 })
+    write_frame(&mut stream, &TimeRequest { t1: 1, key: None })
         .await
         .unwrap();
     let answer: TimeResponse = within(Duration::from_secs(5), read_frame(&mut stream))

@@ -41,6 +41,11 @@ pub(crate) struct Args {
     /// How long each stall holds a link, ms (default: the preset's, 200 for `stalls`).
     #[arg(long)]
     stall_ms: Option<f64>,
+    /// Time messages travel as datagrams (`firefly_swarm::time_datagram`):
+    /// each delayed on its own, lost ones never arrive, stalls hold without
+    /// a queue, nothing waits behind other traffic (the links are unordered).
+    #[arg(long)]
+    datagrams: bool,
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
@@ -112,6 +117,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(v) = args.stall_ms {
         scenario.stall_ms = ms("stall-ms", v)?;
+    }
+    if args.datagrams {
+        scenario.ordered = false;
     }
     let report = sim::run(&scenario);
     let mut out = std::io::stdout().lock();

@@ -54,6 +54,11 @@ pub(crate) struct Args {
     /// With `--stall-every-s`: how long each stall holds the link, ms.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     stall_ms: u32,
+    /// With `--jitter-ms`: percent of segments lost on each direction of a
+    /// link (a TCP segment arrives a 200 ms retransmission late, a time
+    /// datagram is dropped).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=50))]
+    loss_percent: u8,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -77,6 +82,12 @@ impl Links {
                 link = link.stalls(
                     Duration::from_secs(u64::from(args.stall_every_s)),
                     Duration::from_millis(u64::from(args.stall_ms)),
+                );
+            }
+            if args.loss_percent > 0 {
+                link = link.loss(
+                    f64::from(args.loss_percent) / 100.0,
+                    Duration::from_millis(200),
                 );
             }
             Faults::both(link)
@@ -121,6 +132,14 @@ impl Links {
                 "jitter_ms": args.jitter_spread_ms,
                 "stall_every_s": args.stall_every_s,
                 "stall_ms": if args.stall_every_s > 0 { Some(args.stall_ms) } else { None },
+                "loss_percent": args.loss_percent,
+                // Time datagrams the proxies carried (0: every time
+                // exchange took the streams).
+                "datagrams": self.proxies.iter().map(|p| {
+                    let s = p.stats();
+                    s.datagrams_upstream + s.datagrams_downstream
+                }).sum::<u64>(),
+                "datagrams_dropped": self.proxies.iter().map(|p| p.stats().datagrams_dropped).sum::<u64>(),
             }),
         }
     }

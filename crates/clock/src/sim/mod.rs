@@ -70,10 +70,10 @@ pub struct Scenario {
     pub ordered: bool,
     /// On ordered links: how late a lost message arrives, ms.
     pub retransmit_ms: f64,
-    /// On ordered links: mean time between stalls of each directed link, s
-    /// (0: none).
+    /// Mean time between stalls of each directed link, s (0: none); on
+    /// unordered links a stall holds each message that meets it, no queue.
     pub stall_every_s: f64,
-    /// On ordered links: how long a stall holds the link, ms.
+    /// How long a stall holds the link, ms.
     pub stall_ms: f64,
     /// On ordered links: TCP segments per time message, each delayed on its
     /// own (a new negotiated stream per request writes several).
@@ -348,6 +348,7 @@ pub(crate) fn netem_for_tests(
     stall_us: f64,
     loss: f64,
     count: i64,
+    ordered: bool,
 ) -> Vec<(i64, i64)> {
     use rand::SeedableRng;
     let mut net = netem::Network::new(
@@ -360,7 +361,7 @@ pub(crate) fn netem_for_tests(
             spike_max: 0.0,
             loss,
             asymmetry: 0.0,
-            ordered: true,
+            ordered,
             retransmit: 200_000.0,
             stall_every: stall_every_s * 1e6,
             stall_for: stall_us,

@@ -17,7 +17,10 @@
 //! message sent into a stall waits for its end (and everything queued arrives
 //! in a burst), and a lost message arrives `retransmit` late instead of never
 //! (TCP retransmits). Stalls come at exponential gaps of mean `stall_every`,
-//! per directed link, drawn from the link's own seeded stream.
+//! per directed link, drawn from the link's own seeded stream. Without
+//! `ordered` (time datagrams, as the fault proxy's UDP side forwards them)
+//! a message is delayed on its own, a lost one never arrives, and a stall
+//! holds each message that meets it until it clears, with no queue.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -113,7 +116,8 @@ impl Network {
     ) -> Option<i64> {
         let d = self.netem.one_way(rng, from, to)?;
         let arrive = t.saturating_add(d).saturating_add(extra);
-        if !self.netem.ordered {
+        let stalls = self.netem.stall_every > 0.0 && self.netem.stall_for > 0.0;
+        if !self.netem.ordered && !stalls {
             return Some(arrive);
         }
         let netem = self.netem;
@@ -129,13 +133,14 @@ impl Network {
         // The other segments of this message, drawn from the link's stream.
         let spread = netem.uniform_jitter;
         let mut arrive = arrive;
-        for _ in 1..netem.segments.max(1) {
+        let segments = if netem.ordered { netem.segments } else { 1 };
+        for _ in 1..segments.max(1) {
             let extra = spread * (2.0 * link.rng.random::<f64>() - 1.0);
             let seg = t.saturating_add((netem.base + extra).max(0.0).round() as i64);
             arrive = arrive.max(seg);
         }
         // Background messages sent before this one, queued ahead of it.
-        if netem.background > 0.0 {
+        if netem.ordered && netem.background > 0.0 {
             let gap = 1e6 / netem.background;
             let mut at = link.background_at.unwrap_or(t);
             loop {
@@ -149,8 +154,13 @@ impl Network {
             }
             link.background_at = Some(at);
         }
-        let mut arrive = arrive.max(link.last);
-        if netem.stall_every > 0.0 && netem.stall_for > 0.0 {
+        // Datagrams (unordered) only wait out stalls; nothing queues.
+        let mut arrive = if netem.ordered {
+            arrive.max(link.last)
+        } else {
+            arrive
+        };
+        if stalls {
             loop {
                 let (start, end) = *link.stall.get_or_insert_with(|| {
                     let start =
@@ -170,7 +180,9 @@ impl Network {
                 link.stall = Some((next, next.saturating_add(netem.stall_for as i64)));
             }
         }
-        link.last = arrive;
+        if netem.ordered {
+            link.last = arrive;
+        }
         Some(arrive)
     }
 }

@@ -694,7 +694,7 @@ fn jittery_and_stalling_links_never_step_a_synced_clock() {
 #[test]
 fn ordered_links_queue_behind_stalls_and_never_reorder() {
     use crate::sim::netem_for_tests as netem;
-    let arrivals = netem(20_000.0, 10_000.0, 2.0, 200_000.0, 0.05, 2_000);
+    let arrivals = netem(20_000.0, 10_000.0, 2.0, 200_000.0, 0.05, 2_000, true);
     assert!(arrivals.windows(2).all(|w| w[0].1 <= w[1].1), "reordered");
     // Sent every 10 ms: a 200 ms stall holds ~20 messages that then arrive at once.
     let mut bursts = 0;
@@ -714,6 +714,39 @@ fn ordered_links_queue_behind_stalls_and_never_reorder() {
     );
     let min = arrivals.iter().map(|(sent, at)| at - sent).min().unwrap();
     assert!(min >= 10_000, "no message beats the least delay: {min}");
+}
+
+/// Unordered links (time datagrams): each message is delayed on its own, so
+/// they reorder; a lost one never arrives; a stall holds the messages that
+/// meet it until it clears, and nothing queues behind them.
+#[test]
+fn datagram_links_reorder_drop_and_hold_only_what_meets_a_stall() {
+    use crate::sim::netem_for_tests as netem;
+    let arrivals = netem(20_000.0, 10_000.0, 2.0, 200_000.0, 0.05, 2_000, false);
+    assert!(
+        arrivals.windows(2).any(|w| w[0].1 > w[1].1),
+        "never reordered"
+    );
+    let lost = 2_000 - arrivals.len();
+    assert!((40..=170).contains(&lost), "5 % lost: {lost}");
+    let held = arrivals
+        .iter()
+        .filter(|(sent, at)| at - sent > 30_000)
+        .count();
+    assert!(held > 0, "no message met a stall");
+    // A stall's end releases the messages it held at once; the next ones
+    // sent after it are not queued behind them.
+    let max = arrivals.iter().map(|(sent, at)| at - sent).max().unwrap();
+    assert!(max <= 230_000, "held beyond a stall: {max} µs");
+    let min = arrivals.iter().map(|(sent, at)| at - sent).min().unwrap();
+    assert!(min >= 10_000, "no message beats the least delay: {min}");
+    // On datagram links the jitter preset never steps a synced clock either.
+    let mut s = Scenario::jitter();
+    s.ordered = false;
+    s.duration_s = 90.0;
+    let f = sim::run_firefly(&s);
+    assert_eq!(f.late_steps, 0);
+    assert!(f.spread_p99_us.unwrap() <= 10_000.0);
 }
 
 /// Drives `c` from local time `from` to `until` against peers whose swarm

@@ -58,6 +58,10 @@ pub struct EventLoop {
     pub(crate) transfer: Transfer,
     pub(crate) stats: Stats,
     pub(crate) time_streams: TimeStreams,
+    pub(crate) time_datagrams: crate::time_datagram::TimeDatagrams,
+    pub(crate) time_socket: crate::time_socket::TimeSocket,
+    /// The configured listen addresses (where the time socket binds).
+    pub(crate) listen: Vec<Multiaddr>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, ClientError>>>,
     pub(crate) discovery: Discovery,
     pub(crate) clock: SwarmClock<PeerId>,
@@ -88,6 +92,7 @@ pub(crate) struct Parts {
     pub(crate) heartbeat_interval: Duration,
     pub(crate) clock_config: firefly_clock::Config,
     pub(crate) initial_swarm_time: SwarmMicros,
+    pub(crate) listen: Vec<Multiaddr>,
 }
 
 fn micros(duration: Duration) -> i64 {
@@ -99,6 +104,7 @@ impl EventLoop {
         let now = (parts.now)();
         let clock = SwarmClock::new(parts.clock_config, now, parts.initial_swarm_time);
         let time_streams = TimeStreams::new(&parts.swarm.behaviour().time, parts.now.clone());
+        let time_socket = crate::time_socket::TimeSocket::new(parts.now.clone());
         Self {
             mapping: crate::ClockMapping::new(&clock, now),
             control: Default::default(),
@@ -116,6 +122,9 @@ impl EventLoop {
             transfer: parts.transfer,
             stats: Stats::default(),
             time_streams,
+            time_datagrams: Default::default(),
+            time_socket,
+            listen: parts.listen,
             pending_dials: HashMap::new(),
             discovery: parts.discovery,
             clock,
@@ -142,6 +151,7 @@ impl EventLoop {
                 },
                 Some(done) = self.transfer.next_done() => self.on_transfer_done(done),
                 event = self.time_streams.next() => self.on_time_stream_event(event),
+                datagram = self.time_socket.next() => self.on_time_datagram(datagram),
                 () = tokio::time::sleep(wait) => self.handle_timeout(),
             }
             self.mapping.publish(&self.clock, (self.now)());
@@ -156,6 +166,7 @@ impl EventLoop {
             self.membership.poll_timeout(),
             self.clock.poll_timeout(),
             self.penalties.poll_timeout(),
+            self.time_datagrams.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -275,6 +286,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(event) => self.dispatch(arrived, event),
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
+                self.on_time_listen_addr(&address);
                 self.emit(Event::Listening { addr: address });
             }
             SwarmEvent::ConnectionEstablished {
@@ -288,6 +300,7 @@ impl EventLoop {
                     let _ = reply.send(Ok(peer_id));
                 }
                 self.on_discovery_connected(arrived, connection_id, peer_id);
+                self.on_time_connected(peer_id, &endpoint);
                 let relayed = is_relayed(&endpoint);
                 self.links.insert(
                     connection_id,
@@ -312,7 +325,7 @@ impl EventLoop {
             } => {
                 self.links.remove(&connection_id);
                 if num_established == 0 {
-                    self.time_streams.forget(&peer_id);
+                    self.on_time_disconnected(&peer_id);
                     tracing::debug!(peer = %peer_id, "disconnected");
                     self.emit(Event::Disconnected { peer: peer_id });
                 }
