@@ -2,10 +2,17 @@
 //!
 //! One UDP socket per node, bound on its TCP listen port number (so that a
 //! peer that dialed the TCP port finds it at the same number). A task reads
-//! datagrams and stamps each with the local clock the moment it arrives, so
-//! the event loop's own latency never enters a sample's `t2` or `t4`; the
+//! datagrams and stamps each with the local clock at the moment it arrived,
+//! so the event loop's own latency never enters a sample's `t2` or `t4`; the
 //! loop sends with a non-blocking `try_send_to` right after stamping `t1` or
 //! `t3`. The socket only moves bytes; every check is `time_datagram`'s.
+//!
+//! On Linux the arrival is the kernel's (`SO_TIMESTAMPNS`): the reading
+//! task's wakeup, tens to hundreds of µs on a loaded machine and different
+//! on every node, would otherwise sit in one direction of each exchange and
+//! read as an offset. The kernel's stamp is on the system clock; the local
+//! stamp is the local clock now, less the datagram's age on the system
+//! clock (µs, so the clocks' different rates do not matter).
 
 use crate::config::Now;
 use crate::time_datagram::MAX_DATAGRAM_BYTES;
@@ -15,7 +22,7 @@ use libp2p::multiaddr::Protocol;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -120,10 +127,20 @@ async fn read(
 ) {
     // One byte more than the largest datagram: a longer one shows as too long.
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
+    let kernel_stamps = arrival::enable(&socket);
+    tracing::debug!(kernel_stamps, "time socket reading");
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((len, from)) => {
-                let at = now();
+        let received = if kernel_stamps {
+            arrival::recv(&socket, &mut buf).await
+        } else {
+            socket
+                .recv_from(&mut buf)
+                .await
+                .map(|(len, from)| (len, from, None))
+        };
+        match received {
+            Ok((len, from, arrived)) => {
+                let at = arrival::local_stamp(now(), arrived, SystemTime::now());
                 let datagram = Datagram {
                     bytes: buf[..len].to_vec(),
                     from,
@@ -143,6 +160,114 @@ async fn read(
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+}
+
+/// When a datagram arrived: the kernel's receive timestamp where there is
+/// one (see the module doc).
+mod arrival {
+    use firefly_clock::LocalMicros;
+    use std::net::SocketAddr;
+    use std::time::{Duration, SystemTime};
+    use tokio::net::UdpSocket;
+
+    /// A datagram older than this is stamped when read: its kernel stamp
+    /// (or the system clock, set meanwhile) is not to be trusted.
+    const MAX_AGE: Duration = Duration::from_secs(1);
+
+    /// The local instant a datagram arrived, read at `read_at` (local) and
+    /// `read_at_system`, given its kernel stamp `arrived`.
+    pub(super) fn local_stamp(
+        read_at: LocalMicros,
+        arrived: Option<SystemTime>,
+        read_at_system: SystemTime,
+    ) -> LocalMicros {
+        let Some(age) = arrived.and_then(|at| read_at_system.duration_since(at).ok()) else {
+            return read_at;
+        };
+        if age > MAX_AGE {
+            return read_at;
+        }
+        let age = i64::try_from(age.as_micros()).unwrap_or(0);
+        LocalMicros(read_at.0.saturating_sub(age))
+    }
+
+    /// Asks the kernel to stamp every datagram's arrival; whether it will.
+    #[cfg(target_os = "linux")]
+    pub(super) fn enable(socket: &UdpSocket) -> bool {
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(socket, sockopt::ReceiveTimestampns, &true).is_ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn enable(_socket: &UdpSocket) -> bool {
+        false
+    }
+
+    /// The next datagram: its length, its source, and when the kernel
+    /// received it.
+    #[cfg(target_os = "linux")]
+    pub(super) async fn recv(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+        loop {
+            socket.readable().await?;
+            match socket.try_io(tokio::io::Interest::READABLE, || recv_now(socket, buf)) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) async fn recv(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+        let (len, from) = socket.recv_from(buf).await?;
+        Ok((len, from, None))
+    }
+
+    /// One `recvmsg` with room for the `SCM_TIMESTAMPNS` message.
+    #[cfg(target_os = "linux")]
+    fn recv_now(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+        use std::os::fd::AsRawFd;
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let message = recvmsg::<SockaddrStorage>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space[..]),
+            MsgFlags::empty(),
+        )
+        .map_err(std::io::Error::from)?;
+        let arrived = message.cmsgs().ok().and_then(|mut all| {
+            all.find_map(|control| match control {
+                ControlMessageOwned::ScmTimestampns(at) => {
+                    let secs = u64::try_from(at.tv_sec()).ok()?;
+                    let nanos = u32::try_from(at.tv_nsec()).ok()?;
+                    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+                }
+                _ => None,
+            })
+        });
+        let from = message
+            .address
+            .and_then(|address| {
+                if let Some(v4) = address.as_sockaddr_in() {
+                    return Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
+                }
+                address
+                    .as_sockaddr_in6()
+                    .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+            })
+            .ok_or_else(|| std::io::Error::other("a datagram with no source address"))?;
+        Ok((message.bytes, from, arrived))
     }
 }
 
@@ -191,6 +316,58 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().expect("a socket address")
+    }
+
+    #[test]
+    fn a_datagram_is_stamped_back_to_its_arrival_unless_its_stamp_is_absurd() {
+        let read_at = LocalMicros(5_000_000);
+        let system = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let arrived = |ago: Duration| Some(system - ago);
+        assert_eq!(
+            arrival::local_stamp(read_at, arrived(Duration::from_micros(250)), system),
+            LocalMicros(4_999_750)
+        );
+        assert_eq!(arrival::local_stamp(read_at, None, system), read_at);
+        // From the future (the system clock set back) or too old: when read.
+        let future = Some(system + Duration::from_millis(3));
+        assert_eq!(arrival::local_stamp(read_at, future, system), read_at);
+        assert_eq!(
+            arrival::local_stamp(read_at, arrived(Duration::from_secs(2)), system),
+            read_at
+        );
+    }
+
+    /// The reading task cannot run while the test holds the only thread:
+    /// a datagram read 40 ms after it arrived is still stamped at its
+    /// arrival (on Linux, where the kernel stamps it).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_datagram_read_late_keeps_its_arrival() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let origin = std::time::Instant::now();
+            let now: Now = Arc::new(move || {
+                LocalMicros(i64::try_from(origin.elapsed().as_micros()).unwrap_or(i64::MAX))
+            });
+            let mut socket = TimeSocket::new(now.clone());
+            let bound = socket.bind(sa("127.0.0.1:0")).expect("bound");
+            // Let the reader start and wait on the socket.
+            tokio::task::yield_now().await;
+            let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a sender");
+            let sent_at = now();
+            sender.send_to(b"probe", bound).expect("sent");
+            std::thread::sleep(Duration::from_millis(40));
+            let datagram = socket.next().await;
+            assert_eq!(datagram.bytes, b"probe");
+            let late = datagram.at.0 - sent_at.0;
+            assert!(
+                (0..5_000).contains(&late),
+                "stamped {late} µs after it was sent, not at its arrival"
+            );
+        });
     }
 
     #[test]
