@@ -386,16 +386,14 @@ fn cli(node: &Node, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
-fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
-    let _swarm = one_swarm_at_a_time();
-    let tmp = tempfile::tempdir().unwrap();
-    let radio = Radio::start(make_mp3(tmp.path(), 8));
+/// `count` nodes holding no tracks, each dialing the earlier ones, once
+/// they are one settled swarm.
+fn settled_nodes_without_tracks(root: &Path, count: usize) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
-    for index in 0..2 {
+    for index in 0..count {
         let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
         nodes.push(spawn_node(
-            tmp.path(),
+            root,
             &NodeSpec {
                 index,
                 tracks: &[],
@@ -406,6 +404,15 @@ fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
         ));
     }
     assert!(wait_settled(&nodes, Duration::from_secs(30)));
+    nodes
+}
+
+#[test]
+fn an_mp3_radio_plays_in_step_and_a_late_joiner_is_in_step_within_a_second() {
+    let _swarm = one_swarm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let radio = Radio::start(make_mp3(tmp.path(), 8));
+    let mut nodes = settled_nodes_without_tracks(tmp.path(), 2);
 
     // Added and played through the CLI.
     let added = cli(&nodes[0], &["add", "radio", &format!("url:{}", radio.url)]);
@@ -502,21 +509,7 @@ fn a_source_played_for_another_zone_plays_there_only() {
     let _swarm = one_swarm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let radio = Radio::start(make_mp3(tmp.path(), 8));
-    let mut nodes: Vec<Node> = Vec::new();
-    for index in 0..3 {
-        let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-        nodes.push(spawn_node(
-            tmp.path(),
-            &NodeSpec {
-                index,
-                tracks: &[],
-                bootstrap: &bootstrap,
-                reuse: None,
-                extra: &[],
-            },
-        ));
-    }
-    assert!(wait_settled(&nodes, Duration::from_secs(30)));
+    let nodes = settled_nodes_without_tracks(tmp.path(), 3);
     crate::zones::make_zone(&nodes, &nodes[0], "Kitchen", &[&nodes[2]]);
     cli(&nodes[0], &["add", "radio", &format!("url:{}", radio.url)]);
     let flowing = wait_until(Duration::from_secs(10), || {

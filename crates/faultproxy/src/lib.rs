@@ -518,6 +518,20 @@ async fn pipe(
     tokio::try_join!(read, write).map(|_| ())
 }
 
+impl LinkFaults {
+    /// One segment's or datagram's delay, s: uniform in `delay ± jitter`,
+    /// never below zero.
+    fn drawn_delay(&self, rng: &mut ChaCha8Rng) -> f64 {
+        let delay = self.delay.as_secs_f64();
+        let jitter = self.jitter.as_secs_f64();
+        if jitter > 0.0 {
+            (delay + jitter * (2.0 * rng.random::<f64>() - 1.0)).max(0.0)
+        } else {
+            delay
+        }
+    }
+}
+
 /// When a segment of `len` bytes read at `now` may leave, given the
 /// previous segment's release `last` (never earlier: order is kept).
 fn release_at(
@@ -529,13 +543,7 @@ fn release_at(
     shared: &Shared,
     dir: Direction,
 ) -> Instant {
-    let delay = faults.delay.as_secs_f64();
-    let jitter = faults.jitter.as_secs_f64();
-    let drawn = if jitter > 0.0 {
-        (delay + jitter * (2.0 * rng.random::<f64>() - 1.0)).max(0.0)
-    } else {
-        delay
-    };
+    let drawn = faults.drawn_delay(rng);
     let mut release = (now + Duration::from_secs_f64(drawn)).max(last);
     if faults.loss > 0.0 && rng.random::<f64>() < faults.loss {
         release += faults.retransmit;

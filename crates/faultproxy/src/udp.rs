@@ -168,13 +168,7 @@ fn schedule(
     let faults = lock(&shared.faults).get(dir);
     let (drawn, lost) = {
         let mut rng = lock(&shared.udp_rng);
-        let delay = faults.delay.as_secs_f64();
-        let jitter = faults.jitter.as_secs_f64();
-        let drawn = if jitter > 0.0 {
-            (delay + jitter * (2.0 * rng.random::<f64>() - 1.0)).max(0.0)
-        } else {
-            delay
-        };
+        let drawn = faults.drawn_delay(&mut rng);
         let lost = faults.loss > 0.0 && rng.random::<f64>() < faults.loss;
         (drawn, lost)
     };
