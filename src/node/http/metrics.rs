@@ -345,6 +345,24 @@ pub(crate) async fn metrics(State(state): State<NodeState>) -> Result<Response, 
         "Gossip messages rejected as malformed, oversized or of an unknown version",
         stats.gossip_rejected,
     );
+    counter(
+        &mut r,
+        "firefly_time_failures",
+        "Time exchanges that failed (timeouts, malformed answers, closed streams, unanswered datagrams)",
+        stats.time_failures,
+    );
+    counter(
+        &mut r,
+        "firefly_time_datagram_samples",
+        "Time samples taken from datagram answers",
+        stats.time_datagram_samples,
+    );
+    counter(
+        &mut r,
+        "firefly_time_datagrams_refused",
+        "Time datagrams dropped: malformed, unknown key, bad MAC, replayed or unexpected",
+        stats.time_datagrams_refused,
+    );
     r.register(
         "firefly_api_requests",
         "API requests served, by route and status",

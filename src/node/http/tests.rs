@@ -541,6 +541,13 @@ async fn metrics_parse_as_prometheus_text_and_agree_with_the_state() {
         Some(0.0)
     );
     assert_eq!(sample(&scrape, "firefly_bans_total", None), Some(0.0));
+    // The time exchange's counters: nothing forged between two honest nodes.
+    assert_eq!(
+        sample(&scrape, "firefly_time_datagrams_refused_total", None),
+        Some(0.0)
+    );
+    assert!(sample(&scrape, "firefly_time_datagram_samples_total", None).is_some());
+    assert!(sample(&scrape, "firefly_time_failures_total", None).is_some());
     // Requests are counted by route and status (these scrapes' own
     // /api/state reads among them), and only by route template.
     let served = sample(
