@@ -38,7 +38,7 @@ use crate::time_stream::ProbeReply;
 use firefly_clock::LocalMicros;
 use libp2p::PeerId;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The first bytes of every time datagram.
 const MAGIC: [u8; 4] = *b"FFT1";
@@ -168,6 +168,11 @@ struct PeerPath {
     peer_last_t1: i64,
     /// The connection's remote IP and TCP port, when this node dialed.
     dialed: Option<SocketAddr>,
+    /// The connection's remote IP, whoever dialed and over what.
+    remote_ip: Option<IpAddr>,
+    /// The remote IP at the time socket port the peer announced in a
+    /// stream answer (for QUIC connections and accepted ones).
+    announced: Option<SocketAddr>,
     /// Source of the peer's latest authenticated datagram.
     seen: Option<SocketAddr>,
     /// The peer's latest stream answer said it holds our key.
@@ -189,6 +194,8 @@ impl PeerPath {
             peer_key: None,
             peer_last_t1: i64::MIN,
             dialed: None,
+            remote_ip: None,
+            announced: None,
             seen: None,
             confirmed: false,
             losses: 0,
@@ -199,7 +206,7 @@ impl PeerPath {
     }
 
     fn target(&self) -> Option<SocketAddr> {
-        self.seen.or(self.dialed)
+        self.seen.or(self.dialed).or(self.announced)
     }
 }
 
@@ -257,6 +264,27 @@ impl TimeDatagrams {
     pub(crate) fn dialed(&mut self, peer: PeerId, addr: SocketAddr) {
         if let Some(path) = self.path(peer) {
             path.dialed.get_or_insert(addr);
+        }
+    }
+
+    /// A connection to `peer` is up, its remote end at `ip`.
+    pub(crate) fn connected(&mut self, peer: PeerId, ip: IpAddr) {
+        if let Some(path) = self.path(peer) {
+            path.remote_ip.get_or_insert(ip);
+        }
+    }
+
+    /// `peer`'s stream answer said its time socket is on UDP `port`: on a
+    /// path with no dialed address, datagrams go to the connection's
+    /// remote IP at that port.
+    pub(crate) fn announced(&mut self, peer: &PeerId, port: u16) {
+        if port == 0 {
+            return;
+        }
+        if let Some(path) = self.peers.get_mut(peer)
+            && let Some(ip) = path.remote_ip
+        {
+            path.announced = Some(SocketAddr::new(ip, port));
         }
     }
 
@@ -510,7 +538,31 @@ mod tests {
             view_rate_ppb: Some(9),
             synced_ms: Some(u64::MAX),
             datagrams: false,
+            datagram_port: None,
         }
+    }
+
+    #[test]
+    fn a_quic_peer_is_probed_at_its_announced_port_and_a_dialed_port_wins() {
+        let peer = PeerId::random();
+        let mut paths = TimeDatagrams::default();
+        paths.socket_bound();
+        paths.key_for_stream(peer).expect("a key");
+        paths.stream_answered(&peer, true);
+        // An announcement before the connection's IP is known, or of port
+        // 0, gives no target.
+        paths.announced(&peer, 5000);
+        paths.connected(peer, "127.0.0.1".parse().expect("an IP"));
+        paths.announced(&peer, 0);
+        assert_eq!(paths.probe_target(&peer, LocalMicros(0)), None);
+        paths.announced(&peer, 5000);
+        assert_eq!(
+            paths.probe_target(&peer, LocalMicros(0)),
+            Some(addr("127.0.0.1:5000"))
+        );
+        // A dialed TCP address (maybe a proxy's or a port forward's) wins.
+        paths.dialed(peer, addr(B));
+        assert_eq!(paths.probe_target(&peer, LocalMicros(0)), Some(addr(B)));
     }
 
     /// Two nodes' paths, `a` having dialed `b` and handed it its key.

@@ -104,6 +104,12 @@ pub struct TimeResponse {
     /// answers the asker's time datagrams. Absent (older nodes): it does not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub datagrams: bool,
+    /// On the stream only: the UDP port of the answerer's time socket, for
+    /// an asker connected to it over QUIC: its datagrams go to the
+    /// connection's remote IP at this port. Absent: no socket, or an older
+    /// node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagram_port: Option<u16>,
 }
 
 impl TimeResponse {
@@ -304,13 +310,19 @@ mod tests {
             view_rate_ppb: Some(-2_000_000),
             synced_ms: Some(u64::MAX),
             datagrams: true,
+            datagram_port: Some(u16::MAX),
         };
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &response).expect("encodes");
         assert!(bytes.len() as u64 <= MAX_TIME_MESSAGE_BYTES);
         let back: TimeResponse = cbor4ii::serde::from_slice(&bytes).expect("decodes");
         assert_eq!(
-            (back.view_rate_ppb, back.synced_ms, back.datagrams),
-            (Some(-2_000_000), Some(u64::MAX), true)
+            (
+                back.view_rate_ppb,
+                back.synced_ms,
+                back.datagrams,
+                back.datagram_port
+            ),
+            (Some(-2_000_000), Some(u64::MAX), true, Some(u16::MAX))
         );
         // A request with its key fits a frame too.
         let request = TimeRequest {
@@ -338,6 +350,7 @@ mod tests {
             view_rate_ppb: None,
             synced_ms: None,
             datagrams: false,
+            datagram_port: None,
             ..response
         };
         let bytes = cbor4ii::serde::to_vec(Vec::new(), &older).expect("encodes");

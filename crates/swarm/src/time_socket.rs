@@ -68,6 +68,14 @@ impl TimeSocket {
         self.socket.is_some()
     }
 
+    /// The UDP port it is bound on.
+    pub(crate) fn local_port(&self) -> Option<u16> {
+        self.socket
+            .as_ref()
+            .and_then(|socket| socket.local_addr().ok())
+            .map(|addr| addr.port())
+    }
+
     /// Binds `addr` and starts reading. Must run inside a tokio runtime.
     pub(crate) fn bind(&mut self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let std_socket = std::net::UdpSocket::bind(addr)?;

@@ -74,6 +74,63 @@ async fn two_nodes_time_each_other_over_datagrams() {
     assert!(b.client.stats().await.unwrap().time_datagram_samples > before);
 }
 
+/// Starts a node listening on TCP (for its time socket's port) and QUIC;
+/// returns it with its QUIC address to dial.
+async fn start_with_quic(name: &str) -> (common::Node, Multiaddr) {
+    let mut config = loopback_config(name);
+    config.listen("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap());
+    let (client, mut events, event_loop) = firefly_swarm::new(config).unwrap();
+    let task = tokio::spawn(event_loop.run());
+    let (mut tcp, mut quic) = (None, None);
+    within(Duration::from_secs(5), async {
+        while tcp.is_none() || quic.is_none() {
+            if let Some(Event::Listening { addr }) = events.recv().await {
+                if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
+                    quic = Some(addr);
+                } else {
+                    tcp = Some(addr);
+                }
+            }
+        }
+    })
+    .await;
+    let node = common::Node {
+        client,
+        events,
+        task,
+        addr: tcp.unwrap(),
+    };
+    let quic = quic.unwrap().with(Protocol::P2p(node.peer_id()));
+    (node, quic)
+}
+
+/// Nodes that meet over QUIC (as mDNS finds them on a LAN) have no dialed
+/// TCP port to aim at: the stream answers announce the time socket's port,
+/// and both time each other over datagrams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_connected_over_quic_time_each_other_over_datagrams() {
+    let (a, a_quic) = start_with_quic("a").await;
+    let (b, _) = start_with_quic("b").await;
+    b.client.dial(a_quic).await.unwrap();
+    let both = wait_until(Duration::from_secs(20), || async {
+        let (sa, sb) = (
+            a.client.stats().await.unwrap(),
+            b.client.stats().await.unwrap(),
+        );
+        sa.time_datagram_samples >= 5 && sb.time_datagram_samples >= 5
+    })
+    .await;
+    let (sa, sb) = (
+        a.client.stats().await.unwrap(),
+        b.client.stats().await.unwrap(),
+    );
+    assert!(both, "not both ways over datagrams: a {sa:?}, b {sb:?}");
+    assert!(
+        sa.time_datagrams_refused + sb.time_datagrams_refused <= 2,
+        "a {sa:?}, b {sb:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_udp_port_is_taken_times_over_the_stream() {
     // Hold a UDP port whose TCP twin is free, and make a listen there.

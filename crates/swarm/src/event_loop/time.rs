@@ -104,12 +104,19 @@ impl EventLoop {
     }
 
     /// A connection to `peer` is up: when this node dialed it over TCP, its
-    /// time socket is at the same port number.
+    /// time socket is at the same port number. Over QUIC (either way) its
+    /// stream answers announce the port, at the connection's remote IP. An
+    /// accepted TCP connection has neither: the dialer probes first, and
+    /// its datagrams' source is where to probe back (so a port forward or a
+    /// proxy in between carries both ways).
     pub(crate) fn on_time_connected(&mut self, peer: PeerId, endpoint: &ConnectedPoint) {
         if let ConnectedPoint::Dialer { address, .. } = endpoint
             && let Some(addr) = tcp_socket_addr(address)
         {
             self.time_datagrams.dialed(peer, addr);
+        }
+        if let Some(ip) = quic_remote_ip(endpoint.get_remote_address()) {
+            self.time_datagrams.connected(peer, ip);
         }
     }
 
@@ -138,6 +145,7 @@ impl EventLoop {
                 .synced_for_micros
                 .map(|us| u64::try_from(us / 1_000).unwrap_or(0)),
             datagrams,
+            datagram_port: self.time_socket.local_port(),
         }
     }
 
@@ -230,6 +238,9 @@ impl EventLoop {
             } => {
                 self.time_datagrams
                     .stream_answered(&peer, response.datagrams);
+                if let Some(port) = response.datagram_port {
+                    self.time_datagrams.announced(&peer, port);
+                }
                 self.on_time_answer(peer, t1, t4, &response, reply);
             }
             StreamEvent::Failed { peer, error, reply } => {
@@ -245,4 +256,20 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// The IP of a direct QUIC address (`/ip4|ip6/…/udp/…/quic-v1`); none for
+/// TCP, relayed or DNS addresses.
+fn quic_remote_ip(addr: &libp2p::Multiaddr) -> Option<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    let quic = addr.iter().any(|p| matches!(p, Protocol::QuicV1));
+    let relayed = addr.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+    if !quic || relayed {
+        return None;
+    }
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
 }
