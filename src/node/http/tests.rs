@@ -920,6 +920,18 @@ async fn zones_are_made_moved_and_merged_through_any_node() {
     assert_eq!(zones["zone"], "default", "{zones}");
     assert_eq!(zones_of(&zones).len(), 1, "{zones}");
     assert_eq!(zones["zones"][0]["name"], "Everywhere");
+    // B must count A a member too before it takes A's placements (a
+    // non-member's control requests are refused): a loaded CI run had B
+    // answer "not a member of this swarm" while A already listed both.
+    wait_zones(
+        b.clone(),
+        Box::new(move |z| {
+            z["zones"][0]["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 2)
+        }),
+    )
+    .await;
 
     // A makes a zone of B (its name cleaned of control characters).
     let (status, reply) = send(
