@@ -24,13 +24,10 @@ fn tcp_port(addr: &Multiaddr) -> u16 {
         .expect("a TCP listen address")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_time_each_other_over_datagrams() {
-    let a = start(loopback_config("a")).await;
-    let b = start(loopback_config("b")).await;
-    b.client.dial(a.dial_addr()).await.unwrap();
-    // b dialed a: it probes a's time socket at a's TCP port number; a
-    // learns b's address from b's requests and probes back.
+/// Waits until `a` and `b` each took 5 time samples over datagrams, and
+/// checks that nothing honest was refused (an answer later than the 1 s
+/// timeout would be: a loaded machine is allowed one or two).
+async fn both_time_over_datagrams(a: &common::Node, b: &common::Node) {
     let both = wait_until(Duration::from_secs(20), || async {
         let (sa, sb) = (
             a.client.stats().await.unwrap(),
@@ -44,12 +41,20 @@ async fn two_nodes_time_each_other_over_datagrams() {
         b.client.stats().await.unwrap(),
     );
     assert!(both, "not both ways over datagrams: a {sa:?}, b {sb:?}");
-    // Nothing honest is refused (an answer later than the 1 s timeout
-    // would be: allow a loaded machine one or two).
     assert!(
         sa.time_datagrams_refused + sb.time_datagrams_refused <= 2,
         "a {sa:?}, b {sb:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_time_each_other_over_datagrams() {
+    let a = start(loopback_config("a")).await;
+    let b = start(loopback_config("b")).await;
+    b.client.dial(a.dial_addr()).await.unwrap();
+    // b dialed a: it probes a's time socket at a's TCP port number; a
+    // learns b's address from b's requests and probes back.
+    both_time_over_datagrams(&a, &b).await;
     assert!(
         wait_until(Duration::from_secs(20), || async {
             a.client.clock().await.unwrap().synced && b.client.clock().await.unwrap().synced
@@ -112,23 +117,7 @@ async fn nodes_connected_over_quic_time_each_other_over_datagrams() {
     let (a, a_quic) = start_with_quic("a").await;
     let (b, _) = start_with_quic("b").await;
     b.client.dial(a_quic).await.unwrap();
-    let both = wait_until(Duration::from_secs(20), || async {
-        let (sa, sb) = (
-            a.client.stats().await.unwrap(),
-            b.client.stats().await.unwrap(),
-        );
-        sa.time_datagram_samples >= 5 && sb.time_datagram_samples >= 5
-    })
-    .await;
-    let (sa, sb) = (
-        a.client.stats().await.unwrap(),
-        b.client.stats().await.unwrap(),
-    );
-    assert!(both, "not both ways over datagrams: a {sa:?}, b {sb:?}");
-    assert!(
-        sa.time_datagrams_refused + sb.time_datagrams_refused <= 2,
-        "a {sa:?}, b {sb:?}"
-    );
+    both_time_over_datagrams(&a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
