@@ -58,14 +58,16 @@ const REJECT_FLOOR_MICROS: f64 = 500.0;
 const START_JUMP_MICROS: f64 = 10_000.0;
 /// Rejected pairs in a row that agree with each other: a discontinuity.
 const RESTART_RUN: usize = 8;
-/// Local µs of rejected pairs in a row after which the fit restarts
-/// regardless (a jump in the reports alone, not confirmed by the callbacks,
-/// that lasts: a latency that changed for good).
+/// Local µs of rejected pairs in a row after which a jump is taken as
+/// lasting: confirmed by the callbacks, without their witness, or on a young
+/// line, the fit restarts; denied by the callbacks on an established line,
+/// the reports are shifted back (see [`Pair::Rebased`]).
 const GIVE_UP_MICROS: f64 = 3e6;
-/// A jump in the reports smaller than this restarts the fit only if the
-/// callbacks moved too, µs (PulseAudio's reports step by up to 4 ms and
-/// creep back over seconds while the sound stays put; an xrun moves both,
-/// by a period or more).
+/// On a young line, a jump in the reports smaller than this restarts the
+/// fit only if the callbacks moved too, µs (PulseAudio's reports step by up
+/// to 4 ms and creep back over seconds while the sound stays put; an xrun
+/// moves both, by a period or more; a new stream's reports may be tens of
+/// ms off at first and then jump to the truth).
 const CONFIRM_BELOW_MICROS: f64 = 6_000.0;
 /// After a restart, a slope learned over at least this long is what the
 /// new one is drawn towards until the new window spans this long too (a
@@ -107,6 +109,12 @@ pub(crate) enum Pair {
     /// The device's timing jumped by this many µs (positive: frames are now
     /// heard later, as after an underrun); the fit restarted.
     Restarted(f64),
+    /// The reports jumped by this many µs for good while the callbacks kept
+    /// to their line: the host's bookkeeping moved, not the sound (after an
+    /// xrun's recovery PulseAudio's reported delay stayed 6.8 ms short while
+    /// the sound kept its timing, as recorded by `bench heard`). The reports
+    /// are taken shifted back by it from now on; the line is kept.
+    Rebased(f64),
 }
 
 /// A fitted line: local µs = `at + slope × (frames − origin)`.
@@ -152,6 +160,8 @@ pub(crate) struct DeviceClock {
     unpaced_anchor: Option<(f64, f64)>,
     /// Start-up restarts in a row.
     start_jumps: usize,
+    /// µs taken off every report: the lasting jumps of the reports alone.
+    report_shift: f64,
 }
 
 impl DeviceClock {
@@ -177,6 +187,7 @@ impl DeviceClock {
             implausible: false,
             unpaced_anchor: None,
             start_jumps: 0,
+            report_shift: 0.0,
         }
     }
 
@@ -195,6 +206,7 @@ impl DeviceClock {
         self.implausible = false;
         self.unpaced_anchor = None;
         self.start_jumps = 0;
+        self.report_shift = 0.0;
     }
 
     /// The device's frames per local second over its nominal rate (1.0003:
@@ -229,6 +241,7 @@ impl DeviceClock {
         if !heard.is_finite() || !callback.is_finite() {
             return Pair::Rejected;
         }
+        let heard = heard - self.report_shift;
         let (f0, l0) = *self.origin.get_or_insert((frames, heard.round() as i64));
         let point = (
             frames as f64 - f0 as f64,
@@ -302,16 +315,31 @@ impl DeviceClock {
         let jump = new_at - line.at;
         // A real discontinuity moves the callbacks too (the device took
         // frames at another pace); a jump in the reports alone is the
-        // host's bookkeeping, not the sound.
+        // host's bookkeeping, not the sound: on a line established over
+        // [`REFIT_SPAN_SECONDS`] however large, on a young one (a new
+        // stream's reports may be far off at first) while small.
+        let established = !self.restarted && self.learned_over >= REFIT_SPAN_SECONDS;
         if let Some(cb) = self.callback_line
-            && !lasting
-            && jump.abs() < CONFIRM_BELOW_MICROS
+            && hi - lo <= limit
+            && (established || (jump.abs() < CONFIRM_BELOW_MICROS && !lasting))
         {
             let mut moved = self.rejected.map(|(x, _, c)| c - (cb.at + cb.slope * x));
             moved.sort_by(f64::total_cmp);
             let moved = (moved[RESTART_RUN / 2 - 1] + moved[RESTART_RUN / 2]) / 2.0;
             if moved * jump <= 0.0 || moved.abs() < jump.abs() / 2.0 {
-                return Pair::Rejected;
+                if !lasting {
+                    return Pair::Rejected;
+                }
+                self.report_shift += jump;
+                // Oldest first: the ring's next slot holds the oldest pair.
+                let oldest = self.rejected_run % RESTART_RUN;
+                for k in 0..RESTART_RUN {
+                    let (x, y, c) = self.rejected[(oldest + k) % RESTART_RUN];
+                    self.push((x, y - jump, c));
+                }
+                self.rejected_run = 0;
+                self.fit();
+                return Pair::Rebased(jump);
             }
         }
         self.len = 0;
@@ -890,6 +918,52 @@ mod tests {
         // The window's mean: 1.7 ms off at 45 s, about 1 ms at 60 s.
         assert!(at_45.abs() < 100.0, "{at_45}");
         assert!(worst_after_60 < 40.0, "{worst_after_60}");
+    }
+
+    /// An xrun as a PulseAudio stream had one in `bench heard`: one callback
+    /// 50 ms late, the reports dipping as the buffer drained and refilled,
+    /// then staying 6.8 ms short for good, while the callbacks went back to
+    /// their line and the sound kept its timing. The fit keeps to the sound.
+    #[test]
+    fn reports_that_stay_short_after_an_xrun_are_shifted_back() {
+        let mut clock = DeviceClock::new(48_000);
+        let mut seed = 29;
+        let truth = |n: u64| 3_000_000.0 + n as f64 * 1e6 / (48_000.0 * (1.0 + 21e-6));
+        let (mut rebased, mut worst_after) = (None, 0.0_f64);
+        for k in 0..3_000u64 {
+            let n = k * 1_600;
+            let t = truth(n) / 1e6 - 3.0;
+            let xrun = (60.0..60.2).contains(&t);
+            let late = if xrun {
+                50_000.0
+            } else {
+                300.0 * noise(&mut seed).abs()
+            };
+            let short = if xrun {
+                -20_000.0
+            } else if t >= 60.0 {
+                -6_800.0
+            } else {
+                0.0
+            };
+            let report = truth(n) + short + 15.0 * noise(&mut seed);
+            let callback = truth(n) - 66_000.0 + late;
+            match clock.handle_period(n, report, callback) {
+                Pair::Restarted(jump) => panic!("restarted by {jump} µs at {t:.2} s"),
+                Pair::Rebased(jump) => rebased = Some(jump),
+                Pair::Accepted | Pair::Rejected => {}
+            }
+            if t >= 50.0 {
+                let err = clock.heard_at(n).unwrap_or(0.0) - truth(n);
+                worst_after = worst_after.max(err.abs());
+            }
+        }
+        eprintln!("rebased by {rebased:?} µs, worst {worst_after:.1} µs");
+        assert!(
+            rebased.is_some_and(|j| (j + 6_800.0).abs() < 50.0),
+            "{rebased:?}"
+        );
+        assert!(worst_after < 30.0, "{worst_after}");
     }
 
     /// Steady reports that step by 300 µs for good while the callbacks do

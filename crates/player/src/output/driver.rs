@@ -326,6 +326,13 @@ impl PeriodDriver {
                 }
                 tracing::debug!(jump_us = jump, "the sound device's timing jumped");
             }
+            Pair::Rebased(jump) => {
+                tracing::debug!(
+                    jump_us = jump,
+                    "the sound device's reported delay jumped but its callbacks did not: \
+                     the reports are taken as shifted"
+                );
+            }
             Pair::Accepted | Pair::Rejected => {}
         }
         // Every period, for `RUST_LOG=firefly_device_timing=trace` (what
