@@ -93,24 +93,6 @@ const UNSTEADY_SPREAD: f64 = 1.0;
 /// walk of the intercept's filter): PulseAudio's reports moved by 200–300 µs
 /// within 15 s of another client's reconnecting to the server.
 const LATENCY_WALK_MICROS: f64 = 3.0;
-/// Once a stream has played this long, its latency is taken to walk only
-/// [`SETTLED_WALK_MICROS`] per √s: a settled PulseAudio stream's reports
-/// wander by ±60 µs over a minute while the sound keeps to a straight line
-/// (`bench heard`, skewed 180 s: the heard offsets between two nodes were
-/// their fits' distances from straight lines, to 3.5 µs), so a fast walk
-/// plays the wander (heard p99 about 80 µs) where a slow one averages it
-/// out (about 35 µs, replayed offline on that run's reports).
-const SETTLING_SECONDS: f64 = 60.0;
-/// The settled stream's latency walk, µs per √s.
-const SETTLED_WALK_MICROS: f64 = 0.5;
-/// A run of this many blocks beyond [`STEP_FLOOR_MICROS`] (and four times
-/// the steady blocks' unsteadiness) from the level, on one side and level among
-/// themselves, is a step of the latency the slow walk would take a minute
-/// to follow (another client of the server connecting moved PulseAudio's
-/// reports by 200–300 µs for good): the level moves to them at once.
-const STEP_BLOCKS: usize = 5;
-/// The smallest step taken as one, µs.
-const STEP_FLOOR_MICROS: f64 = 100.0;
 /// Unsteadiness no block is credited below, µs.
 const STEADY_FLOOR_MICROS: f64 = 5.0;
 /// Slopes of the reports and of the callbacks further apart than this many
@@ -605,35 +587,18 @@ impl DeviceClock {
             *quartile / UNSTEADY_SPREAD
         };
         // A Kalman filter along the blocks: the latency as a random walk
-        // ([`LATENCY_WALK_MICROS`] per √s while the stream settles,
-        // [`SETTLED_WALK_MICROS`] after), each block a measurement whose
-        // variance is its unsteadiness; a level run of blocks off to one
-        // side is a step, taken at once.
+        // ([`LATENCY_WALK_MICROS`] per √s), each block a measurement whose
+        // variance is its unsteadiness.
         let (mut level, mut variance) = (self.scratch[1], self.scratch[2].max(floor));
-        let mut run = StepRun::default();
         for b in 1..blocks {
             let (x, mean, unsteady) = (
                 self.scratch[b * 3],
                 self.scratch[b * 3 + 1],
-                self.scratch[b * 3 + 2].max(floor),
+                self.scratch[b * 3 + 2],
             );
             let seconds = (x - self.scratch[(b - 1) * 3]) * self.nominal_slope / 1e6;
-            let age = x * self.nominal_slope / 1e6;
-            let walk = if age < SETTLING_SECONDS {
-                LATENCY_WALK_MICROS
-            } else {
-                SETTLED_WALK_MICROS
-            };
-            variance += walk * walk * seconds.max(0.0);
-            // Judged against the window's steady blocks: a block's own
-            // unsteadiness counts its neighbours' wander, a step included.
-            let threshold = STEP_FLOOR_MICROS.max(4.0 * floor.sqrt());
-            if let Some(stepped) = run.push(mean - level, mean, threshold) {
-                level = stepped;
-                variance = unsteady / STEP_BLOCKS as f64;
-                continue;
-            }
-            let gain = variance / (variance + unsteady);
+            variance += LATENCY_WALK_MICROS * LATENCY_WALK_MICROS * seconds.max(0.0);
+            let gain = variance / (variance + unsteady.max(floor));
             level += gain * (mean - level);
             variance *= 1.0 - gain;
         }
@@ -730,44 +695,6 @@ impl DeviceClock {
 }
 
 /// The median of `values` (reordered; 0 when empty).
-/// Blocks in a row off the latency's level to one side (see [`STEP_BLOCKS`]).
-#[derive(Debug, Default)]
-struct StepRun {
-    len: usize,
-    side: f64,
-    lowest: f64,
-    highest: f64,
-    sum: f64,
-}
-
-impl StepRun {
-    /// Takes a block `off` the level with mean `mean`; returns the new level
-    /// when the run makes a step.
-    fn push(&mut self, off: f64, mean: f64, threshold: f64) -> Option<f64> {
-        if off.abs() <= threshold || (self.len > 0 && off.signum() != self.side) {
-            *self = Self::default();
-            if off.abs() <= threshold {
-                return None;
-            }
-        }
-        if self.len == 0 {
-            (self.side, self.lowest, self.highest, self.sum) = (off.signum(), mean, mean, 0.0);
-        }
-        self.len += 1;
-        self.lowest = self.lowest.min(mean);
-        self.highest = self.highest.max(mean);
-        self.sum += mean;
-        if self.len < STEP_BLOCKS {
-            return None;
-        }
-        let level = (self.highest - self.lowest <= threshold).then(|| self.sum / self.len as f64);
-        if level.is_some() {
-            *self = Self::default();
-        }
-        level
-    }
-}
-
 fn median_of(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
@@ -1037,30 +964,6 @@ mod tests {
             "{rebased:?}"
         );
         assert!(worst_after < 30.0, "{worst_after}");
-    }
-
-    /// A settled stream whose reports wander by ±60 µs over about 70 s (as
-    /// a PulseAudio stream's did over 180 s of `bench heard`, while its
-    /// sound kept to a straight line): the fit averages the wander out.
-    #[test]
-    fn a_settled_stream_s_slow_wander_is_averaged_out() {
-        let mut clock = DeviceClock::new(48_000);
-        let mut seed = 31;
-        let truth = |n: u64| 2_000_000.0 + n as f64 * 1e6 / (48_000.0 * (1.0 - 129e-6));
-        let mut worst: f64 = 0.0;
-        for k in 0..9_000u64 {
-            let n = k * 1_600;
-            let t = truth(n) / 1e6 - 2.0;
-            let wander = 60.0 * (t * std::f64::consts::TAU / 70.0).sin();
-            let report = truth(n) + wander + 40.0 * noise(&mut seed);
-            let callback = truth(n) - 66_000.0 + 300.0 * noise(&mut seed).abs();
-            clock.handle_period(n, report, callback);
-            if t >= 120.0 {
-                worst = worst.max((clock.heard_at(n).unwrap_or(0.0) - truth(n)).abs());
-            }
-        }
-        eprintln!("worst after 120 s {worst:.1} µs");
-        assert!(worst < 30.0, "{worst}");
     }
 
     /// Steady reports that step by 300 µs for good while the callbacks do
