@@ -20,7 +20,7 @@
 //!
 //! Nothing here allocates once the first chunk has been processed.
 
-use crate::sinc_kernel::{PHASES, SincKernel, TAPS, dot};
+use crate::sinc_kernel::{PHASES, SincKernel, TAPS, VECTORS, Weights, dot};
 
 /// How far the playback rate may move from 1.0 either way (1%): far beyond the
 /// ±500 ppm a slew controller uses, so its requests are never cut short.
@@ -56,7 +56,7 @@ pub(crate) struct RateResampler {
     history: Vec<Vec<f32>>,
     /// Position of the last output frame, fixed-point, relative to `history[_][0]`.
     position: u64,
-    weights: Box<[f32; TAPS]>,
+    weights: Weights,
 }
 
 impl RateResampler {
@@ -82,7 +82,7 @@ impl RateResampler {
             step: 0,
             history: vec![Vec::new(); channels],
             position: 0,
-            weights: Box::new([0.0; TAPS]),
+            weights: [wide::f32x8::ZERO; VECTORS],
         };
         resampler.reset();
         Ok(resampler)
