@@ -4,7 +4,7 @@
 //! What it is: a [`Decoder`] (symphonia: MP3, FLAC, Ogg Vorbis, WAV, AAC/M4A
 //! to `f32`, channels mapped), a decoding thread per track that may wait on
 //! a [`StreamSource`] still downloading, an [`Engine`] that schedules,
-//! resamples (rubato, at the playback rate the node's slew controller asks
+//! resamples (a windowed-sinc interpolator, at the playback rate the node's slew controller asks
 //! for), fades and reports [`Flash`]es, and three [`Output`]s that drive it:
 //! the sound card through cpal ([`DeviceOutput`], timed by the device's own
 //! playback instants and measured rate), a clocked
@@ -39,6 +39,7 @@ mod live;
 mod output;
 mod player;
 mod resample;
+mod sinc_kernel;
 mod stream;
 mod timeline;
 

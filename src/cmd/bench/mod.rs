@@ -9,6 +9,7 @@ pub(crate) mod library;
 pub(crate) mod live;
 pub(crate) mod scan;
 pub(crate) mod sync;
+pub(crate) mod threads;
 pub(crate) mod transfer;
 pub(crate) mod transitions;
 pub(crate) mod zones;

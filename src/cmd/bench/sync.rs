@@ -16,6 +16,7 @@
 //!    outputs, the time until they agree on a new coordinator and until it
 //!    accepts a command, and their offsets afterwards.
 
+use crate::cmd::bench::threads::ThreadCpu;
 use crate::cmd::local_swarm::{
     Node, RATE, SeenFlash, flashes, get_json, music_dir, offsets, percentile_abs, post, skew,
     start_node, synthesize, wait_settled,
@@ -323,6 +324,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let cold_ms = (cold_started.iter().copied().max().unwrap_or(0) - cold_sent) as f64 / 1e3;
     tokio::time::sleep(Duration::from_secs(u64::from(args.warmup))).await;
     let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
+    let threads_before: Vec<ThreadCpu> = nodes.iter().map(|n| ThreadCpu::read(n.pid())).collect();
     let window_from = unix_micros_now();
     let window_started = Instant::now();
     while window_started.elapsed() < Duration::from_secs(steady.unsigned_abs()) {
@@ -337,6 +339,17 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         .zip(&cpu_before)
         .filter_map(|(node, before)| {
             Some((cpu_seconds(node.pid())? - (*before)?) / cpu_secs * 100.0)
+        })
+        .collect();
+    let cpu_split: Vec<serde_json::Value> = nodes
+        .iter()
+        .zip(&threads_before)
+        .map(|(node, before)| {
+            let split = ThreadCpu::read(node.pid()).percent_since(before, cpu_secs);
+            split
+                .iter()
+                .map(|(group, pct)| (group.key().to_owned(), json!(pct)))
+                .collect()
         })
         .collect();
     let rss: Vec<f64> = nodes.iter().filter_map(|n| rss_mb(n.pid())).collect();
@@ -482,6 +495,8 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             "offset_p99_after_us": percentile_abs(&after_offsets, 99.0),
         },
         "cpu_percent_of_a_core": cpu_percent,
+        // The same window by thread: the output path, the tokio runtime, the rest.
+        "cpu_split_percent": cpu_split,
         "rss_mb": rss,
         "goals": {
             "offset_p99_le_100us": p99 <= GOAL_P99_MICROS,
@@ -738,5 +753,6 @@ fn print_table(r: &serde_json::Value) {
         "per node: CPU {} % of a core, RSS {} MB   (goals ≤ 5 %, ≤ 60 MB)",
         r["cpu_percent_of_a_core"], r["rss_mb"]
     );
+    println!("per node, CPU by thread: {}", r["cpu_split_percent"]);
     println!("goals: {}", r["goals"]);
 }
