@@ -17,8 +17,12 @@ use tokio::sync::broadcast;
 
 /// How many player events a slow listener may fall behind before losing some.
 const EVENT_BACKLOG: usize = 1024;
-/// How often the player's event queue is drained.
-const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// How often the player's event queue is drained. Each drain wakes the
+/// runtime and every listener of the broadcast; at 20 ms that was about
+/// 0.2 % of a core per node (`BENCHMARKS.md`, "CPU of a playing node"), and
+/// nothing waits on an event for timing: changes are anchored on the swarm
+/// clock `LEAD_MICROS` ahead, and the engine plays the next track on its own.
+const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// `--output`: a real or clocked output, or none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +152,7 @@ pub(crate) struct OutputReport {
 }
 
 /// Drain ticks between two logged clock anchors (about a second).
-const ANCHOR_EVERY_TICKS: u64 = 50;
+const ANCHOR_EVERY_TICKS: u64 = 1_000 / DRAIN_EVERY.as_millis() as u64;
 
 /// Logs the local clock against the system's wall clock, read back to back,
 /// so that `firefly bench heard --logs` can put every node's flashes (local
