@@ -75,9 +75,14 @@ const CONFIRM_BELOW_MICROS: f64 = 6_000.0;
 const REFIT_SPAN_SECONDS: f64 = 20.0;
 /// …with this weight, ppm.
 const LEARNED_PRIOR_PPM: f64 = 20.0;
-/// Pairs between full fits once the window holds [`REFIT_EVERY_BELOW`].
+/// Pairs between full fits once the window holds [`REFIT_EVERY_BELOW`]…
 const REFIT_EVERY: usize = 8;
 const REFIT_EVERY_BELOW: usize = 256;
+/// …and at least the window's length over this: a full fit walks the
+/// window a dozen times, so the work per pair stays bounded as the window
+/// grows (a 120 s window of 33 ms periods is refitted about every 2 s;
+/// each new pair moves its line by a hair).
+const REFIT_WINDOW_SHARE: usize = 64;
 /// Blocks of [`BLOCK_MICROS`] needed before the callbacks' slope counts.
 const MIN_BLOCKS: f64 = 3.0;
 /// A callbacks' rate further than this from nominal is not taken (0.1 %).
@@ -281,7 +286,9 @@ impl DeviceClock {
         // each new pair moves the line by a hair, so it is refitted every
         // few pairs (each pair still counts), at every pair while short.
         self.unfitted += 1;
-        if self.len < REFIT_EVERY_BELOW || self.unfitted >= REFIT_EVERY {
+        if self.len < REFIT_EVERY_BELOW
+            || self.unfitted >= REFIT_EVERY.max(self.len / REFIT_WINDOW_SHARE)
+        {
             self.fit();
         }
         Pair::Accepted
