@@ -325,9 +325,14 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
     let window_from = unix_micros_now();
     let window_started = Instant::now();
+    let mut clocks = super::sync_clock::ClockReadings::default();
     while window_started.elapsed() < Duration::from_secs(steady.unsigned_abs()) {
         seen.poll(&nodes).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The clocks alone, a few times a second (see `sync_clock`).
+        for _ in 0..8 {
+            clocks.poll(&nodes).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
     seen.poll(&nodes).await;
     let window_to = unix_micros_now();
@@ -464,6 +469,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             "pair_mean_us": pair_means,
             "clock_view_us": clock_views,
             "timeline_vs_members_ppm": timeline_ppm,
+            "clocks": clocks.report(),
         },
         "cold_command_to_sound_ms": cold_ms,
         "command_to_sound_ms": {
