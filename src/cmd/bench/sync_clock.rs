@@ -39,13 +39,85 @@ pub(crate) struct ClockReadings {
     biases: BTreeMap<String, Vec<f64>>,
     /// Each node's sample counters at its latest reading.
     stats: BTreeMap<usize, serde_json::Value>,
+    /// A node not read (a joiner, when the others' move is measured).
+    skip: Option<usize>,
 }
 
 impl ClockReadings {
+    /// Readings of every node but `skip`.
+    pub(crate) fn except(skip: usize) -> Self {
+        Self {
+            skip: Some(skip),
+            ..Self::default()
+        }
+    }
+
+    /// Reads the clocks every 250 ms for `duration`.
+    pub(crate) async fn poll_for(&mut self, nodes: &[Node], duration: std::time::Duration) {
+        let until = tokio::time::Instant::now() + duration;
+        while tokio::time::Instant::now() < until {
+            self.poll(nodes).await;
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
+    /// How far the read nodes' mean timeline left its course at wall instant
+    /// `split` (µs since the epoch; a joiner started then): each node's
+    /// `swarm − wall` is fitted with a line over its readings before
+    /// `split`, its departures from that line after it are averaged per
+    /// second over the nodes, and the largest is returned with the largest
+    /// single node's and the fit's own noise before `split` (µs), as JSON.
+    pub(crate) fn departure(&self, split: f64) -> serde_json::Value {
+        let mut per_second: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        let mut single: f64 = 0.0;
+        let mut noise: f64 = 0.0;
+        for readings in self.by_node.values() {
+            let before: Vec<(f64, f64)> = readings
+                .iter()
+                .filter(|r| r.wall < split)
+                .map(|r| ((r.wall - split) / 1e6, r.ahead))
+                .collect();
+            let Some((slope, intercept)) = line(&before) else {
+                continue;
+            };
+            for &(x, y) in &before {
+                noise = noise.max((y - (intercept + slope * x)).abs());
+            }
+            let mut seconds: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            for r in readings.iter().filter(|r| r.wall >= split) {
+                let x = (r.wall - split) / 1e6;
+                let off = r.ahead - (intercept + slope * x);
+                single = single.max(off.abs());
+                seconds.entry(x.floor() as i64).or_default().push(off);
+            }
+            for (second, offs) in seconds {
+                per_second
+                    .entry(second)
+                    .or_default()
+                    .push(offs.iter().sum::<f64>() / offs.len() as f64);
+            }
+        }
+        let series: Vec<f64> = per_second
+            .values()
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            .collect();
+        let mean = series
+            .iter()
+            .map(|x| x.abs())
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        json!({
+            "swarm_moved_us": mean,
+            "per_second_us": series,
+            "largest_node_us": single,
+            "fit_noise_before_us": noise,
+            "seconds_after": per_second.len(),
+        })
+    }
+
     /// Reads each node's clock once (a node that does not answer, or an
     /// older one without the reading, is skipped).
     pub(crate) async fn poll(&mut self, nodes: &[Node]) {
-        for node in nodes {
+        for node in nodes.iter().filter(|n| Some(n.index) != self.skip) {
             let Ok(state) = get_json(node.http, "/api/state").await else {
                 continue;
             };
@@ -143,6 +215,21 @@ impl ClockReadings {
     }
 }
 
+/// Least-squares line `(slope, intercept)` through `points` (at least 5).
+fn line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if points.len() < 5 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    (sxx > 0.0).then(|| (sxy / sxx, my - sxy / sxx * mx))
+}
+
 /// `b − a` at each of `a`'s readings that `b` brackets closely, µs.
 fn pair(a: &[Reading], b: &[Reading]) -> Vec<f64> {
     a.iter()
@@ -191,5 +278,40 @@ mod tests {
         let report = readings.report();
         assert_eq!(report["samples"], 1);
         assert!((report["pair_mean_us"]["0-1"].as_f64().unwrap_or(0.0) - 150.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_timeline_that_moves_at_the_split_is_seen_and_a_straight_one_is_not() {
+        let mut readings = ClockReadings::default();
+        let split = 10_000_000.0;
+        // Node 0 runs straight at 130 ppm; node 1 too, until it moves 40 µs at the split.
+        let course = |wall: f64| 500.0 + wall * 130e-6;
+        let walls: Vec<f64> = (0..80).map(|k| 250_000.0 * f64::from(k)).collect();
+        readings
+            .by_node
+            .insert(0, walls.iter().map(|&w| reading(w, course(w))).collect());
+        readings.by_node.insert(
+            1,
+            walls
+                .iter()
+                .map(|&w| reading(w, course(w) + if w >= split { 40.0 } else { 0.0 }))
+                .collect(),
+        );
+        let moved = readings.departure(split);
+        assert!(
+            (moved["swarm_moved_us"].as_f64().unwrap() - 20.0).abs() < 1e-6,
+            "{moved}"
+        );
+        assert!(
+            (moved["largest_node_us"].as_f64().unwrap() - 40.0).abs() < 1e-6,
+            "{moved}"
+        );
+        assert!(
+            moved["fit_noise_before_us"].as_f64().unwrap() < 1e-6,
+            "{moved}"
+        );
+        readings.by_node.remove(&1);
+        let still = readings.departure(split);
+        assert!(still["swarm_moved_us"].as_f64().unwrap() < 1e-6, "{still}");
     }
 }
