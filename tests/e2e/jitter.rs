@@ -2,8 +2,8 @@
 //! skewed test clocks, every link through the fault proxy
 //! (`firefly-faultproxy`) with 20 ± 10 ms of jitter each way, as a busy
 //! Wi-Fi. Over a minute of playback the clock must never step and no player
-//! restart; the flash-measured inter-node offset stays within 5 ms (the
-//! issue asks 1 ms; the benchmark carries the tighter goal).
+//! restart; the flash-measured inter-node offset p99 stays within 1 ms (the
+//! issue's test margin; the benchmark carries the 200 µs goal).
 //!
 //! Nodes reach each other only through the proxies: mDNS is off, each node
 //! dials the earlier ones at their proxy's address, and the test checks that
@@ -304,14 +304,14 @@ fn jittery_links_cause_no_clock_steps_and_no_player_restarts() {
     }
     assert_eq!(steps, [0, 0, 0], "the swarm clock stepped under jitter");
     assert_eq!(restarts, [0, 0, 0], "players restarted under jitter");
-    // The issue asks for ≤ 1 ms here. With time on datagrams real nodes
-    // measure 0.5–0.7 ms (on long-lived streams 0.6–2 ms, a new stream per
-    // probe 3.3–4.6 ms, the issue's first runs 7–17 ms); 5 ms leaves a
-    // loaded CI machine its margin and still catches a regression towards
-    // the figures of before (see BENCHMARKS.md).
+    // The issue's margin. Real nodes measure 0.15–0.2 ms since the proxy
+    // releases datagrams on time (0.5–0.7 ms while it held them on the
+    // runtime's 1 ms timer grid, on long-lived streams 0.6–2 ms, a new
+    // stream per probe 3.3–4.6 ms, the issue's first runs 7–17 ms; see
+    // BENCHMARKS.md): 1 ms leaves a loaded CI machine its margin.
     assert!(
-        worst <= 5_000.0,
-        "p99 inter-node offset {worst:.0} µs > 5 ms"
+        worst <= 1_000.0,
+        "p99 inter-node offset {worst:.0} µs > 1 ms"
     );
     drop(nodes);
     drop(proxies);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p firefly-clock --release --example simulate -- \
-//!     [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--json]
+//!     [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--json]
 //! ```
 //!
 //! The same flags as `firefly bench clock`; the output is always JSON.
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Err(msg) => {
             eprintln!("simulate: {msg}");
             eprintln!(
-                "usage: simulate [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--json]"
+                "usage: simulate [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--json]"
             );
             ExitCode::from(2)
         }
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
     let mut scenario = Scenario::wifi();
-    let (mut nodes, mut seed, mut asym) = (None, None, None);
+    let (mut nodes, mut seed, mut asym, mut datagrams) = (None, None, None, false);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -53,6 +53,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
                 asym = Some(number::<f64>(&value("--asymmetry-us")?, "--asymmetry-us")?)
             }
             "--json" => {}
+            "--datagrams" => datagrams = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -70,6 +71,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
             return Err("--asymmetry-us must be a non-negative number".into());
         }
         scenario.asymmetry_us = a;
+    }
+    if datagrams {
+        // Unordered links, as `firefly bench clock --datagrams`.
+        scenario.ordered = false;
     }
     Ok(scenario)
 }

@@ -113,7 +113,7 @@ pub struct PeerView {
 }
 
 /// Counters of what happened to samples (bad input is counted here).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Samples taken into a window.
     pub accepted: u64,
@@ -390,6 +390,19 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     /// compensation plus any slew in progress).
     pub fn skew_ppm(&self) -> f64 {
         self.rate() * 1e6
+    }
+
+    /// This node's drift compensation, ppm: the swarm clock's rate against
+    /// the local clock without the phase slew in progress (see
+    /// [`SwarmClock::slew_ppm`]; the two add up to [`SwarmClock::skew_ppm`]
+    /// within the skew bound).
+    pub fn drift_compensation_ppm(&self) -> f64 {
+        self.rate_base * 1e6
+    }
+
+    /// The rate offset slewing this node's phase toward its peers now, ppm.
+    pub fn slew_ppm(&self) -> f64 {
+        self.rate_slew * 1e6
     }
 
     /// Estimated distance of this node's timeline from its peers' consensus at

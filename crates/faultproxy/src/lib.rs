@@ -66,6 +66,9 @@ pub enum Error {
     /// No port number was free for both TCP and UDP.
     #[error("no 127.0.0.1 port free for both TCP and UDP after {0} tries")]
     NoTwinPort(usize),
+    /// The thread that releases datagrams could not be started.
+    #[error("cannot start the datagram release thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// Largest segment read and released at once.
@@ -264,6 +267,8 @@ struct Shared {
     udp_in_flight: AtomicU64,
     udp_datagrams: [AtomicU64; 2],
     udp_dropped: AtomicU64,
+    /// UDP: the thread that releases held datagrams on time.
+    releaser: release::Releaser,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -325,7 +330,9 @@ impl FaultProxy {
             udp_in_flight: AtomicU64::new(0),
             udp_datagrams: [AtomicU64::new(0), AtomicU64::new(0)],
             udp_dropped: AtomicU64::new(0),
+            releaser: release::Releaser::default(),
         });
+        release::Releaser::start(&shared).map_err(Error::Thread)?;
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         let udp = tokio::spawn(udp::serve(udp_socket, Arc::clone(&shared)));
         Ok(Self {
@@ -411,6 +418,7 @@ impl Drop for FaultProxy {
         self.accept.abort();
         self.udp.abort();
         lock(&self.shared.mappings).abort_all();
+        self.shared.releaser.close();
         // Ends every connection task (they watch the epoch).
         self.shared.epoch.send_modify(|e| *e += 1);
     }
@@ -559,6 +567,7 @@ fn release_at(
     schedule.release(release)
 }
 
+mod release;
 #[cfg(test)]
 mod tests;
 mod udp;

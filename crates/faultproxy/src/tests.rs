@@ -358,3 +358,72 @@ async fn a_stall_holds_datagrams_until_it_clears() {
         "{back:?}"
     );
 }
+
+/// The proxy releases each datagram at its own due instant, not on the
+/// runtime's 1 ms timer grid: held there, every direction's smallest delay
+/// settled a fixed fraction of a millisecond above its floor, a steady path
+/// asymmetry that moved the real nodes' clocks by hundreds of µs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_leave_on_time_not_on_a_millisecond_grid() {
+    const COUNT: usize = 120;
+    let delay = Duration::from_millis(5);
+    let target = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    target
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let proxy = FaultProxy::start(
+        target.local_addr().unwrap(),
+        Faults::both(LinkFaults::default().delay(delay)),
+        9,
+    )
+    .await
+    .unwrap();
+    let to = proxy.local_addr();
+    let excess = tokio::task::spawn_blocking(move || {
+        let receiver = std::thread::spawn(move || {
+            let mut arrived = vec![None; COUNT];
+            let mut buf = [0u8; 16];
+            while let Ok(n) = target.recv(&mut buf) {
+                let at = std::time::Instant::now();
+                if let Ok(bytes) = <[u8; 8]>::try_from(&buf[..n]) {
+                    let i = u64::from_be_bytes(bytes) as usize;
+                    if let Some(slot) = arrived.get_mut(i) {
+                        *slot = Some(at);
+                    }
+                }
+                if arrived.iter().all(Option::is_some) {
+                    break;
+                }
+            }
+            arrived
+        });
+        let client = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut sent = Vec::with_capacity(COUNT);
+        for i in 0..COUNT as u64 {
+            sent.push(std::time::Instant::now());
+            client.send_to(&i.to_be_bytes(), to).unwrap();
+            // Not a whole number of milliseconds: sends meet every phase.
+            std::thread::sleep(Duration::from_micros(1_370));
+        }
+        let arrived = receiver.join().unwrap();
+        let mut excess: Vec<f64> = sent
+            .iter()
+            .zip(&arrived)
+            .filter_map(|(s, a)| Some((a.as_ref()?.duration_since(*s) - delay).as_secs_f64() * 1e6))
+            .collect();
+        excess.sort_by(f64::total_cmp);
+        excess
+    })
+    .await
+    .unwrap();
+    assert!(excess.len() >= COUNT * 9 / 10, "{} arrived", excess.len());
+    // On a 1 ms grid the excess is uniform over 0–1,000 µs (its first
+    // quartile 250 µs and more); released on time, it is the wake-up
+    // latency of a thread.
+    let quartile = excess[excess.len() / 4];
+    assert!(
+        quartile < 250.0,
+        "a quarter of the datagrams came {quartile:.0} µs or more late: {:?}",
+        &excess[..10]
+    );
+}

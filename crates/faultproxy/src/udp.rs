@@ -8,7 +8,9 @@
 //! link's stalls (the TCP side's schedule: one link, one outage), real loss
 //! (dropped, not retransmitted), and partitions (dropped while in force).
 //! Order between datagrams is **not** kept: each leaves when its own delay
-//! is over, as on a jittery path. The bandwidth cap is the TCP side's alone.
+//! is over, as on a jittery path, to the microsecond: a thread of the
+//! proxy's own releases it (`release`), not the runtime's 1 ms timer grid.
+//! The bandwidth cap is the TCP side's alone.
 
 use crate::{Direction, Shared, index, lock};
 use rand::Rng;
@@ -30,7 +32,9 @@ const IN_FLIGHT: u64 = 4_096;
 
 /// One client's upstream socket.
 struct Mapping {
-    socket: Arc<UdpSocket>,
+    /// The mapping's socket, for the release thread (its reader task holds
+    /// the runtime's handle on it).
+    sender: Arc<std::net::UdpSocket>,
     reader: AbortHandle,
     created: Instant,
 }
@@ -55,7 +59,13 @@ impl Mappings {
 
 /// Binds `listen` and forwards datagrams from clients to `shared.target`.
 pub(crate) async fn serve(listen: UdpSocket, shared: Arc<Shared>) {
-    let listen = Arc::new(listen);
+    let listen_sender = match crate::release::sender(&listen) {
+        Ok(sender) => sender,
+        Err(err) => {
+            tracing::warn!(%err, "fault proxy: no UDP sender; datagrams are not forwarded");
+            return;
+        }
+    };
     let mut buf = vec![0u8; DATAGRAM];
     loop {
         let (n, client) = match listen.recv_from(&mut buf).await {
@@ -66,7 +76,7 @@ pub(crate) async fn serve(listen: UdpSocket, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Some(socket) = mapping(&listen, client, &shared).await else {
+        let Some(socket) = mapping(&listen_sender, client, &shared).await else {
             continue;
         };
         let target = shared.target;
@@ -82,23 +92,26 @@ pub(crate) async fn serve(listen: UdpSocket, shared: Arc<Shared>) {
 
 /// The upstream socket of `client`, made (with its reader) on first use.
 async fn mapping(
-    listen: &Arc<UdpSocket>,
+    listen_sender: &Arc<std::net::UdpSocket>,
     client: SocketAddr,
     shared: &Arc<Shared>,
-) -> Option<Arc<UdpSocket>> {
+) -> Option<Arc<std::net::UdpSocket>> {
     if let Some(m) = lock(&shared.mappings).0.get(&client) {
-        return Some(Arc::clone(&m.socket));
+        return Some(Arc::clone(&m.sender));
     }
-    let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await {
-        Ok(socket) => Arc::new(socket),
+    let (socket, sender) = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .and_then(|socket| Ok((crate::release::sender(&socket)?, socket)))
+    {
+        Ok((sender, socket)) => (Arc::new(socket), sender),
         Err(err) => {
             tracing::debug!(%err, "fault proxy: no UDP mapping socket");
             return None;
         }
     };
     let reader = tokio::spawn(back(
-        Arc::clone(&socket),
-        Arc::clone(listen),
+        socket,
+        Arc::clone(listen_sender),
         client,
         Arc::clone(shared),
     ))
@@ -117,18 +130,18 @@ async fn mapping(
     mappings.0.insert(
         client,
         Mapping {
-            socket: Arc::clone(&socket),
+            sender: Arc::clone(&sender),
             reader,
             created: Instant::now(),
         },
     );
-    Some(socket)
+    Some(sender)
 }
 
 /// Forwards what the target sends to `client`'s mapping back to the client.
 async fn back(
     socket: Arc<UdpSocket>,
-    listen: Arc<UdpSocket>,
+    listen: Arc<std::net::UdpSocket>,
     client: SocketAddr,
     shared: Arc<Shared>,
 ) {
@@ -159,7 +172,7 @@ async fn back(
 /// drops it (loss, partition, too many waiting).
 fn schedule(
     bytes: Vec<u8>,
-    socket: Arc<UdpSocket>,
+    socket: Arc<std::net::UdpSocket>,
     to: SocketAddr,
     dir: Direction,
     shared: &Arc<Shared>,
@@ -183,20 +196,11 @@ fn schedule(
         schedule.plan(&faults, now, due, &shared.stalls);
         schedule.release(due)
     };
-    let mut epoch = shared.epoch.subscribe();
-    let shared = Arc::clone(shared);
+    let epoch = *shared.epoch.borrow();
     shared.udp_in_flight.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(async move {
-        let sent = tokio::select! {
-            () = tokio::time::sleep_until(release) => socket.send_to(&bytes, to).await.is_ok(),
-            // A partition (or the proxy's end) drops what is on the wire.
-            _ = epoch.changed() => false,
-        };
-        shared.udp_in_flight.fetch_sub(1, Ordering::Relaxed);
-        if sent {
-            shared.udp_datagrams[index(dir)].fetch_add(1, Ordering::Relaxed);
-        } else {
-            shared.udp_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    // Released by the proxy's thread at the due instant itself, not on the
+    // runtime's 1 ms timer grid (see `release`).
+    shared
+        .releaser
+        .hold(release.into_std(), bytes, socket, to, dir, epoch);
 }

@@ -229,6 +229,10 @@ pub struct ClockStatus {
     pub skew_ppm: f64,
     /// Estimated distance from the peers' consensus, µs (one sigma).
     pub sync_error_micros: Option<f64>,
+    /// Drift compensation (the skew without the slew in progress), ppm.
+    pub drift_ppm: f64,
+    /// Phase slew in progress, ppm.
+    pub slew_ppm: f64,
     /// What is known about each member's clock.
     pub peers: Vec<(PeerId, firefly_clock::PeerInfo)>,
     /// Sample counters (refused samples are bad input from peers).
@@ -242,6 +246,8 @@ pub(crate) fn clock_status(clock: &SwarmClock<PeerId>, now: LocalMicros) -> Cloc
         synced: clock.is_synced(),
         skew_ppm: clock.skew_ppm(),
         sync_error_micros: clock.sync_error_micros(),
+        drift_ppm: clock.drift_compensation_ppm(),
+        slew_ppm: clock.slew_ppm(),
         peers: clock.peers().map(|(p, info)| (*p, info.clone())).collect(),
         stats: clock.stats().clone(),
     }

@@ -9,6 +9,7 @@ pub(crate) mod library;
 pub(crate) mod live;
 pub(crate) mod scan;
 pub(crate) mod sync;
+mod sync_clock;
 pub(crate) mod threads;
 pub(crate) mod transfer;
 pub(crate) mod transitions;

@@ -327,9 +327,14 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let threads_before: Vec<ThreadCpu> = nodes.iter().map(|n| ThreadCpu::read(n.pid())).collect();
     let window_from = unix_micros_now();
     let window_started = Instant::now();
+    let mut clocks = super::sync_clock::ClockReadings::default();
     while window_started.elapsed() < Duration::from_secs(steady.unsigned_abs()) {
         seen.poll(&nodes).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The clocks alone, a few times a second (see `sync_clock`).
+        for _ in 0..8 {
+            clocks.poll(&nodes).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
     seen.poll(&nodes).await;
     let window_to = unix_micros_now();
@@ -396,24 +401,34 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         .iter()
         .position(|node| node.index == joiner)
         .context("the joiner is not running")?;
+    // The others' clocks, read from before the kill to well after the
+    // restart: a node leaving and joining must not move the swarm (issue
+    // 13: a joiner ≤ 10 µs).
+    let mut join_clocks = super::sync_clock::ClockReadings::except(joiner);
+    join_clocks.poll_for(&nodes, Duration::from_secs(6)).await;
+    let left = unix_micros_now();
     nodes.remove(slot).kill();
     seen.forget(joiner);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    join_clocks.poll_for(&nodes, Duration::from_secs(2)).await;
     let spawned = unix_micros_now();
     let peers = links.peers(&nodes).await?;
     let rejoined = start_node(root, joiner, &peers)?;
     nodes.insert(slot, rejoined);
     let mut join_trace = Vec::new();
-    let join_ms = wait_in_step(
-        &nodes,
-        &mut seen,
-        joiner,
-        spawned,
-        Duration::from_secs(15),
-        &mut join_trace,
-    )
-    .await
-    .map(|at| (at - spawned) as f64 / 1e3);
+    let (join_ms, ()) = tokio::join!(
+        wait_in_step(
+            &nodes,
+            &mut seen,
+            joiner,
+            spawned,
+            Duration::from_secs(15),
+            &mut join_trace,
+        ),
+        join_clocks.poll_for(&nodes, Duration::from_secs(16)),
+    );
+    let join_ms = join_ms.map(|at| (at - spawned) as f64 / 1e3);
+    // From the kill on: the node's leaving and its return together.
+    let join_moved = join_clocks.departure(left as f64);
 
     // 4. Failover: the coordinator killed mid-track.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -477,6 +492,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             "pair_mean_us": pair_means,
             "clock_view_us": clock_views,
             "timeline_vs_members_ppm": timeline_ppm,
+            "clocks": clocks.report(),
         },
         "cold_command_to_sound_ms": cold_ms,
         "command_to_sound_ms": {
@@ -485,7 +501,12 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
             "max": command_max,
             "start_spread_us": start_spread_us,
         },
-        "join": { "node": joiner, "in_step_ms": join_ms, "trace_ms_us": join_trace },
+        "join": {
+            "node": joiner,
+            "in_step_ms": join_ms,
+            "trace_ms_us": join_trace,
+            "others_clocks": join_moved,
+        },
         "failover": {
             "killed": killed_index,
             "new_coordinator_ms": new_coordinator_ms,

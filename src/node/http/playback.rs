@@ -63,6 +63,10 @@ pub(crate) struct PeerReport {
     pub(crate) role: &'static str,
     pub(crate) rtt_us: Option<f64>,
     pub(crate) clock_offset_us: Option<f64>,
+    /// The path bias already removed from `clock_offset_us`, µs (see
+    /// `firefly_clock::PeerInfo::path_bias_micros`). Absent from older nodes.
+    #[serde(default)]
+    pub(crate) clock_path_bias_us: Option<f64>,
     pub(crate) playback: PlaybackState,
     /// How this node reaches the peer: "direct", "relayed" (only through a
     /// relay's circuit) or "indirect" (no connection; its gossip comes
@@ -74,6 +78,50 @@ pub(crate) struct PeerReport {
     /// The id of the zone it plays in.
     #[serde(default)]
     pub(crate) zone: String,
+}
+
+/// This node's swarm clock against the wall clock, in `GET /api/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ClockReading {
+    /// Microseconds since the UNIX epoch on the system's wall clock, read
+    /// around `swarm_us` (the middle of the two reads).
+    pub(crate) wall_us: i64,
+    /// The swarm clock at that instant, µs.
+    pub(crate) swarm_us: i64,
+    /// The two wall reads lay this far apart, µs (how exact the pair is).
+    pub(crate) read_us: i64,
+    /// Drift compensation: the swarm clock's rate against the local clock
+    /// without the phase slew, ppm.
+    pub(crate) drift_ppm: f64,
+    /// Phase slew in progress, ppm.
+    pub(crate) slew_ppm: f64,
+    /// What happened to the time samples so far (accepted, refused, windows
+    /// shrunk, peer clock jumps, own steps).
+    pub(crate) stats: firefly_clock::Stats,
+}
+
+impl ClockReading {
+    fn read(
+        timeline: &crate::node::timeline::NodeTimeline,
+        clock: &firefly_swarm::ClockStatus,
+    ) -> Self {
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        };
+        let before = wall();
+        let swarm_us = timeline.swarm_now().as_micros();
+        let after = wall();
+        Self {
+            wall_us: before + (after - before) / 2,
+            swarm_us,
+            read_us: after - before,
+            drift_ppm: clock.drift_ppm,
+            slew_ppm: clock.slew_ppm,
+            stats: clock.stats.clone(),
+        }
+    }
 }
 
 /// `GET /api/state`.
@@ -88,6 +136,11 @@ pub(crate) struct StateReport {
     pub(crate) clock_synced: bool,
     pub(crate) skew_ppm: f64,
     pub(crate) sync_error_us: Option<f64>,
+    /// The swarm clock read against the system's wall clock, and what its
+    /// rate is made of (for benchmarks: nodes on one machine share its
+    /// wall clock). Absent from older nodes' answers.
+    #[serde(default)]
+    pub(crate) clock: Option<ClockReading>,
     pub(crate) playback: PlaybackReport,
     /// This node's volume (1.0 unchanged); `None` when it has no output.
     pub(crate) volume: Option<f32>,
@@ -143,6 +196,7 @@ pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateRe
                 role: role_of(m.peer, roles.coordinator),
                 rtt_us: info.and_then(|i| i.delay_micros),
                 clock_offset_us: info.and_then(|i| i.offset_micros),
+                clock_path_bias_us: info.and_then(|i| i.path_bias_micros),
                 playback: m.status.playback.state,
                 connection: connection_kind(&links, m.peer),
                 volume: m
@@ -166,6 +220,7 @@ pub(crate) async fn state(State(state): State<NodeState>) -> Result<Json<StateRe
         clock_synced: clock.synced,
         skew_ppm: clock.skew_ppm,
         sync_error_us: clock.sync_error_micros,
+        clock: Some(ClockReading::read(&state.audio.timeline, &clock)),
         playback: PlaybackReport::of(&state.control.session(), swarm_now),
         volume: state.audio.player().is_some().then(|| state.volume.get()),
         output,

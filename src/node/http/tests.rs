@@ -530,6 +530,26 @@ async fn metrics_parse_as_prometheus_text_and_agree_with_the_state() {
         "{offset} vs {state_offset}"
     );
     assert!(sample(&scrape, "firefly_peer_rtt_seconds", Some(("peer", &b_id))).is_some());
+    // The clock read against the wall clock: the pair is read together,
+    // the swarm time is the wall-clock based one the node started from, and
+    // its parts add up to the skew.
+    let clock = &state["clock"];
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    assert!(clock["read_us"].as_i64().unwrap() >= 0, "{clock}");
+    assert!(
+        (wall - clock["wall_us"].as_i64().unwrap()).abs() < 60_000_000,
+        "{clock}"
+    );
+    assert!(clock["swarm_us"].as_i64().unwrap() > 0, "{clock}");
+    let parts = clock["drift_ppm"].as_f64().unwrap() + clock["slew_ppm"].as_f64().unwrap();
+    assert!(
+        (parts - state["skew_ppm"].as_f64().unwrap()).abs() < 0.01,
+        "{clock}"
+    );
+    assert!(clock["stats"]["accepted"].as_u64().unwrap() > 0, "{clock}");
     // A has a (virtual) output: its timing is there.
     assert_eq!(sample(&scrape, "firefly_output_present", None), Some(1.0));
     assert_eq!(

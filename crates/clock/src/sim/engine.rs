@@ -149,7 +149,11 @@ pub(crate) fn simulate(sc: &Scenario, protocol: Protocol) -> Metrics {
     let nodes: Vec<Node> = (0..n)
         .map(|i| Node {
             offset: (rng.random::<f64>() * 2.0 - 1.0) * sc.offset_range_us,
-            drift: (rng.random::<f64>() * 2.0 - 1.0) * sc.drift_ppm * 1e-6,
+            drift: {
+                // Drawn either way, so fixed drifts leave every other draw as it was.
+                let drawn = (rng.random::<f64>() * 2.0 - 1.0) * sc.drift_ppm;
+                sc.drifts_ppm.get(i).copied().unwrap_or(drawn) * 1e-6
+            },
             present: Some(i) != joiner,
             alive: Some(i) != joiner,
             clock: None,

@@ -59,6 +59,9 @@ pub struct Metrics {
     /// Per node: 99th percentile of its distance from the median after
     /// warm-up, µs.
     pub node_error_p99_us: Vec<Option<f64>>,
+    /// Per node: its mean signed distance from the median after warm-up,
+    /// µs (a node that sits apart, and on which side).
+    pub node_error_mean_us: Vec<Option<f64>>,
     /// Largest spread in each second of the run.
     pub timeline: Vec<SpreadPoint>,
     /// Time requests sent.
@@ -211,15 +214,20 @@ impl Recorder {
         .unwrap_or(self.end);
         let nodes = self.readings.first().map_or(0, Vec::len);
         let mut node_error = Vec::with_capacity(nodes);
+        let mut node_mean = Vec::with_capacity(nodes);
         for i in 0..nodes {
-            let mut errs: Vec<f64> = (0..self.times.len())
+            let signed: Vec<f64> = (0..self.times.len())
                 .filter(|&k| self.times[k] >= self.warmup && self.counted(i, self.times[k]))
                 .filter_map(|k| {
                     let r = self.readings[k][i].1?;
                     let m = self.median_of_others(k, usize::MAX)?;
-                    Some((r - m).abs())
+                    Some(r - m)
                 })
                 .collect();
+            node_mean.push(
+                (!signed.is_empty()).then(|| signed.iter().sum::<f64>() / signed.len() as f64),
+            );
+            let mut errs: Vec<f64> = signed.iter().map(|e| e.abs()).collect();
             errs.sort_by(f64::total_cmp);
             node_error.push(percentile(&errs, 0.99));
         }
@@ -259,6 +267,7 @@ impl Recorder {
             join_pull_us: self.join.and_then(|(j, at)| self.departure(j, at, false)),
             crashed_node: self.crash.map(|c| c.0),
             node_error_p99_us: node_error,
+            node_error_mean_us: node_mean,
             timeline,
             exchanges: self.exchanges,
             lost: self.lost,

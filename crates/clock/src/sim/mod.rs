@@ -47,6 +47,11 @@ pub struct Scenario {
     pub offset_range_us: f64,
     /// True clock drifts are uniform in ± this, ppm.
     pub drift_ppm: f64,
+    /// Fixed true clock drifts of the first nodes, ppm, in node order (the
+    /// rest draw theirs from `drift_ppm`): the real-process benchmarks give
+    /// their nodes fixed test clocks, and a node's distance from the
+    /// members' median rate matters under jitter.
+    pub drifts_ppm: Vec<f64>,
     /// One-way base delay, µs.
     pub base_delay_us: f64,
     /// Mean of the exponential one-way jitter, µs (drawn per direction).
@@ -132,6 +137,7 @@ impl Scenario {
             duration_s: 240.0,
             offset_range_us: 1_000_000.0,
             drift_ppm: 200.0,
+            drifts_ppm: Vec::new(),
             base_delay_us: 300.0,
             jitter_mean_us: 100.0,
             uniform_jitter_us: 0.0,
@@ -210,6 +216,9 @@ impl Scenario {
             base_delay_us: 20_000.0,
             jitter_mean_us: 0.0,
             uniform_jitter_us: 10_000.0,
+            // The test clocks `firefly bench sync` and the e2e test give
+            // nodes 0, 1 and 2 (`local_swarm::skew`).
+            drifts_ppm: vec![200.0, -165.0, 130.0],
             loss: 0.0,
             ordered: true,
             // One segment each way on the peer's long-lived time stream
