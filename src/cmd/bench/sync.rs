@@ -333,7 +333,10 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
     let threads_before: Vec<ThreadCpu> = nodes.iter().map(|n| ThreadCpu::read(n.pid())).collect();
     let cpu_started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(steady.unsigned_abs().min(CPU_WINDOW_SECONDS))).await;
+    tokio::time::sleep(Duration::from_secs(
+        steady.unsigned_abs().min(CPU_WINDOW_SECONDS),
+    ))
+    .await;
     let cpu_secs = cpu_started.elapsed().as_secs_f64();
     let cpu_percent: Vec<f64> = nodes
         .iter()
