@@ -426,7 +426,7 @@ impl DeviceClock {
             let prior = prior_ppm * 1e-6 * self.nominal_slope;
             let (wf, wp) = (1.0 / (error * error), 1.0 / (prior * prior));
             let drawn = (fitted * wf + centre * wp) / (wf + wp);
-            let fitted = self.steadier_slope(drawn, my - drawn * mx, (centre, prior));
+            let fitted = self.steadier_slope(drawn, my - drawn * mx);
             if (fitted / self.nominal_slope - 1.0).abs() <= MAX_RATE_ERROR {
                 self.learned_slope = Some(fitted);
                 if !self.restarted {
@@ -471,15 +471,7 @@ impl DeviceClock {
     /// the slopes are weighted by the inverse of those scatters. The line
     /// still passes through the reports' centroid: the latency is the
     /// reports' own, averaged over the window.
-    ///
-    /// Before there are blocks enough to judge scatter (a stream's first
-    /// [`MIN_BLOCKS`] seconds), the callbacks' slope is taken, drawn towards
-    /// `prior` (centre, one-sigma width) by its standard error: a restarted
-    /// node's new PulseAudio stream had its reports' slope swing from −345
-    /// to +227 ppm over its first 2.5 s (the device ran at +291) while its
-    /// callbacks held within ±15 µs of the line they settled on, and the
-    /// fitted line ran 300 µs off.
-    fn steadier_slope(&mut self, slope: f64, at: f64, prior: (f64, f64)) -> f64 {
+    fn steadier_slope(&mut self, slope: f64, at: f64) -> f64 {
         let reports = self.block_scatter(|(x, y, _)| Some(y - (at + slope * x)));
         let Some((cb, limit)) = self.fit_callbacks() else {
             return slope;
@@ -510,31 +502,8 @@ impl DeviceClock {
                 let (wr, wc) = (1.0 / r, 1.0 / c);
                 (slope * wr + cb.slope * wc) / (wr + wc)
             }
-            _ => self.young_callback_slope(cb, limit, prior).unwrap_or(slope),
+            _ => slope,
         }
-    }
-
-    /// The callbacks' slope `cb` (late ones, beyond `limit`, left out)
-    /// drawn towards `prior` (centre, one-sigma width) by its standard
-    /// error; `None` without a span to fit over.
-    fn young_callback_slope(&self, cb: Line, limit: f64, prior: (f64, f64)) -> Option<f64> {
-        let kept = self
-            .iter()
-            .filter(|&(x, _, c)| (c - (cb.at + cb.slope * x)).abs() <= limit);
-        let (n, sx, sxx, srr): (f64, f64, f64, f64) =
-            kept.fold((0.0, 0.0, 0.0, 0.0), |(n, sx, sxx, srr), (x, _, c)| {
-                let r = c - (cb.at + cb.slope * x);
-                (n + 1.0, sx + x, sxx + x * x, srr + r * r)
-            });
-        let spread = sxx - sx * sx / n.max(1.0);
-        if n < MIN_FIT_POINTS as f64 || spread <= 0.0 {
-            return None;
-        }
-        let residual = (srr / (n - 2.0).max(1.0)).sqrt().max(MIN_SCATTER);
-        let error = residual / spread.sqrt();
-        let (centre, width) = prior;
-        let (wf, wp) = (1.0 / (error * error), 1.0 / (width * width));
-        Some((cb.slope * wf + centre * wp) / (wf + wp))
     }
 
     /// Where the line through the reports sits, given its `slope`: the
@@ -1002,47 +971,6 @@ mod tests {
             "{rebased:?}"
         );
         assert!(worst_after < 30.0, "{worst_after}");
-    }
-
-    /// A restarted node's new stream, as `bench heard` logged one: the
-    /// device at +291 ppm, its reports 50–96 µs late over the first 2.5 s
-    /// and settling over 6 s, its callbacks within ±15 µs of their line
-    /// (and late by 3 ms now and then). From its first second the rate is
-    /// within 30 ppm of the device's (the reports' own slope swung by
-    /// hundreds of ppm in the real run and put the line 300 µs off).
-    #[test]
-    fn a_new_stream_takes_its_callbacks_slope_before_its_reports_settle() {
-        let ppm = 291.0;
-        let mut clock = DeviceClock::new(48_000);
-        let mut seed = 37;
-        let truth = |n: u64| 500_000.0 + n as f64 * 1e6 / (48_000.0 * (1.0 + ppm * 1e-6));
-        let mut worst: f64 = 0.0;
-        for k in 0..300u64 {
-            let n = k * 1_600;
-            let t = truth(n) / 1e6 - 0.5;
-            let settling = if t < 1.0 {
-                50.0 + 46.0 * t
-            } else if t < 2.5 {
-                80.0
-            } else if t < 4.0 {
-                44.0
-            } else {
-                44.0 * (-(t - 4.0) / 1.5).exp()
-            };
-            let report = truth(n) + settling + 20.0 * noise(&mut seed);
-            let late = if noise(&mut seed) > 0.95 {
-                3_000.0
-            } else {
-                15.0 * noise(&mut seed).abs()
-            };
-            clock.handle_period(n, report, truth(n) - 66_340.0 + late);
-            if t >= 1.0 {
-                let rate = (clock.rate_ratio().unwrap_or(1.0) - 1.0) * 1e6;
-                worst = worst.max((rate - ppm).abs());
-            }
-        }
-        eprintln!("rate off by {worst:.1} ppm at worst from 1 s on");
-        assert!(worst < 30.0, "{worst}");
     }
 
     /// Steady reports that step by 300 µs for good while the callbacks do
