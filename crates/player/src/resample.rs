@@ -21,6 +21,7 @@
 //! Nothing here allocates once the first chunk has been processed.
 
 use crate::sinc_kernel::{PHASES, SincKernel, TAPS, VECTORS, Weights, dot};
+use std::sync::Arc;
 
 /// How far the playback rate may move from 1.0 either way (1%): far beyond the
 /// ±500 ppm a slew controller uses, so its requests are never cut short.
@@ -42,7 +43,7 @@ const HALF: usize = TAPS / 2;
 /// Resamples interleaved `f32` from a source rate to an output rate, with a
 /// playback rate applied on top.
 pub(crate) struct RateResampler {
-    kernel: SincKernel,
+    kernel: Arc<SincKernel>,
     channels: usize,
     /// Output frames per [`RateResampler::process`] call.
     chunk: usize,
@@ -74,7 +75,7 @@ impl RateResampler {
         }
         let base_step = f64::from(source_rate) / f64::from(output_rate);
         let mut resampler = Self {
-            kernel: SincKernel::new(base_step * (1.0 + MAX_RATE_DEVIATION)),
+            kernel: SincKernel::shared(base_step * (1.0 + MAX_RATE_DEVIATION)),
             channels,
             chunk,
             base_step,

@@ -26,6 +26,7 @@
 //! rate, at either optimization level (test build; rubato took 0.57–0.64 %
 //! there).
 
+use std::sync::{Arc, Mutex};
 use wide::f32x8;
 
 /// Input frames weighted for each output frame (even: half on each side).
@@ -55,7 +56,32 @@ pub(crate) struct SincKernel {
     rows: Vec<Weights>,
 }
 
+/// Kernels kept for reuse, newest last (one per conversion ratio in use;
+/// a track's opening then costs no table).
+static SHARED: Mutex<Vec<(u64, Arc<SincKernel>)>> = Mutex::new(Vec::new());
+/// Kernels kept at most (131 KiB each).
+const SHARED_KEPT: usize = 8;
+
 impl SincKernel {
+    /// The kernel for `max_step` (see [`SincKernel::new`]), built once and
+    /// shared: building one takes tens of thousands of Bessel sums, which
+    /// delayed a track's start on a loaded machine.
+    pub(crate) fn shared(max_step: f64) -> Arc<Self> {
+        let key = max_step.to_bits();
+        let mut kept = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, kernel)) = kept.iter().find(|(k, _)| *k == key) {
+            return Arc::clone(kernel);
+        }
+        let kernel = Arc::new(Self::new(max_step));
+        if kept.len() >= SHARED_KEPT {
+            kept.remove(0);
+        }
+        kept.push((key, Arc::clone(&kernel)));
+        kernel
+    }
+
     /// The kernel for reading input at up to `max_step` input frames per
     /// output frame: its cutoff sits low enough that the transition band ends
     /// at the lower of the two Nyquist frequencies (no aliasing when

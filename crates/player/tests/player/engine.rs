@@ -508,6 +508,12 @@ fn flashes_name_the_audio_really_emitted_at_any_rate() {
         let mut d = Driven::new(PlayerConfig::default());
         d.timeline.set_rate(rate);
         d.play_file(&path, 0, SwarmMicros(0));
+        // The run goes far faster than real time: all it plays is decoded
+        // first (a node plays in real time, its decoder seconds ahead).
+        assert!(
+            d.player
+                .wait_ready(Duration::from_secs(4), Duration::from_secs(20))
+        );
         d.run_for(3.0);
         let flashes = d.flashes();
         for f in [flashes[10], flashes[150], flashes[280]] {
@@ -596,6 +602,9 @@ fn two_tracks(
     ((pa, a), (pb, b))
 }
 
+/// Real time given to a follow-on's decoder before a faster-than-real-time run.
+const FOLLOW_HEAD_START: Duration = Duration::from_millis(300);
+
 #[test]
 fn a_followed_track_starts_on_the_frame_after_the_last_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -609,6 +618,11 @@ fn a_followed_track_starts_on_the_frame_after_the_last_one() {
     d.player
         .follow(Decoder::open_file(&pb, 2).unwrap(), 0, SwarmMicros(b_at))
         .unwrap();
+    // The run below goes far faster than real time (A's 1.5 s in a few ms):
+    // B's decoder thread gets the head start a node's schedule gives a
+    // follow-on (sent seconds ahead). `wait_ready` watches the played track
+    // only, so a pause stands for it.
+    std::thread::sleep(FOLLOW_HEAD_START);
     d.run_for(4.0);
     let first = first_sound(&d.out);
     // Output from A's first frame on is A then B, frame for frame: no gap,
@@ -649,6 +663,7 @@ fn a_follow_far_from_the_end_waits_for_its_instant_and_play_or_stop_cancels_it()
             SwarmMicros(end + 500_000),
         )
         .unwrap();
+    std::thread::sleep(FOLLOW_HEAD_START);
     d.run_for(3.0);
     let silent = d.out[len_a * 2 + 200..(len_a + RATE as usize / 2) * 2 - 200]
         .iter()
