@@ -245,11 +245,20 @@ pub(crate) fn pair_offsets(
             (i, seen.run(i, track, from, to))
         })
         .collect();
+    pairwise(&runs, |a, b| offsets(a, b))
+}
+
+/// Every pair's offsets (`offsets_of(a, b)` for each node `a` before `b`),
+/// all of them and each pair's mean keyed `"i-j"` (pairs without any left out).
+pub(crate) fn pairwise<T>(
+    nodes: &[(usize, T)],
+    offsets_of: impl Fn(&T, &T) -> Vec<f64>,
+) -> (Vec<f64>, BTreeMap<String, f64>) {
     let mut all = Vec::new();
     let mut means = BTreeMap::new();
-    for (k, (i, a)) in runs.iter().enumerate() {
-        for (j, b) in &runs[k + 1..] {
-            let o = offsets(a, b);
+    for (k, (i, a)) in nodes.iter().enumerate() {
+        for (j, b) in &nodes[k + 1..] {
+            let o = offsets_of(a, b);
             if !o.is_empty() {
                 means.insert(format!("{i}-{j}"), o.iter().sum::<f64>() / o.len() as f64);
             }

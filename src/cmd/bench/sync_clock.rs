@@ -163,18 +163,9 @@ impl ClockReadings {
     /// The clocks' pairwise offsets (b's swarm clock minus a's, at each of
     /// a's readings, b interpolated) and per-node rate figures, as JSON.
     pub(crate) fn report(&self) -> serde_json::Value {
-        let mut all = Vec::new();
-        let mut means = BTreeMap::new();
-        let nodes: Vec<(&usize, &Vec<Reading>)> = self.by_node.iter().collect();
-        for (k, (i, a)) in nodes.iter().enumerate() {
-            for (j, b) in &nodes[k + 1..] {
-                let o = pair(a, b);
-                if !o.is_empty() {
-                    means.insert(format!("{i}-{j}"), o.iter().sum::<f64>() / o.len() as f64);
-                }
-                all.extend(o);
-            }
-        }
+        let nodes: Vec<(usize, &Vec<Reading>)> =
+            self.by_node.iter().map(|(i, r)| (*i, r)).collect();
+        let (all, means) = super::sync::pairwise(&nodes, |a, b| pair(a, b));
         let rates: BTreeMap<String, serde_json::Value> = self
             .by_node
             .iter()
