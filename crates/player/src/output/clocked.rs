@@ -14,6 +14,7 @@
 //! [`WavOutput`] writes it to a WAV file. Both can also run [`Pacing::Unpaced`]:
 //! as fast as possible over a virtual clock, for offline rendering and fast tests.
 
+use super::device_clock::YoungWitness;
 use super::{Output, OutputStats, OutputTiming, PeriodDriver, PeriodTiming, RunningOutput};
 use crate::engine::{Engine, OutputFormat};
 use crate::error::OutputError;
@@ -503,7 +504,7 @@ where
     let ch = usize::from(format.channels);
     let mut device = ModelDevice::new(model, format);
     let mut buf = vec![0.0f32; device.max_period() * ch];
-    let mut driver = PeriodDriver::new(engine, Arc::clone(stats));
+    let mut driver = PeriodDriver::new(engine, Arc::clone(stats), YoungWitness::Reports);
     // Frame 0 is heard one latency from now.
     let origin = Instant::now() + model.latency;
     let instant = |s: f64| {

@@ -25,6 +25,7 @@
 //! closed, and opened again every second until it returns; the swarm goes
 //! on meanwhile. Host-reported xruns are counted as underruns.
 
+use super::device_clock::YoungWitness;
 use super::{Output, OutputStats, OutputTiming, PeriodDriver, PeriodTiming, RunningOutput};
 use crate::engine::{Engine, OutputFormat};
 use crate::error::OutputError;
@@ -190,7 +191,11 @@ impl Output for DeviceOutput {
             callback_task: Arc::new(AtomicU32::new(0)),
             callback_realtime: Arc::new(AtomicBool::new(true)),
         };
-        let driver = Arc::new(Mutex::new(PeriodDriver::new(engine, Arc::clone(&stats))));
+        let driver = Arc::new(Mutex::new(PeriodDriver::new(
+            engine,
+            Arc::clone(&stats),
+            YoungWitness::Callbacks,
+        )));
         let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
         // Every stream is built on this thread, promoted to real-time priority
         // first, so the threads the audio stack starts inherit it (see `realtime`).

@@ -17,7 +17,7 @@
 //!
 //! Nothing here sleeps, blocks or allocates after construction.
 
-use super::device_clock::{DeviceClock, Pair};
+use super::device_clock::{DeviceClock, Pair, YoungWitness};
 use crate::engine::Engine;
 use firefly_clock::LocalMicros;
 use std::sync::Arc;
@@ -203,8 +203,10 @@ impl std::fmt::Debug for PeriodDriver {
 }
 
 impl PeriodDriver {
-    pub(crate) fn new(engine: Engine, stats: Arc<OutputStats>) -> Self {
-        let clock = DeviceClock::new(engine.format().sample_rate);
+    /// A driver for `engine`, whose device's young streams are timed by
+    /// `young` (see [`YoungWitness`]).
+    pub(crate) fn new(engine: Engine, stats: Arc<OutputStats>, young: YoungWitness) -> Self {
+        let clock = DeviceClock::new(engine.format().sample_rate, young);
         Self {
             engine,
             clock,
@@ -520,7 +522,7 @@ mod tests {
         let start = SwarmMicros(1_000_000);
         player.play(track, 0, start).expect("play");
         let stats = Arc::new(OutputStats::default());
-        let mut driver = PeriodDriver::new(engine, Arc::clone(&stats));
+        let mut driver = PeriodDriver::new(engine, Arc::clone(&stats), YoungWitness::Reports);
         let mut device = ModelDevice::new(model, format);
         let mut buf = vec![0.0f32; device.max_period() * 2];
         let mut errors = Vec::new();
