@@ -94,10 +94,19 @@ const STEADY_NEIGHBOURS: usize = 5;
 /// A block's unsteadiness is taken as at least the window's lower quartile
 /// divided by this.
 const UNSTEADY_SPREAD: f64 = 1.0;
-/// How far a device's latency may move on its own, µs per √s (the random
-/// walk of the intercept's filter): PulseAudio's reports moved by 200–300 µs
-/// within 15 s of another client's reconnecting to the server.
+/// How far a young stream's latency may move on its own, µs per √s (the
+/// random walk of the intercept's filter): PulseAudio's reports moved by
+/// 200–300 µs within 15 s of another client's reconnecting to the server.
 const LATENCY_WALK_MICROS: f64 = 3.0;
+/// …and a settled stream's, once [`SETTLED_AFTER_SECONDS`] old: the sound
+/// of a settled stream runs on a straight line while its reports wander by
+/// ±50 µs over a minute, and a filter walking 3 µs per √s follows that
+/// wander into the sound (replayed on `bench heard` logs, 1 µs per √s cut
+/// the skewed 180 s spread p99 from 94 to 74 µs, and after another node's
+/// restart the two untouched streams' from 44 / 86 / 111 to 43 / 75 / 86 µs).
+const SETTLED_LATENCY_WALK_MICROS: f64 = 1.0;
+/// Stream age (from its first frame) after which its latency walks slowly, s.
+const SETTLED_AFTER_SECONDS: f64 = 30.0;
 /// Unsteadiness no block is credited below, µs.
 const STEADY_FLOOR_MICROS: f64 = 5.0;
 /// Slopes of the reports and of the callbacks further apart than this many
@@ -663,7 +672,13 @@ impl DeviceClock {
                 self.scratch[b * 3 + 2],
             );
             let seconds = (x - self.scratch[(b - 1) * 3]) * self.nominal_slope / 1e6;
-            variance += LATENCY_WALK_MICROS * LATENCY_WALK_MICROS * seconds.max(0.0);
+            // Frames are counted from the stream's first: `x` is its age.
+            let walk = if x * self.nominal_slope / 1e6 >= SETTLED_AFTER_SECONDS {
+                SETTLED_LATENCY_WALK_MICROS
+            } else {
+                LATENCY_WALK_MICROS
+            };
+            variance += walk * walk * seconds.max(0.0);
             let gain = variance / (variance + unsteady.max(floor));
             level += gain * (mean - level);
             variance *= 1.0 - gain;
@@ -1075,9 +1090,11 @@ mod tests {
 
     /// Steady reports that step by 300 µs for good while the callbacks do
     /// not move (PulseAudio's latency when another client of the server
-    /// connects): no restart, and the fit follows within seconds.
+    /// connects): no restart, and the fit of a settled stream follows within
+    /// half a minute (a settled stream's latency walks slowly, so that the
+    /// reports' wander does not reach the sound).
     #[test]
-    fn a_small_lasting_step_in_steady_reports_is_followed_within_seconds() {
+    fn a_small_lasting_step_in_steady_reports_is_followed_within_half_a_minute() {
         let mut clock = DeviceClock::new(48_000, YoungWitness::Callbacks);
         let mut seed = 23;
         let truth = |n: u64| n as f64 * 1e6 / 48_000.0;
@@ -1099,7 +1116,7 @@ mod tests {
         }
         eprintln!("within 30 µs of the new latency {settled_after:?} s after the step");
         assert!(
-            settled_after.is_some_and(|s| s <= 10.0),
+            settled_after.is_some_and(|s| s <= 30.0),
             "{settled_after:?}"
         );
     }
