@@ -20,6 +20,8 @@ mod alsa_messages;
 mod clocked;
 mod device;
 mod device_clock;
+#[cfg(test)]
+mod device_clock_replay;
 mod driver;
 mod realtime;
 
