@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 
 /// Readings further apart than this are not interpolated between, µs.
 const GAP_MICROS: f64 = 1_500_000.0;
-/// Readings whose two wall reads lay further apart than this are left out, µs.
-const READ_LIMIT_MICROS: i64 = 200;
+/// Readings whose two wall reads lay further apart than this are left out,
+/// µs: the pair's midpoint is then within half of it of the swarm read (at
+/// 200 µs, a node descheduled between the reads put one reading 93 µs off).
+const READ_LIMIT_MICROS: i64 = 50;
 
 /// One node's reading.
 #[derive(Debug, Clone, Copy)]
