@@ -26,11 +26,14 @@
 //! they are still acquiring, and at least as many peers hold that timeline
 //! as agree with this node, then it steps forward to them. Peers nearer than
 //! that proof are averaged with, so a wobbling estimate is slewed to, never
-//! stepped to. So a joiner never pulls the swarm, one peer whose clock jumped
-//! never drags the rest, and a crash removes one term of an average that
-//! already agrees. A synced node's swarm time runs backward in one case
-//! only: it is alone (or in the smaller group) ahead of a larger group that
-//! agrees, e.g. its own clock jumped; then it steps back to them.
+//! stepped to. A joiner that has synced is not averaged with until it has
+//! settled (see [`YOUNG_FOR`]): averaging keeps the mean, so its
+//! acquisition error would move everyone. So a joiner never pulls the
+//! swarm, one peer whose clock jumped never drags the rest, and a crash
+//! removes one term of an average that already agrees. A synced node's
+//! swarm time runs backward in one case only: it is alone (or in the
+//! smaller group) ahead of a larger group that agrees, e.g. its own clock
+//! jumped; then it steps back to them.
 //!
 //! Probing adapts (as NTP and chrony lengthen their poll): a peer whose
 //! estimate is better than [`crate::Config::probe_target`] is probed less
@@ -243,7 +246,25 @@ struct View {
     bound: f64,
     /// The peer said it is still acquiring.
     unsynced: bool,
+    /// The peer synced recently, long after this node did (a joiner still
+    /// settling onto the swarm): its error is its own, not the swarm's, so
+    /// it is not averaged with (see [`YOUNG_FOR`]).
+    young: bool,
 }
+
+/// A peer that synced less than this long ago, while this node has been
+/// synced at least [`YOUNG_MARGIN`] longer, is a joiner still settling: a
+/// synced node does not average with it. Its acquisition error (tens of µs
+/// on a clean link, hundreds under jitter) is its own; averaging with it
+/// moves every settled node toward it, and consensus averaging keeps the
+/// mean, so a joiner pulled the swarm by about its error over the members
+/// until it had converged. The joiner follows the others meanwhile, so it
+/// converges as fast as before, and the swarm does not move. µs.
+const YOUNG_FOR: i64 = 30_000_000;
+/// How much longer this node must have been synced than a peer for the
+/// peer to count as young, µs: nodes booting together sync within a few
+/// seconds of each other and must average with each other.
+const YOUNG_MARGIN: i64 = 10_000_000;
 
 /// This node's swarm clock. Sans-IO: the caller owns time and the network.
 ///
@@ -856,6 +877,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
         let mut heard_any = false;
         let my_rate = self.rate();
         let synced = self.state == State::Synced;
+        let my_age = self.synced_at.map(|at| now.saturating_sub(at));
         for peer in self.peers.values_mut() {
             heard_any |= peer.estimator.len() > 0;
             // A window of local stamps fits the peer's crystal against ours:
@@ -955,6 +977,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                             measured_rate_sigma: e.measured_rate_uncertainty.max(1e-9),
                             bound: e.half_gap.max(0.0),
                             unsynced: peer.reported_unsynced,
+                            young: is_young(my_age, peer.reported_synced_for, now),
                         });
                     }
                 }
@@ -1073,8 +1096,12 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                 }
             }
         }
+        // A joiner still settling is not averaged with: it follows us.
         let near: Vec<usize> = (0..views.len())
-            .filter(|&i| views[i].offset.abs() <= outlier + views[i].bound)
+            .filter(|&i| {
+                let v = &views[i];
+                !v.young && !v.unsynced && v.offset.abs() <= outlier + v.bound
+            })
             .collect();
         self.mark_coupled(outlier);
         if near.is_empty() {
@@ -1192,14 +1219,29 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     fn mark_coupled(&mut self, outlier: f64) {
         let stale_after = self.config.stale_after;
         let now = self.last_now;
+        let my_age = self.synced_at.map(|at| now.saturating_sub(at));
         for p in self.peers.values_mut() {
             let fresh = p
                 .estimator
                 .newest()
                 .is_some_and(|t| now.saturating_sub(t.0) <= stale_after);
-            p.info.coupled = fresh && p.info.offset_micros.is_some_and(|o| o.abs() <= outlier);
+            p.info.coupled = fresh
+                && !is_young(my_age, p.reported_synced_for, now)
+                && p.info.offset_micros.is_some_and(|o| o.abs() <= outlier);
         }
     }
+}
+
+/// Whether a peer that has been synced `reported` (its age when it said
+/// so, and our local time then) is young against this node, synced for
+/// `my_age` at `now` (see [`YOUNG_FOR`]). A peer that does not say counts
+/// as long synced.
+fn is_young(my_age: Option<i64>, reported: Option<(i64, i64)>, now: i64) -> bool {
+    let (Some(mine), Some((at, age))) = (my_age, reported) else {
+        return false;
+    };
+    let theirs = age.saturating_add(now.saturating_sub(at));
+    theirs < YOUNG_FOR && mine.saturating_sub(theirs) >= YOUNG_MARGIN
 }
 
 /// The next probe interval of a peer whose estimate has `samples` samples

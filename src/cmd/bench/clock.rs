@@ -41,6 +41,11 @@ pub(crate) struct Args {
     /// How long each stall holds a link, ms (default: the preset's, 200 for `stalls`).
     #[arg(long)]
     stall_ms: Option<f64>,
+    /// Fixed true clock rates of the first nodes, ppm, comma-separated, in
+    /// node order (the joiner is the last node; the rest draw theirs;
+    /// default: the preset's).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    drifts_ppm: Option<Vec<f64>>,
     /// Time messages travel as datagrams (`firefly_swarm::time_datagram`):
     /// each delayed on its own, lost ones never arrive, stalls hold without
     /// a queue, nothing waits behind other traffic (the links are unordered).
@@ -118,6 +123,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if let Some(v) = args.stall_ms {
         scenario.stall_ms = ms("stall-ms", v)?;
     }
+    if let Some(drifts) = args.drifts_ppm {
+        ensure!(
+            drifts.iter().all(|d| d.is_finite() && d.abs() <= 1_000.0),
+            "--drifts-ppm must be rates within ±1000 ppm"
+        );
+        scenario.drifts_ppm = drifts;
+    }
     if args.datagrams {
         scenario.ordered = false;
     }
@@ -139,7 +151,8 @@ fn summary(r: &Report) -> String {
          {:<10} {:>14} {:>14} {:>16} {:>14}\n\
          {:<10} {:>14} {:>14} {:>16} {:>14}\n\
          {:<10} {:>14} {:>14} {:>16} {:>14}\n\
-         firefly: {} late steps, timeline {} ppm from the members' median clock, a joiner moved the swarm {} µs\n",
+         firefly: pairs p50 {} µs, p99 {} µs (as `bench sync` reports real nodes; per 20 s window {} µs)\n\
+         firefly: {} late steps, timeline {} ppm from the members' median clock, a joiner moved the swarm {} µs (quiet stretch before it {} µs)\n",
         r.scenario,
         r.nodes,
         r.seed,
@@ -159,8 +172,23 @@ fn summary(r: &Report) -> String {
         f(r.baseline_spread_p99_us),
         f(r.baseline_join_converge_ms).to_string() + " ms",
         f(r.baseline_crash_step_us),
+        f(r.firefly.pair_p50_us),
+        f(r.pair_p99_us),
+        windows(&r.firefly.pair_p99_per_20s_us),
         r.firefly.late_steps,
         f(r.firefly.timeline_vs_members_ppm),
         f(r.firefly.join_pull_us),
+        f(r.firefly.join_quiet_wander_us),
     )
+}
+
+/// `min–max` of per-window figures, µs.
+fn windows(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        "-".to_owned()
+    } else {
+        format!("{min:.0}–{max:.0}")
+    }
 }

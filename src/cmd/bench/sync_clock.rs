@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 
 /// Readings further apart than this are not interpolated between, µs.
 const GAP_MICROS: f64 = 1_500_000.0;
-/// Readings whose two wall reads lay further apart than this are left out, µs.
-const READ_LIMIT_MICROS: i64 = 200;
+/// Readings whose two wall reads lay further apart than this are left out,
+/// µs: the pair's midpoint is then within half of it of the swarm read (at
+/// 200 µs, a node descheduled between the reads put one reading 93 µs off).
+const READ_LIMIT_MICROS: i64 = 50;
 
 /// One node's reading.
 #[derive(Debug, Clone, Copy)]
@@ -61,20 +63,33 @@ impl ClockReadings {
         }
     }
 
-    /// How far the read nodes' mean timeline left its course at wall instant
-    /// `split` (µs since the epoch; a joiner started then): each node's
-    /// `swarm − wall` is fitted with a line over its readings before
-    /// `split`, its departures from that line after it are averaged per
-    /// second over the nodes, and the largest is returned with the largest
-    /// single node's and the fit's own noise before `split` (µs), as JSON.
-    pub(crate) fn departure(&self, split: f64) -> serde_json::Value {
+    /// How far the read nodes' mean timeline left its course in
+    /// `[split, until)` (wall µs since the epoch; a joiner started at
+    /// `split`): each node's `swarm − wall` is fitted with a line over its
+    /// readings in `[fit_from, split)`, its departures from that line after
+    /// `split` are averaged per second over the nodes, and the largest is
+    /// returned (`swarm_moved_us`) with the largest single node's, the fit's
+    /// own noise, how the nodes' drift compensation changed from the fit
+    /// window to the last quarter of `[split, until)`, and how their whole
+    /// rate (with the slew) changed from the fit window to `[split, until)`
+    /// (µs and ppm), as JSON. The same call over a stretch in which
+    /// nothing happened measures the swarm's own wander: under jitter the
+    /// timeline's rate wanders by ppm, and that alone moves it tens of µs
+    /// from any line.
+    pub(crate) fn departure(&self, fit_from: f64, split: f64, until: f64) -> serde_json::Value {
         let mut per_second: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
         let mut single: f64 = 0.0;
         let mut noise: f64 = 0.0;
+        let mut drift_changes = Vec::new();
+        let mut rate_changes = Vec::new();
+        let late = until - (until - split) / 4.0;
         for readings in self.by_node.values() {
-            let before: Vec<(f64, f64)> = readings
+            let fit: Vec<&Reading> = readings
                 .iter()
-                .filter(|r| r.wall < split)
+                .filter(|r| r.wall >= fit_from && r.wall < split)
+                .collect();
+            let before: Vec<(f64, f64)> = fit
+                .iter()
                 .map(|r| ((r.wall - split) / 1e6, r.ahead))
                 .collect();
             let Some((slope, intercept)) = line(&before) else {
@@ -83,8 +98,12 @@ impl ClockReadings {
             for &(x, y) in &before {
                 noise = noise.max((y - (intercept + slope * x)).abs());
             }
+            let after: Vec<&Reading> = readings
+                .iter()
+                .filter(|r| r.wall >= split && r.wall < until)
+                .collect();
             let mut seconds: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-            for r in readings.iter().filter(|r| r.wall >= split) {
+            for r in &after {
                 let x = (r.wall - split) / 1e6;
                 let off = r.ahead - (intercept + slope * x);
                 single = single.max(off.abs());
@@ -95,6 +114,27 @@ impl ClockReadings {
                     .entry(second)
                     .or_default()
                     .push(offs.iter().sum::<f64>() / offs.len() as f64);
+            }
+            let drift = |rs: &mut dyn Iterator<Item = &&Reading>| -> Option<f64> {
+                let v: Vec<f64> = rs.map(|r| r.drift_ppm).filter(|d| d.is_finite()).collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            let rate = |rs: &[&Reading]| -> Option<f64> {
+                let v: Vec<f64> = rs
+                    .iter()
+                    .map(|r| r.drift_ppm + r.slew_ppm)
+                    .filter(|d| d.is_finite())
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            if let (Some(a), Some(b)) = (rate(&fit), rate(&after)) {
+                rate_changes.push(b - a);
+            }
+            if let (Some(a), Some(b)) = (
+                drift(&mut fit.iter()),
+                drift(&mut after.iter().filter(|r| r.wall >= late)),
+            ) {
+                drift_changes.push(b - a);
             }
         }
         let series: Vec<f64> = per_second
@@ -107,10 +147,16 @@ impl ClockReadings {
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
         json!({
             "swarm_moved_us": mean,
-            "per_second_us": series,
+            "per_second_us": series.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>(),
             "largest_node_us": single,
             "fit_noise_before_us": noise,
+            "fit_seconds": (split - fit_from) / 1e6,
             "seconds_after": per_second.len(),
+            "drift_change_ppm": drift_changes,
+            // Each node's mean rate against its crystal (drift compensation
+            // plus slew) after the split minus in the fit window: what bent
+            // its course, ppm.
+            "rate_change_ppm": rate_changes,
         })
     }
 
@@ -288,7 +334,7 @@ mod tests {
                 .map(|&w| reading(w, course(w) + if w >= split { 40.0 } else { 0.0 }))
                 .collect(),
         );
-        let moved = readings.departure(split);
+        let moved = readings.departure(0.0, split, 2.0 * split);
         assert!(
             (moved["swarm_moved_us"].as_f64().unwrap() - 20.0).abs() < 1e-6,
             "{moved}"
@@ -302,7 +348,7 @@ mod tests {
             "{moved}"
         );
         readings.by_node.remove(&1);
-        let still = readings.departure(split);
+        let still = readings.departure(0.0, split, 2.0 * split);
         assert!(still["swarm_moved_us"].as_f64().unwrap() < 1e-6, "{still}");
     }
 }

@@ -29,6 +29,19 @@ pub struct Metrics {
     pub spread_p99_us: Option<f64>,
     /// Largest spread after warm-up, µs.
     pub spread_max_us: Option<f64>,
+    /// Median of every pair's distance after warm-up, all pairs of counted
+    /// nodes pooled, µs: the statistic `firefly bench sync` reports of real
+    /// nodes (`offset_p50_us`). The spread is the largest pair, so it sits
+    /// above this: with three nodes, one node off by `x` is one spread of
+    /// `x` but pairs of `x`, `x` and 0.
+    pub pair_p50_us: Option<f64>,
+    /// 99th percentile of the same, µs (the real benchmark's `offset_p99_us`).
+    pub pair_p99_us: Option<f64>,
+    /// `pair_p99_us` of each successive 20 s window after warm-up, µs: what
+    /// one run of `firefly bench sync` (a 20 s steady window) could measure.
+    /// Under stalls a short window may meet no bad stretch, so one real run
+    /// is compared with this range, not with the whole run's figure.
+    pub pair_p99_per_20s_us: Vec<f64>,
     /// Measurements after warm-up where a counted node was not synced.
     pub unsynced_after_warmup: usize,
     /// Time from start after which the spread stays within 1 ms (until the
@@ -54,6 +67,10 @@ pub struct Metrics {
     /// The same statistic around the join: how far the others' mean timeline
     /// moved when the newcomer arrived (a joiner must not pull the swarm), µs.
     pub join_pull_us: Option<f64>,
+    /// The same statistic over the 10 s before the join, when nothing
+    /// happened: the swarm's own wander, the reference for `join_pull_us`
+    /// (under jitter it is most of it), µs.
+    pub join_quiet_wander_us: Option<f64>,
     /// The node that crashed.
     pub crashed_node: Option<usize>,
     /// Per node: 99th percentile of its distance from the median after
@@ -112,6 +129,10 @@ fn us(s: f64) -> i64 {
 
 const JOIN_BOUND_US: f64 = 1_000.0;
 
+/// The window of `firefly bench sync`'s steady offsets, µs (see
+/// [`Metrics::pair_p99_per_20s_us`]).
+const PAIR_WINDOW: i64 = 20_000_000;
+
 impl Recorder {
     pub(crate) fn new(sc: &Scenario, joiner: Option<usize>, crash_node: Option<usize>) -> Self {
         Self {
@@ -159,6 +180,23 @@ impl Recorder {
         (hi >= lo).then_some(hi - lo)
     }
 
+    /// Every pair's distance at measurement `k` (counted, live, synced
+    /// nodes), pushed onto `out`.
+    fn pairs(&self, k: usize, out: &mut Vec<f64>) {
+        let t = self.times[k];
+        let synced: Vec<f64> = self.readings[k]
+            .iter()
+            .enumerate()
+            .filter(|&(i, &(alive, _))| alive && self.counted(i, t))
+            .filter_map(|(_, &(_, r))| r)
+            .collect();
+        for (a, x) in synced.iter().enumerate() {
+            for y in &synced[a + 1..] {
+                out.push((x - y).abs());
+            }
+        }
+    }
+
     fn median_of_others(&self, k: usize, skip: usize) -> Option<f64> {
         let t = self.times[k];
         let mut v: Vec<f64> = self.readings[k]
@@ -203,6 +241,24 @@ impl Recorder {
             }
         }
         after.sort_by(f64::total_cmp);
+        let mut pairs = Vec::new();
+        for k in (0..self.times.len()).filter(|&k| self.times[k] >= self.warmup) {
+            self.pairs(k, &mut pairs);
+        }
+        pairs.sort_by(f64::total_cmp);
+        let mut pair_p99_per_20s_us = Vec::new();
+        let mut from = self.warmup;
+        while from.saturating_add(PAIR_WINDOW) <= self.end {
+            let mut window = Vec::new();
+            for k in (0..self.times.len())
+                .filter(|&k| self.times[k] >= from && self.times[k] < from + PAIR_WINDOW)
+            {
+                self.pairs(k, &mut window);
+            }
+            window.sort_by(f64::total_cmp);
+            pair_p99_per_20s_us.extend(percentile(&window, 0.99));
+            from = from.saturating_add(PAIR_WINDOW);
+        }
         let first_event = [
             self.join.map(|j| j.1),
             self.crash.map(|c| c.1),
@@ -251,6 +307,9 @@ impl Recorder {
             timeline_rate_ppm: self.timeline_rate_ppm(),
             spread_p50_us: percentile(&after, 0.5),
             spread_p99_us: percentile(&after, 0.99),
+            pair_p50_us: percentile(&pairs, 0.5),
+            pair_p99_us: percentile(&pairs, 0.99),
+            pair_p99_per_20s_us,
             spread_max_us: after.last().copied(),
             unsynced_after_warmup: unsynced,
             converge_ms: self.stays_below(&spreads, first_event, 1_000.0),
@@ -265,6 +324,9 @@ impl Recorder {
                 .crash
                 .and_then(|(c, at)| self.departure(c, at.saturating_sub(10_000_000), true)),
             join_pull_us: self.join.and_then(|(j, at)| self.departure(j, at, false)),
+            join_quiet_wander_us: self
+                .join
+                .and_then(|(j, at)| self.departure(j, at.saturating_sub(10_000_000), false)),
             crashed_node: self.crash.map(|c| c.0),
             node_error_p99_us: node_error,
             node_error_mean_us: node_mean,
@@ -419,4 +481,85 @@ fn linear_fit(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
     let b = sxy / sxx;
     // Back to absolute t: r = mr + b (t − t0 − mt).
     Some((mr - b * (t0 + mt), b))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Three nodes, one of them `x` µs off the other two: one spread of `x`,
+    /// but pairs of `x`, `x` and 0, as the real benchmark pools them.
+    #[test]
+    fn pairs_pool_every_pair_and_the_spread_is_the_largest() {
+        let mut s = Scenario::jitter();
+        s.warmup_s = 0.0;
+        let mut rec = Recorder::new(&s, None, None);
+        for k in 0..100 {
+            let x = if k % 10 == 0 { 90.0 } else { 30.0 };
+            rec.record(
+                k * 100_000,
+                vec![(true, Some(5.0)), (true, Some(5.0)), (true, Some(5.0 + x))],
+            );
+        }
+        let m = rec.finish();
+        assert_eq!(m.spread_p50_us, Some(30.0));
+        assert_eq!(m.spread_p99_us, Some(90.0));
+        // 300 pairs: 100 zeros, 180 of 30, 20 of 90.
+        assert_eq!(m.pair_p50_us, Some(30.0));
+        assert_eq!(m.pair_p99_us, Some(90.0));
+        let mut rec = Recorder::new(&s, None, None);
+        for k in 0..1_000 {
+            let x = if k < 988 { 30.0 } else { 90.0 };
+            rec.record(
+                k * 100_000,
+                vec![(true, Some(0.0)), (true, Some(0.0)), (true, Some(x))],
+            );
+        }
+        let m = rec.finish();
+        // 12 of 1,000 spreads are 90, past their 99th percentile; 24 of 3,000
+        // pairs are not.
+        assert_eq!(m.spread_p99_us, Some(90.0));
+        assert_eq!(m.pair_p99_us, Some(30.0));
+    }
+
+    /// Each 20 s window has its own p99: one meets the bad stretch, one not.
+    #[test]
+    fn twenty_second_windows_each_get_their_p99() {
+        let mut s = Scenario::jitter();
+        s.warmup_s = 0.0;
+        s.duration_s = 45.0;
+        let mut rec = Recorder::new(&s, None, None);
+        for k in 0..450 {
+            let x = if (300..320).contains(&k) { 80.0 } else { 10.0 };
+            rec.record(
+                k * 100_000,
+                vec![(true, Some(0.0)), (true, Some(0.0)), (true, Some(x))],
+            );
+        }
+        let m = rec.finish();
+        assert_eq!(m.pair_p99_per_20s_us, vec![10.0, 80.0]);
+    }
+
+    /// The quiet stretch before a join is measured like the join itself: a
+    /// swarm that moves only at the join shows it there and not before.
+    #[test]
+    fn a_join_that_moves_the_swarm_stands_out_of_the_quiet_stretch() {
+        let mut s = Scenario::lan();
+        s.warmup_s = 0.0;
+        s.join_at_s = Some(30.0);
+        let mut rec = Recorder::new(&s, Some(2), None);
+        for k in 0..500 {
+            let t = k * 100_000;
+            let moved = if t >= 30_000_000 { 25.0 } else { 0.0 };
+            let r = 100.0 + t as f64 * 3e-6 + moved;
+            rec.record(
+                t,
+                vec![(true, Some(r)), (true, Some(r)), (t >= 30_000_000, None)],
+            );
+        }
+        let m = rec.finish();
+        assert!((m.join_pull_us.unwrap() - 25.0).abs() < 1e-6, "{m:?}");
+        assert!(m.join_quiet_wander_us.unwrap() < 1e-6, "{m:?}");
+    }
 }

@@ -274,6 +274,10 @@ pub struct Report {
     pub spread_p50_us: Option<f64>,
     /// Firefly: 99th percentile spread after warm-up, µs.
     pub spread_p99_us: Option<f64>,
+    /// Firefly: 99th percentile of every pair's distance after warm-up, µs
+    /// (what `firefly bench sync` reports of real nodes; see
+    /// [`Metrics::pair_p99_us`]).
+    pub pair_p99_us: Option<f64>,
     /// Firefly: time from start until the spread stays within 1 ms, ms.
     pub converge_ms: Option<f64>,
     /// Firefly: time from join until the joiner stays within 1 ms of the swarm, ms.
@@ -325,6 +329,7 @@ pub fn run(scenario: &Scenario) -> Report {
         seed: scenario.seed,
         spread_p50_us: firefly.spread_p50_us,
         spread_p99_us: firefly.spread_p99_us,
+        pair_p99_us: firefly.pair_p99_us,
         converge_ms: firefly.converge_ms,
         join_converge_ms: firefly.join_converge_ms,
         crash_step_us: firefly.crash_step_us,

@@ -864,3 +864,43 @@ fn bad_local_stamps_are_refused_and_counted() {
     assert_eq!(c.handle_exchange(now, &0, sample, Some(local)), Ok(()));
     assert_eq!(c.stats().rejected, 3);
 }
+
+/// A synced node with a settled peer on its timeline and a joiner 300 µs
+/// off it (a joiner's acquisition error, within the outlier bound): the
+/// node does not average with the joiner while the joiner is young, so it
+/// stays on its timeline; the same peer long synced is averaged with.
+#[test]
+fn a_young_joiner_is_not_averaged_with_by_a_settled_node() {
+    let moved = |joiner_age: Option<i64>| -> f64 {
+        let mut c = synced_clock(1);
+        // Our swarm clock is local + 4 s; peer 0 agrees, the joiner is 300 µs ahead.
+        let peer_time = |p: u32, t: i64| t + 4_000_000 + if p == 1 { 300 } else { 0 };
+        drive(&mut c, 1_300_000, 15_000_000, peer_time);
+        c.add_peer(LocalMicros(15_000_000), 1);
+        let mut t = 15_000_000;
+        while t < 35_000_000 {
+            let view = PeerView {
+                offset_micros: None,
+                skew: 0.0,
+                unsynced: false,
+                rate: None,
+                synced_for_micros: joiner_age.map(|at| t - at),
+            };
+            c.handle_peer_view(LocalMicros(t), &1, view).unwrap();
+            drive(&mut c, t, t + 250_000, peer_time);
+            t += 250_000;
+        }
+        (c.to_swarm(LocalMicros(t)).0 - (t + 4_000_000)) as f64
+    };
+    // Synced at 15 s, when we had been synced for 13.7 s.
+    let young = moved(Some(15_000_000));
+    assert!(
+        young.abs() <= 10.0,
+        "moved {young} µs toward a young joiner"
+    );
+    let settled = moved(None);
+    assert!(
+        settled >= 50.0,
+        "moved only {settled} µs toward a settled peer"
+    );
+}
