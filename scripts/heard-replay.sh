@@ -15,7 +15,10 @@ set -euo pipefail
 dir=$1 case=$2 nodes=${3:-012} from=${4:--1} to=${5:-1e9}
 cd "$(dirname "$0")/.."
 for n in $(echo "$nodes" | grep -o .); do
-    FIREFLY_REPLAY_IN="$dir/$case-node$n.log" FIREFLY_REPLAY_OUT="$dir/replay$n.csv" \
+    # Without the terminal's colour codes.
+    sed 's/\x1b\[[0-9;]*m//g' "$dir/$case-node$n.log" > "$dir/plain$n.log"
+    FIREFLY_REPLAY_IN="$dir/plain$n.log" FIREFLY_REPLAY_OUT="$dir/replay$n.csv" \
         cargo test -q -p firefly-player --lib replay_logged_periods -- --ignored >/dev/null
+    rm -f "$dir/plain$n.log"
 done
 python3 scripts/heard_replay_spread.py "$dir" "$case" "$nodes" "$from" "$to"
