@@ -287,6 +287,22 @@ pub(crate) fn percentile_abs(values: &[f64], q: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// Least-squares line `(slope, intercept)` through `points`: `None` with
+/// fewer than two or with every `x` the same.
+pub(crate) fn least_squares_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    (sxx > 0.0).then(|| (sxy / sxx, my - sxy / sxx * mx))
+}
+
 /// Waits until every node is synced, sees all the others, and all agree on
 /// one coordinator; returns its PeerId.
 pub(crate) async fn wait_settled(nodes: &[Node], limit: Duration) -> anyhow::Result<String> {

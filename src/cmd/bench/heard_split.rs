@@ -14,7 +14,7 @@
 //! output path's.
 
 use super::heard::match_clicks;
-use crate::cmd::local_swarm::percentile_abs;
+use crate::cmd::local_swarm::{least_squares_line, percentile_abs};
 use serde_json::json;
 
 /// Anchors whose two local reads lie further apart than this are left out, µs.
@@ -56,7 +56,7 @@ impl ClockTrace {
             }
             // Local to wall: a straight line (a test clock is the machine's
             // monotonic clock scaled and offset).
-            let Some((at, slope)) = line_through(&anchors) else {
+            let Some((slope, at)) = least_squares_line(&anchors) else {
                 continue;
             };
             for (local, swarm) in flashes {
@@ -134,22 +134,6 @@ fn spread(values: &[f64]) -> f64 {
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     hi - lo
-}
-
-/// Least-squares line `y = at + slope × x` through `points`.
-fn line_through(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let n = points.len() as f64;
-    if n < 2.0 {
-        return None;
-    }
-    let (mx, my) = points
-        .iter()
-        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
-    let (sxx, sxy) = points.iter().fold((0.0, 0.0), |(sxx, sxy), (x, y)| {
-        (sxx + (x - mx) * (x - mx), sxy + (x - mx) * (y - my))
-    });
-    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    Some((my - slope * mx, slope))
 }
 
 /// The number after `name=` among a log line's fields.

@@ -19,8 +19,8 @@
 
 use crate::cmd::bench::threads::ThreadCpu;
 use crate::cmd::local_swarm::{
-    Node, RATE, SeenFlash, flashes, get_json, music_dir, offsets, percentile_abs, post, skew,
-    start_node, synthesize, wait_settled,
+    Node, RATE, SeenFlash, flashes, get_json, least_squares_line, music_dir, offsets,
+    percentile_abs, post, skew, start_node, synthesize, wait_settled,
 };
 use anyhow::{Context, bail};
 use firefly_faultproxy::{FaultProxy, Faults, LinkFaults};
@@ -698,14 +698,8 @@ fn timeline_vs_members_ppm(
                 .iter()
                 .map(|&(pos, t)| ((t - run[0].1) as f64 / 1e6, pos / f64::from(RATE)))
                 .collect();
-            let n = points.len() as f64;
-            let (mx, my) = points
-                .iter()
-                .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
-            let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
-                (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
-            });
-            (sxx > 0.0).then(|| (sxy / sxx - 1.0) * 1e6 - median)
+            let (slope, _) = least_squares_line(&points)?;
+            Some((slope - 1.0) * 1e6 - median)
         })
         .collect()
 }

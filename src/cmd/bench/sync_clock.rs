@@ -8,7 +8,7 @@
 //! directly. It also keeps what each node's rate was made of (drift
 //! compensation and slew), which is where a timeline that wanders shows.
 
-use crate::cmd::local_swarm::{Node, get_json, percentile_abs};
+use crate::cmd::local_swarm::{Node, get_json, least_squares_line, percentile_abs};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -92,7 +92,10 @@ impl ClockReadings {
                 .iter()
                 .map(|r| ((r.wall - split) / 1e6, r.ahead))
                 .collect();
-            let Some((slope, intercept)) = line(&before) else {
+            if before.len() < 5 {
+                continue;
+            }
+            let Some((slope, intercept)) = least_squares_line(&before) else {
                 continue;
             };
             for &(x, y) in &before {
@@ -250,21 +253,6 @@ impl ClockReadings {
             "rates": rates,
         })
     }
-}
-
-/// Least-squares line `(slope, intercept)` through `points` (at least 5).
-fn line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    if points.len() < 5 {
-        return None;
-    }
-    let n = points.len() as f64;
-    let (mx, my) = points
-        .iter()
-        .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
-    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
-        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
-    });
-    (sxx > 0.0).then(|| (sxy / sxx, my - sxy / sxx * mx))
 }
 
 /// `b − a` at each of `a`'s readings that `b` brackets closely, µs.
