@@ -84,6 +84,11 @@ impl RunningOutput {
 
     fn stop_and_join(&mut self) -> Result<(), OutputError> {
         self.stop.store(true, Ordering::Relaxed);
+        // A thread that waits between its checks (the device's supervisor)
+        // sees the flag at once.
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(OutputError::Thread(std::io::Error::other(
