@@ -396,7 +396,8 @@ fn open_stream(
 ) -> Result<cpal::Stream, OutputError> {
     let label = output.label();
     let device = find_device(output.name.as_deref())?;
-    // Periods of about 50 ms (cpal keeps two in the device's buffer): room
+    // A buffer of about 100 ms (cpal asks for two periods of 50 ms; ALSA's
+    // `pulse` plugin wants three, so there it becomes three of 33 ms): room
     // for a busy machine's scheduling stalls; the latency is measured, not
     // assumed, so a longer buffer costs nothing in sync.
     let period_frames = (output.format.sample_rate as f64 * DEVICE_PERIOD.as_secs_f64()) as u32;
