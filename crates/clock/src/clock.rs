@@ -164,7 +164,8 @@ struct Peer {
 
     /// The latest path-bias measurements (see [`PeerInfo::path_bias_micros`]).
     bias_samples: VecDeque<f64>,
-    /// Their median: the bias removed from the peer's offset.
+    /// Their median: the bias removed from the peer's offset at a tick whose
+    /// own measurement is out of bounds (see `tick`).
     bias: Option<f64>,
     /// Time between probes of this peer now: [`Config::probe_interval`]
     /// until its estimate is good, then longer (see `adapt_probing`).
@@ -195,9 +196,10 @@ impl Mapping {
     }
 }
 
-/// Path-bias measurements kept per peer; their median is used (a path's
-/// bias is a lasting property, single measurements are noisy and, around a
-/// step on either side, wrong).
+/// Path-bias measurements kept per peer. Each tick removes its own
+/// measurement, so that the pair's two views cancel; their median stands in
+/// for a tick whose measurement is out of bounds (around a step on either
+/// side, where a single one is wrong).
 const BIAS_SAMPLES: usize = 63;
 /// Fraction of the members' median drift compensation the rate anchor
 /// removes per tick, on every node alike, before [`ANCHOR_BEND`] bounds it
@@ -564,8 +566,14 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
     ///   Our measurement of the peer plus its measurement of us is twice that
     ///   shared bias. Sums beyond half the smallest round trip are dropped
     ///   (no path is more lopsided: one side stepped between the two views,
-    ///   or the peer lies, and that is all a lying peer can shift); the
-    ///   median of the latest ones is subtracted, from acquisition on.
+    ///   or the peer lies, and that is all a lying peer can shift). Each
+    ///   tick subtracts its own sum, from acquisition on, so our view of the
+    ///   peer is minus its view of us: a pair's two views cancel every tick.
+    ///   (The median of the latest sums lagged and, on the skewed sums of a
+    ///   jittery path, was not their mean: each pair's views then summed to
+    ///   +20…+110 µs, which a third member balanced, and a member leaving
+    ///   left unbalanced, so both survivors slewed the same way.) A tick
+    ///   whose sum is out of bounds subtracts the median of the latest ones.
     /// - **Common drift.** Peers only compare clocks with each other, so
     ///   nothing holds the swarm's rate as a whole: any shared error would
     ///   let every timeline speed up or slow down together, away from real
@@ -919,6 +927,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                     };
                     let measured = theta - ours;
                     peer.measured = measured.is_finite().then_some(measured);
+                    // This tick's bias when its measurement is in bounds
+                    // (the pair's views then cancel), else the median.
+                    let mut pair_bias = None;
                     if let Some((_, reported)) = peer
                         .reported
                         .filter(|&(t, _)| now.saturating_sub(t) <= self.config.stale_after)
@@ -928,6 +939,7 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                         let limit = e.min_delay.max(0.0) / 2.0;
                         let newest = (measured + reported) / 2.0;
                         if newest.abs() <= limit {
+                            pair_bias = Some(newest);
                             if peer.bias_samples.len() == BIAS_SAMPLES {
                                 peer.bias_samples.pop_front();
                             }
@@ -937,8 +949,9 @@ impl<P: Clone + Ord + Hash + Debug> SwarmClock<P> {
                             peer.bias = sorted.get(sorted.len() / 2).copied();
                         }
                     }
-                    peer.info.path_bias_micros = peer.bias;
-                    let offset = measured - peer.bias.unwrap_or(0.0);
+                    let bias = pair_bias.or(peer.bias);
+                    peer.info.path_bias_micros = bias;
+                    let offset = measured - bias.unwrap_or(0.0);
                     peer.info.offset_micros = Some(offset);
                     peer.info.delay_micros = Some(e.min_delay);
                     peer.info.uncertainty_micros = Some(e.uncertainty_at(at));

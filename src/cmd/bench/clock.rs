@@ -46,6 +46,16 @@ pub(crate) struct Args {
     /// default: the preset's).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     drifts_ppm: Option<Vec<f64>>,
+    /// A node leaves (crashes) this many seconds in; its peers drop it 3 s
+    /// later, as heartbeats would (default: the preset's; `jitter` and
+    /// `stalls` have none). The survivors' move is read against a quiet
+    /// stretch before it, as `firefly bench sync` reads a kill.
+    #[arg(long)]
+    crash_at_s: Option<f64>,
+    /// Which node leaves (default: the node whose clock the swarm adopted
+    /// at boot; `firefly bench sync` kills node 1 or 0).
+    #[arg(long)]
+    crash_node: Option<usize>,
     /// Time messages travel as datagrams (`firefly_swarm::time_datagram`):
     /// each delayed on its own, lost ones never arrive, stalls hold without
     /// a queue, nothing waits behind other traffic (the links are unordered).
@@ -130,6 +140,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         );
         scenario.drifts_ppm = drifts;
     }
+    if let Some(at) = args.crash_at_s {
+        ensure!(
+            at.is_finite() && at >= 20.0 && at + 10.0 <= scenario.duration_s,
+            "--crash-at-s must leave 20 s before it and 10 s after it ({} s run)",
+            scenario.duration_s
+        );
+        scenario.crash_at_s = Some(at);
+    }
+    if let Some(node) = args.crash_node {
+        ensure!(
+            node < scenario.nodes,
+            "--crash-node must be one of the {} nodes (0-based)",
+            scenario.nodes
+        );
+        scenario.crash_node = Some(node);
+    }
     if args.datagrams {
         scenario.ordered = false;
     }
@@ -152,7 +178,8 @@ fn summary(r: &Report) -> String {
          {:<10} {:>14} {:>14} {:>16} {:>14}\n\
          {:<10} {:>14} {:>14} {:>16} {:>14}\n\
          firefly: pairs p50 {} µs, p99 {} µs (as `bench sync` reports real nodes; per 20 s window {} µs)\n\
-         firefly: {} late steps, timeline {} ppm from the members' median clock, a joiner moved the swarm {} µs (quiet stretch before it {} µs)\n",
+         firefly: {} late steps, timeline {} ppm from the members' median clock, a joiner moved the swarm {} µs (quiet stretch before it {} µs)\n\
+         firefly: node {} leaving moved the survivors {} µs (quiet stretch before it {} µs)\n",
         r.scenario,
         r.nodes,
         r.seed,
@@ -179,6 +206,11 @@ fn summary(r: &Report) -> String {
         f(r.firefly.timeline_vs_members_ppm),
         f(r.firefly.join_pull_us),
         f(r.firefly.join_quiet_wander_us),
+        r.firefly
+            .crashed_node
+            .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        f(r.crash_step_us),
+        f(r.firefly.quiet_wander_us),
     )
 }
 
