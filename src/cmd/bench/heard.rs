@@ -1,10 +1,12 @@
 //! `firefly bench heard`: sync as heard through a real sound server.
 //!
 //! Three `firefly up --output device` nodes on 127.0.0.1 play one click
-//! track, each through ALSA's `pulse` plugin into its own channel of one
-//! PulseAudio null sink (a private server: its own socket, no network
-//! listener, one `module-remap-sink` per node). The sink's monitor is
-//! recorded with `parec`; every click is located in every channel to a
+//! track, each through ALSA into its own channel of one null sink of a
+//! private sound server (its own socket, no network listener): PulseAudio
+//! (ALSA's `pulse` plugin, one `module-remap-sink` per node) or, with
+//! `--server pipewire`, PipeWire (ALSA's `pipewire` plugin, one loopback
+//! per node, linked by WirePlumber). The sink's monitor is recorded
+//! (`parec`, `pw-record`); every click is located in every channel to a
 //! fraction of a sample by cross-correlation with the known click, and the
 //! spread between the nodes' clicks is what a listener would hear. The
 //! nodes' test clocks run at the same rate (`still`) or at +200, +50 and
@@ -80,6 +82,9 @@ pub(crate) struct Args {
     /// (BENCHMARKS.md, "Sync as heard"): this tells the rig from the nodes.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=8))]
     spare_channels: u8,
+    /// The sound server the nodes play through.
+    #[arg(long, value_enum, default_value_t = ServerKind::Pulseaudio)]
+    server: ServerKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -137,92 +142,242 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A private PulseAudio server with one null sink and a remap sink per node;
-/// killed (and its folder left to the caller's cleanup) when dropped.
+/// Which sound server the rig runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ServerKind {
+    /// PulseAudio, reached through ALSA's `pulse` plugin (libpulse).
+    Pulseaudio,
+    /// PipeWire with WirePlumber, reached through ALSA's `pipewire` plugin.
+    Pipewire,
+}
+
+impl ServerKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Pulseaudio => "pulseaudio",
+            Self::Pipewire => "pipewire",
+        }
+    }
+}
+
+/// A private sound server with one null sink and a one-channel sink per
+/// node mapped onto its own channel of it; killed (and its folder left to
+/// the caller's cleanup) when dropped.
+///
+/// PulseAudio: a `module-null-sink` and a `module-remap-sink` per node.
+/// PipeWire: a `support.null-audio-sink` driven by PipeWire's timer and a
+/// `libpipewire-module-loopback` per node, linked by WirePlumber (which
+/// needs a D-Bus session bus: `dbus-run-session` gives it a private one).
 pub(crate) struct SoundServer {
-    child: Child,
+    kind: ServerKind,
+    /// The server's processes, each the leader of its own process group.
+    children: Vec<Child>,
     dir: PathBuf,
+    /// PulseAudio's socket.
     socket: PathBuf,
-    alsa_conf: PathBuf,
     /// Unused first channels of the sink.
     spare: usize,
 }
 
 impl SoundServer {
-    /// Starts `pulseaudio` in `dir` with `channels` channels for nodes after
-    /// `spare` unused first ones.
-    pub(crate) fn start(dir: &Path, channels: usize, spare: usize) -> anyhow::Result<Self> {
+    /// Starts a `kind` server in `dir` with `channels` channels for nodes
+    /// after `spare` unused first ones.
+    pub(crate) fn start(
+        dir: &Path,
+        channels: usize,
+        spare: usize,
+        kind: ServerKind,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir.join("home"))?;
         std::fs::create_dir_all(dir.join("run"))?;
-        let socket = dir.join("run").join("native");
-        let sink_channels = channels + spare;
+        let mut server = Self {
+            kind,
+            children: Vec::new(),
+            dir: dir.to_path_buf(),
+            socket: dir.join("run").join("native"),
+            spare,
+        };
+        match kind {
+            ServerKind::Pulseaudio => server.start_pulseaudio(channels)?,
+            ServerKind::Pipewire => server.start_pipewire(channels)?,
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for child in &mut server.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!("the sound server exited at start ({status})");
+                }
+            }
+            if server.is_ready(channels) {
+                if kind == ServerKind::Pulseaudio {
+                    server.realtime_everywhere();
+                }
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!("the sound server did not come up within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn start_pulseaudio(&mut self, channels: usize) -> anyhow::Result<()> {
+        let sink_channels = channels + self.spare;
         let map: Vec<String> = (0..sink_channels).map(|c| format!("aux{c}")).collect();
         let mut script = format!(
             "load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
              load-module module-null-sink sink_name=heard channels={sink_channels} channel_map={} \
              rate={SINK_RATE} format=float32le norewinds=1\n",
-            socket.display(),
+            self.socket.display(),
             map.join(",")
         );
         for c in 0..channels {
             script.push_str(&format!(
                 "load-module module-remap-sink sink_name=ch{c} master=heard channels=1 \
                  master_channel_map=aux{} channel_map=mono remix=no\n",
-                c + spare
+                c + self.spare
             ));
         }
-        let pa = dir.join("server.pa");
+        let pa = self.dir.join("server.pa");
         std::fs::write(&pa, script)?;
-        let alsa_conf = dir.join("asound.conf");
         std::fs::write(
-            &alsa_conf,
+            self.alsa_conf(None),
             "pcm.!default { type pulse }\nctl.!default { type pulse }\n",
         )?;
-        let child = Command::new("pulseaudio")
+        let child = self
+            .command("pulseaudio")
             .args(["--system=false", "--daemonize=no", "-n", "-F"])
             .arg(&pa)
             .args(["--exit-idle-time=-1", "--log-target=stderr"])
             // A sound server is given real-time priority where the system allows, as a desktop's is.
             .args(["--realtime=yes", "--high-priority=yes"])
-            .env("HOME", dir.join("home"))
-            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .spawn()
+            .context("cannot start pulseaudio (is PulseAudio installed? .ci/setup installs it)")?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn start_pipewire(&mut self, channels: usize) -> anyhow::Result<()> {
+        let sink_channels = channels + self.spare;
+        let map: Vec<String> = (0..sink_channels).map(|c| format!("AUX{c}")).collect();
+        let loopbacks: String = (0..channels)
+            .map(|c| {
+                format!(
+                    "  {{ name = libpipewire-module-loopback args = {{\n\
+                     \x20   node.description = \"ch{c}\"\n\
+                     \x20   capture.props = {{ node.name = ch{c} media.class = Audio/Sink audio.position = [ MONO ] }}\n\
+                     \x20   playback.props = {{ node.name = ch{c}.out audio.position = [ AUX{} ] \
+                     target.object = heard stream.dont-remix = true node.passive = true }}\n\
+                     \x20 }} }}\n",
+                    c + self.spare
+                )
+            })
+            .collect();
+        let conf = format!(
+            "context.properties = {{\n\
+             \x20 core.daemon = true\n\
+             \x20 core.name = pipewire-0\n\
+             \x20 default.clock.rate = {SINK_RATE}\n\
+             }}\n\
+             context.spa-libs = {{\n\
+             \x20 audio.convert.* = audioconvert/libspa-audioconvert\n\
+             \x20 support.* = support/libspa-support\n\
+             }}\n\
+             context.modules = [\n\
+             \x20 {{ name = libpipewire-module-rt args = {{ nice.level = -11 }} flags = [ ifexists nofail ] }}\n\
+             \x20 {{ name = libpipewire-module-protocol-native }}\n\
+             \x20 {{ name = libpipewire-module-metadata }}\n\
+             \x20 {{ name = libpipewire-module-spa-node-factory }}\n\
+             \x20 {{ name = libpipewire-module-client-node }}\n\
+             \x20 {{ name = libpipewire-module-access }}\n\
+             \x20 {{ name = libpipewire-module-adapter }}\n\
+             \x20 {{ name = libpipewire-module-link-factory }}\n\
+             {loopbacks}\
+             ]\n\
+             context.objects = [\n\
+             \x20 {{ factory = metadata args = {{ metadata.name = default }} }}\n\
+             \x20 {{ factory = spa-node-factory args = {{ factory.name = support.node.driver \
+             node.name = Dummy-Driver node.group = pipewire.dummy priority.driver = 20000 }} }}\n\
+             \x20 {{ factory = adapter args = {{ factory.name = support.null-audio-sink node.name = heard \
+             media.class = Audio/Sink object.linger = true audio.rate = {SINK_RATE} \
+             audio.position = [ {} ] monitor.channel-volumes = true }} }}\n\
+             ]\n",
+            map.join(" ")
+        );
+        let conf_path = self.dir.join("pipewire.conf");
+        std::fs::write(&conf_path, conf)?;
+        for c in 0..channels {
+            std::fs::write(
+                self.alsa_conf(Some(c)),
+                format!(
+                    "pcm.!default {{ type pipewire playback_node \"ch{c}\" }}\n\
+                     ctl.!default {{ type pipewire }}\n"
+                ),
+            )?;
+        }
+        std::fs::write(
+            self.alsa_conf(None),
+            "pcm.!default { type pipewire }\nctl.!default { type pipewire }\n",
+        )?;
+        let pipewire = self
+            .command("pipewire")
+            .arg("-c")
+            .arg(&conf_path)
+            .spawn()
+            .context("cannot start pipewire (is PipeWire installed? pipewire, pipewire-bin)")?;
+        self.children.push(pipewire);
+        let socket = self.dir.join("run").join("pipewire-0");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                bail!("pipewire made no socket within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let wireplumber = self
+            .command("dbus-run-session")
+            .args(["--", "wireplumber"])
+            .spawn()
+            .context("cannot start wireplumber (needs wireplumber and dbus-run-session)")?;
+        self.children.push(wireplumber);
+        Ok(())
+    }
+
+    /// A command for the server's side, in its own folders and process group.
+    fn command(&self, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(program);
+        command
+            .envs(self.env(None))
+            .env_remove("PULSE_SINK")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start pulseaudio (is PulseAudio installed? .ci/setup installs it)")?;
-        let mut server = Self {
-            child,
-            dir: dir.to_path_buf(),
-            socket,
-            alsa_conf,
-            spare,
+            .process_group(0);
+        command
+    }
+
+    /// Whether the server is up with every node's sink (and, for PipeWire,
+    /// the loopbacks linked into the null sink).
+    fn is_ready(&self, channels: usize) -> bool {
+        let last = channels.saturating_sub(1);
+        let (program, args, wanted): (&str, &[&str], String) = match self.kind {
+            ServerKind::Pulseaudio => ("pactl", &["list", "short", "sinks"], format!("ch{last}")),
+            ServerKind::Pipewire => (
+                "pw-link",
+                &["--links"],
+                format!("heard:playback_AUX{}", last + self.spare),
+            ),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("pulseaudio exited at start ({status})");
-            }
-            let ready = Command::new("pactl")
-                .args(["list", "short", "sinks"])
-                .envs(server.env(None))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .output()
-                .is_ok_and(|o| {
-                    o.status.success()
-                        && String::from_utf8_lossy(&o.stdout)
-                            .contains(&format!("ch{}", channels.saturating_sub(1)))
-                });
-            if ready {
-                server.realtime_everywhere();
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                bail!("pulseaudio did not come up within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        Command::new(program)
+            .args(args)
+            .envs(self.env(None))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| {
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&wanted)
+            })
     }
 
     /// Moves every thread of the server to real-time priority (`SCHED_RR`
@@ -234,9 +389,12 @@ impl SoundServer {
     /// this makes the private server behave alike, so that what remains is
     /// Firefly's.
     fn realtime_everywhere(&self) {
+        let Some(server) = self.children.first() else {
+            return;
+        };
         let done = Command::new("chrt")
             .args(["--all-tasks", "--rr", "--pid", "5"])
-            .arg(self.child.id().to_string())
+            .arg(server.id().to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -246,17 +404,22 @@ impl SoundServer {
         }
     }
 
-    /// The environment that sends a client (ALSA's pulse plugin, `parec`)
+    /// ALSA's configuration for a client of this server, into channel
+    /// `channel`'s sink (PipeWire names the sink in it).
+    fn alsa_conf(&self, channel: Option<usize>) -> PathBuf {
+        match (self.kind, channel) {
+            (ServerKind::Pipewire, Some(c)) => self.dir.join(format!("asound-ch{c}.conf")),
+            _ => self.dir.join("asound.conf"),
+        }
+    }
+
+    /// The environment that sends a client (ALSA's plugin, the recorder)
     /// to this server, into channel `channel`'s sink.
     pub(crate) fn env(&self, channel: Option<usize>) -> Vec<(String, String)> {
         let mut env = vec![
             (
-                "PULSE_SERVER".to_string(),
-                format!("unix:{}", self.socket.display()),
-            ),
-            (
                 "ALSA_CONFIG_PATH".to_string(),
-                self.alsa_conf.display().to_string(),
+                self.alsa_conf(channel).display().to_string(),
             ),
             (
                 "HOME".to_string(),
@@ -267,8 +430,19 @@ impl SoundServer {
                 self.dir.join("run").display().to_string(),
             ),
         ];
-        if let Some(c) = channel {
-            env.push(("PULSE_SINK".to_string(), format!("ch{c}")));
+        match (self.kind, channel) {
+            (ServerKind::Pulseaudio, channel) => {
+                env.push((
+                    "PULSE_SERVER".to_string(),
+                    format!("unix:{}", self.socket.display()),
+                ));
+                if let Some(c) = channel {
+                    env.push(("PULSE_SINK".to_string(), format!("ch{c}")));
+                }
+            }
+            (ServerKind::Pipewire, _) => {
+                env.push(("PIPEWIRE_REMOTE".to_string(), "pipewire-0".to_string()));
+            }
         }
         env
     }
@@ -277,26 +451,55 @@ impl SoundServer {
     /// ones too) into `path` as raw 32-bit float frames.
     pub(crate) fn record(&self, path: &Path, channels: usize) -> anyhow::Result<Child> {
         let channels = channels + self.spare;
-        let map: Vec<String> = (0..channels).map(|c| format!("aux{c}")).collect();
         let file = std::fs::File::create(path)?;
-        Command::new("parec")
-            .args(["-d", "heard.monitor", "--raw", "--format=float32le"])
-            .arg(format!("--rate={SINK_RATE}"))
-            .arg(format!("--channels={channels}"))
-            .arg(format!("--channel-map={}", map.join(",")))
+        let mut command = match self.kind {
+            ServerKind::Pulseaudio => {
+                let map: Vec<String> = (0..channels).map(|c| format!("aux{c}")).collect();
+                let mut command = Command::new("parec");
+                command
+                    .args(["-d", "heard.monitor", "--raw", "--format=float32le"])
+                    .arg(format!("--rate={SINK_RATE}"))
+                    .arg(format!("--channels={channels}"))
+                    .arg(format!("--channel-map={}", map.join(",")));
+                command
+            }
+            ServerKind::Pipewire => {
+                let map: Vec<String> = (0..channels).map(|c| format!("AUX{c}")).collect();
+                let mut command = Command::new("pw-record");
+                command
+                    .args(["--target", "heard", "-P", "{ stream.capture.sink = true }"])
+                    .args(["--format", "f32"])
+                    .arg(format!("--rate={SINK_RATE}"))
+                    .arg(format!("--channels={channels}"))
+                    .arg(format!("--channel-map=[{}]", map.join(",")))
+                    // `-`: raw frames to standard output.
+                    .arg("-");
+                command
+            }
+        };
+        command
             .envs(self.env(None))
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(Stdio::null())
             .spawn()
-            .context("cannot start parec")
+            .with_context(|| format!("cannot start the recorder of {:?}", self.kind))
     }
 }
 
 impl Drop for SoundServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Each server process leads its own group: WirePlumber runs under
+        // `dbus-run-session` with a bus daemon beside it.
+        for child in self.children.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", child.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -482,7 +685,7 @@ fn output_path_cpu(pid: u32) -> f64 {
 
 async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_json::Value> {
     let spare = usize::from(args.spare_channels);
-    let server = SoundServer::start(&root.join("pulse"), NODES, spare)?;
+    let server = SoundServer::start(&root.join("sound"), NODES, spare, args.server)?;
     let track_seconds = args.warmup + args.seconds + 20;
     let rates = case.rates();
     let mut nodes: Vec<Node> = Vec::new();
@@ -607,6 +810,7 @@ async fn bench(root: &Path, args: &Args, case: Case) -> anyhow::Result<serde_jso
     };
     Ok(json!({
         "case": case.name(),
+        "server": args.server.name(),
         "spare_channels": spare,
         "clock_ppm": rates,
         "seconds": args.seconds,
