@@ -23,7 +23,6 @@ use crate::feed::{Feed, Fetch};
 use crate::resample::{LEAD, RateResampler};
 use crate::timeline::Timeline;
 use firefly_clock::{LocalMicros, SwarmMicros};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
@@ -260,8 +259,7 @@ struct Current {
     /// Source position of the last frame the resampler produced.
     index: f64,
     /// Produced frames not yet emitted, and their source positions.
-    fifo: VecDeque<f32>,
-    fifo_pos: VecDeque<f64>,
+    queue: Queue,
     /// Frames positioned before this are dropped (aligning a fresh start).
     drop_before: Option<f64>,
     /// Total frames, once the decoder reached the end.
@@ -283,8 +281,7 @@ impl Current {
             pending: None,
             next_input: 0,
             index: 0.0,
-            fifo: VecDeque::new(),
-            fifo_pos: VecDeque::new(),
+            queue: Queue::default(),
             drop_before: None,
             end_frame: None,
             gain: 1.0,
@@ -304,7 +301,7 @@ impl Current {
 
     /// Source position of the next frame to emit.
     fn next_position(&self) -> f64 {
-        if let Some(&queued) = self.fifo_pos.front() {
+        if let Some(queued) = self.queue.front() {
             return queued;
         }
         // Nothing produced yet: the next frame is one step on, past any that a
@@ -331,8 +328,7 @@ impl Current {
         let first_input = (frame as f64 - LEAD - step).floor();
         self.next_input = first_input as i64;
         self.index = first_input + LEAD;
-        self.fifo.clear();
-        self.fifo_pos.clear();
+        self.queue.clear();
         self.drop_before = Some(frame as f64 - step / 2.0);
         (self.gain, self.gain_step) = if self.fade_in {
             (0.0, 1.0 / fade_frames)
@@ -389,7 +385,6 @@ pub struct Engine {
     /// The output device's frames per local second over its nominal rate (measured by the output).
     output_ratio: f64,
     scratch: Vec<f32>,
-    produced: Vec<f32>,
     dropped_events: u64,
 }
 
@@ -425,7 +420,6 @@ impl Engine {
             rate: 1.0,
             output_ratio: 1.0,
             scratch: Vec::new(),
-            produced: Vec::new(),
             dropped_events: 0,
         }
     }
@@ -824,7 +818,7 @@ impl Engine {
         let frames = out.len() / ch;
         let fade = self.fade_frames();
         let starved = self.fill(cur, frames + fade as usize + 1);
-        let available = cur.fifo_pos.len();
+        let available = cur.queue.len();
         // Running dry: what is left is played with a fade-out over its last `fade` frames,
         // starting in whichever period those frames fall.
         let mut hold_until = 0;
@@ -836,8 +830,30 @@ impl Engine {
                 cur.gain_step = -cur.gain.max(f32::EPSILON) / tail as f32;
             }
         }
-        for i in 0..frames {
-            let Some(pos) = cur.fifo_pos.pop_front() else {
+        let mut i = 0;
+        while i < frames {
+            // A steady gain (nearly every frame): copy the whole run up to
+            // the period's end, the queue's end or the track's end at once.
+            if cur.gain_step == 0.0 {
+                let run = cur.queue.run_before(frames - i, cur.end_frame);
+                if run > 0 {
+                    let from = &cur.queue.samples(ch)[..run * ch];
+                    let to = &mut out[i * ch..(i + run) * ch];
+                    if cur.gain == 1.0 {
+                        to.copy_from_slice(from);
+                    } else {
+                        let gain = cur.gain;
+                        for (o, s) in to.iter_mut().zip(from) {
+                            *o = s * gain;
+                        }
+                    }
+                    cur.queue.consume(run);
+                    i += run;
+                    continue;
+                }
+            }
+            // Frame by frame: a ramp, the track's end, or running dry.
+            let Some(pos) = cur.queue.front() else {
                 if let Some(then) = cur.after_fade.take() {
                     // Ran dry while fading out for a command: silence either way, so do it now.
                     cur.finish_fade(then);
@@ -858,15 +874,20 @@ impl Engine {
                 }
             }
             let gain = cur.gain;
-            for s in &mut out[i * ch..(i + 1) * ch] {
-                *s = cur.fifo.pop_front().unwrap_or(0.0) * gain;
+            for (o, s) in out[i * ch..(i + 1) * ch]
+                .iter_mut()
+                .zip(cur.queue.samples(ch))
+            {
+                *o = s * gain;
             }
+            cur.queue.consume(1);
+            i += 1;
             if cur.gain <= 0.0
                 && cur.gain_step < 0.0
                 && let Some(then) = cur.after_fade.take()
             {
                 cur.finish_fade(then);
-                return Emitted::Transition(i + 1);
+                return Emitted::Transition(i);
             }
         }
         Emitted::Full
@@ -875,7 +896,8 @@ impl Engine {
     /// Resamples until `want` frames are queued; returns whether the feed ran dry first.
     fn fill(&mut self, cur: &mut Current, want: usize) -> bool {
         let ch = usize::from(self.format.channels);
-        while cur.fifo_pos.len() < want {
+        cur.queue.compact(ch);
+        while cur.queue.len() < want {
             let needed = cur.track.resampler.input_needed();
             self.scratch.clear();
             let mut from = cur.next_input;
@@ -902,28 +924,100 @@ impl Engine {
                     }
                 }
             }
-            self.produced.clear();
+            // The resampler appends to the queue's samples directly.
+            let appended_at = cur.queue.samples.len();
             if let Err(err) = cur
                 .track
                 .resampler
-                .process(&self.scratch, &mut self.produced)
+                .process(&self.scratch, &mut cur.queue.samples)
             {
                 tracing::error!(%err, "resampler failed");
+                cur.queue.samples.truncate(appended_at);
                 return true;
             }
             cur.next_input += needed as i64;
             let step = cur.track.resampler.step();
-            for frame in self.produced.chunks_exact(ch) {
+            let produced = (cur.queue.samples.len() - appended_at) / ch;
+            // A fresh start drops the frames before its first (a prefix).
+            let mut dropped = 0;
+            for _ in 0..produced {
                 cur.index += step;
                 if cur.drop_before.is_some_and(|limit| cur.index < limit) {
+                    dropped += 1;
                     continue;
                 }
                 cur.drop_before = None;
-                cur.fifo_pos.push_back(cur.index);
-                cur.fifo.extend(frame);
+                cur.queue.positions.push(cur.index);
+            }
+            if dropped > 0 {
+                cur.queue
+                    .samples
+                    .drain(appended_at..appended_at + dropped * ch);
             }
         }
         false
+    }
+}
+
+/// Resampled frames not yet emitted, and the source position of each:
+/// flat buffers with a read cursor, so a period is emitted by copying
+/// slices rather than popping frame by frame. The consumed front is dropped
+/// before the next frames are appended; once the buffers have grown to a
+/// period and a fade ahead, nothing allocates.
+#[derive(Default)]
+struct Queue {
+    /// Interleaved samples.
+    samples: Vec<f32>,
+    positions: Vec<f64>,
+    /// Frames already emitted from the front.
+    read: usize,
+}
+
+impl Queue {
+    /// Frames queued.
+    fn len(&self) -> usize {
+        self.positions.len() - self.read
+    }
+
+    /// The source position of the next frame.
+    fn front(&self) -> Option<f64> {
+        self.positions.get(self.read).copied()
+    }
+
+    /// The queued samples, from the next frame on.
+    fn samples(&self, channels: usize) -> &[f32] {
+        self.samples.get(self.read * channels..).unwrap_or(&[])
+    }
+
+    /// How many of the next frames (at most `limit`) are queued and lie
+    /// before `end` (positions only grow).
+    fn run_before(&self, limit: usize, end: Option<f64>) -> usize {
+        let queued = self.positions.get(self.read..).unwrap_or(&[]);
+        let queued = &queued[..limit.min(queued.len())];
+        match end {
+            Some(end) => queued.partition_point(|&pos| pos < end),
+            None => queued.len(),
+        }
+    }
+
+    /// Marks the next `frames` frames emitted.
+    fn consume(&mut self, frames: usize) {
+        self.read = (self.read + frames).min(self.positions.len());
+    }
+
+    /// Drops the emitted frames from the buffers.
+    fn compact(&mut self, channels: usize) {
+        if self.read > 0 {
+            self.samples.drain(..self.read * channels);
+            self.positions.drain(..self.read);
+            self.read = 0;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.samples.clear();
+        self.positions.clear();
+        self.read = 0;
     }
 }
 

@@ -145,25 +145,14 @@ impl RateResampler {
         }
         let start = out.len();
         out.resize(start + self.chunk * ch, 0.0);
-        let mut position = self.position;
-        for frame in out[start..].chunks_exact_mut(ch) {
-            position += self.step;
-            let whole = (position >> FRACTION_BITS) as usize;
-            let fraction = position & (ONE - 1);
-            let phase = (fraction >> BLEND_BITS) as usize;
-            let blend = (fraction & ((1 << BLEND_BITS) - 1)) as f32 / (1u64 << BLEND_BITS) as f32;
-            self.kernel.weights_at(phase, blend, &mut self.weights);
-            let first = whole + 1 - HALF;
-            for (sample, planar) in frame.iter_mut().zip(&self.history) {
-                // The input check above keeps `first + TAPS` within the history.
-                if let Some(window) = planar
-                    .get(first..first + TAPS)
-                    .and_then(|w| w.try_into().ok())
-                {
-                    *sample = dot(&self.weights, window);
-                }
-            }
-        }
+        let out = &mut out[start..];
+        // Mono and stereo (nearly every output) take each frame's weights
+        // once for all channels; other layouts one channel at a time.
+        let position = match ch {
+            1 => self.interpolate::<1>(out),
+            2 => self.interpolate::<2>(out),
+            _ => self.interpolate_any(out),
+        };
         // Drop the input no later frame can need: the next position is past
         // this one, so its window starts at or after this one's.
         let keep_from = (position >> FRACTION_BITS) as usize + 1 - HALF;
@@ -173,6 +162,61 @@ impl RateResampler {
         self.position = position - ((keep_from as u64) << FRACTION_BITS);
         Ok(())
     }
+
+    /// Fills `out` (interleaved frames of `N` channels) from the history;
+    /// returns the position of its last frame.
+    fn interpolate<const N: usize>(&self, out: &mut [f32]) -> u64 {
+        let history: [&[f32]; N] =
+            std::array::from_fn(|c| self.history.get(c).map_or(&[][..], Vec::as_slice));
+        let mut position = self.position;
+        for frame in out.chunks_exact_mut(N) {
+            position += self.step;
+            let (phase, blend) = phase_and_blend(position);
+            let first = (position >> FRACTION_BITS) as usize + 1 - HALF;
+            // The input check of `process` keeps `first + TAPS` within the history.
+            let windows = history.map(|planar| {
+                planar
+                    .get(first..first + TAPS)
+                    .and_then(|window| window.try_into().ok())
+                    .unwrap_or(&SILENCE)
+            });
+            frame.copy_from_slice(&self.kernel.blended_dots(phase, blend, windows));
+        }
+        position
+    }
+
+    /// [`RateResampler::interpolate`] for any number of channels: the
+    /// frame's weights blended once, then one product per channel.
+    fn interpolate_any(&mut self, out: &mut [f32]) -> u64 {
+        let mut position = self.position;
+        for frame in out.chunks_exact_mut(self.channels) {
+            position += self.step;
+            let (phase, blend) = phase_and_blend(position);
+            self.kernel.weights_at(phase, blend, &mut self.weights);
+            let first = (position >> FRACTION_BITS) as usize + 1 - HALF;
+            for (sample, planar) in frame.iter_mut().zip(&self.history) {
+                if let Some(window) = planar
+                    .get(first..first + TAPS)
+                    .and_then(|w| w.try_into().ok())
+                {
+                    *sample = dot(&self.weights, window);
+                }
+            }
+        }
+        position
+    }
+}
+
+/// Input that is not there (never, given the input check): silence.
+static SILENCE: [f32; TAPS] = [0.0; TAPS];
+
+/// The fractional bits of `position`, split into the table's phase and the
+/// blend between that phase and the next.
+fn phase_and_blend(position: u64) -> (usize, f32) {
+    let fraction = position & (ONE - 1);
+    let phase = (fraction >> BLEND_BITS) as usize;
+    let blend = (fraction & ((1 << BLEND_BITS) - 1)) as f32 / (1u64 << BLEND_BITS) as f32;
+    (phase, blend)
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@
 //! stayed one multiply-add at a time (0.6 % of a core in a playing node's
 //! profile). With `wide`: 0.11 % of a core for 48 kHz stereo at a slewing
 //! rate, at either optimization level (test build; rubato took 0.57–0.64 %
-//! there).
+//! there). For mono and stereo, [`SincKernel::blended_dots`] blends each
+//! vector of weights and uses it at once for every channel, so the blended
+//! weights are never stored and read back (the same sums, bit for bit).
 
 use std::sync::{Arc, Mutex};
 use wide::f32x8;
@@ -129,6 +131,36 @@ impl SincKernel {
             *w = (*b - *a).mul_add(blend, *a);
         }
     }
+
+    /// For each channel `c`, `Σ weights[i] · windows[c][i]` with the
+    /// weights [`SincKernel::weights_at`] gives for `phase + blend`: each
+    /// vector of weights is blended and used at once, in registers, by every
+    /// channel (the weights are never stored and read back, and never blended
+    /// once per channel). The same operations in the same order as
+    /// `weights_at` followed by [`dot`] per channel, so the same sums.
+    #[inline]
+    pub(crate) fn blended_dots<const N: usize>(
+        &self,
+        phase: usize,
+        blend: f32,
+        windows: [&[f32; TAPS]; N],
+    ) -> [f32; N] {
+        let (Some(a), Some(b)) = (self.rows.get(phase), self.rows.get(phase + 1)) else {
+            return [0.0; N];
+        };
+        let blend = f32x8::splat(blend);
+        let windows = windows.map(|window| window.as_chunks::<8>().0);
+        let mut sums = [f32x8::ZERO; N];
+        for (v, (a, b)) in a.iter().zip(b).enumerate() {
+            let weight = (*b - *a).mul_add(blend, *a);
+            for (sum, window) in sums.iter_mut().zip(&windows) {
+                if let Some(x) = window.get(v) {
+                    *sum = f32x8::new(*x).mul_add(weight, *sum);
+                }
+            }
+        }
+        sums.map(|sum| sum.reduce_add())
+    }
 }
 
 /// `sin(πx) / (πx)`.
@@ -193,6 +225,28 @@ mod tests {
         for k in 1..TAPS / 2 - 1 {
             let (left, right) = (weights[TAPS / 2 - 1 - k], weights[TAPS / 2 - 1 + k]);
             assert!((left - right).abs() < 1e-6, "tap ±{k}: {left} vs {right}");
+        }
+    }
+
+    #[test]
+    fn blended_dots_are_the_blended_weights_dotted_per_channel() {
+        let kernel = SincKernel::new(1.01);
+        let window = |seed: f32| -> [f32; TAPS] {
+            std::array::from_fn(|i| (i as f32 * 0.731 + seed).sin() * 0.9)
+        };
+        let (left, right) = (window(0.0), window(1.7));
+        let mut weights = [f32x8::ZERO; VECTORS];
+        for (phase, blend) in [(0, 0.0), (3, 0.25), (PHASES / 2, 0.5), (PHASES - 1, 0.999)] {
+            kernel.weights_at(phase, blend, &mut weights);
+            let separate = [dot(&weights, &left), dot(&weights, &right)];
+            let fused = kernel.blended_dots(phase, blend, [&left, &right]);
+            assert_eq!(
+                fused.map(f32::to_bits),
+                separate.map(f32::to_bits),
+                "phase {phase}"
+            );
+            let [mono] = kernel.blended_dots(phase, blend, [&left]);
+            assert_eq!(mono.to_bits(), separate[0].to_bits());
         }
     }
 
