@@ -47,6 +47,11 @@ mod zoning;
 
 /// How often roles are re-derived and status is reported.
 const TICK: Duration = Duration::from_millis(250);
+/// How often the library's version is read for the status report. The
+/// report goes out every [`TICK`] but heartbeats carry it once a second,
+/// so reading the version (a blocking-pool wake-up and a database read
+/// transaction) every tick cost CPU for nothing (issue 13's CPU goal).
+const VERSION_EVERY: Duration = Duration::from_secs(1);
 /// How long a prepare may take before the node is left to join late.
 const PREPARE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a node lacking a track waits, answering a prepare, for the
@@ -185,6 +190,8 @@ struct Driver {
     zone_sessions_tx: watch::Sender<BTreeMap<ZoneId, Session>>,
     /// Stores session snapshots without holding up the actions after them.
     saver: persist::SessionSaver,
+    /// The library's version as last read, and when (see [`VERSION_EVERY`]).
+    library_version: Option<(u64, tokio::time::Instant)>,
 }
 
 /// Starts the driver; returns its handle.
@@ -210,6 +217,7 @@ pub(crate) fn spawn(
         zone_sessions: ZoneSessions::default(),
         zone_sessions_tx,
         saver: persist::SessionSaver::spawn(library.clone()),
+        library_version: None,
         client,
         library,
         audio,
@@ -261,6 +269,24 @@ impl Driver {
             }
             self.carry_out().await;
         }
+    }
+
+    /// The library's version, read at most every [`VERSION_EVERY`].
+    async fn library_version(&mut self) -> u64 {
+        let now = tokio::time::Instant::now();
+        if let Some((version, at)) = self.library_version
+            && now.duration_since(at) < VERSION_EVERY
+        {
+            return version;
+        }
+        let library = self.library.clone();
+        let version = tokio::task::spawn_blocking(move || library.version())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        self.library_version = Some((version, now));
+        version
     }
 
     fn swarm_now(&self) -> i64 {
@@ -420,12 +446,7 @@ impl Driver {
             }
             Action::Save(snapshot) => self.saver.save(snapshot),
             Action::Report { roles, playback } => {
-                let library = self.library.clone();
-                let version = tokio::task::spawn_blocking(move || library.version())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
+                let version = self.library_version().await;
                 let status = NodeStatus {
                     library_version: version,
                     roles,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p firefly-clock --release --example simulate -- \
-//!     [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--json]
+//!     [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--crash-at-s S --crash-node N] [--json]
 //! ```
 //!
 //! The same flags as `firefly bench clock`; the output is always JSON.
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Err(msg) => {
             eprintln!("simulate: {msg}");
             eprintln!(
-                "usage: simulate [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--json]"
+                "usage: simulate [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--crash-at-s S --crash-node N] [--json]"
             );
             ExitCode::from(2)
         }
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
     let mut scenario = Scenario::wifi();
     let (mut nodes, mut seed, mut asym, mut datagrams) = (None, None, None, false);
+    let (mut crash_at, mut crash_node) = (None, None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -51,6 +52,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
             "--seed" => seed = Some(number::<u64>(&value("--seed")?, "--seed")?),
             "--asymmetry-us" => {
                 asym = Some(number::<f64>(&value("--asymmetry-us")?, "--asymmetry-us")?)
+            }
+            "--crash-at-s" => {
+                crash_at = Some(number::<f64>(&value("--crash-at-s")?, "--crash-at-s")?)
+            }
+            "--crash-node" => {
+                crash_node = Some(number::<usize>(&value("--crash-node")?, "--crash-node")?)
             }
             "--json" => {}
             "--datagrams" => datagrams = true,
@@ -71,6 +78,24 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
             return Err("--asymmetry-us must be a non-negative number".into());
         }
         scenario.asymmetry_us = a;
+    }
+    if let Some(at) = crash_at {
+        if !at.is_finite() || at < 20.0 || at + 10.0 > scenario.duration_s {
+            return Err(format!(
+                "--crash-at-s must leave 20 s before it and 10 s after it ({} s run)",
+                scenario.duration_s
+            ));
+        }
+        scenario.crash_at_s = Some(at);
+    }
+    if let Some(node) = crash_node {
+        if node >= scenario.nodes {
+            return Err(format!(
+                "--crash-node must be one of the {} nodes (0-based)",
+                scenario.nodes
+            ));
+        }
+        scenario.crash_node = Some(node);
     }
     if datagrams {
         // Unordered links, as `firefly bench clock --datagrams`.

@@ -1320,8 +1320,14 @@ fn largest_cluster(views: &[View], width: f64, with_self: bool) -> Vec<usize> {
 const RATE_WANDER: f64 = 0.02e-6;
 
 /// The rate filter's variance never drops below this fraction of the latest
-/// measurement's (see `couple`).
-const RATE_TRUST: f64 = 0.25;
+/// measurement's (see `couple`), so its gain never drops below
+/// `RATE_TRUST / (1 + RATE_TRUST)` per tick (about 5 %: a time constant of
+/// about 5 s). It was 0.25 (a gain of at least 20 % per tick): the swarm's
+/// common rate then followed every wiggle of the 40 s windows' slopes (an
+/// envelope point entering or leaving moves a slope by ppm), each node's
+/// peers followed it, and under 20 ± 10 ms of jitter the common rate
+/// wandered 7–38 ppm per 150 s run in the simulator (issue 13).
+const RATE_TRUST: f64 = 0.05;
 
 /// A shared rate error (see `tick`) may exceed three sigmas of the window's
 /// rate by this much: the two windows differ in age and in samples.

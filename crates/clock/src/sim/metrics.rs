@@ -23,6 +23,18 @@ pub struct Metrics {
     /// the members' median clock (a node with that clock would resample by
     /// this much), ppm.
     pub timeline_vs_members_ppm: Option<f64>,
+    /// The swarm's common rate wander (issue 13): the mean timeline's
+    /// largest departure from its own linear trend of the previous 10 s,
+    /// over the next 10 s, for every 10 s after warm-up with no join or
+    /// crash in the 20 s, µs (the quiet stretch `firefly bench sync`
+    /// reads a departure against). Median of those windows.
+    pub timeline_wander_p50_us: Option<f64>,
+    /// The largest of the same windows, µs.
+    pub timeline_wander_max_us: Option<f64>,
+    /// The mean timeline's rate against true time fitted over each 10 s
+    /// after warm-up (no join or crash in it): largest minus smallest, ppm.
+    /// A swarm whose common rate holds keeps this within its noise.
+    pub timeline_rate_range_ppm: Option<f64>,
     /// Median spread after warm-up, µs.
     pub spread_p50_us: Option<f64>,
     /// 99th percentile spread after warm-up, µs.
@@ -228,7 +240,55 @@ impl Recorder {
         (dt > 0.0).then_some(dr / dt * 1e6)
     }
 
+    /// Whether a join or a crash falls within `[from, to)`.
+    fn eventful(&self, from: i64, to: i64) -> bool {
+        [self.join.map(|j| j.1), self.crash.map(|c| c.1)]
+            .into_iter()
+            .flatten()
+            .any(|at| at >= from && at < to)
+    }
+
+    /// The common rate's wander: per quiet 10 s step after warm-up, the
+    /// mean timeline's departure from its previous 10 s trend (µs), and
+    /// each quiet 10 s window's fitted rate (ppm).
+    fn wander(&self) -> (Vec<f64>, Vec<f64>) {
+        const STEP: i64 = 10_000_000;
+        let mut departures = Vec::new();
+        let mut rates = Vec::new();
+        let mut from = self.warmup;
+        while from.saturating_add(STEP) <= self.end {
+            let to = from.saturating_add(STEP);
+            if !self.eventful(from, to) {
+                let pts: Vec<(f64, f64)> = (0..self.times.len())
+                    .filter(|&k| self.times[k] >= from && self.times[k] < to)
+                    .filter_map(|k| Some((self.times[k] as f64, self.mean_reading(k)?)))
+                    .collect();
+                if pts.len() >= 10
+                    && let Some((_, b)) = linear_fit(&pts)
+                {
+                    rates.push(b * 1e6);
+                }
+                if to.saturating_add(STEP) <= self.end
+                    && !self.eventful(to, to.saturating_add(STEP))
+                {
+                    departures.extend(self.departure(usize::MAX, to, false));
+                }
+            }
+            from = to;
+        }
+        (departures, rates)
+    }
+
     pub(crate) fn finish(self) -> Metrics {
+        let (mut wander, rates) = self.wander();
+        wander.sort_by(f64::total_cmp);
+        let rate_range = rates
+            .iter()
+            .copied()
+            .fold(None, |acc: Option<(f64, f64)>, r| {
+                Some(acc.map_or((r, r), |(lo, hi)| (lo.min(r), hi.max(r))))
+            })
+            .map(|(lo, hi)| hi - lo);
         let spreads: Vec<Option<f64>> = (0..self.times.len()).map(|k| self.spread(k)).collect();
         let mut after: Vec<f64> = Vec::new();
         let mut unsynced = 0;
@@ -305,6 +365,9 @@ impl Recorder {
         }
         Metrics {
             timeline_rate_ppm: self.timeline_rate_ppm(),
+            timeline_wander_p50_us: percentile(&wander, 0.5),
+            timeline_wander_max_us: wander.last().copied(),
+            timeline_rate_range_ppm: rate_range,
             spread_p50_us: percentile(&after, 0.5),
             spread_p99_us: percentile(&after, 0.99),
             pair_p50_us: percentile(&pairs, 0.5),
