@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p firefly-clock --release --example simulate -- \
-//!     [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--crash-at-s S --crash-node N] [--json]
+//!     [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--crash-at-s S --crash-node N] [--drift-wander-ppm A] [--json]
 //! ```
 //!
 //! The same flags as `firefly bench clock`; the output is always JSON.
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Err(msg) => {
             eprintln!("simulate: {msg}");
             eprintln!(
-                "usage: simulate [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--crash-at-s S --crash-node N] [--json]"
+                "usage: simulate [--scenario lan|wifi|scale|jitter|stalls] [--nodes N] [--seed S] [--asymmetry-us A] [--datagrams] [--crash-at-s S --crash-node N] [--drift-wander-ppm A] [--json]"
             );
             ExitCode::from(2)
         }
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
     let mut scenario = Scenario::wifi();
     let (mut nodes, mut seed, mut asym, mut datagrams) = (None, None, None, false);
-    let (mut crash_at, mut crash_node) = (None, None);
+    let (mut crash_at, mut crash_node, mut wander) = (None, None, None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -58,6 +58,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
             }
             "--crash-node" => {
                 crash_node = Some(number::<usize>(&value("--crash-node")?, "--crash-node")?)
+            }
+            "--drift-wander-ppm" => {
+                wander = Some(number::<f64>(
+                    &value("--drift-wander-ppm")?,
+                    "--drift-wander-ppm",
+                )?)
             }
             "--json" => {}
             "--datagrams" => datagrams = true,
@@ -96,6 +102,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Scenario, String> {
             ));
         }
         scenario.crash_node = Some(node);
+    }
+    if let Some(w) = wander {
+        if !w.is_finite() || !(0.0..=100.0).contains(&w) {
+            return Err("--drift-wander-ppm must be between 0 and 100".into());
+        }
+        scenario.drift_wander_ppm = w;
     }
     if datagrams {
         // Unordered links, as `firefly bench clock --datagrams`.

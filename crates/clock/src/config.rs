@@ -59,8 +59,8 @@ impl Default for Config {
             max_skew: 1_000e-6,
             seed: 0,
             estimator: EstimatorConfig {
-                max_samples: 400,
-                max_age: 40_000_000,
+                max_samples: 1_200,
+                max_age: 120_000_000,
                 jump_threshold: 2_000.0,
                 max_rate: 2e-3,
                 rate_prior_sigma: 200e-6,
@@ -235,13 +235,15 @@ impl Config {
         self
     }
 
-    /// Most samples kept per peer. Default 400.
+    /// Most samples kept per peer. Default 1,200.
     pub fn window_samples(&mut self, n: usize) -> &mut Self {
         self.estimator.max_samples = n.max(2);
         self
     }
 
-    /// Oldest sample kept per peer, relative to its newest. Default 40 s.
+    /// Oldest sample kept per peer, relative to its newest. Default 120 s; a
+    /// fit reaches back between a sixth of it and all of it, by how noisy the
+    /// link is.
     pub fn window(&mut self, d: std::time::Duration) -> &mut Self {
         self.estimator.max_age = micros(d).max(1);
         self

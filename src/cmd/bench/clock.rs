@@ -46,6 +46,11 @@ pub(crate) struct Args {
     /// default: the preset's).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     drifts_ppm: Option<Vec<f64>>,
+    /// Every clock's rate also swings by ± this many ppm over five
+    /// minutes, each node at its own phase, as a crystal's does with its
+    /// temperature (default 0: constant rates).
+    #[arg(long)]
+    drift_wander_ppm: Option<f64>,
     /// A node leaves (crashes) this many seconds in; its peers drop it 3 s
     /// later, as heartbeats would (default: the preset's; `jitter` and
     /// `stalls` have none). The survivors' move is read against a quiet
@@ -139,6 +144,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "--drifts-ppm must be rates within ±1000 ppm"
         );
         scenario.drifts_ppm = drifts;
+    }
+    if let Some(wander) = args.drift_wander_ppm {
+        ensure!(
+            wander.is_finite() && (0.0..=100.0).contains(&wander),
+            "--drift-wander-ppm must be between 0 and 100"
+        );
+        scenario.drift_wander_ppm = wander;
     }
     if let Some(at) = args.crash_at_s {
         ensure!(

@@ -47,9 +47,14 @@ impl Clock {
 }
 
 struct Node {
-    /// True local clock: `local = offset + t × (1 + drift)`.
+    /// True local clock: `local = offset + t × (1 + drift) + wander(t)`.
     offset: f64,
     drift: f64,
+    /// The rate's wander, `wander_amplitude · sin(ω t + wander_phase)`
+    /// (ω = `wander_omega` per µs), integrated into the reading.
+    wander_amplitude: f64,
+    wander_omega: f64,
+    wander_phase: f64,
     present: bool,
     alive: bool,
     clock: Option<Clock>,
@@ -59,12 +64,40 @@ struct Node {
 
 impl Node {
     fn local(&self, t: i64) -> LocalMicros {
-        LocalMicros((self.offset + t as f64 * (1.0 + self.drift)).round() as i64)
+        LocalMicros(self.reading(t as f64).round() as i64)
+    }
+
+    fn reading(&self, t: f64) -> f64 {
+        self.offset + t * (1.0 + self.drift) + self.wander(t)
+    }
+
+    /// What the rate's wander has added to the reading by `t`, µs.
+    fn wander(&self, t: f64) -> f64 {
+        if self.wander_amplitude == 0.0 {
+            return 0.0;
+        }
+        let w = self.wander_omega;
+        self.wander_amplitude / w * ((self.wander_phase).cos() - (w * t + self.wander_phase).cos())
     }
 
     /// First true instant at which the local clock reads at least `l`.
     fn true_time(&self, l: LocalMicros) -> i64 {
-        ((l.0 as f64 - self.offset) / (1.0 + self.drift)).ceil() as i64
+        let target = l.0 as f64;
+        let mut t = ((target - self.offset) / (1.0 + self.drift)).ceil();
+        if self.wander_amplitude != 0.0 {
+            // The wander bends the line by ppm: a few Newton steps land on it.
+            for _ in 0..3 {
+                let rate = 1.0
+                    + self.drift
+                    + self.wander_amplitude * (self.wander_omega * t + self.wander_phase).sin();
+                t -= (self.reading(t) - target) / rate;
+            }
+            t = t.ceil();
+            while self.reading(t) < target {
+                t += 1.0;
+            }
+        }
+        t as i64
     }
 }
 
@@ -154,6 +187,10 @@ pub(crate) fn simulate(sc: &Scenario, protocol: Protocol) -> Metrics {
                 let drawn = (rng.random::<f64>() * 2.0 - 1.0) * sc.drift_ppm;
                 sc.drifts_ppm.get(i).copied().unwrap_or(drawn) * 1e-6
             },
+            wander_amplitude: sc.drift_wander_ppm * 1e-6,
+            wander_omega: std::f64::consts::TAU / (sc.drift_wander_period_s.max(1.0) * 1e6),
+            // The golden angle: every node at its own phase, no draw taken.
+            wander_phase: i as f64 * 2.399_963,
             present: Some(i) != joiner,
             alive: Some(i) != joiner,
             clock: None,

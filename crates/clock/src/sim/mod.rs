@@ -52,6 +52,11 @@ pub struct Scenario {
     /// their nodes fixed test clocks, and a node's distance from the
     /// members' median rate matters under jitter.
     pub drifts_ppm: Vec<f64>,
+    /// Each clock's rate also wanders, as a crystal's does with its
+    /// temperature: a sine of this amplitude, ppm (0: a constant rate).
+    pub drift_wander_ppm: f64,
+    /// Period of that wander, s; each node starts at its own phase.
+    pub drift_wander_period_s: f64,
     /// One-way base delay, µs.
     pub base_delay_us: f64,
     /// Mean of the exponential one-way jitter, µs (drawn per direction).
@@ -138,6 +143,8 @@ impl Scenario {
             offset_range_us: 1_000_000.0,
             drift_ppm: 200.0,
             drifts_ppm: Vec::new(),
+            drift_wander_ppm: 0.0,
+            drift_wander_period_s: 300.0,
             base_delay_us: 300.0,
             jitter_mean_us: 100.0,
             uniform_jitter_us: 0.0,
