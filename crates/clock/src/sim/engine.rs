@@ -77,7 +77,12 @@ impl Node {
             return 0.0;
         }
         let w = self.wander_omega;
-        self.wander_amplitude / w * ((self.wander_phase).cos() - (w * t + self.wander_phase).cos())
+        self.wander_amplitude / w * (self.wander_phase.cos() - (w * t + self.wander_phase).cos())
+    }
+
+    /// How fast the reading advances at `t`, readings per true µs.
+    fn rate_at(&self, t: f64) -> f64 {
+        1.0 + self.drift + self.wander_amplitude * (self.wander_omega * t + self.wander_phase).sin()
     }
 
     /// First true instant at which the local clock reads at least `l`.
@@ -87,10 +92,7 @@ impl Node {
         if self.wander_amplitude != 0.0 {
             // The wander bends the line by ppm: a few Newton steps land on it.
             for _ in 0..3 {
-                let rate = 1.0
-                    + self.drift
-                    + self.wander_amplitude * (self.wander_omega * t + self.wander_phase).sin();
-                t -= (self.reading(t) - target) / rate;
+                t -= (self.reading(t) - target) / self.rate_at(t);
             }
             t = t.ceil();
             while self.reading(t) < target {
