@@ -187,6 +187,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         token: settings.token,
         http_hosts: settings.http_host,
         test_clock: crate::node::test_clock::TestClock::from_env()?,
+        test_probe_rate: crate::node::test_clock::probe_rate_from_env()?,
         max_upload: settings.max_upload,
         sources: settings
             .source

@@ -57,6 +57,8 @@ pub(crate) struct NodeOptions {
     pub(crate) latency_ms: Option<i64>,
     /// `FIREFLY_TEST_CLOCK`, read once by the caller.
     pub(crate) test_clock: Option<test_clock::TestClock>,
+    /// `FIREFLY_TEST_PROBE_RATE`, read once by the caller.
+    pub(crate) test_probe_rate: Option<f64>,
     /// `--token`: required of API clients when `http` is not loopback.
     pub(crate) token: Option<String>,
     /// `--http-host`: host names the API answers to besides IP literals and
@@ -133,6 +135,12 @@ pub(crate) async fn run(options: NodeOptions) -> anyhow::Result<()> {
     }
     let mut config = firefly_swarm::Config::new(keypair, options.name.clone());
     config.clock(now.clone());
+    if let Some(factor) = options.test_probe_rate {
+        tracing::warn!(factor, "time exchange probing at a test rate");
+        let mut clock = firefly_clock::Config::default();
+        clock.scale_probe_rate(factor);
+        config.clock_config(clock);
+    }
     let mut transfer = firefly_swarm::transfer::TransferConfig::default();
     transfer.max_upload(options.max_upload);
     config

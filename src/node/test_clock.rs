@@ -92,6 +92,39 @@ impl TestClock {
     }
 }
 
+/// The environment variable that multiplies the time exchange's probe rate
+/// (`firefly bench sync --probe-rate`: the CPU a doubled rate adds is what
+/// the exchange costs). Testing only, like [`TEST_CLOCK_VAR`].
+pub(crate) const TEST_PROBE_RATE_VAR: &str = "FIREFLY_TEST_PROBE_RATE";
+
+/// Why `FIREFLY_TEST_PROBE_RATE` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{TEST_PROBE_RATE_VAR}={given:?} is not valid: expected a factor between 0.1 and 10")]
+pub(crate) struct ProbeRateError {
+    given: String,
+}
+
+/// Parses a probe-rate factor (0.1–10).
+pub(crate) fn parse_probe_rate(text: &str) -> Result<f64, ProbeRateError> {
+    match text.trim().parse::<f64>() {
+        Ok(factor) if (0.1..=10.0).contains(&factor) => Ok(factor),
+        _ => Err(ProbeRateError {
+            given: text.to_string(),
+        }),
+    }
+}
+
+/// Reads `FIREFLY_TEST_PROBE_RATE` once; `None` when it is unset.
+pub(crate) fn probe_rate_from_env() -> Result<Option<f64>, ProbeRateError> {
+    match std::env::var(TEST_PROBE_RATE_VAR) {
+        Ok(text) => parse_probe_rate(&text).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ProbeRateError {
+            given: String::from("<not unicode>"),
+        }),
+    }
+}
+
 /// The node's local clock: [`monotonic_now`], skewed when `skew` is given.
 pub(crate) fn local_clock(skew: Option<TestClock>) -> Now {
     match skew {
@@ -104,6 +137,16 @@ pub(crate) fn local_clock(skew: Option<TestClock>) -> Now {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_rate_factor_is_parsed_within_its_range() {
+        assert_eq!(parse_probe_rate("2"), Ok(2.0));
+        assert_eq!(parse_probe_rate(" 0.5 "), Ok(0.5));
+        for bad in ["0", "11", "-1", "NaN", "inf", "two", ""] {
+            let err = parse_probe_rate(bad).unwrap_err().to_string();
+            assert!(err.contains(TEST_PROBE_RATE_VAR), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn parses_offset_and_rate() {

@@ -90,6 +90,21 @@ impl Config {
         self
     }
 
+    /// Probes `factor` times as often as configured (both
+    /// [`Config::probe_interval`] and [`Config::max_probe_interval`] divided
+    /// by it); a benchmark that doubles the rate splits out the time
+    /// exchange's cost. `factor` is clamped to 0.1–10.
+    pub fn scale_probe_rate(&mut self, factor: f64) -> &mut Self {
+        let factor = if factor.is_finite() {
+            factor.clamp(0.1, 10.0)
+        } else {
+            1.0
+        };
+        self.probe_interval = ((self.probe_interval as f64 / factor).round() as i64).max(1);
+        self.max_probe_interval = ((self.max_probe_interval as f64 / factor).round() as i64).max(1);
+        self
+    }
+
     /// A peer estimate better than this (one sigma) lets its probes space
     /// out, one twice as bad brings them back to [`Config::probe_interval`].
     /// Default 15 µs.

@@ -19,8 +19,8 @@
 
 use crate::cmd::bench::threads::ThreadCpu;
 use crate::cmd::local_swarm::{
-    Node, RATE, SeenFlash, flashes, get_json, least_squares_line, music_dir, offsets,
-    percentile_abs, post, skew, start_node, synthesize, wait_settled,
+    Node, NodeSetup, RATE, SeenFlash, flashes, get_json, least_squares_line, music_dir, offsets,
+    percentile_abs, post, skew, start_node_with, synthesize, wait_settled,
 };
 use anyhow::{Context, bail};
 use firefly_faultproxy::{FaultProxy, Faults, LinkFaults};
@@ -61,6 +61,16 @@ pub(crate) struct Args {
     /// datagram is dropped).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=50))]
     loss_percent: u8,
+    /// Every node probes its peers' clocks this many times as often as it
+    /// would (`FIREFLY_TEST_PROBE_RATE`): the CPU a doubled rate adds is
+    /// what the time exchange costs.
+    #[arg(long, default_value_t = 1.0, value_parser = probe_rate)]
+    probe_rate: f64,
+    /// Seconds over which each node's CPU is read, in a quiet window of its
+    /// own before the steady one (a longer window averages out the
+    /// runtime's spread between runs).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(5..=600))]
+    cpu_seconds: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -154,8 +164,6 @@ const GOAL_JOIN_MILLIS: f64 = 2_000.0;
 const GOAL_COMMAND_MILLIS: f64 = 150.0;
 const GOAL_FAILOVER_MILLIS: f64 = 3_000.0;
 const GOAL_CPU_PERCENT: f64 = 5.0;
-/// Longest quiet window over which each node's CPU is measured, s.
-const CPU_WINDOW_SECONDS: u64 = 20;
 const GOAL_RSS_MB: f64 = 60.0;
 /// "In step", for the join: within this of the others.
 const IN_STEP_MICROS: f64 = 1_000.0;
@@ -298,13 +306,33 @@ fn rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// `--probe-rate`, checked as the node will.
+fn probe_rate(text: &str) -> Result<f64, String> {
+    crate::node::test_clock::parse_probe_rate(text).map_err(|err| err.to_string())
+}
+
+/// Node `i`'s set-up: a virtual output, its test clock, and the probe rate.
+fn setup(args: &Args, i: usize) -> NodeSetup {
+    let mut setup = NodeSetup::virtual_output(i);
+    if args.probe_rate != 1.0 {
+        setup.env.push((
+            crate::node::test_clock::TEST_PROBE_RATE_VAR.to_string(),
+            args.probe_rate.to_string(),
+        ));
+    }
+    setup
+}
+
 async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let n = usize::from(args.nodes);
     let holder = n - 1;
     let steady = i64::from(args.seconds);
-    // Long enough for every phase on one track: settling, the steady window,
+    // Long enough for every phase on one track: settling, the CPU and steady windows,
     // command trials from 10 s on, the join and the failover.
-    let track_seconds = u32::try_from(steady).unwrap_or(300) + args.warmup + 150;
+    let track_seconds = u32::try_from(steady).unwrap_or(300)
+        + args.warmup
+        + u32::try_from(args.cpu_seconds).unwrap_or(600)
+        + 150;
     for i in 0..n {
         let music = music_dir(root, i);
         std::fs::create_dir_all(&music)?;
@@ -315,7 +343,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
         let peers = links.peers(&nodes).await?;
-        nodes.push(start_node(root, i, &peers)?);
+        nodes.push(start_node_with(root, i, &peers, &setup(args, i))?);
     }
     let coordinator = wait_settled(&nodes, Duration::from_secs(60)).await?;
     let library = get_json(nodes[holder].http, "/api/library").await?;
@@ -348,10 +376,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
     let threads_before: Vec<ThreadCpu> = nodes.iter().map(|n| ThreadCpu::read(n.pid())).collect();
     let cpu_started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(
-        steady.unsigned_abs().min(CPU_WINDOW_SECONDS),
-    ))
-    .await;
+    tokio::time::sleep(Duration::from_secs(args.cpu_seconds)).await;
     let cpu_secs = cpu_started.elapsed().as_secs_f64();
     let cpu_percent: Vec<f64> = nodes
         .iter()
@@ -442,7 +467,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
     join_clocks.poll_for(&nodes, Duration::from_secs(2)).await;
     let spawned = unix_micros_now();
     let peers = links.peers(&nodes).await?;
-    let rejoined = start_node(root, joiner, &peers)?;
+    let rejoined = start_node_with(root, joiner, &peers, &setup(args, joiner))?;
     nodes.insert(slot, rejoined);
     let mut join_trace = Vec::new();
     let after = Duration::from_secs(JOIN_AFTER_S);
@@ -518,6 +543,7 @@ async fn bench(root: &Path, args: &Args) -> anyhow::Result<serde_json::Value> {
         "links": links.describe(args),
         "warmup_s": args.warmup,
         "skews": (0..n).map(skew).collect::<Vec<_>>(),
+        "probe_rate": args.probe_rate,
         "steady": {
             "seconds": steady,
             "samples": steady_offsets.len(),
