@@ -108,7 +108,7 @@ pub struct Stats {
     /// Time samples taken from datagram answers (`time_datagram`).
     pub time_datagram_samples: u64,
     /// Time datagrams dropped: malformed, unknown key, bad MAC, replayed,
-    /// unexpected, or dropped by the kernel from a full queue (a flood).
+    /// unexpected, or read while the loop was behind.
     pub time_datagrams_refused: u64,
     /// Events dropped because the event stream was full.
     pub events_dropped: u64,

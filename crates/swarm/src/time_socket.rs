@@ -1,29 +1,18 @@
 //! The time socket: the UDP edge of [`crate::time_datagram`].
 //!
 //! One UDP socket per node, bound on its TCP listen port number (so that a
-//! peer that dialed the TCP port finds it at the same number). The event
-//! loop reads it without blocking and sends with a non-blocking
-//! `try_send_to` right after stamping `t1` or `t3`. The socket only moves
-//! bytes; every check is `time_datagram`'s.
+//! peer that dialed the TCP port finds it at the same number). A task reads
+//! datagrams and stamps each with the local clock at the moment it arrived,
+//! so the event loop's own latency never enters a sample's `t2` or `t4`; the
+//! loop sends with a non-blocking `try_send_to` right after stamping `t1` or
+//! `t3`. The socket only moves bytes; every check is `time_datagram`'s.
 //!
-//! On Linux each datagram's arrival is the kernel's (`SO_TIMESTAMPNS`): the
-//! loop's wakeup, tens to hundreds of µs on a loaded machine and different
+//! On Linux the arrival is the kernel's (`SO_TIMESTAMPNS`): the reading
+//! task's wakeup, tens to hundreds of µs on a loaded machine and different
 //! on every node, would otherwise sit in one direction of each exchange and
 //! read as an offset. The kernel's stamp is on the system clock; the local
 //! stamp is the local clock now, less the datagram's age on the system
 //! clock (µs, so the clocks' different rates do not matter).
-//!
-//! **Datagrams wait for the loop.** Since a datagram keeps its arrival
-//! stamp however late it is read, and an answer's `t3` is stamped when it
-//! is sent, a datagram may wait in the kernel's queue for the loop's next
-//! wake-up at no cost in accuracy. So a kernel-stamped socket is not
-//! registered with the runtime at all: the loop reads it whenever it wakes,
-//! and wakes at least every [`MAX_HOLD_MICROS`]. Under 20 ms of jitter a
-//! node of three receives some 40 datagrams a second, and each woke a
-//! runtime thread, a reading task and then the loop (a full poll of the
-//! swarm); now they wait for the probe timer that wakes it anyway. Without
-//! kernel stamps the socket is watched, and each datagram read as it
-//! arrives.
 
 use crate::config::Now;
 use crate::time_datagram::MAX_DATAGRAM_BYTES;
@@ -31,164 +20,157 @@ use firefly_clock::LocalMicros;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
-/// Longest a datagram waits in the socket's queue for the loop's next
-/// wake-up. It only delays when a sample reaches the clock (which ticks
-/// every 250 ms) and when an answer leaves (stamped as it leaves).
-pub(crate) const MAX_HOLD_MICROS: i64 = 100_000;
-
-/// Read errors in a row (e.g. ICMP errors reported on the socket) after
-/// which a read gives up until the next wake-up.
-const ERRORS_PER_READ: usize = 8;
+/// Datagrams read and not yet taken by the event loop; more are dropped.
+const QUEUED_DATAGRAMS: usize = 64;
 
 /// A datagram as it arrived.
 #[derive(Debug)]
 pub(crate) struct Datagram {
     pub(crate) bytes: Vec<u8>,
     pub(crate) from: SocketAddr,
-    /// When it arrived, on the local clock.
+    /// When it was read, on the local clock.
     pub(crate) at: LocalMicros,
-}
-
-/// How the loop learns that datagrams arrived.
-enum Io {
-    /// Kernel-stamped, and left to wait: not registered with the runtime,
-    /// read whenever the loop wakes.
-    Polled(std::net::UdpSocket),
-    /// Stamped when read: the loop watches it and reads each datagram as
-    /// it arrives.
-    Watched(tokio::net::UdpSocket),
 }
 
 /// The node's time socket, bound once a TCP listen port is known.
 pub(crate) struct TimeSocket {
-    io: Option<Io>,
-    /// One byte more than the largest datagram: a longer one shows as too long.
-    buf: Vec<u8>,
-    /// The kernel's count of datagrams the socket dropped, as last read.
-    drops_seen: u32,
-    /// Drops read and not yet taken ([`TimeSocket::take_dropped`]).
-    dropped: u64,
+    socket: Option<Arc<UdpSocket>>,
+    reader: Option<AbortHandle>,
+    tx: mpsc::Sender<Datagram>,
+    rx: mpsc::Receiver<Datagram>,
+    /// Datagrams dropped because the loop was behind.
+    overflow: Arc<AtomicU64>,
     now: Now,
 }
 
 impl TimeSocket {
     pub(crate) fn new(now: Now) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUED_DATAGRAMS);
         Self {
-            io: None,
-            buf: vec![0u8; MAX_DATAGRAM_BYTES + 1],
-            drops_seen: 0,
-            dropped: 0,
+            socket: None,
+            reader: None,
+            tx,
+            rx,
+            overflow: Arc::default(),
             now,
         }
     }
 
     /// Whether the socket is bound.
     pub(crate) fn is_bound(&self) -> bool {
-        self.io.is_some()
+        self.socket.is_some()
     }
 
     /// The UDP port it is bound on.
     pub(crate) fn local_port(&self) -> Option<u16> {
-        let addr = match self.io.as_ref()? {
-            Io::Polled(socket) => socket.local_addr(),
-            Io::Watched(socket) => socket.local_addr(),
-        };
-        addr.ok().map(|addr| addr.port())
+        self.socket
+            .as_ref()
+            .and_then(|socket| socket.local_addr().ok())
+            .map(|addr| addr.port())
     }
 
-    /// Binds `addr`. Must run inside a tokio runtime.
+    /// Binds `addr` and starts reading. Must run inside a tokio runtime.
     pub(crate) fn bind(&mut self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-        let socket = std::net::UdpSocket::bind(addr)?;
-        socket.set_nonblocking(true)?;
+        let std_socket = std::net::UdpSocket::bind(addr)?;
+        std_socket.set_nonblocking(true)?;
+        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let local = socket.local_addr()?;
         // Before anything can arrive: a datagram queued before the option
         // is set carries no stamp.
         let kernel_stamps = arrival::enable(&socket);
-        tracing::debug!(kernel_stamps, "time socket bound");
-        self.io = Some(if kernel_stamps {
-            Io::Polled(socket)
-        } else {
-            Io::Watched(tokio::net::UdpSocket::from_std(socket)?)
-        });
+        tracing::debug!(kernel_stamps, "time socket reading");
+        let task = tokio::spawn(read(
+            Arc::clone(&socket),
+            kernel_stamps,
+            self.tx.clone(),
+            self.now.clone(),
+            Arc::clone(&self.overflow),
+        ));
+        self.reader = Some(task.abort_handle());
+        self.socket = Some(socket);
         Ok(local)
     }
 
-    /// The next datagram in the socket's queue, stamped with its arrival;
-    /// `None` when the queue is empty. Never waits.
-    pub(crate) fn try_next(&mut self) -> Option<Datagram> {
-        let io = self.io.as_ref()?;
-        for _ in 0..ERRORS_PER_READ {
-            match arrival::try_recv(io, &mut self.buf) {
-                Ok(received) => {
-                    if let Some(drops) = received.drops {
-                        self.dropped += u64::from(drops.wrapping_sub(self.drops_seen));
-                        self.drops_seen = drops;
-                    }
-                    let at =
-                        arrival::local_stamp((self.now)(), received.arrived, SystemTime::now());
-                    return Some(Datagram {
-                        bytes: self.buf[..received.len].to_vec(),
-                        from: received.from,
-                        at,
-                    });
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return None,
-                // E.g. an ICMP error reported on the socket: not fatal.
-                Err(err) => tracing::trace!(%err, "time socket read failed"),
-            }
-        }
-        None
-    }
-
-    /// The longest the loop may sleep: datagrams wait in the queue for it
-    /// up to [`MAX_HOLD_MICROS`]. None while unbound, or when the socket
-    /// is watched ([`TimeSocket::readable`]) instead.
-    pub(crate) fn max_sleep(&self) -> Option<Duration> {
-        match self.io {
-            Some(Io::Polled(_)) => Some(Duration::from_micros(MAX_HOLD_MICROS.unsigned_abs())),
-            _ => None,
-        }
-    }
-
-    /// Resolves when a datagram may be waiting on a watched socket; never
-    /// otherwise.
-    pub(crate) async fn readable(&self) {
-        match &self.io {
-            Some(Io::Watched(socket)) if socket.readable().await.is_ok() => {}
-            // Polled, unbound, or the runtime's driver is gone: wait
-            // forever rather than spin.
-            _ => std::future::pending().await,
-        }
-    }
-
-    /// The next datagram, waiting for one.
-    #[cfg(test)]
+    /// The next datagram (never, while unbound).
     pub(crate) async fn next(&mut self) -> Datagram {
-        loop {
-            if let Some(datagram) = self.try_next() {
-                return datagram;
-            }
-            match self.max_sleep() {
-                Some(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-                None => self.readable().await,
-            }
+        match self.rx.recv().await {
+            Some(datagram) => datagram,
+            // Unreachable while `self.tx` lives; wait forever rather than spin.
+            None => std::future::pending().await,
         }
-    }
-
-    /// Datagrams the kernel dropped because the socket's queue was full
-    /// (a flood), since the last call; Linux only.
-    pub(crate) fn take_dropped(&mut self) -> u64 {
-        std::mem::take(&mut self.dropped)
     }
 
     /// Sends `bytes` to `to` without waiting.
     pub(crate) fn send(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<()> {
-        match &self.io {
-            Some(Io::Polled(socket)) => socket.send_to(bytes, to).map(|_| ()),
-            Some(Io::Watched(socket)) => socket.try_send_to(bytes, to).map(|_| ()),
-            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+        let socket = self
+            .socket
+            .as_ref()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
+        socket.try_send_to(bytes, to).map(|_| ())
+    }
+
+    /// Datagrams dropped because the loop was behind, since the last call.
+    pub(crate) fn take_overflow(&self) -> u64 {
+        self.overflow.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Drop for TimeSocket {
+    fn drop(&mut self) {
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
+    }
+}
+
+/// Reads datagrams, stamps them, hands them on; drops them when the loop is
+/// behind (a time sample is worth nothing late).
+async fn read(
+    socket: Arc<UdpSocket>,
+    kernel_stamps: bool,
+    tx: mpsc::Sender<Datagram>,
+    now: Now,
+    overflow: Arc<AtomicU64>,
+) {
+    // One byte more than the largest datagram: a longer one shows as too long.
+    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
+    loop {
+        let received = if kernel_stamps {
+            arrival::recv(&socket, &mut buf).await
+        } else {
+            socket
+                .recv_from(&mut buf)
+                .await
+                .map(|(len, from)| (len, from, None))
+        };
+        match received {
+            Ok((len, from, arrived)) => {
+                let at = arrival::local_stamp(now(), arrived, SystemTime::now());
+                let datagram = Datagram {
+                    bytes: buf[..len].to_vec(),
+                    from,
+                    at,
+                };
+                match tx.try_send(datagram) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        overflow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            Err(err) => {
+                // E.g. an ICMP error reported on the socket: not fatal.
+                tracing::trace!(%err, "time socket read failed");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 }
@@ -196,21 +178,10 @@ impl TimeSocket {
 /// When a datagram arrived: the kernel's receive timestamp where there is
 /// one (see the module doc).
 mod arrival {
-    use super::Io;
     use firefly_clock::LocalMicros;
-    use std::net::{SocketAddr, UdpSocket};
+    use std::net::SocketAddr;
     use std::time::{Duration, SystemTime};
-
-    /// What one read took from the socket's queue.
-    pub(super) struct Received {
-        pub(super) len: usize,
-        pub(super) from: SocketAddr,
-        /// When the kernel received it (system clock).
-        pub(super) arrived: Option<SystemTime>,
-        /// Datagrams the socket had dropped, all time, when it was queued
-        /// (none: no drops yet, or no counter).
-        pub(super) drops: Option<u32>,
-    }
+    use tokio::net::UdpSocket;
 
     /// A datagram older than this is stamped when read: its kernel stamp
     /// (or the system clock, set meanwhile) is not to be trusted.
@@ -237,11 +208,6 @@ mod arrival {
     #[cfg(target_os = "linux")]
     pub(super) fn enable(socket: &UdpSocket) -> bool {
         use nix::sys::socket::{setsockopt, sockopt};
-        // The queue's drop counter too: datagrams left waiting are dropped
-        // by the kernel when a flood fills it, and those count as refused.
-        if let Err(err) = setsockopt(socket, sockopt::RxqOvfl, &1) {
-            tracing::debug!(%err, "the time socket's drops will not be counted");
-        }
         setsockopt(socket, sockopt::ReceiveTimestampns, &true).is_ok()
     }
 
@@ -250,43 +216,41 @@ mod arrival {
         false
     }
 
-    /// The next queued datagram: its length, its source, when the kernel
-    /// received it, and how many datagrams the socket had dropped by then
-    /// (all time); `WouldBlock` when there is none.
-    pub(super) fn try_recv(io: &Io, buf: &mut [u8]) -> std::io::Result<Received> {
-        match io {
-            #[cfg(target_os = "linux")]
-            Io::Polled(socket) => recv_now(socket, buf),
-            #[cfg(not(target_os = "linux"))]
-            Io::Polled(socket) => {
-                let (len, from) = socket.recv_from(buf)?;
-                Ok(Received {
-                    len,
-                    from,
-                    arrived: None,
-                    drops: None,
-                })
-            }
-            Io::Watched(socket) => {
-                let (len, from) = socket.try_recv_from(buf)?;
-                Ok(Received {
-                    len,
-                    from,
-                    arrived: None,
-                    drops: None,
-                })
+    /// The next datagram: its length, its source, and when the kernel
+    /// received it.
+    #[cfg(target_os = "linux")]
+    pub(super) async fn recv(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+        loop {
+            socket.readable().await?;
+            match socket.try_io(tokio::io::Interest::READABLE, || recv_now(socket, buf)) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return other,
             }
         }
     }
 
-    /// One `recvmsg` with room for the `SCM_TIMESTAMPNS` and
-    /// `SO_RXQ_OVFL` messages.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) async fn recv(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+        let (len, from) = socket.recv_from(buf).await?;
+        Ok((len, from, None))
+    }
+
+    /// One `recvmsg` with room for the `SCM_TIMESTAMPNS` message.
     #[cfg(target_os = "linux")]
-    fn recv_now(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Received> {
+    fn recv_now(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
         use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
         use std::os::fd::AsRawFd;
         let mut iov = [std::io::IoSliceMut::new(buf)];
-        let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec, u32);
+        let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
         let message = recvmsg::<SockaddrStorage>(
             socket.as_raw_fd(),
             &mut iov,
@@ -315,18 +279,7 @@ mod arrival {
                     .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
             })
             .ok_or_else(|| std::io::Error::other("a datagram with no source address"))?;
-        let drops = message.cmsgs().ok().and_then(|mut all| {
-            all.find_map(|control| match control {
-                ControlMessageOwned::RxqOvfl(drops) => Some(drops),
-                _ => None,
-            })
-        });
-        Ok(Received {
-            len: message.bytes,
-            from,
-            arrived,
-            drops,
-        })
+        Ok((message.bytes, from, arrived))
     }
 }
 
@@ -368,7 +321,6 @@ pub(crate) fn time_socket_addr(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn ma(s: &str) -> Multiaddr {
         s.parse().expect("a multiaddr")
@@ -397,8 +349,8 @@ mod tests {
         );
     }
 
-    /// A datagram left in the socket's queue (as the loop leaves it until
-    /// its next wake-up) and read 40 ms after it arrived is still stamped at its
+    /// The reading task cannot run while the test holds the only thread:
+    /// a datagram read 40 ms after it arrived is still stamped at its
     /// arrival (on Linux, where the kernel stamps it). Linux turns receive
     /// stamping on for the whole stack some moments after the first socket
     /// asks (deferred work), and stamps what arrives before that when it is
@@ -433,33 +385,6 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             panic!("stamped {lateness:?} µs after they were sent, not at their arrival");
-        });
-    }
-
-    /// A kernel-stamped socket is left to wait for the loop, which then
-    /// sleeps no longer than the hold; one stamped when read is watched.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_stamped_socket_waits_for_the_loop_and_bounds_its_sleep() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
-            let now: Now = Arc::new(|| LocalMicros(0));
-            let mut socket = TimeSocket::new(now);
-            assert_eq!(socket.max_sleep(), None, "nothing waits while unbound");
-            socket.bind(sa("127.0.0.1:0")).expect("bound");
-            assert!(
-                matches!(socket.io, Some(Io::Polled(_))),
-                "Linux stamps arrivals"
-            );
-            assert_eq!(
-                socket.max_sleep(),
-                Some(Duration::from_micros(MAX_HOLD_MICROS.unsigned_abs()))
-            );
-            let never = tokio::time::timeout(Duration::from_millis(20), socket.readable()).await;
-            assert!(never.is_err(), "a polled socket never wakes the loop");
         });
     }
 

@@ -39,9 +39,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Time datagrams the loop takes per turn (see [`EventLoop::run`]).
-const DATAGRAMS_PER_TURN: usize = 64;
-
 /// Drives a node's swarm; see the module doc. Build it with [`crate::new`].
 pub struct EventLoop {
     pub(crate) swarm: Swarm<Behaviour>,
@@ -145,21 +142,7 @@ impl EventLoop {
     pub async fn run(mut self) {
         self.start_transfer();
         loop {
-            // Time datagrams wait in the socket's queue, stamped, for the
-            // loop's next wake-up, at most `time_socket::MAX_HOLD_MICROS`
-            // away (see that module); a flood is taken a turn's worth at a
-            // time, between the other branches.
-            for _ in 0..DATAGRAMS_PER_TURN {
-                let Some(datagram) = self.time_socket.try_next() else {
-                    break;
-                };
-                self.on_time_datagram(datagram);
-            }
-            self.mapping.publish(&self.clock, (self.now)());
-            let mut wait = self.until(self.poll_timeout());
-            if let Some(hold) = self.time_socket.max_sleep() {
-                wait = wait.min(hold);
-            }
+            let wait = self.until(self.poll_timeout());
             tokio::select! {
                 event = self.swarm.select_next_some() => self.handle_swarm_event(event),
                 command = self.commands.recv() => match command {
@@ -168,9 +151,10 @@ impl EventLoop {
                 },
                 Some(done) = self.transfer.next_done() => self.on_transfer_done(done),
                 event = self.time_streams.next() => self.on_time_stream_event(event),
-                () = self.time_socket.readable() => {}
+                datagram = self.time_socket.next() => self.on_time_datagram(datagram),
                 () = tokio::time::sleep(wait) => self.handle_timeout(),
             }
+            self.mapping.publish(&self.clock, (self.now)());
         }
         tracing::debug!("swarm event loop stopped: every client was dropped");
     }

@@ -214,7 +214,7 @@ impl EventLoop {
                 tracing::trace!(from = %datagram.from, %refused, "time datagram refused");
             }
         }
-        self.stats.time_datagrams_refused += self.time_socket.take_dropped();
+        self.stats.time_datagrams_refused += self.time_socket.take_overflow();
     }
 
     /// Handles what the time streams report.
