@@ -271,3 +271,23 @@ impl Config {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scaled_probe_rate_divides_both_intervals_within_its_range() {
+        let base = Config::default();
+        let mut twice = Config::default();
+        twice.scale_probe_rate(2.0);
+        assert_eq!(twice.probe_interval, base.probe_interval / 2);
+        assert_eq!(twice.max_probe_interval, base.max_probe_interval / 2);
+        let mut huge = Config::default();
+        huge.scale_probe_rate(1e9);
+        assert_eq!(huge.probe_interval, base.probe_interval / 10);
+        let mut nan = Config::default();
+        nan.scale_probe_rate(f64::NAN);
+        assert_eq!(nan.probe_interval, base.probe_interval);
+    }
+}
