@@ -61,8 +61,11 @@ fn virtual_outputs_of_skewed_nodes_start_on_the_same_true_instant() {
         let error = heard.max(target).duration_since(heard.min(target));
         let error_frames = error.as_secs_f64() * f64::from(RATE);
         eprintln!("start error {error_frames:.3} frames");
+        // The start lands on the nearest frame (half a frame at most), plus
+        // µs roundings; a delay added without the local clock's skew once
+        // put 300 ppm × 40 ms = 12 µs (0.6 frames) on top.
         assert!(
-            error_frames <= 1.0,
+            error_frames <= 0.75,
             "started {error_frames} frames off the true instant"
         );
         // What followed is the reference signal.
