@@ -469,13 +469,8 @@ impl Engine {
     /// timeline and the device agree, before phase correction: swarm µs per
     /// local µs over device frames per local µs.
     fn feedforward(&self, at: LocalMicros) -> f64 {
-        const SPAN: i64 = 100_000_000;
-        let swarm_per_local =
-            (self.timeline.to_swarm(at + SPAN) - self.timeline.to_swarm(at)) as f64 / SPAN as f64;
-        if !swarm_per_local.is_finite() || (swarm_per_local - 1.0).abs() > 0.01 {
-            return 1.0 / self.output_ratio;
-        }
-        swarm_per_local / self.output_ratio
+        crate::timeline::swarm_per_local(self.timeline.as_ref(), at).unwrap_or(1.0)
+            / self.output_ratio
     }
 
     /// Renders one period into `out` (interleaved; `period_frames × channels`

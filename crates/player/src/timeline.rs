@@ -41,6 +41,15 @@ pub trait Timeline: Send + Sync {
     }
 }
 
+/// Swarm µs per local µs around `at`, read from the mapping's slope over
+/// 100 s (long enough that µs rounding does not matter); `None` when it is
+/// more than 1 % from 1, which no real clock is (a mapping being replaced).
+pub(crate) fn swarm_per_local(timeline: &dyn Timeline, at: LocalMicros) -> Option<f64> {
+    const SPAN: i64 = 100_000_000;
+    let rate = (timeline.to_swarm(at + SPAN) - timeline.to_swarm(at)) as f64 / SPAN as f64;
+    (rate.is_finite() && (rate - 1.0).abs() <= 0.01).then_some(rate)
+}
+
 /// A self-contained timeline: `local = elapsed × (1 + skew)`, `swarm = local ×
 /// (1 + correction) + offset`.
 ///

@@ -283,15 +283,8 @@ impl PeriodDriver {
     /// estimate of real time, so scaling by it leaves each node the same
     /// residue, which cancels between rooms.
     fn local_per_swarm(&self, at: LocalMicros) -> f64 {
-        const SPAN: i64 = 100_000_000;
-        let timeline = self.engine.timeline();
-        let swarm = (timeline.to_swarm(at + SPAN) - timeline.to_swarm(at)) as f64;
-        let ratio = SPAN as f64 / swarm;
-        if ratio.is_finite() && (ratio - 1.0).abs() <= 0.01 {
-            ratio
-        } else {
-            1.0
-        }
+        crate::timeline::swarm_per_local(self.engine.timeline().as_ref(), at)
+            .map_or(1.0, f64::recip)
     }
 
     /// Takes in the period's timing; returns its raw playback instant (local µs).
