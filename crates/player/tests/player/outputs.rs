@@ -77,19 +77,21 @@ fn virtual_outputs_of_skewed_nodes_start_on_the_same_true_instant() {
         assert_eq!(lag, 1000, "corr {corr}");
         // Flashes carry true instants that agree with the node's swarm belief.
         let mut flashes = 0;
+        let mut worst = Duration::ZERO;
         while let Some(event) = player.poll_event() {
             if let PlayerEvent::Flash(f) = event {
                 flashes += 1;
                 let t = f.true_instant.unwrap();
                 let believed = timeline.instant_of_swarm(f.swarm);
                 let off = t.max(believed).duration_since(t.min(believed));
-                assert!(
-                    off < Duration::from_micros(40),
-                    "flash {f:?} off by {off:?}"
-                );
+                worst = worst.max(off);
+                // About 1 µs (the clock reads' bracketing); an unscaled
+                // 40 ms delay would put 10–12 µs here.
+                assert!(off < Duration::from_micros(8), "flash {f:?} off by {off:?}");
                 assert!(f.error_frames.abs() < 1.0, "{f:?}");
             }
         }
+        eprintln!("flashes' belief off the truth by {worst:?} at most");
         assert!(flashes > 40, "only {flashes} flashes");
         player.shutdown().unwrap();
     }
